@@ -1,0 +1,101 @@
+/**
+ * IPv4/IPv6 address, CIDR and MAC helpers. Addresses are kept as strings at module boundaries (what users,
+ * iproute2 and the store read) and as numbers/bytes only inside arithmetic. IPv4 arithmetic uses unsigned
+ * 32-bit numbers; IPv6 is parsed and formatted via node:net's canonical rules.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { InvalidValueError } from './errors.js';
+
+export interface Cidr4 {
+  /** Network address as unsigned 32-bit integer (host bits cleared). */
+  readonly network: number;
+  readonly prefix: number;
+}
+
+export function parseIPv4(text: string, field = 'address'): number {
+  if (typeof text !== 'string' || !isIPv4(text)) throw new InvalidValueError(field, text, 'is not an IPv4 address');
+  const p = text.split('.').map(Number);
+  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+}
+
+export function formatIPv4(n: number): string {
+  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+export function maskOf(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+/** Parse "10.244.0.0/16". Host bits must be zero unless `allowHostBits` (then they are cleared). */
+export function parseCidr4(text: string, field = 'cidr', allowHostBits = false): Cidr4 {
+  if (typeof text !== 'string') throw new InvalidValueError(field, text, 'is not an IPv4 CIDR (like 10.244.0.0/16)');
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(text);
+  if (!m || !isIPv4(m[1]!) || Number(m[2]) > 32) {
+    throw new InvalidValueError(field, text, 'is not an IPv4 CIDR (like 10.244.0.0/16)');
+  }
+  const prefix = Number(m[2]);
+  const addr = parseIPv4(m[1]!, field);
+  const network = (addr & maskOf(prefix)) >>> 0;
+  if (!allowHostBits && network !== addr) {
+    throw new InvalidValueError(field, text, `has host bits set (the network address is ${formatIPv4(network)}/${prefix})`);
+  }
+  return { network, prefix };
+}
+
+export function formatCidr4(c: Cidr4): string {
+  return `${formatIPv4(c.network)}/${c.prefix}`;
+}
+
+export function cidrSize(c: Cidr4): number {
+  return 2 ** (32 - c.prefix);
+}
+
+export function cidrContains(outer: Cidr4, addr: number): boolean {
+  return ((addr & maskOf(outer.prefix)) >>> 0) === outer.network;
+}
+
+export function cidrContainsCidr(outer: Cidr4, inner: Cidr4): boolean {
+  return inner.prefix >= outer.prefix && cidrContains(outer, inner.network);
+}
+
+export function cidrsOverlap(a: Cidr4, b: Cidr4): boolean {
+  return cidrContains(a, b.network) || cidrContains(b, a.network);
+}
+
+/** The n-th address of a CIDR (0 = network address), e.g. nthAddress(10.244.1.0/24, 1) = 10.244.1.1. */
+export function nthAddress(c: Cidr4, n: number): number {
+  return (c.network + n) >>> 0;
+}
+
+export function isIP(text: string): boolean {
+  return isIPv4(text) || isIPv6(text);
+}
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/** Normalise a MAC to lower-case colon form; throws naming the field otherwise. */
+export function parseMac(text: string, field = 'mac'): string {
+  const lower = typeof text === 'string' ? text.toLowerCase() : text;
+  if (typeof lower !== 'string' || !MAC_RE.test(lower)) throw new InvalidValueError(field, text, 'is not a MAC address (like 0e:f0:b5:8c:28:f5)');
+  return lower;
+}
+
+export function macToBytes(mac: string): Buffer {
+  return Buffer.from(parseMac(mac).split(':').map((h) => parseInt(h, 16)));
+}
+
+export function bytesToMac(b: Uint8Array, offset = 0): string {
+  let s = '';
+  for (let i = 0; i < 6; i++) s += (i ? ':' : '') + b[offset + i]!.toString(16).padStart(2, '0');
+  return s;
+}
+
+/**
+ * A random locally administered unicast MAC (bit 1 of the first octet set, bit 0 clear), as the kernel picks
+ * for a new vxlan device.
+ */
+export function randomMac(random: (n: number) => Buffer): string {
+  const b = random(6);
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return bytesToMac(b);
+}
