@@ -1,0 +1,91 @@
+/**
+ * What the kernel must hold for the peers of one host (DESIGN.md, "Kernel state owned by the agent"), as plain
+ * data. Pure: no kernel, no store. The reconciler compares this with what the kernel reports and writes the
+ * difference.
+ *
+ * Per remote lease (flannel layout):
+ *   ip neigh replace <peer subnet .0> lladdr <peer VtepMAC> dev flannel.<VNI> nud permanent
+ *   bridge fdb replace <peer VtepMAC> dev flannel.<VNI> dst <peer public IP> self permanent
+ *   ip route replace <peer subnet> via <peer subnet .0> dev flannel.<VNI> onlink
+ * DirectRouting, peer on the same L2 segment:
+ *   ip route replace <peer subnet> via <peer public IP> dev <underlay iface>
+ */
+import { cidrContains, formatIPv4, parseCidr4, parseIPv4, type Cidr4 } from '../base/ip.js';
+
+export interface PeerLease {
+  /** "10.244.2.0/24" */
+  subnet: string;
+  publicIP: string;
+  vtepMac: string;
+}
+
+export interface PlanContext {
+  /** VTEP device, e.g. "flannel.1". */
+  vtep: string;
+  /** Underlay interface, e.g. "eth0". */
+  underlay: string;
+  /** Networks directly connected on the underlay interface (its addresses' prefixes): peers inside them are L2 neighbours. */
+  underlayNetworks: readonly Cidr4[];
+  directRouting: boolean;
+  /** This host's own subnet; a lease for it is never a peer. */
+  ownSubnet: string;
+  /** Route protocol number that marks tulle's routes. */
+  routeProtocol: number;
+}
+
+export interface PlannedNeighbor {
+  dev: string;
+  ip: string;
+  mac: string;
+}
+export interface PlannedFdb {
+  dev: string;
+  mac: string;
+  dst: string;
+}
+export interface PlannedRoute {
+  dst: string;
+  via: string;
+  dev: string;
+  onlink: boolean;
+  protocol: number;
+}
+
+/** The entries of one peer; neighbor/fdb are absent for a DirectRouting peer. */
+export interface PeerPlan {
+  subnet: string;
+  neighbor?: PlannedNeighbor;
+  fdb?: PlannedFdb;
+  route: PlannedRoute;
+}
+
+/** Is `ip` inside one of the underlay's connected networks (flannel's DirectRouting test)? */
+export function isOnSameSegment(ip: string, networks: readonly Cidr4[]): boolean {
+  const addr = parseIPv4(ip);
+  return networks.some((n) => cidrContains(n, addr));
+}
+
+export function planPeer(ctx: PlanContext, lease: PeerLease): PeerPlan {
+  const subnet = parseCidr4(lease.subnet, 'subnet');
+  const gateway = formatIPv4(subnet.network); // the peer VTEP's own address, 10.244.2.0
+  if (ctx.directRouting && isOnSameSegment(lease.publicIP, ctx.underlayNetworks)) {
+    return { subnet: lease.subnet, route: { dst: lease.subnet, via: lease.publicIP, dev: ctx.underlay, onlink: false, protocol: ctx.routeProtocol } };
+  }
+  const mac = lease.vtepMac.toLowerCase();
+  return {
+    subnet: lease.subnet,
+    neighbor: { dev: ctx.vtep, ip: gateway, mac },
+    fdb: { dev: ctx.vtep, mac, dst: lease.publicIP },
+    route: { dst: lease.subnet, via: gateway, dev: ctx.vtep, onlink: true, protocol: ctx.routeProtocol },
+  };
+}
+
+/** One plan per peer subnet, skipping this host's own lease. */
+export function planPeers(ctx: PlanContext, leases: Iterable<PeerLease>): Map<string, PeerPlan> {
+  const plans = new Map<string, PeerPlan>();
+  for (const lease of leases) {
+    if (lease.subnet === ctx.ownSubnet) continue;
+    plans.set(lease.subnet, planPeer(ctx, lease));
+  }
+  return plans;
+}

@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseCidr4 } from '../../src/base/ip.js';
+import { planPeers, type PlanContext } from '../../src/overlay/plan.js';
+import { diffOverlay, describeWrite, rollbackWrites, type KernelView } from '../../src/overlay/diff.js';
+
+const ctx: PlanContext = {
+  vtep: 'flannel.1',
+  underlay: 'eth0',
+  underlayNetworks: [parseCidr4('192.0.2.0/24')],
+  directRouting: false,
+  ownSubnet: '10.244.1.0/24',
+  routeProtocol: 84,
+};
+const leases = [
+  { subnet: '10.244.1.0/24', publicIP: '192.0.2.11', vtepMac: '1a:8b:21:85:a9:3a' },
+  { subnet: '10.244.2.0/24', publicIP: '192.0.2.12', vtepMac: '86:EE:F2:6C:FF:32' },
+  { subnet: '10.244.3.0/24', publicIP: '198.51.100.13', vtepMac: '2a:d1:57:50:83:74' },
+];
+
+test('each peer gets the seed-000 neighbour, FDB and onlink route; the own lease is skipped', () => {
+  const plans = planPeers(ctx, leases);
+  assert.deepEqual([...plans.keys()], ['10.244.2.0/24', '10.244.3.0/24']);
+  const writes = diffOverlay(plans, { neighbors: [], fdb: [], routes: [] }).peers.get('10.244.2.0/24')!.map(describeWrite);
+  assert.deepEqual(writes, [
+    'ip neigh replace 10.244.2.0 lladdr 86:ee:f2:6c:ff:32 dev flannel.1 nud permanent',
+    'bridge fdb replace 86:ee:f2:6c:ff:32 dev flannel.1 dst 192.0.2.12 self permanent',
+    'ip route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink proto 84',
+  ]);
+});
+
+test('DirectRouting: a peer on the same segment gets a route via its public IP and no neighbour/FDB', () => {
+  const plans = planPeers({ ...ctx, directRouting: true }, leases);
+  assert.deepEqual(plans.get('10.244.2.0/24'), { subnet: '10.244.2.0/24', route: { dst: '10.244.2.0/24', via: '192.0.2.12', dev: 'eth0', onlink: false, protocol: 84 } });
+  assert.ok(plans.get('10.244.3.0/24')!.fdb, 'a peer behind a router still goes over VXLAN');
+});
+
+test('a kernel that already matches produces no writes at all', () => {
+  const plans = planPeers(ctx, leases);
+  const view: KernelView = { neighbors: [], fdb: [], routes: [] };
+  for (const p of plans.values()) {
+    (view.neighbors as unknown[]).push(p.neighbor);
+    (view.fdb as unknown[]).push(p.fdb);
+    (view.routes as unknown[]).push(p.route);
+  }
+  const d = diffOverlay(plans, view);
+  assert.equal(d.removals.length, 0);
+  assert.equal(d.peers.size, 0);
+});
+
+test('stale entries are removed route first; a changed VtepMAC leaves no stale FDB entry', () => {
+  const plans = planPeers(ctx, leases.slice(0, 2)); // 10.244.3.0/24 left
+  const view: KernelView = {
+    neighbors: [
+      { dev: 'flannel.1', ip: '10.244.2.0', mac: '00:11:22:33:44:55' }, // old MAC
+      { dev: 'flannel.1', ip: '10.244.3.0', mac: '2a:d1:57:50:83:74' },
+    ],
+    fdb: [
+      { dev: 'flannel.1', mac: '00:11:22:33:44:55', dst: '192.0.2.12' },
+      { dev: 'flannel.1', mac: '2a:d1:57:50:83:74', dst: '198.51.100.13' },
+    ],
+    routes: [
+      { dst: '10.244.2.0/24', via: '10.244.2.0', dev: 'flannel.1', onlink: true, protocol: 84 },
+      { dst: '10.244.3.0/24', via: '10.244.3.0', dev: 'flannel.1', onlink: true, protocol: 84 },
+    ],
+  };
+  const d = diffOverlay(plans, view);
+  assert.deepEqual(d.removals.map(describeWrite), [
+    'ip route del 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink proto 84',
+    'ip neigh del 10.244.3.0 dev flannel.1',
+    'bridge fdb del 00:11:22:33:44:55 dev flannel.1 dst 192.0.2.12 self',
+    'bridge fdb del 2a:d1:57:50:83:74 dev flannel.1 dst 198.51.100.13 self',
+  ]);
+  assert.deepEqual(d.peers.get('10.244.2.0/24')!.map((w) => `${w.op} ${w.kind}`), ['replace neighbor', 'replace fdb']);
+});
+
+test('rollback deletes what a peer had written, last first', () => {
+  const writes = diffOverlay(planPeers(ctx, leases), { neighbors: [], fdb: [], routes: [] }).peers.get('10.244.3.0/24')!;
+  assert.deepEqual(rollbackWrites(writes.slice(0, 2)).map((w) => `${w.op} ${w.kind}`), ['delete fdb', 'delete neighbor']);
+});
