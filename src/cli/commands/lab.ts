@@ -1,3 +1,187 @@
-import type { CommandGroup } from '../spec.js';
+/**
+ * `tulle lab up|down|list|exec`: the CLI face of src/lab. Output: results on stdout (a table, or JSON with
+ * --json), progress and logs on stderr (one updating line on a terminal, log lines otherwise).
+ */
+import { constants as osConstants } from 'node:os';
+import { createLogger, type Logger } from '../../base/log.js';
+import { spawnIn } from '../../netns/netns.js';
+import {
+  DEFAULT_HOSTS,
+  DEFAULT_LAB_NAME,
+  DEFAULT_UNDERLAY,
+  labDown,
+  labTopology,
+  labUp,
+  listLabs,
+  MAX_HOSTS,
+  resolveLabTarget,
+  UNDERLAYS,
+  validateLabName,
+  validatePods,
+  type LabProgress,
+  type LabState,
+  type LabSummary,
+} from '../../lab/index.js';
+import type { CommandGroup, CommandSpec, OptionSpec } from '../spec.js';
 
-export const labGroup: CommandGroup = { name: 'lab', summary: 'Build, inspect and tear down clusters made of network namespaces', subcommands: [] };
+const nameOption: OptionSpec = { type: 'string', description: 'Lab name (lower-case letters and digits)', valueName: 'NAME', default: DEFAULT_LAB_NAME, env: 'TULLE_LAB_NAME' };
+
+const up: CommandSpec = {
+  name: 'tulle lab up',
+  summary: 'Build a lab: host namespaces on a switched or routed underlay',
+  details: [
+    'Namespaces are named tulle-NAME-h1..hN (hosts), tulle-NAME-sw (switch; sw1/sw2 and rt for the routed underlay).',
+    'Every host has eth0 on the underlay (192.0.2.0/24; routed: even hosts on 198.51.100.0/24 behind the router).',
+    'State and files live in $TULLE_LAB_DIR/NAME (default /run/tulle/labs/NAME). Nothing is added to the root namespace.',
+  ].join('\n'),
+  options: {
+    name: nameOption,
+    nodes: { type: 'integer', description: 'Number of hosts', default: DEFAULT_HOSTS, min: 1, max: MAX_HOSTS },
+    pods: { type: 'integer', description: 'Pods per host (only 0 until the CNI plugin exists)', default: 0, min: 0, max: 64 },
+    underlay: { type: 'string', description: 'How hosts are connected', choices: UNDERLAYS, default: DEFAULT_UNDERLAY, valueName: 'KIND' },
+    json: { type: 'boolean', description: 'Print the topology as JSON' },
+  },
+  examples: ['tulle lab up', 'tulle lab up --name big --nodes 5 --underlay routed --json'],
+  async run({ options }) {
+    const name = validateLabName(options.name as string, '--name');
+    validatePods(options.pods as number, '--pods');
+    const log = createLogger({ component: 'lab' });
+    const progress = progressReporter(log);
+    const abort = new AbortController();
+    const onSignal = (signal: NodeJS.Signals): void => abort.abort(new Error(`interrupted by ${signal}`));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const started = Date.now();
+    try {
+      const state = await labUp({ name, nodes: options.nodes as number, underlay: options.underlay as string, pods: 0, logger: log, onProgress: progress, signal: abort.signal });
+      progress.finish();
+      if (options.json) process.stdout.write(JSON.stringify(labTopology(state), null, 2) + '\n');
+      else process.stdout.write(formatLabSummary(state, Date.now() - started));
+      return 0;
+    } finally {
+      progress.finish();
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    }
+  },
+};
+
+const down: CommandSpec = {
+  name: 'tulle lab down',
+  summary: 'Remove a lab: its processes, namespaces and files (also after a crash)',
+  options: {
+    name: nameOption,
+    grace: { type: 'integer', description: 'Milliseconds processes get between SIGTERM and SIGKILL', default: 3000, min: 0, max: 600_000, valueName: 'MS' },
+  },
+  examples: ['tulle lab down', 'tulle lab down --name big'],
+  async run({ options }) {
+    const name = validateLabName(options.name as string, '--name');
+    const result = await labDown(name, { graceMs: options.grace as number, logger: createLogger({ component: 'lab' }) });
+    if (!result.existed) {
+      process.stdout.write(`lab ${name} does not exist; nothing to remove\n`);
+      return 0;
+    }
+    process.stdout.write(`lab ${name} removed: ${plural(result.namespaces.length, 'namespace')}, ${plural(result.stopped.length, 'process', 'processes')} stopped\n`);
+    return 0;
+  },
+};
+
+const list: CommandSpec = {
+  name: 'tulle lab list',
+  summary: 'List labs (from their state files and from leftover namespaces)',
+  options: { json: { type: 'boolean', description: 'Print the list as JSON' } },
+  async run({ options }) {
+    const labs = listLabs();
+    if (options.json) process.stdout.write(JSON.stringify(labs, null, 2) + '\n');
+    else process.stdout.write(formatLabList(labs));
+    return 0;
+  },
+};
+
+const exec: CommandSpec = {
+  name: 'tulle lab exec',
+  summary: 'Run a command inside a host, router or switch namespace of a lab',
+  details: 'The command runs with `ip netns exec`, with this terminal as its stdin/stdout/stderr; its exit code is passed through.',
+  positionals: [
+    { name: 'name', description: 'The lab', required: true },
+    { name: 'target', description: 'h1..hN, rt or sw/sw1/sw2', required: true },
+    { name: 'command', description: 'The command and its arguments (after --)', required: true, rest: true },
+  ],
+  examples: ['tulle lab exec demo h1 -- ip addr', 'tulle lab exec demo h1 -- ping -c1 192.0.2.12'],
+  async run({ positionals }) {
+    const name = validateLabName(positionals.name as string, 'NAME');
+    const namespace = resolveLabTarget(name, positionals.target as string);
+    return runInherited(namespace, positionals.command as string[]);
+  },
+};
+
+export const labGroup: CommandGroup = {
+  name: 'lab',
+  summary: 'Build, inspect and tear down clusters made of network namespaces',
+  subcommands: [up, down, list, exec],
+};
+
+/** Run `ip netns exec NS CMD...` attached to our terminal; resolve with its exit code (128+N for signal N). */
+function runInherited(namespace: string, argv: string[]): Promise<number> {
+  // The terminal sends Ctrl-C to the child too; let the child decide what it means and report its exit.
+  const ignore = (): void => {};
+  process.on('SIGINT', ignore);
+  return new Promise<number>((resolve, reject) => {
+    const child = spawnIn(namespace, argv, { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));
+  }).finally(() => process.removeListener('SIGINT', ignore));
+}
+
+interface ProgressReporter {
+  (p: LabProgress): void;
+  finish(): void;
+}
+
+/** Steps done / to do: one rewritten line on a terminal, a log line per finished step otherwise. */
+function progressReporter(log: Logger): ProgressReporter {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  const report = ((p: LabProgress) => {
+    if (tty) {
+      const doneCount = p.phase === 'done' ? p.index : p.index - 1;
+      process.stderr.write(`\r\x1b[2K[${doneCount}/${p.total}] ${p.phase === 'start' ? p.step + ' ...' : p.step + ' done'}`);
+      shown = true;
+    } else if (p.phase === 'done') {
+      log.info(`step ${p.index}/${p.total} done: ${p.step}`, { lab: p.lab, ms: p.ms });
+    }
+  }) as ProgressReporter;
+  report.finish = () => {
+    if (shown) process.stderr.write('\r\x1b[2K');
+    shown = false;
+  };
+  return report;
+}
+
+/** The human summary after `lab up`. */
+export function formatLabSummary(state: LabState, ms: number): string {
+  const lines = [`lab ${state.name} is up: ${plural(state.hosts.length, 'host')} on a ${state.underlay} underlay (${(ms / 1000).toFixed(2)} s)`, ''];
+  const rows = state.hosts.map((h) => [h.name, h.namespace, h.interface, `${h.address}/${h.prefixLength}`, h.gateway ?? '-', h.subnet ?? '-']);
+  lines.push(...table(['HOST', 'NAMESPACE', 'INTERFACE', 'ADDRESS', 'GATEWAY', 'SUBNET'], rows));
+  if (state.router) {
+    lines.push('', `router ${state.router.namespace}: ${state.router.interfaces.map((i) => `${i.interface} ${i.address}/${i.prefixLength}`).join(', ')}`);
+  }
+  lines.push(`switches: ${state.switches.map((s) => `${s.namespace} (${state.segments.find((g) => g.id === s.segment)?.cidr})`).join(', ')}`);
+  lines.push(`files: ${state.dir}`, '', `run a command in a host: tulle lab exec ${state.name} h1 -- ip addr`, `remove the lab:          tulle lab down --name ${state.name}`);
+  return lines.join('\n') + '\n';
+}
+
+function formatLabList(labs: LabSummary[]): string {
+  if (labs.length === 0) return 'no labs\n';
+  const rows = labs.map((l) => [l.name, l.status, l.underlay ?? '-', String(l.hosts.length), String(l.namespaces.length), String(l.processes), l.dir ?? '-']);
+  return table(['NAME', 'STATUS', 'UNDERLAY', 'HOSTS', 'NAMESPACES', 'PROCESSES', 'DIR'], rows).join('\n') + '\n';
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
