@@ -1,0 +1,667 @@
+/*
+ * tulle_native: the few system calls Node cannot make, for src/netlink.
+ *
+ *   - an AF_NETLINK socket opened inside a given network namespace (a netlink socket belongs for life to the
+ *     namespace its creating thread was in, and only setns() on the calling thread can choose that);
+ *   - send to the kernel, and receive through a uv_poll watcher so the event loop never blocks;
+ *   - read/write a file inside a network namespace (/proc/sys/net shows the opener's namespace);
+ *   - flock(), which the CNI plugin needs to share host-local's lock file.
+ *
+ * Everything else (messages, attributes, sequence numbers, dumps) lives in TypeScript. Errors thrown from
+ * here carry `code` = the errno name (ENOENT, EEXIST, ...) and `errno` = its number, so TypeScript can map them.
+ *
+ * Plain Node-API (node_api.h), no C++ wrapper, so the binding builds with nothing but node-gyp and a C compiler.
+ */
+#define _GNU_SOURCE
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+#include <node_api.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/netlink.h>
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_GET_STRICT_CHK
+#define NETLINK_GET_STRICT_CHK 12
+#endif
+
+/* Space kept free in the receive buffer before each recv: a dump datagram is at most 32 KiB (the kernel caps
+ * it), a single event message is far smaller, so a datagram that does not fit is a real error, not a race. */
+#define RECV_MIN_SPACE (64 * 1024)
+/* One poll callback hands JS at most this much; the watcher fires again while more is queued, so a flood of
+ * ACKs cannot keep the event loop inside one callback. */
+#define RECV_BATCH_BYTES (1024 * 1024)
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Errors                                                                                                   */
+
+static napi_value make_errno_error(napi_env env, int err, const char *what) {
+  const char *name = uv_err_name(-err);
+  char msg[PATH_MAX + 256];
+  snprintf(msg, sizeof msg, "%s: %s (%s)", what, name, strerror(err));
+  napi_value code, message, error, errno_value, syscall;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, err, &errno_value);
+  napi_set_named_property(env, error, "errno", errno_value);
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &syscall);
+  napi_set_named_property(env, error, "syscall", syscall);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *what) {
+  napi_throw(env, make_errno_error(env, err, what));
+  return NULL;
+}
+
+/* Argument checks throw TypeError and return NULL; callers return at once. */
+#define CHECK_NAPI(call)                                                   \
+  do {                                                                     \
+    if ((call) != napi_ok) {                                               \
+      napi_throw_type_error(env, NULL, "tulle_native: bad argument");     \
+      return NULL;                                                         \
+    }                                                                      \
+  } while (0)
+
+/* Reads an optional string argument (null/undefined -> empty); returns 0 on type error (already thrown). */
+static int get_path_arg(napi_env env, napi_value value, char *out, size_t size) {
+  napi_valuetype type;
+  out[0] = '\0';
+  if (napi_typeof(env, value, &type) != napi_ok) return 0;
+  if (type == napi_null || type == napi_undefined) return 1;
+  size_t len = 0;
+  if (type != napi_string || napi_get_value_string_utf8(env, value, out, size, &len) != napi_ok || len >= size - 1) {
+    napi_throw_type_error(env, NULL, "tulle_native: expected a path string");
+    return 0;
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Network namespaces                                                                                       */
+
+/*
+ * Moves the calling thread into the namespace at `ns_path` and returns an fd of the one it was in, or -1 with
+ * errno set. An empty path means "stay where you are" (back fd = -2, nothing to undo). Only this thread moves,
+ * and JS cannot run until leave_netns(), so no JS ever observes the other namespace.
+ */
+static int enter_netns(const char *ns_path, const char **failed_step) {
+  if (ns_path[0] == '\0') return -2;
+  int back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (back < 0) {
+    *failed_step = "open /proc/thread-self/ns/net";
+    return -1;
+  }
+  int target = open(ns_path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int e = errno;
+    close(back);
+    errno = e;
+    *failed_step = "open network namespace";
+    return -1;
+  }
+  if (setns(target, CLONE_NEWNET) != 0) {
+    int e = errno;
+    close(target);
+    close(back);
+    errno = e;
+    *failed_step = "setns";
+    return -1;
+  }
+  close(target);
+  return back;
+}
+
+static void leave_netns(int back) {
+  if (back < 0) return;
+  /* Staying in the wrong namespace would silently send every later socket of this process to the wrong place;
+   * nothing sane can continue from that, so stop the process. */
+  if (setns(back, CLONE_NEWNET) != 0) napi_fatal_error("tulle_native", NAPI_AUTO_LENGTH, "setns back to the original network namespace failed", NAPI_AUTO_LENGTH);
+  close(back);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Netlink sockets                                                                                          */
+
+typedef struct {
+  int fd;              /* -1 once closed */
+  int polling;         /* uv_poll_init done and uv_close not yet called */
+  int poll_closing;    /* uv_close called, its callback not yet run */
+  int finalized;       /* the JS handle is gone: free when the poll handle is closed too */
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context async_context;
+  char *buf;
+  size_t cap;
+} nl_socket;
+
+static void free_socket_if_unused(nl_socket *s) {
+  if (s->finalized && !s->poll_closing) {
+    free(s->buf);
+    free(s);
+  }
+}
+
+static void on_poll_closed(uv_handle_t *handle) {
+  nl_socket *s = handle->data;
+  s->poll_closing = 0;
+  free_socket_if_unused(s);
+}
+
+/* Stops the watcher (if any) and closes the fd; JS references are dropped only when `env_usable`. */
+static void close_socket(nl_socket *s, int env_usable) {
+  if (s->polling) {
+    uv_poll_stop(&s->poll);
+    s->polling = 0;
+    s->poll_closing = 1;
+    uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+    if (env_usable) {
+      napi_delete_reference(s->env, s->callback);
+      napi_async_destroy(s->env, s->async_context);
+    }
+    s->callback = NULL;
+  }
+  if (s->fd >= 0) {
+    close(s->fd);
+    s->fd = -1;
+  }
+}
+
+static void finalize_socket(napi_env env, void *data, void *hint) {
+  (void)hint;
+  nl_socket *s = data;
+  s->finalized = 1;
+  close_socket(s, env != NULL);
+  free_socket_if_unused(s);
+}
+
+static nl_socket *get_socket(napi_env env, napi_value value) {
+  void *data = NULL;
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external || napi_get_value_external(env, value, &data) != napi_ok) {
+    napi_throw_type_error(env, NULL, "tulle_native: expected a netlink socket handle");
+    return NULL;
+  }
+  return data;
+}
+
+static int set_int_option(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof value);
+}
+
+/*
+ * open(nsPath: string | null, protocol: number, groups: number[], rcvbuf: number, sndbuf: number,
+ *      flags: { extAck, capAck, strict }) -> handle
+ */
+static napi_value nl_open(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) {
+    napi_throw_type_error(env, NULL, "tulle_native.open: 6 arguments expected");
+    return NULL;
+  }
+  char ns_path[PATH_MAX];
+  if (!get_path_arg(env, argv[0], ns_path, sizeof ns_path)) return NULL;
+  int32_t protocol, rcvbuf, sndbuf;
+  CHECK_NAPI(napi_get_value_int32(env, argv[1], &protocol));
+  CHECK_NAPI(napi_get_value_int32(env, argv[3], &rcvbuf));
+  CHECK_NAPI(napi_get_value_int32(env, argv[4], &sndbuf));
+  bool ext_ack = false, cap_ack = false, strict = false;
+  napi_value flag;
+  CHECK_NAPI(napi_get_named_property(env, argv[5], "extAck", &flag));
+  napi_get_value_bool(env, flag, &ext_ack);
+  CHECK_NAPI(napi_get_named_property(env, argv[5], "capAck", &flag));
+  napi_get_value_bool(env, flag, &cap_ack);
+  CHECK_NAPI(napi_get_named_property(env, argv[5], "strict", &flag));
+  napi_get_value_bool(env, flag, &strict);
+
+  /* Only socket() must happen inside the namespace: the socket keeps it from then on. */
+  const char *step = "";
+  int back = enter_netns(ns_path, &step);
+  if (back == -1) return throw_errno(env, errno, step);
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
+  int socket_errno = errno;
+  leave_netns(back);
+  if (fd < 0) return throw_errno(env, socket_errno, "socket(AF_NETLINK)");
+
+  const char *failed = NULL;
+  /* The FORCE variants lift the sysctl caps (root only); fall back to the capped ones otherwise. Dumps of
+   * thousands of routes and bursts of ACKs from a pipelined batch need more than the default ~200 KiB. */
+  if (rcvbuf > 0 && set_int_option(fd, SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf) != 0 && set_int_option(fd, SOL_SOCKET, SO_RCVBUF, rcvbuf) != 0) failed = "setsockopt SO_RCVBUF";
+  if (!failed && sndbuf > 0 && set_int_option(fd, SOL_SOCKET, SO_SNDBUFFORCE, sndbuf) != 0 && set_int_option(fd, SOL_SOCKET, SO_SNDBUF, sndbuf) != 0) failed = "setsockopt SO_SNDBUF";
+  /* Extended ACKs carry the kernel's own explanation ("Nexthop has invalid gateway"); capped ACKs leave out
+   * the echoed request, which we never read, so a burst of errors stays small. Strict checking lets the
+   * kernel filter dumps (by table, device, ...) instead of sending everything. All three are best effort:
+   * an older kernel without them still works, only with plainer errors and bigger dumps. */
+  if (!failed && ext_ack) set_int_option(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
+  if (!failed && cap_ack) set_int_option(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1);
+  if (!failed && strict) set_int_option(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1);
+
+  if (!failed) {
+    struct sockaddr_nl addr;
+    memset(&addr, 0, sizeof addr);
+    addr.nl_family = AF_NETLINK; /* nl_pid 0: the kernel picks a unique port id */
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) failed = "bind";
+  }
+  if (!failed) {
+    uint32_t count = 0;
+    CHECK_NAPI(napi_get_array_length(env, argv[2], &count));
+    for (uint32_t i = 0; i < count && !failed; i++) {
+      napi_value element;
+      int32_t group;
+      CHECK_NAPI(napi_get_element(env, argv[2], i, &element));
+      CHECK_NAPI(napi_get_value_int32(env, element, &group));
+      if (set_int_option(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group) != 0) failed = "setsockopt NETLINK_ADD_MEMBERSHIP";
+    }
+  }
+  if (failed) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, e, failed);
+  }
+
+  nl_socket *s = calloc(1, sizeof *s);
+  if (!s) {
+    close(fd);
+    return throw_errno(env, ENOMEM, "calloc");
+  }
+  s->fd = fd;
+  s->env = env;
+  napi_value handle;
+  if (napi_create_external(env, s, finalize_socket, NULL, &handle) != napi_ok) {
+    close(fd);
+    free(s);
+    napi_throw_error(env, NULL, "tulle_native: cannot create socket handle");
+    return NULL;
+  }
+  return handle;
+}
+
+/* send(handle, buffer) -> bytes sent. A request to the kernel is handled synchronously inside this call, so
+ * its replies are already queued on the socket when it returns. */
+static napi_value nl_send(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  if (s->fd < 0) return throw_errno(env, EBADF, "send on a closed netlink socket");
+  void *data;
+  size_t length;
+  CHECK_NAPI(napi_get_buffer_info(env, argv[1], &data, &length));
+  struct sockaddr_nl kernel;
+  memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  ssize_t n;
+  do {
+    n = sendto(s->fd, data, length, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "sendto(netlink)");
+  napi_value result;
+  napi_create_int64(env, n, &result);
+  return result;
+}
+
+static void call_js(nl_socket *s, napi_value error, napi_value data) {
+  napi_env env = s->env;
+  napi_value callback, global, args[2], result;
+  if (napi_get_reference_value(env, s->callback, &callback) != napi_ok || callback == NULL) return;
+  napi_get_global(env, &global);
+  args[0] = error;
+  args[1] = data;
+  /* make_callback (not call_function) so promises resolved by the callback run before the loop moves on. */
+  napi_make_callback(env, s->async_context, global, callback, 2, args, &result);
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
+}
+
+/*
+ * Readable: drain the socket without blocking and hand JS whole datagrams, several concatenated into one Buffer
+ * (netlink messages are self-delimiting, so this parses the same and costs one JS call per wake-up, not per
+ * ACK). Errors (ENOBUFS: the kernel dropped messages because we were slow) go to JS as the first argument; the
+ * socket stays usable.
+ */
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  nl_socket *s = handle->data;
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value null_value;
+  napi_get_null(env, &null_value);
+
+  if (status < 0) {
+    call_js(s, make_errno_error(env, -status, "poll(netlink)"), null_value);
+    napi_close_handle_scope(env, scope);
+    return;
+  }
+  size_t used = 0;
+  int recv_errno = 0;
+  while (s->fd >= 0 && used < RECV_BATCH_BYTES) {
+    if (s->cap - used < RECV_MIN_SPACE) break;
+    ssize_t n = recv(s->fd, s->buf + used, s->cap - used, MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) recv_errno = errno;
+      break;
+    }
+    if ((size_t)n > s->cap - used) { /* MSG_TRUNC returns the real length: the datagram did not fit */
+      recv_errno = EMSGSIZE;
+      break;
+    }
+    used += (size_t)n;
+  }
+  if (used > 0) {
+    napi_value data;
+    void *copy;
+    if (napi_create_buffer_copy(env, used, s->buf, &copy, &data) == napi_ok) call_js(s, null_value, data);
+  }
+  /* The JS callback may have closed the socket; the struct itself stays valid until the poll handle closes. */
+  if (recv_errno != 0 && s->callback != NULL) call_js(s, make_errno_error(env, recv_errno, "recv(netlink)"), null_value);
+  napi_close_handle_scope(env, scope);
+}
+
+/* startReading(handle, callback(error, buffer)) */
+static napi_value nl_start_reading(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  if (s->fd < 0) return throw_errno(env, EBADF, "read from a closed netlink socket");
+  if (s->polling) {
+    napi_throw_error(env, NULL, "tulle_native: socket is already being read");
+    return NULL;
+  }
+  napi_valuetype type;
+  CHECK_NAPI(napi_typeof(env, argv[1], &type));
+  if (type != napi_function) {
+    napi_throw_type_error(env, NULL, "tulle_native.startReading: callback must be a function");
+    return NULL;
+  }
+  if (!s->buf) {
+    s->cap = RECV_BATCH_BYTES + RECV_MIN_SPACE;
+    s->buf = malloc(s->cap);
+    if (!s->buf) return throw_errno(env, ENOMEM, "malloc");
+  }
+  uv_loop_t *loop;
+  CHECK_NAPI(napi_get_uv_event_loop(env, &loop));
+  int rc = uv_poll_init(loop, &s->poll, s->fd);
+  if (rc != 0) return throw_errno(env, -rc, "uv_poll_init");
+  s->poll.data = s;
+  napi_value resource_name;
+  napi_create_string_utf8(env, "tulle.netlink", NAPI_AUTO_LENGTH, &resource_name);
+  napi_create_reference(env, argv[1], 1, &s->callback);
+  napi_async_init(env, NULL, resource_name, &s->async_context);
+  s->polling = 1;
+  rc = uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  if (rc != 0) {
+    close_socket(s, 1);
+    return throw_errno(env, -rc, "uv_poll_start");
+  }
+  return NULL;
+}
+
+/* setReadingRef(handle, ref): an unref'd watcher does not keep the process alive (an idle event subscription
+ * should not stop a CLI from exiting); pending requests ref it again. */
+static napi_value nl_set_ref(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  bool ref;
+  CHECK_NAPI(napi_get_value_bool(env, argv[1], &ref));
+  if (s->polling) {
+    if (ref) uv_ref((uv_handle_t *)&s->poll);
+    else uv_unref((uv_handle_t *)&s->poll);
+  }
+  return NULL;
+}
+
+/* close(handle): idempotent. */
+static napi_value nl_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  close_socket(s, 1);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Files inside a namespace (per-namespace sysctls)                                                         */
+
+/* readFile(nsPath | null, path) -> string. The whole open/read/close happens inside the namespace. */
+static napi_value ns_read_file(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char ns_path[PATH_MAX], path[PATH_MAX];
+  if (!get_path_arg(env, argv[0], ns_path, sizeof ns_path) || !get_path_arg(env, argv[1], path, sizeof path)) return NULL;
+  const char *step = "";
+  int back = enter_netns(ns_path, &step);
+  if (back == -1) return throw_errno(env, errno, step);
+  char data[8192];
+  ssize_t total = 0;
+  int err = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    err = errno;
+  } else {
+    for (;;) {
+      ssize_t n = read(fd, data + total, sizeof data - 1 - (size_t)total);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) err = errno;
+      if (n <= 0 || (size_t)(total += n) >= sizeof data - 1) break;
+    }
+    close(fd);
+  }
+  leave_netns(back);
+  if (err) {
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "read %s", path);
+    return throw_errno(env, err, what);
+  }
+  napi_value result;
+  napi_create_string_utf8(env, data, (size_t)total, &result);
+  return result;
+}
+
+/* writeFile(nsPath | null, path, text) */
+static napi_value ns_write_file(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char ns_path[PATH_MAX], path[PATH_MAX], text[4096];
+  if (!get_path_arg(env, argv[0], ns_path, sizeof ns_path) || !get_path_arg(env, argv[1], path, sizeof path) ||
+      !get_path_arg(env, argv[2], text, sizeof text))
+    return NULL;
+  const char *step = "";
+  int back = enter_netns(ns_path, &step);
+  if (back == -1) return throw_errno(env, errno, step);
+  int err = 0;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    err = errno;
+  } else {
+    /* A sysctl takes its value from one write(); a short write is an error, not something to continue. */
+    size_t len = strlen(text);
+    ssize_t n;
+    do {
+      n = write(fd, text, len);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) err = errno;
+    else if ((size_t)n != len) err = EIO;
+    if (close(fd) != 0 && !err) err = errno;
+  }
+  leave_netns(back);
+  if (err) {
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "write %s", path);
+    return throw_errno(env, err, what);
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* flock                                                                                                    */
+
+typedef struct {
+  int fd;
+  int op;
+  int err;
+  napi_deferred deferred;
+  napi_async_work work;
+} flock_request;
+
+static int parse_flock_op(napi_env env, napi_value value, int *op) {
+  char mode[16];
+  size_t len;
+  if (napi_get_value_string_utf8(env, value, mode, sizeof mode, &len) != napi_ok) return 0;
+  if (strcmp(mode, "exclusive") == 0) *op = LOCK_EX;
+  else if (strcmp(mode, "shared") == 0) *op = LOCK_SH;
+  else if (strcmp(mode, "unlock") == 0) *op = LOCK_UN;
+  else return 0;
+  return 1;
+}
+
+/* Runs on a libuv pool thread: a blocking LOCK_EX may wait for another process for as long as it holds it. */
+static void flock_execute(napi_env env, void *data) {
+  (void)env;
+  flock_request *r = data;
+  int rc;
+  do {
+    rc = flock(r->fd, r->op);
+  } while (rc != 0 && errno == EINTR);
+  r->err = rc == 0 ? 0 : errno;
+}
+
+static void flock_complete(napi_env env, napi_status status, void *data) {
+  flock_request *r = data;
+  if (status != napi_ok && r->err == 0) r->err = ECANCELED;
+  if (r->err) {
+    napi_reject_deferred(env, r->deferred, make_errno_error(env, r->err, "flock"));
+  } else {
+    napi_value undefined;
+    napi_get_undefined(env, &undefined);
+    napi_resolve_deferred(env, r->deferred, undefined);
+  }
+  napi_delete_async_work(env, r->work);
+  free(r);
+}
+
+/* flock(fd, 'exclusive' | 'shared' | 'unlock') -> Promise<void> */
+static napi_value do_flock(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  int op;
+  CHECK_NAPI(napi_get_value_int32(env, argv[0], &fd));
+  if (!parse_flock_op(env, argv[1], &op)) {
+    napi_throw_type_error(env, NULL, "tulle_native.flock: mode must be exclusive, shared or unlock");
+    return NULL;
+  }
+  flock_request *r = calloc(1, sizeof *r);
+  if (!r) return throw_errno(env, ENOMEM, "calloc");
+  r->fd = fd;
+  r->op = op;
+  napi_value promise, name;
+  napi_create_promise(env, &r->deferred, &promise);
+  napi_create_string_utf8(env, "tulle.flock", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, flock_execute, flock_complete, r, &r->work);
+  napi_queue_async_work(env, r->work);
+  return promise;
+}
+
+/* tryFlock(fd, mode) -> true if taken now, false if someone else holds a conflicting lock. */
+static napi_value try_flock(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  int op;
+  CHECK_NAPI(napi_get_value_int32(env, argv[0], &fd));
+  if (!parse_flock_op(env, argv[1], &op)) {
+    napi_throw_type_error(env, NULL, "tulle_native.tryFlock: mode must be exclusive, shared or unlock");
+    return NULL;
+  }
+  int rc;
+  do {
+    rc = flock(fd, op | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EWOULDBLOCK) return throw_errno(env, errno, "flock");
+  napi_value result;
+  napi_get_boolean(env, rc == 0, &result);
+  return result;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* errno names, for errors the kernel returns inside netlink ACKs                                          */
+
+/* describeErrno(n) -> [name, message], e.g. [ 'ENETUNREACH', 'Network is unreachable' ] (strerror's words,
+ * the ones iproute2 prints). */
+static napi_value describe_errno(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t err;
+  CHECK_NAPI(napi_get_value_int32(env, argv[0], &err));
+  napi_value result, name, message;
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &message);
+  napi_set_element(env, result, 0, name);
+  napi_set_element(env, result, 1, message);
+  return result;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"open", NULL, nl_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"send", NULL, nl_send, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"startReading", NULL, nl_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setReadingRef", NULL, nl_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, nl_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readFile", NULL, ns_read_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writeFile", NULL, ns_write_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"flock", NULL, do_flock, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tryFlock", NULL, try_flock, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"describeErrno", NULL, describe_errno, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,383 @@
+/**
+ * NetlinkClient: the kernel data plane of one network namespace, over rtnetlink. Every method equals an `ip` or
+ * `bridge` command (named in its doc comment) and fails with a NetlinkError that names that command, the errno
+ * and the kernel's explanation. Several clients, each bound to its own namespace, can be open at once.
+ *
+ * Changes go through `batch`: single-op methods are batches of one, so there is one code path for name
+ * resolution, sending and error reporting.
+ */
+import { closeSync, openSync } from 'node:fs';
+import { decodeAddress, encodeDumpAddresses, type Address } from './addr.js';
+import { planOp, type IndexOf, type NetlinkOp, type OpResult } from './batch.js';
+import { NLM_F_ACK } from './constants.js';
+import { NetlinkError, fromSystemError } from './errors.js';
+import { subscribe, type EventKind, type NetlinkEvent, type Subscription } from './events.js';
+import {
+  checkVethOptions,
+  checkVxlanOptions,
+  checkLinkChanges,
+  decodeLink,
+  decodeLinkName,
+  encodeCreateBridge,
+  encodeCreateVeth,
+  encodeCreateVxlan,
+  encodeDumpLinks,
+  encodeGetLink,
+  encodeSetLink,
+  type BridgeOptions,
+  type Link,
+  type LinkChanges,
+  type VethOptions,
+  type VxlanOptions,
+} from './link.js';
+import type { Request } from './message.js';
+import { resolveNetns } from './namespace.js';
+import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
+import { decodeRoute, encodeDumpRoutes, type Route, type RouteFilter } from './route.js';
+import { NetlinkSocket } from './socket.js';
+import { checkIfName } from './validate.js';
+
+const ENODEV = 19;
+
+export interface ClientOptions {
+  /** Network namespace: a name under /run/netns, or a path like /proc/123/ns/net. Default: this process's. */
+  netns?: string;
+}
+
+export class NetlinkClient {
+  private constructor(
+    private readonly socket: NetlinkSocket,
+    /** The namespace as given (name or path); undefined = this process's. */
+    readonly netns: string | undefined,
+    private readonly nsPath: string | undefined,
+  ) {}
+
+  /** Open a client bound to one network namespace (the socket stays in it whatever the process does later). */
+  static async open(options: ClientOptions = {}): Promise<NetlinkClient> {
+    const nsPath = resolveNetns(options.netns);
+    return new NetlinkClient(NetlinkSocket.open({ nsPath }), options.netns, nsPath);
+  }
+
+  /** Close the socket. Requests still waiting fail with EBADF. */
+  close(): void {
+    this.socket.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Name resolution
+
+  /** name -> index for each name (one pipelined round of `ip link show dev NAME`); missing names are absent. */
+  private async indexes(names: Iterable<string>): Promise<Map<string, number>> {
+    const unique = [...new Set(names)];
+    const found = new Map<string, number>();
+    if (unique.length === 0) return found;
+    const results = await this.socket.sendAll(unique.map((n) => encodeGetLink(n)), NLM_F_ACK);
+    results.forEach((r, i) => {
+      if (!(r instanceof NetlinkError) && r[0]) found.set(unique[i]!, decodeLinkName(r[0]).index);
+    });
+    return found;
+  }
+
+  /** The index of `name`, or a NetlinkError for `command` worded like iproute2's `Cannot find device "X"`. */
+  private async indexOf(name: string, command: string): Promise<number> {
+    const index = (await this.indexes([name])).get(name);
+    if (index === undefined) throw missingDevice(command, name);
+    return index;
+  }
+
+  /** index -> name of every link in the namespace. */
+  private async names(): Promise<Map<number, string>> {
+    const map = new Map<number, string>();
+    for (const m of await this.socket.dump(encodeDumpLinks())) {
+      const { index, name } = decodeLinkName(m);
+      map.set(index, name);
+    }
+    return map;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Links
+
+  /** `ip -d link show dev NAME`; undefined when there is no such link. */
+  async getLink(name: string): Promise<Link | undefined> {
+    checkIfName(name, 'link name');
+    let messages;
+    try {
+      messages = await this.socket.request(encodeGetLink(name));
+    } catch (err) {
+      if (err instanceof NetlinkError && err.errno === 'ENODEV') return undefined;
+      throw err;
+    }
+    if (!messages[0]) return undefined;
+    // Master and vxlan underlay are given by index: name them with one more lookup each.
+    const wanted = new Set<number>();
+    decodeLink(messages[0], (i) => void wanted.add(i));
+    const names = new Map<number, string>();
+    for (const index of wanted) {
+      try {
+        const [m] = await this.socket.request(encodeGetLink(index));
+        if (m) names.set(index, decodeLinkName(m).name);
+      } catch {
+        // gone meanwhile, or not in this namespace: leave it unnamed
+      }
+    }
+    return decodeLink(messages[0], (i) => names.get(i));
+  }
+
+  /** `ip -d link show` */
+  async listLinks(): Promise<Link[]> {
+    const messages = await this.socket.dump(encodeDumpLinks());
+    const names = new Map(messages.map((m) => [decodeLinkName(m).index, decodeLinkName(m).name] as const));
+    return messages.map((m) => decodeLink(m, (i) => names.get(i)));
+  }
+
+  private async created(name: string, command: string): Promise<Link> {
+    const link = await this.getLink(name);
+    if (!link) throw new NetlinkError(command, ENODEV, 'the new link disappeared right after it was created');
+    return link;
+  }
+
+  /**
+   * `ip link add NAME [address MAC] [mtu N] [up] type vxlan id VNI [local IP] [remote IP | group IP] [dev DEV]
+   * [ttl N] [dstport PORT] [no]learning [gbp] [no]udpcsum`. Without `mtu` the kernel takes the underlay's minus
+   * the encapsulation (1450 on a 1500 IPv4 underlay). EEXIST if a link of that name exists.
+   */
+  async createVxlan(o: VxlanOptions): Promise<Link> {
+    checkVxlanOptions(o);
+    const command = encodeCreateVxlan(o, undefined).command;
+    const devIndex = o.dev !== undefined ? await this.indexOf(o.dev, command) : undefined;
+    await this.socket.request(encodeCreateVxlan(o, devIndex));
+    return this.created(o.name, command);
+  }
+
+  /** `ip link add NAME [address MAC] [mtu N] [up] type bridge` */
+  async createBridge(o: BridgeOptions): Promise<Link> {
+    const req = encodeCreateBridge(o);
+    await this.socket.request(req);
+    return this.created(o.name, req.command);
+  }
+
+  /**
+   * `ip link add NAME [address MAC] [mtu N] type veth peer name PEER [address MAC] [netns NS]`: both ends at once,
+   * the peer straight into its namespace (name under /run/netns or a path). Returns this namespace's end.
+   */
+  async createVeth(o: VethOptions): Promise<Link> {
+    checkVethOptions(o);
+    const command = encodeCreateVeth(o, undefined).command;
+    const nsFd = o.peerNetns !== undefined ? openNamespace(o.peerNetns, command) : undefined;
+    try {
+      await this.socket.request(encodeCreateVeth(o, nsFd));
+    } finally {
+      if (nsFd !== undefined) closeSync(nsFd);
+    }
+    return this.created(o.name, command);
+  }
+
+  /** `ip link del NAME` (ENODEV if there is none). */
+  async deleteLink(name: string): Promise<void> {
+    await this.one({ op: 'deleteLink', args: { name } });
+  }
+
+  /**
+   * `ip link set dev NAME [up|down] [mtu N] [address MAC] [master BR | nomaster] [netns NS] [name NEW]`, all in one
+   * request. After a move to another namespace the link is no longer visible to this client.
+   */
+  async setLink(name: string, o: LinkChanges): Promise<void> {
+    if (o?.netns === undefined) {
+      await this.one({ op: 'setLink', args: { ...o, name } });
+      return;
+    }
+    checkLinkChanges(name, o);
+    const command = encodeSetLink(name, o, { index: 1, masterIndex: 0 }).command;
+    const needed = [...(o.newName !== undefined ? [name] : []), ...(typeof o.master === 'string' ? [o.master] : [])];
+    const found = await this.indexes(needed);
+    for (const n of needed) if (!found.has(n)) throw missingDevice(command, n);
+    const nsFd = openNamespace(o.netns, command);
+    try {
+      await this.socket.request(encodeSetLink(name, o, { index: found.get(name), masterIndex: typeof o.master === 'string' ? found.get(o.master) : undefined, nsFd }));
+    } finally {
+      closeSync(nsFd);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Addresses
+
+  /** `ip addr add CIDR dev DEV` (EEXIST if already there). */
+  async addAddress(dev: string, cidr: string): Promise<void> {
+    await this.one({ op: 'addAddress', args: { dev, cidr } });
+  }
+
+  /** `ip addr del CIDR dev DEV` (EADDRNOTAVAIL if not there). */
+  async deleteAddress(dev: string, cidr: string): Promise<void> {
+    await this.one({ op: 'deleteAddress', args: { dev, cidr } });
+  }
+
+  /** `ip addr show [dev DEV]` (IPv4 and IPv6). */
+  async listAddresses(dev?: string): Promise<Address[]> {
+    const req = encodeDumpAddresses(undefined, dev);
+    const index = dev !== undefined ? await this.indexOf(checkIfName(dev, 'address dev'), req.command) : undefined;
+    const [names, messages] = await Promise.all([this.names(), this.socket.dump(encodeDumpAddresses(index, dev))]);
+    return messages.map((m) => decodeAddress(m, (i) => names.get(i))).filter((a) => index === undefined || a.dev === dev);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Routes
+
+  /**
+   * `ip route replace DST [via GW] [dev DEV] [onlink] [scope S] [table T] [proto P] [src A] [metric M]`. The route
+   * carries `protocol`, by default TULLE_ROUTE_PROTOCOL (84), which marks it as tulle's.
+   */
+  async replaceRoute(r: Route): Promise<void> {
+    await this.one({ op: 'replaceRoute', args: r });
+  }
+
+  /** `ip route del DST [via GW] [dev DEV] [table T] ...` (ESRCH if there is no such route). */
+  async deleteRoute(r: Route): Promise<void> {
+    await this.one({ op: 'deleteRoute', args: r });
+  }
+
+  /**
+   * `ip route show [table T] [proto P] [dev DEV]` (table main unless `table` says otherwise; 0 = all tables;
+   * IPv4 unless `family: 6`). Results have the shape `normalizeRoute` gives a requested route.
+   */
+  async listRoutes(filter: RouteFilter = {}): Promise<Route[]> {
+    const probe = encodeDumpRoutes(filter, undefined);
+    const oif = filter.dev !== undefined ? await this.indexOf(checkIfName(filter.dev, 'route filter dev'), probe.command) : undefined;
+    const [names, messages] = await Promise.all([this.names(), this.socket.dump(encodeDumpRoutes(filter, oif))]);
+    const routes: Route[] = [];
+    for (const m of messages) {
+      const r = decodeRoute(m, (i) => names.get(i));
+      // The kernel filters with strict checking; filter again for kernels that ignore some of the filter.
+      if (!r) continue;
+      if (filter.dev !== undefined && r.dev !== filter.dev) continue;
+      if (filter.protocol !== undefined && r.protocol !== filter.protocol) continue;
+      if (filter.table !== 0 && r.table !== (filter.table ?? 254)) continue;
+      routes.push(r);
+    }
+    return routes;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Neighbours
+
+  /** `ip neigh replace IP lladdr MAC dev DEV nud permanent` (or the `state` given). */
+  async replaceNeighbor(n: Neighbor): Promise<void> {
+    await this.one({ op: 'replaceNeighbor', args: n });
+  }
+
+  /** `ip neigh del IP dev DEV` (ENOENT if there is no such entry). */
+  async deleteNeighbor(n: { dev: string; ip: string }): Promise<void> {
+    await this.one({ op: 'deleteNeighbor', args: n });
+  }
+
+  /**
+   * `ip neigh show [dev DEV]` (IPv4 and IPv6). Like `ip`, entries in state noarp or none (the kernel's own
+   * multicast entries) are left out unless `all` (`ip neigh show nud all`).
+   */
+  async listNeighbors(filter: { dev?: string; all?: boolean } = {}): Promise<Neighbor[]> {
+    const probe = encodeDumpNeighbors(undefined, filter.dev);
+    const index = filter.dev !== undefined ? await this.indexOf(checkIfName(filter.dev, 'neighbor filter dev'), probe.command) : undefined;
+    const [names, messages] = await Promise.all([this.names(), this.socket.dump(encodeDumpNeighbors(index, filter.dev))]);
+    const out: Neighbor[] = [];
+    for (const m of messages) {
+      const n = decodeNeighbor(m, (i) => names.get(i));
+      if (!n || (filter.dev !== undefined && n.dev !== filter.dev)) continue;
+      if (!filter.all && (n.state === 'noarp' || n.state === 'none')) continue;
+      out.push(n);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // FDB
+
+  /** `bridge fdb replace MAC dev DEV [dst IP] [vni N] [port P] [via DEV] self permanent` */
+  async replaceFdb(f: Fdb): Promise<void> {
+    await this.one({ op: 'replaceFdb', args: f });
+  }
+
+  /**
+   * `bridge fdb append MAC dev DEV dst IP ... self permanent`: adds another remote to a MAC (the all-zero MAC
+   * with several `dst`s floods to every one of them). EEXIST if that exact remote is there.
+   */
+  async appendFdb(f: Fdb): Promise<void> {
+    await this.one({ op: 'appendFdb', args: f });
+  }
+
+  /** `bridge fdb del MAC dev DEV [dst IP] ... self` (ENOENT if there is no such entry). */
+  async deleteFdb(f: Fdb): Promise<void> {
+    await this.one({ op: 'deleteFdb', args: f });
+  }
+
+  /** `bridge fdb show [dev DEV]`: one entry per remote. Results have the shape `normalizeFdb` gives. */
+  async listFdb(filter: { dev?: string } = {}): Promise<Fdb[]> {
+    const probe = encodeDumpFdb(undefined, filter.dev);
+    const index = filter.dev !== undefined ? await this.indexOf(checkIfName(filter.dev, 'fdb filter dev'), probe.command) : undefined;
+    const [names, messages] = await Promise.all([this.names(), this.socket.dump(encodeDumpFdb(index, filter.dev))]);
+    return messages.map((m) => decodeFdb(m, (i) => names.get(i))).filter((f) => filter.dev === undefined || f.dev === filter.dev);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Batch and events
+
+  /**
+   * Apply many operations pipelined: every op is checked first (bad input throws InvalidValueError and nothing
+   * is sent), device names are resolved in one round, then all requests go out in a few large writes and all
+   * ACKs come back together. One result per op, in order; a failed op never stops the others, and the batch
+   * itself does not throw for one. Ops are independent: a device created by an earlier op cannot be named by a
+   * later one in the same batch.
+   */
+  async batch(ops: readonly NetlinkOp[]): Promise<OpResult[]> {
+    if (!Array.isArray(ops)) throw new TypeError('batch: ops must be an array');
+    const planned = ops.map((op) => planOp(op));
+    const found = await this.indexes(planned.flatMap((p) => p.devices));
+    const indexOf: IndexOf = (name) => found.get(name) ?? 0;
+    const results: OpResult[] = new Array(ops.length);
+    const requests: Request[] = [];
+    const positions: number[] = [];
+    planned.forEach((p, i) => {
+      const req = p.build(indexOf);
+      const missing = p.devices.find((d) => !found.has(d));
+      if (missing !== undefined) {
+        results[i] = { ok: false, error: missingDevice(req.command, missing) };
+      } else {
+        requests.push(req);
+        positions.push(i);
+      }
+    });
+    const answers = await this.socket.sendAll(requests, NLM_F_ACK);
+    answers.forEach((a, k) => {
+      results[positions[k]!] = a instanceof NetlinkError ? { ok: false, error: a } : { ok: true };
+    });
+    return results;
+  }
+
+  private async one(op: NetlinkOp): Promise<void> {
+    const [result] = await this.batch([op]);
+    if (result && !result.ok) throw result.error;
+  }
+
+  /**
+   * Watch changes, like `ip monitor link address route neigh`. 'neighbor' also brings FDB changes (kind 'fdb').
+   * An event of kind 'overflow' means the kernel dropped events: list again to resync. The subscription keeps
+   * the process alive until closed.
+   */
+  async subscribe(kinds: ReadonlyArray<EventKind>, onEvent: (e: NetlinkEvent) => void): Promise<Subscription> {
+    return subscribe(this.nsPath, kinds, onEvent, () => this.names());
+  }
+}
+
+function missingDevice(command: string, name: string): NetlinkError {
+  return new NetlinkError(command, ENODEV, `Cannot find device "${name}"`);
+}
+
+/** An fd of a namespace file, for IFLA_NET_NS_FD; the caller closes it once the kernel has answered. */
+function openNamespace(netns: string, command: string): number {
+  try {
+    return openSync(resolveNetns(netns)!, 'r');
+  } catch (err) {
+    const e = fromSystemError(command, err);
+    throw e instanceof NetlinkError ? e : err;
+  }
+}

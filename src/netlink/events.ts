@@ -1,0 +1,129 @@
+/**
+ * Subscriptions to kernel change notifications, like `ip monitor link address route neigh`: a socket of its own
+ * that joins rtnetlink's multicast groups, so a burst of events can never crowd out the ACKs of requests.
+ * Link events are always received, even when not asked for, to keep the index -> name map that events of the
+ * other kinds are decoded with.
+ */
+import { decodeAddress, type Address } from './addr.js';
+import {
+  AF_BRIDGE,
+  RTM_DELADDR,
+  RTM_DELLINK,
+  RTM_DELNEIGH,
+  RTM_DELROUTE,
+  RTM_NEWADDR,
+  RTM_NEWLINK,
+  RTM_NEWNEIGH,
+  RTM_NEWROUTE,
+  RTNLGRP_IPV4_IFADDR,
+  RTNLGRP_IPV4_ROUTE,
+  RTNLGRP_IPV6_IFADDR,
+  RTNLGRP_IPV6_ROUTE,
+  RTNLGRP_LINK,
+  RTNLGRP_NEIGH,
+} from './constants.js';
+import type { NetlinkError } from './errors.js';
+import { decodeLink, type Link } from './link.js';
+import type { Message } from './message.js';
+import { decodeFdb, decodeNeighbor, type Fdb, type Neighbor } from './neigh.js';
+import { decodeRoute, type Route } from './route.js';
+import { NetlinkSocket } from './socket.js';
+
+export type EventKind = 'link' | 'address' | 'route' | 'neighbor' | 'fdb';
+export type EventAction = 'new' | 'del';
+
+export type NetlinkEvent =
+  | { kind: 'link'; action: EventAction; link: Link }
+  | { kind: 'address'; action: EventAction; address: Address }
+  | { kind: 'route'; action: EventAction; route: Route }
+  | { kind: 'neighbor'; action: EventAction; neighbor: Neighbor }
+  | { kind: 'fdb'; action: EventAction; fdb: Fdb }
+  /** The kernel dropped events (ENOBUFS: they came faster than they were read). List again to resync. */
+  | { kind: 'overflow'; error: NetlinkError };
+
+export interface Subscription {
+  close(): void;
+}
+
+const GROUPS: Record<EventKind, number[]> = {
+  link: [RTNLGRP_LINK],
+  address: [RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR],
+  route: [RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE],
+  neighbor: [RTNLGRP_NEIGH],
+  fdb: [RTNLGRP_NEIGH],
+};
+
+/**
+ * Open the event socket in `nsPath` and deliver events of `kinds` ('neighbor' includes FDB changes, which the
+ * kernel announces in the same group). `loadNames` is called after the socket is open, so no link is missed
+ * between the name snapshot and the first event.
+ */
+export async function subscribe(
+  nsPath: string | undefined,
+  kinds: readonly EventKind[],
+  onEvent: (e: NetlinkEvent) => void,
+  loadNames: () => Promise<Map<number, string>>,
+): Promise<Subscription> {
+  const wanted = new Set<EventKind>(kinds);
+  if (wanted.has('neighbor')) wanted.add('fdb');
+  const groups = [...new Set([RTNLGRP_LINK, ...[...wanted].flatMap((k) => GROUPS[k])])];
+  let names = new Map<number, string>();
+  const nameOf = (index: number): string | undefined => names.get(index);
+  const queued: Message[] = [];
+  let ready = false;
+
+  const handle = (m: Message): void => {
+    const action: EventAction = m.type === RTM_NEWLINK || m.type === RTM_NEWADDR || m.type === RTM_NEWROUTE || m.type === RTM_NEWNEIGH ? 'new' : 'del';
+    switch (m.type) {
+      case RTM_NEWLINK:
+      case RTM_DELLINK: {
+        const link = decodeLink(m, nameOf);
+        // Keep the name after deletion: events about the link's routes and neighbours may still follow.
+        if (link.name) names.set(link.index, link.name);
+        if (wanted.has('link')) onEvent({ kind: 'link', action, link });
+        return;
+      }
+      case RTM_NEWADDR:
+      case RTM_DELADDR:
+        if (wanted.has('address')) onEvent({ kind: 'address', action, address: decodeAddress(m, nameOf) });
+        return;
+      case RTM_NEWROUTE:
+      case RTM_DELROUTE: {
+        const route = wanted.has('route') ? decodeRoute(m, nameOf) : undefined;
+        if (route) onEvent({ kind: 'route', action, route });
+        return;
+      }
+      case RTM_NEWNEIGH:
+      case RTM_DELNEIGH:
+        if (m.payload[0] === AF_BRIDGE) {
+          if (wanted.has('fdb')) onEvent({ kind: 'fdb', action, fdb: decodeFdb(m, nameOf) });
+        } else if (wanted.has('neighbor')) {
+          const neighbor = decodeNeighbor(m, nameOf);
+          if (neighbor) onEvent({ kind: 'neighbor', action, neighbor });
+        }
+        return;
+    }
+  };
+
+  const socket = NetlinkSocket.open({
+    nsPath,
+    groups,
+    onUnsolicited: (error, messages) => {
+      if (error) {
+        onEvent({ kind: 'overflow', error });
+        return;
+      }
+      if (!ready) queued.push(...messages);
+      else for (const m of messages) handle(m);
+    },
+  });
+  try {
+    names = await loadNames();
+  } catch (err) {
+    socket.close();
+    throw err;
+  }
+  ready = true;
+  for (const m of queued.splice(0)) handle(m);
+  return { close: () => socket.close() };
+}

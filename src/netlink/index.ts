@@ -1,0 +1,15 @@
+/**
+ * tulle's kernel data plane over rtnetlink. Everything the seeds do with `ip` and `bridge` goes through here:
+ * links (vxlan, bridge, veth), addresses, routes, neighbours, FDB entries, per-namespace sysctls, events and
+ * pipelined batches. The native binding underneath is an implementation detail of this folder.
+ */
+export { NetlinkClient, type ClientOptions } from './client.js';
+export { NetlinkError } from './errors.js';
+export type { NetlinkOp, OpResult } from './batch.js';
+export type { NetlinkEvent, EventKind, EventAction, Subscription } from './events.js';
+export type { Link, VxlanInfo, VxlanOptions, BridgeOptions, VethOptions, LinkChanges } from './link.js';
+export type { Address } from './addr.js';
+export { TULLE_ROUTE_PROTOCOL, normalizeRoute, type Route, type RouteFilter, type RouteScope } from './route.js';
+export { normalizeFdb, type Neighbor, type NeighborState, type Fdb } from './neigh.js';
+export { setSysctl, getSysctl, sysctlPath } from './sysctl.js';
+export { flock, tryFlock, LockError, type LockMode } from './flock.js';

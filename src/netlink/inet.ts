@@ -1,0 +1,130 @@
+/**
+ * IP addresses and prefixes as the kernel wants them: 4 or 16 raw bytes in network order. Text is validated with
+ * node:net and src/base/ip.ts, and bad input names the field (InvalidValueError).
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { InvalidValueError } from '../base/errors.js';
+import { formatIPv4, maskOf, parseIPv4 } from '../base/ip.js';
+import { AF_INET, AF_INET6 } from './constants.js';
+
+export type Family = 4 | 6;
+
+export interface InetAddress {
+  family: Family;
+  bytes: Buffer;
+}
+
+export interface InetPrefix extends InetAddress {
+  prefix: number;
+}
+
+export function addressFamily(family: Family): number {
+  return family === 4 ? AF_INET : AF_INET6;
+}
+
+export function parseAddress(text: string, field: string): InetAddress {
+  if (typeof text === 'string' && isIPv4(text)) {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(parseIPv4(text, field));
+    return { family: 4, bytes: b };
+  }
+  if (typeof text === 'string' && isIPv6(text) && !text.includes('%')) return { family: 6, bytes: ipv6Bytes(text) };
+  throw new InvalidValueError(field, text, 'is not an IP address');
+}
+
+/**
+ * "10.244.2.0/24" (or "fd00::/64"); a bare address means the whole-address prefix (/32 or /128), as `ip` reads
+ * it. With `hostBits: 'reject'` the address must be the network address (routes); 'keep' leaves them (interface
+ * addresses, where they are the point).
+ */
+export function parsePrefix(text: string, field: string, hostBits: 'reject' | 'keep'): InetPrefix {
+  if (typeof text !== 'string') throw new InvalidValueError(field, text, 'is not an IP prefix (like 10.244.2.0/24)');
+  const slash = text.indexOf('/');
+  const addrText = slash < 0 ? text : text.slice(0, slash);
+  const prefixText = slash < 0 ? undefined : text.slice(slash + 1);
+  let addr: InetAddress;
+  try {
+    addr = parseAddress(addrText, field);
+  } catch {
+    throw new InvalidValueError(field, text, 'is not an IP prefix (like 10.244.2.0/24)');
+  }
+  const max = addr.family === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) throw new InvalidValueError(field, text, `has an invalid prefix length (must be 0..${max})`);
+  if (hostBits === 'reject') {
+    const network = maskBytes(addr.bytes, prefix);
+    if (!network.equals(addr.bytes)) {
+      throw new InvalidValueError(field, text, `has host bits set (the network is ${formatAddress(network)}/${prefix})`);
+    }
+  }
+  return { ...addr, prefix };
+}
+
+function maskBytes(bytes: Buffer, prefix: number): Buffer {
+  if (bytes.length === 4) {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE((bytes.readUInt32BE(0) & maskOf(prefix)) >>> 0);
+    return b;
+  }
+  const b = Buffer.from(bytes);
+  for (let i = 0; i < 16; i++) {
+    const bits = Math.max(0, Math.min(8, prefix - i * 8));
+    b[i]! &= (0xff << (8 - bits)) & 0xff;
+  }
+  return b;
+}
+
+/** Text already checked by isIPv6. An embedded IPv4 tail (::ffff:192.0.2.1) counts as two groups. */
+function ipv6Bytes(text: string): Buffer {
+  let s = text;
+  let tail: number[] = [];
+  if (s.includes('.')) {
+    const colon = s.lastIndexOf(':');
+    const v4 = parseIPv4(s.slice(colon + 1));
+    tail = [v4 >>> 16, v4 & 0xffff];
+    s = s.slice(0, colon + 1);
+    if (!s.endsWith('::')) s = s.slice(0, -1);
+  }
+  const groups = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
+  const gap = s.indexOf('::');
+  if (gap < 0) return groupsToBytes([...groups(s), ...tail]);
+  const head = groups(s.slice(0, gap));
+  const rest = [...groups(s.slice(gap + 2)), ...tail];
+  return groupsToBytes([...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest]);
+}
+
+function groupsToBytes(groups: number[]): Buffer {
+  const b = Buffer.alloc(16);
+  groups.forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  return b;
+}
+
+/** 4 bytes -> dotted quad; 16 bytes -> RFC 5952 text (lower case, longest zero run as ::). */
+export function formatAddress(bytes: Buffer): string {
+  if (bytes.length === 4) return formatIPv4(bytes.readUInt32BE(0));
+  const g: number[] = [];
+  for (let i = 0; i < 16; i += 2) g.push(bytes.readUInt16BE(i));
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `::ffff:${formatIPv4(bytes.readUInt32BE(12))}`;
+  let bestStart = -1;
+  let bestLen = 1; // a single zero group is not compressed
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = g.map((x) => x.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+export function familyOfBytes(bytes: Buffer): Family {
+  return bytes.length === 4 ? 4 : 6;
+}

@@ -1,0 +1,49 @@
+/**
+ * The native binding (native/tulle_native.c, built by node-gyp on `npm ci` into build/Release). It does only
+ * what Node cannot: open a netlink socket inside a network namespace, send/receive on it without blocking the
+ * event loop, read/write files inside a namespace, and flock(). Loaded lazily, so modules that merely import
+ * src/netlink (and unit tests of its pure parts) work without the build.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { MissingRequirementError } from '../base/errors.js';
+
+/** An opaque socket handle owned by the binding. */
+export type SocketHandle = { readonly __brand: 'tulle-netlink-socket' };
+
+export interface NativeBinding {
+  open(
+    nsPath: string | null,
+    protocol: number,
+    groups: number[],
+    rcvbuf: number,
+    sndbuf: number,
+    flags: { extAck: boolean; capAck: boolean; strict: boolean },
+  ): SocketHandle;
+  send(handle: SocketHandle, data: Buffer): number;
+  /** `callback(error, data)`: data holds one or more whole datagrams, back to back. */
+  startReading(handle: SocketHandle, callback: (error: NodeJS.ErrnoException | null, data: Buffer | null) => void): void;
+  setReadingRef(handle: SocketHandle, ref: boolean): void;
+  close(handle: SocketHandle): void;
+  readFile(nsPath: string | null, path: string): string;
+  writeFile(nsPath: string | null, path: string, text: string): void;
+  flock(fd: number, mode: 'exclusive' | 'shared' | 'unlock'): Promise<void>;
+  tryFlock(fd: number, mode: 'exclusive' | 'shared' | 'unlock'): boolean;
+  /** [name, message], e.g. ['ENETUNREACH', 'Network is unreachable']. */
+  describeErrno(errno: number): [string, string];
+}
+
+/** build/Release/tulle_native.node at the repository root; this file runs from dist/src/netlink/. */
+export const BINDING_PATH = fileURLToPath(new URL('../../../build/Release/tulle_native.node', import.meta.url));
+
+let binding: NativeBinding | undefined;
+
+export function native(): NativeBinding {
+  if (binding) return binding;
+  if (!existsSync(BINDING_PATH)) {
+    throw new MissingRequirementError(`the native netlink binding (${BINDING_PATH})`, 'build it with `npm ci` (or `npx node-gyp rebuild`); it needs make, g++ and python3');
+  }
+  binding = createRequire(import.meta.url)(BINDING_PATH) as NativeBinding;
+  return binding;
+}

@@ -1,0 +1,224 @@
+/**
+ * Routes (`ip route`): replace/delete requests, dump requests filtered by the kernel, and the RTM_NEWROUTE
+ * decoder. A listed route has the same shape as the one given to `replaceRoute` after `normalizeRoute`, so
+ * desired and actual state compare with deepEqual.
+ */
+import { InvalidValueError } from '../base/errors.js';
+import {
+  NLM_F_CREATE,
+  NLM_F_REPLACE,
+  ROUTE_TYPES,
+  RTA_DST,
+  RTA_GATEWAY,
+  RTA_OIF,
+  RTA_PREFSRC,
+  RTA_PRIORITY,
+  RTA_TABLE,
+  RTMSG_LEN,
+  RTM_DELROUTE,
+  RTM_F_CLONED,
+  RTM_GETROUTE,
+  RTM_NEWROUTE,
+  RTNH_F_ONLINK,
+  RTN_UNICAST,
+  RT_TABLE_MAIN,
+  RT_TABLE_UNSPEC,
+  SCOPES,
+} from './constants.js';
+import { addressFamily, formatAddress, parseAddress, parsePrefix, type Family, type InetPrefix } from './inet.js';
+import { MessageWriter, attrU32, parseAttrs, type Message, type Request } from './message.js';
+import { checkBool, checkIfName, checkInt, checkOneOf } from './validate.js';
+
+/**
+ * The route protocol number on every route tulle creates (`proto 84` in `ip route`), so its own routes can be
+ * told apart from everyone else's and stale ones removed. 84 (0x54, 'T') is in neither iproute2's rt_protos nor
+ * the kernel's RTPROT_* list, and differs from Calico's 80.
+ */
+export const TULLE_ROUTE_PROTOCOL = 84;
+
+export type RouteScope = keyof typeof SCOPES;
+const SCOPE_NAMES = Object.keys(SCOPES) as RouteScope[];
+
+export interface Route {
+  /** Destination prefix ('10.244.2.0/24') or 'default'. */
+  dst: string;
+  /** Gateway address. */
+  via?: string;
+  dev?: string;
+  /** Treat the gateway as directly reachable on `dev` even if no address says so (flannel's routes). */
+  onlink?: boolean;
+  scope?: RouteScope;
+  /** Routing table number; 254 = main (the default). */
+  table?: number;
+  /** Route protocol; defaults to TULLE_ROUTE_PROTOCOL for routes tulle creates. */
+  protocol?: number;
+  /** Preferred source address. */
+  src?: string;
+  metric?: number;
+  /** Only on listed routes that are not plain unicast: 'local', 'broadcast', 'blackhole', ... */
+  type?: string;
+}
+
+export interface RouteFilter {
+  /** Routing table; default main (254); 0 = all tables (`ip route show table all`). */
+  table?: number;
+  protocol?: number;
+  dev?: string;
+  /** Address family; default 4 (what plain `ip route` shows). */
+  family?: Family;
+}
+
+interface ParsedRoute {
+  family: Family;
+  dst: InetPrefix | undefined; // undefined = default
+  via: Buffer | undefined;
+  src: Buffer | undefined;
+}
+
+function parseRoute(r: Route): ParsedRoute {
+  if (!r || typeof r !== 'object') throw new InvalidValueError('route', r, 'must be an object like {dst, via, dev}');
+  const via = r.via !== undefined ? parseAddress(r.via, 'route via') : undefined;
+  const src = r.src !== undefined ? parseAddress(r.src, 'route src') : undefined;
+  let dst: InetPrefix | undefined;
+  let family: Family;
+  if (r.dst === 'default') {
+    family = via?.family ?? src?.family ?? 4;
+  } else {
+    dst = parsePrefix(r.dst, 'route dst', 'reject');
+    family = dst.family;
+    if (dst.prefix === 0) dst = undefined;
+  }
+  if (via && via.family !== family) throw new InvalidValueError('route via', r.via, `is not of the destination's address family (IPv${family})`);
+  if (src && src.family !== family) throw new InvalidValueError('route src', r.src, `is not of the destination's address family (IPv${family})`);
+  if (r.dev !== undefined) checkIfName(r.dev, 'route dev');
+  checkBool(r.onlink, 'route onlink');
+  if (r.scope !== undefined) checkOneOf(r.scope, 'route scope', SCOPE_NAMES);
+  if (r.table !== undefined) checkInt(r.table, 'route table', 1, 0xffffffff);
+  if (r.protocol !== undefined) checkInt(r.protocol, 'route protocol', 0, 255);
+  if (r.metric !== undefined) checkInt(r.metric, 'route metric', 0, 0xffffffff);
+  return { family, dst, via: via?.bytes, src: src?.bytes };
+}
+
+/** The scope `ip route` picks when none is given: link for a route without gateway, else universe. */
+function defaultScope(r: Route): RouteScope {
+  return r.via === undefined ? 'link' : 'universe';
+}
+
+function dstText(dst: InetPrefix | undefined, family: Family): string {
+  if (!dst) return family === 4 ? 'default' : '::/0';
+  return `${formatAddress(dst.bytes)}/${dst.prefix}`;
+}
+
+/**
+ * A route as `listRoutes` reports it once the kernel holds it: defaults filled in (table main, tulle's protocol,
+ * the scope `ip` would pick), canonical text, false/zero options left out.
+ */
+export function normalizeRoute(r: Route): Route {
+  const p = parseRoute(r);
+  const out: Route = {
+    dst: dstText(p.dst, p.family),
+    scope: r.scope ?? defaultScope(r),
+    table: r.table ?? RT_TABLE_MAIN,
+    protocol: r.protocol ?? TULLE_ROUTE_PROTOCOL,
+  };
+  if (p.via) out.via = formatAddress(p.via);
+  if (r.dev !== undefined) out.dev = r.dev;
+  if (r.onlink) out.onlink = true;
+  if (p.src) out.src = formatAddress(p.src);
+  if (r.metric) out.metric = r.metric;
+  return out;
+}
+
+function routeArgs(r: Route): string {
+  return (
+    `${r.dst}${r.via !== undefined ? ` via ${r.via}` : ''}${r.dev !== undefined ? ` dev ${r.dev}` : ''}${r.onlink ? ' onlink' : ''}` +
+    `${r.scope !== undefined ? ` scope ${r.scope}` : ''}${r.table !== undefined ? ` table ${r.table}` : ''}` +
+    `${r.protocol !== undefined ? ` proto ${r.protocol}` : ''}${r.src !== undefined ? ` src ${r.src}` : ''}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`
+  );
+}
+
+function encodeRoute(type: number, flags: number, r: Route, oif: number | undefined, forDelete: boolean): MessageWriter {
+  const p = parseRoute(r);
+  const table = r.table ?? RT_TABLE_MAIN;
+  const w = new MessageWriter(type, flags, RTMSG_LEN);
+  const s = w.struct;
+  s[0] = addressFamily(p.family);
+  s[1] = p.dst?.prefix ?? 0;
+  s[4] = table < 256 ? table : RT_TABLE_UNSPEC;
+  if (forDelete) {
+    // Like `ip route del`: match any protocol, scope and type unless the caller named them.
+    s[5] = r.protocol ?? 0;
+    s[6] = r.scope !== undefined ? SCOPES[r.scope] : SCOPES.nowhere;
+    s[7] = 0;
+  } else {
+    s[5] = r.protocol ?? TULLE_ROUTE_PROTOCOL;
+    s[6] = SCOPES[r.scope ?? defaultScope(r)];
+    s[7] = RTN_UNICAST;
+  }
+  s.writeUInt32LE(r.onlink ? RTNH_F_ONLINK : 0, 8);
+  if (p.dst) w.bytes(RTA_DST, p.dst.bytes);
+  if (p.via) w.bytes(RTA_GATEWAY, p.via);
+  if (oif !== undefined) w.u32(RTA_OIF, oif);
+  if (r.metric !== undefined) w.u32(RTA_PRIORITY, r.metric);
+  if (p.src) w.bytes(RTA_PREFSRC, p.src);
+  w.u32(RTA_TABLE, table);
+  return w;
+}
+
+/** `ip route replace DST [via GW] [dev DEV] [onlink] [scope S] [table T] [proto P] [src A] [metric M]` */
+export function encodeReplaceRoute(r: Route, oif: number | undefined): Request {
+  return { message: encodeRoute(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, r, oif, false).finish(), command: `route replace ${routeArgs(r)}` };
+}
+
+/** `ip route del DST [via GW] [dev DEV] ...` (ESRCH when no such route). */
+export function encodeDeleteRoute(r: Route, oif: number | undefined): Request {
+  return { message: encodeRoute(RTM_DELROUTE, 0, r, oif, true).finish(), command: `route del ${routeArgs(r)}` };
+}
+
+/** Check a route without encoding it (batch validates every op before sending any). */
+export function checkRoute(r: Route): void {
+  parseRoute(r);
+}
+
+/** `ip [-6] route show [table T] [proto P] [dev DEV]`: the kernel filters by table, protocol and device. */
+export function encodeDumpRoutes(filter: RouteFilter, oif: number | undefined): Request {
+  const family = filter.family ?? 4;
+  const table = filter.table ?? RT_TABLE_MAIN;
+  if (filter.table !== undefined) checkInt(filter.table, 'route filter table', 0, 0xffffffff);
+  if (filter.protocol !== undefined) checkInt(filter.protocol, 'route filter protocol', 0, 255);
+  const w = new MessageWriter(RTM_GETROUTE, 0, RTMSG_LEN);
+  const s = w.struct;
+  s[0] = addressFamily(family);
+  s[4] = table < 256 ? table : RT_TABLE_UNSPEC;
+  s[5] = filter.protocol ?? 0;
+  if (table !== RT_TABLE_UNSPEC) w.u32(RTA_TABLE, table);
+  if (oif !== undefined) w.u32(RTA_OIF, oif);
+  const args = `${table === 0 ? ' table all' : table !== RT_TABLE_MAIN ? ` table ${table}` : ''}${filter.protocol !== undefined ? ` proto ${filter.protocol}` : ''}${filter.dev ? ` dev ${filter.dev}` : ''}`;
+  return { message: w.finish(), command: `${family === 6 ? '-6 ' : ''}route show${args}` };
+}
+
+/** Decode RTM_NEWROUTE/RTM_DELROUTE; undefined for cached clones, which are not configuration. */
+export function decodeRoute(m: Message, nameOf: (index: number) => string | undefined): Route | undefined {
+  const p = m.payload;
+  const flags = p.readUInt32LE(8);
+  if (flags & RTM_F_CLONED) return undefined;
+  const family: Family = p[0] === 2 ? 4 : 6;
+  const dstLen = p[1]!;
+  const a = parseAttrs(p, RTMSG_LEN);
+  const dst = a[RTA_DST];
+  const route: Route = {
+    dst: dstLen === 0 || !dst ? (family === 4 ? 'default' : '::/0') : `${formatAddress(Buffer.from(dst))}/${dstLen}`,
+    scope: SCOPE_NAMES.find((n) => SCOPES[n] === p[6]) ?? 'universe',
+    table: attrU32(a[RTA_TABLE]) ?? p[4]!,
+    protocol: p[5]!,
+  };
+  if (a[RTA_GATEWAY]) route.via = formatAddress(Buffer.from(a[RTA_GATEWAY]));
+  const oif = attrU32(a[RTA_OIF]);
+  if (oif !== undefined) route.dev = nameOf(oif) ?? `if${oif}`;
+  if (flags & RTNH_F_ONLINK) route.onlink = true;
+  if (a[RTA_PREFSRC]) route.src = formatAddress(Buffer.from(a[RTA_PREFSRC]));
+  const metric = attrU32(a[RTA_PRIORITY]);
+  if (metric) route.metric = metric;
+  if (p[7] !== RTN_UNICAST) route.type = ROUTE_TYPES[p[7]!] ?? String(p[7]);
+  return route;
+}

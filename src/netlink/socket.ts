@@ -1,0 +1,243 @@
+/**
+ * One rtnetlink socket in one network namespace, and the request/reply bookkeeping on top of it: every request
+ * gets a sequence number; the kernel answers a change with an ACK (NLMSG_ERROR, error 0 or -errno) and a dump
+ * with NLM_F_MULTI messages ended by NLMSG_DONE. Many requests can be outstanding at once (`sendAll`), which is
+ * what makes a batch fast: the kernel handles each request synchronously inside sendto(), so a chunk of
+ * requests costs one system call and one wake-up for all their ACKs.
+ *
+ * A socket used for requests never joins multicast groups: events and ACKs on one socket would interleave, and
+ * a burst of events could push ACKs out of the receive buffer. Subscriptions use their own socket (events.ts).
+ */
+import { NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NETLINK_ROUTE } from './constants.js';
+import { NetlinkError, fromSystemError } from './errors.js';
+import { parseDone, parseError, parseMessages, type Message, type Request } from './message.js';
+import { native, type SocketHandle } from './native.js';
+
+/** A request's outcome: the messages it got back, or the error that ended it. */
+type Done = (error: NetlinkError | undefined, messages: Message[]) => void;
+
+interface Pending {
+  command: string;
+  messages: Message[];
+  /** Set when a dump message carries NLM_F_DUMP_INTR: the table changed while it was being dumped. */
+  interrupted: boolean;
+  onInterrupted: (() => void) | undefined;
+  done: Done;
+}
+
+/** Requests sent in one sendto(): bounded so their ACKs fit the receive buffer with room to spare. */
+const CHUNK_MESSAGES = 1024;
+const CHUNK_BYTES = 256 * 1024;
+/** Large enough for the ACKs of a whole chunk and a dump datagram in flight; SO_RCVBUFFORCE doubles it. */
+const RCVBUF = 8 * 1024 * 1024;
+const SNDBUF = 1024 * 1024;
+/** A dump the kernel marks inconsistent (the table changed under it) is taken again, this many times at most. */
+const DUMP_ATTEMPTS = 5;
+
+export interface SocketOptions {
+  /** Path of the network namespace file (/run/netns/NAME, /proc/PID/ns/net); undefined = this process's. */
+  nsPath?: string;
+  /** Multicast groups to join (subscriptions only). */
+  groups?: number[];
+  /** Receives every message that answers no request (events), and receive errors such as ENOBUFS. */
+  onUnsolicited?: (error: NetlinkError | undefined, messages: Message[]) => void;
+}
+
+export class NetlinkSocket {
+  private handle: SocketHandle | undefined;
+  private seq = Math.floor(Math.random() * 0x7fffffff) + 1;
+  private readonly pending = new Map<number, Pending>();
+  private referenced = true;
+
+  private constructor(
+    handle: SocketHandle,
+    private readonly onUnsolicited?: SocketOptions['onUnsolicited'],
+  ) {
+    this.handle = handle;
+    native().startReading(handle, (err, data) => this.receive(err, data));
+    this.updateRef();
+  }
+
+  static open(options: SocketOptions = {}): NetlinkSocket {
+    const command = `open netlink socket${options.nsPath ? ` in ${options.nsPath}` : ''}`;
+    let handle: SocketHandle;
+    try {
+      handle = native().open(options.nsPath ?? null, NETLINK_ROUTE, options.groups ?? [], RCVBUF, SNDBUF, { extAck: true, capAck: true, strict: true });
+    } catch (err) {
+      throw fromSystemError(command, err);
+    }
+    return new NetlinkSocket(handle, options.onUnsolicited);
+  }
+
+  get closed(): boolean {
+    return this.handle === undefined;
+  }
+
+  /** Close the socket; requests still waiting fail with EBADF. Idempotent. */
+  close(): void {
+    if (!this.handle) return;
+    native().close(this.handle);
+    this.handle = undefined;
+    this.failAll(EBADF);
+  }
+
+  /** A change (new/del/set): resolves when the kernel ACKs it, rejects with its error. */
+  async request(req: Request): Promise<Message[]> {
+    const [result] = await this.sendAll([req], NLM_F_ACK);
+    if (result instanceof NetlinkError) throw result;
+    return result!;
+  }
+
+  /**
+   * A dump: every message up to NLMSG_DONE, taken again if the kernel says it was interrupted. Dumps on one
+   * socket run one at a time (the kernel answers a second concurrent one with EBUSY); other requests don't wait.
+   */
+  dump(req: Request): Promise<Message[]> {
+    const run = this.dumpQueue.then(() => this.dumpNow(req));
+    this.dumpQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private dumpQueue: Promise<unknown> = Promise.resolve();
+
+  private async dumpNow(req: Request): Promise<Message[]> {
+    for (let attempt = 1; ; attempt++) {
+      let interrupted = false;
+      const [result] = await this.sendAll([req], NLM_F_DUMP, () => (interrupted = true));
+      if (result instanceof NetlinkError) throw result;
+      if (!interrupted || attempt >= DUMP_ATTEMPTS) return result!;
+    }
+  }
+
+  /**
+   * Send many requests (chunked, each chunk in one sendto) and collect one outcome per request, in order: the
+   * messages it got back, or its NetlinkError. Never rejects for a single request's failure.
+   */
+  async sendAll(requests: readonly Request[], flags: number, onInterrupted?: () => void): Promise<Array<Message[] | NetlinkError>> {
+    const results = new Array<Message[] | NetlinkError>(requests.length);
+    let i = 0;
+    while (i < requests.length) {
+      let bytes = 0;
+      const start = i;
+      while (i < requests.length && i - start < CHUNK_MESSAGES && (i === start || bytes + requests[i]!.message.length <= CHUNK_BYTES)) {
+        bytes += requests[i]!.message.length;
+        i++;
+      }
+      await this.sendChunk(requests, start, i, flags, results, onInterrupted);
+    }
+    return results;
+  }
+
+  private sendChunk(
+    requests: readonly Request[],
+    start: number,
+    end: number,
+    flags: number,
+    results: Array<Message[] | NetlinkError>,
+    onInterrupted?: () => void,
+  ): Promise<void> {
+    return new Promise((resolve) => {
+      let outstanding = end - start;
+      const parts: Buffer[] = [];
+      const seqs: number[] = [];
+      for (let k = start; k < end; k++) {
+        const req = requests[k]!;
+        const seq = this.nextSeq();
+        const msg = req.message;
+        msg.writeUInt16LE(msg.readUInt16LE(6) | flags, 6);
+        msg.writeUInt32LE(seq, 8);
+        parts.push(msg);
+        seqs.push(seq);
+        this.pending.set(seq, {
+          command: req.command,
+          messages: [],
+          interrupted: false,
+          onInterrupted,
+          done: (error, messages) => {
+            results[k] = error ?? messages;
+            if (--outstanding === 0) resolve();
+          },
+        });
+      }
+      this.updateRef();
+      if (!this.handle) {
+        for (const seq of seqs) this.finish(seq, new NetlinkError(this.pending.get(seq)!.command, EBADF));
+        return;
+      }
+      try {
+        native().send(this.handle, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      } catch (err) {
+        for (const seq of seqs) {
+          const p = this.pending.get(seq)!;
+          const e = fromSystemError(p.command, err);
+          this.finish(seq, e instanceof NetlinkError ? e : new NetlinkError(p.command, EIO, String(err)));
+        }
+      }
+    });
+  }
+
+  private nextSeq(): number {
+    this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
+    return this.seq;
+  }
+
+  private finish(seq: number, error: NetlinkError | undefined): void {
+    const p = this.pending.get(seq);
+    if (!p) return;
+    this.pending.delete(seq);
+    if (p.interrupted) p.onInterrupted?.();
+    this.updateRef();
+    p.done(error, p.messages);
+  }
+
+  private receive(err: NodeJS.ErrnoException | null, data: Buffer | null): void {
+    if (err) {
+      // ENOBUFS: the kernel dropped replies because the receive buffer was full. Which ones is unknowable,
+      // so every waiting request fails rather than waiting forever; subscribers are told to resync.
+      const errno = typeof err.errno === 'number' ? err.errno : EIO;
+      if (this.onUnsolicited) this.onUnsolicited(new NetlinkError('receive', errno, err.syscall), []);
+      else this.failAll(errno);
+      return;
+    }
+    if (!data) return;
+    let unsolicited: Message[] | undefined;
+    for (const m of parseMessages(data)) {
+      const p = m.seq !== 0 ? this.pending.get(m.seq) : undefined;
+      if (!p) {
+        (unsolicited ??= []).push(m);
+        continue;
+      }
+      if (m.type === NLMSG_ERROR) {
+        const ack = parseError(m);
+        this.finish(m.seq, ack.errno ? new NetlinkError(p.command, ack.errno, ack.kernelMessage) : undefined);
+      } else if (m.type === NLMSG_DONE) {
+        const done = parseDone(m);
+        this.finish(m.seq, done.errno ? new NetlinkError(p.command, done.errno, done.kernelMessage) : undefined);
+      } else if (m.type === NLMSG_OVERRUN) {
+        this.finish(m.seq, new NetlinkError(p.command, ENOBUFS));
+      } else {
+        if (m.flags & NLM_F_DUMP_INTR) p.interrupted = true;
+        // Every request asks for an ACK or is a dump, so it completes at NLMSG_ERROR / NLMSG_DONE, never here.
+        p.messages.push(m);
+      }
+    }
+    if (unsolicited && this.onUnsolicited) this.onUnsolicited(undefined, unsolicited);
+  }
+
+  private failAll(errno: number): void {
+    for (const seq of [...this.pending.keys()]) this.finish(seq, new NetlinkError(this.pending.get(seq)!.command, errno));
+  }
+
+  /** The socket keeps the process alive only while requests wait (or while it carries a subscription). */
+  private updateRef(): void {
+    const want = this.pending.size > 0 || this.onUnsolicited !== undefined;
+    if (want !== this.referenced && this.handle) {
+      native().setReadingRef(this.handle, want);
+      this.referenced = want;
+    }
+  }
+}
+
+const EBADF = 9;
+const EIO = 5;
+const ENOBUFS = 105;
