@@ -14,6 +14,7 @@ interface CommandEntry {
 
 const COMMANDS: readonly CommandEntry[] = [
   { name: 'lab', summary: 'Build, inspect and tear down clusters made of network namespaces', load: async () => (await import('./commands/lab.js')).labGroup },
+  { name: 'decode', summary: 'Decode a pcap/pcapng capture: VXLAN and inner frames, tcpdump-like or JSON', load: async () => (await import('./commands/decode.js')).decodeCommand },
 ];
 
 export const PROGRAM = 'tulle';
