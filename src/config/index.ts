@@ -1,0 +1,3 @@
+/** Configuration files: flannel's network config (net-conf.json). */
+export * from './network.js';
+export * from './flannel-json.js';

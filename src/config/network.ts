@@ -1,0 +1,177 @@
+/**
+ * The network config: flannel's net-conf.json, stored at `<prefix>/config`. Parsing applies flannel's defaults
+ * and checks (pkg/subnet CheckNetworkConfig and the vxlan backend's own defaults), so that a config flanneld
+ * accepts means the same here, and every rule it breaks is reported as an InvalidValueError naming the field,
+ * the value and the rule.
+ *
+ *   {"Network":"10.244.0.0/16","SubnetLen":24,"SubnetMin":"10.244.1.0","SubnetMax":"10.244.255.0",
+ *    "Backend":{"Type":"vxlan","VNI":1,"Port":8472,"MTU":0,"GBP":false,"DirectRouting":false,"Learning":false}}
+ */
+import { InvalidValueError } from '../base/errors.js';
+import { cidrContains, formatCidr4, formatIPv4, maskOf, parseCidr4, parseIPv4, type Cidr4 } from '../base/ip.js';
+import { getField, isJsonObject, parseJsonText, type JsonObject } from './flannel-json.js';
+
+export const DEFAULT_VNI = 1;
+export const MAX_VNI = 16_777_215;
+export const DEFAULT_VXLAN_PORT = 8472;
+/** The only backend tulle implements; flannel's others (udp, host-gw, wireguard, ...) are refused by name. */
+export const SUPPORTED_BACKENDS = ['vxlan'] as const;
+
+export interface BackendConfig {
+  Type: 'vxlan';
+  VNI: number;
+  /** UDP destination port of the VXLAN packets. */
+  Port: number;
+  /** MTU of the VTEP; 0 = underlay MTU minus the encapsulation overhead. */
+  MTU: number;
+  /** VXLAN Group Based Policy extension. */
+  GBP: boolean;
+  /** Route straight over the underlay to peers on the same L2 segment, without encapsulation. */
+  DirectRouting: boolean;
+  /** Let the kernel learn remote MACs instead of tulle programming FDB entries. */
+  Learning: boolean;
+}
+
+/** A validated network config with every default filled in. Field names are flannel's. */
+export interface NetworkConfig {
+  Network: string;
+  SubnetLen: number;
+  SubnetMin: string;
+  SubnetMax: string;
+  Backend: BackendConfig;
+}
+
+/** Parse net-conf.json text. */
+export function parseNetworkConfig(text: string): NetworkConfig {
+  return validateNetworkConfig(parseJsonText(text, 'network config'));
+}
+
+/** Check a decoded net-conf.json document and fill in flannel's defaults. */
+export function validateNetworkConfig(doc: unknown): NetworkConfig {
+  if (!isJsonObject(doc)) throw new InvalidValueError('network config', doc, 'is not a JSON object (like {"Network":"10.244.0.0/16"})');
+
+  const enableIPv4 = optionalBoolean(doc, 'EnableIPv4', true);
+  if (!enableIPv4) throw new InvalidValueError('EnableIPv4', false, 'is not supported (tulle runs an IPv4 overlay)');
+  if (optionalBoolean(doc, 'EnableIPv6', false)) throw new InvalidValueError('EnableIPv6', true, 'is not supported (tulle runs an IPv4 overlay)');
+
+  const networkText = getField(doc, 'Network');
+  if (networkText === undefined || networkText === null || networkText === '') {
+    throw new InvalidValueError('Network', networkText, 'is required (an IPv4 CIDR like 10.244.0.0/16)');
+  }
+  // flannel reads Network with Go's net.ParseCIDR, which clears host bits: 10.244.1.0/16 means 10.244.0.0/16.
+  const network = parseCidr4(networkText as string, 'Network', true);
+
+  let subnetLen = optionalInteger(doc, 'SubnetLen', 0);
+  if (subnetLen === 0) {
+    if (network.prefix > 28) {
+      throw new InvalidValueError('Network', networkText, 'is too small (the prefix must be /28 or shorter, to hold at least four subnets)');
+    }
+    // A /24 per host when the network holds at least four of them, else the network split in four.
+    subnetLen = network.prefix <= 22 ? 24 : network.prefix + 2;
+  } else {
+    const lowest = network.prefix + 2;
+    if (subnetLen > 30 || subnetLen < lowest) {
+      const range = lowest > 30 ? 'no SubnetLen fits' : `must be ${lowest}..30`;
+      throw new InvalidValueError('SubnetLen', subnetLen, `is out of range (${range} for a /${network.prefix} Network: a subnet holds at least four addresses and the Network at least four subnets)`);
+    }
+  }
+
+  const size = 2 ** (32 - subnetLen);
+  const lastAddress = network.network + 2 ** (32 - network.prefix) - 1;
+  const subnetMin = subnetBound(doc, 'SubnetMin', network, subnetLen, network.network + size);
+  const subnetMax = subnetBound(doc, 'SubnetMax', network, subnetLen, lastAddress - size + 1);
+  if (subnetMin > subnetMax) {
+    throw new InvalidValueError('SubnetMin', formatIPv4(subnetMin), `is above SubnetMax ${formatIPv4(subnetMax)} (no subnet could be leased)`);
+  }
+
+  return {
+    Network: formatCidr4(network),
+    SubnetLen: subnetLen,
+    SubnetMin: formatIPv4(subnetMin),
+    SubnetMax: formatIPv4(subnetMax),
+    Backend: validateBackend(getField(doc, 'Backend')),
+  };
+}
+
+function subnetBound(doc: JsonObject, field: string, network: Cidr4, subnetLen: number, fallback: number): number {
+  const text = getField(doc, field);
+  if (text === undefined || text === null || text === '' || text === '0.0.0.0') return fallback;
+  const addr = parseIPv4(text as string, field);
+  if (!cidrContains(network, addr)) throw new InvalidValueError(field, text, `is outside Network ${formatCidr4(network)}`);
+  const aligned = (addr & maskOf(subnetLen)) >>> 0;
+  if (aligned !== addr) {
+    throw new InvalidValueError(field, text, `is not on a SubnetLen boundary (a /${subnetLen} starts at ${formatIPv4(aligned)})`);
+  }
+  return addr;
+}
+
+function validateBackend(raw: unknown): BackendConfig {
+  if (raw !== undefined && raw !== null && !isJsonObject(raw)) {
+    throw new InvalidValueError('Backend', raw, 'is not a JSON object (like {"Type":"vxlan"})');
+  }
+  const b: JsonObject = raw ?? {};
+  const typeValue = getField(b, 'Type');
+  const type = typeValue === undefined || typeValue === null || typeValue === '' ? 'vxlan' : typeValue;
+  if (typeof type !== 'string' || !(SUPPORTED_BACKENDS as readonly string[]).includes(type.toLowerCase())) {
+    throw new InvalidValueError('Backend.Type', type, `is not a supported backend type (tulle supports: ${SUPPORTED_BACKENDS.join(', ')})`);
+  }
+
+  const vni = optionalInteger(b, 'VNI', DEFAULT_VNI, 'Backend.VNI');
+  if (vni < 1 || vni > MAX_VNI) throw new InvalidValueError('Backend.VNI', vni, `is out of range (must be 1..${MAX_VNI})`);
+
+  const port = optionalInteger(b, 'Port', 0, 'Backend.Port');
+  if (port < 0 || port > 65535) throw new InvalidValueError('Backend.Port', port, `is out of range (must be 1..65535, or 0 for the default ${DEFAULT_VXLAN_PORT})`);
+
+  const mtu = optionalInteger(b, 'MTU', 0, 'Backend.MTU');
+  if (mtu !== 0 && (mtu < 68 || mtu > 65535)) {
+    throw new InvalidValueError('Backend.MTU', mtu, 'is out of range (must be 68..65535, or 0 to derive it from the underlay)');
+  }
+
+  return {
+    Type: 'vxlan',
+    VNI: vni,
+    Port: port === 0 ? DEFAULT_VXLAN_PORT : port,
+    MTU: mtu,
+    GBP: optionalBoolean(b, 'GBP', false, 'Backend.GBP'),
+    DirectRouting: optionalBoolean(b, 'DirectRouting', false, 'Backend.DirectRouting'),
+    Learning: optionalBoolean(b, 'Learning', false, 'Backend.Learning'),
+  };
+}
+
+/** A whole number field; missing or null gives `fallback` (Go leaves the zero value, flannel then defaults). */
+function optionalInteger(doc: JsonObject, key: string, fallback: number, field = key): number {
+  const value = getField(doc, key);
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new InvalidValueError(field, value, 'is not a whole number');
+  return value;
+}
+
+function optionalBoolean(doc: JsonObject, key: string, fallback: boolean, field = key): boolean {
+  const value = getField(doc, key);
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidValueError(field, value, 'is not a boolean (true or false)');
+  return value;
+}
+
+/** The subnets a config hands out: `count` subnets of /`prefix` starting at `first`, `size` addresses apart. */
+export interface SubnetRange {
+  network: Cidr4;
+  prefix: number;
+  first: number;
+  last: number;
+  size: number;
+  count: number;
+}
+
+export function subnetRange(config: NetworkConfig): SubnetRange {
+  const size = 2 ** (32 - config.SubnetLen);
+  const first = parseIPv4(config.SubnetMin, 'SubnetMin');
+  const last = parseIPv4(config.SubnetMax, 'SubnetMax');
+  return { network: parseCidr4(config.Network, 'Network'), prefix: config.SubnetLen, first, last, size, count: Math.floor((last - first) / size) + 1 };
+}
+
+/** Is `subnet` one this config could hand out (right length, between SubnetMin and SubnetMax)? flannel's isSubnetConfigCompat. */
+export function isSubnetInRange(config: NetworkConfig, subnet: Cidr4): boolean {
+  const range = subnetRange(config);
+  return subnet.prefix === range.prefix && subnet.network >= range.first && subnet.network <= range.last;
+}
