@@ -1,0 +1,56 @@
+/**
+ * flannel's key layout, used unchanged by every store so that tulle and flanneld hosts can share one etcd:
+ *
+ *   <prefix>/config                  the network config (net-conf.json)
+ *   <prefix>/subnets/10.244.1.0-24   one lease per host; a dual-stack flannel lease is 10.244.1.0-24&fc00::-64
+ */
+import { InvalidValueError } from '../base/errors.js';
+import { formatIPv4, parseCidr4, type Cidr4 } from '../base/ip.js';
+
+export const DEFAULT_PREFIX = '/coreos.com/network';
+
+/** Check and normalise a key prefix: starts with "/", no trailing "/". */
+export function normalizePrefix(prefix: string, field = '--prefix'): string {
+  if (typeof prefix !== 'string' || !prefix.startsWith('/') || /\s/.test(prefix)) {
+    throw new InvalidValueError(field, prefix, 'is not a key prefix (it starts with "/" and has no spaces, like /coreos.com/network)');
+  }
+  const trimmed = prefix.replace(/\/+$/, '');
+  if (trimmed === '') throw new InvalidValueError(field, prefix, 'is not a key prefix (it names a directory under "/", like /coreos.com/network)');
+  return trimmed;
+}
+
+export function configKey(prefix: string): string {
+  return `${prefix}/config`;
+}
+
+/** The prefix every lease key starts with (with the trailing slash, so that ".../subnetsX" is not included). */
+export function subnetsPrefix(prefix: string): string {
+  return `${prefix}/subnets/`;
+}
+
+/** "10.244.1.0/24" -> "<prefix>/subnets/10.244.1.0-24" */
+export function subnetKey(prefix: string, subnet: Cidr4): string {
+  return `${subnetsPrefix(prefix)}${formatIPv4(subnet.network)}-${subnet.prefix}`;
+}
+
+export interface ParsedSubnetKey {
+  subnet: Cidr4;
+  /** The IPv6 half of a flannel dual-stack key ("fc00::-64"), kept as text: tulle's overlay is IPv4. */
+  ipv6Subnet?: string;
+}
+
+const SUBNET_NAME_RE = /^(\d{1,3}(?:\.\d{1,3}){3})-(\d{1,2})(?:&([0-9a-fA-F:]+)-(\d{1,3}))?$/;
+
+/** Parse a lease key; undefined when the key is not a subnet key of this prefix. */
+export function parseSubnetKey(prefix: string, key: string): ParsedSubnetKey | undefined {
+  const base = subnetsPrefix(prefix);
+  if (!key.startsWith(base)) return undefined;
+  const m = SUBNET_NAME_RE.exec(key.slice(base.length));
+  if (!m) return undefined;
+  try {
+    const subnet = parseCidr4(`${m[1]}/${m[2]}`, 'subnet key');
+    return m[3] === undefined ? { subnet } : { subnet, ipv6Subnet: `${m[3]}/${m[4]}` };
+  } catch {
+    return undefined;
+  }
+}
