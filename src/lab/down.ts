@@ -45,6 +45,8 @@ export class LabTeardownError extends TulleError {
 const DEFAULT_GRACE_MS = 3000;
 const KILL_WAIT_MS = 3000;
 const POLL_MS = 25;
+const ROUNDS = 3;
+const RECHECK_MS = 100;
 
 /** Remove everything of lab `name`. Resolves with what was removed; `existed: false` when there was nothing. */
 export async function labDown(name: string, options: LabDownOptions = {}): Promise<LabDownResult> {
@@ -68,15 +70,28 @@ export async function labDown(name: string, options: LabDownOptions = {}): Promi
   const namespaces = [...new Set([...recorded, ...listNetns(prefix)])].filter((ns) => ns.startsWith(prefix) && netnsExists(ns)).sort();
   const hadDir = existsSync(dir);
 
-  const { stopped, ignored } = await stopProcesses(namespaces, state?.processes.map((p) => p.pid) ?? [], options.graceMs ?? DEFAULT_GRACE_MS, log);
-  await Promise.all(namespaces.map((ns) => deleteNetns(ns)));
+  const recordedPids = state?.processes.map((p) => p.pid) ?? [];
+  const removed = new Set<string>();
+  const stopped = new Set<number>();
+  let ignored: number[] = [];
+  let pending = namespaces;
+  // A crashed `lab up` may leave `ip netns add` commands in flight that finish after the first pass: look again.
+  for (let round = 0; pending.length > 0 && round < ROUNDS; round++) {
+    if (round > 0) await sleep(RECHECK_MS);
+    const r = await stopProcesses(pending, recordedPids, options.graceMs ?? DEFAULT_GRACE_MS, log);
+    r.stopped.forEach((pid) => stopped.add(pid));
+    if (round === 0) ignored = r.ignored;
+    await Promise.all(pending.map((ns) => deleteNetns(ns)));
+    pending.forEach((ns) => removed.add(ns));
+    pending = listNetns(prefix);
+  }
   rmSync(dir, { recursive: true, force: true });
 
   const leftovers = [...listNetns(prefix), ...(existsSync(dir) ? [dir] : [])];
   if (leftovers.length) throw new LabTeardownError(name, leftovers);
-  const existed = Boolean(state) || hadDir || namespaces.length > 0;
-  if (existed) log.info('lab removed', { lab: name, namespaces: namespaces.length, stopped: stopped.length });
-  return { name, existed, namespaces, stopped, ignored };
+  const existed = Boolean(state) || hadDir || removed.size > 0;
+  if (existed) log.info('lab removed', { lab: name, namespaces: removed.size, stopped: stopped.size });
+  return { name, existed, namespaces: [...removed].sort(), stopped: [...stopped].sort((a, b) => a - b), ignored };
 }
 
 /** PIDs of every process living in one of `namespaces` (`ip netns pids NS` for each), never our own. */

@@ -9,7 +9,7 @@
  * whatever it starts from its hooks).
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { TulleError } from '../base/errors.js';
 import { validateLabName } from './names.js';
 import type { LabTopology } from './topology.js';
@@ -55,7 +55,7 @@ export class LabStateError extends TulleError {
 
 /** Where labs keep their directories: `options.root`, else `$TULLE_LAB_DIR`, else /run/tulle/labs. */
 export function labsRoot(root?: string): string {
-  return root ?? (process.env.TULLE_LAB_DIR || DEFAULT_LABS_DIR);
+  return resolve(root ?? (process.env.TULLE_LAB_DIR || DEFAULT_LABS_DIR));
 }
 
 export function labDir(name: string, root?: string): string {

@@ -119,6 +119,9 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabState> {
     update: (change) => updateLabState(name, change, { root }),
     registerProcess: (p) => void registerLabProcess(name, p, { root }),
     createNamespaces: async (namespaces) => {
+      // only names with the lab's prefix: `lab down` finds (and deletes) nothing else
+      const foreign = namespaces.filter((ns) => !ns.startsWith(labPrefix(name)));
+      if (foreign.length) throw new InvalidValueError('namespace', foreign[0], `is not a namespace of lab ${name} (must start with ${labPrefix(name)})`);
       updateLabState(name, (s) => void (s.namespaces = [...new Set([...s.namespaces, ...namespaces])]), { root });
       // The first `ip netns add` on a machine turns /run/netns into a mount point; two doing that at once could
       // stack mounts and hide each other's namespaces, so one goes first, the rest in parallel.

@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -38,6 +38,22 @@ async function start(t: { after(fn: () => unknown): void }, ns: string | null, a
   // `ip netns exec` enters the namespace, then execs the program under the same PID
   if (ns) await waitFor(async () => (await netnsPids(ns)).includes(child.pid!), 5000, `pid ${child.pid} in ${ns}`);
   return { child, pid: child.pid!, ended };
+}
+
+/** Is any live (non-zombie) process in process group `pgid`? Read from /proc/PID/stat (fields: state, ppid, pgrp). */
+function processGroupAlive(pgid: number): boolean {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited while we looked
+    }
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') return true;
+  }
+  return false;
 }
 
 function assertGone(name: string): void {
@@ -179,12 +195,25 @@ test('a lab that exists, or left namespaces behind, is refused and left as it wa
 test('a lab up killed mid-way (SIGKILL) has recorded every namespace it made, and lab down removes it all', async (t) => {
   const name = uniqueLabName();
   t.after(() => labDown(name, { root }));
-  const child = spawn(process.execPath, [TULLE, 'lab', 'up', '--name', name, '--nodes', '8', '--underlay', 'routed'], { env: { ...process.env, TULLE_LAB_DIR: root }, stdio: 'ignore' });
+  // its own process group, so the crash takes its `ip` children with it (as a killed service's cgroup would)
+  const child = spawn(process.execPath, [TULLE, 'lab', 'up', '--name', name, '--nodes', '8', '--underlay', 'routed'], {
+    env: { ...process.env, TULLE_LAB_DIR: root },
+    stdio: 'ignore',
+    detached: true,
+  });
   const ended = new Promise((r) => child.once('exit', r));
-  t.after(() => void child.kill('SIGKILL'));
+  const killGroup = (): void => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // the group is already gone
+    }
+  };
+  t.after(killGroup);
   await waitFor(() => listNetns(labPrefix(name)).length >= 3, 10_000, 'the first namespaces', 2);
-  child.kill('SIGKILL');
+  killGroup();
   await ended;
+  await waitFor(() => !processGroupAlive(child.pid!), 5000, 'the process group to end');
 
   const state = readLabState(name, root)!;
   const present = listNetns(labPrefix(name));

@@ -3,6 +3,7 @@
  * --json), progress and logs on stderr (one updating line on a terminal, log lines otherwise).
  */
 import { constants as osConstants } from 'node:os';
+import { TulleError } from '../../base/errors.js';
 import { createLogger, type Logger } from '../../base/log.js';
 import { spawnIn } from '../../netns/netns.js';
 import {
@@ -48,7 +49,8 @@ const up: CommandSpec = {
     const log = createLogger({ component: 'lab' });
     const progress = progressReporter(log);
     const abort = new AbortController();
-    const onSignal = (signal: NodeJS.Signals): void => abort.abort(new Error(`interrupted by ${signal}`));
+    const onSignal = (signal: NodeJS.Signals): void =>
+      abort.abort(new TulleError('TULLE_INTERRUPTED', `lab up interrupted by ${signal}; what was built has been removed`, { exitCode: 130 }));
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     const started = Date.now();
