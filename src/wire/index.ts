@@ -21,3 +21,4 @@ export * from './record.js';
 export * from './pcap.js';
 export * from './pcapng.js';
 export * from './capture.js';
+export * from './tshark.js';
