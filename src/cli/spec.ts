@@ -131,8 +131,10 @@ function convert(cmd: string, source: string, o: OptionSpec, value: string | boo
 
 function cleanParseError(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
-  // node's messages carry a hint about '--' that is noise here; keep the first sentence.
-  return msg.split('. ')[0]!.replace(/^Unknown option/, 'unknown option').replace(/\.$/, '');
+  // node's messages add lines of hints; keep the first sentence, and for a value that starts with '-' say how to give it.
+  const first = msg.split('\n')[0]!.split('. ')[0]!.replace(/^Unknown option/, 'unknown option').replace(/^Option/, 'option').replace(/\.$/, '');
+  const ambiguous = /^option '(--[^']+)' argument is ambiguous/.exec(first);
+  return ambiguous ? `${ambiguous[1]} needs a value; a value starting with '-' is written ${ambiguous[1]}=-N` : first;
 }
 
 export function formatCommandHelp(spec: CommandSpec): string {

@@ -41,3 +41,8 @@ test('help lists every option with its default, range and environment variable',
   assert.match(help, /--store VALUE\s+store URL \(env: TULLE_STORE\)/);
   assert.match(help, /Usage: tulle demo-cmd \[options\] TARGET \[-- CMD\.\.\.\]/);
 });
+
+test('a negative number given as its own argument is one clear line', () => {
+  assert.throws(() => parseCommand(spec, ['h1', '--nodes', '-1'], {}), (e: unknown) => e instanceof UsageError && !e.message.includes('\n') && /--nodes needs a value; a value starting with '-' is written --nodes=-N/.test(e.message));
+  assert.throws(() => parseCommand(spec, ['h1', '--nodes=-1'], {}), /--nodes: -1 is out of range/);
+});
