@@ -2,8 +2,8 @@
  * Addresses (`ip addr`): add/delete requests and the RTM_NEWADDR decoder.
  */
 import { IFADDRMSG_LEN, IFA_ADDRESS, IFA_LABEL, IFA_LOCAL, NLM_F_CREATE, NLM_F_EXCL, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR, AF_UNSPEC, SCOPES } from './constants.js';
-import { addressFamily, familyOfBytes, formatAddress, parsePrefix, type Family } from './inet.js';
-import { MessageWriter, attrString, parseAttrs, type Message, type Request } from './message.js';
+import { addressFamily, parsePrefix, type Family } from './inet.js';
+import { Attrs, MessageWriter, lazyRequest, type Message, type Request } from './message.js';
 import { checkIfName } from './validate.js';
 
 export interface Address {
@@ -20,27 +20,29 @@ export interface Address {
   label?: string;
 }
 
-function encodeAddr(type: number, flags: number, verb: string, dev: string, cidr: string, index: number): Request {
+function prepareAddr(type: number, flags: number, verb: string, dev: string, cidr: string): (index: number) => Request {
   checkIfName(dev, 'address dev');
   const p = parsePrefix(cidr, 'address', 'keep');
-  const w = new MessageWriter(type, flags, IFADDRMSG_LEN);
-  const s = w.struct;
-  s[0] = addressFamily(p.family);
-  s[1] = p.prefix;
-  s.writeUInt32LE(index, 4);
-  w.bytes(IFA_LOCAL, p.bytes);
-  w.bytes(IFA_ADDRESS, p.bytes);
-  return { message: w.finish(), command: `addr ${verb} ${cidr} dev ${dev}` };
+  return (index) => {
+    const w = new MessageWriter(type, flags, IFADDRMSG_LEN);
+    const s = w.struct;
+    s[0] = addressFamily(p.family);
+    s[1] = p.prefix;
+    s.writeUInt32LE(index, 4);
+    w.bytes(IFA_LOCAL, p.bytes);
+    w.bytes(IFA_ADDRESS, p.bytes);
+    return lazyRequest(w.finish(), () => `addr ${verb} ${cidr} dev ${dev}`);
+  };
 }
 
 /** `ip addr add CIDR dev DEV` (fails with EEXIST if the address is there already). */
-export function encodeAddAddress(dev: string, cidr: string, index: number): Request {
-  return encodeAddr(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, 'add', dev, cidr, index);
+export function prepareAddAddress(dev: string, cidr: string): (index: number) => Request {
+  return prepareAddr(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, 'add', dev, cidr);
 }
 
 /** `ip addr del CIDR dev DEV` (EADDRNOTAVAIL if it is not there). */
-export function encodeDeleteAddress(dev: string, cidr: string, index: number): Request {
-  return encodeAddr(RTM_DELADDR, 0, 'del', dev, cidr, index);
+export function prepareDeleteAddress(dev: string, cidr: string): (index: number) => Request {
+  return prepareAddr(RTM_DELADDR, 0, 'del', dev, cidr);
 }
 
 /** `ip addr show [dev DEV]`; the kernel filters by device itself (strict dump checking). */
@@ -58,18 +60,19 @@ export function decodeAddress(m: Message, nameOf: (index: number) => string | un
   const prefix = p[1]!;
   const scope = p[3]!;
   const index = p.readUInt32LE(4);
-  const a = parseAttrs(p, IFADDRMSG_LEN);
+  const a = new Attrs(p, IFADDRMSG_LEN);
   // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on point-to-point links, else the same.
-  const bytes = Buffer.from((a[IFA_LOCAL] ?? a[IFA_ADDRESS])!);
-  const address: Address = {
+  const type = a.has(IFA_LOCAL) ? IFA_LOCAL : IFA_ADDRESS;
+  const address = a.address(type) ?? '';
+  const result: Address = {
     dev: nameOf(index) ?? `if${index}`,
-    cidr: `${formatAddress(bytes)}/${prefix}`,
-    address: formatAddress(bytes),
+    cidr: `${address}/${prefix}`,
+    address,
     prefix,
-    family: familyOfBytes(bytes),
+    family: a.length(type) === 16 ? 6 : 4,
     scope: SCOPE_NAMES[scope] ?? String(scope),
   };
-  const label = attrString(a[IFA_LABEL]);
-  if (label !== undefined) address.label = label;
-  return address;
+  const label = a.string(IFA_LABEL);
+  if (label !== undefined) result.label = label;
+  return result;
 }

@@ -4,13 +4,12 @@
  * sent), resolves all names at once, sends all requests in chunks, and pairs each ACK with its op.
  */
 import { InvalidValueError } from '../base/errors.js';
-import { encodeAddAddress, encodeDeleteAddress } from './addr.js';
+import { prepareAddAddress, prepareDeleteAddress } from './addr.js';
 import { checkLinkChanges, encodeDeleteLink, encodeSetLink, type LinkChanges } from './link.js';
 import type { Request } from './message.js';
-import { checkFdb, checkReplaceNeighbor, encodeDeleteNeighbor, encodeFdb, encodeReplaceNeighbor, type Fdb, type Neighbor } from './neigh.js';
-import { checkRoute, encodeDeleteRoute, encodeReplaceRoute, type Route } from './route.js';
+import { prepareDeleteNeighbor, prepareFdb, prepareReplaceNeighbor, type Fdb, type Neighbor } from './neigh.js';
+import { prepareDeleteRoute, prepareReplaceRoute, type Route } from './route.js';
 import { checkIfName } from './validate.js';
-import { parseAddress, parsePrefix } from './inet.js';
 import type { NetlinkError } from './errors.js';
 
 /** One change: `op` names the NetlinkClient method it equals, `args` is what that method takes. */
@@ -45,40 +44,31 @@ export function planOp(op: NetlinkOp): PlannedOp {
   switch (op.op) {
     case 'replaceRoute':
     case 'deleteRoute': {
-      const r = op.args;
-      checkRoute(r);
-      const encode = op.op === 'replaceRoute' ? encodeReplaceRoute : encodeDeleteRoute;
-      return { devices: r.dev ? [r.dev] : [], build: (indexOf) => encode(r, r.dev ? indexOf(r.dev) : undefined) };
+      const dev = op.args.dev;
+      const build = op.op === 'replaceRoute' ? prepareReplaceRoute(op.args) : prepareDeleteRoute(op.args);
+      return { devices: dev ? [dev] : [], build: (indexOf) => build(dev ? indexOf(dev) : undefined) };
     }
-    case 'replaceNeighbor': {
-      const n = op.args;
-      checkReplaceNeighbor(n);
-      return { devices: [n.dev], build: (indexOf) => encodeReplaceNeighbor(n, indexOf(n.dev)) };
-    }
+    case 'replaceNeighbor':
     case 'deleteNeighbor': {
-      const n = op.args;
-      checkIfName(n.dev, 'neighbor dev');
-      parseAddress(n.ip, 'neighbor ip');
-      return { devices: [n.dev], build: (indexOf) => encodeDeleteNeighbor(n, indexOf(n.dev)) };
+      const dev = op.args.dev;
+      const build = op.op === 'replaceNeighbor' ? prepareReplaceNeighbor(op.args) : prepareDeleteNeighbor(op.args);
+      return { devices: [dev], build: (indexOf) => build(indexOf(dev)) };
     }
     case 'replaceFdb':
     case 'appendFdb':
     case 'deleteFdb': {
       const f = op.args;
-      checkFdb(f);
-      const action = op.op === 'replaceFdb' ? 'replace' : op.op === 'appendFdb' ? 'append' : 'del';
+      const build = prepareFdb(op.op === 'replaceFdb' ? 'replace' : op.op === 'appendFdb' ? 'append' : 'del', f);
       return {
         devices: f.via ? [f.dev, f.via] : [f.dev],
-        build: (indexOf) => encodeFdb(action, f, { dev: indexOf(f.dev), via: f.via ? indexOf(f.via) : undefined }),
+        build: (indexOf) => build({ dev: indexOf(f.dev), via: f.via ? indexOf(f.via) : undefined }),
       };
     }
     case 'addAddress':
     case 'deleteAddress': {
       const { dev, cidr } = op.args;
-      checkIfName(dev, 'address dev');
-      parsePrefix(cidr, 'address', 'keep');
-      const encode = op.op === 'addAddress' ? encodeAddAddress : encodeDeleteAddress;
-      return { devices: [dev], build: (indexOf) => encode(dev, cidr, indexOf(dev)) };
+      const build = op.op === 'addAddress' ? prepareAddAddress(dev, cidr) : prepareDeleteAddress(dev, cidr);
+      return { devices: [dev], build: (indexOf) => build(indexOf(dev)) };
     }
     case 'setLink': {
       const { name, ...c } = op.args;

@@ -30,7 +30,7 @@ import {
   type VethOptions,
   type VxlanOptions,
 } from './link.js';
-import type { Request } from './message.js';
+import type { Message, Request } from './message.js';
 import { resolveNetns } from './namespace.js';
 import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
 import { decodeRoute, encodeDumpRoutes, type Route, type RouteFilter } from './route.js';
@@ -38,6 +38,8 @@ import { NetlinkSocket } from './socket.js';
 import { checkIfName } from './validate.js';
 
 const ENODEV = 19;
+/** Shared by every successful op of every batch: results are read, never changed. */
+const OK: OpResult = Object.freeze({ ok: true as const });
 
 export interface ClientOptions {
   /** Network namespace: a name under /run/netns, or a path like /proc/123/ns/net. Default: this process's. */
@@ -85,6 +87,39 @@ export class NetlinkClient {
     return index;
   }
 
+  /**
+   * Decode dumped messages, naming the links they refer to by index: from `known` (the filter's device) when it
+   * can, else by one pipelined lookup of just the missing indexes, and a second decode. Cheaper than dumping
+   * every link when, as usual, all entries are on the device the list was filtered by.
+   */
+  private async decodeNamed<T>(messages: readonly Message[], decode: (m: Message, nameOf: (i: number) => string | undefined) => T, known: Map<number, string>): Promise<T[]> {
+    let missing: Set<number> | undefined;
+    const first = messages.map((m) =>
+      decode(m, (i) => {
+        const name = known.get(i);
+        if (name === undefined) (missing ??= new Set()).add(i);
+        return name;
+      }),
+    );
+    if (!missing) return first;
+    const found = await this.namesOf([...missing]);
+    for (const [i, name] of found) known.set(i, name);
+    return messages.map((m) => decode(m, (i) => known.get(i)));
+  }
+
+  /** index -> name for the given indexes (those that exist). */
+  private async namesOf(indexes: number[]): Promise<Map<number, string>> {
+    const results = await this.socket.sendAll(indexes.map((i) => encodeGetLink(i)), NLM_F_ACK);
+    const names = new Map<number, string>();
+    results.forEach((r) => {
+      if (!(r instanceof NetlinkError) && r[0]) {
+        const { index, name } = decodeLinkName(r[0]);
+        names.set(index, name);
+      }
+    });
+    return names;
+  }
+
   /** index -> name of every link in the namespace. */
   private async names(): Promise<Map<number, string>> {
     const map = new Map<number, string>();
@@ -109,19 +144,9 @@ export class NetlinkClient {
       throw err;
     }
     if (!messages[0]) return undefined;
-    // Master and vxlan underlay are given by index: name them with one more lookup each.
-    const wanted = new Set<number>();
-    decodeLink(messages[0], (i) => void wanted.add(i));
-    const names = new Map<number, string>();
-    for (const index of wanted) {
-      try {
-        const [m] = await this.socket.request(encodeGetLink(index));
-        if (m) names.set(index, decodeLinkName(m).name);
-      } catch {
-        // gone meanwhile, or not in this namespace: leave it unnamed
-      }
-    }
-    return decodeLink(messages[0], (i) => names.get(i));
+    // Master and vxlan underlay are given by index: named by one more lookup when there are any.
+    const [link] = await this.decodeNamed([messages[0]], decodeLink, new Map());
+    return link;
   }
 
   /** `ip -d link show` */
@@ -217,8 +242,9 @@ export class NetlinkClient {
   async listAddresses(dev?: string): Promise<Address[]> {
     const req = encodeDumpAddresses(undefined, dev);
     const index = dev !== undefined ? await this.indexOf(checkIfName(dev, 'address dev'), req.command) : undefined;
-    const [names, messages] = await Promise.all([this.names(), this.socket.dump(encodeDumpAddresses(index, dev))]);
-    return messages.map((m) => decodeAddress(m, (i) => names.get(i))).filter((a) => index === undefined || a.dev === dev);
+    const messages = await this.socket.dump(encodeDumpAddresses(index, dev));
+    const addresses = await this.decodeNamed(messages, decodeAddress, knownName(index, dev));
+    return addresses.filter((a) => index === undefined || a.dev === dev);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -244,10 +270,9 @@ export class NetlinkClient {
   async listRoutes(filter: RouteFilter = {}): Promise<Route[]> {
     const probe = encodeDumpRoutes(filter, undefined);
     const oif = filter.dev !== undefined ? await this.indexOf(checkIfName(filter.dev, 'route filter dev'), probe.command) : undefined;
-    const [names, messages] = await Promise.all([this.names(), this.socket.dump(encodeDumpRoutes(filter, oif))]);
+    const messages = await this.socket.dump(encodeDumpRoutes(filter, oif));
     const routes: Route[] = [];
-    for (const m of messages) {
-      const r = decodeRoute(m, (i) => names.get(i));
+    for (const r of await this.decodeNamed(messages, decodeRoute, knownName(oif, filter.dev))) {
       // The kernel filters with strict checking; filter again for kernels that ignore some of the filter.
       if (!r) continue;
       if (filter.dev !== undefined && r.dev !== filter.dev) continue;
@@ -278,10 +303,9 @@ export class NetlinkClient {
   async listNeighbors(filter: { dev?: string; all?: boolean } = {}): Promise<Neighbor[]> {
     const probe = encodeDumpNeighbors(undefined, filter.dev);
     const index = filter.dev !== undefined ? await this.indexOf(checkIfName(filter.dev, 'neighbor filter dev'), probe.command) : undefined;
-    const [names, messages] = await Promise.all([this.names(), this.socket.dump(encodeDumpNeighbors(index, filter.dev))]);
+    const messages = await this.socket.dump(encodeDumpNeighbors(index, filter.dev));
     const out: Neighbor[] = [];
-    for (const m of messages) {
-      const n = decodeNeighbor(m, (i) => names.get(i));
+    for (const n of await this.decodeNamed(messages, decodeNeighbor, knownName(index, filter.dev))) {
       if (!n || (filter.dev !== undefined && n.dev !== filter.dev)) continue;
       if (!filter.all && (n.state === 'noarp' || n.state === 'none')) continue;
       out.push(n);
@@ -314,8 +338,9 @@ export class NetlinkClient {
   async listFdb(filter: { dev?: string } = {}): Promise<Fdb[]> {
     const probe = encodeDumpFdb(undefined, filter.dev);
     const index = filter.dev !== undefined ? await this.indexOf(checkIfName(filter.dev, 'fdb filter dev'), probe.command) : undefined;
-    const [names, messages] = await Promise.all([this.names(), this.socket.dump(encodeDumpFdb(index, filter.dev))]);
-    return messages.map((m) => decodeFdb(m, (i) => names.get(i))).filter((f) => filter.dev === undefined || f.dev === filter.dev);
+    const messages = await this.socket.dump(encodeDumpFdb(index, filter.dev));
+    const entries = await this.decodeNamed(messages, decodeFdb, knownName(index, filter.dev));
+    return entries.filter((f) => filter.dev === undefined || f.dev === filter.dev);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -331,25 +356,29 @@ export class NetlinkClient {
   async batch(ops: readonly NetlinkOp[]): Promise<OpResult[]> {
     if (!Array.isArray(ops)) throw new TypeError('batch: ops must be an array');
     const planned = ops.map((op) => planOp(op));
-    const found = await this.indexes(planned.flatMap((p) => p.devices));
+    const devices = new Set<string>();
+    for (const p of planned) for (const d of p.devices) devices.add(d);
+    const found = await this.indexes(devices);
     const indexOf: IndexOf = (name) => found.get(name) ?? 0;
     const results: OpResult[] = new Array(ops.length);
     const requests: Request[] = [];
     const positions: number[] = [];
-    planned.forEach((p, i) => {
-      const req = p.build(indexOf);
-      const missing = p.devices.find((d) => !found.has(d));
+    for (let i = 0; i < planned.length; i++) {
+      const p = planned[i]!;
+      let missing: string | undefined;
+      for (const d of p.devices) if (!found.has(d)) missing ??= d;
       if (missing !== undefined) {
-        results[i] = { ok: false, error: missingDevice(req.command, missing) };
+        results[i] = { ok: false, error: missingDevice(p.build(indexOf).command, missing) };
       } else {
-        requests.push(req);
+        requests.push(p.build(indexOf));
         positions.push(i);
       }
-    });
+    }
     const answers = await this.socket.sendAll(requests, NLM_F_ACK);
-    answers.forEach((a, k) => {
-      results[positions[k]!] = a instanceof NetlinkError ? { ok: false, error: a } : { ok: true };
-    });
+    for (let k = 0; k < answers.length; k++) {
+      const a = answers[k]!;
+      results[positions[k]!] = a instanceof NetlinkError ? { ok: false, error: a } : OK;
+    }
     return results;
   }
 
@@ -366,6 +395,11 @@ export class NetlinkClient {
   async subscribe(kinds: ReadonlyArray<EventKind>, onEvent: (e: NetlinkEvent) => void): Promise<Subscription> {
     return subscribe(this.nsPath, kinds, onEvent, () => this.names());
   }
+}
+
+/** The one index -> name pair a filtered list already knows. */
+function knownName(index: number | undefined, name: string | undefined): Map<number, string> {
+  return index !== undefined && name !== undefined ? new Map([[index, name]]) : new Map();
 }
 
 function missingDevice(command: string, name: string): NetlinkError {

@@ -4,7 +4,7 @@
  * Builders are pure: names of other devices arrive already resolved to indexes (the client does that).
  */
 import { InvalidValueError } from '../base/errors.js';
-import { bytesToMac, macToBytes } from '../base/ip.js';
+import { macToBytes } from '../base/ip.js';
 import {
   IFF_LOWER_UP,
   IFF_UP,
@@ -41,8 +41,8 @@ import {
   RTM_NEWLINK,
   VETH_INFO_PEER,
 } from './constants.js';
-import { formatAddress, parseAddress } from './inet.js';
-import { MessageWriter, attrString, attrU32, attrU8, parseAttrs, type Message, type Request } from './message.js';
+import { parseAddress } from './inet.js';
+import { Attrs, MessageWriter, type Message, type Request } from './message.js';
 import { checkBool, checkIfName, checkInt, checkMac } from './validate.js';
 
 export interface VxlanInfo {
@@ -274,10 +274,10 @@ export function checkLinkChanges(name: string, o: LinkChanges): void {
  */
 export function encodeSetLink(name: string, o: LinkChanges, resolved: { index?: number; masterIndex?: number; nsFd?: number }): Request {
   checkLinkChanges(name, o);
+  if (o.newName !== undefined && !resolved.index) throw new Error('encodeSetLink: renaming needs the link index');
   const w = new MessageWriter(RTM_NEWLINK, 0, IFINFOMSG_LEN);
   ifinfo(w, { index: o.newName !== undefined ? resolved.index : undefined, up: o.up });
   if (o.newName !== undefined) {
-    if (!resolved.index) throw new Error('encodeSetLink: renaming needs the link index');
     w.string(IFLA_IFNAME, o.newName);
   } else {
     w.string(IFLA_IFNAME, name);
@@ -320,7 +320,7 @@ function isMulticast(bytes: Buffer): boolean {
 
 /** Index and name only: cheap enough to build name maps from every link of a dump. */
 export function decodeLinkName(m: Message): { index: number; name: string } {
-  return { index: m.payload.readInt32LE(4), name: attrString(parseAttrs(m.payload, IFINFOMSG_LEN)[IFLA_IFNAME]) ?? '' };
+  return { index: m.payload.readInt32LE(4), name: new Attrs(m.payload, IFINFOMSG_LEN).string(IFLA_IFNAME) ?? '' };
 }
 
 /** Decode RTM_NEWLINK/RTM_DELLINK; `nameOf` names other links (master, vxlan dev) by index. */
@@ -328,51 +328,56 @@ export function decodeLink(m: Message, nameOf: (index: number) => string | undef
   const p = m.payload;
   const index = p.readInt32LE(4);
   const flags = p.readUInt32LE(8);
-  const a = parseAttrs(p, IFINFOMSG_LEN);
-  const masterIndex = attrU32(a[IFLA_MASTER]) || undefined;
-  const info = a[IFLA_LINKINFO] ? parseAttrs(a[IFLA_LINKINFO]) : [];
-  const kind = attrString(info[IFLA_INFO_KIND]);
-  const mac = a[IFLA_ADDRESS]?.length === 6 ? bytesToMac(a[IFLA_ADDRESS]) : undefined;
+  const a = new Attrs(p, IFINFOMSG_LEN);
+  const masterIndex = a.u32(IFLA_MASTER) || undefined;
+  const info = a.nested(IFLA_LINKINFO);
+  const kind = info?.string(IFLA_INFO_KIND);
   const link: Link = {
     index,
-    name: attrString(a[IFLA_IFNAME]) ?? '',
+    name: a.string(IFLA_IFNAME) ?? '',
     kind,
-    mtu: attrU32(a[IFLA_MTU]) ?? 0,
-    mac,
+    mtu: a.u32(IFLA_MTU) ?? 0,
+    mac: a.mac(IFLA_ADDRESS),
     up: (flags & IFF_UP) !== 0,
     lowerUp: (flags & IFF_LOWER_UP) !== 0,
-    operState: OPER_STATES[attrU8(a[IFLA_OPERSTATE]) ?? 0] ?? 'unknown',
+    operState: OPER_STATES[a.u8(IFLA_OPERSTATE) ?? 0] ?? 'unknown',
     master: masterIndex ? nameOf(masterIndex) : undefined,
     masterIndex,
-    linkIndex: attrU32(a[IFLA_LINK]) || undefined,
-    linkNetnsId: a[IFLA_LINK_NETNSID] ? a[IFLA_LINK_NETNSID].readInt32LE(0) : undefined,
+    linkIndex: a.u32(IFLA_LINK) || undefined,
+    linkNetnsId: a.i32(IFLA_LINK_NETNSID),
   };
-  if (kind === 'vxlan' && info[IFLA_INFO_DATA]) link.vxlan = decodeVxlan(parseAttrs(info[IFLA_INFO_DATA]), nameOf);
+  const data = kind === 'vxlan' ? info?.nested(IFLA_INFO_DATA) : undefined;
+  if (data) link.vxlan = decodeVxlan(data, nameOf);
   return link;
 }
 
-function decodeVxlan(d: ReturnType<typeof parseAttrs>, nameOf: (index: number) => string | undefined): VxlanInfo {
-  const devIndex = attrU32(d[IFLA_VXLAN_LINK]) || undefined;
-  const local = d[IFLA_VXLAN_LOCAL] ?? d[IFLA_VXLAN_LOCAL6];
-  const peer = d[IFLA_VXLAN_GROUP] ?? d[IFLA_VXLAN_GROUP6];
-  const peerIsSet = peer !== undefined && peer.some((b) => b !== 0);
+function isZero(a: Attrs, type: number): boolean {
+  const b = a.bytes(type);
+  return !b || b.every((x) => x === 0);
+}
+
+function decodeVxlan(d: Attrs, nameOf: (index: number) => string | undefined): VxlanInfo {
+  const devIndex = d.u32(IFLA_VXLAN_LINK) || undefined;
+  const localType = d.has(IFLA_VXLAN_LOCAL) ? IFLA_VXLAN_LOCAL : IFLA_VXLAN_LOCAL6;
+  const peerType = d.has(IFLA_VXLAN_GROUP) ? IFLA_VXLAN_GROUP : IFLA_VXLAN_GROUP6;
   const info: VxlanInfo = {
-    vni: attrU32(d[IFLA_VXLAN_ID]) ?? 0,
-    port: d[IFLA_VXLAN_PORT]?.readUInt16BE(0) ?? 0,
-    learning: (attrU8(d[IFLA_VXLAN_LEARNING]) ?? 0) !== 0,
-    gbp: d[IFLA_VXLAN_GBP] !== undefined,
-    ttl: attrU8(d[IFLA_VXLAN_TTL]) ?? 0,
-    udpCsum: (attrU8(d[IFLA_VXLAN_UDP_CSUM]) ?? 0) !== 0,
+    vni: d.u32(IFLA_VXLAN_ID) ?? 0,
+    port: d.be16(IFLA_VXLAN_PORT) ?? 0,
+    learning: (d.u8(IFLA_VXLAN_LEARNING) ?? 0) !== 0,
+    gbp: d.has(IFLA_VXLAN_GBP),
+    ttl: d.u8(IFLA_VXLAN_TTL) ?? 0,
+    udpCsum: (d.u8(IFLA_VXLAN_UDP_CSUM) ?? 0) !== 0,
   };
-  if (local && local.some((b) => b !== 0)) info.local = formatAddress(Buffer.from(local));
+  if (!isZero(d, localType)) info.local = d.address(localType);
   if (devIndex !== undefined) {
     info.link = devIndex;
     const dev = nameOf(devIndex);
     if (dev !== undefined) info.dev = dev;
   }
-  if (peerIsSet) {
-    if (isMulticast(peer)) info.group = formatAddress(Buffer.from(peer));
-    else info.remote = formatAddress(Buffer.from(peer));
+  if (!isZero(d, peerType)) {
+    const peer = d.bytes(peerType)!;
+    if (isMulticast(peer)) info.group = d.address(peerType);
+    else info.remote = d.address(peerType);
   }
   return info;
 }

@@ -4,7 +4,6 @@
  * vxlan device keeps, per MAC, the remote VTEP(s) to send to (NDA_DST, NDA_VNI, NDA_PORT, NDA_IFINDEX).
  */
 import { InvalidValueError } from '../base/errors.js';
-import { bytesToMac, macToBytes } from '../base/ip.js';
 import {
   AF_BRIDGE,
   AF_UNSPEC,
@@ -23,15 +22,14 @@ import {
   NTF_MASTER,
   NTF_ROUTER,
   NTF_SELF,
-  NUD_NONE,
-  NUD_STATES,
+    NUD_STATES,
   RTM_DELNEIGH,
   RTM_GETNEIGH,
   RTM_NEWNEIGH,
 } from './constants.js';
 import { addressFamily, formatAddress, parseAddress } from './inet.js';
-import { MessageWriter, attrU32, parseAttrs, type Message, type Request } from './message.js';
-import { checkBool, checkIfName, checkInt, checkMac, checkOneOf } from './validate.js';
+import { Attrs, MessageWriter, lazyRequest, type Message, type Request } from './message.js';
+import { checkBool, checkIfName, checkInt, checkOneOf, macBytes } from './validate.js';
 
 export type NeighborState = keyof typeof NUD_STATES | 'none';
 const SETTABLE_STATES = ['permanent', 'reachable', 'noarp', 'stale'] as const;
@@ -71,18 +69,14 @@ export interface Fdb {
 
 // ---------------------------------------------------------------------------------------------------------
 // Neighbours
+//
+// Requests are made in two steps: `prepare*` checks the input (throwing InvalidValueError) and returns a builder
+// that only needs the device index. A batch checks every op first and resolves all names once in between.
 
-function checkNeighbor(n: Neighbor): { ip: ReturnType<typeof parseAddress> } {
+function checkNeighborTarget(n: { dev: string; ip: string }): ReturnType<typeof parseAddress> {
   if (!n || typeof n !== 'object') throw new InvalidValueError('neighbor', n, 'must be an object like {dev, ip, mac}');
   checkIfName(n.dev, 'neighbor dev');
-  const ip = parseAddress(n.ip, 'neighbor ip');
-  return { ip };
-}
-
-export function checkReplaceNeighbor(n: Neighbor): void {
-  checkNeighbor(n);
-  checkMac(n.mac as string, 'neighbor mac');
-  if (n.state !== undefined) checkOneOf(n.state as (typeof SETTABLE_STATES)[number], 'neighbor state', SETTABLE_STATES);
+  return parseAddress(n.ip, 'neighbor ip');
 }
 
 function ndmsg(w: MessageWriter, family: number, index: number, state: number, flags: number): void {
@@ -93,25 +87,39 @@ function ndmsg(w: MessageWriter, family: number, index: number, state: number, f
   s[10] = flags;
 }
 
-/** `ip neigh replace IP lladdr MAC dev DEV nud STATE` */
-export function encodeReplaceNeighbor(n: Neighbor, index: number): Request {
-  checkReplaceNeighbor(n);
-  const { ip } = checkNeighbor(n);
+/** `ip neigh replace IP lladdr MAC dev DEV nud STATE` (state default permanent). */
+export function prepareReplaceNeighbor(n: Neighbor): (index: number) => Request {
+  const ip = checkNeighborTarget(n);
+  const mac = macBytes(n.mac as string, 'neighbor mac');
+  if (n.state !== undefined) checkOneOf(n.state as (typeof SETTABLE_STATES)[number], 'neighbor state', SETTABLE_STATES);
   const state = n.state ?? 'permanent';
-  const w = new MessageWriter(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, NDMSG_LEN);
-  ndmsg(w, addressFamily(ip.family), index, NUD_STATES[state as keyof typeof NUD_STATES], 0);
-  w.bytes(NDA_DST, ip.bytes);
-  w.bytes(NDA_LLADDR, macToBytes(n.mac!));
-  return { message: w.finish(), command: `neigh replace ${n.ip} lladdr ${n.mac} dev ${n.dev} nud ${state}` };
+  const stateBits = NUD_STATES[state as keyof typeof NUD_STATES];
+  return (index) => {
+    const w = new MessageWriter(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, NDMSG_LEN);
+    ndmsg(w, addressFamily(ip.family), index, stateBits, 0);
+    w.bytes(NDA_DST, ip.bytes);
+    w.bytes(NDA_LLADDR, mac);
+    return lazyRequest(w.finish(), () => `neigh replace ${n.ip} lladdr ${n.mac} dev ${n.dev} nud ${state}`);
+  };
+}
+
+export function encodeReplaceNeighbor(n: Neighbor, index: number): Request {
+  return prepareReplaceNeighbor(n)(index);
 }
 
 /** `ip neigh del IP dev DEV` (ENOENT when there is no such entry). */
+export function prepareDeleteNeighbor(n: { dev: string; ip: string }): (index: number) => Request {
+  const ip = checkNeighborTarget(n);
+  return (index) => {
+    const w = new MessageWriter(RTM_DELNEIGH, 0, NDMSG_LEN);
+    ndmsg(w, addressFamily(ip.family), index, 0, 0);
+    w.bytes(NDA_DST, ip.bytes);
+    return lazyRequest(w.finish(), () => `neigh del ${n.ip} dev ${n.dev}`);
+  };
+}
+
 export function encodeDeleteNeighbor(n: { dev: string; ip: string }, index: number): Request {
-  const { ip } = checkNeighbor(n);
-  const w = new MessageWriter(RTM_DELNEIGH, 0, NDMSG_LEN);
-  ndmsg(w, addressFamily(ip.family), index, 0, 0);
-  w.bytes(NDA_DST, ip.bytes);
-  return { message: w.finish(), command: `neigh del ${n.ip} dev ${n.dev}` };
+  return prepareDeleteNeighbor(n)(index);
 }
 
 /** `ip neigh show [dev DEV]` (IPv4 and IPv6); the kernel filters by device. */
@@ -122,19 +130,21 @@ export function encodeDumpNeighbors(index?: number, dev?: string): Request {
   return { message: w.finish(), command: `neigh show${dev ? ` dev ${dev}` : ''}` };
 }
 
-function stateName(state: number): NeighborState {
-  if (state === NUD_NONE) return 'none';
-  for (const [name, bit] of Object.entries(NUD_STATES)) if (state & bit) return name as NeighborState;
-  return 'none';
+const STATE_NAMES: NeighborState[] = [];
+for (let state = 0; state < 256; state++) {
+  const first = Object.entries(NUD_STATES).find(([, bit]) => state & bit);
+  STATE_NAMES[state] = first ? (first[0] as NeighborState) : 'none';
 }
 
 export function decodeNeighbor(m: Message, nameOf: (index: number) => string | undefined): Neighbor | undefined {
   const p = m.payload;
   const index = p.readInt32LE(4);
-  const a = parseAttrs(p, NDMSG_LEN);
-  if (!a[NDA_DST]) return undefined;
-  const n: Neighbor = { dev: nameOf(index) ?? `if${index}`, ip: formatAddress(Buffer.from(a[NDA_DST])), state: stateName(p.readUInt16LE(8)) };
-  if (a[NDA_LLADDR]?.length === 6) n.mac = bytesToMac(a[NDA_LLADDR]);
+  const a = new Attrs(p, NDMSG_LEN);
+  const ip = a.address(NDA_DST);
+  if (ip === undefined) return undefined;
+  const n: Neighbor = { dev: nameOf(index) ?? `if${index}`, ip, state: STATE_NAMES[p.readUInt16LE(8) & 0xff] ?? 'none' };
+  const mac = a.mac(NDA_LLADDR);
+  if (mac !== undefined) n.mac = mac;
   if (p[10]! & NTF_ROUTER) n.router = true;
   return n;
 }
@@ -145,7 +155,7 @@ export function decodeNeighbor(m: Message, nameOf: (index: number) => string | u
 export function checkFdb(f: Fdb): void {
   if (!f || typeof f !== 'object') throw new InvalidValueError('fdb', f, 'must be an object like {dev, mac, dst}');
   checkIfName(f.dev, 'fdb dev');
-  checkMac(f.mac, 'fdb mac');
+  macBytes(f.mac, 'fdb mac');
   if (f.dst !== undefined) parseAddress(f.dst, 'fdb dst');
   if (f.vni !== undefined) checkInt(f.vni, 'fdb vni', 0, 0xffffff);
   if (f.port !== undefined) checkInt(f.port, 'fdb port', 1, 65535);
@@ -176,22 +186,30 @@ function fdbArgs(f: Fdb): string {
 export type FdbAction = 'replace' | 'append' | 'del';
 
 /**
- * `bridge fdb replace|append|del MAC dev DEV [dst IP] [vni N] [port P] [via DEV] self permanent`. `indexes.via` is
- * the underlay device's index when `via` is given.
+ * `bridge fdb replace|append|del MAC dev DEV [dst IP] [vni N] [port P] [via DEV] self permanent`. The builder takes
+ * the device's index and, when `via` is given, the underlay device's.
  */
-export function encodeFdb(action: FdbAction, f: Fdb, indexes: { dev: number; via?: number }): Request {
+export function prepareFdb(action: FdbAction, f: Fdb): (indexes: { dev: number; via?: number }) => Request {
   checkFdb(f);
+  const mac = macBytes(f.mac, 'fdb mac');
+  const dst = f.dst !== undefined ? parseAddress(f.dst, 'fdb dst').bytes : undefined;
   const type = action === 'del' ? RTM_DELNEIGH : RTM_NEWNEIGH;
   const flags = action === 'replace' ? NLM_F_CREATE | NLM_F_REPLACE : action === 'append' ? NLM_F_CREATE | NLM_F_APPEND : 0;
-  const w = new MessageWriter(type, flags, NDMSG_LEN);
   const state = f.permanent === false ? NUD_STATES.reachable : NUD_STATES.permanent;
-  ndmsg(w, AF_BRIDGE, indexes.dev, state, f.self === false ? NTF_MASTER : NTF_SELF);
-  w.bytes(NDA_LLADDR, macToBytes(f.mac));
-  if (f.dst !== undefined) w.bytes(NDA_DST, parseAddress(f.dst, 'fdb dst').bytes);
-  if (f.vni !== undefined) w.u32(NDA_VNI, f.vni);
-  if (f.port !== undefined) w.be16(NDA_PORT, f.port);
-  if (indexes.via !== undefined) w.u32(NDA_IFINDEX, indexes.via);
-  return { message: w.finish(), command: `fdb ${action} ${fdbArgs(f)}` };
+  return (indexes) => {
+    const w = new MessageWriter(type, flags, NDMSG_LEN);
+    ndmsg(w, AF_BRIDGE, indexes.dev, state, f.self === false ? NTF_MASTER : NTF_SELF);
+    w.bytes(NDA_LLADDR, mac);
+    if (dst) w.bytes(NDA_DST, dst);
+    if (f.vni !== undefined) w.u32(NDA_VNI, f.vni);
+    if (f.port !== undefined) w.be16(NDA_PORT, f.port);
+    if (indexes.via !== undefined) w.u32(NDA_IFINDEX, indexes.via);
+    return lazyRequest(w.finish(), () => `fdb ${action} ${fdbArgs(f)}`);
+  };
+}
+
+export function encodeFdb(action: FdbAction, f: Fdb, indexes: { dev: number; via?: number }): Request {
+  return prepareFdb(action, f)(indexes);
 }
 
 /** `bridge fdb show [dev DEV]`; the kernel filters by device. */
@@ -207,23 +225,25 @@ export function decodeFdb(m: Message, nameOf: (index: number) => string | undefi
   const index = p.readInt32LE(4);
   const state = p.readUInt16LE(8);
   const flags = p[10]!;
-  const a = parseAttrs(p, NDMSG_LEN);
+  const a = new Attrs(p, NDMSG_LEN);
   const f: Fdb = {
     dev: nameOf(index) ?? `if${index}`,
-    mac: a[NDA_LLADDR]?.length === 6 ? bytesToMac(a[NDA_LLADDR]) : '',
+    mac: a.mac(NDA_LLADDR) ?? '',
     permanent: (state & NUD_STATES.permanent) !== 0,
     self: (flags & NTF_SELF) !== 0,
   };
-  if (a[NDA_DST]) f.dst = formatAddress(Buffer.from(a[NDA_DST]));
-  const vni = attrU32(a[NDA_VNI]);
+  const dst = a.address(NDA_DST);
+  if (dst !== undefined) f.dst = dst;
+  const vni = a.u32(NDA_VNI);
   if (vni !== undefined) f.vni = vni;
-  if (a[NDA_PORT]?.length === 2) f.port = a[NDA_PORT].readUInt16BE(0);
-  const via = attrU32(a[NDA_IFINDEX]);
+  const port = a.be16(NDA_PORT);
+  if (port !== undefined) f.port = port;
+  const via = a.u32(NDA_IFINDEX);
   if (via !== undefined) f.via = nameOf(via) ?? `if${via}`;
-  const master = attrU32(a[NDA_MASTER]);
+  const master = a.u32(NDA_MASTER);
   if (master && flags & NTF_MASTER) f.master = nameOf(master) ?? `if${master}`;
-  if (a[NDA_VLAN]?.length === 2) f.vlan = a[NDA_VLAN].readUInt16LE(0);
+  const vlan = a.u16(NDA_VLAN);
+  if (vlan !== undefined) f.vlan = vlan;
   if (flags & NTF_EXT_LEARNED) f.extLearned = true;
   return f;
 }
-

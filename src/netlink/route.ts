@@ -26,7 +26,7 @@ import {
   SCOPES,
 } from './constants.js';
 import { addressFamily, formatAddress, parseAddress, parsePrefix, type Family, type InetPrefix } from './inet.js';
-import { MessageWriter, attrU32, parseAttrs, type Message, type Request } from './message.js';
+import { Attrs, MessageWriter, lazyRequest, type Message, type Request } from './message.js';
 import { checkBool, checkIfName, checkInt, checkOneOf } from './validate.js';
 
 /**
@@ -137,47 +137,51 @@ function routeArgs(r: Route): string {
   );
 }
 
-function encodeRoute(type: number, flags: number, r: Route, oif: number | undefined, forDelete: boolean): MessageWriter {
+/**
+ * Check a route and return the builder of its request, which needs only the output device's index. Like
+ * `ip route del`, a delete matches any protocol, scope and type unless the route names them.
+ */
+function prepareRoute(r: Route, forDelete: boolean): (oif: number | undefined) => Request {
   const p = parseRoute(r);
   const table = r.table ?? RT_TABLE_MAIN;
-  const w = new MessageWriter(type, flags, RTMSG_LEN);
-  const s = w.struct;
-  s[0] = addressFamily(p.family);
-  s[1] = p.dst?.prefix ?? 0;
-  s[4] = table < 256 ? table : RT_TABLE_UNSPEC;
-  if (forDelete) {
-    // Like `ip route del`: match any protocol, scope and type unless the caller named them.
-    s[5] = r.protocol ?? 0;
-    s[6] = r.scope !== undefined ? SCOPES[r.scope] : SCOPES.nowhere;
-    s[7] = 0;
-  } else {
-    s[5] = r.protocol ?? TULLE_ROUTE_PROTOCOL;
-    s[6] = SCOPES[r.scope ?? defaultScope(r)];
-    s[7] = RTN_UNICAST;
-  }
-  s.writeUInt32LE(r.onlink ? RTNH_F_ONLINK : 0, 8);
-  if (p.dst) w.bytes(RTA_DST, p.dst.bytes);
-  if (p.via) w.bytes(RTA_GATEWAY, p.via);
-  if (oif !== undefined) w.u32(RTA_OIF, oif);
-  if (r.metric !== undefined) w.u32(RTA_PRIORITY, r.metric);
-  if (p.src) w.bytes(RTA_PREFSRC, p.src);
-  w.u32(RTA_TABLE, table);
-  return w;
+  const protocol = forDelete ? (r.protocol ?? 0) : (r.protocol ?? TULLE_ROUTE_PROTOCOL);
+  const scope = forDelete ? (r.scope !== undefined ? SCOPES[r.scope] : SCOPES.nowhere) : SCOPES[r.scope ?? defaultScope(r)];
+  return (oif) => {
+    const w = new MessageWriter(forDelete ? RTM_DELROUTE : RTM_NEWROUTE, forDelete ? 0 : NLM_F_CREATE | NLM_F_REPLACE, RTMSG_LEN);
+    const s = w.struct;
+    s[0] = addressFamily(p.family);
+    s[1] = p.dst?.prefix ?? 0;
+    s[4] = table < 256 ? table : RT_TABLE_UNSPEC;
+    s[5] = protocol;
+    s[6] = scope;
+    s[7] = forDelete ? 0 : RTN_UNICAST;
+    s.writeUInt32LE(r.onlink ? RTNH_F_ONLINK : 0, 8);
+    if (p.dst) w.bytes(RTA_DST, p.dst.bytes);
+    if (p.via) w.bytes(RTA_GATEWAY, p.via);
+    if (oif !== undefined) w.u32(RTA_OIF, oif);
+    if (r.metric !== undefined) w.u32(RTA_PRIORITY, r.metric);
+    if (p.src) w.bytes(RTA_PREFSRC, p.src);
+    w.u32(RTA_TABLE, table);
+    return lazyRequest(w.finish(), () => `route ${forDelete ? 'del' : 'replace'} ${routeArgs(r)}`);
+  };
 }
 
 /** `ip route replace DST [via GW] [dev DEV] [onlink] [scope S] [table T] [proto P] [src A] [metric M]` */
-export function encodeReplaceRoute(r: Route, oif: number | undefined): Request {
-  return { message: encodeRoute(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, r, oif, false).finish(), command: `route replace ${routeArgs(r)}` };
+export function prepareReplaceRoute(r: Route): (oif: number | undefined) => Request {
+  return prepareRoute(r, false);
 }
 
 /** `ip route del DST [via GW] [dev DEV] ...` (ESRCH when no such route). */
-export function encodeDeleteRoute(r: Route, oif: number | undefined): Request {
-  return { message: encodeRoute(RTM_DELROUTE, 0, r, oif, true).finish(), command: `route del ${routeArgs(r)}` };
+export function prepareDeleteRoute(r: Route): (oif: number | undefined) => Request {
+  return prepareRoute(r, true);
 }
 
-/** Check a route without encoding it (batch validates every op before sending any). */
-export function checkRoute(r: Route): void {
-  parseRoute(r);
+export function encodeReplaceRoute(r: Route, oif: number | undefined): Request {
+  return prepareRoute(r, false)(oif);
+}
+
+export function encodeDeleteRoute(r: Route, oif: number | undefined): Request {
+  return prepareRoute(r, true)(oif);
 }
 
 /** `ip [-6] route show [table T] [proto P] [dev DEV]`: the kernel filters by table, protocol and device. */
@@ -197,6 +201,9 @@ export function encodeDumpRoutes(filter: RouteFilter, oif: number | undefined): 
   return { message: w.finish(), command: `${family === 6 ? '-6 ' : ''}route show${args}` };
 }
 
+const SCOPE_BY_NUMBER: RouteScope[] = [];
+for (const n of SCOPE_NAMES) SCOPE_BY_NUMBER[SCOPES[n]] = n;
+
 /** Decode RTM_NEWROUTE/RTM_DELROUTE; undefined for cached clones, which are not configuration. */
 export function decodeRoute(m: Message, nameOf: (index: number) => string | undefined): Route | undefined {
   const p = m.payload;
@@ -204,20 +211,22 @@ export function decodeRoute(m: Message, nameOf: (index: number) => string | unde
   if (flags & RTM_F_CLONED) return undefined;
   const family: Family = p[0] === 2 ? 4 : 6;
   const dstLen = p[1]!;
-  const a = parseAttrs(p, RTMSG_LEN);
-  const dst = a[RTA_DST];
+  const a = new Attrs(p, RTMSG_LEN);
+  const dst = a.address(RTA_DST);
   const route: Route = {
-    dst: dstLen === 0 || !dst ? (family === 4 ? 'default' : '::/0') : `${formatAddress(Buffer.from(dst))}/${dstLen}`,
-    scope: SCOPE_NAMES.find((n) => SCOPES[n] === p[6]) ?? 'universe',
-    table: attrU32(a[RTA_TABLE]) ?? p[4]!,
+    dst: dstLen === 0 || dst === undefined ? (family === 4 ? 'default' : '::/0') : `${dst}/${dstLen}`,
+    scope: SCOPE_BY_NUMBER[p[6]!] ?? 'universe',
+    table: a.u32(RTA_TABLE) ?? p[4]!,
     protocol: p[5]!,
   };
-  if (a[RTA_GATEWAY]) route.via = formatAddress(Buffer.from(a[RTA_GATEWAY]));
-  const oif = attrU32(a[RTA_OIF]);
+  const via = a.address(RTA_GATEWAY);
+  if (via !== undefined) route.via = via;
+  const oif = a.u32(RTA_OIF);
   if (oif !== undefined) route.dev = nameOf(oif) ?? `if${oif}`;
   if (flags & RTNH_F_ONLINK) route.onlink = true;
-  if (a[RTA_PREFSRC]) route.src = formatAddress(Buffer.from(a[RTA_PREFSRC]));
-  const metric = attrU32(a[RTA_PRIORITY]);
+  const src = a.address(RTA_PREFSRC);
+  if (src !== undefined) route.src = src;
+  const metric = a.u32(RTA_PRIORITY);
   if (metric) route.metric = metric;
   if (p[7] !== RTN_UNICAST) route.type = ROUTE_TYPES[p[7]!] ?? String(p[7]);
   return route;

@@ -8,21 +8,29 @@
  * A socket used for requests never joins multicast groups: events and ACKs on one socket would interleave, and
  * a burst of events could push ACKs out of the receive buffer. Subscriptions use their own socket (events.ts).
  */
-import { NLMSG_DONE, NLMSG_ERROR, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NETLINK_ROUTE } from './constants.js';
+import { NETLINK_ROUTE, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_DUMP, NLM_F_DUMP_INTR } from './constants.js';
 import { NetlinkError, fromSystemError } from './errors.js';
-import { parseDone, parseError, parseMessages, type Message, type Request } from './message.js';
+import { align4, joinMessages, parseDone, parseError, type Message, type Request } from './message.js';
 import { native, type SocketHandle } from './native.js';
 
-/** A request's outcome: the messages it got back, or the error that ended it. */
-type Done = (error: NetlinkError | undefined, messages: Message[]) => void;
+/** Requests sent together in one sendto(), and their outcomes as they arrive. */
+interface Chunk {
+  results: Array<Message[] | NetlinkError>;
+  outstanding: number;
+  resolve: () => void;
+  onInterrupted: (() => void) | undefined;
+}
 
+/** One request waiting for its ACK / NLMSG_DONE. */
 interface Pending {
-  command: string;
-  messages: Message[];
+  request: Request;
+  /** Where its outcome goes in `chunk.results`. */
+  index: number;
+  chunk: Chunk;
+  /** Data messages received so far (dumps, GET replies); allocated on the first. */
+  messages: Message[] | undefined;
   /** Set when a dump message carries NLM_F_DUMP_INTR: the table changed while it was being dumped. */
   interrupted: boolean;
-  onInterrupted: (() => void) | undefined;
-  done: Done;
 }
 
 /** Requests sent in one sendto(): bounded so their ACKs fit the receive buffer with room to spare. */
@@ -137,40 +145,32 @@ export class NetlinkSocket {
     onInterrupted?: () => void,
   ): Promise<void> {
     return new Promise((resolve) => {
-      let outstanding = end - start;
+      const chunk: Chunk = { results, outstanding: end - start, resolve, onInterrupted };
       const parts: Buffer[] = [];
       const seqs: number[] = [];
       for (let k = start; k < end; k++) {
-        const req = requests[k]!;
+        const request = requests[k]!;
         const seq = this.nextSeq();
-        const msg = req.message;
+        const msg = request.message;
         msg.writeUInt16LE(msg.readUInt16LE(6) | flags, 6);
         msg.writeUInt32LE(seq, 8);
         parts.push(msg);
         seqs.push(seq);
-        this.pending.set(seq, {
-          command: req.command,
-          messages: [],
-          interrupted: false,
-          onInterrupted,
-          done: (error, messages) => {
-            results[k] = error ?? messages;
-            if (--outstanding === 0) resolve();
-          },
-        });
+        this.pending.set(seq, { request, index: k, chunk, messages: undefined, interrupted: false });
       }
       this.updateRef();
       if (!this.handle) {
-        for (const seq of seqs) this.finish(seq, new NetlinkError(this.pending.get(seq)!.command, EBADF));
+        for (const seq of seqs) this.finish(seq, new NetlinkError(this.pending.get(seq)!.request.command, EBADF));
         return;
       }
       try {
-        native().send(this.handle, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+        native().send(this.handle, joinMessages(parts));
       } catch (err) {
         for (const seq of seqs) {
-          const p = this.pending.get(seq)!;
-          const e = fromSystemError(p.command, err);
-          this.finish(seq, e instanceof NetlinkError ? e : new NetlinkError(p.command, EIO, String(err)));
+          const p = this.pending.get(seq);
+          if (!p) continue;
+          const e = fromSystemError(p.request.command, err);
+          this.finish(seq, e instanceof NetlinkError ? e : new NetlinkError(p.request.command, EIO, String(err)));
         }
       }
     });
@@ -185,9 +185,11 @@ export class NetlinkSocket {
     const p = this.pending.get(seq);
     if (!p) return;
     this.pending.delete(seq);
-    if (p.interrupted) p.onInterrupted?.();
-    this.updateRef();
-    p.done(error, p.messages);
+    if (this.pending.size === 0) this.updateRef();
+    const chunk = p.chunk;
+    if (p.interrupted) chunk.onInterrupted?.();
+    chunk.results[p.index] = error ?? p.messages ?? NO_MESSAGES;
+    if (--chunk.outstanding === 0) chunk.resolve();
   }
 
   private receive(err: NodeJS.ErrnoException | null, data: Buffer | null): void {
@@ -201,31 +203,43 @@ export class NetlinkSocket {
     }
     if (!data) return;
     let unsolicited: Message[] | undefined;
-    for (const m of parseMessages(data)) {
-      const p = m.seq !== 0 ? this.pending.get(m.seq) : undefined;
-      if (!p) {
-        (unsolicited ??= []).push(m);
+    let off = 0;
+    while (off + NLMSG_HDRLEN <= data.length) {
+      const len = data.readUInt32LE(off);
+      if (len < NLMSG_HDRLEN || off + len > data.length) break;
+      const type = data.readUInt16LE(off + 4);
+      const flags = data.readUInt16LE(off + 6);
+      const seq = data.readUInt32LE(off + 8);
+      const p = seq !== 0 ? this.pending.get(seq) : undefined;
+      // Fast path for the common case, a plain ACK: nothing to decode.
+      if (p && type === NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 && data.readInt32LE(off + NLMSG_HDRLEN) === 0 && !(flags & NLM_F_ACK_TLVS)) {
+        this.finish(seq, undefined);
+        off += align4(len);
         continue;
       }
-      if (m.type === NLMSG_ERROR) {
+      const m: Message = { type, flags, seq, pid: data.readUInt32LE(off + 12), payload: data.subarray(off + NLMSG_HDRLEN, off + len) };
+      off += align4(len);
+      if (!p) {
+        (unsolicited ??= []).push(m);
+      } else if (type === NLMSG_ERROR) {
         const ack = parseError(m);
-        this.finish(m.seq, ack.errno ? new NetlinkError(p.command, ack.errno, ack.kernelMessage) : undefined);
-      } else if (m.type === NLMSG_DONE) {
+        this.finish(seq, ack.errno ? new NetlinkError(p.request.command, ack.errno, ack.kernelMessage) : undefined);
+      } else if (type === NLMSG_DONE) {
         const done = parseDone(m);
-        this.finish(m.seq, done.errno ? new NetlinkError(p.command, done.errno, done.kernelMessage) : undefined);
-      } else if (m.type === NLMSG_OVERRUN) {
-        this.finish(m.seq, new NetlinkError(p.command, ENOBUFS));
+        this.finish(seq, done.errno ? new NetlinkError(p.request.command, done.errno, done.kernelMessage) : undefined);
+      } else if (type === NLMSG_OVERRUN) {
+        this.finish(seq, new NetlinkError(p.request.command, ENOBUFS));
       } else {
-        if (m.flags & NLM_F_DUMP_INTR) p.interrupted = true;
         // Every request asks for an ACK or is a dump, so it completes at NLMSG_ERROR / NLMSG_DONE, never here.
-        p.messages.push(m);
+        if (flags & NLM_F_DUMP_INTR) p.interrupted = true;
+        (p.messages ??= []).push(m);
       }
     }
     if (unsolicited && this.onUnsolicited) this.onUnsolicited(undefined, unsolicited);
   }
 
   private failAll(errno: number): void {
-    for (const seq of [...this.pending.keys()]) this.finish(seq, new NetlinkError(this.pending.get(seq)!.command, errno));
+    for (const [seq, p] of [...this.pending]) this.finish(seq, new NetlinkError(p.request.command, errno));
   }
 
   /** The socket keeps the process alive only while requests wait (or while it carries a subscription). */
@@ -237,6 +251,9 @@ export class NetlinkSocket {
     }
   }
 }
+
+/** The outcome of a request that got only its ACK; shared, never written to. */
+const NO_MESSAGES: Message[] = Object.freeze([]) as unknown as Message[];
 
 const EBADF = 9;
 const EIO = 5;
