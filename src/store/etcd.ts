@@ -119,6 +119,9 @@ export class EtcdRegistry implements Registry {
       dialTimeout: timeout,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: { watchBackoff: this.reconnect as never },
+      // gRPC's own reconnect backoff grows to 2 minutes by default: after an outage, tulle would stay away
+      // from a recovered etcd for that long.
+      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': options.reconnectInitialMs ?? 200, 'grpc.max_reconnect_backoff_ms': options.reconnectMaxMs ?? 5000 },
     });
   }
 
@@ -310,7 +313,9 @@ export class EtcdRegistry implements Registry {
     const e = err instanceof Error ? err : new Error(String(err));
     const unavailable =
       isRecoverableError(e) || ['BrokenCircuitError', 'GRPCDeadlineExceededError', 'EtcdWatchStreamEnded', 'GRPCCancelledError'].includes(e.constructor.name) || /ECONNREFUSED|No connection|UNAVAILABLE/i.test(e.message);
-    const detail = `${what}: ${e.message.split('\n')[0]}`;
+    // gRPC appends notes that say nothing here ("Last error: null.", "Resolution note: ").
+    const message = e.message.split('\n')[0]!.replace(/\s*Resolution note:.*$/, '').replace(/\s*Last error: null\.?/, '').replace(/\.$/, '');
+    const detail = `${what}: ${message}`;
     return unavailable ? new StoreUnavailableError(this.url, detail, e) : new StoreError(this.url, detail, e);
   }
 }

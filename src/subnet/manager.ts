@@ -240,7 +240,7 @@ export class LeaseManager {
    */
   async keepRenewed(lease: Lease, options: KeepRenewedOptions = {}): Promise<void> {
     const { signal } = options;
-    const backoff = new Backoff({ initialMs: 1000, maxMs: 60_000 });
+    const backoff = new Backoff({ initialMs: 1000, maxMs: 10_000 });
     let current = lease;
     try {
       for (;;) {
