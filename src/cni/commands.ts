@@ -1,0 +1,199 @@
+/**
+ * The CNI commands, once the environment and stdin are known to be well formed. Each returns the object to
+ * print on stdout (ADD) or nothing (DEL, CHECK, STATUS, GC), or throws a CniError. Loaded lazily by main.ts, so
+ * VERSION and malformed calls never load the netlink client.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatIPv4 } from '../base/ip.js';
+import { readSubnetEnv, type SubnetEnv } from '../config/subnet-env.js';
+import { addAttachment, checkAttachment, removeAttachment } from './attach.js';
+import { CNI_CODES, CniError, asCniError, invalidConfig, type CniVersion } from './errors.js';
+import { readEnv, type CniEnv } from './env.js';
+import { IpamStore, allocate, describeRange, freeAddresses, hostRange, ownedBy, type Allocation } from './ipam.js';
+import { hostVethName } from './names.js';
+import { parseNetConf, type NetConf } from './netconf.js';
+import { appendResult, formatResult, parseResult } from './result.js';
+
+/** Run the command named in `env` with `stdin` as the network configuration. */
+export async function runCommand(env: NodeJS.ProcessEnv, stdin: string): Promise<object | undefined> {
+  const e = readEnv(env);
+  const conf = parseNetConf(stdin);
+  try {
+    switch (e.command) {
+      case 'ADD':
+        return await add(e, conf);
+      case 'DEL':
+        return await del(e, conf);
+      case 'CHECK':
+        return await check(e, conf);
+      case 'STATUS':
+        return await status(conf);
+      case 'GC':
+        return await gc(conf);
+      default:
+        throw new Error(`runCommand: ${e.command} is handled by main`);
+    }
+  } catch (err) {
+    // Errors answer in the config's version, like results.
+    const c = asCniError(err);
+    c.cniVersion = conf.cniVersion;
+    throw c;
+  }
+}
+
+/** subnet.env: missing is "try again later" (11), unparsable is error 105. */
+function loadSubnetEnv(path: string): SubnetEnv {
+  try {
+    return readSubnetEnv(path);
+  } catch (err) {
+    const c = asCniError(err);
+    if (c.cniCode === CNI_CODES.INTERNAL) throw new CniError(CNI_CODES.SUBNET_ENV_INVALID, `${path}: ${(err as Error).message}`, { cause: err });
+    throw c;
+  }
+}
+
+async function add(e: CniEnv, conf: NetConf): Promise<object> {
+  const prev = conf.prevResult === undefined ? undefined : parseResult(conf.prevResult);
+  const subnet = loadSubnetEnv(conf.subnetFile);
+  const range = hostRange(subnet.subnet, subnet.gateway);
+  const store = IpamStore.open(conf.dataDir, conf.name);
+  try {
+    const ip = await allocate(store, range, e.containerId, e.ifName);
+    try {
+      const attached = await addAttachment({
+        mode: conf.mode,
+        containerId: e.containerId,
+        ifName: e.ifName,
+        netns: e.netns!,
+        hostVeth: hostVethName(e.containerId, e.ifName),
+        bridge: conf.bridge,
+        hairpin: conf.hairpinMode,
+        mtu: conf.mtu ?? subnet.mtu,
+        address: formatIPv4(ip),
+        prefix: range.subnet.prefix,
+        gateway: subnet.gateway,
+        network: subnet.network,
+        isDefaultGateway: conf.isDefaultGateway,
+      });
+      return formatResult(appendResult(prev, attached, conf.dns), conf.cniVersion);
+    } catch (err) {
+      await store.withLock(() => store.releaseAddress(formatIPv4(ip)));
+      throw err;
+    }
+  } finally {
+    store.close();
+  }
+}
+
+/** Idempotent, and needs neither the namespace nor subnet.env: the host end's name and the IPAM files suffice. */
+async function del(e: CniEnv, conf: NetConf): Promise<undefined> {
+  await removeAttachment(hostVethName(e.containerId, e.ifName));
+  const store = IpamStore.open(conf.dataDir, conf.name);
+  try {
+    await store.withLock(() => store.release(e.containerId, e.ifName));
+  } finally {
+    store.close();
+  }
+  return undefined;
+}
+
+async function check(e: CniEnv, conf: NetConf): Promise<undefined> {
+  if (conf.prevResult === undefined) throw invalidConfig('prevResult', undefined, 'is required for CHECK (the result of the ADD being checked)');
+  const prev = parseResult(conf.prevResult);
+  const subnet = loadSubnetEnv(conf.subnetFile);
+  const range = hostRange(subnet.subnet, subnet.gateway);
+  const problems = await checkAttachment(
+    {
+      mode: conf.mode,
+      ifName: e.ifName,
+      netns: e.netns!,
+      hostVeth: hostVethName(e.containerId, e.ifName),
+      bridge: conf.bridge,
+      gateway: subnet.gateway,
+      prefix: range.subnet.prefix,
+    },
+    prev,
+  );
+  // The reservation: every address of ours in prevResult still has its file, owned by this attachment.
+  const dir = join(conf.dataDir, conf.name);
+  const held = existsSync(dir) ? listAllocations(conf) : [];
+  const podIndex = prev.interfaces.findIndex((i) => i.name === e.ifName && i.sandbox !== undefined);
+  for (const ip of prev.ips.filter((i) => i.interface === podIndex)) {
+    const address = ip.address.split('/')[0]!;
+    const a = held.find((h) => h.ip === address);
+    if (!a) problems.push(`address ${address} is not reserved in ${dir}`);
+    else if (!ownedBy(a, e.containerId, e.ifName)) problems.push(`address ${address} is reserved for ${a.containerId} ${a.ifName}, not this attachment`);
+  }
+  if (problems.length > 0) {
+    throw new CniError(CNI_CODES.CHECK_FAILED, `CHECK ${e.containerId} ${e.ifName}: ${problems.join('; ')}`);
+  }
+  return undefined;
+}
+
+function listAllocations(conf: NetConf): Allocation[] {
+  const store = IpamStore.open(conf.dataDir, conf.name);
+  try {
+    return store.allocations();
+  } finally {
+    store.close();
+  }
+}
+
+function requireVersion(conf: NetConf, command: string, since: CniVersion): void {
+  if (conf.cniVersion !== since) {
+    throw new CniError(CNI_CODES.INCOMPATIBLE_VERSION, `cniVersion: ${JSON.stringify(conf.cniVersion)} has no ${command} (it came with ${since})`);
+  }
+}
+
+/** Ready for ADD: the agent's subnet.env is there and the subnet has a free address. Error 50 otherwise. */
+async function status(conf: NetConf): Promise<undefined> {
+  requireVersion(conf, 'STATUS', '1.1.0');
+  let subnet: SubnetEnv;
+  try {
+    subnet = loadSubnetEnv(conf.subnetFile);
+  } catch (err) {
+    throw new CniError(CNI_CODES.NOT_AVAILABLE, `not available: ${(err as Error).message}`, { cause: err });
+  }
+  const range = hostRange(subnet.subnet, subnet.gateway);
+  if (existsSync(join(conf.dataDir, conf.name))) {
+    const store = IpamStore.open(conf.dataDir, conf.name);
+    try {
+      if (freeAddresses(store, range) === 0) throw new CniError(CNI_CODES.NOT_AVAILABLE, `not available: no free address in ${describeRange(range)}`);
+    } finally {
+      store.close();
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Release every allocation whose (containerID, ifname) is not in `cni.dev/valid-attachments`, and remove its
+ * host veth if one is left. Goes on past failures and reports them all at the end.
+ */
+async function gc(conf: NetConf): Promise<undefined> {
+  requireVersion(conf, 'GC', '1.1.0');
+  if (conf.validAttachments === undefined) throw invalidConfig('cni.dev/valid-attachments', undefined, 'is required for GC (the attachments still in use)');
+  const valid = new Set(conf.validAttachments.map((a) => `${a.containerID}\0${a.ifname}`));
+  const validIds = new Set(conf.validAttachments.map((a) => a.containerID));
+  const isValid = (a: Allocation): boolean => (a.ifName === '' ? validIds.has(a.containerId) : valid.has(`${a.containerId}\0${a.ifName}`));
+  const failures: string[] = [];
+  const store = IpamStore.open(conf.dataDir, conf.name);
+  try {
+    await store.withLock(async () => {
+      for (const a of store.allocations()) {
+        if (isValid(a)) continue;
+        try {
+          if (a.ifName !== '') await removeAttachment(hostVethName(a.containerId, a.ifName));
+          store.releaseAddress(a.ip);
+        } catch (err) {
+          failures.push(`${a.ip} (${a.containerId} ${a.ifName}): ${(err as Error).message}`);
+        }
+      }
+    });
+  } finally {
+    store.close();
+  }
+  if (failures.length > 0) throw new CniError(CNI_CODES.IO_FAILURE, `GC could not release ${failures.length} attachment(s): ${failures.join('; ')}`);
+  return undefined;
+}

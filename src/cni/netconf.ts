@@ -1,0 +1,173 @@
+/**
+ * The network configuration a runtime passes on stdin, checked field by field:
+ *
+ *   {"cniVersion": "1.1.0", "name": "tulle", "type": "tulle", "mode": "bridge" | "routed",
+ *    "subnetFile": "/run/flannel/subnet.env", "bridge": "cni0", "hairpinMode": false, "mtu": 1450,
+ *    "isDefaultGateway": false, "dataDir": "/var/lib/cni/networks", "dns": {...}}
+ *
+ * Subnet, gateway and MTU come from the agent's subnet.env; `mtu` only overrides the MTU. Keys the runtime adds
+ * (`prevResult`, `runtimeConfig`, `args`, `cni.dev/valid-attachments`) are read where they matter; other unknown
+ * keys are ignored, as the spec allows. Bad JSON is error 6, an unsupported cniVersion error 1, a bad field 7.
+ */
+import { CNI_CODES, CniError, SUPPORTED_VERSIONS, invalidConfig, type CniVersion } from './errors.js';
+
+export type Mode = 'bridge' | 'routed';
+
+export interface Dns {
+  nameservers?: string[];
+  domain?: string;
+  search?: string[];
+  options?: string[];
+}
+
+export interface GcAttachment {
+  containerID: string;
+  ifname: string;
+}
+
+export interface NetConf {
+  cniVersion: CniVersion;
+  name: string;
+  type: string;
+  mode: Mode;
+  subnetFile: string;
+  bridge: string;
+  hairpinMode: boolean;
+  /** Overrides subnet.env's FLANNEL_MTU when set. */
+  mtu: number | undefined;
+  /** Bridge mode: also a default route via the gateway (flannel's `isDefaultGateway`). */
+  isDefaultGateway: boolean;
+  /** host-local's directory: allocations live in `<dataDir>/<name>/`. */
+  dataDir: string;
+  dns: Dns | undefined;
+  /** The previous plugin's (ADD) or the cached (DEL, CHECK) result, unparsed: result.ts reads it. */
+  prevResult: unknown;
+  /** GC: the attachments the runtime still holds. */
+  validAttachments: GcAttachment[] | undefined;
+}
+
+export const DEFAULTS = {
+  mode: 'bridge' as Mode,
+  subnetFile: '/run/flannel/subnet.env',
+  bridge: 'cni0',
+  dataDir: '/var/lib/cni/networks',
+};
+
+/** The spec's rule for a network name; it is also a directory name under dataDir, so no '/' or '..'. */
+const NETWORK_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** Decode and check stdin. */
+export function parseNetConf(text: string): NetConf {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    const what = text.trim() === '' ? 'stdin is empty' : `stdin is not JSON (${(err as Error).message})`;
+    throw new CniError(CNI_CODES.DECODE_FAILURE, `network configuration: ${what}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new CniError(CNI_CODES.DECODE_FAILURE, `network configuration: stdin holds ${Array.isArray(raw) ? 'an array' : JSON.stringify(raw)}, not a JSON object`);
+  }
+  const c = raw as Record<string, unknown>;
+  const cniVersion = readVersion(c.cniVersion);
+  if (c.ipam !== undefined) {
+    throw new CniError(CNI_CODES.UNSUPPORTED_FIELD, `ipam: ${JSON.stringify(c.ipam)} is not supported (tulle-cni allocates from the host subnet in subnet.env itself; remove the ipam section)`);
+  }
+  const name = requiredString(c, 'name');
+  if (!NETWORK_NAME_RE.test(name)) throw invalidConfig('name', name, 'is not a network name (must start with a letter or digit, then letters, digits, "_", "." or "-")');
+  const mode = optional(c, 'mode', DEFAULTS.mode, (v) => {
+    if (v !== 'bridge' && v !== 'routed') throw invalidConfig('mode', v, 'is not a mode (must be "bridge" or "routed")');
+    return v as Mode;
+  });
+  return {
+    cniVersion,
+    name,
+    type: requiredString(c, 'type'),
+    mode,
+    subnetFile: optional(c, 'subnetFile', DEFAULTS.subnetFile, (v) => absolutePath('subnetFile', v)),
+    bridge: optional(c, 'bridge', DEFAULTS.bridge, (v) => interfaceName('bridge', v)),
+    hairpinMode: optional(c, 'hairpinMode', false, (v) => bool('hairpinMode', v)),
+    mtu: optional<number | undefined>(c, 'mtu', undefined, (v) => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 68 || v > 65535) throw invalidConfig('mtu', v, 'is out of range (must be an integer 68..65535)');
+      return v;
+    }),
+    isDefaultGateway: optional(c, 'isDefaultGateway', false, (v) => bool('isDefaultGateway', v)),
+    dataDir: optional(c, 'dataDir', DEFAULTS.dataDir, (v) => absolutePath('dataDir', v)),
+    dns: optional<Dns | undefined>(c, 'dns', undefined, readDns),
+    prevResult: optional<unknown>(c, 'prevResult', undefined, (v) => {
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw invalidConfig('prevResult', v, 'must be a CNI result object');
+      return v;
+    }),
+    // libcni sends both names (the spec once misspelt the key); either one counts.
+    validAttachments: readAttachments(c['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments', c['cni.dev/valid-attachments'] ?? c['cni.dev/attachments']),
+  };
+}
+
+function readVersion(v: unknown): CniVersion {
+  if (v === undefined || v === '') throw invalidConfig('cniVersion', v, `is required (one of ${SUPPORTED_VERSIONS.join(', ')})`);
+  if (typeof v !== 'string') throw invalidConfig('cniVersion', v, 'must be a version string like "1.1.0"');
+  if (!SUPPORTED_VERSIONS.includes(v as CniVersion)) {
+    throw new CniError(CNI_CODES.INCOMPATIBLE_VERSION, `cniVersion: ${JSON.stringify(v)} is not supported (tulle-cni speaks ${SUPPORTED_VERSIONS.join(', ')})`);
+  }
+  return v as CniVersion;
+}
+
+function requiredString(c: Record<string, unknown>, key: string): string {
+  const v = c[key];
+  if (v === undefined) throw invalidConfig(key, v, 'is required');
+  if (typeof v !== 'string' || v === '') throw invalidConfig(key, v, 'must be a non-empty string');
+  return v;
+}
+
+function optional<T>(c: Record<string, unknown>, key: string, fallback: T, check: (v: unknown) => T): T {
+  const v = c[key];
+  return v === undefined || v === null ? fallback : check(v);
+}
+
+function bool(key: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw invalidConfig(key, v, 'must be true or false');
+  return v;
+}
+
+function absolutePath(key: string, v: unknown): string {
+  if (typeof v !== 'string' || !v.startsWith('/') || v.includes('\0')) throw invalidConfig(key, v, 'must be an absolute path');
+  return v;
+}
+
+function interfaceName(key: string, v: unknown): string {
+  if (typeof v !== 'string' || v === '' || v === '.' || v === '..' || Buffer.byteLength(v) > 15 || /[\s/:]/.test(v)) {
+    throw invalidConfig(key, v, 'is not an interface name (1-15 bytes, no "/", ":" or whitespace)');
+  }
+  return v;
+}
+
+function stringList(key: string, v: unknown): string[] {
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw invalidConfig(key, v, 'must be a list of strings');
+  return v as string[];
+}
+
+function readDns(v: unknown): Dns {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw invalidConfig('dns', v, 'must be an object like {"nameservers": ["10.96.0.10"]}');
+  const d = v as Record<string, unknown>;
+  const out: Dns = {};
+  if (d.nameservers !== undefined) out.nameservers = stringList('dns.nameservers', d.nameservers);
+  if (d.domain !== undefined) {
+    if (typeof d.domain !== 'string') throw invalidConfig('dns.domain', d.domain, 'must be a string');
+    out.domain = d.domain;
+  }
+  if (d.search !== undefined) out.search = stringList('dns.search', d.search);
+  if (d.options !== undefined) out.options = stringList('dns.options', d.options);
+  return out;
+}
+
+function readAttachments(key: string, v: unknown): GcAttachment[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v)) throw invalidConfig(key, v, 'must be a list of {"containerID", "ifname"} objects');
+  return v.map((a, i) => {
+    const o = a as Record<string, unknown> | null;
+    if (o === null || typeof o !== 'object' || typeof o.containerID !== 'string' || o.containerID === '' || typeof o.ifname !== 'string') {
+      throw invalidConfig(`${key}[${i}]`, a, 'must be an object {"containerID": "...", "ifname": "..."}');
+    }
+    return { containerID: o.containerID, ifname: o.ifname };
+  });
+}

@@ -1,0 +1,117 @@
+// Bad input to the tulle-cni executable, called as a runtime calls it: each mistake gets the spec's error code, a
+// message naming the variable or field, exit 1, and no stack trace. Every case here fails before the plugin would
+// touch the kernel, so this suite needs no root and no namespace (the netns suite covers the rest).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cniInvoke, type CniInvocation } from '../../src/cni/invoke.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-input-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const missingSubnetFile = join(dir, 'no-agent', 'subnet.env');
+const subnetFile = join(dir, 'subnet.env');
+writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/30\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+
+const config = (extra: Record<string, unknown> = {}) => ({ cniVersion: '1.1.0', name: 'tulle-test', type: 'tulle', subnetFile: missingSubnetFile, dataDir: join(dir, 'ipam'), ...extra });
+/** An ADD whose environment is valid: /proc/self/ns/net is a real network namespace file. */
+const add = (over: Partial<CniInvocation> = {}): CniInvocation => ({ command: 'ADD', containerId: 'c1', netns: '/proc/self/ns/net', ifName: 'eth0', config: config(), ...over });
+
+async function expectError(inv: CniInvocation, code: number, msg: RegExp, cniVersion = '1.1.0') {
+  const out = await cniInvoke(inv);
+  assert.equal(out.exitCode, 1, `exit code; stdout ${out.stdout}`);
+  assert.ok(out.error, `an error object on stdout, got ${JSON.stringify(out.stdout)}`);
+  assert.equal(out.error.code, code, `code for ${out.error.msg}`);
+  assert.match(out.error.msg, msg);
+  assert.equal(out.error.cniVersion, cniVersion);
+  assert.doesNotMatch(out.stdout + out.stderr, /\n\s+at /, 'no stack trace');
+}
+
+test('VERSION lists the spec versions tulle-cni speaks', async () => {
+  const out = await cniInvoke({ command: 'VERSION', config: '' });
+  assert.equal(out.exitCode, 0);
+  assert.deepEqual(out.result, { cniVersion: '1.1.0', supportedVersions: ['0.4.0', '1.0.0', '1.1.0'] });
+});
+
+test('bad CNI_COMMAND, CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS, CNI_ARGS: error 4 naming the variable (3 for a namespace that is gone)', async () => {
+  await expectError({ ...add(), command: 'MOVE' as never }, 4, /^CNI_COMMAND: "MOVE" is not a CNI command \(must be one of ADD, DEL, CHECK, STATUS, GC, VERSION\)/);
+  await expectError(add({ containerId: '' }), 4, /^CNI_CONTAINERID: "" is not a container ID/);
+  await expectError(add({ containerId: '-x' }), 4, /^CNI_CONTAINERID: "-x"/);
+  await expectError(add({ ifName: 'eth/0' }), 4, /^CNI_IFNAME: "eth\/0" is not an interface name/);
+  await expectError(add({ ifName: 'a-very-long-name0' }), 4, /^CNI_IFNAME: "a-very-long-name0"/);
+  await expectError(add({ netns: undefined }), 4, /^CNI_NETNS: \(missing\) is required for this command/);
+  await expectError(add({ netns: 'run/netns/x' }), 4, /^CNI_NETNS: "run\/netns\/x" must be an absolute path/);
+  await expectError(add({ netns: '/etc/hostname' }), 4, /^CNI_NETNS: "\/etc\/hostname" is not a network namespace file/);
+  await expectError(add({ netns: '/run/netns/tulle-no-such-namespace' }), 3, /^CNI_NETNS: "\/run\/netns\/tulle-no-such-namespace" does not exist/);
+  await expectError(add({ args: 'IgnoreUnknown=1;oops' }), 4, /^CNI_ARGS: .* has a pair without "KEY="/);
+});
+
+test('stdin that is not a JSON object: error 6', async () => {
+  await expectError(add({ config: '{"cniVersion": "1.1.0", ' }), 6, /^network configuration: stdin is not JSON/);
+  await expectError(add({ config: '' }), 6, /^network configuration: stdin is empty/);
+  await expectError(add({ config: '[1,2]' }), 6, /stdin holds an array, not a JSON object/);
+});
+
+test('missing or wrong fields: error 7 naming field, value and rule; version and unsupported keys have their own codes', async () => {
+  const without = (key: string) => {
+    const c: Record<string, unknown> = config();
+    delete c[key];
+    return c;
+  };
+  await expectError(add({ config: without('name') }), 7, /^name: \(missing\) is required$/);
+  await expectError(add({ config: without('type') }), 7, /^type: \(missing\) is required$/);
+  await expectError(add({ config: without('cniVersion') }), 7, /^cniVersion: \(missing\) is required \(one of 0\.4\.0, 1\.0\.0, 1\.1\.0\)$/);
+  await expectError(add({ config: config({ mode: 'vxlan' }) }), 7, /^mode: "vxlan" is not a mode \(must be "bridge" or "routed"\)$/);
+  await expectError(add({ config: config({ name: '../etc' }) }), 7, /^name: "\.\.\/etc" is not a network name/);
+  await expectError(add({ config: config({ mtu: 10 }) }), 7, /^mtu: 10 is out of range \(must be an integer 68\.\.65535\)$/);
+  await expectError(add({ config: config({ bridge: 'a-bridge-name-too-long' }) }), 7, /^bridge: "a-bridge-name-too-long" is not an interface name/);
+  await expectError(add({ config: config({ hairpinMode: 'yes' }) }), 7, /^hairpinMode: "yes" must be true or false$/);
+  await expectError(add({ config: config({ dataDir: 'relative/dir' }) }), 7, /^dataDir: "relative\/dir" must be an absolute path$/);
+  await expectError(add({ config: config({ prevResult: [1] }) }), 7, /^prevResult: \[1\] must be a CNI result object$/);
+  await expectError(add({ config: config({ cniVersion: '0.3.1' }) }), 1, /^cniVersion: "0\.3\.1" is not supported \(tulle-cni speaks 0\.4\.0, 1\.0\.0, 1\.1\.0\)$/);
+  await expectError(add({ config: config({ ipam: { type: 'host-local' } }) }), 2, /^ipam: \{"type":"host-local"\} is not supported/);
+});
+
+test('errors answer in the version the config asked for', async () => {
+  await expectError(add({ config: config({ cniVersion: '0.4.0', mode: 'x' }) }), 7, /^mode:/, '0.4.0');
+  await expectError(add({ config: config({ cniVersion: '1.0.0' }), ifName: '' }), 4, /^CNI_IFNAME/, '1.0.0');
+});
+
+test('ADD before the agent wrote subnet.env: error 11 "try again later", naming the file', async () => {
+  await expectError(add(), 11, new RegExp(`^${missingSubnetFile.replaceAll('/', '\\/')} does not exist: is the tulle agent running on this host\\?`));
+});
+
+test('a subnet.env that cannot be parsed: error 105 naming the file and variable', async () => {
+  const broken = join(dir, 'broken.env');
+  writeFileSync(broken, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=banana\nFLANNEL_MTU=1450\n');
+  await expectError(add({ config: config({ subnetFile: broken }) }), 105, /FLANNEL_SUBNET: "banana" is not an IPv4 CIDR/);
+});
+
+test('STATUS: 50 without subnet.env or without a free address, success otherwise; only for 1.1.0 configs', async () => {
+  const status = (extra: Record<string, unknown>) => cniInvoke({ command: 'STATUS', config: config(extra) });
+  let out = await status({});
+  assert.equal(out.error?.code, 50);
+  assert.match(out.error!.msg, /^not available: .*does not exist: is the tulle agent running/);
+
+  const dataDir = join(dir, 'status-ipam');
+  out = await status({ subnetFile, dataDir });
+  assert.equal(out.exitCode, 0, out.stdout);
+  assert.equal(out.stdout, '', 'STATUS prints nothing on success');
+  // 10.244.3.0/30 has one address besides the gateway: once it is taken, ADD cannot succeed.
+  mkdirSync(join(dataDir, 'tulle-test'), { recursive: true });
+  writeFileSync(join(dataDir, 'tulle-test', '10.244.3.2'), 'someone\r\neth0');
+  out = await status({ subnetFile, dataDir });
+  assert.equal(out.error?.code, 50);
+  assert.match(out.error!.msg, /^not available: no free address in 10\.244\.3\.0\/30/);
+
+  out = await status({ cniVersion: '1.0.0', subnetFile, dataDir });
+  assert.equal(out.error?.code, 1);
+  assert.match(out.error!.msg, /"1\.0\.0" has no STATUS \(it came with 1\.1\.0\)/);
+});
+
+test('GC needs cni.dev/valid-attachments and a 1.1.0 config', async () => {
+  await expectError({ command: 'GC', config: config() }, 7, /^cni\.dev\/valid-attachments: \(missing\) is required for GC/);
+  await expectError({ command: 'GC', config: config({ 'cni.dev/valid-attachments': [{ ifname: 'eth0' }] }) }, 7, /^cni\.dev\/valid-attachments\[0\]: .* must be an object \{"containerID"/);
+  await expectError({ command: 'GC', config: config({ cniVersion: '1.0.0', 'cni.dev/valid-attachments': [] }) }, 1, /has no GC/, '1.0.0');
+});
