@@ -6,7 +6,7 @@
  * A bad header, record or block ends the stream with a PcapError naming its file offset — after every record
  * before it has been handed out, so a caller can show what it could read.
  */
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { TulleError } from '../base/errors.js';
 import { PcapError } from './errors.js';
 import { PcapReader, isPcapMagic } from './pcap.js';
@@ -51,6 +51,16 @@ export class CaptureParser {
     // The unfinished tail waits for the next chunk.
     this.pending = pos === buf.length ? EMPTY : buf.subarray(pos);
     this.pendingBase = base + pos;
+  }
+
+  /**
+   * Hand over the unfinished tail and forget it: the caller puts it at the start of the next chunk it pushes,
+   * so a file reader copies only those few bytes instead of concatenating whole chunks.
+   */
+  takePending(): Buffer {
+    const tail = this.pending;
+    this.pending = EMPTY;
+    return tail;
   }
 
   /** The input is over: throws if it ended inside a header or record (or was empty). */
@@ -98,9 +108,27 @@ export function* readCaptureSync(buf: Buffer): Generator<CaptureRecord, CaptureF
 /** Where to read a capture from: a file path, or chunks from any stream (e.g. process.stdin). */
 export type CaptureSource = string | AsyncIterable<Uint8Array>;
 
-function openSource(source: CaptureSource, chunkSize: number): AsyncIterable<Uint8Array> {
-  if (typeof source !== 'string') return source;
-  return createReadStream(source, { highWaterMark: chunkSize });
+/**
+ * Chunks of a file, each beginning with the parser's unfinished tail: read straight into a fresh buffer after
+ * that tail, so no chunk is ever copied. Each chunk is a new buffer because records handed out are views into it.
+ */
+async function* fileChunks(path: string, chunkSize: number, parser: CaptureParser): AsyncGenerator<Buffer> {
+  const file = await open(path, 'r');
+  try {
+    for (;;) {
+      const tail = parser.takePending();
+      const buf = Buffer.allocUnsafe(tail.length + chunkSize);
+      tail.copy(buf, 0);
+      const { bytesRead } = await file.read(buf, tail.length, chunkSize, null);
+      if (bytesRead === 0) {
+        if (tail.length) yield buf.subarray(0, tail.length); // give the tail back, so end() can name it
+        return;
+      }
+      yield buf.subarray(0, tail.length + bytesRead);
+    }
+  } finally {
+    await file.close();
+  }
 }
 
 /**
@@ -109,9 +137,10 @@ function openSource(source: CaptureSource, chunkSize: number): AsyncIterable<Uin
  */
 export async function* readCaptureBatches(source: CaptureSource, options: { chunkSize?: number; onFormat?: (f: CaptureFormat) => void } = {}): AsyncGenerator<CaptureRecord[]> {
   const parser = new CaptureParser();
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   let told = false;
   try {
-    for await (const chunk of openSource(source, options.chunkSize ?? DEFAULT_CHUNK_SIZE)) {
+    for await (const chunk of typeof source === 'string' ? fileChunks(source, chunkSize, parser) : source) {
       const out: CaptureRecord[] = [];
       const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       try {

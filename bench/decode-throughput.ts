@@ -1,0 +1,167 @@
+/**
+ * Benchmark: decode throughput of 148-byte VXLAN frames (seed 003's ping, encapsulated), tulle against tshark in
+ * the same run. tulle streams a large pcap through readCaptureBatches + dissect on the main thread (one core) and
+ * reads the fields a person looks at (outer addresses and ports, VNI, inner addresses, ICMP type); tshark reads a
+ * smaller file (it is slow) printing the same fields. tshark's start-up time, measured on a one-frame file, is
+ * subtracted, so its rate is its decoding rate. Goals: >= 1,000,000 frames/s and >= 10x tshark.
+ *
+ *   node dist/bench/decode-throughput.js [--quick]     (writes bench/results/decode-throughput.json)
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { MissingRequirementError } from '../src/base/errors.js';
+import { PcapWriter, dissect, encapsulate, icmpEchoFrame, readCaptureBatches, tsharkVersion } from '../src/wire/index.js';
+
+export const NAME = 'decode-throughput';
+const GOAL_PPS = 1_000_000;
+const GOAL_RATIO = 10;
+const RESULT_FILE = fileURLToPath(new URL(`../../bench/results/${NAME}.json`, import.meta.url));
+const TSHARK_FIELDS = ['vxlan.vni', 'ip.src', 'ip.dst', 'udp.srcport', 'udp.dstport', 'icmp.type'];
+
+export interface DecodeBenchResult {
+  name: string;
+  date: string;
+  quick: boolean;
+  machine: { cores: number; cpu: string; kernel: string; node: string; tshark: string };
+  sizes: { frameBytes: number; tulleFrames: number; tulleFileBytes: number; tsharkFrames: number; tsharkFileBytes: number; tulleRepetitions: number };
+  /** Median over the repetitions, on the large file. */
+  tullePps: number;
+  tulleRunsPps: number[];
+  /** tulle on tshark's (smaller) file, for the same-file comparison. */
+  tulleSameFilePps: number;
+  /** tshark frames/s with its start-up time subtracted. */
+  tsharkPps: number;
+  /** tshark frames/s including start-up, as a user running it would see. */
+  tsharkWallPps: number;
+  tsharkStartupMs: number;
+  /** tullePps / tsharkPps. */
+  ratio: number;
+  goals: { tullePps: number; ratio: number };
+  met: { tullePps: boolean; ratio: boolean; all: boolean };
+}
+
+/**
+ * A capture of `frames` 148-byte VXLAN frames: 256 flows (pod pairs and echo ids, so source ports vary as on a real
+ * underlay), VNI 1, flannel's port, written through PcapWriter.
+ */
+export async function writeVxlanCapture(path: string, frames: number): Promise<void> {
+  const templates: Buffer[] = [];
+  for (let i = 0; i < 256; i++) {
+    const inner = icmpEchoFrame({ srcMac: 'd2:ba:c1:db:b3:77', dstMac: '0e:f0:b5:8c:28:f5', srcIp: `10.244.0.${i}`, dstIp: `10.244.1.${255 - i}`, id: 16640 + i, seq: i });
+    templates.push(encapsulate(inner, { srcMac: '52:54:00:9c:09:d7', dstMac: 'fe:ee:8f:bf:86:99', srcIp: '10.0.4.2', dstIp: '10.0.4.14', vni: 1 }));
+  }
+  const writer = PcapWriter.toFile(path);
+  for (let i = 0; i < frames; i++) await writer.write(templates[i & 255]!, { sec: 1_700_000_000 + Math.floor(i / 1000), nsec: (i % 1000) * 1000 });
+  await writer.close();
+}
+
+/** Decode every frame of `path` and read the shown fields; returns frames/s. Checks what it decoded. */
+async function tulleDecode(path: string, expected: number): Promise<number> {
+  let frames = 0;
+  let vni1 = 0;
+  let sink = 0;
+  const start = performance.now();
+  for await (const batch of readCaptureBatches(path)) {
+    for (const r of batch) {
+      const d = dissect(r.buf, r.offset, r.end);
+      const inner = d.inner;
+      if (d.vxlan?.vni === 1) vni1++;
+      // The fields tshark prints below; numbers, as a consumer that filters or counts would use them.
+      sink += d.ipv4!.srcNumber + d.ipv4!.dstNumber + d.udp!.srcPort + d.udp!.dstPort + inner!.ipv4!.srcNumber + inner!.ipv4!.dstNumber + inner!.icmp!.type;
+      frames++;
+    }
+  }
+  const seconds = (performance.now() - start) / 1000;
+  if (frames !== expected || vni1 !== expected || !Number.isFinite(sink)) throw new Error(`tulle decoded ${frames} frames (${vni1} with VNI 1), expected ${expected}`);
+  return frames / seconds;
+}
+
+/** Wall time of tshark printing the fields of `path` (output discarded), in ms; checks its line count. */
+function tsharkRun(path: string, expected: number): Promise<number> {
+  const args = ['-r', path, '-n', '-d', 'udp.port==8472,vxlan', '-T', 'fields'];
+  for (const f of TSHARK_FIELDS) args.push('-e', f);
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const child = spawn('tshark', args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    let lines = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) lines++;
+    });
+    child.on('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new MissingRequirementError('the program tshark', 'install it (bash scripts/install-deps.sh)') : err));
+    child.on('close', (status) => {
+      const ms = performance.now() - start;
+      if (status !== 0) reject(new Error(`tshark exited ${status}`));
+      else if (lines !== expected) reject(new Error(`tshark printed ${lines} lines, expected ${expected}`));
+      else resolve(ms);
+    });
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export async function run(options: { quick: boolean; output?: string }): Promise<DecodeBenchResult> {
+  const tulleFrames = options.quick ? 20_000 : 1_000_000;
+  const tsharkFrames = options.quick ? 2_000 : 100_000;
+  const repetitions = options.quick ? 1 : 5;
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-bench-decode-'));
+  try {
+    const big = join(dir, 'tulle.pcap');
+    const small = join(dir, 'tshark.pcap');
+    const one = join(dir, 'one.pcap');
+    await writeVxlanCapture(big, tulleFrames);
+    await writeVxlanCapture(small, tsharkFrames);
+    await writeVxlanCapture(one, 1);
+    const version = await tsharkVersion();
+
+    await tulleDecode(small, tsharkFrames); // warm-up: let V8 optimise the decoder before timing it
+    const runs: number[] = [];
+    for (let i = 0; i < repetitions; i++) runs.push(await tulleDecode(big, tulleFrames));
+    const tulleSameFilePps = await tulleDecode(small, tsharkFrames);
+
+    const startupMs = Math.min(await tsharkRun(one, 1), await tsharkRun(one, 1));
+    const tsharkMs = await tsharkRun(small, tsharkFrames);
+    const tsharkPps = tsharkFrames / (Math.max(1, tsharkMs - startupMs) / 1000);
+    const tullePps = median(runs);
+    const ratio = tullePps / tsharkPps;
+    const result: DecodeBenchResult = {
+      name: NAME,
+      date: new Date().toISOString(),
+      quick: options.quick,
+      machine: { cores: cpus().length, cpu: cpus()[0]?.model.trim() ?? 'unknown', kernel: release(), node: process.version, tshark: version },
+      sizes: { frameBytes: 148, tulleFrames, tulleFileBytes: statSync(big).size, tsharkFrames, tsharkFileBytes: statSync(small).size, tulleRepetitions: repetitions },
+      tullePps: Math.round(tullePps),
+      tulleRunsPps: runs.map(Math.round),
+      tulleSameFilePps: Math.round(tulleSameFilePps),
+      tsharkPps: Math.round(tsharkPps),
+      tsharkWallPps: Math.round(tsharkFrames / (tsharkMs / 1000)),
+      tsharkStartupMs: Math.round(startupMs),
+      ratio: Math.round(ratio * 10) / 10,
+      goals: { tullePps: GOAL_PPS, ratio: GOAL_RATIO },
+      met: { tullePps: tullePps >= GOAL_PPS, ratio: ratio >= GOAL_RATIO, all: tullePps >= GOAL_PPS && ratio >= GOAL_RATIO },
+    };
+    const output = options.output ?? RESULT_FILE;
+    mkdirSync(dirname(output), { recursive: true });
+    writeFileSync(output, JSON.stringify(result, null, 2) + '\n');
+    return result;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const result = await run({ quick: process.argv.includes('--quick') });
+  const f = (n: number): string => n.toLocaleString('en-US');
+  process.stdout.write(
+    `${NAME}: tulle ${f(result.tullePps)} frames/s (${f(result.sizes.tulleFrames)} frames), tshark ${f(result.tsharkPps)} frames/s ` +
+      `(${f(result.sizes.tsharkFrames)} frames, start-up ${result.tsharkStartupMs} ms excluded): ${result.ratio}x; ` +
+      `goals >= ${f(GOAL_PPS)}/s ${result.met.tullePps ? 'met' : 'NOT met'}, >= ${GOAL_RATIO}x ${result.met.ratio ? 'met' : 'NOT met'}\n`,
+  );
+}
