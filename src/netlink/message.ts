@@ -87,7 +87,10 @@ export class MessageWriter {
     this.buf.writeUInt16LE(flags | NLM_F_REQUEST, this.start + 6);
   }
 
-  /** The fixed struct right after the header, zero-filled, for the caller to write its fields into. */
+  /**
+   * The fixed struct right after the header, zero-filled, for the caller to write its fields into: before adding
+   * attributes, which may move the message to a bigger buffer.
+   */
   get struct(): Buffer {
     return this.buf.subarray(this.start + NLMSG_HDRLEN);
   }
@@ -116,29 +119,37 @@ export class MessageWriter {
     return at;
   }
 
+  // Each writer below takes the position first: attr() may move the message to a bigger buffer, and
+  // `this.buf.set(data, this.attr(...))` would have read the old one before the call.
+
   bytes(type: number, data: Uint8Array): this {
-    this.buf.set(data, this.attr(type, data.length));
+    const at = this.attr(type, data.length);
+    this.buf.set(data, at);
     return this;
   }
 
   u8(type: number, value: number): this {
-    this.buf[this.attr(type, 1)] = value;
+    const at = this.attr(type, 1);
+    this.buf[at] = value;
     return this;
   }
 
   u16(type: number, value: number): this {
-    this.buf.writeUInt16LE(value, this.attr(type, 2));
+    const at = this.attr(type, 2);
+    this.buf.writeUInt16LE(value, at);
     return this;
   }
 
   /** 16-bit value in network byte order (UDP ports). */
   be16(type: number, value: number): this {
-    this.buf.writeUInt16BE(value, this.attr(type, 2));
+    const at = this.attr(type, 2);
+    this.buf.writeUInt16BE(value, at);
     return this;
   }
 
   u32(type: number, value: number): this {
-    this.buf.writeUInt32LE(value >>> 0, this.attr(type, 4));
+    const at = this.attr(type, 4);
+    this.buf.writeUInt32LE(value >>> 0, at);
     return this;
   }
 
@@ -345,7 +356,7 @@ export interface AckInfo {
 export function parseError(m: Message): AckInfo {
   const p = m.payload;
   if (p.length < 4) return { errno: 0, kernelMessage: undefined };
-  const errno = -p.readInt32LE(0);
+  const errno = 0 - p.readInt32LE(0); // not -x: an ACK's 0 must not become -0
   let kernelMessage: string | undefined;
   if (m.flags & NLM_F_ACK_TLVS && p.length >= 4 + NLMSG_HDRLEN) {
     const echoed = m.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : align4(p.readUInt32LE(4));
@@ -358,7 +369,7 @@ export function parseError(m: Message): AckInfo {
 export function parseDone(m: Message): AckInfo {
   const p = m.payload;
   if (p.length < 4) return { errno: 0, kernelMessage: undefined };
-  const errno = -p.readInt32LE(0);
+  const errno = 0 - p.readInt32LE(0);
   const kernelMessage = m.flags & NLM_F_ACK_TLVS ? new Attrs(p, 4).string(NLMSGERR_ATTR_MSG) : undefined;
   return { errno, kernelMessage };
 }
