@@ -115,6 +115,8 @@ export interface ChainOptions {
   args?: string;
   /** DEL and CHECK: the cached result of the ADD. */
   prevResult?: Record<string, unknown>;
+  /** Capability arguments (e.g. {portMappings: [...]}): each plugin gets, as `runtimeConfig`, those it declares in `capabilities`. */
+  capabilityArgs?: Record<string, unknown>;
   /** GC: the attachments still in use. */
   validAttachments?: Array<{ containerID: string; ifname: string }>;
   timeoutMs?: number;
@@ -131,8 +133,10 @@ export async function runConflist(list: Conflist, command: 'ADD' | 'DEL' | 'CHEC
   let prev: Record<string, unknown> | undefined = command === 'ADD' ? undefined : o.prevResult;
   for (const plugin of order) {
     const executable = findPlugin(plugin.type, o);
-    const { capabilities: _capabilities, ...rest } = plugin;
+    const { capabilities, ...rest } = plugin;
     const config: Record<string, unknown> = { ...rest, cniVersion: list.cniVersion, name: list.name };
+    const runtimeConfig = deriveRuntimeConfig(capabilities, o.capabilityArgs);
+    if (runtimeConfig) config.runtimeConfig = runtimeConfig;
     if (prev !== undefined && command !== 'STATUS' && command !== 'GC') config.prevResult = prev;
     if (command === 'GC') config['cni.dev/valid-attachments'] = o.validAttachments ?? [];
     const perContainer = command === 'ADD' || command === 'DEL' || command === 'CHECK';
@@ -149,6 +153,14 @@ export async function runConflist(list: Conflist, command: 'ADD' | 'DEL' | 'CHEC
     if (command === 'ADD') prev = outcome.result;
   }
   return command === 'ADD' ? prev : undefined;
+}
+
+/** The spec's runtimeConfig: the capability arguments whose capability the plugin declares as true. */
+function deriveRuntimeConfig(capabilities: unknown, args: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (!args || capabilities === null || typeof capabilities !== 'object') return undefined;
+  const out: Record<string, unknown> = {};
+  for (const [name, enabled] of Object.entries(capabilities)) if (enabled === true && args[name] !== undefined) out[name] = args[name];
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** The executable for `type`: the explicit mapping first, then the first CNI_PATH directory that has it. */
