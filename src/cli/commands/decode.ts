@@ -4,7 +4,7 @@
  * object per frame instead (JSON Lines). A broken file is decoded up to the bad spot, then one line on stderr
  * names the file offset and the reason, and the exit code is 1.
  */
-import { describeError } from '../../base/errors.js';
+import { UsageError, describeError } from '../../base/errors.js';
 import { DEFAULT_VXLAN_PORTS } from '../../wire/encap.js';
 import { PcapError } from '../../wire/errors.js';
 import { readCaptureBatches } from '../../wire/capture.js';
@@ -60,7 +60,8 @@ export const decodeCommand: CommandSpec = {
     'malformed; a broken file is decoded up to the bad spot, then one line on stderr names its offset and the reason',
     '(exit code 1). Times are UTC.',
   ].join('\n'),
-  positionals: [{ name: 'file', description: 'capture file (pcap or pcapng), or - for standard input', required: true }],
+  // Checked in run(): the shared parser validates required positionals before it sees --help.
+  positionals: [{ name: 'file', description: 'capture file (pcap or pcapng), or - for standard input' }],
   options: {
     json: { type: 'boolean', description: 'JSON Lines: one object per frame, no summary' },
     port: { type: 'integer', description: 'also decode this UDP destination port as VXLAN', valueName: 'N', min: 1, max: 65535, multiple: true },
@@ -69,7 +70,8 @@ export const decodeCommand: CommandSpec = {
   examples: ['tulle decode underlay.pcap', 'tulle decode --json --port 9000 capture.pcapng | jq .inner.ip.src', 'tulle decode --vni 42 vxlan.pcap'],
 
   async run({ options, positionals }) {
-    const file = positionals.file as string;
+    const file = positionals.file as string | undefined;
+    if (file === undefined) throw new UsageError("tulle decode: missing FILE (see 'tulle decode --help')");
     const ports = new Set([...DEFAULT_VXLAN_PORTS, ...((options.port as number[] | undefined) ?? [])]);
     const vni = options.vni as number | undefined;
     const json = options.json === true;
