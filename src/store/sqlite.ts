@@ -80,7 +80,7 @@ export function openSqliteRegistry(path: string, options: SqliteRegistryOptions 
   const url = `sqlite:${path}`;
   const create = options.create ?? true;
   if (!create && !existsSync(path)) {
-    throw new StoreUnavailableError(url, `${path} does not exist (write the network config first: tulle config put --store ${url})`);
+    throw new StoreError(url, `${path} does not exist (write the network config first: tulle config put --store ${url})`);
   }
   let db: Database.Database;
   try {
@@ -194,7 +194,7 @@ export class SqliteRegistry implements Registry {
       setMeta: db.prepare<[number, string]>('UPDATE meta SET value = ? WHERE name = ?'),
       nextRevision: db.prepare<[], { value: number }>("UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value"),
       upsert: db.prepare<[string, string, number, number, number | null]>(
-        `INSERT INTO kv (key, value, create_revision, mod_revision, version, expires_at) VALUES (?1, ?2, ?3, ?4, 1, ?5)
+        `INSERT INTO kv (key, value, create_revision, mod_revision, version, expires_at) VALUES (?, ?, ?, ?, 1, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision,
            version = version + 1, expires_at = excluded.expires_at`,
       ),

@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import { cidrsOverlap, parseCidr4 } from '../../src/base/ip.js';
 import { configKey, DEFAULT_PREFIX, subnetsPrefix } from '../../src/store/keys.js';
 import { openRegistry } from '../../src/store/open.js';
-import { StoreUnavailableError } from '../../src/store/registry.js';
+import { StoreError, StoreUnavailableError } from '../../src/store/registry.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import { LeaseManager } from '../../src/subnet/manager.js';
 import { captureLogger, mac, ManualClock, NET_CONF, nextBatch, registryContract, summary } from './store-contract.js';
@@ -142,7 +142,7 @@ test('sqlite: a watcher whose revision was trimmed from the change log resyncs',
 
 test('sqlite: a missing file or a database locked for too long are clear errors', async (t) => {
   const path = tempDb(t);
-  await assert.rejects(openRegistry(`sqlite:${path}`, { create: false }), (e: unknown) => e instanceof StoreUnavailableError && e.message.includes(path) && /does not exist/.test(e.message));
+  await assert.rejects(openRegistry(`sqlite:${path}`, { create: false }), (e: unknown) => e instanceof StoreError && e.code === 'TULLE_STORE' && e.message.includes(path) && /does not exist/.test(e.message));
   const registry = await openRegistry(`sqlite:${path}`, { busyTimeoutMs: 100 });
   t.after(() => registry.close());
   const locker = new Database(path);

@@ -1,0 +1,145 @@
+/**
+ * `tulle config put|get`: the network config (flannel's net-conf.json) at `<prefix>/config` in a store.
+ * `put` validates with flannel's rules before it writes anything and stores the text as given (so fields
+ * tulle does not use, meant for flanneld hosts, stay); `get` prints what is stored.
+ *
+ * The store options are shared with `tulle leases` (and any command that opens the store): storeOptions and
+ * openStoreFromOptions below.
+ */
+import { readFileSync } from 'node:fs';
+import { InvalidValueError, UsageError } from '../../base/errors.js';
+import { formatCidr4, parseCidr4 } from '../../base/ip.js';
+import { isSubnetInRange, parseNetworkConfig, subnetRange, type NetworkConfig } from '../../config/network.js';
+import { configKey, DEFAULT_PREFIX, normalizePrefix } from '../../store/keys.js';
+import { openRegistry } from '../../store/open.js';
+import type { Registry } from '../../store/registry.js';
+import { DEFAULT_STORE_URL } from '../../store/url.js';
+import { LeaseManager, NetworkConfigMissingError } from '../../subnet/manager.js';
+import type { CommandGroup, CommandSpec, OptionSpec, ParsedArgs } from '../spec.js';
+
+export const storeOptions: Record<string, OptionSpec> = {
+  store: { type: 'string', valueName: 'URL', description: 'Store: sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]', default: DEFAULT_STORE_URL, env: 'TULLE_STORE' },
+  prefix: { type: 'string', valueName: 'P', description: "Key prefix (flannel's --etcd-prefix)", default: DEFAULT_PREFIX, env: 'TULLE_PREFIX' },
+  'etcd-cafile': { type: 'string', valueName: 'FILE', description: 'etcd: CA certificate that signed the server certificate (PEM)', env: 'TULLE_ETCD_CAFILE' },
+  'etcd-certfile': { type: 'string', valueName: 'FILE', description: 'etcd: client certificate (PEM)', env: 'TULLE_ETCD_CERTFILE' },
+  'etcd-keyfile': { type: 'string', valueName: 'FILE', description: "etcd: client certificate's key (PEM)", env: 'TULLE_ETCD_KEYFILE' },
+  'etcd-username': { type: 'string', valueName: 'NAME', description: 'etcd: user name for password authentication', env: 'TULLE_ETCD_USERNAME' },
+  'etcd-password': { type: 'string', valueName: 'PASSWORD', description: 'etcd: password (prefer the environment variable)', env: 'TULLE_ETCD_PASSWORD' },
+};
+
+export interface OpenedStore {
+  registry: Registry;
+  prefix: string;
+}
+
+/**
+ * Open the store the options name. `create`: a missing SQLite file is made (for writes); otherwise a missing
+ * file is an error, so that a mistyped path does not leave an empty database behind.
+ */
+export async function openStoreFromOptions(args: ParsedArgs, create: boolean): Promise<OpenedStore> {
+  const o = args.options as Record<string, string | undefined>;
+  const prefix = normalizePrefix(o.prefix ?? DEFAULT_PREFIX);
+  const username = o['etcd-username'];
+  const password = o['etcd-password'];
+  if ((username === undefined) !== (password === undefined)) {
+    throw new UsageError(`--etcd-username and --etcd-password go together (${username === undefined ? '--etcd-username' : '--etcd-password'} is missing)`);
+  }
+  const tls = { caFile: o['etcd-cafile'], certFile: o['etcd-certfile'], keyFile: o['etcd-keyfile'] };
+  const registry = await openRegistry(o.store ?? DEFAULT_STORE_URL, {
+    create,
+    requestTimeoutMs: 5000,
+    ...(tls.caFile || tls.certFile || tls.keyFile ? { tls } : {}),
+    ...(username !== undefined ? { auth: { username, password: password! } } : {}),
+  });
+  return { registry, prefix };
+}
+
+/** One line describing a config: what hosts will get. */
+export function describeNetworkConfig(c: NetworkConfig): string {
+  const range = subnetRange(c);
+  return `Network ${c.Network}, /${c.SubnetLen} subnets ${c.SubnetMin}..${c.SubnetMax} (${range.count}), ${c.Backend.Type} VNI ${c.Backend.VNI} port ${c.Backend.Port}`;
+}
+
+async function readInput(file: string | undefined): Promise<{ text: string; source: string }> {
+  if (file !== undefined && file !== '-') {
+    try {
+      return { text: readFileSync(file, 'utf8'), source: file };
+    } catch (err) {
+      throw new InvalidValueError('FILE', file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  if (process.stdin.isTTY) throw new UsageError("tulle config put: give FILE or pipe the config on standard input (see 'tulle config put --help')");
+  let text = '';
+  for await (const chunk of process.stdin) text += String(chunk);
+  return { text, source: 'standard input' };
+}
+
+const putCommand: CommandSpec = {
+  name: 'tulle config put',
+  summary: "Validate a network config (flannel's net-conf.json) and write it to the store",
+  details: [
+    "The config is checked with flannel's rules before anything is written; it is stored as given, so fields for",
+    "flanneld hosts stay. FILE '-' or no FILE reads standard input. Hosts read the config when they start.",
+  ].join('\n'),
+  options: storeOptions,
+  positionals: [{ name: 'file', description: 'net-conf.json to write (default: standard input)' }],
+  examples: [
+    `tulle config put --store sqlite:/var/lib/tulle/tulle.db net-conf.json`,
+    `echo '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}' | tulle config put --store etcd://10.0.0.1:2379`,
+  ],
+  async run(args) {
+    const { text, source } = await readInput(args.positionals.file as string | undefined);
+    const config = parseNetworkConfig(text); // throws before the store is even opened
+    const { registry, prefix } = await openStoreFromOptions(args, true);
+    try {
+      const key = configKey(prefix);
+      await registry.put(key, text.trim());
+      process.stdout.write(`wrote ${key} in ${registry.url} from ${source}: ${describeNetworkConfig(config)}\n`);
+      const { leases } = await new LeaseManager(registry, { prefix }).listLeases();
+      const misfits = leases
+        .map((l) => parseCidr4(l.subnet))
+        .filter((subnet) => !isSubnetInRange(config, subnet))
+        .sort((a, b) => a.network - b.network)
+        .map(formatCidr4);
+      if (misfits.length) {
+        process.stderr.write(`warning: ${misfits.length} existing lease(s) do not fit this config (${misfits.join(', ')}); their hosts get new subnets when they restart\n`);
+      }
+    } finally {
+      await registry.close();
+    }
+  },
+};
+
+const getCommand: CommandSpec = {
+  name: 'tulle config get',
+  summary: 'Print the network config stored in the store',
+  details: 'Prints the JSON as stored; --effective prints it checked, with every default filled in.',
+  options: {
+    ...storeOptions,
+    effective: { type: 'boolean', description: "Print the config as hosts use it: validated, flannel's defaults filled in" },
+  },
+  examples: ['tulle config get --store sqlite:/var/lib/tulle/tulle.db', 'tulle config get --effective'],
+  async run(args) {
+    const { registry, prefix } = await openStoreFromOptions(args, false);
+    try {
+      const m = new LeaseManager(registry, { prefix });
+      if (args.options.effective) {
+        process.stdout.write(JSON.stringify(await m.getNetworkConfig(), null, 2) + '\n');
+        return;
+      }
+      // As stored, even when invalid: that is when one needs to see it.
+      const key = configKey(prefix);
+      const stored = await registry.get(key);
+      if (!stored) throw new NetworkConfigMissingError(key, registry.url);
+      process.stdout.write(`${stored.value}\n`);
+    } finally {
+      await registry.close();
+    }
+  },
+};
+
+export const configGroup: CommandGroup = {
+  name: 'config',
+  summary: "Write or read the network config (flannel's net-conf.json) in the store",
+  subcommands: [putCommand, getCommand],
+};
