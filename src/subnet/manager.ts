@@ -53,6 +53,8 @@ export interface AcquireRequest {
   previousSubnet?: string;
   /** Stops the retries while the store is unreachable. */
   signal?: AbortSignal;
+  /** Called with every store error met on the way (the store is retried). */
+  onStoreError?: (err: Error) => void;
 }
 
 export interface LeaseListing {
@@ -155,7 +157,7 @@ export class LeaseManager {
   async acquire(request: AcquireRequest): Promise<Lease> {
     const attrs = checkLeaseAttrs({ publicIP: request.publicIP, backendType: request.backendType ?? 'vxlan', backendData: request.backendData });
     const previous = request.previousSubnet ? parsePrevious(request.previousSubnet) : undefined;
-    const retry = { logger: this.logger, ...(request.signal ? { signal: request.signal } : {}) };
+    const retry = { logger: this.logger, ...(request.signal ? { signal: request.signal } : {}), ...(request.onStoreError ? { onError: request.onStoreError } : {}) };
     const config = await retryWhileUnavailable('read network config', () => this.getNetworkConfig(), retry);
     for (let attempt = 1; attempt <= RACE_RETRIES; attempt++) {
       const lease = await retryWhileUnavailable('acquire a lease', () => this.tryAcquire(config, attrs, previous), retry);
