@@ -26,6 +26,9 @@ import {
   parseIPv6,
   dissect,
   icmpEchoFrame,
+  udpFrame,
+  describeFrame,
+  internetChecksum,
   type EthernetHeader,
   type Ipv4Header,
   type Ipv6Header,
@@ -306,4 +309,25 @@ test('views read through pooled Buffers: a frame at any byteOffset of a larger A
   // Node's own pool: small Buffers are slices of one 8 KiB ArrayBuffer.
   const pooled = Buffer.from(frame.toString('latin1'), 'latin1');
   assert.equal(dissect(pooled).icmp!.seq, 5);
+});
+
+test('IPv4 fragments are recognised and not decoded past IP; the text says which fragment', () => {
+  const whole = udpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 1, dstPort: 8472, payload: Buffer.alloc(40) });
+  const first = Buffer.from(whole);
+  first.writeUInt16BE(0x2000 | 0, 20); // MF, offset 0
+  first.writeUInt16BE(0, 24);
+  first.writeUInt16BE(internetChecksum(first, 14, 34), 24);
+  const later = Buffer.from(whole);
+  later.writeUInt16BE(185, 20); // offset 185 * 8 = 1480, last fragment
+  later.writeUInt16BE(0, 24);
+  later.writeUInt16BE(internetChecksum(later, 14, 34), 24);
+  for (const [frame, note] of [[first, 'offset 0, more'], [later, 'offset 1480']] as const) {
+    const d = dissect(frame);
+    assert.equal(d.error, undefined);
+    assert.equal(d.ipv4!.isFragment, true);
+    assert.equal(d.ipv4!.checksumValid, true);
+    assert.equal(d.udp, undefined, 'a fragment is not decoded as UDP (nor as VXLAN)');
+    const text = describeFrame(d, { number: 1, sec: 0, nsec: 0, capturedLength: frame.length, originalLength: frame.length });
+    assert.match(text, new RegExp(`10\\.0\\.0\\.1 > 10\\.0\\.0\\.2: UDP fragment \\(frag id 0, ${note}\\)$`));
+  }
 });

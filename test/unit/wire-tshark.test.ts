@@ -144,6 +144,46 @@ test('tshark reads tulle pcaps in every variant (big-endian, nanoseconds) with t
   }
 });
 
+/** The same packets under another link layer: Linux cooked capture v1/v2 (tcpdump -i any) or raw IP. */
+function relink(frame: Buffer, linkType: 101 | 113 | 276): Buffer | undefined {
+  const etherType = frame.readUInt16BE(12);
+  if (etherType === 0x8100) return undefined; // keep to untagged frames
+  const packet = frame.subarray(14);
+  if (linkType === 101) return etherType === 0x0800 || etherType === 0x86dd ? packet : undefined;
+  const mac = Buffer.concat([frame.subarray(6, 12), Buffer.alloc(2)]);
+  if (linkType === 113) {
+    const h = Buffer.alloc(16);
+    h.writeUInt16BE(0, 0); // sent to us
+    h.writeUInt16BE(1, 2); // ARPHRD_ETHER
+    h.writeUInt16BE(6, 4);
+    mac.copy(h, 6);
+    h.writeUInt16BE(etherType, 14);
+    return Buffer.concat([h, packet]);
+  }
+  const h = Buffer.alloc(20);
+  h.writeUInt16BE(etherType, 0);
+  h.writeUInt32BE(2, 4); // interface index
+  h.writeUInt16BE(1, 8);
+  h[10] = 0;
+  h[11] = 6;
+  mac.copy(h, 12);
+  return Buffer.concat([h, packet]);
+}
+
+test('raw IP and Linux cooked captures (tcpdump -i any) decode as tshark reads them', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-tshark-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const linkType of [101, 113, 276] as const) {
+    const frames = [...handPicked(), ...randomFrames(40)].map((f) => relink(f, linkType)).filter((f): f is Buffer => f !== undefined);
+    const path = join(dir, `link-${linkType}.pcap`);
+    writeFileSync(path, encodePcap(frames.map((data, i) => ({ data, time: { sec: 1_700_000_000 + i, nsec: 0 } })), { linkType }));
+    await assertAgree(path, frames.length);
+    const decoded = tulleJson(path);
+    assert.ok(decoded.every((f) => f.eth === undefined && f.error === undefined), `link type ${linkType}: no outer Ethernet, no errors`);
+    assert.ok(decoded.filter((f) => f.vxlan).length >= 40, `link type ${linkType}: VXLAN found under the cooked header`);
+  }
+});
+
 test('pcapng written by Wireshark (editcap) decodes exactly like the pcap it came from, micro- and nanosecond', { timeout: 120_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tulle-tshark-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));

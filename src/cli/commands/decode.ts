@@ -15,13 +15,15 @@ import type { CommandSpec } from '../spec.js';
 /** Collects output lines and writes them in large pieces, waiting when stdout is slower than decoding. */
 class LineWriter {
   private lines: string[] = [];
-  /** Set when the reader went away (e.g. `| head`): stop decoding, it is not an error. */
+  /** Set when output cannot go on: the reader went away (EPIPE, e.g. `| head`: not an error) or writing failed. */
   closed = false;
+  /** A write error other than EPIPE (disk full, ...), reported like any other failure. */
+  failure: Error | undefined = undefined;
 
   constructor(private readonly stream: NodeJS.WritableStream) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') this.closed = true;
-      else throw err;
+      this.closed = true;
+      if (err.code !== 'EPIPE') this.failure = err;
     });
   }
 
@@ -100,6 +102,7 @@ export const decodeCommand: CommandSpec = {
       out.line(summary.format());
     }
     await out.flush();
+    failure ??= out.failure;
     if (failure !== undefined) {
       // PcapError names an offset but not the file; other errors (cannot open) already name it.
       const where = failure instanceof PcapError ? `${file === '-' ? 'stdin' : file}: ` : '';
