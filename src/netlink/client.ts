@@ -323,13 +323,17 @@ export class NetlinkClient {
 
   /**
    * `bridge fdb append MAC dev DEV dst IP ... self permanent`: adds another remote to a MAC (the all-zero MAC
-   * with several `dst`s floods to every one of them). EEXIST if that exact remote is there.
+   * with several `dst`s floods to every one of them). Appending a remote that is already there changes nothing.
    */
   async appendFdb(f: Fdb): Promise<void> {
     await this.one({ op: 'appendFdb', args: f });
   }
 
-  /** `bridge fdb del MAC dev DEV [dst IP] ... self` (ENOENT if there is no such entry). */
+  /**
+   * `bridge fdb del MAC dev DEV [dst IP] [vni N] [port P] [via DEV] self`: without `dst` the MAC with all its
+   * remotes, with it only the remote matching dst, port, VNI and via together. ENOENT when the MAC is not there;
+   * a remote that matches none succeeds without change (the kernel's rule, `bridge` behaves the same).
+   */
   async deleteFdb(f: Fdb): Promise<void> {
     await this.one({ op: 'deleteFdb', args: f });
   }

@@ -60,7 +60,7 @@ export interface Fdb {
   permanent?: boolean;
   /** The device's own table (`self`, default true) rather than its bridge's (`master`). */
   self?: boolean;
-  /** Listed entries only: the bridge that holds a `master` entry, and its VLAN. */
+  /** Listed entries only: the bridge whose own table holds the entry (`master br0`), and its VLAN. */
   master?: string;
   vlan?: number;
   /** Listed entries only: learned by an external agent / the kernel rather than added by hand. */
@@ -241,7 +241,8 @@ export function decodeFdb(m: Message, nameOf: (index: number) => string | undefi
   const via = a.u32(NDA_IFINDEX);
   if (via !== undefined) f.via = nameOf(via) ?? `if${via}`;
   const master = a.u32(NDA_MASTER);
-  if (master && flags & NTF_MASTER) f.master = nameOf(master) ?? `if${master}`;
+  // The bridge marks its own entries with NDA_MASTER (not the NTF_MASTER flag), as `bridge fdb` reads them.
+  if (master) f.master = nameOf(master) ?? `if${master}`;
   const vlan = a.u16(NDA_VLAN);
   if (vlan !== undefined) f.vlan = vlan;
   if (flags & NTF_EXT_LEARNED) f.extLearned = true;
