@@ -17,6 +17,7 @@
  * Whether the rules are still in place is checked by comparing the backend's own listing with the listing
  * recorded right after they were written, so any edit by someone else is noticed without parsing rules.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { hasProgram, run } from '../base/exec.js';
 
 export interface TrafficRulesSpec {
@@ -105,6 +106,28 @@ export class TrafficRules {
       for (const r of iptablesRules(spec)) await this.cmd(['iptables', '-w', '-t', r.table, '-A', r.chain, ...r.rule]);
     }
     this.recorded = await this.listing();
+  }
+
+  /**
+   * Make the rules right, writing only when needed: when `stateFile` records that this spec was written and the
+   * backend still lists exactly what it listed then, nothing is written (a restarted agent touches nothing).
+   */
+  async ensure(spec: TrafficRulesSpec, stateFile?: string): Promise<'kept' | 'written'> {
+    const key = JSON.stringify({ backend: this.backend, ...spec });
+    if (stateFile) {
+      try {
+        const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { key: string; listing: string };
+        if (saved.key === key && (await this.listing()) === saved.listing) {
+          this.recorded = saved.listing;
+          return 'kept';
+        }
+      } catch {
+        // no usable record: write the rules
+      }
+    }
+    await this.apply(spec);
+    if (stateFile) writeFileSync(stateFile, JSON.stringify({ key, listing: this.recorded }));
+    return 'written';
   }
 
   /** The backend's current listing of tulle's rules ('' when there are none). */

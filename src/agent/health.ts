@@ -1,0 +1,78 @@
+/**
+ * The agent's HTTP endpoints: `/healthz` (200 once the agent holds its lease and has programmed the kernel, 503
+ * before, with a JSON body saying why) and Prometheus `/metrics` (prom-client, the Prometheus project's own
+ * Node.js client). Bound to one address only (default 127.0.0.1), never exposed by accident.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { InvalidValueError } from '../base/errors.js';
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly peersProgrammed = new Gauge({ name: 'tulle_peers_programmed', help: 'Peers whose route, neighbour and FDB entry are in the kernel', registers: [this.registry] });
+  readonly reconciles = new Counter({ name: 'tulle_reconciles_total', help: 'Full reconciles of the kernel state against the leases', registers: [this.registry] });
+  readonly reconcileSeconds = new Histogram({
+    name: 'tulle_reconcile_duration_seconds',
+    help: 'Time a full reconcile took',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+  readonly repairs = new Counter({ name: 'tulle_repairs_total', help: 'Kernel entries rewritten because they had drifted (deleted or changed by someone else)', registers: [this.registry] });
+  readonly kernelWrites = new Counter({ name: 'tulle_kernel_writes_total', help: 'Route, neighbour and FDB writes made', labelNames: ['kind', 'op'] as const, registers: [this.registry] });
+  readonly kernelErrors = new Counter({ name: 'tulle_kernel_errors_total', help: 'Kernel writes that failed', registers: [this.registry] });
+  readonly leaseExpiry = new Gauge({ name: 'tulle_lease_expiry_timestamp_seconds', help: 'When this host\'s lease expires unless renewed (Unix time)', registers: [this.registry] });
+  readonly storeErrors = new Counter({ name: 'tulle_store_errors_total', help: 'Failed store operations (the data plane is kept as it is)', registers: [this.registry] });
+  readonly skippedLeases = new Counter({ name: 'tulle_skipped_leases_total', help: 'Peer leases ignored because their data was malformed', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'tulle_' });
+  }
+}
+
+export interface HealthState {
+  ready: boolean;
+  reason: string;
+  details?: Record<string, unknown>;
+}
+
+export function parseHostPort(text: string, field = '--health-addr'): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new InvalidValueError(field, text, 'must be HOST:PORT, like 127.0.0.1:9465');
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** Start the server; resolves once it listens. `state()` is asked on every /healthz. */
+export async function startHealthServer(addr: string, metrics: AgentMetrics, state: () => HealthState): Promise<Server> {
+  const { host, port } = parseHostPort(addr);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz') {
+      const s = state();
+      res.writeHead(s.ready ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: s.ready ? 'ok' : 'not ready', reason: s.reason, ...s.details }) + '\n');
+    } else if (path === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(text);
+        },
+        (err: Error) => {
+          res.writeHead(500);
+          res.end(err.message);
+        },
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found: try /healthz or /metrics\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}

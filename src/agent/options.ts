@@ -1,0 +1,22 @@
+/** What the agent needs to run; the `tulle agent` command builds it from flags and TULLE_* variables. */
+export const DEFAULT_STATE_DIR = '/var/lib/tulle';
+export const DEFAULT_HEALTH_ADDR = '127.0.0.1:9465';
+
+export interface AgentOptions {
+  /** Store URL and key prefix, for logs (the store itself is opened by the caller's openStore). */
+  store: string;
+  prefix: string;
+  /** Underlay interface name, or an address on it; default: the default route's interface. */
+  iface?: string;
+  /** Address peers send VXLAN packets to; default: the underlay interface's first IPv4 address. */
+  publicIP?: string;
+  subnetFile: string;
+  /** Keeps the VTEP MAC and the traffic-rules record across restarts. */
+  stateDir: string;
+  ipMasq: boolean;
+  healthAddr: string;
+  /** Seconds between full reconciles (drift is also repaired at once from netlink events). */
+  reconcileInterval: number;
+  /** Seconds between checks that the traffic rules are intact. */
+  rulesInterval: number;
+}

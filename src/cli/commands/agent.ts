@@ -1,0 +1,80 @@
+/**
+ * `tulle agent`: the per-host daemon (src/agent). Flags follow flanneld's where flanneld has one (--iface,
+ * --public-ip, --subnet-file, --ip-masq, --etcd-prefix as --prefix); every flag is also a TULLE_* variable, as a
+ * DaemonSet would set them. `--cleanup` removes what the agent made on this host instead of running it.
+ */
+import { createLogger } from '../../base/log.js';
+import { describeError } from '../../base/errors.js';
+import { Agent, cleanupHost } from '../../agent/agent.js';
+import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
+import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
+import type { CommandSpec, ParsedArgs } from '../spec.js';
+import { openStoreFromOptions, storeOptions } from './config.js';
+
+function agentOptions(args: ParsedArgs): AgentOptions {
+  const o = args.options;
+  const s = (k: string): string | undefined => (o[k] as string | undefined) || undefined;
+  return {
+    store: s('store')!,
+    prefix: s('prefix')!,
+    iface: s('iface'),
+    publicIP: s('public-ip'),
+    subnetFile: s('subnet-file')!,
+    stateDir: s('state-dir')!,
+    ipMasq: Boolean(o['ip-masq']),
+    healthAddr: s('health-addr')!,
+    reconcileInterval: o['reconcile-interval'] as number,
+    rulesInterval: o['rules-interval'] as number,
+  };
+}
+
+export const agentCommand: CommandSpec = {
+  name: 'tulle agent',
+  summary: 'Run the per-host overlay agent: lease a subnet, program the VTEP and one route + neighbour + FDB entry per peer',
+  details: [
+    'Logs are JSON lines on stderr (readable lines on a terminal; TULLE_LOG_FORMAT=json|text, TULLE_LOG_LEVEL).',
+    'SIGTERM/SIGINT stop the agent and leave the kernel state and the lease in place, so traffic keeps flowing.',
+  ].join('\n'),
+  options: {
+    ...storeOptions,
+    iface: { type: 'string', valueName: 'NAME|IP', description: "Underlay interface (or an address on it); default: the default route's interface", env: 'TULLE_IFACE' },
+    'public-ip': { type: 'string', valueName: 'IP', description: "Address peers send VXLAN packets to; default: the underlay interface's first IPv4 address", env: 'TULLE_PUBLIC_IP' },
+    'subnet-file': { type: 'string', valueName: 'PATH', description: 'Where to write subnet.env for the CNI plugin', default: DEFAULT_SUBNET_FILE, env: 'TULLE_SUBNET_FILE' },
+    'state-dir': { type: 'string', valueName: 'DIR', description: 'Where the agent keeps its VTEP MAC across restarts', default: DEFAULT_STATE_DIR, env: 'TULLE_STATE_DIR' },
+    'ip-masq': { type: 'boolean', description: 'Masquerade traffic leaving the cluster network', env: 'TULLE_IP_MASQ' },
+    'health-addr': { type: 'string', valueName: 'HOST:PORT', description: 'Serve /healthz and /metrics here', default: DEFAULT_HEALTH_ADDR, env: 'TULLE_HEALTH_ADDR' },
+    'reconcile-interval': { type: 'integer', valueName: 'SECONDS', description: 'Full reconcile period', default: 60, min: 1, max: 86400, env: 'TULLE_RECONCILE_INTERVAL' },
+    'rules-interval': { type: 'integer', valueName: 'SECONDS', description: 'Traffic rules check period', default: 30, min: 1, max: 86400, env: 'TULLE_RULES_INTERVAL' },
+    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, subnet file), release its lease, and exit' },
+  },
+  examples: [
+    'tulle agent --store etcd://192.0.2.10:2379 --iface eth0 --ip-masq',
+    'TULLE_STORE=sqlite:/var/lib/tulle/tulle.db tulle agent',
+    'tulle agent --cleanup --store etcd://192.0.2.10:2379',
+  ],
+  async run(args) {
+    const options = agentOptions(args);
+    const log = createLogger({ component: 'agent' });
+    const openStore = async () => (await openStoreFromOptions(args, true)).registry;
+    if (args.options.cleanup) {
+      await cleanupHost(options, log, openStore);
+      return 0;
+    }
+    const agent = new Agent(options, log, openStore);
+    const stop = (signal: string) => {
+      log.info('stopping; kernel state and lease stay in place', { signal });
+      agent.stop();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    try {
+      await agent.run();
+      return 0;
+    } catch (err) {
+      log.error('agent failed', { error: describeError(err) });
+      throw err;
+    } finally {
+      await agent.close();
+    }
+  },
+};
