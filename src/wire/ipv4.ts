@@ -38,6 +38,8 @@ export class Ipv4View {
   readonly payloadEnd: number;
   /** The capture holds fewer bytes than the total length says (snap length), so checksums above IP cannot be verified. */
   readonly truncated: boolean;
+  /** Part of a fragmented datagram (MF set or a fragment offset): its payload is not a whole upper-layer packet. */
+  readonly isFragment: boolean;
 
   /**
    * @param complete the buffer holds the whole frame as sent; a total length past its end is then an error.
@@ -70,6 +72,8 @@ export class Ipv4View {
     this.payloadOffset = offset + hl;
     this.payloadEnd = payloadEnd;
     this.truncated = truncated;
+    // MF is bit 0x20 of byte 6; the offset is the low 13 bits of bytes 6-7. (DF, 0x40, does not matter here.)
+    this.isFragment = ((buf[offset + 6]! & 0x3f) | buf[offset + 7]!) !== 0;
   }
 
   get tos(): number {
@@ -90,10 +94,6 @@ export class Ipv4View {
   }
   get fragmentOffset(): number {
     return ((this.buf[this.offset + 6]! & 0x1f) << 8) | this.buf[this.offset + 7]!;
-  }
-  /** Part of a fragmented datagram: its payload is not a whole upper-layer packet. */
-  get isFragment(): boolean {
-    return this.moreFragments || this.fragmentOffset !== 0;
   }
   get ttl(): number {
     return this.buf[this.offset + 8]!;

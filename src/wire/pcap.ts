@@ -62,11 +62,15 @@ export class PcapReader implements FormatReader {
     }
     const { littleEndian, nanosecond, linkType } = this.header;
     const fracScale = nanosecond ? 1 : 1000;
+    // Plain byte arithmetic: this loop runs once per packet, and Buffer's readers re-check bounds we checked.
+    const u32 = littleEndian
+      ? (o: number): number => (buf[o]! | (buf[o + 1]! << 8) | (buf[o + 2]! << 16) | (buf[o + 3]! << 24)) >>> 0
+      : (o: number): number => ((buf[o]! << 24) | (buf[o + 1]! << 16) | (buf[o + 2]! << 8) | buf[o + 3]!) >>> 0;
     while (end - pos >= PCAP_RECORD_HEADER_LENGTH) {
-      const sec = littleEndian ? buf.readUInt32LE(pos) : buf.readUInt32BE(pos);
-      const frac = littleEndian ? buf.readUInt32LE(pos + 4) : buf.readUInt32BE(pos + 4);
-      const caplen = littleEndian ? buf.readUInt32LE(pos + 8) : buf.readUInt32BE(pos + 8);
-      const origlen = littleEndian ? buf.readUInt32LE(pos + 12) : buf.readUInt32BE(pos + 12);
+      const sec = u32(pos);
+      const frac = u32(pos + 4);
+      const caplen = u32(pos + 8);
+      const origlen = u32(pos + 12);
       if (caplen > MAX_RECORD_LENGTH) {
         throw new PcapError('TULLE_PCAP_BAD_LENGTH', base + pos + 8, `record ${this.count} says ${caplen} bytes captured, more than any packet (${MAX_RECORD_LENGTH})`);
       }
