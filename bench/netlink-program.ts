@@ -151,15 +151,23 @@ function checkDumped(side: string, dumped: Dumped, n: number): void {
   }
 }
 
+export interface RunOptions {
+  quick: boolean;
+  /** Where to write the result JSON (default: bench/results/netlink-program.json for full runs, nowhere for quick). */
+  output?: string;
+  /** Called with each side's namespace after it was programmed and dumped, before it is deleted (for tests). */
+  inspect?: (ns: string, side: 'tulle' | 'iproute2', peers: Peer[]) => Promise<void>;
+}
+
 /**
  * Run the benchmark. A full run writes bench/results/netlink-program.json; `quick` is a seconds-long smoke run with
  * tiny sizes (for `npm test`) that writes only where `output` says, so it never replaces the real figures.
  */
-export async function run(options: { quick: boolean; output?: string }): Promise<BenchResult> {
+export async function run(options: RunOptions): Promise<BenchResult> {
   const sizes = options.quick ? [20, 50] : [1000, 5000];
   // The agent is a long-running process: measure the steady state, after one untimed round per size in which
   // V8 compiles tulle's hot paths (and iproute2's binaries and the kernel's caches get warm too).
-  const warmups = 1;
+  const warmups = options.quick ? 0 : 1;
   const repetitions = options.quick ? 1 : 7;
   const dir = tmpdir();
   const results: SizeResult[] = [];
@@ -175,11 +183,13 @@ export async function run(options: { quick: boolean; output?: string }): Promise
           async () => {
             const t = await programWithTulle(a, list);
             checkDumped('tulle', t.dumped, size);
+            await options.inspect?.(a, 'tulle', list);
             if (rep >= 0) tulle.push(t.ms);
           },
           async () => {
             const i = await programWithIproute(b, list, dir);
             checkDumped('iproute2', i.dumped, size);
+            await options.inspect?.(b, 'iproute2', list);
             if (rep >= 0) iproute.push(i.ms);
           },
         ];

@@ -358,9 +358,17 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   napi_get_null(env, &null_value);
 
   if (status < 0) {
-    call_js(s, make_errno_error(env, -status, "poll(netlink)"), null_value);
-    napi_close_handle_scope(env, scope);
-    return;
+    /* The kernel flags dropped messages (ENOBUFS) as a socket error, which epoll reports as POLLERR; libuv then
+     * stops the watcher and says EBADF. The socket is fine: fetch (and clear) the real error, report it, and
+     * watch again. */
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (s->fd < 0 || getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = -status;
+    call_js(s, make_errno_error(env, err, "recv(netlink)"), null_value);
+    if (!s->polling || s->fd < 0 || uv_poll_start(&s->poll, UV_READABLE, on_readable) != 0) {
+      napi_close_handle_scope(env, scope);
+      return;
+    }
   }
   size_t used = 0;
   int recv_errno = 0;

@@ -11,7 +11,7 @@ import { decodeAddress, encodeDumpAddresses, type Address } from './addr.js';
 import { planOp, type IndexOf, type NetlinkOp, type OpResult } from './batch.js';
 import { NLM_F_ACK } from './constants.js';
 import { NetlinkError, fromSystemError } from './errors.js';
-import { subscribe, type EventKind, type NetlinkEvent, type Subscription } from './events.js';
+import { subscribe, type EventKind, type NetlinkEvent, type SubscribeOptions, type Subscription } from './events.js';
 import {
   checkVethOptions,
   checkVxlanOptions,
@@ -396,8 +396,8 @@ export class NetlinkClient {
    * An event of kind 'overflow' means the kernel dropped events: list again to resync. The subscription keeps
    * the process alive until closed.
    */
-  async subscribe(kinds: ReadonlyArray<EventKind>, onEvent: (e: NetlinkEvent) => void): Promise<Subscription> {
-    return subscribe(this.nsPath, kinds, onEvent, () => this.names());
+  async subscribe(kinds: ReadonlyArray<EventKind>, onEvent: (e: NetlinkEvent) => void, options?: SubscribeOptions): Promise<Subscription> {
+    return subscribe(this.nsPath, kinds, onEvent, () => this.names(), options);
   }
 }
 

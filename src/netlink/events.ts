@@ -45,6 +45,14 @@ export interface Subscription {
   close(): void;
 }
 
+export interface SubscribeOptions {
+  /**
+   * Socket receive buffer in bytes (default 8 MiB, doubled by the kernel): how many events may queue while the
+   * process is busy before the kernel drops them and an 'overflow' event says so.
+   */
+  receiveBufferBytes?: number;
+}
+
 const GROUPS: Record<EventKind, number[]> = {
   link: [RTNLGRP_LINK],
   address: [RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR],
@@ -63,6 +71,7 @@ export async function subscribe(
   kinds: readonly EventKind[],
   onEvent: (e: NetlinkEvent) => void,
   loadNames: () => Promise<Map<number, string>>,
+  options: SubscribeOptions = {},
 ): Promise<Subscription> {
   const wanted = new Set<EventKind>(kinds);
   if (wanted.has('neighbor')) wanted.add('fdb');
@@ -108,6 +117,7 @@ export async function subscribe(
   const socket = NetlinkSocket.open({
     nsPath,
     groups,
+    receiveBufferBytes: options.receiveBufferBytes,
     onUnsolicited: (error, messages) => {
       if (error) {
         onEvent({ kind: 'overflow', error });

@@ -6,7 +6,7 @@
 export { NetlinkClient, type ClientOptions } from './client.js';
 export { NetlinkError } from './errors.js';
 export type { NetlinkOp, OpResult } from './batch.js';
-export type { NetlinkEvent, EventKind, EventAction, Subscription } from './events.js';
+export type { NetlinkEvent, EventKind, EventAction, Subscription, SubscribeOptions } from './events.js';
 export type { Link, VxlanInfo, VxlanOptions, BridgeOptions, VethOptions, LinkChanges } from './link.js';
 export type { Address } from './addr.js';
 export { TULLE_ROUTE_PROTOCOL, normalizeRoute, type Route, type RouteFilter, type RouteScope } from './route.js';

@@ -47,6 +47,8 @@ export interface SocketOptions {
   nsPath?: string;
   /** Multicast groups to join (subscriptions only). */
   groups?: number[];
+  /** Receive buffer in bytes (the kernel doubles it); default 8 MiB. */
+  receiveBufferBytes?: number;
   /** Receives every message that answers no request (events), and receive errors such as ENOBUFS. */
   onUnsolicited?: (error: NetlinkError | undefined, messages: Message[]) => void;
 }
@@ -70,7 +72,7 @@ export class NetlinkSocket {
     const command = `open netlink socket${options.nsPath ? ` in ${options.nsPath}` : ''}`;
     let handle: SocketHandle;
     try {
-      handle = native().open(options.nsPath ?? null, NETLINK_ROUTE, options.groups ?? [], RCVBUF, SNDBUF, { extAck: true, capAck: true, strict: true });
+      handle = native().open(options.nsPath ?? null, NETLINK_ROUTE, options.groups ?? [], options.receiveBufferBytes ?? RCVBUF, SNDBUF, { extAck: true, capAck: true, strict: true });
     } catch (err) {
       throw fromSystemError(command, err);
     }
