@@ -26,7 +26,7 @@ import {
   type WatchHandlers,
   type WriteOptions,
 } from './registry.js';
-import { prefixEnd } from './sqlite.js';
+import { prefixEnd } from './keys.js';
 
 export interface EtcdTlsOptions {
   /** CA certificate that signed etcd's server certificate (PEM file). */
@@ -293,7 +293,9 @@ export class EtcdRegistry implements Registry {
       } catch (err) {
         if (stop()) return undefined;
         const delay = backoff.next();
-        this.logger.warn(`store unreachable, retrying in ${delay} ms`, { store: this.url, during: what, error: (err as Error).message });
+        const error = this.wrap(err, what);
+        const message = error instanceof StoreUnavailableError ? `store unreachable, retrying in ${delay} ms` : `${what} failed, retrying in ${delay} ms`;
+        this.logger.warn(message, { store: this.url, error: error.message });
         await sleep(delay);
       }
     }

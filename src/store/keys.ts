@@ -54,3 +54,9 @@ export function parseSubnetKey(prefix: string, key: string): ParsedSubnetKey | u
     return undefined;
   }
 }
+
+/** The smallest string greater than every string starting with `prefix` (etcd's range_end for a prefix). */
+export function prefixEnd(prefix: string): string {
+  if (prefix === '') return '\u{10ffff}';
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}

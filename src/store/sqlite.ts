@@ -31,6 +31,7 @@ import {
   type WatchHandlers,
   type WriteOptions,
 } from './registry.js';
+import { prefixEnd } from './keys.js';
 
 export interface SqliteRegistryOptions {
   clock?: Clock;
@@ -419,10 +420,4 @@ function toEvent(row: EventRow): WatchEvent {
   return row.type === 'put'
     ? { type: 'put', key: row.key, value: row.value ?? '', modRevision: row.revision, expiresAt: row.expires_at }
     : { type: 'delete', key: row.key, modRevision: row.revision };
-}
-
-/** The smallest string greater than every string starting with `prefix` (etcd's range_end for a prefix). */
-export function prefixEnd(prefix: string): string {
-  if (prefix === '') return '\u{10ffff}';
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
