@@ -147,3 +147,12 @@ test('clients bound to different namespaces work side by side', async (t) => {
   t.after(() => root.close());
   assert.equal(await root.getLink('only-in-a'), undefined);
 });
+
+test('opening a client in a missing namespace, and using a closed one, fail with the errno', async (t) => {
+  await assert.rejects(NetlinkClient.open({ netns: 't-no-such-namespace' }), isNetlinkError('ENOENT', 'open netlink socket in /run/netns/t-no-such-namespace: ENOENT (No such file or directory): open network namespace'));
+  await assert.rejects(NetlinkClient.open({ netns: 'bad name' }), (e: unknown) => e instanceof Error && /namespace name "bad name" is invalid/.test(e.message));
+  const { nl } = await host(t);
+  nl.close();
+  await assert.rejects(nl.getLink('lo'), isNetlinkError('EBADF', /^link show dev lo: EBADF/));
+  await assert.rejects(nl.batch([{ op: 'deleteLink', args: { name: 'lo' } }]).then((r) => { if (!r[0]!.ok) throw r[0]!.error; }), isNetlinkError('EBADF', /^link del lo: EBADF/));
+});
