@@ -1,3 +1,12 @@
+import { TulleError } from './errors.js';
+
+/** A wait that did not end in time; the message says what was awaited and the last error seen. */
+export class TimeoutError extends TulleError {
+  constructor(message: string) {
+    super('TULLE_TIMEOUT', message);
+  }
+}
+
 /**
  * Exponential backoff with full jitter (AWS architecture blog's "full jitter"), capped. Used wherever tulle
  * waits on something outside its control: the store, the network config appearing, etcd reconnects.
@@ -68,7 +77,7 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number,
     }
     if (Date.now() >= deadline) {
       const why = last instanceof Error ? `: last error: ${last.message}` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
+      throw new TimeoutError(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
     }
     await sleep(intervalMs);
   }

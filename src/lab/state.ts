@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { TulleError } from '../base/errors.js';
 import { validateLabName } from './names.js';
 import type { LabTopology } from './topology.js';
+import type { LabOverlay } from './cluster.js';
 
 export const DEFAULT_LABS_DIR = '/run/tulle/labs';
 export const STATE_FILE = 'state.json';
@@ -39,6 +40,8 @@ export interface LabState extends LabTopology {
   /** Every namespace this lab created or was about to create. */
   namespaces: string[];
   processes: LabProcess[];
+  /** Store, agents and pod mode; absent for a bare (underlay-only) lab. */
+  overlay?: LabOverlay;
 }
 
 export class LabNotFoundError extends TulleError {
@@ -138,7 +141,7 @@ export function unregisterLabProcess(name: string, pid: number, options: { root?
 }
 
 /** The topology part of the state: what `lab up --json` prints. */
-export function labTopology(state: LabState): LabTopology & { dir: string } {
+export function labTopology(state: LabState): LabTopology & { dir: string; overlay: LabOverlay | null } {
   const { name, underlay, dir, segments, hosts, switches, router, pods } = state;
-  return { name, underlay, dir, segments, hosts, switches, router, pods };
+  return { name, underlay, dir, segments, hosts, switches, router, pods, overlay: state.overlay ?? null };
 }

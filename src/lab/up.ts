@@ -59,8 +59,6 @@ export interface LabUpOptions {
   name?: string;
   /** Number of hosts, 1..64. */
   nodes?: number;
-  /** Pods per host; only 0 until the CNI plugin exists. */
-  pods?: number;
   underlay?: Underlay | string;
   /** Labs directory (default `$TULLE_LAB_DIR` or /run/tulle/labs). */
   root?: string;
@@ -88,19 +86,11 @@ export class LabUndoError extends TulleError {
   }
 }
 
-export const PODS_UNAVAILABLE = 'is not supported yet: pods need the CNI plugin (not yet available); only 0 is accepted for now';
-
-export function validatePods(pods: number, field = 'pods'): number {
-  if (pods !== 0) throw new InvalidValueError(field, pods, PODS_UNAVAILABLE, 'TULLE_LAB_PODS_UNAVAILABLE');
-  return pods;
-}
-
 /** Build lab `options.name` and resolve with its state once every step has run. */
 export async function labUp(options: LabUpOptions = {}): Promise<LabState> {
   const name = validateLabName(options.name ?? DEFAULT_LAB_NAME, 'name');
   const nodes = validateHostCount(options.nodes ?? DEFAULT_HOSTS, 'nodes');
   const underlay = validateUnderlay(options.underlay ?? DEFAULT_UNDERLAY, 'underlay');
-  validatePods(options.pods ?? 0, 'pods');
   const root = labsRoot(options.root);
   const log = options.logger ?? silentLogger;
   if (process.getuid?.() !== 0) throw new MissingRequirementError('root privileges', 'a lab creates network namespaces; run as root (sudo)');

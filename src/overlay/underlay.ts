@@ -24,8 +24,11 @@ export class UnderlayError extends TulleError {
   }
 }
 
-/** Link kinds that are never an underlay: tulle's own and container plumbing. */
-const NOT_UNDERLAY = new Set(['vxlan', 'veth', 'bridge', 'dummy', 'tun', 'wireguard']);
+/**
+ * Link kinds never chosen without being named: tunnels (tulle's own VTEP among them) and bridges (cni0, docker0
+ * hold pod gateways). A veth is allowed: it is the uplink of every container or namespace host (the lab's).
+ */
+const NOT_UNDERLAY = new Set(['vxlan', 'bridge', 'dummy', 'tun', 'wireguard', 'ipip', 'gre']);
 
 export async function pickUnderlay(nl: NetlinkClient, options: { iface?: string; publicIP?: string }): Promise<Underlay> {
   const links = await nl.listLinks();

@@ -79,7 +79,8 @@ export async function ensureVtep(nl: NetlinkClient, spec: VtepSpec, log: Logger)
     await nl.deleteLink(spec.name);
   }
   try {
-    await nl.createVxlan({ name: spec.name, vni: spec.vni, local: spec.local, dev: spec.dev, port: spec.port, learning: spec.learning, gbp: spec.gbp, mtu: spec.mtu, mac: spec.mac, up: true });
+    // udpCsum off as flannel's devices read in seed 003 (`noudpcsum`); newer kernels would otherwise default it on.
+    await nl.createVxlan({ name: spec.name, vni: spec.vni, local: spec.local, dev: spec.dev, port: spec.port, learning: spec.learning, gbp: spec.gbp, udpCsum: false, mtu: spec.mtu, mac: spec.mac, up: true });
   } catch (err) {
     const e = err as { errno?: string; message?: string };
     if (e.errno === 'EEXIST') {

@@ -58,7 +58,11 @@ test('bad input to lab up: one clear line naming the option, non-zero exit, noth
     [['--nodes', '1000000'], /--nodes: 1000000 is out of range/, 2],
     [['--nodes', 'three'], /--nodes: "three" is not a whole number/, 2],
     [['--underlay', 'mesh'], /--underlay: "mesh" is not one of switch, routed/, 2],
-    [['--pods', '2'], /--pods: 2 is not supported yet: pods need the CNI plugin \(not yet available\)/, 2],
+    [['--pods', '17'], /--pods: 17 is out of range \(must be 0\.\.16\)/, 2],
+    [['--bare', '--pods', '2'], /--bare builds no overlay, so --pods cannot go with it/, 2],
+    [['--store', 'consul'], /--store: "consul" is not one of sqlite, etcd/, 2],
+    [['--mode', 'ipip'], /--mode: "ipip" is not one of bridge, routed/, 2],
+    [['--config', '/nonexistent/net-conf.json'], /--config: "\/nonexistent\/net-conf.json" cannot be read \(ENOENT\)/, 2],
     [['--pods=-1'], /--pods: -1 is out of range/, 2],
     [['--bogus'], /unknown option '--bogus'/, 2],
   ];
@@ -84,7 +88,7 @@ test('bad input to lab up: one clear line naming the option, non-zero exit, noth
 test('lab up --json, list, exec and down through the CLI', async (t) => {
   const name = uniqueLabName();
   t.after(() => labDown(name, { root }));
-  const up = await tulle('lab', 'up', '--name', name, '--nodes', '3', '--underlay', 'routed', '--json');
+  const up = await tulle('lab', 'up', '--name', name, '--nodes', '3', '--underlay', 'routed', '--bare', '--json');
   assert.equal(up.status, 0, up.stderr);
   const topo = JSON.parse(up.stdout);
   assert.equal(topo.name, name);
@@ -104,7 +108,7 @@ test('lab up --json, list, exec and down through the CLI', async (t) => {
   const logs = up.stderr.trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(logs.map((l) => l.msg), ['step 1/5 done: create namespaces', 'step 2/5 done: create switches', 'step 3/5 done: wire hosts and router to the switches', 'step 4/5 done: address hosts and router', 'step 5/5 done: turn on forwarding']);
 
-  const again = await tulle('lab', 'up', '--name', name);
+  const again = await tulle('lab', 'up', '--name', name, '--bare');
   assertOneLineError(again, new RegExp(`lab "${name}" already exists .*tulle lab down --name ${name} \\[TULLE_LAB_EXISTS\\]`), 'second up');
   assert.equal(listNetns(labPrefix(name)).length, 6, 'the existing lab is untouched');
 
@@ -140,13 +144,14 @@ test('lab up --json, list, exec and down through the CLI', async (t) => {
   assertOneLineError(badDown, /--name: "a-b" is not a valid lab name/, 'down with a bad name');
 });
 
-test('lab up without --json prints a summary table of the hosts', async (t) => {
+test('lab up without --json prints a summary table of the hosts, their leased subnets and the store', async (t) => {
   const name = uniqueLabName();
   t.after(() => labDown(name, { root }));
   const up = await tulle('lab', 'up', '--name', name, '--nodes', '2');
   assert.equal(up.status, 0, up.stderr);
   assert.match(up.stdout, new RegExp(`^lab ${name} is up: 2 hosts on a switch underlay`));
-  assert.match(up.stdout, new RegExp(`^h1\\s+tulle-${name}-h1\\s+eth0\\s+192\\.0\\.2\\.11/24\\s+-\\s+-$`, 'm'));
-  assert.match(up.stdout, new RegExp(`^h2\\s+tulle-${name}-h2\\s+eth0\\s+192\\.0\\.2\\.12/24\\s+-\\s+-$`, 'm'));
+  const subnets = [1, 2].map((i) => new RegExp(`^h${i}\\s+tulle-${name}-h${i}\\s+eth0\\s+192\\.0\\.2\\.1${i}/24\\s+-\\s+(10\\.244\\.\\d+\\.0/24)$`, 'm').exec(up.stdout)?.[1]);
+  assert.ok(subnets[0] && subnets[1] && subnets[0] !== subnets[1], `two distinct leased subnets in:\n${up.stdout}`);
+  assert.match(up.stdout, new RegExp(`^store: sqlite:${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/${name}/store\\.db; agents: 2; pod mode: bridge$`, 'm'));
   assert.match(up.stdout, new RegExp(`tulle lab down --name ${name}`));
 });

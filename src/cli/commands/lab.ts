@@ -2,10 +2,12 @@
  * `tulle lab up|down|list|exec`: the CLI face of src/lab. Output: results on stdout (a table, or JSON with
  * --json), progress and logs on stderr (one updating line on a terminal, log lines otherwise).
  */
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { TulleError } from '../../base/errors.js';
+import { InvalidValueError, TulleError, UsageError } from '../../base/errors.js';
 import { createLogger, type Logger } from '../../base/log.js';
 import { spawnIn } from '../../netns/netns.js';
+import { parseNetworkConfig } from '../../config/network.js';
 import {
   DEFAULT_HOSTS,
   DEFAULT_LAB_NAME,
@@ -18,7 +20,14 @@ import {
   resolveLabTarget,
   UNDERLAYS,
   validateLabName,
-  validatePods,
+  validatePodCount,
+  overlaySteps,
+  STORE_KINDS,
+  POD_MODES,
+  MAX_PODS,
+  DEFAULT_NETWORK_CONFIG,
+  type StoreKind,
+  type PodMode,
   type LabProgress,
   type LabState,
   type LabSummary,
@@ -29,23 +38,31 @@ const nameOption: OptionSpec = { type: 'string', description: 'Lab name (lower-c
 
 const up: CommandSpec = {
   name: 'tulle lab up',
-  summary: 'Build a lab: host namespaces on a switched or routed underlay',
+  summary: 'Build a lab: host namespaces on a switched or routed underlay, a store, one tulle agent per host, and pods',
   details: [
-    'Namespaces are named tulle-NAME-h1..hN (hosts), tulle-NAME-sw (switch; sw1/sw2 and rt for the routed underlay).',
-    'Every host has eth0 on the underlay (192.0.2.0/24; routed: even hosts on 198.51.100.0/24 behind the router).',
+    'Namespaces are named tulle-NAME-h1..hN (hosts), tulle-NAME-sw (switch; sw1/sw2 and rt for the routed underlay),',
+    'tulle-NAME-hI-pJ (pods). Every host has eth0 on the underlay (192.0.2.0/24; routed: even hosts on 198.51.100.0/24',
+    'behind the router). The store is an SQLite file in the lab directory, or an etcd server in h1\'s namespace.',
+    'Pods are attached by tulle-cni exactly as a container runtime calls it.',
     'State and files live in $TULLE_LAB_DIR/NAME (default /run/tulle/labs/NAME). Nothing is added to the root namespace.',
   ].join('\n'),
   options: {
     name: nameOption,
     nodes: { type: 'integer', description: 'Number of hosts', default: DEFAULT_HOSTS, min: 1, max: MAX_HOSTS },
-    pods: { type: 'integer', description: 'Pods per host (only 0 until the CNI plugin exists)', default: 0, min: 0, max: 64 },
+    pods: { type: 'integer', description: 'Pods per host', default: 0, min: 0, max: MAX_PODS },
     underlay: { type: 'string', description: 'How hosts are connected', choices: UNDERLAYS, default: DEFAULT_UNDERLAY, valueName: 'KIND' },
+    store: { type: 'string', description: 'Where leases live: an SQLite file, or a real etcd server in h1', choices: STORE_KINDS, default: 'sqlite', valueName: 'KIND' },
+    config: { type: 'string', description: `Network config (flannel's net-conf.json); default ${DEFAULT_NETWORK_CONFIG}`, valueName: 'FILE' },
+    mode: { type: 'string', description: 'Pod attachment: a cni0 bridge (flannel) or routed /32 (Calico)', choices: POD_MODES, default: 'bridge', valueName: 'MODE' },
+    bare: { type: 'boolean', description: 'Underlay only: no store, no agents, no pods' },
     json: { type: 'boolean', description: 'Print the topology as JSON' },
   },
-  examples: ['tulle lab up', 'tulle lab up --name big --nodes 5 --underlay routed --json'],
+  examples: ['tulle lab up', 'tulle lab up --name big --nodes 5 --underlay routed --pods 2 --json', 'tulle lab up --store etcd --mode routed', 'tulle lab up --bare --nodes 2'],
   async run({ options }) {
     const name = validateLabName(options.name as string, '--name');
-    validatePods(options.pods as number, '--pods');
+    const pods = validatePodCount(options.pods as number, '--pods');
+    if (options.bare && (pods > 0 || options.config !== undefined)) throw new UsageError(`tulle lab up: --bare builds no overlay, so ${pods > 0 ? '--pods' : '--config'} cannot go with it`);
+    const configText = options.config === undefined ? undefined : readConfigFile(options.config as string);
     const log = createLogger({ component: 'lab' });
     const progress = progressReporter(log);
     const abort = new AbortController();
@@ -55,7 +72,8 @@ const up: CommandSpec = {
     process.once('SIGTERM', onSignal);
     const started = Date.now();
     try {
-      const state = await labUp({ name, nodes: options.nodes as number, underlay: options.underlay as string, pods: 0, logger: log, onProgress: progress, signal: abort.signal });
+      const afterUnderlay = options.bare ? [] : overlaySteps({ store: options.store as StoreKind, mode: options.mode as PodMode, pods, ...(configText ? { configText } : {}) });
+      const state = await labUp({ name, nodes: options.nodes as number, underlay: options.underlay as string, logger: log, onProgress: progress, signal: abort.signal, afterUnderlay });
       progress.finish();
       if (options.json) process.stdout.write(JSON.stringify(labTopology(state), null, 2) + '\n');
       else process.stdout.write(formatLabSummary(state, Date.now() - started));
@@ -67,6 +85,18 @@ const up: CommandSpec = {
     }
   },
 };
+
+/** Read and validate --config FILE before anything is built, so a bad config never leaves a half-made lab. */
+function readConfigFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new InvalidValueError('--config', file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  parseNetworkConfig(text);
+  return text;
+}
 
 const down: CommandSpec = {
   name: 'tulle lab down',
@@ -169,6 +199,11 @@ export function formatLabSummary(state: LabState, ms: number): string {
     lines.push('', `router ${state.router.namespace}: ${state.router.interfaces.map((i) => `${i.interface} ${i.address}/${i.prefixLength}`).join(', ')}`);
   }
   lines.push(`switches: ${state.switches.map((s) => `${s.namespace} (${state.segments.find((g) => g.id === s.segment)?.cidr})`).join(', ')}`);
+  if (state.overlay) lines.push(`store: ${state.overlay.store}; agents: ${state.processes.filter((p) => p.role === 'agent').length}; pod mode: ${state.overlay.mode}`);
+  if (state.pods.length) {
+    lines.push('');
+    lines.push(...table(['POD', 'HOST', 'NAMESPACE', 'ADDRESS'], state.pods.map((p) => [p.name, p.host, p.namespace, p.address ?? '-'])));
+  }
   lines.push(`files: ${state.dir}`, '', `run a command in a host: tulle lab exec ${state.name} h1 -- ip addr`, `remove the lab:          tulle lab down --name ${state.name}`);
   return lines.join('\n') + '\n';
 }

@@ -1,0 +1,311 @@
+/**
+ * The overlay on top of a lab's underlay: a store (an SQLite file in the lab directory, or a real etcd server
+ * running in host h1's namespace), the network config, one `tulle agent` per host inside its namespace, and
+ * pods attached by `tulle-cni` exactly as a container runtime calls it. Everything runs as separate processes
+ * in the lab's namespaces, recorded in the state file so `lab down` ends them.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidValueError, TulleError } from '../base/errors.js';
+import { run, runJson, type RunResult } from '../base/exec.js';
+import { sleep, waitFor } from '../base/retry.js';
+import { readSubnetEnv } from '../config/subnet-env.js';
+import { cniInvokeOk } from '../cni/invoke.js';
+import { spawnIn } from '../netns/netns.js';
+import { TULLE_ROUTE_PROTOCOL } from '../netlink/index.js';
+import { labNamespace } from './names.js';
+import { loadLabState, registerLabProcess, unregisterLabProcess, updateLabState, type LabState } from './state.js';
+import type { LabPod } from './topology.js';
+import type { LabStep } from './up.js';
+
+/** bin/tulle of this checkout (this file runs from dist/src/lab/). */
+export const TULLE_BIN = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
+
+export const STORE_KINDS = ['sqlite', 'etcd'] as const;
+export type StoreKind = (typeof STORE_KINDS)[number];
+export const POD_MODES = ['bridge', 'routed'] as const;
+export type PodMode = (typeof POD_MODES)[number];
+export const DEFAULT_NETWORK_CONFIG = '{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1,"Port":8472}}';
+export const MAX_PODS = 16;
+const ETCD_CLIENT_PORT = 2379;
+
+export interface OverlayOptions {
+  store: StoreKind;
+  /** net-conf.json text; default 10.244.0.0/16, /24 per host, VNI 1, port 8472. */
+  configText?: string;
+  pods: number;
+  mode: PodMode;
+  /** Start agents on the first N hosts only (a test then lets more join); default all. */
+  agents?: number;
+  /** How long `lab up` waits for every agent to program every peer. */
+  convergeTimeoutMs?: number;
+}
+
+/** What the lab state records about its overlay. */
+export interface LabOverlay {
+  storeKind: StoreKind;
+  /** The store URL as the hosts see it. */
+  store: string;
+  /** The host whose namespace runs store commands (and etcd). */
+  storeHost: string;
+  mode: PodMode;
+}
+
+export class LabOverlayError extends TulleError {
+  constructor(message: string, code = 'TULLE_LAB_OVERLAY') {
+    super(code, message);
+  }
+}
+
+export function validatePodCount(pods: number, field = 'pods'): number {
+  if (!Number.isInteger(pods) || pods < 0 || pods > MAX_PODS) throw new InvalidValueError(field, pods, `is out of range (must be 0..${MAX_PODS} pods per host)`);
+  return pods;
+}
+
+export function hostDir(state: Pick<LabState, 'dir'>, host: string): string {
+  return join(state.dir, host);
+}
+
+export function subnetFileOf(state: Pick<LabState, 'dir'>, host: string): string {
+  return join(hostDir(state, host), 'subnet.env');
+}
+
+function overlayOf(state: LabState): LabOverlay {
+  if (!state.overlay) throw new LabOverlayError(`lab ${state.name} has no overlay (it was built with --bare)`, 'TULLE_LAB_NO_OVERLAY');
+  return state.overlay;
+}
+
+function namespaceOf(state: LabState, host: string): string {
+  const h = state.hosts.find((x) => x.name === host);
+  if (!h) throw new InvalidValueError('host', host, `is not a host of lab ${state.name} (hosts: ${state.hosts.map((x) => x.name).join(', ')})`);
+  return h.namespace;
+}
+
+/** Run `tulle ARGS...` inside a namespace of the lab. */
+export function runTulleIn(namespace: string, args: readonly string[], options: { input?: string; allowFailure?: boolean } = {}): Promise<RunResult> {
+  return run(['ip', 'netns', 'exec', namespace, process.execPath, TULLE_BIN, ...args], options);
+}
+
+/** `tulle <args> --store URL` in the store host's namespace (the store is reachable from there, also etcd). */
+export function runStoreCommand(state: LabState, args: readonly string[], options: { input?: string; allowFailure?: boolean } = {}): Promise<RunResult> {
+  const o = overlayOf(state);
+  return runTulleIn(namespaceOf(state, o.storeHost), [...args, '--store', o.store], options);
+}
+
+/** Start a long-running process in a lab namespace, output to `logFile`, recorded in the state file. */
+function startProcess(state: LabState, namespace: string, argv: readonly string[], logFile: string, role: string, host: string | null): number {
+  mkdirSync(join(logFile, '..'), { recursive: true });
+  const out = openSync(logFile, 'a');
+  try {
+    const child = spawnIn(namespace, argv, { stdio: ['ignore', out, out], detached: true, env: { ...process.env, TULLE_LOG_FORMAT: 'json' } });
+    if (child.pid === undefined) throw new LabOverlayError(`could not start ${role} in ${namespace}`);
+    child.unref();
+    registerLabProcess(state.name, { pid: child.pid, role, host }, { root: rootOf(state) });
+    return child.pid;
+  } finally {
+    closeSync(out);
+  }
+}
+
+function rootOf(state: LabState): string {
+  return join(state.dir, '..');
+}
+
+/** Start `tulle agent` in a host's namespace; resolves with its PID. */
+export function startAgent(state: LabState, host: string): number {
+  const o = overlayOf(state);
+  const dir = hostDir(state, host);
+  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--reconcile-interval', '10', '--rules-interval', '10'];
+  return startProcess(state, namespaceOf(state, host), argv, join(dir, 'agent.log'), 'agent', host);
+}
+
+/** SIGTERM a host's agent and wait until it has exited; the lease and the kernel state stay, as on a real host. */
+export async function stopAgent(state: LabState, host: string, timeoutMs = 10_000): Promise<void> {
+  const agents = loadLabState(state.name, { root: rootOf(state) }).processes.filter((p) => p.role === 'agent' && p.host === host);
+  for (const p of agents) {
+    try {
+      process.kill(p.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+    await waitFor(() => !isAlive(p.pid), timeoutMs, `agent of ${host} (pid ${p.pid}) to exit`);
+    unregisterLabProcess(state.name, p.pid, { root: rootOf(state) });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A host leaves the cluster: its agent stops and `tulle agent --cleanup` removes its state and releases its lease. */
+export async function removeHostFromOverlay(state: LabState, host: string): Promise<void> {
+  await stopAgent(state, host);
+  const o = overlayOf(state);
+  await runTulleIn(namespaceOf(state, host), ['agent', '--cleanup', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', hostDir(state, host)]);
+  updateLabState(state.name, (s) => void (s.hosts.find((h) => h.name === host)!.subnet = null), { root: rootOf(state) });
+}
+
+/** Routes tulle programmed on a host, read with iproute2 (`ip -j route show proto 84`). */
+export async function overlayRoutes(namespace: string): Promise<Array<{ dst: string; gateway?: string; dev: string }>> {
+  return runJson(['ip', '-n', namespace, '-j', 'route', 'show', 'proto', String(TULLE_ROUTE_PROTOCOL)]);
+}
+
+/**
+ * Wait until every host with an agent has written subnet.env and holds a route to every other such host;
+ * records each host's subnet in the state. Returns the state.
+ */
+export async function waitConverged(state: LabState, hosts: readonly string[], timeoutMs = 30_000): Promise<LabState> {
+  const subnets = new Map<string, string>();
+  const agents = loadLabState(state.name, { root: rootOf(state) }).processes.filter((p) => p.role === 'agent' && p.host && hosts.includes(p.host));
+  let dead: { host: string; pid: number } | undefined;
+  await waitFor(
+    () => {
+      // An agent that exited will not come back: say why at once instead of waiting for the timeout.
+      dead = agents.map((a) => ({ host: a.host!, pid: a.pid })).find((a) => !isAlive(a.pid));
+      if (dead) return true;
+      for (const h of hosts) if (!subnets.has(h) && existsSync(subnetFileOf(state, h))) subnets.set(h, readSubnetEnv(subnetFileOf(state, h)).subnet);
+      return subnets.size === hosts.length;
+    },
+    timeoutMs,
+    `every agent to lease a subnet (${hosts.length - subnets.size} still without subnet.env; see ${state.dir}/<host>/agent.log)`,
+    50,
+  );
+  if (dead) {
+    const log = join(hostDir(state, dead.host), 'agent.log');
+    const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-2).join(' | ') : '(no log)';
+    throw new LabOverlayError(`the agent of ${dead.host} (pid ${dead.pid}) exited: ${tail}`, 'TULLE_LAB_AGENT_EXITED');
+  }
+  const want = (h: string) => new Set([...subnets].filter(([x]) => x !== h).map(([, s]) => s));
+  const missing = new Map<string, string[]>();
+  await waitFor(
+    async () => {
+      missing.clear();
+      await Promise.all(
+        hosts.map(async (h) => {
+          const have = new Set((await overlayRoutes(namespaceOf(state, h))).map((r) => r.dst));
+          const lacking = [...want(h)].filter((s) => !have.has(s));
+          if (lacking.length) missing.set(h, lacking);
+        }),
+      );
+      return missing.size === 0;
+    },
+    timeoutMs,
+    `every host to route to every other (${[...missing].map(([h, l]) => `${h} lacks ${l.join(' ')}`).join('; ')})`,
+    50,
+  );
+  return updateLabState(
+    state.name,
+    (s) => {
+      for (const h of s.hosts) if (subnets.has(h.name)) h.subnet = subnets.get(h.name)!;
+    },
+    { root: rootOf(state) },
+  );
+}
+
+/** The CNI network config the lab's pods are attached with. */
+export function podNetconf(state: LabState, host: string): Record<string, unknown> {
+  return { cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: overlayOf(state).mode, subnetFile: subnetFileOf(state, host), dataDir: join(hostDir(state, host), 'ipam') };
+}
+
+/** Create a pod namespace and attach it with `tulle-cni ADD`, run in the host's namespace as a runtime would. */
+export async function addPod(state: LabState, host: string, podName: string, createNamespaces: (ns: string[]) => Promise<void>): Promise<LabPod> {
+  const namespace = labNamespace(state.name, podName);
+  await createNamespaces([namespace]);
+  const result = (await cniInvokeOk({
+    command: 'ADD',
+    containerId: `${state.name}-${podName}`,
+    netns: `/run/netns/${namespace}`,
+    ifName: 'eth0',
+    config: podNetconf(state, host),
+    hostNetns: namespaceOf(state, host),
+  })) as { ips?: Array<{ address: string }> };
+  const address = result?.ips?.[0]?.address.split('/')[0] ?? null;
+  const pod: LabPod = { name: podName, host, namespace, address };
+  updateLabState(state.name, (s) => void s.pods.push(pod), { root: rootOf(state) });
+  return pod;
+}
+
+/** The steps `lab up` appends after the underlay: store, config, agents, convergence, pods. */
+export function overlaySteps(options: OverlayOptions): LabStep[] {
+  const steps: LabStep[] = [
+    {
+      title: `start the store (${options.store})`,
+      run: async (ctx) => {
+        const state = ctx.state();
+        const storeHost = state.hosts[0]!;
+        let store: string;
+        if (options.store === 'sqlite') {
+          store = `sqlite:${join(state.dir, 'store.db')}`;
+        } else {
+          store = `etcd://${storeHost.address}:${ETCD_CLIENT_PORT}`;
+          const dataDir = join(state.dir, 'etcd');
+          const peer = 'http://127.0.0.1:2380';
+          const argv = [
+            'etcd',
+            '--name', 'lab',
+            '--data-dir', dataDir,
+            '--listen-client-urls', `http://${storeHost.address}:${ETCD_CLIENT_PORT},http://127.0.0.1:${ETCD_CLIENT_PORT}`,
+            '--advertise-client-urls', `http://${storeHost.address}:${ETCD_CLIENT_PORT}`,
+            '--listen-peer-urls', peer,
+            '--initial-advertise-peer-urls', peer,
+            '--initial-cluster', `lab=${peer}`,
+          ];
+          startProcess(state, storeHost.namespace, argv, join(state.dir, 'etcd.log'), 'etcd', storeHost.name);
+        }
+        ctx.update((s) => void (s.overlay = { storeKind: options.store, store, storeHost: storeHost.name, mode: options.mode }));
+      },
+    },
+    {
+      title: 'write the network config',
+      run: async (ctx) => {
+        const state = ctx.state();
+        const text = options.configText ?? DEFAULT_NETWORK_CONFIG;
+        // etcd needs a moment to start listening: retry while the store is unreachable.
+        const deadline = Date.now() + 15_000;
+        for (;;) {
+          const r = await runStoreCommand(state, ['config', 'put'], { input: text, allowFailure: true });
+          if (r.status === 0) break;
+          if (r.status === 2 || Date.now() > deadline || !/unreachable|UNAVAILABLE/i.test(r.stderr)) {
+            throw new LabOverlayError(`writing the network config failed: ${r.stderr.trim()}`, 'TULLE_LAB_CONFIG');
+          }
+          await sleep(200);
+        }
+      },
+    },
+    {
+      title: 'start one agent per host',
+      run: async (ctx) => {
+        const state = ctx.state();
+        for (const h of state.hosts.slice(0, options.agents ?? state.hosts.length)) startAgent(state, h.name);
+      },
+    },
+    {
+      title: 'wait until every host routes to every other',
+      run: async (ctx) => {
+        const state = ctx.state();
+        await waitConverged(state, state.hosts.slice(0, options.agents ?? state.hosts.length).map((h) => h.name), options.convergeTimeoutMs);
+      },
+    },
+  ];
+  if (options.pods > 0) {
+    steps.push({
+      title: `attach ${options.pods} pod(s) per host with tulle-cni (${options.mode})`,
+      run: async (ctx) => {
+        const state = ctx.state();
+        const hosts = state.hosts.slice(0, options.agents ?? state.hosts.length);
+        await Promise.all(
+          hosts.map(async (h) => {
+            for (let p = 1; p <= options.pods; p++) await addPod(ctx.state(), h.name, `${h.name}-p${p}`, (ns) => ctx.createNamespaces(ns));
+          }),
+        );
+      },
+    });
+  }
+  return steps;
+}
