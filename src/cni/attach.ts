@@ -263,8 +263,8 @@ export interface CheckSpec {
 
 /**
  * What differs from what ADD left, as sentences (empty when all is well): the container interface from
- * prevResult (present, up, same MAC), its addresses, prevResult's routes in the container, the host end (up, on
- * the bridge / with its /32 route and proxy ARP), the bridge's gateway address.
+ * prevResult (present, up, same MAC), its addresses, prevResult's routes through tulle's gateway in the container,
+ * the host end (up, on the bridge / with its /32 route and proxy ARP), the bridge's gateway address.
  */
 export async function checkAttachment(spec: CheckSpec, prev: CniResult): Promise<string[]> {
   const problems: string[] = [];
@@ -284,11 +284,16 @@ export async function checkAttachment(spec: CheckSpec, prev: CniResult): Promise
       const present = new Set((await ctr.listAddresses(spec.ifName)).map((a) => a.cidr));
       for (const a of addresses) if (!present.has(a)) problems.push(`address ${a} is missing on ${spec.ifName}`);
       const routes = await ctr.listRoutes({ dev: spec.ifName });
-      for (const r of prev.routes) {
+      // Only the routes tulle made (through its gateway): others in prevResult belong to other plugins in the list.
+      const ownGateway = spec.mode === 'bridge' ? spec.gateway : ROUTED_GATEWAY;
+      for (const r of prev.routes.filter((x) => x.gw === ownGateway)) {
         const dst = r.dst === '0.0.0.0/0' ? 'default' : r.dst;
         if (!routes.some((k) => k.dst === dst && (r.gw === undefined || k.via === r.gw))) {
           problems.push(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ''} is missing in the container (dev ${spec.ifName})`);
         }
+      }
+      if (spec.mode === 'routed' && !routes.some((k) => k.dst === `${ROUTED_GATEWAY}/32` && k.scope === 'link')) {
+        problems.push(`route ${ROUTED_GATEWAY} dev ${spec.ifName} scope link is missing in the container`);
       }
     }
     const hostEnd = await host.getLink(spec.hostVeth);

@@ -114,7 +114,7 @@ test('routed mode: the host end answers ARP for 169.254.1.1 by proxy ARP (Calico
   assert.ok(!learnt.state.includes('PERMANENT'), 'learnt, not the static entry');
 });
 
-test('routed mode: CHECK fails with the reason once the host route is gone', async (t) => {
+test('routed mode: CHECK fails with the reasons once the host route, then the pod\'s gateway route, are gone', async (t) => {
   const host = await makeHost(t);
   const pod = await freshNetns(t, 'pod');
   const result = (await call(host, 'ADD', 'routed-check', pod, host.config())).result as any;
@@ -126,4 +126,7 @@ test('routed mode: CHECK fails with the reason once the host route is gone', asy
   const bad = await call(host, 'CHECK', 'routed-check', pod, withPrev);
   assert.equal(bad.error?.code, 104);
   assert.equal(bad.error?.msg, `CHECK routed-check eth0: host route ${address} dev ${veth} is missing`);
+  await ip(pod, 'route', 'del', '169.254.1.1', 'dev', 'eth0');
+  const worse = await call(host, 'CHECK', 'routed-check', pod, withPrev);
+  assert.equal(worse.error?.msg, `CHECK routed-check eth0: route 169.254.1.1 dev eth0 scope link is missing in the container; host route ${address} dev ${veth} is missing`);
 });
