@@ -88,3 +88,23 @@ test('a conflist tulle -> tuning -> portmap: ADD, CHECK and DEL work, the sysctl
   assert.doesNotMatch(nat, /--dport 8080/, 'portmap removed its DNAT rule');
   assert.notEqual(await fetchBanner(host, '10.244.4.1', 8080), 'hello from the pod');
 });
+
+test('tulle after another interface plugin (the reference loopback): its result is kept and tulle\'s interface indexes follow it', async (t) => {
+  const host = await freshNetns(t, 'host');
+  const pod = await freshNetns(t, 'pod');
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-chain-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const subnetFile = join(dir, 'subnet.env');
+  writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.4.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+  const list: Conflist = { cniVersion: '1.0.0', name: 'lo-then-tulle', plugins: [{ type: 'loopback' }, { type: 'tulle', mode: 'routed', subnetFile, dataDir: join(dir, 'ipam') }] };
+  const options = { containerId: 'lo-pod', ifName: 'eth0', netns: `/run/netns/${pod}`, path: ['/usr/lib/cni'], plugins: { tulle: TULLE_CNI_BIN }, hostNetns: host };
+  const result = (await runConflist(list, 'ADD', options)) as any;
+  assert.deepEqual(resultViolations(result, '1.0.0'), [], JSON.stringify(result));
+  assert.deepEqual(result.interfaces.map((i: any) => i.name), ['lo', hostVethName('lo-pod', 'eth0'), 'eth0']);
+  const own = result.ips.find((i: any) => i.address.startsWith('10.244.4.'));
+  assert.equal(own.interface, 2, 'tulle\'s address points at eth0 after loopback\'s lo');
+  assert.ok(result.ips.some((i: any) => i.address === '127.0.0.1/8' && i.interface === 0), 'loopback\'s address is kept');
+  await runConflist(list, 'CHECK', { ...options, prevResult: result });
+  await runConflist(list, 'DEL', { ...options, prevResult: result });
+  assert.deepEqual((await ipJson(host, 'link', 'show')).map((l: any) => l.ifname), ['lo']);
+});
