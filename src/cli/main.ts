@@ -13,6 +13,7 @@ interface CommandEntry {
 }
 
 const COMMANDS: readonly CommandEntry[] = [
+  { name: 'demo', summary: 'A cluster of namespace hosts with pods that talk over the overlay (npm run demo)', load: async () => (await import('./commands/demo.js')).demoCommand },
   { name: 'lab', summary: 'Build, inspect and tear down clusters made of network namespaces', load: async () => (await import('./commands/lab.js')).labGroup },
   { name: 'config', summary: "Write or read the network config (flannel's net-conf.json) in the store", load: async () => (await import('./commands/config.js')).configGroup },
   { name: 'leases', summary: 'List the subnet leases in the store', load: async () => (await import('./commands/leases.js')).leasesCommand },

@@ -13,7 +13,9 @@ import { sleep, waitFor } from '../base/retry.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
 import { cniInvokeOk } from '../cni/invoke.js';
 import { spawnIn } from '../netns/netns.js';
-import { TULLE_ROUTE_PROTOCOL } from '../netlink/index.js';
+import { NetlinkClient, TULLE_ROUTE_PROTOCOL } from '../netlink/index.js';
+import { parseNetworkConfig } from '../config/network.js';
+import { hostOverlayStatus, type HostOverlayStatus } from '../overlay/status.js';
 import { labNamespace } from './names.js';
 import { loadLabState, registerLabProcess, unregisterLabProcess, updateLabState, type LabState } from './state.js';
 import type { LabPod } from './topology.js';
@@ -308,4 +310,35 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
     });
   }
   return steps;
+}
+
+export interface LabHostStatus extends HostOverlayStatus {
+  host: string;
+  namespace: string;
+  /** The host's agent process, if the lab started one. */
+  agent: { pid: number; running: boolean } | null;
+}
+
+/** Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for (read over netlink). */
+export async function labStatus(state: LabState): Promise<LabHostStatus[]> {
+  const leasesOut = await runStoreCommand(state, ['leases', '--json']);
+  const leases = (JSON.parse(leasesOut.stdout) as Array<{ subnet: string; publicIP: string; backendType: string; backendData: { VtepMAC?: string } }>).map((l) => ({
+    subnet: l.subnet,
+    publicIP: l.publicIP,
+    backendType: l.backendType,
+    vtepMac: l.backendData.VtepMAC ?? '',
+  }));
+  const config = parseNetworkConfig((await runStoreCommand(state, ['config', 'get'])).stdout);
+  return Promise.all(
+    state.hosts.map(async (h) => {
+      const nl = await NetlinkClient.open({ netns: h.namespace });
+      try {
+        const status = await hostOverlayStatus(nl, { leases, vni: config.Backend.VNI, directRouting: config.Backend.DirectRouting });
+        const agent = state.processes.find((p) => p.role === 'agent' && p.host === h.name);
+        return { host: h.name, namespace: h.namespace, agent: agent ? { pid: agent.pid, running: isAlive(agent.pid) } : null, ...status };
+      } finally {
+        nl.close();
+      }
+    }),
+  );
 }

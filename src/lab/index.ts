@@ -32,6 +32,8 @@ export {
   stopAgent,
   removeHostFromOverlay,
   waitConverged,
+  labStatus,
+  type LabHostStatus,
   addPod,
   podNetconf,
   runTulleIn,

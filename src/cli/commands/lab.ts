@@ -22,6 +22,8 @@ import {
   validateLabName,
   validatePodCount,
   overlaySteps,
+  labStatus,
+  loadLabState,
   STORE_KINDS,
   POD_MODES,
   MAX_PODS,
@@ -147,10 +149,38 @@ const exec: CommandSpec = {
   },
 };
 
+const status: CommandSpec = {
+  name: 'tulle lab status',
+  summary: 'Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for',
+  details: 'Reads the leases from the lab\'s store and each host\'s kernel over netlink, plans as the agent does, and lists any entry that is missing, wrong or stale.',
+  options: { name: nameOption, json: { type: 'boolean', description: 'Print the status as JSON' } },
+  examples: ['tulle lab status', 'tulle lab status --name big --json'],
+  async run({ options }) {
+    const name = validateLabName(options.name as string, '--name');
+    const hosts = await labStatus(loadLabState(name));
+    if (options.json) {
+      process.stdout.write(JSON.stringify(hosts, null, 2) + '\n');
+    } else {
+      const rows = hosts.map((h) => [
+        h.host,
+        h.subnet ?? '-',
+        h.vtep ? `${h.vtep.name} ${h.vtep.mac ?? '?'} mtu ${h.vtep.mtu}${h.vtep.up ? '' : ' DOWN'}` : '-',
+        `${h.programmed}/${h.peers}`,
+        h.inSync ? 'yes' : 'NO',
+        h.agent ? `${h.agent.pid}${h.agent.running ? '' : ' (exited)'}` : '-',
+      ]);
+      const lines = table(['HOST', 'SUBNET', 'VTEP', 'PEERS', 'IN SYNC', 'AGENT'], rows);
+      for (const h of hosts.filter((x) => x.pending.length)) lines.push('', `${h.host} would need:`, ...h.pending.map((p) => `  ${p}`));
+      process.stdout.write(lines.join('\n') + '\n');
+    }
+    return hosts.every((h) => h.inSync) ? 0 : 1;
+  },
+};
+
 export const labGroup: CommandGroup = {
   name: 'lab',
   summary: 'Build, inspect and tear down clusters made of network namespaces',
-  subcommands: [up, down, list, exec],
+  subcommands: [up, down, status, list, exec],
 };
 
 /** Run `ip netns exec NS CMD...` attached to our terminal; resolve with its exit code (128+N for signal N). */
