@@ -20,7 +20,6 @@
  * A failed ADD removes the veth pair (which takes the container end and every route through it along); the
  * bridge and its gateway address stay, as with the reference bridge plugin: they are shared by every pod.
  */
-import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { run } from '../base/exec.js';
 import { randomMac } from '../base/ip.js';
@@ -120,7 +119,7 @@ async function ensureBridge(host: NetlinkClient, spec: AttachmentSpec): Promise<
   let link = await host.getLink(spec.bridge);
   if (!link) {
     try {
-      link = await host.createBridge({ name: spec.bridge, mtu: spec.mtu, mac: randomMac(randomBytes), up: true });
+      link = await host.createBridge({ name: spec.bridge, mtu: spec.mtu, mac: randomMac(pseudoRandomBytes), up: true });
     } catch (err) {
       if (!(err instanceof NetlinkError && err.errno === 'EEXIST')) throw err;
       link = await host.getLink(spec.bridge);
@@ -323,6 +322,11 @@ export async function checkAttachment(spec: CheckSpec, prev: CniResult): Promise
     ctr.close();
   }
   return problems;
+}
+
+/** Random bytes for a locally administered MAC: Math.random suffices (uniqueness on one L2 segment, not secrecy) and spares loading node:crypto. */
+function pseudoRandomBytes(n: number): Buffer {
+  return Buffer.from(Array.from({ length: n }, () => Math.floor(Math.random() * 256)));
 }
 
 function warn(text: string): void {
