@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { runJson } from '../src/base/exec.js';
+import { run as runCommand, runJson } from '../src/base/exec.js';
 import { createNetns, deleteNetns, deleteNetnsSync } from '../src/netns/netns.js';
 import { cniInvoke, type CniInvocation } from '../src/cni/invoke.js';
 
@@ -45,6 +45,11 @@ export interface BenchResult {
   quick: boolean;
   sizes: { pods: number };
   results: { ADD: CommandResult; DEL: CommandResult };
+  /**
+   * The floor under any plugin written for Node: `ip netns exec HOST node -e 0`, measured in the same turns. The
+   * reference's whole ADD is a Go binary's start plus the work; tulle's is this plus module loading plus the work.
+   */
+  nodeStartup: Percentiles;
   goal: string;
   met: boolean;
   /** Both hosts were checked to hold every pod after the ADDs and nothing (no veth, no address file) after the DELs. */
@@ -133,6 +138,7 @@ export async function run(options: RunOptions): Promise<BenchResult> {
 
     // One untimed pod each first: the page cache holds both executables and the bridges exist, as on a busy node.
     const samples = { ADD: { tulle: [] as number[], reference: [] as number[] }, DEL: { tulle: [] as number[], reference: [] as number[] } };
+    const nodeStartup: number[] = [];
     for (const command of ['ADD', 'DEL'] as const) {
       for (let i = 0; i < pods; i++) {
         const sides = [
@@ -147,6 +153,11 @@ export async function run(options: RunOptions): Promise<BenchResult> {
         ];
         if (i % 2 === 1) sides.reverse();
         for (const side of sides) await side();
+        if (command === 'ADD' && i > 0) {
+          const started = performance.now();
+          await runCommand(['ip', 'netns', 'exec', tulleHost, process.execPath, '-e', '0']);
+          nodeStartup.push(performance.now() - started);
+        }
       }
     }
     const left = [...(await leftovers(tulleHost, join(dir, 'ipam', 'bench-tulle'))).map((x) => `tulle: ${x}`), ...(await leftovers(refHost, join(dir, 'ipam', 'bench-ref'))).map((x) => `reference: ${x}`)];
@@ -166,6 +177,7 @@ export async function run(options: RunOptions): Promise<BenchResult> {
       quick: options.quick,
       sizes: { pods: pods - 1 },
       results,
+      nodeStartup: percentiles(nodeStartup),
       goal: `tulle-cni p50 within ${GOAL}x of the reference bridge + host-local, for ADD and DEL`,
       met: results.ADD.met && results.DEL.met,
       verified: true,
@@ -193,6 +205,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
         const x = r.results[c];
         console.log(`${NAME} ${c} (${r.sizes.pods} pods): tulle p50 ${x.tulle.p50} ms p99 ${x.tulle.p99} ms; reference p50 ${x.reference.p50} ms p99 ${x.reference.p99} ms; ratio ${x.ratio} (goal <= ${x.goal}: ${x.met ? 'met' : 'NOT met'})`);
       }
+      console.log(`${NAME} floor: ip netns exec + node -e 0 p50 ${r.nodeStartup.p50} ms`);
       if (!quick) console.log(`wrote ${RESULT_FILE}`);
     })
     .catch((err) => {

@@ -28,6 +28,7 @@ test('cni-latency benchmark, quick: result shape, both sides verified, nothing l
     assert.equal(r.met, r.ratio <= 2);
   }
   assert.equal(result.met, result.results.ADD.met && result.results.DEL.met);
+  assert.ok(result.nodeStartup.p50 > 0 && result.nodeStartup.p99 >= result.nodeStartup.p50);
   assert.match(result.goal, /within 2x/);
   assert.deepEqual(listNetns(prefix), [], 'the benchmark removed its namespaces');
 });
