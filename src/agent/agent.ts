@@ -184,7 +184,10 @@ export class Agent {
         }
         this.reconciler.setPeers(peers);
         const r = await this.reconcile('leases');
-        if (r && !this.health.ready) this.setHealth(true, 'programmed', { subnet: lease.subnet, peers: peers.length });
+        if (r && !this.health.ready) {
+          this.setHealth(true, 'programmed', { subnet: lease.subnet, peers: peers.length });
+          log.info('ready', { subnet: lease.subnet, peers: peers.length, programmed: r.programmed, writes: r.writes });
+        }
       }
     } finally {
       await renewing;

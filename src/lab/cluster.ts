@@ -12,7 +12,7 @@ import { run, runJson, type RunResult } from '../base/exec.js';
 import { sleep, waitFor } from '../base/retry.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
 import { cniInvokeOk } from '../cni/invoke.js';
-import { spawnIn } from '../netns/netns.js';
+import { createNetns, spawnIn } from '../netns/netns.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL } from '../netlink/index.js';
 import { parseNetworkConfig } from '../config/network.js';
 import { hostOverlayStatus, type HostOverlayStatus } from '../overlay/status.js';
@@ -210,13 +210,19 @@ export async function waitConverged(state: LabState, hosts: readonly string[], t
   );
 }
 
+/** Record namespaces in the state file (so `lab down` removes them), then create them. */
+async function recordAndCreate(state: LabState, namespaces: readonly string[]): Promise<void> {
+  updateLabState(state.name, (s) => void (s.namespaces = [...new Set([...s.namespaces, ...namespaces])]), { root: rootOf(state) });
+  for (const ns of namespaces) await createNetns(ns);
+}
+
 /** The CNI network config the lab's pods are attached with. */
 export function podNetconf(state: LabState, host: string): Record<string, unknown> {
   return { cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: overlayOf(state).mode, subnetFile: subnetFileOf(state, host), dataDir: join(hostDir(state, host), 'ipam') };
 }
 
 /** Create a pod namespace and attach it with `tulle-cni ADD`, run in the host's namespace as a runtime would. */
-export async function addPod(state: LabState, host: string, podName: string, createNamespaces: (ns: string[]) => Promise<void>): Promise<LabPod> {
+export async function addPod(state: LabState, host: string, podName: string, createNamespaces: (ns: string[]) => Promise<void> = (ns) => recordAndCreate(state, ns)): Promise<LabPod> {
   const namespace = labNamespace(state.name, podName);
   await createNamespaces([namespace]);
   const result = (await cniInvokeOk({
@@ -233,6 +239,23 @@ export async function addPod(state: LabState, host: string, podName: string, cre
   return pod;
 }
 
+/** Start the lab's etcd server in a host's namespace (client port 2379 on its underlay address and loopback). */
+export function startEtcd(state: LabState, host: string): number {
+  const h = state.hosts.find((x) => x.name === host)!;
+  const peer = 'http://127.0.0.1:2380';
+  const argv = [
+    'etcd',
+    '--name', 'lab',
+    '--data-dir', join(state.dir, 'etcd'),
+    '--listen-client-urls', `http://${h.address}:${ETCD_CLIENT_PORT},http://127.0.0.1:${ETCD_CLIENT_PORT}`,
+    '--advertise-client-urls', `http://${h.address}:${ETCD_CLIENT_PORT}`,
+    '--listen-peer-urls', peer,
+    '--initial-advertise-peer-urls', peer,
+    '--initial-cluster', `lab=${peer}`,
+  ];
+  return startProcess(state, h.namespace, argv, join(state.dir, 'etcd.log'), 'etcd', h.name);
+}
+
 /** The steps `lab up` appends after the underlay: store, config, agents, convergence, pods. */
 export function overlaySteps(options: OverlayOptions): LabStep[] {
   const steps: LabStep[] = [
@@ -246,19 +269,7 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
           store = `sqlite:${join(state.dir, 'store.db')}`;
         } else {
           store = `etcd://${storeHost.address}:${ETCD_CLIENT_PORT}`;
-          const dataDir = join(state.dir, 'etcd');
-          const peer = 'http://127.0.0.1:2380';
-          const argv = [
-            'etcd',
-            '--name', 'lab',
-            '--data-dir', dataDir,
-            '--listen-client-urls', `http://${storeHost.address}:${ETCD_CLIENT_PORT},http://127.0.0.1:${ETCD_CLIENT_PORT}`,
-            '--advertise-client-urls', `http://${storeHost.address}:${ETCD_CLIENT_PORT}`,
-            '--listen-peer-urls', peer,
-            '--initial-advertise-peer-urls', peer,
-            '--initial-cluster', `lab=${peer}`,
-          ];
-          startProcess(state, storeHost.namespace, argv, join(state.dir, 'etcd.log'), 'etcd', storeHost.name);
+          startEtcd(state, storeHost.name);
         }
         ctx.update((s) => void (s.overlay = { storeKind: options.store, store, storeHost: storeHost.name, mode: options.mode }));
       },

@@ -29,6 +29,7 @@ export { resolveLabTarget } from './target.js';
 export {
   overlaySteps,
   startAgent,
+  startEtcd,
   stopAgent,
   removeHostFromOverlay,
   waitConverged,
