@@ -189,7 +189,11 @@ async function setHairpin(veth: string): Promise<void> {
   }
 }
 
-/** Host end in routed mode: up, answering ARP for the pod's gateway (proxy ARP, no delay), forwarding. */
+/**
+ * Host end in routed mode: `ip link set VETH up; sysctl -w net.ipv4.conf.VETH.proxy_arp=1
+ * net.ipv4.neigh.VETH.proxy_delay=0 net.ipv4.conf.VETH.forwarding=1` (it answers ARP for the pod's gateway at once
+ * and routes what the pod sends).
+ */
 async function setUpRoutedHostEnd(host: NetlinkClient, spec: AttachmentSpec): Promise<void> {
   await host.setLink(spec.hostVeth, { up: true });
   await setSysctl(undefined, `net.ipv4.conf.${spec.hostVeth}.proxy_arp`, 1);
@@ -197,6 +201,7 @@ async function setUpRoutedHostEnd(host: NetlinkClient, spec: AttachmentSpec): Pr
   await setSysctl(undefined, `net.ipv4.conf.${spec.hostVeth}.forwarding`, 1);
 }
 
+/** `ip addr add IP/PREFIX dev eth0; ip link set eth0 up; ip route replace NETWORK via GW dev eth0 [; ip route replace default via GW dev eth0]` */
 function bridgeContainerOps(spec: AttachmentSpec): NetlinkOp[] {
   const dev = spec.ifName;
   const ops: NetlinkOp[] = [
@@ -208,6 +213,10 @@ function bridgeContainerOps(spec: AttachmentSpec): NetlinkOp[] {
   return ops;
 }
 
+/**
+ * `ip addr add IP/32 dev eth0; ip link set eth0 up; ip route replace 169.254.1.1 dev eth0 scope link;
+ * ip route replace default via 169.254.1.1 dev eth0; ip neigh replace 169.254.1.1 lladdr HOSTMAC dev eth0 nud permanent`
+ */
 function routedContainerOps(spec: AttachmentSpec, hostMac: string): NetlinkOp[] {
   const dev = spec.ifName;
   return [
@@ -261,7 +270,8 @@ export interface CheckSpec {
 }
 
 /**
- * What differs from what ADD left, as sentences (empty when all is well): the container interface from
+ * What differs from what ADD left, read with the equivalents of `ip -d link show`, `ip addr show dev`, `ip route
+ * show dev` and `sysctl -n` on both sides, as sentences (empty when all is well): the container interface from
  * prevResult (present, up, same MAC), its addresses, prevResult's routes through tulle's gateway in the container,
  * the host end (up, on the bridge / with its /32 route and proxy ARP), the bridge's gateway address.
  */
