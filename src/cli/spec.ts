@@ -89,6 +89,9 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
     options[name] = value === undefined ? undefined : convert(spec.name, source, o, value);
   }
 
+  // --help wins over everything else: `tulle decode --help` must not complain that FILE is missing.
+  if (raw.values.help) return { options: { ...options, help: true }, positionals: {} };
+
   const positionals: Record<string, string | string[] | undefined> = {};
   const given = raw.positionals;
   const pspecs = spec.positionals ?? [];
@@ -105,7 +108,6 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
     positionals[p.name] = v;
   }
   if (i < given.length) throw new UsageError(`${spec.name}: unexpected argument ${JSON.stringify(given[i])} (see '${spec.name} --help')`);
-  if (raw.values.help) options.help = true;
   return { options, positionals };
 }
 

@@ -46,3 +46,8 @@ test('a negative number given as its own argument is one clear line', () => {
   assert.throws(() => parseCommand(spec, ['h1', '--nodes', '-1'], {}), (e: unknown) => e instanceof UsageError && !e.message.includes('\n') && /--nodes needs a value; a value starting with '-' is written --nodes=-N/.test(e.message));
   assert.throws(() => parseCommand(spec, ['h1', '--nodes=-1'], {}), /--nodes: -1 is out of range/);
 });
+
+test('--help is answered even when a required argument is missing', () => {
+  assert.equal(parseCommand(spec, ['--help'], {}).options.help, true);
+  assert.equal(parseCommand(spec, ['-h'], {}).options.help, true);
+});

@@ -55,7 +55,7 @@ export const agentCommand: CommandSpec = {
   async run(args) {
     const options = agentOptions(args);
     const log = createLogger({ component: 'agent' });
-    const openStore = async () => (await openStoreFromOptions(args, true)).registry;
+    const openStore = async () => (await openStoreFromOptions(args, true, log.child({ component: 'store' }))).registry;
     if (args.options.cleanup) {
       await cleanupHost(options, log, openStore);
       return 0;

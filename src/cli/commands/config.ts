@@ -15,6 +15,7 @@ import { openRegistry } from '../../store/open.js';
 import type { Registry } from '../../store/registry.js';
 import { DEFAULT_STORE_URL } from '../../store/url.js';
 import { LeaseManager, NetworkConfigMissingError } from '../../subnet/manager.js';
+import type { Logger } from '../../base/log.js';
 import type { CommandGroup, CommandSpec, OptionSpec, ParsedArgs } from '../spec.js';
 
 export const storeOptions: Record<string, OptionSpec> = {
@@ -36,7 +37,7 @@ export interface OpenedStore {
  * Open the store the options name. `create`: a missing SQLite file is made (for writes); otherwise a missing
  * file is an error, so that a mistyped path does not leave an empty database behind.
  */
-export async function openStoreFromOptions(args: ParsedArgs, create: boolean): Promise<OpenedStore> {
+export async function openStoreFromOptions(args: ParsedArgs, create: boolean, logger?: Logger): Promise<OpenedStore> {
   const o = args.options as Record<string, string | undefined>;
   const prefix = normalizePrefix(o.prefix ?? DEFAULT_PREFIX);
   const username = o['etcd-username'];
@@ -48,6 +49,7 @@ export async function openStoreFromOptions(args: ParsedArgs, create: boolean): P
   const registry = await openRegistry(o.store ?? DEFAULT_STORE_URL, {
     create,
     requestTimeoutMs: 5000,
+    ...(logger ? { logger } : {}),
     ...(tls.caFile || tls.certFile || tls.keyFile ? { tls } : {}),
     ...(username !== undefined ? { auth: { username, password: password! } } : {}),
   });
