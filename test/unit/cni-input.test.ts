@@ -3,7 +3,7 @@
 // touch the kernel, so this suite needs no root and no namespace (the netns suite covers the rest).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cniInvoke, type CniInvocation } from '../../src/cni/invoke.js';
@@ -86,6 +86,10 @@ test('a subnet.env that cannot be parsed: error 105 naming the file and variable
   const broken = join(dir, 'broken.env');
   writeFileSync(broken, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=banana\nFLANNEL_MTU=1450\n');
   await expectError(add({ config: config({ subnetFile: broken }) }), 105, /FLANNEL_SUBNET: "banana" is not an IPv4 CIDR/);
+});
+
+test('none of the failed calls above touched the IPAM directory', () => {
+  assert.equal(existsSync(join(dir, 'ipam')), false);
 });
 
 test('STATUS: 50 without subnet.env or without a free address, success otherwise; only for 1.1.0 configs', async () => {
