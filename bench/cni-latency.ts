@@ -8,7 +8,7 @@
  *   node dist/bench/cni-latency.js [--quick]     (a full run writes bench/results/cni-latency.json)
  */
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { cpus, release, tmpdir } from 'node:os';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -41,7 +41,8 @@ export interface CommandResult {
 export interface BenchResult {
   name: string;
   date: string;
-  machine: { cores: number; kernel: string; node: string };
+  /** loadAverage: the 1-minute load when the run started (the machine is shared; a busy one slows Node's start-up most). */
+  machine: { cores: number; kernel: string; node: string; loadAverage: number };
   quick: boolean;
   sizes: { pods: number };
   results: { ADD: CommandResult; DEL: CommandResult };
@@ -109,6 +110,7 @@ export async function run(options: RunOptions): Promise<BenchResult> {
     if (!existsSync(join(REFERENCE_DIR, p))) throw new Error(`${REFERENCE_DIR}/${p} is missing: install containernetworking-plugins (bash scripts/install-deps.sh)`);
   }
   const pods = options.quick ? 8 : 60;
+  const loadAverage = round(loadavg()[0] ?? 0, 2);
   const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-bench-'));
   const created: string[] = [];
   try {
@@ -173,7 +175,7 @@ export async function run(options: RunOptions): Promise<BenchResult> {
     const result: BenchResult = {
       name: NAME,
       date: new Date().toISOString(),
-      machine: { cores: cpus().length, kernel: release(), node: process.version },
+      machine: { cores: cpus().length, kernel: release(), node: process.version, loadAverage },
       quick: options.quick,
       sizes: { pods: pods - 1 },
       results,
