@@ -232,7 +232,8 @@ export function formatLabSummary(state: LabState, ms: number): string {
   if (state.overlay) lines.push(`store: ${state.overlay.store}; agents: ${state.processes.filter((p) => p.role === 'agent').length}; pod mode: ${state.overlay.mode}`);
   if (state.pods.length) {
     lines.push('');
-    lines.push(...table(['POD', 'HOST', 'NAMESPACE', 'ADDRESS'], state.pods.map((p) => [p.name, p.host, p.namespace, p.address ?? '-'])));
+    const pods = [...state.pods].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+    lines.push(...table(['POD', 'HOST', 'NAMESPACE', 'ADDRESS'], pods.map((p) => [p.name, p.host, p.namespace, p.address ?? '-'])));
   }
   lines.push(`files: ${state.dir}`, '', `run a command in a host: tulle lab exec ${state.name} h1 -- ip addr`, `remove the lab:          tulle lab down --name ${state.name}`);
   return lines.join('\n') + '\n';
