@@ -31,6 +31,12 @@ import type { CniInterface, CniIp, CniResult, CniRoute } from './result.js';
 /** Calico's fixed, link-local gateway for every pod. */
 export const ROUTED_GATEWAY = '169.254.1.1';
 
+/**
+ * Pod routes are marked `proto boot`, what a plain `ip route add` marks (and what seed 004 shows): tulle's own
+ * protocol (84) belongs to the agent's peer routes, which it owns, reconciles and removes.
+ */
+const POD_ROUTE_PROTOCOL = 3; // RTPROT_BOOT
+
 export interface AttachmentSpec {
   mode: Mode;
   containerId: string;
@@ -74,7 +80,7 @@ export async function addAttachment(spec: AttachmentSpec): Promise<Attached> {
     if (spec.mode === 'bridge') await setUpBridgePort(host, spec);
     else await setUpRoutedHostEnd(host, spec);
     await applyAll(ctr, spec.mode === 'bridge' ? bridgeContainerOps(spec) : routedContainerOps(spec, hostEnd.mac!));
-    if (spec.mode === 'routed') await host.replaceRoute({ dst: `${spec.address}/32`, dev: spec.hostVeth, scope: 'link' });
+    if (spec.mode === 'routed') await host.replaceRoute({ dst: `${spec.address}/32`, dev: spec.hostVeth, scope: 'link', protocol: POD_ROUTE_PROTOCOL });
     const ctrEnd = await ctr.getLink(spec.ifName);
     if (!ctrEnd) throw new CniError(CNI_CODES.KERNEL, `${spec.ifName} vanished from ${spec.netns} while it was being set up`);
     return describe(spec, bridge, hostEnd, ctrEnd);
@@ -207,9 +213,9 @@ function bridgeContainerOps(spec: AttachmentSpec): NetlinkOp[] {
   const ops: NetlinkOp[] = [
     { op: 'addAddress', args: { dev, cidr: `${spec.address}/${spec.prefix}` } },
     { op: 'setLink', args: { name: dev, up: true } },
-    { op: 'replaceRoute', args: { dst: spec.network, via: spec.gateway, dev } },
+    { op: 'replaceRoute', args: { dst: spec.network, via: spec.gateway, dev, protocol: POD_ROUTE_PROTOCOL } },
   ];
-  if (spec.isDefaultGateway) ops.push({ op: 'replaceRoute', args: { dst: 'default', via: spec.gateway, dev } });
+  if (spec.isDefaultGateway) ops.push({ op: 'replaceRoute', args: { dst: 'default', via: spec.gateway, dev, protocol: POD_ROUTE_PROTOCOL } });
   return ops;
 }
 
@@ -222,8 +228,8 @@ function routedContainerOps(spec: AttachmentSpec, hostMac: string): NetlinkOp[] 
   return [
     { op: 'addAddress', args: { dev, cidr: `${spec.address}/32` } },
     { op: 'setLink', args: { name: dev, up: true } },
-    { op: 'replaceRoute', args: { dst: `${ROUTED_GATEWAY}/32`, dev, scope: 'link' } },
-    { op: 'replaceRoute', args: { dst: 'default', via: ROUTED_GATEWAY, dev } },
+    { op: 'replaceRoute', args: { dst: `${ROUTED_GATEWAY}/32`, dev, scope: 'link', protocol: POD_ROUTE_PROTOCOL } },
+    { op: 'replaceRoute', args: { dst: 'default', via: ROUTED_GATEWAY, dev, protocol: POD_ROUTE_PROTOCOL } },
     { op: 'replaceNeighbor', args: { dev, ip: ROUTED_GATEWAY, mac: hostMac, state: 'permanent' } },
   ];
 }

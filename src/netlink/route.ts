@@ -133,7 +133,7 @@ function routeArgs(r: Route): string {
   return (
     `${r.dst}${r.via !== undefined ? ` via ${r.via}` : ''}${r.dev !== undefined ? ` dev ${r.dev}` : ''}${r.onlink ? ' onlink' : ''}` +
     `${r.scope !== undefined ? ` scope ${r.scope}` : ''}${r.table !== undefined ? ` table ${r.table}` : ''}` +
-    `${r.protocol !== undefined ? ` proto ${r.protocol}` : ''}${r.src !== undefined ? ` src ${r.src}` : ''}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`
+    `${r.protocol !== undefined ? ` proto ${protocolName(r.protocol)}` : ''}${r.src !== undefined ? ` src ${r.src}` : ''}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`
   );
 }
 
@@ -164,6 +164,13 @@ function prepareRoute(r: Route, forDelete: boolean): (oif: number | undefined) =
     w.u32(RTA_TABLE, table);
     return lazyRequest(w.finish(), () => `route ${forDelete ? 'del' : 'replace'} ${routeArgs(r)}`);
   };
+}
+
+/** iproute2's names for the protocols it knows (rt_protos), so a command reads as `ip route` would print it. */
+const PROTOCOL_NAMES: Record<number, string> = { 1: 'redirect', 2: 'kernel', 3: 'boot', 4: 'static' };
+
+export function protocolName(protocol: number): string {
+  return PROTOCOL_NAMES[protocol] ?? String(protocol);
 }
 
 /** `ip route replace DST [via GW] [dev DEV] [onlink] [scope S] [table T] [proto P] [src A] [metric M]` */
@@ -197,7 +204,7 @@ export function encodeDumpRoutes(filter: RouteFilter, oif: number | undefined): 
   s[5] = filter.protocol ?? 0;
   if (table !== RT_TABLE_UNSPEC) w.u32(RTA_TABLE, table);
   if (oif !== undefined) w.u32(RTA_OIF, oif);
-  const args = `${table === 0 ? ' table all' : table !== RT_TABLE_MAIN ? ` table ${table}` : ''}${filter.protocol !== undefined ? ` proto ${filter.protocol}` : ''}${filter.dev ? ` dev ${filter.dev}` : ''}`;
+  const args = `${table === 0 ? ' table all' : table !== RT_TABLE_MAIN ? ` table ${table}` : ''}${filter.protocol !== undefined ? ` proto ${protocolName(filter.protocol)}` : ''}${filter.dev ? ` dev ${filter.dev}` : ''}`;
   return { message: w.finish(), command: `${family === 6 ? '-6 ' : ''}route show${args}` };
 }
 

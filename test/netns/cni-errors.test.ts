@@ -106,7 +106,7 @@ test('a kernel failure after the veth pair exists (gateway on the broadcast addr
   const host = await makeHost(t, '10.244.1.255/24');
   const pod = await freshNetns(t, 'pod');
   const out = await add(host, 'late-fail', pod);
-  assertError(out, 110, /^route replace 10\.244\.0\.0\/16 via 10\.244\.1\.255 dev eth0: EINVAL \(Invalid argument\): Nexthop has invalid gateway$/);
+  assertError(out, 110, /^route replace 10\.244\.0\.0\/16 via 10\.244\.1\.255 dev eth0 proto boot: EINVAL \(Invalid argument\): Nexthop has invalid gateway$/);
   assert.deepEqual(await linkNames(host.ns), ['cni0', 'lo'], 'the veth is gone; the shared bridge stays');
   assert.deepEqual(await linkNames(pod), ['lo'], 'the pod end went with it');
   assert.deepEqual(ipamFiles(host), [], 'the address was released');
