@@ -22,12 +22,13 @@ function etcdctl(state: LabState, ...args: string[]) {
 
 test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, and etcd away', async (t) => {
   requireRoot();
-  const state = await overlayLab(t, { nodes: 3, store: 'etcd', mode: 'routed', pods: 1, agents: 2 });
+  const state = await overlayLab(t, { nodes: 4, store: 'etcd', mode: 'routed', pods: 1, agents: 3 });
   assert.match(state.overlay!.store, /^etcd:\/\/192\.0\.2\.11:2379$/);
 
-  await t.test('pods reach each other; each agent host holds the seed pattern for the other', async () => {
+  await t.test('pods on 3 routed hosts reach each other; each host holds the seed pattern for every peer', async () => {
+    assert.equal(state.pods.length, 3);
     assert.deepEqual(await podMatrix(state), []);
-    await assertClusterPattern(state, ['h1', 'h2']);
+    await assertClusterPattern(state, ['h1', 'h2', 'h3']);
     // Calico's routed attachment (seed 004) inside a pod.
     const pod = state.pods[0]!;
     const routes = JSON.parse((await run(['ip', '-n', pod.namespace, '-j', 'route'])).stdout) as Array<{ dst: string; gateway?: string }>;
@@ -35,12 +36,12 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
   });
 
   await t.test('a host set up by hand as in seed 002, announced by a flannel-format lease written with etcdctl, is programmed and reachable', async () => {
-    const h3 = state.hosts[2]!;
+    const hand = state.hosts[3]!; // h4, the host without an agent
     const subnet = '10.244.250.0/24';
     const mac = '0e:f0:b5:8c:28:f5';
-    // h3 by hand: the VTEP, its address, a bridge holding the subnet's gateway, and the way back to each agent host.
-    const ip = (...a: string[]) => run(['ip', '-n', h3.namespace, ...a]);
-    await ip('link', 'add', 'flannel.1', 'address', mac, 'type', 'vxlan', 'id', '1', 'local', h3.address, 'dev', 'eth0', 'dstport', '8472', 'nolearning');
+    // h4 by hand: the VTEP, its address, a bridge holding the subnet's gateway, and the way back to each agent host.
+    const ip = (...a: string[]) => run(['ip', '-n', hand.namespace, ...a]);
+    await ip('link', 'add', 'flannel.1', 'address', mac, 'type', 'vxlan', 'id', '1', 'local', hand.address, 'dev', 'eth0', 'dstport', '8472', 'nolearning');
     await ip('link', 'set', 'flannel.1', 'mtu', '1450', 'up');
     await ip('addr', 'add', `${dot(subnet, 0)}/32`, 'dev', 'flannel.1');
     await ip('link', 'add', 'cni0', 'type', 'bridge');
@@ -48,25 +49,25 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
     await ip('addr', 'add', `${dot(subnet, 1)}/24`, 'dev', 'cni0');
     for (const peer of await leasesOf(state)) {
       await ip('neigh', 'add', dot(peer.subnet, 0), 'lladdr', peer.backendData.VtepMAC, 'dev', 'flannel.1', 'nud', 'permanent');
-      await run(['bridge', '-n', h3.namespace, 'fdb', 'append', peer.backendData.VtepMAC, 'dev', 'flannel.1', 'dst', peer.publicIP]);
+      await run(['bridge', '-n', hand.namespace, 'fdb', 'append', peer.backendData.VtepMAC, 'dev', 'flannel.1', 'dst', peer.publicIP]);
       await ip('route', 'add', peer.subnet, 'via', dot(peer.subnet, 0), 'dev', 'flannel.1', 'onlink');
     }
     // The lease exactly as flanneld writes it (lower-case keys read case-insensitively would work too), with a TTL.
     const grant = (await etcdctl(state, 'lease', 'grant', '600')).stdout;
     const leaseId = /lease ([0-9a-f]+) granted/.exec(grant)![1]!;
-    const value = JSON.stringify({ PublicIP: h3.address, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
+    const value = JSON.stringify({ PublicIP: hand.address, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
     await etcdctl(state, 'put', '--lease', leaseId, '/coreos.com/network/subnets/10.244.250.0-24', value);
 
-    await within(5000, 'h1 and h2 to program the hand-made host', async () => {
-      for (const h of ['h1', 'h2']) {
+    await within(5000, 'h1..h3 to program the hand-made host', async () => {
+      for (const h of ['h1', 'h2', 'h3']) {
         const k = await kernelView(ns(state, h));
-        if (!k.routes.some((r) => r.dst === subnet && r.gateway === dot(subnet, 0)) || !k.fdb.some((f) => f.mac === mac && f.dst === h3.address)) return false;
+        if (!k.routes.some((r) => r.dst === subnet && r.gateway === dot(subnet, 0)) || !k.fdb.some((f) => f.mac === mac && f.dst === hand.address)) return false;
       }
       return true;
     });
     for (const pod of state.pods) {
-      assert.ok(await ping(pod.namespace, dot(subnet, 0)), `${pod.name} reaches h3's VTEP address`);
-      assert.ok(await ping(pod.namespace, dot(subnet, 1)), `${pod.name} reaches h3's cni0 address`);
+      assert.ok(await ping(pod.namespace, dot(subnet, 0)), `${pod.name} reaches h4's VTEP address`);
+      assert.ok(await ping(pod.namespace, dot(subnet, 1)), `${pod.name} reaches h4's cni0 address`);
     }
   });
 
@@ -74,7 +75,7 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
     await etcdctl(state, 'put', '/coreos.com/network/subnets/10.244.251.0-24', '{"PublicIP":"192.0.2.99","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"not-a-mac"}}');
     await etcdctl(state, 'put', '/coreos.com/network/subnets/10.244.252.0-24', 'this is not json');
     await within(5000, 'the agents to log the malformed leases', () => /10\.244\.251\.0/.test(agentLog(state, 'h1')) && /10\.244\.252\.0/.test(agentLog(state, 'h1')));
-    for (const h of ['h1', 'h2']) {
+    for (const h of ['h1', 'h2', 'h3']) {
       const k = await kernelView(ns(state, h));
       assert.ok(!k.routes.some((r) => r.dst === '10.244.251.0/24' || r.dst === '10.244.252.0/24'), `${h} programmed no garbage`);
     }
@@ -84,12 +85,12 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
   });
 
   await t.test('etcd stops: agents keep the data plane and retry; etcd returns: they carry on', async () => {
-    const before = await Promise.all(['h1', 'h2'].map((h) => kernelView(ns(state, h))));
+    const before = await Promise.all(['h1', 'h2', 'h3'].map((h) => kernelView(ns(state, h))));
     const etcd = loadLabState(state.name, { root: labRoot }).processes.find((p) => p.role === 'etcd')!;
     process.kill(etcd.pid, 'SIGKILL');
     await within(30_000, 'an agent to report the store unreachable', () => /unreachable|store error|UNAVAILABLE/i.test(agentLog(state, 'h1') + agentLog(state, 'h2')));
     await new Promise((r) => setTimeout(r, 1000));
-    const during = await Promise.all(['h1', 'h2'].map((h) => kernelView(ns(state, h))));
+    const during = await Promise.all(['h1', 'h2', 'h3'].map((h) => kernelView(ns(state, h))));
     assert.deepEqual(during.map((k) => k.routes), before.map((k) => k.routes), 'routes unchanged while etcd is away');
     assert.deepEqual(during.map((k) => k.fdb), before.map((k) => k.fdb), 'FDB unchanged while etcd is away');
     assert.deepEqual(await podMatrix(state), [], 'pods still reach each other');
@@ -98,10 +99,10 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
     startEtcd(loadLabState(state.name, { root: labRoot }), 'h1');
     // After etcd is back a new lease change is seen again: delete the hand-made host's lease.
     await within(30_000, 'etcd to answer again', async () => (await run(['ip', 'netns', 'exec', ns(state, 'h1'), 'etcdctl', '--endpoints', 'http://127.0.0.1:2379', 'del', '/coreos.com/network/subnets/10.244.250.0-24'], { allowFailure: true })).status === 0);
-    await within(20_000, 'h1 and h2 to drop the deleted lease', async () => {
-      for (const h of ['h1', 'h2']) if ((await kernelView(ns(state, h))).routes.some((r) => r.dst === '10.244.250.0/24')) return false;
+    await within(20_000, 'h1..h3 to drop the deleted lease', async () => {
+      for (const h of ['h1', 'h2', 'h3']) if ((await kernelView(ns(state, h))).routes.some((r) => r.dst === '10.244.250.0/24')) return false;
       return true;
     });
-    await assertClusterPattern(state, ['h1', 'h2']);
+    await assertClusterPattern(state, ['h1', 'h2', 'h3']);
   });
 });

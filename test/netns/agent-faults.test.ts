@@ -152,7 +152,7 @@ test('/healthz, /metrics and --cleanup', async (t) => {
   requireRoot();
   const h = await host(t, 'health');
   await underlay(h.ns, 'eth0', '192.0.2.11/24');
-  const agent = agentRuns(h, ['--ip-masq']);
+  const agent = agentRuns(h, ['--ip-masq', '--rules-interval', '1']);
   await waitFor(() => /"msg":"ready"/.test(agent.log()), 20_000, 'the agent to be ready');
   const fetchIn = async (path: string) =>
     (await run(['ip', 'netns', 'exec', h.ns, process.execPath, '-e', `fetch('http://127.0.0.1:9465${path}').then(async r => console.log(r.status, await r.text()))`])).stdout;
@@ -162,6 +162,10 @@ test('/healthz, /metrics and --cleanup', async (t) => {
     assert.ok(metrics.includes(name), `metrics have ${name}`);
   }
   assert.match((await run(['ip', 'netns', 'exec', h.ns, 'nft', 'list', 'table', 'ip', 'tulle'])).stdout, /masquerade fully-random/);
+  // Someone flushes tulle's rules: the periodic check puts them back.
+  await run(['ip', 'netns', 'exec', h.ns, 'nft', 'delete', 'table', 'ip', 'tulle']);
+  await waitFor(async () => (await run(['ip', 'netns', 'exec', h.ns, 'nft', 'list', 'table', 'ip', 'tulle'], { allowFailure: true })).status === 0, 10_000, 'the rules to be rewritten');
+  assert.match(agent.log(), /"msg":"traffic rules changed by someone else; rewriting them"/);
   assert.equal(await agent.stop(), 0);
   assert.ok(existsSync(join(h.dir, 'subnet.env')), 'SIGTERM leaves subnet.env and the kernel state');
   assert.equal(await noVtep(h.ns), false);
