@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { run } from '../../src/base/exec.js';
-import { addPod, labDown, removeHostFromOverlay, startAgent, stopAgent, waitConverged, type LabState } from '../../src/lab/index.js';
+import { TULLE_BIN, addPod, labDown, labStatus, removeHostFromOverlay, startAgent, stopAgent, waitConverged, type LabState } from '../../src/lab/index.js';
 import { requireRoot } from '../helpers/netns.js';
 import { agentLog, kernelView, labRoot, overlayLab } from '../helpers/lab.js';
 import { assertClusterPattern, leasesOf, podMatrix, ping, startFastPing, startMonitor, within } from './overlay-helpers.js';
@@ -95,12 +95,20 @@ test('sqlite store: pods on 3 routed hosts reach each other; a 4th host joins, d
     });
     // ... h1, whose agent is down, still has them.
     assert.ok((await kernelView(ns(state, 'h1'))).routes.some((r) => r.dst === h3lease.subnet), 'h1 still routes to h3 while its agent is down');
+    // `lab status` sees it: h1 out of sync, with the stale entries named as the commands that would remove them.
+    const status = await run([process.execPath, TULLE_BIN, 'lab', 'status', '--name', state.name, '--json'], { allowFailure: true, env: { ...process.env, TULLE_LAB_DIR: labRoot } });
+    assert.equal(status.status, 1, 'lab status exits 1 when a host is out of sync');
+    const byHost = Object.fromEntries((JSON.parse(status.stdout) as Array<{ host: string; inSync: boolean; pending: string[] }>).map((h) => [h.host, h]));
+    assert.equal(byHost.h1!.inSync, false);
+    assert.ok(byHost.h1!.pending.includes(`ip route del ${h3lease.subnet} via ${h3lease.subnet.replace(/\/24$/, '')} dev flannel.1 onlink proto 84`), JSON.stringify(byHost.h1!.pending));
+    assert.equal(byHost.h2!.inSync, true);
     startAgent(fresh(state), 'h1');
     await within(20_000, 'h1 to drop h3 after its agent starts', async () => {
       const k = await kernelView(ns(state, 'h1'));
       return !k.routes.some((r) => r.dst === h3lease.subnet) && !k.neigh.some((n) => n.lladdr === h3lease.backendData.VtepMAC) && !k.fdb.some((f) => f.mac === h3lease.backendData.VtepMAC);
     });
     await assertClusterPattern(fresh(state), ['h1', 'h2', 'h4']);
+    assert.ok((await labStatus(fresh(state))).filter((h) => h.host !== 'h3').every((h) => h.inSync), 'in sync again');
     // h3 itself is clean: no VTEP, no tulle route, no subnet.env.
     const h3 = ns(state, 'h3');
     assert.equal((await run(['ip', '-n', h3, 'link', 'show', 'flannel.1'], { allowFailure: true })).status, 1);

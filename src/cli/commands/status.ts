@@ -1,0 +1,48 @@
+/**
+ * `tulle status`: this host's overlay next to what the leases ask for — its lease, its VTEP, peers programmed,
+ * and every entry that is missing, wrong or stale (as the `ip`/`bridge` command that would fix it). Read-only.
+ */
+import { NetlinkClient } from '../../netlink/index.js';
+import { hostOverlayStatus } from '../../overlay/status.js';
+import { LeaseManager } from '../../subnet/manager.js';
+import type { CommandSpec } from '../spec.js';
+import { openStoreFromOptions, storeOptions } from './config.js';
+
+export const statusCommand: CommandSpec = {
+  name: 'tulle status',
+  summary: "This host's lease, VTEP and peers, and whether the kernel matches the leases",
+  details: 'Exit 0 when the kernel holds exactly what the leases ask for, 1 when something is missing, wrong or stale.',
+  options: { ...storeOptions, json: { type: 'boolean', description: 'Print the status as JSON' } },
+  examples: ['tulle status --store etcd://192.0.2.10:2379', 'ip netns exec tulle-demo-h1 tulle status --store sqlite:/run/tulle/labs/demo/store.db'],
+  async run(args) {
+    const { registry, prefix } = await openStoreFromOptions(args, false);
+    let config, listing;
+    try {
+      const manager = new LeaseManager(registry, { prefix });
+      config = await manager.getNetworkConfig();
+      listing = await manager.listLeases();
+    } finally {
+      await registry.close();
+    }
+    const leases = listing.leases.map((l) => ({ subnet: l.subnet, publicIP: l.publicIP, backendType: l.backendType, vtepMac: String(l.backendData.VtepMAC ?? '') }));
+    const nl = await NetlinkClient.open();
+    try {
+      const s = await hostOverlayStatus(nl, { leases, vni: config.Backend.VNI, directRouting: config.Backend.DirectRouting });
+      if (args.options.json) {
+        process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+      } else {
+        const lines = [
+          `lease:    ${s.subnet ? `${s.subnet} (public IP ${s.publicIP})` : 'none: no lease in the store has a public IP of this host'}`,
+          `VTEP:     ${s.vtep ? `${s.vtep.name} vni ${s.vtep.vni} local ${s.vtep.local} mac ${s.vtep.mac} mtu ${s.vtep.mtu}${s.vtep.up ? '' : ' (DOWN)'}` : 'missing'}`,
+          `peers:    ${s.programmed}/${s.peers} programmed`,
+          `in sync:  ${s.inSync ? 'yes' : 'NO'}`,
+          ...(s.pending.length ? ['would need:', ...s.pending.map((p) => `  ${p}`)] : []),
+        ];
+        process.stdout.write(lines.join('\n') + '\n');
+      }
+      return s.inSync ? 0 : 1;
+    } finally {
+      nl.close();
+    }
+  },
+};
