@@ -1,0 +1,269 @@
+/**
+ * Benchmark: convergence. In a lab of N hosts (10, 30, 50) agents run on N-1 of them; then the N-th host's agent
+ * starts, and the time is taken from the moment its lease appears in the store to the moment each other host's
+ * kernel announces the new peer's route, neighbour and FDB entry. Both ends are seen from outside the agents:
+ * the lease by a store watch in this process (SQLite, polled every 2 ms, so the start mark is at most 2 ms late,
+ * which can only flatter tulle by that much), the kernel entries by netlink event sockets in every host namespace
+ * (peer-observer.ts). The N-th host then leaves (`tulle agent --cleanup` releases its lease), every host drops its
+ * entries, and it joins again: p50 and p99 are over the hosts of every repetition. The agents' start-up is not
+ * measured.
+ *
+ * Baseline, in the same run: the same three entries written with iproute2 into N-1 spare namespaces (each with
+ * its own flannel.1), all at once (`ip -batch` for the neighbour and route, `bridge fdb replace`), the fastest a
+ * script that knows the lease could fan it out; its p99 is the time the (N-1)-th host was done.
+ *
+ * Goal: p99 < 200 ms at 50 hosts (the same bound is shown for the smaller labs).
+ *
+ *   node dist/bench/convergence.js [--quick]     (a full run writes bench/results/convergence.json)
+ */
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { run as runCommand, runJson } from '../src/base/exec.js';
+import { formatIPv4, parseCidr4 } from '../src/base/ip.js';
+import { sleep, waitFor } from '../src/base/retry.js';
+import { labNamespace, overlayRoutes, overlaySteps, removeHostFromOverlay, startAgent, } from '../src/lab/index.js';
+import { DEFAULT_PREFIX, openRegistry, subnetsPrefix, type Registry, type WatchHandle } from '../src/store/index.js';
+import { decodeLease } from '../src/subnet/index.js';
+import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
+import { environment, percentiles, resultFile, round, row, withLab, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
+import { PeerObserver, VTEP, entryKeys, type PeerEntries } from './peer-observer.js';
+import { spareNamespacesStep } from './spare-host.js';
+
+export const NAME = 'convergence';
+const GOAL_P99_MS = 200;
+
+export interface SizeResult {
+  hosts: number;
+  repetitions: number;
+  /** Per observing host and repetition: lease seen -> route + neighbour + FDB entry announced, in ms. */
+  tulleMs: Percentiles;
+  /** The same three entries fanned out by iproute2 to N-1 spare namespaces: per namespace, start -> done, in ms. */
+  iprouteMs: Percentiles;
+  /** Each join: the subnet the joining host got, and the slowest host. */
+  joins: Array<{ subnet: string; p50: number; max: number; baselineMax: number }>;
+  ratioP99: number;
+  goal: number;
+  met: boolean;
+  lab: string;
+}
+
+export interface ConvergenceResult {
+  name: string;
+  date: string;
+  quick: boolean;
+  environment: Environment;
+  sizes: number[];
+  store: string;
+  results: SizeResult[];
+  notes: string[];
+  rows: BenchRow[];
+}
+
+export interface RunOptions {
+  quick: boolean;
+  output?: string;
+  /** Override the lab sizes (for tests). */
+  sizes?: number[];
+  repetitions?: number;
+}
+
+export async function run(options: RunOptions): Promise<ConvergenceResult> {
+  const env = await environment();
+  const sizes = options.sizes ?? (options.quick ? [3] : [10, 30, 50]);
+  const repetitions = options.repetitions ?? (options.quick ? 2 : 5);
+  const results: SizeResult[] = [];
+  for (const n of sizes) results.push(await measureSize(n, repetitions));
+  const rows = results.map((r) =>
+    row({
+      benchmark: NAME,
+      metric: 'convergence p99: new lease -> route + neighbour + FDB entry on every other host',
+      size: `${r.hosts} hosts`,
+      figure: r.tulleMs.p99,
+      unit: 'ms',
+      baseline: r.iprouteMs.p99,
+      baselineLabel: `iproute2 fan-out to ${r.hosts - 1} namespaces`,
+      ratio: r.ratioP99,
+      ratioLabel: 'tulle p99 / iproute2 p99',
+      goal: { on: 'figure', op: '<', value: GOAL_P99_MS, text: `p99 < ${GOAL_P99_MS} ms` },
+    }),
+  );
+  const result: ConvergenceResult = {
+    name: NAME,
+    date: new Date().toISOString(),
+    quick: options.quick,
+    environment: env,
+    sizes,
+    store: 'sqlite (the lab store; agents poll it every 25 ms)',
+    results,
+    notes: results.map(
+      (r) =>
+        `${r.hosts} hosts: p50 ${r.tulleMs.p50} ms, p99 ${r.tulleMs.p99} ms, max ${r.tulleMs.max} ms over ${r.tulleMs.samples} host-joins (${r.repetitions} joins); ` +
+        `iproute2 fan-out p50 ${r.iprouteMs.p50} ms, p99 ${r.iprouteMs.p99} ms`,
+    ),
+    rows,
+  };
+  const file = resultFile(NAME, options);
+  if (file) writeResult(file, result);
+  return result;
+}
+
+async function measureSize(n: number, repetitions: number): Promise<SizeResult> {
+  if (n < 2) throw new Error(`convergence needs at least 2 hosts, not ${n}`);
+  const spares = Array.from({ length: n - 1 }, (_, i) => `x${i + 1}`);
+  const afterUnderlay = [spareNamespacesStep(spares), ...overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 0, agents: n - 1, convergeTimeoutMs: 600_000 })];
+  return withLab('cv', { nodes: n, underlay: 'switch', afterUnderlay }, async (state) => {
+    const joining = state.hosts[n - 1]!;
+    const observed = state.hosts.slice(0, n - 1).map((h) => h.namespace);
+    const spareNs = spares.map((s) => labNamespace(state.name, s));
+    const leases = await LeaseAppearances.open(state.overlay!.store);
+    const observer = await PeerObserver.open(observed).catch(async (err) => {
+      await leases.close();
+      throw err;
+    });
+    const tulle: number[] = [];
+    const baseline: number[] = [];
+    const joins: SizeResult['joins'] = [];
+    try {
+      for (let rep = 0; rep < repetitions; rep++) {
+        observer.reset();
+        const appeared = leases.next();
+        startAgent(state, joining.name);
+        const { at: leaseAt, peer } = await appeared;
+        const doneAt = await Promise.all(observed.map((ns) => observer.complete(ns, entryKeys(peer), 60_000)));
+        const overflowed = observed.filter((ns) => observer.overflowed(ns));
+        if (overflowed.length) throw new Error(`netlink events were dropped in ${overflowed.join(', ')}; the times are not trustworthy`);
+        const ms = doneAt.map((t) => Math.max(0, t - leaseAt));
+        await verifyProgrammed(observed, peer);
+        const fanout = await fanOut(spareNs, peer);
+        tulle.push(...ms);
+        baseline.push(...fanout);
+        joins.push({ subnet: peer.subnet, p50: percentiles(ms).p50, max: round(Math.max(...ms), 2), baselineMax: round(Math.max(...fanout), 2) });
+        // Leave: the agent stops, --cleanup releases the lease, every host drops the peer; then join again.
+        await removeHostFromOverlay(state, joining.name);
+        await waitFor(async () => (await Promise.all(observed.map(async (ns) => (await overlayRoutes(ns)).some((r) => r.dst === peer.subnet)))).every((has) => !has), 60_000, `every host to drop ${peer.subnet}`, 100);
+      }
+    } finally {
+      observer.close();
+      await leases.close();
+    }
+    const tulleMs = percentiles(tulle);
+    const iprouteMs = percentiles(baseline);
+    return { hosts: n, repetitions, tulleMs, iprouteMs, joins, ratioP99: round(tulleMs.p99 / iprouteMs.p99, 3), goal: GOAL_P99_MS, met: tulleMs.p99 < GOAL_P99_MS, lab: state.name };
+  });
+}
+
+/**
+ * New leases as the store shows them: a watch on the subnets prefix in this process (SQLite polled every 2 ms).
+ * `next()` resolves with the first lease key that appears after it was called, and when (performance.now()).
+ */
+class LeaseAppearances {
+  private live = new Set<string>();
+  private waiter: ((x: { at: number; peer: PeerEntries }) => void) | undefined;
+  private failure: ((err: Error) => void) | undefined;
+  private watch: WatchHandle | undefined;
+
+  private constructor(private readonly registry: Registry) {}
+
+  static async open(store: string): Promise<LeaseAppearances> {
+    const registry = await openRegistry(store, { pollIntervalMs: 2 });
+    const self = new LeaseAppearances(registry);
+    const prefix = subnetsPrefix(DEFAULT_PREFIX);
+    const listed = await registry.list(prefix);
+    for (const item of listed.items) self.live.add(item.key);
+    self.watch = registry.watch(prefix, listed.revision, {
+      events: (events) => {
+        const at = performance.now();
+        for (const e of events) {
+          if (e.type === 'delete') {
+            self.live.delete(e.key);
+            continue;
+          }
+          if (self.live.has(e.key)) continue; // a renewal
+          self.live.add(e.key);
+          const lease = decodeLease(DEFAULT_PREFIX, { key: e.key, value: e.value, modRevision: e.modRevision, expiresAt: e.expiresAt });
+          const waiter = self.waiter;
+          self.waiter = undefined;
+          waiter?.({ at, peer: { subnet: lease.subnet, mac: String(lease.backendData.VtepMAC), publicIP: lease.publicIP } });
+        }
+      },
+      lost: (reason) => self.failure?.(new Error(`the store watch lost its place: ${reason}`)),
+      error: () => {},
+    });
+    return self;
+  }
+
+  next(timeoutMs = 180_000): Promise<{ at: number; peer: PeerEntries }> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no new lease appeared within ${timeoutMs} ms (is the joining agent running? see its agent.log)`)), timeoutMs);
+      this.waiter = (x) => {
+        clearTimeout(timer);
+        resolve(x);
+      };
+      this.failure = (err) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.watch?.close();
+    await this.registry.close();
+  }
+}
+
+/** Check with iproute2 that every observed host holds the peer's route, neighbour and FDB entry, as announced. */
+async function verifyProgrammed(namespaces: readonly string[], peer: PeerEntries): Promise<void> {
+  const vtepIP = formatIPv4(parseCidr4(peer.subnet).network);
+  for (const ns of namespaces) {
+    const [routes, neigh, fdb] = await Promise.all([
+      runJson<Array<{ dst: string; gateway?: string }>>(['ip', '-n', ns, '-j', 'route', 'show', 'proto', String(TULLE_ROUTE_PROTOCOL), 'dev', VTEP]),
+      runJson<Array<{ dst: string; lladdr?: string }>>(['ip', '-n', ns, '-j', 'neigh', 'show', 'dev', VTEP]),
+      runJson<Array<{ mac: string; dst?: string }>>(['bridge', '-n', ns, '-j', 'fdb', 'show', 'dev', VTEP]),
+    ]);
+    const ok =
+      routes.some((r) => r.dst === peer.subnet && r.gateway === vtepIP) &&
+      neigh.some((x) => x.dst === vtepIP && x.lladdr?.toLowerCase() === peer.mac.toLowerCase()) &&
+      fdb.some((f) => f.mac.toLowerCase() === peer.mac.toLowerCase() && f.dst === peer.publicIP);
+    if (!ok) throw new Error(`${ns} announced the entries of ${peer.subnet} but iproute2 does not show all three`);
+  }
+}
+
+/**
+ * The baseline: write the peer's neighbour, route and FDB entry into every spare namespace with iproute2, all
+ * namespaces at once; resolves with each namespace's time from the common start to done, in ms. The entries are
+ * removed again afterwards (untimed).
+ */
+async function fanOut(namespaces: readonly string[], peer: PeerEntries): Promise<number[]> {
+  const vtepIP = formatIPv4(parseCidr4(peer.subnet).network);
+  const ipLines = `neigh replace ${vtepIP} lladdr ${peer.mac} dev ${VTEP} nud permanent\nroute replace ${peer.subnet} via ${vtepIP} dev ${VTEP} onlink proto ${TULLE_ROUTE_PROTOCOL}\n`;
+  const start = performance.now();
+  const times = await Promise.all(
+    namespaces.map(async (ns) => {
+      await runCommand(['ip', '-n', ns, '-batch', '-'], { input: ipLines });
+      await runCommand(['bridge', '-n', ns, 'fdb', 'replace', peer.mac, 'dev', VTEP, 'dst', peer.publicIP, 'self', 'permanent']);
+      return performance.now() - start;
+    }),
+  );
+  await Promise.all(
+    namespaces.map(async (ns) => {
+      await runCommand(['ip', '-n', ns, '-batch', '-'], { input: `route del ${peer.subnet}\nneigh del ${vtepIP} dev ${VTEP}\n` });
+      await runCommand(['bridge', '-n', ns, 'fdb', 'del', peer.mac, 'dev', VTEP, 'self']);
+    }),
+  );
+  await sleep(0);
+  return times;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const quick = process.argv.includes('--quick');
+  run({ quick })
+    .then((r) => {
+      for (const note of r.notes) console.log(`${NAME} ${note}`);
+      for (const x of r.rows) console.log(`${NAME} ${x.size}: p99 ${x.figure} ms (${x.goal.text}: ${x.met ? 'met' : 'NOT met'})`);
+    })
+    .catch((err) => {
+      console.error(`${NAME}: ${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = 1;
+    });
+}

@@ -1,0 +1,347 @@
+/**
+ * Benchmark: the data plane. TCP throughput (iperf3) and ping RTT p50/p99 from a pod on host h1 to a pod on host
+ * h2 through tulle's overlay (a 2-host lab on a routed underlay, agents and tulle-cni in bridge mode), against, in
+ * the same run:
+ *   - the underlay: host h1 to host h2 of the same lab (same router in between, MTU 1500, no encapsulation);
+ *   - the same overlay made by hand: a second, bare lab where this file builds flannel's layout itself with
+ *     iproute2 and nft (VTEP flannel.1, cni0, a veth per pod, one neighbour + FDB entry + onlink route per peer,
+ *     MTU 1450), the way seeds 001/002 do it.
+ * The kernel moves the packets in all three, so tulle can only lose by configuring something worse. The paths
+ * take turns (A B C, then B C A, ...) and medians are taken, so a busy moment of the shared 2-core machine hits
+ * all of them alike. For RTT the ratio is the baseline's RTT over tulle's, so for every row higher is better.
+ *
+ * Goals: tulle / hand-made >= 0.99, tulle / underlay >= 0.95.
+ *
+ *   node dist/bench/dataplane.js [--quick]     (a full run writes bench/results/dataplane.json)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { run as runCommand } from '../src/base/exec.js';
+import { sleep, waitFor } from '../src/base/retry.js';
+import { labNamespace, overlaySteps, registerLabProcess, type LabState, type LabStep } from '../src/lab/index.js';
+import { environment, labRoot, median, percentiles, resultFile, round, row, withLab, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
+
+export const NAME = 'dataplane';
+const GOAL_HAND = 0.99;
+const GOAL_UNDERLAY = 0.95;
+const NETWORK = '10.244.0.0/16';
+const MTU = 1450;
+const VNI = 1;
+const PORT = 8472;
+const IPERF_PORT = 5201;
+
+type PathName = 'tulle' | 'hand' | 'underlay';
+
+/** One way from a client namespace to a server address. */
+interface Path {
+  name: PathName;
+  label: string;
+  clientNs: string;
+  serverNs: string;
+  server: string;
+}
+
+export interface PathResult {
+  label: string;
+  from: string;
+  to: string;
+  /** Median of the runs, in Gbit/s. */
+  throughputGbps: number;
+  throughputRunsGbps: number[];
+  /** Per-packet RTT percentiles over every ping of every round, in ms. */
+  rttMs: Percentiles;
+  pingsLost: number;
+}
+
+export interface DataplaneResult {
+  name: string;
+  date: string;
+  quick: boolean;
+  environment: Environment;
+  sizes: { hosts: number; podsPerHost: number; underlay: string; overlayMtu: number; iperfSeconds: number; iperfOmitSeconds: number; throughputRuns: number; pingRounds: number; pingsPerRound: number; pingIntervalMs: number };
+  paths: Record<PathName, PathResult>;
+  /** The hand-made overlay against the underlay: what VXLAN itself costs on this machine, whoever configures it. */
+  handOverUnderlay: { throughput: number; rttP50: number; rttP99: number };
+  labs: string[];
+  rows: BenchRow[];
+}
+
+export interface RunOptions {
+  quick: boolean;
+  /** Result file (default bench/results/dataplane.json for full runs, nowhere for quick ones). */
+  output?: string;
+}
+
+export async function run(options: RunOptions): Promise<DataplaneResult> {
+  const env = await environment();
+  const quick = options.quick;
+  const sizes = {
+    hosts: 2,
+    podsPerHost: 1,
+    underlay: 'routed',
+    overlayMtu: MTU,
+    iperfSeconds: quick ? 1 : 4,
+    iperfOmitSeconds: quick ? 0 : 1,
+    throughputRuns: quick ? 1 : 5,
+    pingRounds: quick ? 1 : 5,
+    pingsPerRound: quick ? 20 : 100,
+    pingIntervalMs: 10,
+  };
+  const overlay = overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 1 });
+  return withLab('dpt', { nodes: 2, underlay: 'routed', afterUnderlay: overlay }, (tulleLab) =>
+    withLab('dph', { nodes: 2, underlay: 'routed', afterUnderlay: [handMadeOverlay()] }, async (handLab) => {
+      const paths = [tullePath(tulleLab), handPath(handLab), underlayPath(tulleLab)];
+      const servers = paths.map((p) => startIperfServer(p.name === 'hand' ? handLab : tulleLab, p.serverNs));
+      try {
+        await Promise.all(servers.map((s) => s.ready));
+        // Untimed: ARP/neighbour resolution and a first TCP connection on every path.
+        for (const p of paths) {
+          await pingRtts(p, 3, sizes.pingIntervalMs);
+          await iperf(p, 1, 0);
+        }
+        const throughput = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
+        for (let i = 0; i < sizes.throughputRuns; i++) {
+          for (const p of rotate(paths, i)) throughput.get(p.name)!.push(await iperf(p, sizes.iperfSeconds, sizes.iperfOmitSeconds));
+        }
+        const rtts = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
+        const lost = new Map<PathName, number>(paths.map((p) => [p.name, 0]));
+        for (let i = 0; i < sizes.pingRounds; i++) {
+          for (const p of rotate(paths, i)) {
+            const r = await pingRtts(p, sizes.pingsPerRound, sizes.pingIntervalMs);
+            rtts.get(p.name)!.push(...r.rtts);
+            lost.set(p.name, lost.get(p.name)! + r.lost);
+          }
+        }
+        const results = Object.fromEntries(
+          paths.map((p) => [
+            p.name,
+            {
+              label: p.label,
+              from: p.clientNs,
+              to: `${p.serverNs} (${p.server})`,
+              throughputGbps: round(median(throughput.get(p.name)!), 3),
+              throughputRunsGbps: throughput.get(p.name)!.map((x) => round(x, 3)),
+              rttMs: percentiles(rtts.get(p.name)!.map((x) => x)),
+              pingsLost: lost.get(p.name)!,
+            },
+          ]),
+        ) as Record<PathName, PathResult>;
+        const result: DataplaneResult = {
+          name: NAME,
+          date: new Date().toISOString(),
+          quick,
+          environment: env,
+          sizes,
+          paths: results,
+          handOverUnderlay: {
+            throughput: round(results.hand.throughputGbps / results.underlay.throughputGbps, 3),
+            rttP50: round(results.underlay.rttMs.p50 / results.hand.rttMs.p50, 3),
+            rttP99: round(results.underlay.rttMs.p99 / results.hand.rttMs.p99, 3),
+          },
+          labs: [tulleLab.name, handLab.name],
+          rows: rows(results),
+        };
+        const file = resultFile(NAME, options);
+        if (file) writeResult(file, result);
+        return result;
+      } finally {
+        await Promise.all(servers.map((s) => s.stop()));
+      }
+    }),
+  );
+}
+
+/** Throughput: tulle / baseline. RTT: baseline / tulle (a lower RTT is better), so that every goal reads ">=". */
+function rows(r: Record<PathName, PathResult>): BenchRow[] {
+  const out: BenchRow[] = [];
+  const size = '2 hosts, 1 pod each';
+  for (const [base, goal] of [
+    ['hand', GOAL_HAND],
+    ['underlay', GOAL_UNDERLAY],
+  ] as const) {
+    const b = r[base];
+    const g = { on: 'ratio' as const, op: '>=' as const, value: goal };
+    out.push(
+      row({ benchmark: NAME, metric: 'TCP throughput pod to pod (iperf3, median)', size, figure: r.tulle.throughputGbps, unit: 'Gbit/s', baseline: b.throughputGbps, baselineLabel: b.label, ratio: round(r.tulle.throughputGbps / b.throughputGbps, 3), ratioLabel: `tulle / ${base}`, goal: { ...g, text: `tulle / ${base} >= ${goal}` } }),
+      row({ benchmark: NAME, metric: 'ping RTT p50 pod to pod', size, figure: r.tulle.rttMs.p50, unit: 'ms', baseline: b.rttMs.p50, baselineLabel: b.label, ratio: round(b.rttMs.p50 / r.tulle.rttMs.p50, 3), ratioLabel: `${base} RTT / tulle RTT`, goal: { ...g, text: `${base} / tulle >= ${goal}` } }),
+      row({ benchmark: NAME, metric: 'ping RTT p99 pod to pod', size, figure: r.tulle.rttMs.p99, unit: 'ms', baseline: b.rttMs.p99, baselineLabel: b.label, ratio: round(b.rttMs.p99 / r.tulle.rttMs.p99, 3), ratioLabel: `${base} RTT / tulle RTT`, goal: { ...g, text: `${base} / tulle >= ${goal}` } }),
+    );
+  }
+  return out;
+}
+
+function rotate<T>(xs: readonly T[], by: number): T[] {
+  const k = by % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+function podOn(state: LabState, host: string): { namespace: string; address: string } {
+  const pod = state.pods.find((p) => p.host === host && p.address);
+  if (!pod) throw new Error(`lab ${state.name} has no pod with an address on ${host}`);
+  return { namespace: pod.namespace, address: pod.address! };
+}
+
+function tullePath(state: LabState): Path {
+  const [a, b] = [podOn(state, 'h1'), podOn(state, 'h2')];
+  return { name: 'tulle', label: 'tulle overlay', clientNs: a.namespace, serverNs: b.namespace, server: b.address };
+}
+
+function underlayPath(state: LabState): Path {
+  const [a, b] = state.hosts;
+  return { name: 'underlay', label: 'underlay host to host', clientNs: a!.namespace, serverNs: b!.namespace, server: b!.address };
+}
+
+function handPath(state: LabState): Path {
+  const [a, b] = [handPod(state, 1), handPod(state, 2)];
+  return { name: 'hand', label: 'hand-made overlay (iproute2)', clientNs: a.namespace, serverNs: b.namespace, server: b.address };
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// The overlay by hand
+
+/** Host i of the hand-made lab: subnet 10.244.i.0/24, VTEP address 10.244.i.0/32, cni0 10.244.i.1, pod 10.244.i.2. */
+function handPod(state: Pick<LabState, 'name'>, i: number): { namespace: string; address: string } {
+  return { namespace: labNamespace(state.name, `h${i}-p1`), address: `10.244.${i}.2` };
+}
+
+/** `ip -n NS ARGS...` */
+function ipIn(ns: string, ...args: string[]): Promise<unknown> {
+  return runCommand(['ip', '-n', ns, ...args]);
+}
+
+/**
+ * A lab step that builds flannel's layout with iproute2 on every host of a bare lab, as an administrator following
+ * seeds 001/002 would, and the forward-accept rules tulle's agent installs (so the packet path is the same):
+ *
+ *   ip link add flannel.1 type vxlan id 1 local <host address> dev eth0 dstport 8472 nolearning
+ *   ip link set flannel.1 mtu 1450 up; ip addr add 10.244.i.0/32 dev flannel.1
+ *   ip link add cni0 type bridge; ip link set cni0 mtu 1450 up; ip addr add 10.244.i.1/24 dev cni0
+ *   ip link add veth0 mtu 1450 type veth peer name eth0 netns <pod>; ip link set veth0 master cni0 up
+ *   (pod) ip addr add 10.244.i.2/24 dev eth0; ip link set eth0 up; ip route add 10.244.0.0/16 via 10.244.i.1
+ *   per peer j: ip neigh replace 10.244.j.0 lladdr <MAC_j> dev flannel.1 nud permanent
+ *               bridge fdb replace <MAC_j> dev flannel.1 dst <address_j> self permanent
+ *               ip route replace 10.244.j.0/24 via 10.244.j.0 dev flannel.1 onlink
+ */
+function handMadeOverlay(): LabStep {
+  return {
+    title: 'build the overlay by hand with iproute2',
+    run: async (ctx) => {
+      const state = ctx.state();
+      const hosts = state.hosts.map((h, k) => ({ ...h, i: k + 1, pod: handPod(state, k + 1) }));
+      await ctx.createNamespaces(hosts.map((h) => h.pod.namespace));
+      ctx.update((s) => {
+        for (const h of hosts) s.pods.push({ name: `${h.name}-p1`, host: h.name, namespace: h.pod.namespace, address: h.pod.address });
+      });
+      const macs = new Map<string, string>();
+      await Promise.all(
+        hosts.map(async (h) => {
+          const ns = h.namespace;
+          await ipIn(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', String(VNI), 'local', h.address, 'dev', h.interface, 'dstport', String(PORT), 'nolearning');
+          await ipIn(ns, 'link', 'set', 'flannel.1', 'mtu', String(MTU), 'up');
+          await ipIn(ns, 'addr', 'add', `10.244.${h.i}.0/32`, 'dev', 'flannel.1');
+          await ipIn(ns, 'link', 'add', 'cni0', 'type', 'bridge');
+          await ipIn(ns, 'link', 'set', 'cni0', 'mtu', String(MTU), 'up');
+          await ipIn(ns, 'addr', 'add', `10.244.${h.i}.1/24`, 'dev', 'cni0');
+          await ipIn(ns, 'link', 'add', 'veth0', 'mtu', String(MTU), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.pod.namespace);
+          await ipIn(ns, 'link', 'set', 'veth0', 'master', 'cni0', 'up');
+          await ipIn(h.pod.namespace, 'addr', 'add', `${h.pod.address}/24`, 'dev', 'eth0');
+          await ipIn(h.pod.namespace, 'link', 'set', 'eth0', 'up');
+          await ipIn(h.pod.namespace, 'route', 'add', NETWORK, 'via', `10.244.${h.i}.1`, 'dev', 'eth0');
+          const rules = `table ip tulle {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ip saddr ${NETWORK} accept\n    ip daddr ${NETWORK} accept\n  }\n}\n`;
+          await runCommand(['ip', 'netns', 'exec', ns, 'nft', '-f', '-'], { input: rules });
+          const [link] = JSON.parse((await runCommand(['ip', '-n', ns, '-j', 'link', 'show', 'flannel.1'])).stdout) as Array<{ address: string }>;
+          macs.set(h.name, link!.address);
+        }),
+      );
+      await Promise.all(
+        hosts.map(async (h) => {
+          for (const peer of hosts.filter((p) => p !== h)) {
+            const mac = macs.get(peer.name)!;
+            await ipIn(h.namespace, 'neigh', 'replace', `10.244.${peer.i}.0`, 'lladdr', mac, 'dev', 'flannel.1', 'nud', 'permanent');
+            await runCommand(['bridge', '-n', h.namespace, 'fdb', 'replace', mac, 'dev', 'flannel.1', 'dst', peer.address, 'self', 'permanent']);
+            await ipIn(h.namespace, 'route', 'replace', `10.244.${peer.i}.0/24`, 'via', `10.244.${peer.i}.0`, 'dev', 'flannel.1', 'onlink');
+          }
+        }),
+      );
+    },
+  };
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// iperf3 and ping
+
+interface Server {
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * `ip netns exec NS iperf3 -s`, recorded in the lab so `lab down` ends it too; ready once `ss -ltn` in the
+ * namespace shows it listening (its own "Server listening" line sits in a pipe buffer until much later).
+ */
+function startIperfServer(state: LabState, ns: string): Server {
+  const child: ChildProcess = spawn('ip', ['netns', 'exec', ns, 'iperf3', '-s', '-p', String(IPERF_PORT)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (child.pid !== undefined) registerLabProcess(state.name, { pid: child.pid, role: 'iperf3', host: null }, { root: labRoot(state) });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => void (stderr.length < 4096 && (stderr += d.toString())));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = (async () => {
+    const failed = new Promise<never>((_, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`iperf3 -s in ${ns} exited ${code}: ${stderr.trim()}`)));
+    });
+    const listening = waitFor(async () => (await runCommand(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', `sport = :${IPERF_PORT}`])).stdout.trim() !== '', 15_000, `iperf3 -s to listen in ${ns}`, 20);
+    await Promise.race([listening, failed]);
+  })();
+  ready.catch(() => {});
+  return {
+    ready,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await Promise.race([exited, sleep(3000)]);
+      }
+    },
+  };
+}
+
+/** One iperf3 run (`iperf3 -c SERVER -t T -O OMIT -J`) from the path's client namespace; Gbit/s received. */
+async function iperf(p: Path, seconds: number, omit: number): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const r = await runCommand(['ip', 'netns', 'exec', p.clientNs, 'iperf3', '-c', p.server, '-p', String(IPERF_PORT), '-t', String(seconds), '-O', String(omit), '-J'], { allowFailure: true });
+    let report: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
+    try {
+      report = JSON.parse(r.stdout);
+    } catch {
+      throw new Error(`iperf3 to ${p.server} (${p.label}) printed no report (exit ${r.status}): ${r.stderr.trim()}`);
+    }
+    // The server takes a moment to accept the next test after one ended.
+    if (report.error && /busy/.test(report.error) && attempt < 5) {
+      await sleep(300);
+      continue;
+    }
+    const bps = report.end?.sum_received?.bits_per_second;
+    if (report.error || r.status !== 0 || !bps) throw new Error(`iperf3 to ${p.server} (${p.label}) failed: ${report.error ?? r.stderr.trim()}`);
+    return bps / 1e9;
+  }
+}
+
+/** `ping -n -c COUNT -i INTERVAL SERVER` from the client namespace; the per-packet RTTs in ms. */
+async function pingRtts(p: Path, count: number, intervalMs: number): Promise<{ rtts: number[]; lost: number }> {
+  const r = await runCommand(['ip', 'netns', 'exec', p.clientNs, 'ping', '-n', '-c', String(count), '-i', String(intervalMs / 1000), '-W', '1', p.server], { allowFailure: true });
+  const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  if (rtts.length === 0) throw new Error(`ping ${p.server} (${p.label}) got no reply: ${r.stdout.trim().split('\n').pop()} ${r.stderr.trim()}`);
+  return { rtts, lost: count - rtts.length };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const quick = process.argv.includes('--quick');
+  run({ quick })
+    .then((r) => {
+      for (const x of r.rows) console.log(`${x.metric}: tulle ${x.figure} ${x.unit}, ${x.baselineLabel} ${x.baseline} ${x.unit}, ${x.ratioLabel} ${x.ratio} (${x.goal.text}: ${x.met ? 'met' : 'NOT met'})`);
+    })
+    .catch((err) => {
+      console.error(`${NAME}: ${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = 1;
+    });
+}

@@ -1,0 +1,287 @@
+/**
+ * Benchmark: scale. One agent (a 1-host lab) and N synthetic peer leases (1000, 5000) written straight into its
+ * SQLite store: valid VTEP MACs, public IPs from 198.51.100.0/24 and 203.0.113.0/24 (FDB destinations only; no
+ * traffic is sent), subnets of a 10.0.0.0/8 network. Measured from outside the agent:
+ *
+ *   - program: the agent is paused (SIGSTOP) while the N leases are written, so that it finds them all at once as
+ *     after one bulk write; the clock starts when it is resumed and stops when the kernel has announced all N
+ *     routes, neighbours and FDB entries (netlink events, peer-observer.ts); iproute2 then confirms the counts.
+ *     Baseline: `ip -batch` (neighbour + route per peer) then `bridge -batch` (FDB) of the same entries into a
+ *     fresh spare namespace with the same VTEP, in the same run, taking turns with the agent.
+ *   - reconcile with nothing to do: the agent restarts with the same leases and the kernel already right; its
+ *     first reconcile's duration is read from its /metrics (tulle_reconcile_duration_seconds), with
+ *     tulle_kernel_writes_total checked to be 0. Baseline: iproute2 reading the same N entries back
+ *     (`ip -j neigh`, `ip -j route`, `bridge -j fdb`, parsed), the least a script must do to find nothing to do.
+ *     The time from the restart to /healthz answering 200 (node start-up included) is reported too.
+ *   - memory: the agent's VmRSS (/proc/PID/status) holding N peers, against the same agent holding none.
+ *
+ * Goals: tulle / iproute2 <= 1.0 for both times; RSS <= 100 MB at 5000 peers.
+ *
+ *   node dist/bench/scale.js [--quick]     (a full run writes bench/results/scale.json)
+ */
+import { performance } from 'node:perf_hooks';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { run as runCommand, runJson } from '../src/base/exec.js';
+import { formatIPv4, parseCidr4 } from '../src/base/ip.js';
+import { sleep, waitFor } from '../src/base/retry.js';
+import { labNamespace, loadLabState, overlaySteps, startAgent, stopAgent, type LabState } from '../src/lab/index.js';
+import { DEFAULT_PREFIX, openRegistry, subnetKey, type Registry } from '../src/store/index.js';
+import { encodeLeaseValue } from '../src/subnet/index.js';
+import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
+import { metricValue, probeAgent } from './agent-probe.js';
+import { environment, labRoot, median, processMemory, resultFile, round, row, scratchDir, withLab, writeResult, type BenchRow, type Environment } from './common.js';
+import { PeerObserver, VTEP, entryKeys, type PeerEntries } from './peer-observer.js';
+import { resetSpareVtep, spareNamespacesStep } from './spare-host.js';
+
+export const NAME = 'scale';
+const GOAL_RATIO = 1.0;
+const GOAL_RSS_MB = 100;
+/** Room for 65535 /24 subnets: the default 10.244.0.0/16 holds only 255. */
+const NETWORK_CONFIG = '{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1,"Port":8472}}';
+const LEASE_TTL_SECONDS = 3600;
+const HOST = 'h1';
+const SPARE = 'x1';
+
+export interface SizeResult {
+  peers: number;
+  repetitions: number;
+  program: { tulleMs: number; iprouteMs: number; ratio: number; tulleRunsMs: number[]; iprouteRunsMs: number[] };
+  noopReconcile: { tulleMs: number; iprouteMs: number; ratio: number; tulleRunsMs: number[]; iprouteRunsMs: number[]; kernelWrites: number; restartToReadyMs: number[] };
+  memory: { idleRssMB: number; rssMB: number; peakRssMB: number; afterRestartRssMB: number };
+  lab: string;
+}
+
+export interface ScaleResult {
+  name: string;
+  date: string;
+  quick: boolean;
+  environment: Environment;
+  sizes: number[];
+  results: SizeResult[];
+  notes: string[];
+  rows: BenchRow[];
+}
+
+export interface RunOptions {
+  quick: boolean;
+  output?: string;
+  sizes?: number[];
+  repetitions?: number;
+}
+
+export async function run(options: RunOptions): Promise<ScaleResult> {
+  const env = await environment();
+  const sizes = options.sizes ?? (options.quick ? [50] : [1000, 5000]);
+  const repetitions = options.repetitions ?? (options.quick ? 1 : 3);
+  const results: SizeResult[] = [];
+  for (const n of sizes) results.push(await measureSize(n, repetitions));
+  const result: ScaleResult = {
+    name: NAME,
+    date: new Date().toISOString(),
+    quick: options.quick,
+    environment: env,
+    sizes,
+    results,
+    notes: results.map(
+      (r) =>
+        `${r.peers} peers: restart to /healthz ready ${round(median(r.noopReconcile.restartToReadyMs), 0)} ms (node start-up included); ` +
+        `kernel writes in the no-op reconciles: ${r.noopReconcile.kernelWrites}; peak RSS ${r.memory.peakRssMB} MB, RSS after a restart ${r.memory.afterRestartRssMB} MB`,
+    ),
+    rows: results.flatMap(rows),
+  };
+  const file = resultFile(NAME, options);
+  if (file) writeResult(file, result);
+  return result;
+}
+
+function rows(r: SizeResult): BenchRow[] {
+  const size = `${r.peers} peers`;
+  const ratioGoal = { on: 'ratio' as const, op: '<=' as const, value: GOAL_RATIO, text: `tulle / iproute2 <= ${GOAL_RATIO.toFixed(1)}` };
+  return [
+    row({ benchmark: NAME, metric: 'program all peers (leases written -> every route, neighbour, FDB entry in the kernel)', size, figure: r.program.tulleMs, unit: 'ms', baseline: r.program.iprouteMs, baselineLabel: 'ip -batch + bridge -batch', ratio: r.program.ratio, ratioLabel: 'tulle / iproute2', goal: ratioGoal }),
+    row({ benchmark: NAME, metric: 'reconcile with nothing to do (after a restart)', size, figure: r.noopReconcile.tulleMs, unit: 'ms', baseline: r.noopReconcile.iprouteMs, baselineLabel: 'ip -j neigh/route + bridge -j fdb, parsed', ratio: r.noopReconcile.ratio, ratioLabel: 'tulle / iproute2', goal: ratioGoal }),
+    row({ benchmark: NAME, metric: 'agent RSS', size, figure: r.memory.rssMB, unit: 'MB', baseline: r.memory.idleRssMB, baselineLabel: 'the same agent with no peers', ratio: round(r.memory.rssMB / r.memory.idleRssMB, 2), ratioLabel: 'RSS / RSS with no peers', goal: { on: 'figure', op: '<=', value: GOAL_RSS_MB, text: `RSS <= ${GOAL_RSS_MB} MB` } }),
+  ];
+}
+
+interface SyntheticPeer extends PeerEntries {
+  key: string;
+  value: string;
+}
+
+/** N peers: subnets 10.1.0.0/24, 10.1.1.0/24, ... (skipping the agent's own), MACs 02:5c:00:xx:xx:xx, public IPs cycling through two documentation /24s. */
+export function syntheticPeers(n: number, ownSubnet: string): SyntheticPeer[] {
+  const out: SyntheticPeer[] = [];
+  for (let i = 0; out.length < n; i++) {
+    const subnet = `10.${1 + (i >> 8)}.${i & 255}.0/24`;
+    if (subnet === ownSubnet) continue;
+    const m = i + 1;
+    const mac = `02:5c:00:${[m >> 16, m >> 8, m].map((b) => (b & 255).toString(16).padStart(2, '0')).join(':')}`;
+    const j = i % 508;
+    const publicIP = j < 254 ? `198.51.100.${j + 1}` : `203.0.113.${j - 253}`;
+    out.push({ subnet, mac, publicIP, key: subnetKey(DEFAULT_PREFIX, parseCidr4(subnet)), value: encodeLeaseValue({ publicIP, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: mac } }) });
+  }
+  return out;
+}
+
+function agentPid(state: LabState): number {
+  const p = loadLabState(state.name, { root: labRoot(state) }).processes.find((x) => x.role === 'agent' && x.host === HOST);
+  if (!p) throw new Error(`lab ${state.name} records no agent for ${HOST}`);
+  return p.pid;
+}
+
+/** How many neighbours, FDB entries and tulle routes `ns` holds on the VTEP, as iproute2 shows them. */
+async function counts(ns: string): Promise<{ neighbors: number; fdb: number; routes: number }> {
+  const [neighbors, fdb, routes] = await Promise.all([
+    runJson<Array<{ lladdr?: string }>>(['ip', '-n', ns, '-j', 'neigh', 'show', 'dev', VTEP]),
+    runJson<unknown[]>(['bridge', '-n', ns, '-j', 'fdb', 'show', 'dev', VTEP]),
+    runJson<unknown[]>(['ip', '-n', ns, '-j', 'route', 'show', 'proto', String(TULLE_ROUTE_PROTOCOL), 'dev', VTEP]),
+  ]);
+  return { neighbors: neighbors.filter((x) => x.lladdr).length, fdb: fdb.length, routes: routes.length };
+}
+
+function expectCounts(side: string, c: { neighbors: number; fdb: number; routes: number }, n: number): void {
+  if (c.neighbors !== n || c.fdb !== n || c.routes !== n) throw new Error(`${side}: expected ${n} neighbours, FDB entries and routes on ${VTEP}, found ${JSON.stringify(c)}`);
+}
+
+async function measureSize(n: number, repetitions: number): Promise<SizeResult> {
+  const afterUnderlay = [spareNamespacesStep([SPARE]), ...overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 0, configText: NETWORK_CONFIG })];
+  return withLab('sc', { nodes: 1, underlay: 'switch', afterUnderlay }, async (state) => {
+    const host = state.hosts[0]!;
+    const spare = labNamespace(state.name, SPARE);
+    const peers = syntheticPeers(n, host.subnet ?? '');
+    const keys = peers.flatMap(entryKeys);
+    const scratch = scratchDir('scale');
+    writeFileSync(join(scratch.dir, 'ip.batch'), peers.map((p) => `neigh replace ${vtepIP(p)} lladdr ${p.mac} dev ${VTEP} nud permanent\nroute replace ${p.subnet} via ${vtepIP(p)} dev ${VTEP} onlink proto ${TULLE_ROUTE_PROTOCOL}\n`).join(''));
+    writeFileSync(join(scratch.dir, 'bridge.batch'), peers.map((p) => `fdb replace ${p.mac} dev ${VTEP} dst ${p.publicIP} self permanent\n`).join(''));
+
+    const registry = await openRegistry(state.overlay!.store);
+    const observer = await PeerObserver.open([host.namespace]);
+    try {
+      let pid = agentPid(state);
+      await sleep(1000); // let the idle agent settle before its RSS is the baseline
+      const idle = processMemory(pid);
+
+      const tulleProgram: number[] = [];
+      const iprouteProgram: number[] = [];
+      let programmed = { rssMB: 0, peakMB: 0 };
+      for (let rep = 0; rep < repetitions; rep++) {
+        const sides = [
+          async () => {
+            if (rep > 0) await removeAll(registry, peers, host.namespace);
+            tulleProgram.push(await programWithAgent(pid, registry, observer, host.namespace, peers, keys));
+            expectCounts('agent', await counts(host.namespace), n);
+            await sleep(1000);
+            programmed = processMemory(pid);
+          },
+          async () => {
+            await resetSpareVtep(spare);
+            const started = performance.now();
+            await runCommand(['ip', '-n', spare, '-batch', join(scratch.dir, 'ip.batch')]);
+            await runCommand(['bridge', '-n', spare, '-batch', join(scratch.dir, 'bridge.batch')]);
+            iprouteProgram.push(performance.now() - started);
+            expectCounts('iproute2', await counts(spare), n);
+          },
+        ];
+        if (rep % 2 === 1) sides.reverse();
+        for (const side of sides) await side();
+      }
+
+      const tulleNoop: number[] = [];
+      const iprouteNoop: number[] = [];
+      const readyMs: number[] = [];
+      let writes = 0;
+      let afterRestart = 0;
+      for (let rep = 0; rep < repetitions; rep++) {
+        const sides = [
+          async () => {
+            await stopAgent(state, HOST);
+            const started = Date.now();
+            pid = startAgent(state, HOST);
+            const probe = await probeAgent(host.namespace);
+            readyMs.push(probe.readyAt - started);
+            const sum = metricValue(probe.metrics, 'tulle_reconcile_duration_seconds_sum');
+            const count = metricValue(probe.metrics, 'tulle_reconcile_duration_seconds_count');
+            const peersProgrammed = metricValue(probe.metrics, 'tulle_peers_programmed');
+            if (!sum || !count || peersProgrammed !== n) throw new Error(`the restarted agent reports ${count} reconciles and ${peersProgrammed} peers programmed, expected >= 1 and ${n}`);
+            // Every reconcile so far found nothing to do (checked below), so their mean is the no-op reconcile time.
+            tulleNoop.push((sum / count) * 1000);
+            writes += metricValue(probe.metrics, 'tulle_kernel_writes_total') ?? 0;
+            afterRestart = processMemory(pid).rssMB;
+          },
+          async () => {
+            const started = performance.now();
+            const c = await counts(spare);
+            iprouteNoop.push(performance.now() - started);
+            expectCounts('iproute2 read-back', c, n);
+          },
+        ];
+        if (rep % 2 === 1) sides.reverse();
+        for (const side of sides) await side();
+      }
+      expectCounts('agent after restarts', await counts(host.namespace), n);
+
+      const program = { tulleMs: round(median(tulleProgram)), iprouteMs: round(median(iprouteProgram)) };
+      const noop = { tulleMs: round(median(tulleNoop), 2), iprouteMs: round(median(iprouteNoop), 2) };
+      return {
+        peers: n,
+        repetitions,
+        program: { ...program, ratio: round(median(tulleProgram) / median(iprouteProgram), 3), tulleRunsMs: tulleProgram.map((x) => round(x)), iprouteRunsMs: iprouteProgram.map((x) => round(x)) },
+        noopReconcile: { ...noop, ratio: round(median(tulleNoop) / median(iprouteNoop), 3), tulleRunsMs: tulleNoop.map((x) => round(x, 2)), iprouteRunsMs: iprouteNoop.map((x) => round(x, 2)), kernelWrites: writes, restartToReadyMs: readyMs },
+        memory: { idleRssMB: idle.rssMB, rssMB: programmed.rssMB, peakRssMB: programmed.peakMB, afterRestartRssMB: afterRestart },
+        lab: state.name,
+      };
+    } finally {
+      observer.close();
+      await registry.close();
+      scratch.remove();
+    }
+  });
+}
+
+function vtepIP(p: PeerEntries): string {
+  return formatIPv4(parseCidr4(p.subnet).network);
+}
+
+/**
+ * Pause the agent, write every lease, resume it; resolves with the ms from the resume until the kernel announced
+ * all 3N entries. The agent is resumed whatever happens.
+ */
+async function programWithAgent(pid: number, registry: Registry, observer: PeerObserver, ns: string, peers: readonly SyntheticPeer[], keys: readonly string[]): Promise<number> {
+  observer.reset();
+  process.kill(pid, 'SIGSTOP');
+  let resumedAt: number;
+  try {
+    for (const p of peers) await registry.put(p.key, p.value, { ttlSeconds: LEASE_TTL_SECONDS });
+  } finally {
+    resumedAt = performance.now();
+    process.kill(pid, 'SIGCONT');
+  }
+  const doneAt = await observer.complete(ns, keys, 300_000);
+  if (observer.overflowed(ns)) throw new Error(`netlink events were dropped in ${ns}; the time is not trustworthy`);
+  return doneAt - resumedAt;
+}
+
+/** Delete every synthetic lease and wait until the agent has removed all their entries. */
+async function removeAll(registry: Registry, peers: readonly SyntheticPeer[], ns: string): Promise<void> {
+  for (const p of peers) await registry.delete(p.key);
+  await waitFor(async () => {
+    const c = await counts(ns);
+    return c.routes === 0 && c.neighbors === 0 && c.fdb === 0;
+  }, 300_000, `the agent to remove ${peers.length} peers`, 200);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const quick = process.argv.includes('--quick');
+  run({ quick })
+    .then((r) => {
+      for (const x of r.rows) console.log(`${NAME} ${x.size} ${x.metric}: tulle ${x.figure} ${x.unit}, ${x.baselineLabel} ${x.baseline} ${x.unit}, ratio ${x.ratio} (${x.goal.text}: ${x.met ? 'met' : 'NOT met'})`);
+      for (const note of r.notes) console.log(`${NAME} ${note}`);
+    })
+    .catch((err) => {
+      console.error(`${NAME}: ${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = 1;
+    });
+}

@@ -1,0 +1,133 @@
+/**
+ * The benchmarks of the suite, in the order they run, each with what it measures and how its result file turns
+ * into report rows. The benchmarks written for this suite put their rows in their result; the older ones
+ * (netlink-program, decode-throughput, cni-latency) have their own result shapes, read here.
+ */
+import * as cniLatency from './cni-latency.js';
+import * as convergence from './convergence.js';
+import * as dataplane from './dataplane.js';
+import * as decodeThroughput from './decode-throughput.js';
+import * as netlinkProgram from './netlink-program.js';
+import * as scale from './scale.js';
+import { round, row, type BenchRow } from './common.js';
+
+export interface Benchmark {
+  name: string;
+  title: string;
+  /** What is measured against what, for the report. */
+  summary: string;
+  run(options: { quick: boolean; output: string }): Promise<unknown>;
+  rows(result: any): BenchRow[];
+  /** Further figures worth reading (percentiles, spreads), one line each. */
+  notes(result: any): string[];
+}
+
+const ownRows = (r: { rows: BenchRow[] }): BenchRow[] => r.rows;
+const ownNotes = (r: { notes?: string[] }): string[] => r.notes ?? [];
+
+export const BENCHMARKS: readonly Benchmark[] = [
+  {
+    name: dataplane.NAME,
+    title: 'Data plane: pod-to-pod TCP throughput and ping RTT',
+    summary:
+      'iperf3 and ping from a pod on host h1 to a pod on host h2 of a 2-host lab on a routed underlay, through the overlay tulle configured; ' +
+      'against the underlay host to host in the same lab, and against the same overlay built by hand with iproute2 (flannel\'s layout, MTU 1450) in a second lab. ' +
+      'The paths take turns; medians over the runs, RTT percentiles over every ping. For RTT the ratio is baseline RTT / tulle RTT, so higher is better in every row.',
+    run: (o) => dataplane.run(o),
+    rows: ownRows,
+    notes: (r: dataplane.DataplaneResult) => [
+      ...Object.values(r.paths).map((p) => `${p.label}: throughput runs ${p.throughputRunsGbps.join(', ')} Gbit/s; RTT p50 ${p.rttMs.p50} ms, p99 ${p.rttMs.p99} ms, max ${p.rttMs.max} ms over ${p.rttMs.samples} pings (${p.pingsLost} lost)`),
+      `hand-made overlay / underlay (what VXLAN itself costs here, whoever configures it): throughput ${r.handOverUnderlay.throughput}, RTT p50 ${r.handOverUnderlay.rttP50}, RTT p99 ${r.handOverUnderlay.rttP99}`,
+    ],
+  },
+  {
+    name: convergence.NAME,
+    title: 'Convergence: a new host reaches every other host',
+    summary:
+      'Agents on N-1 hosts of an N-host lab; the N-th agent starts, and the time from its lease appearing in the store (a watch in the benchmark) ' +
+      'to each other host\'s kernel announcing the route, neighbour and FDB entry for it (netlink events per host namespace) is taken; the host then leaves and joins again. ' +
+      'Baseline: the same three entries written by iproute2 into N-1 spare namespaces at once.',
+    run: (o) => convergence.run(o),
+    rows: ownRows,
+    notes: ownNotes,
+  },
+  {
+    name: scale.NAME,
+    title: 'Scale: thousands of peers on one agent',
+    summary:
+      'N synthetic peer leases written into the store of a 1-host lab. Program: the agent is paused while they are written and timed from its resumption until the kernel announced all 3N entries, ' +
+      'against ip -batch + bridge -batch of the same entries into a fresh namespace. No-op reconcile: the first reconcile after a restart with everything in place (from /metrics), ' +
+      'against iproute2 reading the same entries back. RSS from /proc/PID/status, against the same agent with no peers.',
+    run: (o) => scale.run(o),
+    rows: ownRows,
+    notes: ownNotes,
+  },
+  {
+    name: cniLatency.NAME,
+    title: 'CNI ADD/DEL latency',
+    summary:
+      'One plugin process per call, as a runtime runs it: tulle-cni in bridge mode against the reference bridge + host-local plugins making the same attachment, taking turns pod by pod.',
+    run: (o) => cniLatency.run(o),
+    rows: (r: cniLatency.BenchResult) =>
+      (['ADD', 'DEL'] as const).map((c) => {
+        const x = r.results[c];
+        return row({
+          benchmark: cniLatency.NAME,
+          metric: `CNI ${c} latency p50`,
+          size: `${r.sizes.pods} pods`,
+          figure: x.tulle.p50,
+          unit: 'ms',
+          baseline: x.reference.p50,
+          baselineLabel: 'reference bridge + host-local',
+          ratio: x.ratio,
+          ratioLabel: 'tulle / reference',
+          goal: { on: 'ratio', op: '<=', value: x.goal, text: `tulle / reference <= ${x.goal}` },
+        });
+      }),
+    notes: (r: cniLatency.BenchResult) =>
+      (['ADD', 'DEL'] as const).map((c) => {
+        const x = r.results[c];
+        return `${c}: tulle p50 ${x.tulle.p50} ms, p99 ${x.tulle.p99} ms; reference p50 ${x.reference.p50} ms, p99 ${x.reference.p99} ms; p99 ratio ${x.ratioP99}`;
+      }),
+  },
+  {
+    name: decodeThroughput.NAME,
+    title: 'Codec: decoding VXLAN frames',
+    summary: 'tulle\'s decoder on 148-byte VXLAN frames against tshark printing the same fields, tshark\'s start-up time subtracted.',
+    run: (o) => decodeThroughput.run(o),
+    rows: (r: decodeThroughput.DecodeBenchResult) => {
+      const base = { benchmark: decodeThroughput.NAME, metric: 'decode 148-byte VXLAN frames', size: `${r.sizes.tulleFrames.toLocaleString('en-US')} frames`, figure: r.tullePps, unit: 'frames/s', baseline: r.tsharkPps, baselineLabel: 'tshark (start-up excluded)', ratio: r.ratio, ratioLabel: 'tulle / tshark' };
+      return [
+        row({ ...base, goal: { on: 'ratio', op: '>=', value: r.goals.ratio, text: `tulle / tshark >= ${r.goals.ratio}` } }),
+        row({ ...base, goal: { on: 'figure', op: '>=', value: r.goals.tullePps, text: `>= ${r.goals.tullePps.toLocaleString('en-US')} frames/s` } }),
+      ];
+    },
+    notes: (r: decodeThroughput.DecodeBenchResult) => [`tulle runs: ${r.tulleRunsPps.map((x) => x.toLocaleString('en-US')).join(', ')} frames/s; on tshark's smaller file ${r.tulleSameFilePps.toLocaleString('en-US')} frames/s; tshark start-up ${r.tsharkStartupMs} ms`],
+  },
+  {
+    name: netlinkProgram.NAME,
+    title: 'Netlink: programming peers',
+    summary: 'tulle\'s netlink client programming N peers (neighbour, FDB entry, route each) onto a VTEP and dumping them back, against ip -batch + bridge -batch and the -j dumps, fresh namespace per run.',
+    run: (o) => netlinkProgram.run(o),
+    rows: (r: netlinkProgram.BenchResult) =>
+      r.results.map((x) =>
+        row({
+          benchmark: netlinkProgram.NAME,
+          metric: 'program and dump back N peers',
+          size: `${x.size} peers`,
+          figure: x.tulleMs,
+          unit: 'ms',
+          baseline: x.iprouteMs,
+          baselineLabel: 'ip -batch + bridge -batch + dumps',
+          ratio: x.ratio,
+          ratioLabel: 'tulle / iproute2',
+          goal: { on: 'ratio', op: '<=', value: x.goal, text: `tulle / iproute2 <= ${x.goal.toFixed(1)}` },
+        }),
+      ),
+    notes: (r: netlinkProgram.BenchResult) => [`medians of ${r.results[0]?.repetitions ?? '?'} runs per size; ratios: ${r.results.map((x) => `${x.size}: ${round(x.ratio, 3)}`).join(', ')}`],
+  },
+];
+
+export function benchmarkNamed(name: string): Benchmark | undefined {
+  return BENCHMARKS.find((b) => b.name === name);
+}
