@@ -4,7 +4,7 @@
  */
 import { isIPv6 } from 'node:net';
 import { InvalidValueError } from '../base/errors.js';
-import { formatIPv4, maskOf, parseIPv4 } from '../base/ip.js';
+import { formatIPv4, formatIPv6, maskOf, parseIPv6 } from '../base/ip.js';
 import { AF_INET, AF_INET6 } from './constants.js';
 
 export type Family = 4 | 6;
@@ -58,7 +58,7 @@ export function parseAddress(text: string, field: string): InetAddress {
     b.writeUInt32BE(v4);
     return { family: 4, bytes: b };
   }
-  if (typeof text === 'string' && isIPv6(text) && !text.includes('%')) return { family: 6, bytes: ipv6Bytes(text) };
+  if (typeof text === 'string' && isIPv6(text) && !text.includes('%')) return { family: 6, bytes: parseIPv6(text, field) };
   throw new InvalidValueError(field, text, 'is not an IP address');
 }
 
@@ -125,55 +125,10 @@ function maskBytes(bytes: Buffer, prefix: number): Buffer {
   return b;
 }
 
-/** Text already checked by isIPv6. An embedded IPv4 tail (::ffff:192.0.2.1) counts as two groups. */
-function ipv6Bytes(text: string): Buffer {
-  let s = text;
-  let tail: number[] = [];
-  if (s.includes('.')) {
-    const colon = s.lastIndexOf(':');
-    const v4 = parseIPv4(s.slice(colon + 1));
-    tail = [v4 >>> 16, v4 & 0xffff];
-    s = s.slice(0, colon + 1);
-    if (!s.endsWith('::')) s = s.slice(0, -1);
-  }
-  const groups = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
-  const gap = s.indexOf('::');
-  if (gap < 0) return groupsToBytes([...groups(s), ...tail]);
-  const head = groups(s.slice(0, gap));
-  const rest = [...groups(s.slice(gap + 2)), ...tail];
-  return groupsToBytes([...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest]);
-}
-
-function groupsToBytes(groups: number[]): Buffer {
-  const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(g, i * 2));
-  return b;
-}
 
 /** 4 bytes -> dotted quad; 16 bytes -> RFC 5952 text (lower case, longest zero run as ::). */
 export function formatAddress(bytes: Buffer): string {
-  if (bytes.length === 4) return formatIPv4(bytes.readUInt32BE(0));
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push(bytes.readUInt16BE(i));
-  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `::ffff:${formatIPv4(bytes.readUInt32BE(12))}`;
-  let bestStart = -1;
-  let bestLen = 1; // a single zero group is not compressed
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return bytes.length === 4 ? formatIPv4(bytes.readUInt32BE(0)) : formatIPv6(bytes);
 }
 
 export function familyOfBytes(bytes: Buffer): Family {
