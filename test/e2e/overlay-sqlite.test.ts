@@ -62,6 +62,18 @@ test('sqlite store: pods on 3 routed hosts reach each other; a 4th host joins, d
     assert.match(agentLog(state, 'h1'), /"reason":"drift"/);
   });
 
+  await t.test('drift: a deleted VTEP comes back with the same MAC, its address and every peer entry', async () => {
+    const h2 = ns(state, 'h2');
+    await run(['ip', '-n', h2, 'link', 'del', 'flannel.1']);
+    await within(3000, 'h2 to recreate flannel.1 and reprogram its peers', async () => {
+      const k = await kernelView(h2);
+      return Boolean(k.link) && k.routes.length === 3 && k.neigh.length === 3 && k.fdb.length === 3;
+    });
+    await assertClusterPattern(state, ['h1', 'h2', 'h3', 'h4']); // includes: the MAC is still the one in h2's lease
+    assert.match(agentLog(state, 'h2'), /"msg":"repairing VTEP".*"why":"VTEP (deleted|down)"/);
+    assert.deepEqual(await podMatrix(state), []);
+  });
+
   await t.test('agent restarted while a pod pings across it every 10 ms: no packet lost, no kernel write', async () => {
     const from = state.pods.find((p) => p.host === 'h1')!;
     const to = state.pods.find((p) => p.host === 'h2')!;
