@@ -224,6 +224,26 @@ export function scratchDir(label: string): { dir: string; remove: () => void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/**
+ * CPU time (user + system) the processes have used so far, summed, in ms, from /proc/PID/stat (fields 14 and 15,
+ * in clock ticks of 10 ms; Linux's USER_HZ is 100). Processes that are gone count 0.
+ */
+export function sumCpuMs(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
 /** VmRSS and VmHWM of a process from /proc/PID/status, in MiB. */
 export function processMemory(pid: number): { rssMB: number; peakMB: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -16,16 +16,17 @@
  *
  *   node dist/bench/convergence.js [--quick]     (a full run writes bench/results/convergence.json)
  */
+import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { run as runCommand, runJson } from '../src/base/exec.js';
 import { formatIPv4, parseCidr4 } from '../src/base/ip.js';
 import { sleep, waitFor } from '../src/base/retry.js';
-import { labNamespace, overlayRoutes, overlaySteps, removeHostFromOverlay, startAgent, } from '../src/lab/index.js';
+import { labNamespace, loadLabState, overlayRoutes, overlaySteps, removeHostFromOverlay, startAgent, } from '../src/lab/index.js';
 import { DEFAULT_PREFIX, openRegistry, subnetsPrefix, type Registry, type WatchHandle } from '../src/store/index.js';
 import { decodeLease } from '../src/subnet/index.js';
 import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
-import { environment, percentiles, resultFile, round, row, withLab, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
+import { environment, labRoot, percentiles, sumCpuMs, resultFile, round, row, withLab, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
 import { PeerObserver, VTEP, entryKeys, type PeerEntries } from './peer-observer.js';
 import { spareNamespacesStep } from './spare-host.js';
 
@@ -39,8 +40,13 @@ export interface SizeResult {
   tulleMs: Percentiles;
   /** The same three entries fanned out by iproute2 to N-1 spare namespaces: per namespace, start -> done, in ms. */
   iprouteMs: Percentiles;
-  /** Each join: the subnet the joining host got, and the slowest host. */
-  joins: Array<{ subnet: string; p50: number; max: number; baselineMax: number }>;
+  /**
+   * Each join: the subnet the joining host got, the slowest host, and the CPU time all N-1 other agents used
+   * from the lease's appearance until the last host was done (with 2 cores, at least half of that is wall time).
+   */
+  joins: Array<{ subnet: string; p50: number; max: number; baselineMax: number; peerAgentsCpuMs: number }>;
+  /** CPU the N-1 agents use while nothing happens, in % of the whole machine (all cores). */
+  idleCpuPercent: number;
   ratioP99: number;
   goal: number;
   met: boolean;
@@ -98,7 +104,9 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
     notes: results.map(
       (r) =>
         `${r.hosts} hosts: p50 ${r.tulleMs.p50} ms, p99 ${r.tulleMs.p99} ms, max ${r.tulleMs.max} ms over ${r.tulleMs.samples} host-joins (${r.repetitions} joins); ` +
-        `iproute2 fan-out p50 ${r.iprouteMs.p50} ms, p99 ${r.iprouteMs.p99} ms`,
+        `iproute2 fan-out p50 ${r.iprouteMs.p50} ms, p99 ${r.iprouteMs.p99} ms; ` +
+        `CPU used by the ${r.hosts - 1} other agents per join, lease to last host done: ${r.joins.map((j) => `${j.peerAgentsCpuMs} ms`).join(', ')} on ${env.machine.cores} cores; ` +
+        `the idle agents alone use ${r.idleCpuPercent}% of the machine's CPU`,
     ),
     rows,
   };
@@ -114,12 +122,18 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
   return withLab('cv', { nodes: n, underlay: 'switch', afterUnderlay }, async (state) => {
     const joining = state.hosts[n - 1]!;
     const observed = state.hosts.slice(0, n - 1).map((h) => h.namespace);
+    const peerAgents = loadLabState(state.name, { root: labRoot(state) }).processes.filter((p) => p.role === 'agent' && p.host !== joining.name).map((p) => p.pid);
     const spareNs = spares.map((s) => labNamespace(state.name, s));
     const leases = await LeaseAppearances.open(state.overlay!.store);
     const observer = await PeerObserver.open(observed).catch(async (err) => {
       await leases.close();
       throw err;
     });
+    // What N-1 idle agents cost the machine (store polling, periodic reconciles and rules checks), as context.
+    const idleWindowMs = repetitions > 2 ? 5000 : 1000;
+    const idleBefore = sumCpuMs(peerAgents);
+    await sleep(idleWindowMs);
+    const idleCpuPercent = round(((sumCpuMs(peerAgents) - idleBefore) / (idleWindowMs * cpus().length)) * 100, 1);
     const tulle: number[] = [];
     const baseline: number[] = [];
     const joins: SizeResult['joins'] = [];
@@ -129,15 +143,17 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
         const appeared = leases.next();
         startAgent(state, joining.name);
         const { at: leaseAt, peer } = await appeared;
+        const cpuBefore = sumCpuMs(peerAgents);
         const doneAt = await Promise.all(observed.map((ns) => observer.complete(ns, entryKeys(peer), 60_000)));
         const overflowed = observed.filter((ns) => observer.overflowed(ns));
         if (overflowed.length) throw new Error(`netlink events were dropped in ${overflowed.join(', ')}; the times are not trustworthy`);
+        const cpuSpent = sumCpuMs(peerAgents) - cpuBefore;
         const ms = doneAt.map((t) => Math.max(0, t - leaseAt));
         await verifyProgrammed(observed, peer);
         const fanout = await fanOut(spareNs, peer);
         tulle.push(...ms);
         baseline.push(...fanout);
-        joins.push({ subnet: peer.subnet, p50: percentiles(ms).p50, max: round(Math.max(...ms), 2), baselineMax: round(Math.max(...fanout), 2) });
+        joins.push({ subnet: peer.subnet, p50: percentiles(ms).p50, max: round(Math.max(...ms), 2), baselineMax: round(Math.max(...fanout), 2), peerAgentsCpuMs: round(cpuSpent) });
         // Leave: the agent stops, --cleanup releases the lease, every host drops the peer; then join again.
         await removeHostFromOverlay(state, joining.name);
         await waitFor(async () => (await Promise.all(observed.map(async (ns) => (await overlayRoutes(ns)).some((r) => r.dst === peer.subnet)))).every((has) => !has), 60_000, `every host to drop ${peer.subnet}`, 100);
@@ -148,7 +164,7 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
     }
     const tulleMs = percentiles(tulle);
     const iprouteMs = percentiles(baseline);
-    return { hosts: n, repetitions, tulleMs, iprouteMs, joins, ratioP99: round(tulleMs.p99 / iprouteMs.p99, 3), goal: GOAL_P99_MS, met: tulleMs.p99 < GOAL_P99_MS, lab: state.name };
+    return { hosts: n, repetitions, tulleMs, iprouteMs, joins, idleCpuPercent, ratioP99: round(tulleMs.p99 / iprouteMs.p99, 3), goal: GOAL_P99_MS, met: tulleMs.p99 < GOAL_P99_MS, lab: state.name };
   });
 }
 

@@ -31,7 +31,7 @@ import { DEFAULT_PREFIX, openRegistry, subnetKey, type Registry } from '../src/s
 import { encodeLeaseValue } from '../src/subnet/index.js';
 import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
 import { metricValue, probeAgent } from './agent-probe.js';
-import { environment, labRoot, median, processMemory, resultFile, round, row, scratchDir, withLab, writeResult, type BenchRow, type Environment } from './common.js';
+import { environment, labRoot, median, processMemory, sumCpuMs, resultFile, round, row, scratchDir, withLab, writeResult, type BenchRow, type Environment } from './common.js';
 import { PeerObserver, VTEP, entryKeys, type PeerEntries } from './peer-observer.js';
 import { resetSpareVtep, spareNamespacesStep } from './spare-host.js';
 
@@ -47,9 +47,16 @@ const SPARE = 'x1';
 export interface SizeResult {
   peers: number;
   repetitions: number;
-  program: { tulleMs: number; iprouteMs: number; ratio: number; tulleRunsMs: number[]; iprouteRunsMs: number[] };
-  noopReconcile: { tulleMs: number; iprouteMs: number; ratio: number; tulleRunsMs: number[]; iprouteRunsMs: number[]; kernelWrites: number; restartToReadyMs: number[] };
-  memory: { idleRssMB: number; rssMB: number; peakRssMB: number; afterRestartRssMB: number };
+  /**
+   * agentCpuMs: CPU the agent used meanwhile (user + system, so the kernel's work on its requests included;
+   * 10 ms resolution). observerCpuMs: CPU this benchmark process used meanwhile (mostly decoding the kernel's
+   * announcements); it competes with the agent for the same cores.
+   */
+  program: { tulleMs: number; iprouteMs: number; ratio: number; tulleRunsMs: number[]; iprouteRunsMs: number[]; observerCpuMs: number[]; agentCpuMs: number[] };
+  /** warmMs: a later periodic reconcile of the restarted agent, also with nothing to do (full runs only). */
+  noopReconcile: { tulleMs: number; iprouteMs: number; ratio: number; tulleRunsMs: number[]; iprouteRunsMs: number[]; kernelWrites: number; restartToReadyMs: number[]; warmMs?: number };
+  /** RSS from /proc; the V8 heap and external memory as the agent's /metrics report them with N peers. */
+  memory: { idleRssMB: number; rssMB: number; peakRssMB: number; afterRestartRssMB: number; heapUsedMB: number; heapTotalMB: number; externalMB: number };
   lab: string;
 }
 
@@ -76,7 +83,7 @@ export async function run(options: RunOptions): Promise<ScaleResult> {
   const sizes = options.sizes ?? (options.quick ? [50] : [1000, 5000]);
   const repetitions = options.repetitions ?? (options.quick ? 1 : 3);
   const results: SizeResult[] = [];
-  for (const n of sizes) results.push(await measureSize(n, repetitions));
+  for (const n of sizes) results.push(await measureSize(n, repetitions, !options.quick));
   const result: ScaleResult = {
     name: NAME,
     date: new Date().toISOString(),
@@ -87,7 +94,10 @@ export async function run(options: RunOptions): Promise<ScaleResult> {
     notes: results.map(
       (r) =>
         `${r.peers} peers: restart to /healthz ready ${round(median(r.noopReconcile.restartToReadyMs), 0)} ms (node start-up included); ` +
-        `kernel writes in the no-op reconciles: ${r.noopReconcile.kernelWrites}; peak RSS ${r.memory.peakRssMB} MB, RSS after a restart ${r.memory.afterRestartRssMB} MB`,
+        `kernel writes in the no-op reconciles: ${r.noopReconcile.kernelWrites}; program runs ${r.program.tulleRunsMs.join(', ')} ms vs iproute2 ${r.program.iprouteRunsMs.join(', ')} ms ` +
+        `(agent CPU meanwhile ${r.program.agentCpuMs.join(', ')} ms; this benchmark's own CPU while observing ${r.program.observerCpuMs.join(', ')} ms); ` +
+        (r.noopReconcile.warmMs !== undefined ? `a later periodic no-op reconcile of the same agent took ${r.noopReconcile.warmMs} ms; ` : '') +
+        `RSS ${r.memory.rssMB} MB (peak ${r.memory.peakRssMB} MB, ${r.memory.afterRestartRssMB} MB after a restart), V8 heap ${r.memory.heapUsedMB} MB used of ${r.memory.heapTotalMB} MB, external ${r.memory.externalMB} MB`,
     ),
     rows: results.flatMap(rows),
   };
@@ -146,7 +156,7 @@ function expectCounts(side: string, c: { neighbors: number; fdb: number; routes:
   if (c.neighbors !== n || c.fdb !== n || c.routes !== n) throw new Error(`${side}: expected ${n} neighbours, FDB entries and routes on ${VTEP}, found ${JSON.stringify(c)}`);
 }
 
-async function measureSize(n: number, repetitions: number): Promise<SizeResult> {
+async function measureSize(n: number, repetitions: number, warmReconcile: boolean): Promise<SizeResult> {
   const afterUnderlay = [spareNamespacesStep([SPARE]), ...overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 0, configText: NETWORK_CONFIG })];
   return withLab('sc', { nodes: 1, underlay: 'switch', afterUnderlay }, async (state) => {
     const host = state.hosts[0]!;
@@ -167,14 +177,21 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
       const tulleProgram: number[] = [];
       const iprouteProgram: number[] = [];
       let programmed = { rssMB: 0, peakMB: 0 };
+      let heap = { heapUsedMB: 0, heapTotalMB: 0, externalMB: 0 };
+      const observerCpu: number[] = [];
+      const agentCpu: number[] = [];
       for (let rep = 0; rep < repetitions; rep++) {
         const sides = [
           async () => {
             if (rep > 0) await removeAll(registry, peers, host.namespace);
-            tulleProgram.push(await programWithAgent(pid, registry, observer, host.namespace, peers, keys));
+            const agentRun = await programWithAgent(pid, registry, observer, host.namespace, peers, keys);
+            tulleProgram.push(agentRun.ms);
+            observerCpu.push(agentRun.observerCpuMs);
+            agentCpu.push(agentRun.agentCpuMs);
             expectCounts('agent', await counts(host.namespace), n);
             await sleep(1000);
             programmed = processMemory(pid);
+            heap = heapOf((await probeAgent(host.namespace)).metrics);
           },
           async () => {
             await resetSpareVtep(spare);
@@ -222,15 +239,31 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
         for (const side of sides) await side();
       }
       expectCounts('agent after restarts', await counts(host.namespace), n);
+      // The first reconcile after a start runs on code V8 has not optimised yet; a running agent's periodic
+      // reconcile (every 10 s in a lab) shows the warm figure. Full runs only: it takes a reconcile interval.
+      let warmMs: number | undefined;
+      if (warmReconcile) {
+        const first = (await probeAgent(host.namespace)).metrics;
+        const count0 = metricValue(first, 'tulle_reconcile_duration_seconds_count')!;
+        const sum0 = metricValue(first, 'tulle_reconcile_duration_seconds_sum')!;
+        let later = first;
+        await waitFor(async () => {
+          later = (await probeAgent(host.namespace)).metrics;
+          return metricValue(later, 'tulle_reconcile_duration_seconds_count')! > count0;
+        }, 30_000, 'a periodic reconcile', 1000);
+        const writesLater = metricValue(later, 'tulle_kernel_writes_total') ?? 0;
+        if (writesLater !== (metricValue(first, 'tulle_kernel_writes_total') ?? 0)) throw new Error('the periodic reconcile wrote to the kernel; it was not a no-op');
+        warmMs = round(((metricValue(later, 'tulle_reconcile_duration_seconds_sum')! - sum0) / (metricValue(later, 'tulle_reconcile_duration_seconds_count')! - count0)) * 1000, 2);
+      }
 
       const program = { tulleMs: round(median(tulleProgram)), iprouteMs: round(median(iprouteProgram)) };
       const noop = { tulleMs: round(median(tulleNoop), 2), iprouteMs: round(median(iprouteNoop), 2) };
       return {
         peers: n,
         repetitions,
-        program: { ...program, ratio: round(median(tulleProgram) / median(iprouteProgram), 3), tulleRunsMs: tulleProgram.map((x) => round(x)), iprouteRunsMs: iprouteProgram.map((x) => round(x)) },
-        noopReconcile: { ...noop, ratio: round(median(tulleNoop) / median(iprouteNoop), 3), tulleRunsMs: tulleNoop.map((x) => round(x, 2)), iprouteRunsMs: iprouteNoop.map((x) => round(x, 2)), kernelWrites: writes, restartToReadyMs: readyMs },
-        memory: { idleRssMB: idle.rssMB, rssMB: programmed.rssMB, peakRssMB: programmed.peakMB, afterRestartRssMB: afterRestart },
+        program: { ...program, ratio: round(median(tulleProgram) / median(iprouteProgram), 3), tulleRunsMs: tulleProgram.map((x) => round(x)), iprouteRunsMs: iprouteProgram.map((x) => round(x)), observerCpuMs: observerCpu.map((x) => round(x)), agentCpuMs: agentCpu },
+        noopReconcile: { ...noop, ratio: round(median(tulleNoop) / median(iprouteNoop), 3), tulleRunsMs: tulleNoop.map((x) => round(x, 2)), iprouteRunsMs: iprouteNoop.map((x) => round(x, 2)), kernelWrites: writes, restartToReadyMs: readyMs, ...(warmMs !== undefined ? { warmMs } : {}) },
+        memory: { idleRssMB: idle.rssMB, rssMB: programmed.rssMB, peakRssMB: programmed.peakMB, afterRestartRssMB: afterRestart, ...heap },
         lab: state.name,
       };
     } finally {
@@ -241,27 +274,39 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
   });
 }
 
+/** The V8 heap figures of prom-client's default metrics, in MiB. */
+function heapOf(metrics: string): { heapUsedMB: number; heapTotalMB: number; externalMB: number } {
+  const mb = (name: string): number => round((metricValue(metrics, name) ?? NaN) / 2 ** 20, 1);
+  return { heapUsedMB: mb('tulle_nodejs_heap_size_used_bytes'), heapTotalMB: mb('tulle_nodejs_heap_size_total_bytes'), externalMB: mb('tulle_nodejs_external_memory_bytes') };
+}
+
 function vtepIP(p: PeerEntries): string {
   return formatIPv4(parseCidr4(p.subnet).network);
 }
 
 /**
  * Pause the agent, write every lease, resume it; resolves with the ms from the resume until the kernel announced
- * all 3N entries. The agent is resumed whatever happens.
+ * all 3N entries, and the CPU this process used meanwhile. The agent is resumed whatever happens.
  */
-async function programWithAgent(pid: number, registry: Registry, observer: PeerObserver, ns: string, peers: readonly SyntheticPeer[], keys: readonly string[]): Promise<number> {
+async function programWithAgent(pid: number, registry: Registry, observer: PeerObserver, ns: string, peers: readonly SyntheticPeer[], keys: readonly string[]): Promise<{ ms: number; observerCpuMs: number; agentCpuMs: number }> {
   observer.reset();
   process.kill(pid, 'SIGSTOP');
   let resumedAt: number;
+  let cpuAtResume: NodeJS.CpuUsage;
+  let agentCpuAtResume: number;
   try {
     for (const p of peers) await registry.put(p.key, p.value, { ttlSeconds: LEASE_TTL_SECONDS });
   } finally {
+    cpuAtResume = process.cpuUsage();
+    agentCpuAtResume = sumCpuMs([pid]);
     resumedAt = performance.now();
     process.kill(pid, 'SIGCONT');
   }
   const doneAt = await observer.complete(ns, keys, 300_000);
+  const cpu = process.cpuUsage(cpuAtResume);
+  const agentCpuMs = sumCpuMs([pid]) - agentCpuAtResume;
   if (observer.overflowed(ns)) throw new Error(`netlink events were dropped in ${ns}; the time is not trustworthy`);
-  return doneAt - resumedAt;
+  return { ms: doneAt - resumedAt, observerCpuMs: (cpu.user + cpu.system) / 1000, agentCpuMs };
 }
 
 /** Delete every synthetic lease and wait until the agent has removed all their entries. */
