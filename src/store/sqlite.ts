@@ -9,13 +9,16 @@
  * next writer or watcher that notices them. The change log is trimmed to its last `keepEvents` entries; a
  * watch that fell further behind is told it lost its place, as etcd does after compaction.
  *
- * A watch polls `PRAGMA data_version` (changes when another connection commits) plus a counter of this
- * process's own writes, every `pollIntervalMs` (25 ms): nothing is read while nothing changed.
+ * A watch looks at `PRAGMA data_version` (changes when another connection commits) plus a counter of this
+ * process's own writes: nothing is read while nothing changed. It looks at once when the kernel says the file
+ * or its WAL was written (inotify, through fs.watch on the file's directory), and otherwise every
+ * `pollIntervalMs` (100 ms) as a safety net, so fifty idle agents sharing one file cost next to nothing and a
+ * change is seen within milliseconds.
  *
  * `memory:` stores are this same code on an in-memory database, shared by name inside one process.
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { silentLogger, type Logger } from '../base/log.js';
 import {
@@ -73,6 +76,8 @@ interface Backend {
   localWrites: number;
   refs: number;
   name?: string;
+  /** The database file, for change notifications; absent for memory: stores. */
+  path?: string;
 }
 
 const memoryBackends = new Map<string, Backend>();
@@ -100,7 +105,7 @@ export function openSqliteRegistry(path: string, options: SqliteRegistryOptions 
     db.close();
     throw wrapSqliteError(url, err);
   }
-  return new SqliteRegistry({ db, localWrites: 0, refs: 1 }, url, options);
+  return new SqliteRegistry({ db, localWrites: 0, refs: 1, path }, url, options);
 }
 
 /** An in-memory store; `memory:NAME` opened twice in one process is the same store, `memory:` is always new. */
@@ -168,6 +173,7 @@ export class SqliteRegistry implements Registry {
   private readonly stmt;
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private fileWatcher: FSWatcher | undefined;
   private seenDataVersion = -1;
   private seenLocalWrites = -1;
   private nextExpiry: number | null = null;
@@ -182,7 +188,7 @@ export class SqliteRegistry implements Registry {
     this.db = backend.db;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
-    this.pollIntervalMs = options.pollIntervalMs ?? 25;
+    this.pollIntervalMs = options.pollIntervalMs ?? 100;
     this.keepEvents = options.keepEvents ?? 10_000;
     const db = this.db;
     this.stmt = {
@@ -207,7 +213,7 @@ export class SqliteRegistry implements Registry {
         'SELECT revision, key, type, value, expires_at FROM events WHERE revision > ? AND revision <= ? AND key >= ? AND key < ? ORDER BY revision',
       ),
       trimEvents: db.prepare<[number]>('DELETE FROM events WHERE revision < ?'),
-      // Prepared once: the poll runs 40 times a second and must cost next to nothing while nothing changes.
+      // Prepared once: the poll runs often and must cost next to nothing while nothing changes.
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
     };
   }
@@ -261,20 +267,43 @@ export class SqliteRegistry implements Registry {
     if (this.closed) throw new StoreError(this.url, 'the registry is closed');
     const sub: Subscription = { prefix, end: prefixEnd(prefix), after: afterRevision, handlers };
     this.subscriptions.push(sub);
+    this.watchFile();
     // A new watch may already be behind: look at once rather than waiting for the next change.
     this.seenDataVersion = -1;
     this.schedule(0);
     return {
       close: async () => {
         this.subscriptions = this.subscriptions.filter((s) => s !== sub);
+        if (this.subscriptions.length === 0) this.unwatchFile();
       },
     };
+  }
+
+  /** Wake the watch when the database or its WAL is written by any process (inotify on the directory). */
+  private watchFile(): void {
+    const path = this.backend.path;
+    if (this.fileWatcher || !path) return;
+    const names = new Set([basename(path), `${basename(path)}-wal`]);
+    try {
+      this.fileWatcher = watch(dirname(path), { persistent: false }, (_event, file) => {
+        if (file === null || names.has(String(file))) this.schedule(0);
+      });
+      this.fileWatcher.on('error', () => this.unwatchFile()); // the poll goes on without it
+    } catch (err) {
+      this.logger.debug('no change notifications for the store file; polling only', { store: this.url, error: err });
+    }
+  }
+
+  private unwatchFile(): void {
+    this.fileWatcher?.close();
+    this.fileWatcher = undefined;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.subscriptions = [];
+    this.unwatchFile();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (--this.backend.refs === 0) {

@@ -93,6 +93,21 @@ test('sqlite: a watch sees a lease another process writes', async (t) => {
   t.diagnostic(`seen ${Date.now() - seenAt} ms after the writing process exited (informational)`);
 });
 
+test('sqlite: a write by another process wakes the watch through a file notification, not the poll', async (t) => {
+  const path = tempDb(t);
+  // A poll interval of ten minutes: only the notification can deliver the change within the test.
+  const admin = await openRegistry(`sqlite:${path}`, { pollIntervalMs: 600_000 });
+  t.after(() => admin.close());
+  await admin.put(configKey(DEFAULT_PREFIX), NET_CONF);
+  const w = new LeaseManager(admin).watch();
+  t.after(() => w.close());
+  assert.deepEqual(await nextBatch(w), []);
+  const child = await nodeProcess(ACQUIRE_IN_CHILD, [path, '192.0.2.98', mac(98)]);
+  assert.equal(child.status, 0, child.stderr);
+  const { subnet } = JSON.parse(child.stdout) as { subnet: string };
+  assert.deepEqual(summary(await nextBatch(w)), [`added ${subnet} 192.0.2.98`]);
+});
+
 test('sqlite: the file holds etcd-identical keys and values, expired rows are deleted, WAL mode', async (t) => {
   const path = tempDb(t);
   const clock = new ManualClock();
