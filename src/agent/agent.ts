@@ -141,7 +141,9 @@ export class Agent {
     );
 
     // Kernel events first, so that nothing deleted between the first reconcile and the subscription is missed.
-    this.subscription = await this.nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e));
+    // Deletions only: the announcements of the agent's own writes (three per peer) are dropped undecoded. An
+    // entry someone else rewrote in place is put right by the periodic reconcile.
+    this.subscription = await this.nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e), { deletionsOnly: true });
 
     const renewing = manager
       .keepRenewed(lease, {

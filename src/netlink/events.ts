@@ -51,6 +51,12 @@ export interface SubscribeOptions {
    * process is busy before the kernel drops them and an 'overflow' event says so.
    */
   receiveBufferBytes?: number;
+  /**
+   * Deliver address, route, neighbour and FDB events only for deletions (link events always come). The
+   * messages of everything else are dropped before they are decoded: a process programming thousands of
+   * entries then does not pay for decoding the announcements of its own writes.
+   */
+  deletionsOnly?: boolean;
 }
 
 const GROUPS: Record<EventKind, number[]> = {
@@ -83,6 +89,7 @@ export async function subscribe(
 
   const handle = (m: Message): void => {
     const action: EventAction = m.type === RTM_NEWLINK || m.type === RTM_NEWADDR || m.type === RTM_NEWROUTE || m.type === RTM_NEWNEIGH ? 'new' : 'del';
+    if (options.deletionsOnly && action === 'new' && m.type !== RTM_NEWLINK) return;
     switch (m.type) {
       case RTM_NEWLINK:
       case RTM_DELLINK: {

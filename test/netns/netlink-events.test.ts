@@ -126,3 +126,22 @@ test('a closed subscription delivers nothing more', async (t) => {
   await sleep(100);
   assert.deepEqual(rec.events, []);
 });
+
+test('deletionsOnly: new entries are not delivered, deletions and link changes are', async (t) => {
+  const { ns, nl } = await vtepHost(t);
+  const rec = recorder();
+  const sub = await nl.subscribe(['link', 'route', 'neighbor'], rec.onEvent, { deletionsOnly: true });
+  t.after(() => sub.close());
+  await nl.replaceNeighbor({ dev: 'flannel.1', ip: '10.244.2.0', mac: PEER_MAC });
+  await nl.replaceFdb({ dev: 'flannel.1', mac: PEER_MAC, dst: '198.51.100.12' });
+  await nl.replaceRoute({ dst: '10.244.2.0/24', via: '10.244.2.0', dev: 'flannel.1', onlink: true });
+  await run(['ip', '-n', ns, 'route', 'del', '10.244.2.0/24', 'dev', 'flannel.1']);
+  await rec.next((e) => e.kind === 'route' && e.action === 'del' && e.route.dst === '10.244.2.0/24', 'route deletion');
+  await ip(ns, 'link', 'set', 'flannel.1', 'down');
+  await rec.next((e) => e.kind === 'link' && e.action === 'new' && e.link.name === 'flannel.1' && !e.link.up, 'link down');
+  assert.deepEqual(
+    rec.events.filter((e) => e.kind !== 'link' && 'action' in e && e.action === 'new'),
+    [],
+    'the new neighbour, FDB entry and route were not delivered',
+  );
+});
