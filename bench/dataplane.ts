@@ -211,18 +211,19 @@ function ipIn(ns: string, ...args: string[]): Promise<unknown> {
 
 /**
  * A lab step that builds flannel's layout with iproute2 on every host of a bare lab, as an administrator following
- * seeds 001/002 would, and the forward-accept rules tulle's agent installs (so the packet path is the same):
+ * seeds 001/002 would, with the device flags flannel's flannel.1 shows in seed 003 (`noudpcsum`), and the
+ * forward-accept rules tulle's agent installs (so the packet path is the same):
  *
- *   ip link add flannel.1 type vxlan id 1 local <host address> dev eth0 dstport 8472 nolearning
+ *   ip link add flannel.1 type vxlan id 1 local <host address> dev eth0 dstport 8472 nolearning noudpcsum
  *   ip link set flannel.1 mtu 1450 up; ip addr add 10.244.i.0/32 dev flannel.1
  *   ip link add cni0 type bridge; ip link set cni0 mtu 1450 up; ip addr add 10.244.i.1/24 dev cni0
  *   ip link add veth0 mtu 1450 type veth peer name eth0 netns <pod>; ip link set veth0 master cni0 up
- *   (pod) ip addr add 10.244.i.2/24 dev eth0; ip link set eth0 up; ip route add 10.244.0.0/16 via 10.244.i.1
+ *   (pod) ip addr add 10.244.i.2/24 dev eth0; ip link set eth0 mtu 1450 up; ip route add 10.244.0.0/16 via 10.244.i.1
  *   per peer j: ip neigh replace 10.244.j.0 lladdr <MAC_j> dev flannel.1 nud permanent
  *               bridge fdb replace <MAC_j> dev flannel.1 dst <address_j> self permanent
  *               ip route replace 10.244.j.0/24 via 10.244.j.0 dev flannel.1 onlink
  */
-function handMadeOverlay(): LabStep {
+export function handMadeOverlay(): LabStep {
   return {
     title: 'build the overlay by hand with iproute2',
     run: async (ctx) => {
@@ -236,7 +237,7 @@ function handMadeOverlay(): LabStep {
       await Promise.all(
         hosts.map(async (h) => {
           const ns = h.namespace;
-          await ipIn(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', String(VNI), 'local', h.address, 'dev', h.interface, 'dstport', String(PORT), 'nolearning');
+          await ipIn(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', String(VNI), 'local', h.address, 'dev', h.interface, 'dstport', String(PORT), 'nolearning', 'noudpcsum');
           await ipIn(ns, 'link', 'set', 'flannel.1', 'mtu', String(MTU), 'up');
           await ipIn(ns, 'addr', 'add', `10.244.${h.i}.0/32`, 'dev', 'flannel.1');
           await ipIn(ns, 'link', 'add', 'cni0', 'type', 'bridge');
@@ -245,7 +246,7 @@ function handMadeOverlay(): LabStep {
           await ipIn(ns, 'link', 'add', 'veth0', 'mtu', String(MTU), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.pod.namespace);
           await ipIn(ns, 'link', 'set', 'veth0', 'master', 'cni0', 'up');
           await ipIn(h.pod.namespace, 'addr', 'add', `${h.pod.address}/24`, 'dev', 'eth0');
-          await ipIn(h.pod.namespace, 'link', 'set', 'eth0', 'up');
+          await ipIn(h.pod.namespace, 'link', 'set', 'eth0', 'mtu', String(MTU), 'up');
           await ipIn(h.pod.namespace, 'route', 'add', NETWORK, 'via', `10.244.${h.i}.1`, 'dev', 'eth0');
           const rules = `table ip tulle {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    ip saddr ${NETWORK} accept\n    ip daddr ${NETWORK} accept\n  }\n}\n`;
           await runCommand(['ip', 'netns', 'exec', ns, 'nft', '-f', '-'], { input: rules });

@@ -11,7 +11,7 @@ const SPARE_ADDRESS = '203.0.113.10';
 
 /**
  * `ip -n NS -batch -` of: an underlay `eth0` (one end of an up veth pair, 203.0.113.10/24) and `flannel.1`
- * (`type vxlan id 1 local 203.0.113.10 dev eth0 dstport 8472 nolearning`, up), as the agent makes it.
+ * (`type vxlan id 1 local 203.0.113.10 dev eth0 dstport 8472 nolearning noudpcsum`, up), as the agent makes it.
  */
 export async function setUpSpare(ns: string): Promise<void> {
   const setup =
@@ -19,14 +19,14 @@ export async function setUpSpare(ns: string): Promise<void> {
     'link set eth0p up\n' +
     `addr add ${SPARE_ADDRESS}/24 dev eth0\n` +
     'link set eth0 up\n' +
-    `link add ${VTEP} type vxlan id 1 local ${SPARE_ADDRESS} dev eth0 dstport 8472 nolearning\n` +
+    `link add ${VTEP} type vxlan id 1 local ${SPARE_ADDRESS} dev eth0 dstport 8472 nolearning noudpcsum\n` +
     `link set ${VTEP} up\n`;
   await run(['ip', '-n', ns, '-batch', '-'], { input: setup });
 }
 
 /** `ip -n NS link del flannel.1` and make it again: an empty VTEP for the next baseline run. */
 export async function resetSpareVtep(ns: string): Promise<void> {
-  await run(['ip', '-n', ns, '-batch', '-'], { input: `link del ${VTEP}\nlink add ${VTEP} type vxlan id 1 local ${SPARE_ADDRESS} dev eth0 dstport 8472 nolearning\nlink set ${VTEP} up\n` });
+  await run(['ip', '-n', ns, '-batch', '-'], { input: `link del ${VTEP}\nlink add ${VTEP} type vxlan id 1 local ${SPARE_ADDRESS} dev eth0 dstport 8472 nolearning noudpcsum\nlink set ${VTEP} up\n` });
 }
 
 /** A lab step (put before the overlay steps) creating spare namespaces `tulle-<lab>-<target>` for `targets`. */

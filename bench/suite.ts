@@ -31,7 +31,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
     title: 'Data plane: pod-to-pod TCP throughput and ping RTT',
     summary:
       'iperf3 and ping from a pod on host h1 to a pod on host h2 of a 2-host lab on a routed underlay, through the overlay tulle configured; ' +
-      'against the underlay host to host in the same lab, and against the same overlay built by hand with iproute2 (flannel\'s layout, MTU 1450) in a second lab. ' +
+      'against the underlay host to host in the same lab, and against the same overlay built by hand with iproute2 (flannel\'s layout as in seeds 001-003: flannel.1 nolearning noudpcsum, cni0, MTU 1450 everywhere) in a second lab. ' +
       'The paths take turns; medians over the runs, RTT percentiles over every ping. For RTT the ratio is baseline RTT / tulle RTT, so higher is better in every row.',
     run: (o) => dataplane.run(o),
     rows: ownRows,
@@ -57,7 +57,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
     summary:
       'N synthetic peer leases written into the store of a 1-host lab. Program: the agent is paused while they are written and timed from its resumption until the kernel announced all 3N entries, ' +
       'against ip -batch + bridge -batch of the same entries into a fresh namespace. No-op reconcile: the first reconcile after a restart with everything in place (from /metrics), ' +
-      'against iproute2 reading the same entries back. RSS from /proc/PID/status, against the same agent with no peers.',
+      'against iproute2 reading the same entries back. RSS from /proc/PID/status right after a fresh agent took on the N peers, against the same agent with no peers.',
     run: (o) => scale.run(o),
     rows: ownRows,
     notes: ownNotes,
