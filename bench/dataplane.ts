@@ -15,11 +15,13 @@
  *   node dist/bench/dataplane.js [--quick]     (a full run writes bench/results/dataplane.json)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { run as runCommand } from '../src/base/exec.js';
 import { sleep, waitFor } from '../src/base/retry.js';
-import { labNamespace, overlaySteps, registerLabProcess, type LabState, type LabStep } from '../src/lab/index.js';
-import { environment, labRoot, median, percentiles, resultFile, round, row, withLab, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
+import { labNamespace, loadLabState, overlaySteps, registerLabProcess, type LabState, type LabStep } from '../src/lab/index.js';
+import { environment, labRoot, median, percentiles, resultFile, round, row, sumCpuMs, withLab, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
 
 export const NAME = 'dataplane';
 const GOAL_HAND = 0.99;
@@ -62,6 +64,10 @@ export interface DataplaneResult {
   paths: Record<PathName, PathResult>;
   /** The hand-made overlay against the underlay: what VXLAN itself costs on this machine, whoever configures it. */
   handOverUnderlay: { throughput: number; rttP50: number; rttP99: number };
+  /** Throughput tulle / hand-made of each round (runs taken back to back): the machine's noise, seen directly. */
+  tulleOverHandPerRound: number[];
+  /** CPU tulle's two agents used while the paths were measured, in % of the whole machine. */
+  agentCpuPercent: number;
   labs: string[];
   rows: BenchRow[];
 }
@@ -80,10 +86,10 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
     podsPerHost: 1,
     underlay: 'routed',
     overlayMtu: MTU,
-    iperfSeconds: quick ? 1 : 4,
+    iperfSeconds: quick ? 1 : 3,
     iperfOmitSeconds: quick ? 0 : 1,
-    throughputRuns: quick ? 1 : 5,
-    pingRounds: quick ? 1 : 5,
+    throughputRuns: quick ? 1 : 9,
+    pingRounds: quick ? 1 : 9,
     pingsPerRound: quick ? 20 : 100,
     pingIntervalMs: 10,
   };
@@ -99,6 +105,9 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
           await pingRtts(p, 3, sizes.pingIntervalMs);
           await iperf(p, 1, 0);
         }
+        const agents = loadLabState(tulleLab.name, { root: labRoot(tulleLab) }).processes.filter((p) => p.role === 'agent').map((p) => p.pid);
+        const agentCpuBefore = sumCpuMs(agents);
+        const measuringSince = performance.now();
         const throughput = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
         for (let i = 0; i < sizes.throughputRuns; i++) {
           for (const p of rotate(paths, i)) throughput.get(p.name)!.push(await iperf(p, sizes.iperfSeconds, sizes.iperfOmitSeconds));
@@ -112,6 +121,9 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
             lost.set(p.name, lost.get(p.name)! + r.lost);
           }
         }
+        const agentCpuPercent = round(((sumCpuMs(agents) - agentCpuBefore) / ((performance.now() - measuringSince) * cpus().length)) * 100, 2);
+        // Run i of every path is one round: its tulle / hand-made ratio shows how much the machine moved meanwhile.
+        const roundRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('hand')![i]!, 3));
         const results = Object.fromEntries(
           paths.map((p) => [
             p.name,
@@ -138,6 +150,8 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
             rttP50: round(results.underlay.rttMs.p50 / results.hand.rttMs.p50, 3),
             rttP99: round(results.underlay.rttMs.p99 / results.hand.rttMs.p99, 3),
           },
+          tulleOverHandPerRound: roundRatios,
+          agentCpuPercent,
           labs: [tulleLab.name, handLab.name],
           rows: rows(results),
         };

@@ -38,6 +38,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
     notes: (r: dataplane.DataplaneResult) => [
       ...Object.values(r.paths).map((p) => `${p.label}: throughput runs ${p.throughputRunsGbps.join(', ')} Gbit/s; RTT p50 ${p.rttMs.p50} ms, p99 ${p.rttMs.p99} ms, max ${p.rttMs.max} ms over ${p.rttMs.samples} pings (${p.pingsLost} lost)`),
       `hand-made overlay / underlay (what VXLAN itself costs here, whoever configures it): throughput ${r.handOverUnderlay.throughput}, RTT p50 ${r.handOverUnderlay.rttP50}, RTT p99 ${r.handOverUnderlay.rttP99}`,
+      ...(r.tulleOverHandPerRound ? [`throughput tulle / hand-made per round (back-to-back runs): ${r.tulleOverHandPerRound.join(', ')}; tulle's two agents used ${r.agentCpuPercent}% of the machine's CPU meanwhile`] : []),
     ],
   },
   {
