@@ -118,7 +118,9 @@ function rootOf(state: LabState): string {
 export function startAgent(state: LabState, host: string): number {
   const o = overlayOf(state);
   const dir = hostDir(state, host);
-  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--reconcile-interval', '10', '--rules-interval', '10'];
+  // The agent's own default periods (reconcile 60 s, rules 30 s): drift is repaired from netlink events at once,
+  // and fifty agents re-listing rules every few seconds would load a 2-core machine for nothing.
+  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', dir];
   return startProcess(state, namespaceOf(state, host), argv, join(dir, 'agent.log'), 'agent', host);
 }
 
