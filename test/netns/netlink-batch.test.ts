@@ -2,27 +2,15 @@
  * Batches in fresh namespaces: many operations pipelined, one result per op in order, failures that do not stop
  * the others, bad input refused before anything is sent, and chunking across more requests than fit one write.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bridgeJson, freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
-import { NetlinkClient, NetlinkError, TULLE_ROUTE_PROTOCOL, type NetlinkOp } from '../../src/netlink/index.js';
+import { bridgeJson, freshNetns, ipJson, requireRoot, vtepHost as vtepHostIn } from '../helpers/netns.js';
+import { NetlinkError, TULLE_ROUTE_PROTOCOL, type NetlinkOp } from '../../src/netlink/index.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 requireRoot();
 
-async function vtepHost(t: TestContext): Promise<{ ns: string; nl: NetlinkClient }> {
-  const ns = await freshNetns(t, 'batch');
-  await ip(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-  await ip(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
-  await ip(ns, 'link', 'set', 'eth0', 'up');
-  await ip(ns, 'link', 'set', 'eth0p', 'up');
-  await ip(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'local', '192.0.2.11', 'dev', 'eth0', 'dstport', '8472', 'nolearning');
-  await ip(ns, 'link', 'set', 'flannel.1', 'up');
-  await ip(ns, 'addr', 'add', '10.244.1.0/32', 'dev', 'flannel.1');
-  const nl = await NetlinkClient.open({ netns: ns });
-  t.after(() => nl.close());
-  return { ns, nl };
-}
+const vtepHost = (t: Parameters<typeof freshNetns>[0]) => vtepHostIn(t, 'batch', { vtepAddress: true });
 
 test('one result per op, in order; failed ops carry their own error and do not stop the rest', async (t) => {
   const { ns, nl } = await vtepHost(t);

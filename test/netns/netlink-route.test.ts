@@ -4,25 +4,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
-import { NetlinkClient, NetlinkError, TULLE_ROUTE_PROTOCOL, normalizeRoute, type Route } from '../../src/netlink/index.js';
+import { freshNetns, ipJson, requireRoot, vtepHost as vtepHostIn } from '../helpers/netns.js';
+import { NetlinkError, TULLE_ROUTE_PROTOCOL, normalizeRoute, type Route } from '../../src/netlink/index.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 requireRoot();
 
-/** eth0 (192.0.2.11/24, up) and flannel.1 (vxlan, up) in a fresh namespace, and a client bound to it. */
-async function vtepHost(t: Parameters<typeof freshNetns>[0]): Promise<{ ns: string; nl: NetlinkClient }> {
-  const ns = await freshNetns(t, 'route');
-  await ip(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-  await ip(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
-  await ip(ns, 'link', 'set', 'eth0', 'up');
-  await ip(ns, 'link', 'set', 'eth0p', 'up');
-  await ip(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'local', '192.0.2.11', 'dev', 'eth0', 'dstport', '8472', 'nolearning');
-  await ip(ns, 'link', 'set', 'flannel.1', 'up');
-  const nl = await NetlinkClient.open({ netns: ns });
-  t.after(() => nl.close());
-  return { ns, nl };
-}
+const vtepHost = (t: Parameters<typeof freshNetns>[0]) => vtepHostIn(t, 'route');
 
 function isNetlinkError(errno: string, message: string | RegExp) {
   return (e: unknown) => e instanceof NetlinkError && e.errno === errno && (typeof message === 'string' ? e.message === message : message.test(e.message));
