@@ -16,17 +16,12 @@ import { performance } from 'node:perf_hooks';
 import { run as runCommand, runJson } from '../src/base/exec.js';
 import { createNetns, deleteNetns, deleteNetnsSync } from '../src/netns/netns.js';
 import { cniInvoke, type CniInvocation } from '../src/cni/invoke.js';
+import { percentiles, round, type Percentiles } from './common.js';
 
 export const NAME = 'cni-latency';
 const GOAL = 2.0;
 const REFERENCE_DIR = '/usr/lib/cni';
 const RESULT_FILE = fileURLToPath(new URL(`../../bench/results/${NAME}.json`, import.meta.url));
-
-export interface Percentiles {
-  p50: number;
-  p99: number;
-  mean: number;
-}
 
 export interface CommandResult {
   tulle: Percentiles;
@@ -75,16 +70,7 @@ async function namespace(label: string): Promise<string> {
   return ns;
 }
 
-function percentiles(samples: number[]): Percentiles {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
-  return { p50: round(at(0.5)), p99: round(at(0.99)), mean: round(s.reduce((a, b) => a + b, 0) / s.length) };
-}
 
-function round(x: number, digits = 1): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
 
 async function timed(inv: CniInvocation, what: string): Promise<number> {
   const started = performance.now();

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { MissingRequirementError } from '../src/base/errors.js';
+import { median } from './common.js';
 import { PcapWriter, dissect, encapsulate, icmpEchoFrame, readCaptureBatches, tsharkVersion } from '../src/wire/index.js';
 
 export const NAME = 'decode-throughput';
@@ -101,11 +102,6 @@ function tsharkRun(path: string, expected: number): Promise<number> {
   });
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export async function run(options: { quick: boolean; output?: string }): Promise<DecodeBenchResult> {
   const tulleFrames = options.quick ? 20_000 : 1_000_000;

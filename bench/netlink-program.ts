@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { run as runCommand, runJson } from '../src/base/exec.js';
 import { createNetns, deleteNetns, deleteNetnsSync } from '../src/netns/netns.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type NetlinkOp } from '../src/netlink/index.js';
+import { median, round } from './common.js';
 
 export const NAME = 'netlink-program';
 const GOAL = 1.0;
@@ -138,11 +139,6 @@ export interface BenchResult {
   verified: boolean;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 function checkDumped(side: string, dumped: Dumped, n: number): void {
   // The VTEP also holds the kernel's own IPv6 multicast neighbour entries, which `ip neigh` and tulle hide alike.
@@ -221,10 +217,6 @@ export async function run(options: RunOptions): Promise<BenchResult> {
   return result;
 }
 
-function round(x: number, digits = 1): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const quick = process.argv.includes('--quick');
