@@ -52,6 +52,8 @@ export class Agent {
   private vtepRepair: Promise<void> | undefined;
   private spec: VtepSpec | undefined;
   private lease: Lease | undefined;
+  /** Set when the agent must stop for a reason it cannot retry past (its lease was lost). */
+  private fatal: unknown;
 
   constructor(
     private readonly options: AgentOptions,
@@ -195,8 +197,6 @@ export class Agent {
       await renewing;
     }
   }
-
-  private fatal: unknown;
 
   /** Stop watching and serving; the kernel state and the lease stay as they are. */
   stop(): void {
