@@ -1,12 +1,21 @@
 /**
- * `tulle agent`: one per host. Turns leases into kernel state and keeps it true (DESIGN.md, "Moving parts").
+ * `tulle agent`: one per host. Turns leases into kernel state and keeps it true (ARCHITECTURE.md, "Moving parts").
  *
- * Start: network config (waits for it) -> underlay + public IP -> VTEP (kept when compatible, recreated with
- * the reason logged otherwise) -> lease (by public IP, else the previous subnet.env's subnet, else a free one)
- * -> VTEP address -> subnet.env -> traffic rules -> watch leases and program peers. Then, while running: renew the
- * lease, reconcile periodically and at once when a netlink event shows an owned entry changed or vanished,
- * re-check the traffic rules. SIGTERM stops it and leaves the kernel state and the lease in place, so traffic
- * keeps flowing while the agent restarts; an unchanged restart writes nothing to the kernel.
+ * Start, in phases: health server -> store -> network config (waits for it) -> underlay + public IP -> VTEP MAC
+ * -> lease (by public IP, else the previous subnet.env's subnet, else a free one) -> VTEP (kept when compatible,
+ * recreated with the reason logged otherwise) and its address -> subnet.env -> traffic rules -> kernel events,
+ * renewal, timers, store probe -> watch leases, admit them and program the peers. The VTEP is made only once the
+ * lease is held, so an agent that gets no subnet leaves nothing behind.
+ *
+ * Every handle a phase opens is registered at once; stop() (SIGTERM/SIGINT, at any moment) aborts the phase in
+ * progress and closes everything registered so far, so the process ends promptly whatever it was doing. The
+ * kernel state and the lease stay in place, so traffic keeps flowing while the agent restarts, and an unchanged
+ * restart writes nothing to the kernel.
+ *
+ * While running: the lease is renewed; every kernel event is compared with the plan, and anything that differs
+ * (an entry deleted or rewritten by someone else, the VTEP's MTU, state, MAC, address or VXLAN attributes) is
+ * repaired at once, while the announcements of the agent's own writes are recognised and cost nothing; the
+ * store is probed so that an outage or a frozen store is noticed and reported in a few lines (StoreOutage).
  */
 import type { Server } from 'node:http';
 import { join } from 'node:path';
@@ -14,22 +23,27 @@ import { rmSync } from 'node:fs';
 import { TulleError, describeError } from '../base/errors.js';
 import { formatIPv4, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
-import { sleep } from '../base/retry.js';
 import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
-import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type NetlinkEvent, type Subscription } from '../netlink/index.js';
+import type { NetworkConfig } from '../config/network.js';
+import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type Link, type NetlinkEvent } from '../netlink/index.js';
+import type { Rejection } from '../overlay/admission.js';
 import { Reconciler } from '../overlay/reconciler.js';
 import { TrafficRules, chooseBackend } from '../overlay/rules.js';
 import { pickUnderlay, type Underlay } from '../overlay/underlay.js';
-import { VXLAN_OVERHEAD_IPV4, ensureVtep, ensureVtepAddress, incompatibility, vtepName, type VtepSpec } from '../overlay/vtep.js';
-import type { Registry } from '../store/index.js';
+import { VXLAN_OVERHEAD_IPV4, ensureVtep, ensureVtepAddress, incompatibility, vniClash, vtepName, type VtepSpec } from '../overlay/vtep.js';
+import { configKey } from '../store/keys.js';
+import { StoreOutage } from '../store/outage.js';
+import { StoreUnavailableError, type Registry } from '../store/registry.js';
 import { LeaseManager, type Lease, type LeaseWatcher } from '../subnet/index.js';
-import type { NetworkConfig } from '../config/network.js';
 import { AgentMetrics, startHealthServer, type HealthState } from './health.js';
 import type { AgentOptions } from './options.js';
 import { chooseVtepMac } from './vtep-mac.js';
 
 /** How long kernel events are gathered before one repair reconcile runs. */
 const DRIFT_DEBOUNCE_MS = 20;
+/** How often the store is asked for the network config to tell whether it answers, and how long it may take. */
+const STORE_PROBE_INTERVAL_MS = 5000;
+const STORE_PROBE_DEADLINE_MS = 5000;
 
 export class AgentError extends TulleError {
   constructor(message: string, code = 'TULLE_AGENT', cause?: unknown) {
@@ -41,17 +55,19 @@ export class Agent {
   readonly metrics = new AgentMetrics();
   private readonly abort = new AbortController();
   private health: HealthState = { ready: false, reason: 'starting' };
-  private registry: Registry | undefined;
+  /** How to release what the phases opened, newest first on stop. */
+  private readonly closers: Array<() => unknown> = [];
+  private closing: Promise<void> | undefined;
   private nl: NetlinkClient | undefined;
-  private server: Server | undefined;
-  private watcher: LeaseWatcher | undefined;
-  private subscription: Subscription | undefined;
   private reconciler: Reconciler | undefined;
-  private timers: NodeJS.Timeout[] = [];
+  private watcher: LeaseWatcher | undefined;
   private driftTimer: NodeJS.Timeout | undefined;
   private vtepRepair: Promise<void> | undefined;
   private spec: VtepSpec | undefined;
+  private underlayIndex = 0;
   private lease: Lease | undefined;
+  /** Rejections already logged, by key, with the words they were logged with (each is logged once). */
+  private reported = new Map<string, string>();
   /** Set when the agent must stop for a reason it cannot retry past (its lease was lost). */
   private fatal: unknown;
 
@@ -77,75 +93,147 @@ export class Agent {
     if (this.fatal) throw this.fatal;
   }
 
+  /** Stop at once: abort the phase in progress and close every handle; the kernel state and the lease stay. */
+  stop(): void {
+    if (this.abort.signal.aborted) return;
+    this.abort.abort(new AgentError('agent stopping', 'TULLE_AGENT_STOPPING'));
+    clearTimeout(this.driftTimer);
+    void this.close();
+  }
+
+  /** Release everything the process holds; resolves once all of it is closed. Safe to call more than once. */
+  close(): Promise<void> {
+    if (!this.abort.signal.aborted) this.abort.abort(new AgentError('agent stopping', 'TULLE_AGENT_STOPPING'));
+    this.closing ??= (async () => {
+      for (const close of this.closers.splice(0).reverse()) {
+        try {
+          await close();
+        } catch (err) {
+          this.log.debug('closing a handle failed', { error: describeError(err) });
+        }
+      }
+    })();
+    return this.closing;
+  }
+
+  /**
+   * Register how to release something a phase just opened. When stop() came first (while the phase was busy),
+   * it is released at once and the phase ends here.
+   */
+  private own<T>(thing: T, release: (t: T) => unknown): T {
+    this.closers.push(() => release(thing));
+    if (this.signal.aborted) {
+      void this.close();
+      this.signal.throwIfAborted();
+    }
+    return thing;
+  }
+
+  /** After a step that cannot be interrupted: end the start-up here if stop() came meanwhile. */
+  private checkpoint(): void {
+    this.signal.throwIfAborted();
+  }
+
   private async start(): Promise<void> {
-    const { options, log, signal } = this;
-    this.server = await startHealthServer(options.healthAddr, this.metrics, () => this.health);
+    const { options, log, signal, metrics } = this;
+    this.own(await startHealthServer(options.healthAddr, metrics, () => this.health), closeServer);
     log.info('agent starting', { store: options.store, prefix: options.prefix, health: options.healthAddr });
 
-    this.registry = await this.openStore();
-    const manager = new LeaseManager(this.registry, { prefix: options.prefix, logger: log });
+    const registry = this.own(await this.openStore(), (r) => r.close());
+    metrics.storeUp.set(1);
+    const outage = new StoreOutage(log.child({ component: 'store' }), registry.url, {
+      onChange: (up) => {
+        metrics.storeUp.set(up ? 1 : 0);
+        // Back after an outage: pick up what changed now rather than when the client's reconnect timer fires.
+        if (up) this.watcher?.restart();
+      },
+    });
+    const manager = new LeaseManager(registry, { prefix: options.prefix, logger: log, outage });
 
     this.setHealth(false, 'waiting for the network config');
     const config = await manager.waitForNetworkConfig({ signal });
     log.info('network config', { network: config.Network, subnetLen: config.SubnetLen, vni: config.Backend.VNI, port: config.Backend.Port, directRouting: config.Backend.DirectRouting });
 
-    this.nl = await NetlinkClient.open();
-    const underlay = await pickUnderlay(this.nl, { iface: options.iface, publicIP: options.publicIP });
+    const nl = (this.nl = this.own(await NetlinkClient.open(), (c) => c.close()));
+    const underlay = await pickUnderlay(nl, { iface: options.iface, publicIP: options.publicIP });
+    this.checkpoint();
     log.info('underlay', { iface: underlay.name, publicIP: underlay.publicIP, mtu: underlay.mtu });
+    this.underlayIndex = underlay.index;
 
-    this.spec = await this.vtepSpec(config, underlay);
-    const vtep = await ensureVtep(this.nl, this.spec, log);
-    log.info(`VTEP ${vtep.action}`, { device: this.spec.name, mac: this.spec.mac, mtu: this.spec.mtu, ...(vtep.reason ? { reason: vtep.reason } : {}) });
+    const spec = (this.spec = await this.vtepSpec(config, underlay));
+    const clash = await vniClash(nl, spec);
+    if (clash) throw clash;
+    this.checkpoint();
 
     this.setHealth(false, 'acquiring a lease');
     const lease = await manager.acquire({
       publicIP: underlay.publicIP,
-      backendData: { VNI: config.Backend.VNI, VtepMAC: this.spec.mac },
+      backendData: { VNI: config.Backend.VNI, VtepMAC: spec.mac },
       previousSubnet: previousSubnet(options.subnetFile),
       signal,
-      onStoreError: () => this.metrics.storeErrors.inc(),
+      onStoreError: () => metrics.storeErrors.inc(),
     });
     this.lease = lease;
     this.setLeaseExpiry(lease);
     log.info('lease acquired', { subnet: lease.subnet, expiration: lease.expiration?.toISOString() ?? 'never (reservation)' });
+    this.checkpoint();
 
     const subnet = parseCidr4(lease.subnet, 'subnet');
-    const vtepAddress = `${formatIPv4(subnet.network)}/32`;
-    await ensureVtepAddress(this.nl, this.spec.name, vtepAddress);
-    writeSubnetEnv(options.subnetFile, { network: config.Network, subnet: lease.subnet, gateway: formatIPv4(subnet.network + 1), mtu: this.spec.mtu, ipMasq: options.ipMasq });
+    try {
+      const vtep = await ensureVtep(nl, spec, log);
+      log.info(`VTEP ${vtep.action}`, { device: spec.name, mac: spec.mac, mtu: spec.mtu, ...(vtep.reason ? { reason: vtep.reason } : {}) });
+      await ensureVtepAddress(nl, spec.name, `${formatIPv4(subnet.network)}/32`);
+    } catch (err) {
+      // A subnet taken in this very run (created, never rewritten) goes back: no host without a VTEP holds one.
+      if (lease.created === lease.revision && !signal.aborted) {
+        const released = await manager.revoke(lease).catch(() => false);
+        log.warn('the VTEP could not be made; released the subnet just taken', { subnet: lease.subnet, released });
+      }
+      throw err;
+    }
+    writeSubnetEnv(options.subnetFile, { network: config.Network, subnet: lease.subnet, gateway: formatIPv4(subnet.network + 1), mtu: spec.mtu, ipMasq: options.ipMasq });
+    this.checkpoint();
 
     const rules = new TrafficRules(chooseBackend());
     const rulesSpec = { network: config.Network, subnet: lease.subnet, ipMasq: options.ipMasq };
     const rulesState = join(options.stateDir, 'rules.json');
     log.info(`traffic rules ${await rules.ensure(rulesSpec, rulesState)}`, { backend: rules.backend, ipMasq: options.ipMasq });
+    this.checkpoint();
 
-    this.reconciler = new Reconciler(
-      this.nl,
+    const reconciler = (this.reconciler = new Reconciler(
+      nl,
       {
-        vtep: this.spec.name,
+        vtep: spec.name,
         underlay: underlay.name,
         underlayNetworks: underlay.networks,
         directRouting: config.Backend.DirectRouting,
         ownSubnet: lease.subnet,
         routeProtocol: TULLE_ROUTE_PROTOCOL,
+        admission: {
+          network: parseCidr4(config.Network),
+          subnetLen: config.SubnetLen,
+          vni: config.Backend.VNI,
+          ownVtepMac: spec.mac,
+          localAddresses: new Set((await nl.listAddresses()).filter((a) => a.family === 4).map((a) => a.address)),
+        },
       },
       log,
       {
-        onWrite: (w) => this.metrics.kernelWrites.inc({ kind: w.kind, op: w.op }),
-        onFailure: () => this.metrics.kernelErrors.inc(),
+        onWrite: (w) => metrics.kernelWrites.inc({ kind: w.kind, op: w.op }),
+        onFailure: () => metrics.kernelErrors.inc(),
         onResult: (r, reason) => {
-          this.metrics.reconciles.inc();
-          this.metrics.reconcileSeconds.observe(r.durationMs / 1000);
-          this.metrics.peersProgrammed.set(r.programmed);
-          if (reason === 'drift' || reason === 'periodic') this.metrics.repairs.inc(r.writes);
+          metrics.reconciles.inc();
+          metrics.reconcileSeconds.observe(r.durationMs / 1000);
+          metrics.peersProgrammed.set(r.programmed);
+          if (reason === 'drift' || reason === 'periodic') metrics.repairs.inc(r.writes);
         },
+        onAdmission: (a) => this.reportRejections(a.rejected),
       },
-    );
+    ));
+    this.own(reconciler, (r) => r.close());
 
-    // Kernel events first, so that nothing deleted between the first reconcile and the subscription is missed.
-    // Deletions only: the announcements of the agent's own writes (three per peer) are dropped undecoded. An
-    // entry someone else rewrote in place is put right by the periodic reconcile.
-    this.subscription = await this.nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e), { deletionsOnly: true });
+    // Kernel events first, so that nothing changed between the first reconcile and the subscription is missed.
+    this.own(await nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e)), (s) => s.close());
 
     const renewing = manager
       .keepRenewed(lease, {
@@ -154,7 +242,7 @@ export class Agent {
           this.lease = l;
           this.setLeaseExpiry(l);
         },
-        onError: () => this.metrics.storeErrors.inc(),
+        onError: () => metrics.storeErrors.inc(),
       })
       .catch((err: unknown) => {
         // Our subnet went to someone else: continuing would route another host's pods here. flannel exits too.
@@ -162,59 +250,70 @@ export class Agent {
         this.fatal = err;
         this.stop();
       });
+    this.own(renewing, (p) => p);
 
-    this.timers.push(
-      setInterval(() => void this.reconcile('periodic'), options.reconcileInterval * 1000),
-      setInterval(() => void this.checkRules(rules, rulesSpec, rulesState), options.rulesInterval * 1000),
-    );
+    this.own(setInterval(() => void this.reconcile('periodic'), options.reconcileInterval * 1000), clearInterval);
+    this.own(setInterval(() => void this.checkRules(rules, rulesSpec, rulesState), options.rulesInterval * 1000), clearInterval);
+    this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
 
-    this.watcher = manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => this.metrics.storeErrors.inc() });
-    let skipped = 0;
-    try {
-      for await (const _batch of this.watcher) {
-        const peers = [];
-        for (const l of this.watcher.leases) {
-          if (l.subnet === lease.subnet) continue;
-          if (l.backendType !== 'vxlan' || typeof l.backendData.VtepMAC !== 'string') {
-            skipped++;
-            continue;
-          }
-          peers.push({ subnet: l.subnet, publicIP: l.publicIP, vtepMac: l.backendData.VtepMAC });
-        }
-        if (skipped) {
-          this.metrics.skippedLeases.inc(skipped);
-          log.warn('skipping leases this backend cannot use', { count: skipped });
-          skipped = 0;
-        }
-        this.reconciler.setPeers(peers);
-        const r = await this.reconcile('leases');
-        if (r && !this.health.ready) {
-          this.setHealth(true, 'programmed', { subnet: lease.subnet, peers: peers.length });
-          log.info('ready', { subnet: lease.subnet, peers: peers.length, programmed: r.programmed, writes: r.writes });
-        }
+    const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
+    for await (const _batch of watcher) {
+      reconciler.setLeases(watcher.leases.filter((l) => l.key !== lease.key));
+      const r = await this.reconcile('leases');
+      if (r && !this.health.ready) {
+        const peers = reconciler.lastAdmission.admitted.length;
+        this.setHealth(true, 'programmed', { subnet: lease.subnet, peers });
+        log.info('ready', { subnet: lease.subnet, peers, rejected: reconciler.lastAdmission.rejected.length, programmed: r.programmed, writes: r.writes });
       }
-    } finally {
-      await renewing;
     }
   }
 
-  /** Stop watching and serving; the kernel state and the lease stay as they are. */
-  stop(): void {
-    if (this.abort.signal.aborted) return;
-    this.abort.abort(new AgentError('agent stopping', 'TULLE_AGENT_STOPPING'));
-    for (const t of this.timers) clearInterval(t);
-    clearTimeout(this.driftTimer);
-    this.subscription?.close();
-    void this.watcher?.close();
+  /**
+   * Ask the store for the network config every few seconds with a deadline: a store that is down, or frozen
+   * (a stopped etcd accepts connections and never answers), is noticed within two periods.
+   */
+  private startStoreProbe(registry: Registry, key: string, outage: StoreOutage): NodeJS.Timeout {
+    let busy = false;
+    return setInterval(() => {
+      if (busy || this.signal.aborted) return;
+      busy = true;
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new StoreUnavailableError(registry.url, `no answer within ${STORE_PROBE_DEADLINE_MS} ms`)), STORE_PROBE_DEADLINE_MS);
+      });
+      Promise.race([registry.get(key), deadline])
+        .then(
+          () => outage.succeeded(),
+          (err: unknown) => {
+            if (this.signal.aborted) return;
+            this.metrics.storeErrors.inc();
+            outage.failed('probe', err instanceof Error ? err : new Error(String(err)));
+          },
+        )
+        .finally(() => {
+          clearTimeout(timer);
+          busy = false;
+        });
+    }, STORE_PROBE_INTERVAL_MS);
   }
 
-  /** Release everything the process holds (after run() settled). */
-  async close(): Promise<void> {
-    this.stop();
-    await this.watcher?.close();
-    this.nl?.close();
-    await this.registry?.close().catch(() => {});
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  /** Log each rejected lease once (again only when its reason changes) and keep the per-reason gauge current. */
+  private reportRejections(rejected: readonly Rejection[]): void {
+    const malformed = [...(this.watcher?.malformed ?? new Map<string, string>())].map(([key, detail]): Rejection => ({ key, reason: 'malformed', detail }));
+    const all = [...rejected, ...malformed];
+    const now = new Map<string, string>();
+    const counts = new Map<string, number>();
+    for (const r of all) {
+      const words = `${r.reason}: ${r.detail}`;
+      now.set(r.key, words);
+      counts.set(r.reason, (counts.get(r.reason) ?? 0) + 1);
+      // The watcher already logged a malformed value once; admission rejections are logged here.
+      if (r.reason !== 'malformed' && this.reported.get(r.key) !== words) this.log.warn('rejecting a peer lease; it is not programmed', { key: r.key, reason: r.reason, detail: r.detail });
+    }
+    for (const key of this.reported.keys()) if (!now.has(key)) this.log.info('a rejected lease is gone or acceptable now', { key });
+    this.reported = now;
+    this.metrics.leasesRejected.reset();
+    for (const [reason, n] of counts) this.metrics.leasesRejected.set({ reason }, n);
   }
 
   private setHealth(ready: boolean, reason: string, details?: Record<string, unknown>): void {
@@ -250,7 +349,7 @@ export class Agent {
       return await this.reconciler.reconcile(reason);
     } catch (err) {
       this.metrics.kernelErrors.inc();
-      this.log.error('reconcile failed', { reason, error: describeError(err) });
+      if (!this.signal.aborted) this.log.error('reconcile failed', { reason, error: describeError(err) });
       return undefined;
     }
   }
@@ -263,31 +362,41 @@ export class Agent {
     }, DRIFT_DEBOUNCE_MS);
   }
 
-  /** React to kernel changes that touch what tulle owns; our own writes come back here too and reconcile to nothing. */
+  /** What is wrong with the VTEP as this event shows it, or undefined when it is as the agent made it. */
+  private vtepDrift(link: Link): string | undefined {
+    const spec = this.spec!;
+    if (!link.up) return 'VTEP down';
+    if (link.mtu !== spec.mtu) return `VTEP mtu ${link.mtu} != ${spec.mtu}`;
+    if (link.mac && link.mac.toLowerCase() !== spec.mac.toLowerCase()) return `VTEP address ${link.mac} != ${spec.mac}`;
+    return incompatibility(link, spec, this.underlayIndex);
+  }
+
+  /** React to kernel changes that touch what tulle owns; announcements of our own writes match the plan and are let go. */
   private onKernelEvent(e: NetlinkEvent): void {
     const vtep = this.spec?.name;
+    if (!vtep || this.signal.aborted) return;
     switch (e.kind) {
       case 'overflow':
         return this.scheduleDrift();
-      case 'route':
-        if (e.route.protocol === TULLE_ROUTE_PROTOCOL || e.route.dev === vtep) this.scheduleDrift();
+      case 'link': {
+        if (e.link.name !== vtep) return;
+        const why = e.action === 'del' ? 'VTEP deleted' : this.vtepDrift(e.link);
+        if (why) this.repairVtep(why);
         return;
-      case 'neighbor':
-        if (e.neighbor.dev === vtep) this.scheduleDrift();
+      }
+      case 'address': {
+        if (e.address.dev !== vtep || e.address.family !== 4 || !this.lease) return;
+        const mine = `${formatIPv4(parseCidr4(this.lease.subnet).network)}/32`;
+        const cidr = `${e.address.address}/${e.address.prefix}`;
+        if ((e.action === 'del') === (cidr === mine)) this.repairVtep(e.action === 'del' ? 'VTEP address removed' : `VTEP got another address ${cidr}`);
         return;
-      case 'fdb':
-        if (e.fdb.dev === vtep) this.scheduleDrift();
-        return;
-      case 'link':
-        if (e.link.name === vtep && (e.action === 'del' || !e.link.up)) this.repairVtep(e.action === 'del' ? 'VTEP deleted' : 'VTEP down');
-        return;
-      case 'address':
-        if (e.address.dev === vtep && e.action === 'del') this.repairVtep('VTEP address removed');
-        return;
+      }
+      default:
+        if (this.reconciler && !this.reconciler.isExpected(e)) this.scheduleDrift();
     }
   }
 
-  /** Someone deleted or downed the VTEP (or its address): bring it back, then reprogram every peer. */
+  /** Someone deleted, downed or changed the VTEP (or its address): put it back, then reprogram every peer. */
   private repairVtep(why: string): void {
     if (this.vtepRepair || this.signal.aborted || !this.spec || !this.lease || !this.nl) return;
     this.log.warn('repairing VTEP', { device: this.spec.name, why });
@@ -298,7 +407,7 @@ export class Agent {
         await ensureVtepAddress(this.nl!, this.spec!.name, `${formatIPv4(subnet.network)}/32`);
         this.metrics.repairs.inc();
       } catch (err) {
-        this.log.error('VTEP repair failed', { error: describeError(err) });
+        if (!this.signal.aborted) this.log.error('VTEP repair failed', { error: describeError(err) });
       } finally {
         this.vtepRepair = undefined;
       }
@@ -317,6 +426,14 @@ export class Agent {
       this.log.error('traffic rules check failed', { error: describeError(err) });
     }
   }
+}
+
+/** Close a server and the connections it still has (a scraper's keep-alive must not hold the agent up). */
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }
 
 /**
@@ -344,8 +461,8 @@ export async function cleanupHost(options: AgentOptions, log: Logger, openStore:
     const registry = await openStore();
     try {
       const manager = new LeaseManager(registry, { prefix: options.prefix, logger: log });
-      const listing = await Promise.race([manager.listLeases(), sleep(5000).then(() => undefined)]);
-      const mine = listing?.leases.find((l) => l.subnet === previous);
+      const listing = await manager.listLeases();
+      const mine = listing.leases.find((l) => l.subnet === previous);
       if (mine && (await manager.revoke(mine))) log.info('lease released', { subnet: previous });
     } finally {
       await registry.close();

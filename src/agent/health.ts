@@ -22,7 +22,13 @@ export class AgentMetrics {
   readonly kernelErrors = new Counter({ name: 'tulle_kernel_errors_total', help: 'Kernel writes that failed', registers: [this.registry] });
   readonly leaseExpiry = new Gauge({ name: 'tulle_lease_expiry_timestamp_seconds', help: 'When this host\'s lease expires unless renewed (Unix time)', registers: [this.registry] });
   readonly storeErrors = new Counter({ name: 'tulle_store_errors_total', help: 'Failed store operations (the data plane is kept as it is)', registers: [this.registry] });
-  readonly skippedLeases = new Counter({ name: 'tulle_skipped_leases_total', help: 'Peer leases ignored because their data was malformed', registers: [this.registry] });
+  readonly leasesRejected = new Gauge({
+    name: 'tulle_leases_rejected',
+    help: 'Peer leases in the store that this host refuses to program, by reason (malformed, outside-network, foreign-route, duplicate-vtep-mac, ...)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly storeUp = new Gauge({ name: 'tulle_store_up', help: '1 while the store answers, 0 while it is unreachable or does not answer in time', registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tulle_' });

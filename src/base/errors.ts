@@ -65,15 +65,25 @@ export class CommandFailedError extends TulleError {
   }
 }
 
-/** Quote strings so that an empty or space-holding value is visible in a message. */
+/** Longest quoted value a message carries; a longer one (a 1 MB field, say) is cut with an ellipsis. */
+export const MAX_QUOTED_VALUE = 120;
+
+/** Cut `text` to at most `max` characters, ending in "…" when something was cut. */
+export function ellipsize(text: string, max = MAX_QUOTED_VALUE): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** Quote strings so that an empty or space-holding value is visible in a message; long values are cut. */
 export function formatValue(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return value.length > MAX_QUOTED_VALUE ? `${JSON.stringify(value.slice(0, MAX_QUOTED_VALUE))}… (${value.length} characters)` : JSON.stringify(value);
   if (value === undefined) return '(missing)';
+  let text: string;
   try {
-    return JSON.stringify(value) ?? String(value);
+    text = JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    text = String(value);
   }
+  return ellipsize(text);
 }
 
 /** The short one-line description used by every command for an error it did not expect. */

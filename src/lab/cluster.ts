@@ -16,6 +16,7 @@ import { createNetns, spawnIn } from '../netns/netns.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL } from '../netlink/index.js';
 import { parseNetworkConfig } from '../config/network.js';
 import { hostOverlayStatus, type HostOverlayStatus } from '../overlay/status.js';
+import type { Lease } from '../subnet/lease.js';
 import { labNamespace } from './names.js';
 import { loadLabState, registerLabProcess, unregisterLabProcess, updateLabState, type LabState } from './state.js';
 import type { LabPod } from './topology.js';
@@ -138,10 +139,20 @@ export async function stopAgent(state: LabState, host: string, timeoutMs = 10_00
   }
 }
 
-function isAlive(pid: number): boolean {
+/**
+ * Is the process still running? Signal 0 alone is not enough: a process that exited but was not reaped yet (a
+ * zombie, state Z in /proc/PID/stat) still accepts it.
+ */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) S ...": comm may hold spaces and parentheses, so the state follows the last ')'.
+    return !/^\s*[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 1));
   } catch {
     return false;
   }
@@ -335,18 +346,16 @@ export interface LabHostStatus extends HostOverlayStatus {
 /** Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for (read over netlink). */
 export async function labStatus(state: LabState): Promise<LabHostStatus[]> {
   const leasesOut = await runStoreCommand(state, ['leases', '--json']);
-  const leases = (JSON.parse(leasesOut.stdout) as Array<{ subnet: string; publicIP: string; backendType: string; backendData: { VtepMAC?: string } }>).map((l) => ({
-    subnet: l.subnet,
-    publicIP: l.publicIP,
-    backendType: l.backendType,
-    vtepMac: l.backendData.VtepMAC ?? '',
-  }));
+  type LeaseJson = Omit<Lease, 'expiration' | 'revision' | 'extra'> & { expiration: string | null };
+  const leases: Lease[] = (JSON.parse(leasesOut.stdout) as Array<Partial<LeaseJson>>)
+    .filter((l): l is LeaseJson => typeof l.subnet === 'string' && typeof l.publicIP === 'string')
+    .map((l) => ({ ...l, expiration: l.expiration ? new Date(l.expiration) : null, revision: 0, extra: {} }));
   const config = parseNetworkConfig((await runStoreCommand(state, ['config', 'get'])).stdout);
   return Promise.all(
     state.hosts.map(async (h) => {
       const nl = await NetlinkClient.open({ netns: h.namespace });
       try {
-        const status = await hostOverlayStatus(nl, { leases, vni: config.Backend.VNI, directRouting: config.Backend.DirectRouting });
+        const status = await hostOverlayStatus(nl, { leases, config });
         const agent = state.processes.find((p) => p.role === 'agent' && p.host === h.name);
         return { host: h.name, namespace: h.namespace, agent: agent ? { pid: agent.pid, running: isAlive(agent.pid) } : null, ...status };
       } finally {

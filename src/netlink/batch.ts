@@ -8,12 +8,13 @@ import { prepareAddAddress, prepareDeleteAddress } from './addr.js';
 import { checkLinkChanges, encodeDeleteLink, encodeSetLink, type LinkChanges } from './link.js';
 import type { Request } from './message.js';
 import { prepareDeleteNeighbor, prepareFdb, prepareReplaceNeighbor, type Fdb, type Neighbor } from './neigh.js';
-import { prepareDeleteRoute, prepareReplaceRoute, type Route } from './route.js';
+import { prepareAddRoute, prepareDeleteRoute, prepareReplaceRoute, type Route } from './route.js';
 import { checkIfName } from './validate.js';
 import type { NetlinkError } from './errors.js';
 
 /** One change: `op` names the NetlinkClient method it equals, `args` is what that method takes. */
 export type NetlinkOp =
+  | { op: 'addRoute'; args: Route }
   | { op: 'replaceRoute'; args: Route }
   | { op: 'deleteRoute'; args: Route }
   | { op: 'replaceNeighbor'; args: Neighbor }
@@ -42,10 +43,11 @@ export function planOp(op: NetlinkOp): PlannedOp {
   const args = op?.args as unknown;
   if (args === null || typeof args !== 'object') throw new InvalidValueError(`batch ${op?.op ?? 'op'} args`, args, 'must be an object');
   switch (op.op) {
+    case 'addRoute':
     case 'replaceRoute':
     case 'deleteRoute': {
       const dev = op.args.dev;
-      const build = op.op === 'replaceRoute' ? prepareReplaceRoute(op.args) : prepareDeleteRoute(op.args);
+      const build = op.op === 'addRoute' ? prepareAddRoute(op.args) : op.op === 'replaceRoute' ? prepareReplaceRoute(op.args) : prepareDeleteRoute(op.args);
       return { devices: dev ? [dev] : [], build: (indexOf) => build(dev ? indexOf(dev) : undefined) };
     }
     case 'replaceNeighbor':

@@ -258,6 +258,11 @@ export class NetlinkClient {
     await this.one({ op: 'replaceRoute', args: r });
   }
 
+  /** `ip route add DST ...`: EEXIST instead of overwriting an existing route to DST (someone else's, perhaps). */
+  async addRoute(r: Route): Promise<void> {
+    await this.one({ op: 'addRoute', args: r });
+  }
+
   /** `ip route del DST [via GW] [dev DEV] [table T] ...` (ESRCH if there is no such route). */
   async deleteRoute(r: Route): Promise<void> {
     await this.one({ op: 'deleteRoute', args: r });

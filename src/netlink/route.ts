@@ -6,6 +6,7 @@
 import { InvalidValueError } from '../base/errors.js';
 import {
   NLM_F_CREATE,
+  NLM_F_EXCL,
   NLM_F_REPLACE,
   ROUTE_TYPES,
   RTA_DST,
@@ -141,13 +142,19 @@ function routeArgs(r: Route): string {
  * Check a route and return the builder of its request, which needs only the output device's index. Like
  * `ip route del`, a delete matches any protocol, scope and type unless the route names them.
  */
-function prepareRoute(r: Route, forDelete: boolean): (oif: number | undefined) => Request {
+type RouteVerb = 'add' | 'replace' | 'del';
+
+/** NLM flags of each verb: `add` fails with EEXIST instead of overwriting a route someone else made. */
+const ROUTE_FLAGS: Record<RouteVerb, number> = { add: NLM_F_CREATE | NLM_F_EXCL, replace: NLM_F_CREATE | NLM_F_REPLACE, del: 0 };
+
+function prepareRoute(r: Route, verb: RouteVerb): (oif: number | undefined) => Request {
+  const forDelete = verb === 'del';
   const p = parseRoute(r);
   const table = r.table ?? RT_TABLE_MAIN;
   const protocol = forDelete ? (r.protocol ?? 0) : (r.protocol ?? TULLE_ROUTE_PROTOCOL);
   const scope = forDelete ? (r.scope !== undefined ? SCOPES[r.scope] : SCOPES.nowhere) : SCOPES[r.scope ?? defaultScope(r)];
   return (oif) => {
-    const w = new MessageWriter(forDelete ? RTM_DELROUTE : RTM_NEWROUTE, forDelete ? 0 : NLM_F_CREATE | NLM_F_REPLACE, RTMSG_LEN);
+    const w = new MessageWriter(forDelete ? RTM_DELROUTE : RTM_NEWROUTE, ROUTE_FLAGS[verb], RTMSG_LEN);
     const s = w.struct;
     s[0] = addressFamily(p.family);
     s[1] = p.dst?.prefix ?? 0;
@@ -162,7 +169,7 @@ function prepareRoute(r: Route, forDelete: boolean): (oif: number | undefined) =
     if (r.metric !== undefined) w.u32(RTA_PRIORITY, r.metric);
     if (p.src) w.bytes(RTA_PREFSRC, p.src);
     w.u32(RTA_TABLE, table);
-    return lazyRequest(w.finish(), () => `route ${forDelete ? 'del' : 'replace'} ${routeArgs(r)}`);
+    return lazyRequest(w.finish(), () => `route ${verb} ${routeArgs(r)}`);
   };
 }
 
@@ -175,20 +182,25 @@ export function protocolName(protocol: number): string {
 
 /** `ip route replace DST [via GW] [dev DEV] [onlink] [scope S] [table T] [proto P] [src A] [metric M]` */
 export function prepareReplaceRoute(r: Route): (oif: number | undefined) => Request {
-  return prepareRoute(r, false);
+  return prepareRoute(r, 'replace');
+}
+
+/** `ip route add DST ...`: like replace, but EEXIST when a route to DST (same table, metric) already exists. */
+export function prepareAddRoute(r: Route): (oif: number | undefined) => Request {
+  return prepareRoute(r, 'add');
 }
 
 /** `ip route del DST [via GW] [dev DEV] ...` (ESRCH when no such route). */
 export function prepareDeleteRoute(r: Route): (oif: number | undefined) => Request {
-  return prepareRoute(r, true);
+  return prepareRoute(r, 'del');
 }
 
 export function encodeReplaceRoute(r: Route, oif: number | undefined): Request {
-  return prepareRoute(r, false)(oif);
+  return prepareRoute(r, 'replace')(oif);
 }
 
 export function encodeDeleteRoute(r: Route, oif: number | undefined): Request {
-  return prepareRoute(r, true)(oif);
+  return prepareRoute(r, 'del')(oif);
 }
 
 /** `ip [-6] route show [table T] [proto P] [dev DEV]`: the kernel filters by table, protocol and device. */

@@ -9,12 +9,16 @@
  */
 import type { PeerPlan, PlannedFdb, PlannedNeighbor, PlannedRoute } from './plan.js';
 
+/**
+ * Routes are added (`ip route add`, failing rather than overwriting a route someone else made) unless tulle's
+ * own route to that destination is there with other attributes: only then `replace`.
+ */
 export type KernelWrite =
   | { op: 'replace' | 'delete'; kind: 'neighbor'; entry: PlannedNeighbor }
   | { op: 'replace' | 'delete'; kind: 'fdb'; entry: PlannedFdb }
-  | { op: 'replace' | 'delete'; kind: 'route'; entry: PlannedRoute };
+  | { op: 'add' | 'replace' | 'delete'; kind: 'route'; entry: PlannedRoute };
 
-/** What the kernel holds that tulle may own: permanent IPv4 neighbours and FDB entries on the VTEP, routes with tulle's protocol. */
+/** What the kernel holds that tulle owns: permanent IPv4 neighbours and FDB entries on its VTEP, routes with tulle's protocol. */
 export interface KernelView {
   neighbors: readonly PlannedNeighbor[];
   fdb: readonly PlannedFdb[];
@@ -58,7 +62,8 @@ export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelVi
     }
     wantRoutes.add(routeKey(plan.route));
     const current = haveRoutes.get(routeKey(plan.route));
-    if (!current || !sameRoute(current, plan.route)) writes.push({ op: 'replace', kind: 'route', entry: plan.route });
+    if (!current) writes.push({ op: 'add', kind: 'route', entry: plan.route });
+    else if (!sameRoute(current, plan.route)) writes.push({ op: 'replace', kind: 'route', entry: plan.route });
     if (writes.length) peers.set(subnet, writes);
   }
 
@@ -73,7 +78,7 @@ export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelVi
 /** The writes that undo a peer's partial programming: delete what was written, last first. */
 export function rollbackWrites(done: readonly KernelWrite[]): KernelWrite[] {
   return done
-    .filter((w) => w.op === 'replace')
+    .filter((w) => w.op !== 'delete')
     .reverse()
     .map((w) => ({ ...w, op: 'delete' }) as KernelWrite);
 }
@@ -86,6 +91,6 @@ export function describeWrite(w: KernelWrite): string {
     case 'fdb':
       return `bridge fdb ${w.op === 'replace' ? 'replace' : 'del'} ${w.entry.mac} dev ${w.entry.dev} dst ${w.entry.dst} self${w.op === 'replace' ? ' permanent' : ''}`;
     case 'route':
-      return `ip route ${w.op === 'replace' ? 'replace' : 'del'} ${w.entry.dst} via ${w.entry.via} dev ${w.entry.dev}${w.entry.onlink ? ' onlink' : ''} proto ${w.entry.protocol}`;
+      return `ip route ${w.op === 'delete' ? 'del' : w.op} ${w.entry.dst} via ${w.entry.via} dev ${w.entry.dev}${w.entry.onlink ? ' onlink' : ''} proto ${w.entry.protocol}`;
   }
 }

@@ -1,14 +1,24 @@
 /**
- * Keeps the kernel equal to the plan: reads what the kernel holds (one dump each of tulle's routes, the VTEP's
- * neighbours and its FDB), diffs it against the planned peers, and writes only the difference, pipelined in
- * one batch. A peer whose writes fail part-way is rolled back, so no peer is ever left half-programmed.
+ * Keeps the kernel equal to the plan: reads what the kernel holds (one dump each of the main table's routes, the
+ * VTEP's neighbours and its FDB), admits the peer leases (admission.ts: routes tulle does not own are part of the
+ * test), diffs the plan of the admitted peers against the kernel, and writes only the difference, pipelined in
+ * one batch. A peer whose writes fail part-way is rolled back, so no peer is ever left half-programmed, and is
+ * retried with capped exponential backoff — logged once per distinct failure, not once per attempt.
+ *
+ * Ownership: a route is tulle's when it carries tulle's route protocol; a new route is written with `ip route
+ * add` (never over a route someone else made), only a route of tulle's with other attributes is replaced.
+ * Neighbour and FDB entries live on tulle's own VTEP.
  *
  * Runs are serialised and coalesced: asking for a reconcile while one runs schedules exactly one more.
  */
+import type { Cidr4 } from '../base/ip.js';
+import { cidrContainsCidr, cidrsOverlap, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
-import type { NetlinkClient, NetlinkOp } from '../netlink/index.js';
+import type { NetlinkClient, NetlinkEvent, NetlinkOp } from '../netlink/index.js';
+import type { Lease } from '../subnet/lease.js';
+import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelView, type KernelWrite } from './diff.js';
-import { planPeers, type PeerLease, type PlanContext } from './plan.js';
+import { planPeers, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
   writes: number;
@@ -22,41 +32,90 @@ export interface ReconcilerHooks {
   onWrite?(w: KernelWrite): void;
   onFailure?(w: KernelWrite, err: Error): void;
   onResult?(r: ReconcileResult, reason: string): void;
+  /** Every run's admission (the agent logs and counts the rejections that are new). */
+  onAdmission?(a: AdmissionResult): void;
+}
+
+/** What the reconciler needs of the kernel: three dumps and a batch of writes. */
+export type KernelAccess = Pick<NetlinkClient, 'listRoutes' | 'listNeighbors' | 'listFdb' | 'batch'>;
+
+/** What admission needs besides the leases and the kernel's routes. */
+export type AdmissionSettings = Omit<AdmissionContext, 'foreignRoutes' | 'ownSubnet'>;
+
+export interface ReconcilerContext extends PlanContext {
+  admission: AdmissionSettings;
+}
+
+/** Retry schedule of a peer whose writes the kernel refused. */
+const RETRY_INITIAL_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+
+interface Failing {
+  attempts: number;
+  retryAt: number;
+  message: string;
 }
 
 export function toNetlinkOp(w: KernelWrite): NetlinkOp {
   switch (w.kind) {
     case 'neighbor':
-      return w.op === 'replace'
-        ? { op: 'replaceNeighbor', args: { dev: w.entry.dev, ip: w.entry.ip, mac: w.entry.mac, state: 'permanent' } }
-        : { op: 'deleteNeighbor', args: { dev: w.entry.dev, ip: w.entry.ip } };
+      return w.op === 'delete'
+        ? { op: 'deleteNeighbor', args: { dev: w.entry.dev, ip: w.entry.ip } }
+        : { op: 'replaceNeighbor', args: { dev: w.entry.dev, ip: w.entry.ip, mac: w.entry.mac, state: 'permanent' } };
     case 'fdb':
-      return { op: w.op === 'replace' ? 'replaceFdb' : 'deleteFdb', args: { dev: w.entry.dev, mac: w.entry.mac, dst: w.entry.dst, self: true, permanent: true } };
+      return { op: w.op === 'delete' ? 'deleteFdb' : 'replaceFdb', args: { dev: w.entry.dev, mac: w.entry.mac, dst: w.entry.dst, self: true, permanent: true } };
     case 'route': {
       const r = { dst: w.entry.dst, via: w.entry.via, dev: w.entry.dev, onlink: w.entry.onlink, protocol: w.entry.protocol };
-      return { op: w.op === 'replace' ? 'replaceRoute' : 'deleteRoute', args: r };
+      return { op: w.op === 'add' ? 'addRoute' : w.op === 'replace' ? 'replaceRoute' : 'deleteRoute', args: r };
     }
   }
 }
 
+/** Split the main table into tulle's routes (the KernelView shape) and the destinations of everyone else's. */
+export function splitRoutes(routes: Awaited<ReturnType<NetlinkClient['listRoutes']>>, protocol: number): { ours: KernelView['routes']; foreign: Cidr4[] } {
+  const ours: KernelView['routes'][number][] = [];
+  const foreign: Cidr4[] = [];
+  for (const r of routes) {
+    if (r.protocol === protocol) {
+      if (r.dst !== 'default' && r.via && r.dev) ours.push({ dst: r.dst, via: r.via, dev: r.dev, onlink: Boolean(r.onlink), protocol: r.protocol });
+    } else if (r.dst !== 'default' && r.dst.includes('.')) {
+      foreign.push(parseCidr4(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route', true));
+    }
+  }
+  return { ours, foreign };
+}
+
 export class Reconciler {
-  private peers = new Map<string, PeerLease>();
+  private leases: Lease[] = [];
   private running: Promise<ReconcileResult> | undefined;
   private pending: Promise<ReconcileResult> | undefined;
+  private readonly failing = new Map<string, Failing>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** The plans of the last run, by subnet, and their entries by key: what kernel events are compared with. */
+  private plans = new Map<string, PeerPlan>();
+  private planned = { routes: new Map<string, PeerPlan['route']>(), neighbors: new Map<string, string>(), fdb: new Map<string, string>() };
+  private readonly network: Cidr4;
+  private admission: AdmissionResult = { admitted: [], rejected: [] };
 
   constructor(
-    private readonly nl: NetlinkClient,
-    private ctx: PlanContext,
+    private readonly nl: KernelAccess,
+    private readonly ctx: ReconcilerContext,
     private readonly log: Logger,
     private readonly hooks: ReconcilerHooks = {},
-  ) {}
-
-  setPeers(peers: Iterable<PeerLease>): void {
-    this.peers = new Map([...peers].map((p) => [p.subnet, p]));
+    private readonly now: () => number = Date.now,
+  ) {
+    this.network = ctx.admission.network;
   }
 
-  updateContext(ctx: Partial<PlanContext>): void {
-    this.ctx = { ...this.ctx, ...ctx };
+  /** The peer leases as the store has them (admission happens at every run, against the kernel's routes). */
+  setLeases(leases: Iterable<Lease>): void {
+    this.leases = [...leases];
+  }
+
+  /** The last run's admission: the peers programmed and the leases rejected with their reasons. */
+  get lastAdmission(): AdmissionResult {
+    return this.admission;
   }
 
   /** Reconcile now, or right after the run in progress (several requests meanwhile share one run). */
@@ -76,26 +135,93 @@ export class Reconciler {
     return this.pending;
   }
 
-  /** What the kernel holds that tulle may own (see KernelView). */
-  async readKernel(): Promise<KernelView> {
+  /** Stop the retry timer; runs already started finish. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+  }
+
+  /** What the kernel holds that tulle may own (see KernelView), and the routes it does not own. */
+  async readKernel(): Promise<KernelView & { foreignRoutes: Cidr4[] }> {
     const [routes, neighbors, fdb] = await Promise.all([
-      this.nl.listRoutes({ table: 254, protocol: this.ctx.routeProtocol }),
+      this.nl.listRoutes({ table: 254 }),
       this.nl.listNeighbors({ dev: this.ctx.vtep }),
       this.nl.listFdb({ dev: this.ctx.vtep }),
     ]);
+    const { ours, foreign } = splitRoutes(routes, this.ctx.routeProtocol);
     return {
-      routes: routes
-        .filter((r) => r.dst !== 'default' && r.via && r.dev)
-        .map((r) => ({ dst: r.dst, via: r.via!, dev: r.dev!, onlink: Boolean(r.onlink), protocol: r.protocol ?? 0 })),
+      routes: ours,
+      foreignRoutes: foreign,
       neighbors: neighbors.filter((n) => n.state === 'permanent' && n.ip.includes('.') && n.mac).map((n) => ({ dev: n.dev, ip: n.ip, mac: n.mac! })),
       fdb: fdb.filter((f) => f.dst && f.dst.includes('.')).map((f) => ({ dev: f.dev, mac: f.mac, dst: f.dst! })),
     };
   }
 
+  /**
+   * Does this kernel event leave tulle's entries as the last run planned them? Announcements of the agent's own
+   * writes do; false means drift (an entry deleted or rewritten by someone else, a foreign route appearing in or
+   * leaving the overlay network): reconcile.
+   */
+  isExpected(e: NetlinkEvent): boolean {
+    switch (e.kind) {
+      case 'route': {
+        const r = e.route;
+        if ((r.table ?? 254) !== 254 || r.dst === 'default' || !r.dst.includes('.')) return true;
+        const planned = this.planned.routes.get(r.dst);
+        if (r.protocol !== this.ctx.routeProtocol) {
+          // Someone else's route: it matters only when it lands in (or leaves) a peer's subnet.
+          const dst = parseCidr4(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route', true);
+          if (!cidrsOverlap(dst, this.network)) return true;
+          if (e.action === 'del') return !this.admission.rejected.some((x) => x.reason === 'foreign-route');
+          return planned === undefined && ![...this.plans.keys()].some((s) => cidrContainsCidr(parseCidr4(s), dst));
+        }
+        if (e.action === 'del') return !planned;
+        return planned !== undefined && planned.via === r.via && planned.dev === r.dev && planned.onlink === Boolean(r.onlink);
+      }
+      case 'neighbor': {
+        const n = e.neighbor;
+        if (n.dev !== this.ctx.vtep) return true;
+        const mac = this.planned.neighbors.get(n.ip);
+        if (e.action === 'del') return mac === undefined;
+        if (n.state !== 'permanent') return mac === undefined;
+        return mac !== undefined && mac === n.mac;
+      }
+      case 'fdb': {
+        const f = e.fdb;
+        if (f.dev !== this.ctx.vtep || !f.dst) return true;
+        const dst = this.planned.fdb.get(f.mac);
+        if (e.action === 'del') return dst !== f.dst;
+        return dst === f.dst;
+      }
+      default:
+        return true;
+    }
+  }
+
+  private remember(plans: Map<string, PeerPlan>): void {
+    this.plans = plans;
+    const routes = new Map<string, PeerPlan['route']>();
+    const neighbors = new Map<string, string>();
+    const fdb = new Map<string, string>();
+    for (const p of plans.values()) {
+      routes.set(p.route.dst, p.route);
+      if (p.neighbor) neighbors.set(p.neighbor.ip, p.neighbor.mac);
+      if (p.fdb) fdb.set(p.fdb.mac, p.fdb.dst);
+    }
+    this.planned = { routes, neighbors, fdb };
+  }
+
   private async runOnce(reason: string): Promise<ReconcileResult> {
     const started = performance.now();
-    const plans = planPeers(this.ctx, this.peers.values());
     const view = await this.readKernel();
+    this.admission = admitLeases({ ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: view.foreignRoutes }, this.leases);
+    this.hooks.onAdmission?.(this.admission);
+    const now = this.now();
+    const plans = planPeers(
+      this.ctx,
+      this.admission.admitted.filter((p) => (this.failing.get(p.subnet)?.retryAt ?? 0) <= now),
+    );
+    this.remember(plans);
     const diff = diffOverlay(plans, view);
 
     let writes = 0;
@@ -108,38 +234,66 @@ export class Reconciler {
         if (r.ok) {
           writes++;
           this.hooks.onWrite?.(w);
-        } else if (!(w.op === 'delete' && r.error.errno === 'ENOENT')) {
-          failed++;
-          this.hooks.onFailure?.(w, r.error);
-          this.log.warn('kernel write failed', { write: describeWrite(w), error: r.error.message });
+          return undefined;
         }
-        return r.ok;
+        if (w.op === 'delete' && (r.error.errno === 'ENOENT' || r.error.errno === 'ESRCH')) return undefined;
+        failed++;
+        this.hooks.onFailure?.(w, r.error);
+        return `${describeWrite(w)}: ${r.error.message}`;
       });
     };
 
-    await apply(diff.removals);
+    const removalErrors = (await apply(diff.removals)).filter(Boolean);
+    if (removalErrors.length) this.log.warn('could not remove stale entries', { errors: removalErrors.slice(0, 5), count: removalErrors.length });
     const peerWrites = [...diff.peers.entries()];
-    const flat = peerWrites.flatMap(([, ws]) => ws);
-    const ok = await apply(flat);
+    const errors = await apply(peerWrites.flatMap(([, ws]) => ws));
     // Roll back any peer with a failed write: its earlier successful writes are undone.
     const rollback: KernelWrite[] = [];
     let offset = 0;
-    const brokenPeers = new Set<string>();
+    const broken = new Map<string, string>();
     for (const [subnet, ws] of peerWrites) {
-      const mine = ok.slice(offset, offset + ws.length);
+      const mine = errors.slice(offset, offset + ws.length);
       offset += ws.length;
-      if (mine.some((x) => !x)) {
-        brokenPeers.add(subnet);
-        rollback.push(...rollbackWrites(ws.filter((_, i) => mine[i])));
+      const error = mine.find(Boolean);
+      if (error) {
+        broken.set(subnet, error);
+        rollback.push(...rollbackWrites(ws.filter((_, i) => !mine[i])));
+      } else {
+        this.recovered(subnet);
       }
     }
-    if (rollback.length) {
-      this.log.warn('rolling back partly programmed peers', { peers: [...brokenPeers] });
-      await this.nl.batch(rollback.map(toNetlinkOp));
-    }
-    const result: ReconcileResult = { writes, failed, programmed: plans.size - brokenPeers.size, durationMs: performance.now() - started };
+    if (rollback.length) await this.nl.batch(rollback.map(toNetlinkOp));
+    for (const [subnet, error] of broken) this.failed(subnet, error);
+    for (const subnet of this.failing.keys()) if (!this.admission.admitted.some((p) => p.subnet === subnet)) this.failing.delete(subnet);
+    this.scheduleRetry();
+
+    const result: ReconcileResult = { writes, failed, programmed: plans.size - broken.size, durationMs: performance.now() - started };
     if (writes || failed) this.log.info('reconciled', { reason, ...result, durationMs: Math.round(result.durationMs * 10) / 10 });
     this.hooks.onResult?.(result, reason);
     return result;
+  }
+
+  /** A peer's writes failed: back off before trying it again, and say so once per distinct error. */
+  private failed(subnet: string, message: string): void {
+    const before = this.failing.get(subnet);
+    const attempts = (before?.attempts ?? 0) + 1;
+    const delay = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** (attempts - 1));
+    this.failing.set(subnet, { attempts, retryAt: this.now() + delay, message });
+    if (before?.message !== message) this.log.warn('the kernel refused a peer\'s entries; rolled it back, retrying with backoff', { peer: subnet, error: message, retryInMs: delay });
+  }
+
+  private recovered(subnet: string): void {
+    const before = this.failing.get(subnet);
+    if (!before) return;
+    this.failing.delete(subnet);
+    this.log.info('peer programmed after earlier failures', { peer: subnet, attempts: before.attempts });
+  }
+
+  private scheduleRetry(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.closed || this.failing.size === 0) return;
+    const next = Math.min(...[...this.failing.values()].map((f) => f.retryAt));
+    this.retryTimer = setTimeout(() => void this.reconcile('retry').catch(() => {}), Math.max(0, next - this.now()));
   }
 }

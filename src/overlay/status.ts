@@ -1,63 +1,125 @@
 /**
- * What a host's overlay looks like next to what it should be: its lease, its VTEP, and for every peer lease
- * whether the kernel holds exactly the planned route, neighbour and FDB entry. Read-only: it plans and diffs as
- * the agent does, and reports the writes the agent would make (none when the host is in sync).
+ * What a host's overlay looks like next to what it should be: its lease, its VTEP (every attribute the agent
+ * sets), and for every admitted peer lease whether the kernel holds exactly the planned route, neighbour and FDB
+ * entry; the leases this host rejects, with their reasons. Read-only: it admits, plans and diffs as the agent
+ * does, and reports the writes the agent would make (none when the host is in sync).
  */
-import { TULLE_ROUTE_PROTOCOL, type NetlinkClient } from '../netlink/index.js';
-import { silentLogger } from '../base/log.js';
-import { parseCidr4 } from '../base/ip.js';
+import { formatIPv4, parseCidr4 } from '../base/ip.js';
+import type { NetworkConfig } from '../config/network.js';
+import { TULLE_ROUTE_PROTOCOL, type Link, type NetlinkClient } from '../netlink/index.js';
+import type { Lease } from '../subnet/lease.js';
+import { admitLeases, type Rejection } from './admission.js';
 import { describeWrite, diffOverlay } from './diff.js';
-import { planPeers, type PeerLease } from './plan.js';
-import { Reconciler } from './reconciler.js';
-import { vtepName } from './vtep.js';
-
-export interface StatusLease extends PeerLease {
-  backendType: string;
-}
+import { planPeers } from './plan.js';
+import { splitRoutes } from './reconciler.js';
+import { VXLAN_OVERHEAD_IPV4, vtepName } from './vtep.js';
 
 export interface HostOverlayStatus {
   /** This host's subnet: the lease whose PublicIP is one of the host's addresses. */
   subnet: string | null;
   publicIP: string | null;
-  vtep: { name: string; mac: string | undefined; mtu: number; up: boolean; vni: number | undefined; local: string | undefined } | null;
-  /** Peer leases this host should reach. */
+  vtep: { name: string; mac: string | undefined; mtu: number; up: boolean; vni: number | undefined; local: string | undefined; port: number | undefined } | null;
+  /** Peer leases this host admits and should reach. */
   peers: number;
   /** Peers whose entries are all present and right. */
   programmed: number;
-  /** The writes that would make the kernel right, in iproute2's words. */
+  /** Peer leases this host refuses to program, with the reason. */
+  rejected: Rejection[];
+  /** The writes that would make the kernel right, in iproute2's words (VTEP attributes first). */
   pending: string[];
   inSync: boolean;
 }
 
-export async function hostOverlayStatus(nl: NetlinkClient, o: { leases: readonly StatusLease[]; vni: number; directRouting: boolean }): Promise<HostOverlayStatus> {
-  const name = vtepName(o.vni);
-  const [link, addresses] = await Promise.all([nl.getLink(name), nl.listAddresses()]);
+/** What differs between the VTEP and what the agent makes of it, as the commands that would fix it. */
+export function vtepProblems(link: Link | undefined, want: { name: string; vni: number; port: number; local: string; mtu: number; mac: string; learning: boolean; address: string }, addresses: readonly string[]): string[] {
+  const name = want.name;
+  if (!link) return [`ip link add ${name} type vxlan id ${want.vni} local ${want.local} dstport ${want.port} nolearning (missing)`];
+  const v = link.vxlan;
+  const out: string[] = [];
+  const recreate: string[] = [];
+  if (link.kind !== 'vxlan' || !v) recreate.push(`it is a ${link.kind ?? 'non-vxlan'} device`);
+  else {
+    if (v.vni !== want.vni) recreate.push(`id ${v.vni} != ${want.vni}`);
+    if (v.port !== want.port) recreate.push(`dstport ${v.port} != ${want.port}`);
+    if ((v.local ?? '') !== want.local) recreate.push(`local ${v.local ?? 'none'} != ${want.local}`);
+    if (Boolean(v.learning) !== want.learning) recreate.push(want.learning ? 'nolearning' : 'learning');
+  }
+  if (recreate.length) out.push(`ip link del ${name} && ip link add ${name} type vxlan id ${want.vni} local ${want.local} dstport ${want.port} ... (${recreate.join(', ')})`);
+  if (link.mtu !== want.mtu) out.push(`ip link set ${name} mtu ${want.mtu} (is ${link.mtu})`);
+  if ((link.mac ?? '').toLowerCase() !== want.mac.toLowerCase()) out.push(`ip link set ${name} address ${want.mac} (is ${link.mac ?? 'none'}; peers know the lease's VtepMAC)`);
+  if (!link.up) out.push(`ip link set ${name} up`);
+  if (!addresses.includes(want.address)) out.push(`ip addr add ${want.address} dev ${name}`);
+  for (const a of addresses) if (a !== want.address) out.push(`ip addr del ${a} dev ${name}`);
+  return out;
+}
+
+export async function hostOverlayStatus(nl: NetlinkClient, o: { leases: readonly Lease[]; config: NetworkConfig }): Promise<HostOverlayStatus> {
+  const { config } = o;
+  const name = vtepName(config.Backend.VNI);
+  const [link, addresses, routes, neighbors, fdb, links] = await Promise.all([
+    nl.getLink(name),
+    nl.listAddresses(),
+    nl.listRoutes({ table: 254 }),
+    nl.listNeighbors({ dev: name }).catch(() => []),
+    nl.listFdb({ dev: name }).catch(() => []),
+    nl.listLinks(),
+  ]);
   const v4 = addresses.filter((a) => a.family === 4);
   const own = o.leases.find((l) => v4.some((a) => a.address === l.publicIP));
-  const vtep = link ? { name, mac: link.mac, mtu: link.mtu, up: link.up, vni: link.vxlan?.vni, local: link.vxlan?.local } : null;
-  if (!own) return { subnet: null, publicIP: null, vtep, peers: 0, programmed: 0, pending: [], inSync: false };
+  const vtep = link ? { name, mac: link.mac, mtu: link.mtu, up: link.up, vni: link.vxlan?.vni, local: link.vxlan?.local, port: link.vxlan?.port } : null;
+  if (!own) return { subnet: null, publicIP: null, vtep, peers: 0, programmed: 0, rejected: [], pending: [], inSync: false };
 
   const underlay = v4.find((a) => a.address === own.publicIP)!;
+  const underlayMtu = links.find((l) => l.name === underlay.dev)?.mtu ?? 1500;
+  const ownMac = String(own.backendData.VtepMAC ?? '');
   const ctx = {
     vtep: name,
     underlay: underlay.dev,
     underlayNetworks: v4.filter((a) => a.dev === underlay.dev).map((a) => parseCidr4(a.cidr, 'address', true)),
-    directRouting: o.directRouting,
+    directRouting: config.Backend.DirectRouting,
     ownSubnet: own.subnet,
     routeProtocol: TULLE_ROUTE_PROTOCOL,
   };
-  const peers = o.leases.filter((l) => l.subnet !== own.subnet && l.backendType === 'vxlan');
-  const plans = planPeers(ctx, peers);
-  const view = await new Reconciler(nl, ctx, silentLogger).readKernel();
+  const { ours, foreign } = splitRoutes(routes, TULLE_ROUTE_PROTOCOL);
+  const admission = admitLeases(
+    {
+      network: parseCidr4(config.Network),
+      subnetLen: config.SubnetLen,
+      vni: config.Backend.VNI,
+      ownSubnet: own.subnet,
+      ownVtepMac: ownMac,
+      localAddresses: new Set(v4.map((a) => a.address)),
+      foreignRoutes: foreign,
+    },
+    o.leases.filter((l) => l.key !== own.key),
+  );
+  const plans = planPeers(ctx, admission.admitted);
+  const view = {
+    routes: ours,
+    neighbors: neighbors.filter((n) => n.state === 'permanent' && n.ip.includes('.') && n.mac).map((n) => ({ dev: n.dev, ip: n.ip, mac: n.mac! })),
+    fdb: fdb.filter((f) => f.dst && f.dst.includes('.')).map((f) => ({ dev: f.dev, mac: f.mac, dst: f.dst! })),
+  };
   const diff = diffOverlay(plans, view);
-  const pending = [...diff.removals, ...[...diff.peers.values()].flat()].map(describeWrite);
+  const vtepAddresses = v4.filter((a) => a.dev === name).map((a) => `${a.address}/${a.prefix}`);
+  const wantVtep = {
+    name,
+    vni: config.Backend.VNI,
+    port: config.Backend.Port,
+    local: own.publicIP,
+    mtu: config.Backend.MTU || underlayMtu - VXLAN_OVERHEAD_IPV4,
+    mac: ownMac,
+    learning: config.Backend.Learning,
+    address: `${formatIPv4(parseCidr4(own.subnet).network)}/32`,
+  };
+  const pending = [...vtepProblems(link, wantVtep, vtepAddresses), ...[...diff.removals, ...[...diff.peers.values()].flat()].map(describeWrite)];
   return {
     subnet: own.subnet,
     publicIP: own.publicIP,
     vtep,
     peers: plans.size,
     programmed: plans.size - diff.peers.size,
+    rejected: admission.rejected,
     pending,
-    inSync: vtep !== null && vtep.up && pending.length === 0,
+    inSync: pending.length === 0,
   };
 }

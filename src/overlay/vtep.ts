@@ -1,7 +1,7 @@
 /**
  * The VTEP, once per host (DESIGN.md):
  *   ip link add flannel.<VNI> type vxlan id <VNI> local <public IP> dev <underlay> dstport <port> nolearning
- *   ip link set flannel.<VNI> mtu <underlay mtu - 50> up
+ *   ip link set flannel.<VNI> mtu <underlay mtu - 50> [address <VtepMAC>] up
  *   ip addr add <own subnet .0>/32 dev flannel.<VNI>
  * An existing device with the same settings is kept untouched (a restarted agent must not disturb traffic); one
  * whose settings differ is recreated and the reason logged, as flannel does.
@@ -59,6 +59,16 @@ export interface EnsureResult {
   reason?: string;
 }
 
+/**
+ * Another VXLAN device that already takes this VNI and port (the kernel refuses a second one: EEXIST). Asked
+ * before the lease is taken, so a host that cannot have its VTEP never holds a subnet.
+ */
+export async function vniClash(nl: NetlinkClient, spec: Pick<VtepSpec, 'name' | 'vni' | 'port'>): Promise<VtepError | undefined> {
+  const other = (await nl.listLinks()).find((l) => l.kind === 'vxlan' && l.name !== spec.name && l.vxlan?.vni === spec.vni && l.vxlan?.port === spec.port);
+  if (!other) return undefined;
+  return new VtepError(`cannot create ${spec.name} (VNI ${spec.vni}, port ${spec.port}): another VXLAN device already uses this VNI and port on this host (${other.name}); remove it or choose another VNI in the network config`);
+}
+
 export async function ensureVtep(nl: NetlinkClient, spec: VtepSpec, log: Logger): Promise<EnsureResult> {
   const underlay = await nl.getLink(spec.dev);
   if (!underlay) throw new VtepError(`underlay interface ${spec.dev} does not exist`);
@@ -67,10 +77,12 @@ export async function ensureVtep(nl: NetlinkClient, spec: VtepSpec, log: Logger)
   if (existing) {
     reason = incompatibility(existing, spec, underlay.index);
     if (!reason) {
-      const change: { mtu?: number; up?: boolean } = {};
+      const change: { mtu?: number; up?: boolean; mac?: string } = {};
       if (existing.mtu !== spec.mtu) change.mtu = spec.mtu;
       if (!existing.up) change.up = true;
-      // The MAC is deliberately left as the device has it: it is the VtepMAC peers know (the caller adopts it).
+      // The spec's MAC is the VtepMAC of the lease, which peers have in their entries (at start it is the
+      // device's own MAC whenever the device is kept, so this only ever undoes someone else's change).
+      if (existing.mac && existing.mac.toLowerCase() !== spec.mac.toLowerCase()) change.mac = spec.mac;
       if (Object.keys(change).length === 0) return { link: existing, action: 'kept' };
       await nl.setLink(spec.name, change);
       return { link: (await nl.getLink(spec.name))!, action: 'adjusted' };

@@ -148,7 +148,8 @@ export class EtcdRegistry implements Registry {
       },
     );
     await this.revoke(res.prev_kv?.lease, lease.id);
-    return { key, value, modRevision: Number(res.header.revision), expiresAt: lease.expiresAt };
+    const revision = Number(res.header.revision);
+    return { key, value, createRevision: res.prev_kv ? Number(res.prev_kv.create_revision) : revision, modRevision: revision, expiresAt: lease.expiresAt };
   }
 
   async create(key: string, value: string, options: WriteOptions = {}): Promise<StoredValue | undefined> {
@@ -216,7 +217,7 @@ export class EtcdRegistry implements Registry {
       close: async () => {
         ended = true;
         // Cancelling waits for etcd's answer; when etcd is away there is none, so do not wait long for it.
-        if (!cancelledByEtcd) await atMost(1000, watcher.cancel().catch(() => {}));
+        if (!cancelledByEtcd) await atMost(250, watcher.cancel().catch(() => {}));
       },
     };
   }
@@ -247,8 +248,10 @@ export class EtcdRegistry implements Registry {
       await this.revoke(lease.id);
       return undefined;
     }
-    await this.revoke(res.responses[0]?.response_put?.prev_kv?.lease, lease.id);
-    return { key, value, modRevision: Number(res.header.revision), expiresAt: lease.expiresAt };
+    const prev = res.responses[0]?.response_put?.prev_kv;
+    await this.revoke(prev?.lease, lease.id);
+    const revision = Number(res.header.revision);
+    return { key, value, createRevision: prev ? Number(prev.create_revision) : revision, modRevision: revision, expiresAt: lease.expiresAt };
   }
 
   /** A fresh etcd lease for one key (flannel's habit: one lease per subnet key); "0" = no TTL. */
@@ -276,7 +279,7 @@ export class EtcdRegistry implements Registry {
   }
 
   private async toStored(kv: IKeyValue): Promise<StoredValue> {
-    return { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision), expiresAt: await this.expiresAt(kv.lease) };
+    return { key: kv.key.toString(), value: kv.value.toString(), createRevision: Number(kv.create_revision), modRevision: Number(kv.mod_revision), expiresAt: await this.expiresAt(kv.lease) };
   }
 
   private async toEvent(type: 'Put' | 'Delete', kv: IKeyValue): Promise<WatchEvent> {

@@ -13,6 +13,12 @@ import { TulleError } from '../base/errors.js';
 export interface StoredValue {
   key: string;
   value: string;
+  /**
+   * Revision of the write that created the key (etcd's create_revision), where the store reports it (reads and
+   * writes; watch events do not carry it). Renewals keep it, so it orders keys by age, and a write whose
+   * createRevision equals its modRevision created the key.
+   */
+  createRevision?: number;
   /** Revision of the write that produced this value (etcd's mod_revision). */
   modRevision: number;
   /** When the key expires, in ms since the epoch; null for a key without TTL. */

@@ -151,6 +151,7 @@ interface Subscription {
 interface KvRow {
   key: string;
   value: string;
+  create_revision: number;
   mod_revision: number;
   expires_at: number | null;
 }
@@ -192,18 +193,19 @@ export class SqliteRegistry implements Registry {
     this.keepEvents = options.keepEvents ?? 10_000;
     const db = this.db;
     this.stmt = {
-      get: db.prepare<[string, number], KvRow>('SELECT key, value, mod_revision, expires_at FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)'),
+      get: db.prepare<[string, number], KvRow>('SELECT key, value, create_revision, mod_revision, expires_at FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)'),
       list: db.prepare<[string, string, number], KvRow>(
-        'SELECT key, value, mod_revision, expires_at FROM kv WHERE key >= ? AND key < ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY key',
+        'SELECT key, value, create_revision, mod_revision, expires_at FROM kv WHERE key >= ? AND key < ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY key',
       ),
       modRevision: db.prepare<[string], { mod_revision: number }>('SELECT mod_revision FROM kv WHERE key = ?'),
       meta: db.prepare<[string], { value: number }>('SELECT value FROM meta WHERE name = ?'),
       setMeta: db.prepare<[number, string]>('UPDATE meta SET value = ? WHERE name = ?'),
       nextRevision: db.prepare<[], { value: number }>("UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value"),
-      upsert: db.prepare<[string, string, number, number, number | null]>(
+      upsert: db.prepare<[string, string, number, number, number | null], { create_revision: number }>(
         `INSERT INTO kv (key, value, create_revision, mod_revision, version, expires_at) VALUES (?, ?, ?, ?, 1, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision,
-           version = version + 1, expires_at = excluded.expires_at`,
+           version = version + 1, expires_at = excluded.expires_at
+         RETURNING create_revision`,
       ),
       deleteKey: db.prepare<[string]>('DELETE FROM kv WHERE key = ?'),
       expired: db.prepare<[number], { key: string }>('SELECT key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY key'),
@@ -316,9 +318,9 @@ export class SqliteRegistry implements Registry {
   private store(key: string, value: string, now: number, options: WriteOptions): StoredValue {
     const revision = this.nextRevision();
     const expiresAt = options.ttlSeconds === undefined ? null : now + options.ttlSeconds * 1000;
-    this.stmt.upsert.run(key, value, revision, revision, expiresAt);
+    const { create_revision: createRevision } = this.stmt.upsert.get(key, value, revision, revision, expiresAt)!;
     this.stmt.logEvent.run(revision, key, 'put', value, expiresAt);
-    return { key, value, modRevision: revision, expiresAt };
+    return { key, value, createRevision, modRevision: revision, expiresAt };
   }
 
   private remove(key: string): void {
@@ -442,7 +444,7 @@ function safeCall(fn: () => void, logger: Logger): void {
 }
 
 function toStored(row: KvRow): StoredValue {
-  return { key: row.key, value: row.value, modRevision: row.mod_revision, expiresAt: row.expires_at };
+  return { key: row.key, value: row.value, createRevision: row.create_revision, modRevision: row.mod_revision, expiresAt: row.expires_at };
 }
 
 function toEvent(row: EventRow): WatchEvent {

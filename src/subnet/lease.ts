@@ -37,6 +37,11 @@ export interface Lease {
   expiration: Date | null;
   /** Store revision of the write that produced this value; renewals compare against it. */
   revision: number;
+  /**
+   * Store revision at which the key was created (renewals keep it): the lease's age, which settles conflicts
+   * between two leases the same way on every host (the older one wins).
+   */
+  created: number;
   /** Top-level fields of the stored JSON that tulle does not interpret, written back unchanged. */
   extra: JsonObject;
 }
@@ -113,6 +118,7 @@ export function decodeLease(prefix: string, stored: StoredValue): Lease {
     backendData,
     expiration: stored.expiresAt === null ? null : new Date(stored.expiresAt),
     revision: stored.modRevision,
+    created: stored.createRevision ?? stored.modRevision,
     extra: otherFields(doc, KNOWN_FIELDS),
   };
 }

@@ -20,6 +20,7 @@ import { Backoff, sleep } from '../base/retry.js';
 import { isSubnetInRange, parseNetworkConfig, type NetworkConfig } from '../config/network.js';
 import { configKey, DEFAULT_PREFIX, normalizePrefix, subnetKey, subnetsPrefix } from '../store/keys.js';
 import { isStoreUnavailable, systemClock, type Clock, type Registry, type StoredValue } from '../store/registry.js';
+import type { StoreOutage } from '../store/outage.js';
 import { retryWhileUnavailable } from '../store/retry.js';
 import { isSubnetFree, pickFreeSubnet, type TakenSubnet } from './allocator.js';
 import { checkLeaseAttrs, decodeLease, encodeLeaseValue, MalformedLeaseError, type BackendData, type Lease, type LeaseAttrs } from './lease.js';
@@ -40,6 +41,8 @@ export interface LeaseManagerOptions {
   ttlSeconds?: number;
   /** Renew this long before the lease expires. */
   renewMarginSeconds?: number;
+  /** Report the store's unavailability here (a few lines per outage) instead of one line per retry. */
+  outage?: StoreOutage;
 }
 
 export interface AcquireRequest {
@@ -93,6 +96,7 @@ export class LeaseManager {
   private readonly random: () => number;
   private readonly ttlSeconds: number;
   private readonly renewMarginMs: number;
+  private readonly outage: StoreOutage | undefined;
 
   constructor(
     readonly registry: Registry,
@@ -104,6 +108,13 @@ export class LeaseManager {
     this.random = options.random ?? Math.random;
     this.ttlSeconds = options.ttlSeconds ?? LEASE_TTL_SECONDS;
     this.renewMarginMs = (options.renewMarginSeconds ?? RENEW_MARGIN_SECONDS) * 1000;
+    this.outage = options.outage;
+  }
+
+  /** Say that the store is away: to the outage reporter when there is one, else one line per retry. */
+  private unavailable(operation: string, err: Error, delay: number, fields: Record<string, unknown> = {}): void {
+    if (this.outage) this.outage.failed(operation, err);
+    else this.logger.warn(`store unreachable, retrying in ${delay} ms`, { operation, ...fields, error: err.message });
   }
 
   /** The network config, validated with flannel's rules; NetworkConfigMissingError when there is none. */
@@ -121,11 +132,13 @@ export class LeaseManager {
     for (;;) {
       options.signal?.throwIfAborted();
       try {
-        return await this.getNetworkConfig();
+        const config = await this.getNetworkConfig();
+        this.outage?.succeeded();
+        return config;
       } catch (err) {
         if (!(err instanceof TulleError)) throw err;
         const delay = backoff.next();
-        if (isStoreUnavailable(err)) this.logger.warn(`store unreachable, retrying in ${delay} ms`, { operation: 'read network config', error: err.message });
+        if (isStoreUnavailable(err)) this.unavailable('read network config', err, delay);
         else if (err.message !== lastReason) {
           const waiting = err instanceof NetworkConfigMissingError ? 'waiting for the network config' : 'the network config is invalid; waiting for a valid one';
           this.logger[err instanceof NetworkConfigMissingError ? 'info' : 'error'](waiting, { key: configKey(this.prefix), reason: err.message });
@@ -157,7 +170,7 @@ export class LeaseManager {
   async acquire(request: AcquireRequest): Promise<Lease> {
     const attrs = checkLeaseAttrs({ publicIP: request.publicIP, backendType: request.backendType ?? 'vxlan', backendData: request.backendData });
     const previous = request.previousSubnet ? parsePrevious(request.previousSubnet) : undefined;
-    const retry = { logger: this.logger, ...(request.signal ? { signal: request.signal } : {}), ...(request.onStoreError ? { onError: request.onStoreError } : {}) };
+    const retry = { logger: this.logger, outage: this.outage, ...(request.signal ? { signal: request.signal } : {}), ...(request.onStoreError ? { onError: request.onStoreError } : {}) };
     const config = await retryWhileUnavailable('read network config', () => this.getNetworkConfig(), retry);
     for (let attempt = 1; attempt <= RACE_RETRIES; attempt++) {
       const lease = await retryWhileUnavailable('acquire a lease', () => this.tryAcquire(config, attrs, previous), retry);
@@ -255,6 +268,7 @@ export class LeaseManager {
         try {
           current = await this.renew(current);
           backoff.reset();
+          this.outage?.succeeded();
           this.logger.info('lease renewed', { subnet: current.subnet, expiration: current.expiration?.toISOString() });
           options.onRenewed?.(current);
         } catch (err) {
@@ -262,7 +276,7 @@ export class LeaseManager {
           const error = err instanceof Error ? err : new Error(String(err));
           options.onError?.(error);
           const delay = backoff.next();
-          if (isStoreUnavailable(error)) this.logger.warn(`store unreachable, retrying in ${delay} ms`, { operation: 'renew lease', subnet: current.subnet, error: error.message });
+          if (isStoreUnavailable(error)) this.unavailable('renew lease', error, delay, { subnet: current.subnet });
           else this.logger.error(`lease renewal failed, retrying in ${delay} ms`, { subnet: current.subnet, error: error.message });
           await sleep(delay, signal);
         }
@@ -294,7 +308,7 @@ export class LeaseManager {
 
   /** A stream of peer lease events starting with the current snapshot (see LeaseWatcher). */
   watch(options: Omit<LeaseWatcherOptions, 'prefix'> = {}): LeaseWatcher {
-    return new LeaseWatcher(this.registry, { logger: this.logger, ...options, prefix: this.prefix });
+    return new LeaseWatcher(this.registry, { logger: this.logger, ...(this.outage ? { outage: this.outage } : {}), ...options, prefix: this.prefix });
   }
 
   private writeOptions(reservation: boolean): { ttlSeconds?: number } {

@@ -18,7 +18,8 @@
 import { silentLogger, type Logger } from '../base/log.js';
 import { Backoff } from '../base/retry.js';
 import { DEFAULT_PREFIX, normalizePrefix, parseSubnetKey, subnetsPrefix } from '../store/keys.js';
-import type { Registry, WatchEvent, WatchHandle } from '../store/registry.js';
+import type { Registry, StoredValue, WatchEvent, WatchHandle } from '../store/registry.js';
+import type { StoreOutage } from '../store/outage.js';
 import { retryWhileUnavailable } from '../store/retry.js';
 import { decodeLease, MalformedLeaseError, sameLeaseAttrs, type Lease } from './lease.js';
 
@@ -38,6 +39,8 @@ export interface LeaseWatcherOptions {
   resumeFrom?: { leases: readonly Lease[]; revision: number };
   /** Called with every store error (the watcher retries by itself). */
   onStoreError?: (err: Error) => void;
+  /** Report the store's unavailability here instead of one line per retry. */
+  outage?: StoreOutage;
 }
 
 export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
@@ -45,6 +48,9 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
   private readonly logger: Logger;
   private readonly exclude: string | undefined;
   private readonly onStoreError: (err: Error) => void;
+  private readonly outage: StoreOutage | undefined;
+  /** Keys whose value cannot be read, with the reason (for listings; their last good lease stays known). */
+  private readonly unreadable = new Map<string, string>();
   private readonly abort = new AbortController();
   /** What the watcher believes the store holds, by key (including the excluded subnet). */
   private known = new Map<string, Lease>();
@@ -53,6 +59,7 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
   private readonly queue: LeaseEvent[][] = [];
   private waiting: ((batch: IteratorResult<LeaseEvent[]>) => void) | undefined;
   private closed = false;
+  private restarting = false;
   /** Resolves when the first batch has been produced. */
   readonly ready: Promise<void>;
 
@@ -64,6 +71,7 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
     this.logger = (options.logger ?? silentLogger).child({ component: 'lease-watch' });
     this.exclude = options.excludeSubnet;
     this.onStoreError = options.onStoreError ?? (() => {});
+    this.outage = options.outage;
     if (options.resumeFrom) {
       for (const lease of options.resumeFrom.leases) this.known.set(lease.key, lease);
       this.revision = options.resumeFrom.revision;
@@ -77,6 +85,11 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
   /** The leases the watcher currently knows (peers and, if not excluded, the host's own). */
   get leases(): Lease[] {
     return [...this.known.values()];
+  }
+
+  /** Keys that hold a value that is not a lease tulle can read, with the reason; logged once per value. */
+  get malformed(): ReadonlyMap<string, string> {
+    return this.unreadable;
   }
 
   /** The store revision the known leases reflect. */
@@ -98,6 +111,22 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
         return { done: true, value: undefined };
       },
     };
+  }
+
+  /**
+   * Drop the current watch and list again now (the difference to what is known comes as one batch), instead of
+   * waiting for the store client's own reconnect: used when the store is known to be back after an outage.
+   */
+  restart(): void {
+    // No handle: a listing is under way already (start-up or a lost watch), which ends in a fresh watch.
+    if (this.closed || this.restarting || !this.handle) return;
+    const handle = this.handle;
+    this.handle = undefined;
+    this.restarting = true;
+    void (async () => {
+      await handle?.close();
+      await this.resync(false);
+    })().finally(() => (this.restarting = false));
   }
 
   async close(): Promise<void> {
@@ -137,6 +166,7 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
         logger: this.logger,
         signal: this.abort.signal,
         onError: this.onStoreError,
+        ...(this.outage ? { outage: this.outage } : {}),
         retryAll: true,
         backoff: new Backoff({ initialMs: 250, maxMs: 5000 }),
       });
@@ -145,8 +175,9 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
     }
     if (this.closed) return;
     const fresh = new Map<string, Lease>();
+    for (const key of [...this.unreadable.keys()]) if (!listing.items.some((i) => i.key === key)) this.unreadable.delete(key);
     for (const item of listing.items) {
-      const lease = this.decode(item.key, item.value, item.modRevision, item.expiresAt);
+      const lease = this.decode(item);
       const keep = lease ?? this.known.get(item.key); // malformed: keep what we knew
       if (keep) fresh.set(item.key, keep);
     }
@@ -166,7 +197,10 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
   private startWatch(): void {
     if (this.closed) return;
     this.handle = this.registry.watch(subnetsPrefix(this.prefix), this.revision, {
-      events: (events, revision) => this.apply(events, revision),
+      events: (events, revision) => {
+        this.outage?.succeeded();
+        this.apply(events, revision);
+      },
       lost: (reason) => {
         this.handle = undefined;
         this.logger.warn('the lease watch fell behind; resyncing from a fresh snapshot', { reason, revision: this.revision });
@@ -182,13 +216,17 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
     for (const event of events) {
       const before = this.known.get(event.key);
       if (event.type === 'delete') {
+        this.unreadable.delete(event.key);
         if (!before) continue;
         this.known.delete(event.key);
         this.emit(batch, 'removed', before);
         continue;
       }
-      const lease = this.decode(event.key, event.value, event.modRevision, event.expiresAt);
-      if (!lease) continue;
+      const decoded = this.decode(event);
+      if (!decoded) continue;
+      // Watch events do not say when a key was created: a key seen before keeps its age; a new one is as old as
+      // this write.
+      const lease = before ? { ...decoded, created: before.created } : decoded;
       this.known.set(event.key, lease);
       if (!before) this.emit(batch, 'added', lease);
       else if (!sameLeaseAttrs(before, lease)) this.emit(batch, 'changed', lease);
@@ -201,16 +239,20 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
     if (lease.subnet !== this.exclude) batch.push({ type, lease });
   }
 
-  private decode(key: string, value: string, modRevision: number, expiresAt: number | null): Lease | undefined {
+  private decode(stored: StoredValue): Lease | undefined {
+    const key = stored.key;
     if (!parseSubnetKey(this.prefix, key)) {
       this.logger.debug('ignoring a key that is not a subnet lease', { key });
       return undefined;
     }
     try {
-      return decodeLease(this.prefix, { key, value, modRevision, expiresAt });
+      const lease = decodeLease(this.prefix, stored);
+      this.unreadable.delete(key);
+      return lease;
     } catch (err) {
       if (!(err instanceof MalformedLeaseError)) throw err;
-      this.logger.warn('skipping a malformed lease', { key, reason: err.message });
+      if (this.unreadable.get(key) !== err.message) this.logger.warn('skipping a malformed lease', { key, reason: err.message });
+      this.unreadable.set(key, err.message);
       return undefined;
     }
   }

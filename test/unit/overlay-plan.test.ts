@@ -25,7 +25,7 @@ test('each peer gets the seed-000 neighbour, FDB and onlink route; the own lease
   assert.deepEqual(writes, [
     'ip neigh replace 10.244.2.0 lladdr 86:ee:f2:6c:ff:32 dev flannel.1 nud permanent',
     'bridge fdb replace 86:ee:f2:6c:ff:32 dev flannel.1 dst 192.0.2.12 self permanent',
-    'ip route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink proto 84',
+    'ip route add 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink proto 84',
   ]);
 });
 

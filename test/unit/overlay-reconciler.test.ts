@@ -10,8 +10,17 @@ import { parseCidr4 } from '../../src/base/ip.js';
 import { Reconciler } from '../../src/overlay/reconciler.js';
 import type { NetlinkClient, NetlinkOp } from '../../src/netlink/index.js';
 import { NetlinkError } from '../../src/netlink/index.js';
+import { peerLease } from '../helpers/leases.js';
 
-const ctx = { vtep: 'flannel.1', underlay: 'eth0', underlayNetworks: [parseCidr4('192.0.2.0/24')], directRouting: false, ownSubnet: '10.244.1.0/24', routeProtocol: 84 };
+const ctx = {
+  vtep: 'flannel.1',
+  underlay: 'eth0',
+  underlayNetworks: [parseCidr4('192.0.2.0/24')],
+  directRouting: false,
+  ownSubnet: '10.244.1.0/24',
+  routeProtocol: 84,
+  admission: { network: parseCidr4('10.244.0.0/16'), subnetLen: 24, vni: 1, ownVtepMac: '02:00:00:00:00:01', localAddresses: new Set(['192.0.2.11']) },
+};
 
 /** Holds routes/neighbours/FDB in memory; fails any op the `fail` predicate picks. */
 function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false) {
@@ -30,7 +39,8 @@ function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false) {
       return ops.map((o) => {
         if (fail(o)) return { ok: false as const, error: new NetlinkError(o.op, 22) }; // EINVAL
         const a = o.args as any;
-        if (o.op === 'replaceRoute') routes.set(a.dst, { ...a, table: 254 });
+        if (o.op === 'addRoute' && routes.has(a.dst)) return { ok: false as const, error: new NetlinkError(o.op, 17) }; // EEXIST
+        if (o.op === 'replaceRoute' || o.op === 'addRoute') routes.set(a.dst, { ...a, table: 254 });
         if (o.op === 'deleteRoute') routes.delete(a.dst);
         if (o.op === 'replaceNeighbor') neigh.set(a.ip, { ...a, state: 'permanent' });
         if (o.op === 'deleteNeighbor') neigh.delete(a.ip);
@@ -43,27 +53,25 @@ function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false) {
   return { nl: nl as unknown as NetlinkClient, routes, neigh, fdb, batches, dumps: () => dumps };
 }
 
-const peers = [
-  { subnet: '10.244.2.0/24', publicIP: '192.0.2.12', vtepMac: '02:00:00:00:00:02' },
-  { subnet: '10.244.3.0/24', publicIP: '192.0.2.13', vtepMac: '02:00:00:00:00:03' },
-];
+const peers = [peerLease('10.244.2.0/24', '192.0.2.12', '02:00:00:00:00:02', 10), peerLease('10.244.3.0/24', '192.0.2.13', '02:00:00:00:00:03', 11)];
 
 test('a peer whose route write fails is rolled back; the other peer stays programmed', async () => {
-  const k = kernelStandIn((op) => op.op === 'replaceRoute' && (op.args as any).dst === '10.244.3.0/24');
+  const k = kernelStandIn((op) => op.op === 'addRoute' && (op.args as any).dst === '10.244.3.0/24');
   const r = new Reconciler(k.nl, ctx, silentLogger);
-  r.setPeers(peers);
+  r.setLeases(peers);
   const result = await r.reconcile('test');
   assert.deepEqual([result.failed, result.programmed], [1, 1]);
   assert.deepEqual([...k.routes.keys()], ['10.244.2.0/24']);
   assert.deepEqual([...k.neigh.keys()], ['10.244.2.0'], 'the failed peer\'s neighbour was removed again');
   assert.deepEqual([...k.fdb.keys()], ['02:00:00:00:00:02 192.0.2.12'], 'the failed peer\'s FDB entry was removed again');
   assert.deepEqual(k.batches.at(-1)!.map((o) => o.op), ['deleteFdb', 'deleteNeighbor'], 'rollback undoes FDB, then neighbour');
+  r.close();
 });
 
 test('a second run over a right kernel reads once and writes nothing', async () => {
   const k = kernelStandIn();
   const r = new Reconciler(k.nl, ctx, silentLogger);
-  r.setPeers(peers);
+  r.setLeases(peers);
   assert.equal((await r.reconcile('first')).writes, 6);
   const batchesBefore = k.batches.length;
   const again = await r.reconcile('again');
@@ -74,9 +82,9 @@ test('a second run over a right kernel reads once and writes nothing', async () 
 test('requests during a run coalesce into one follow-up run that sees the newest peers', async () => {
   const k = kernelStandIn();
   const r = new Reconciler(k.nl, ctx, silentLogger);
-  r.setPeers(peers.slice(0, 1));
+  r.setLeases(peers.slice(0, 1));
   const first = r.reconcile('a');
-  r.setPeers(peers);
+  r.setLeases(peers);
   const second = r.reconcile('b');
   const third = r.reconcile('c');
   assert.equal(second, third, 'one follow-up run for both requests');
@@ -84,4 +92,107 @@ test('requests during a run coalesce into one follow-up run that sees the newest
   const done = await second;
   assert.equal(done.programmed, 2);
   assert.equal(k.dumps(), 6, 'two runs, three dumps each');
+});
+
+/** A logger that keeps what it is told, for counting lines. */
+function recordingLogger() {
+  const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
+  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, ...(fields ? { fields } : {}) });
+  const logger: any = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  logger.child = () => logger;
+  return { logger, lines };
+}
+
+test('a peer the kernel keeps refusing is retried with growing backoff and logged once per distinct error', async () => {
+  let refuse = true;
+  const k = kernelStandIn((op) => refuse && op.op === 'addRoute' && (op.args as any).dst === '10.244.3.0/24');
+  let clock = 1_000_000;
+  const { logger, lines } = recordingLogger();
+  const r = new Reconciler(k.nl, ctx, logger, {}, () => clock);
+  r.setLeases(peers);
+  await r.reconcile('first');
+  const routeAdds = () => k.batches.flat().filter((o) => o.op === 'addRoute' && (o.args as any).dst === '10.244.3.0/24').length;
+  assert.equal(routeAdds(), 1);
+  // Drift and lease events inside the backoff window do not retry the failing peer (no retry storm) ...
+  for (let i = 0; i < 5; i++) await r.reconcile('drift');
+  assert.equal(routeAdds(), 1, 'no retry before the backoff has passed');
+  // ... once it has passed, the next run tries again; the same error is not logged again.
+  clock += 1000;
+  await r.reconcile('retry');
+  assert.equal(routeAdds(), 2);
+  clock += 1999;
+  await r.reconcile('drift');
+  assert.equal(routeAdds(), 2, 'the second wait is twice as long');
+  clock += 1;
+  await r.reconcile('retry');
+  assert.equal(routeAdds(), 3);
+  assert.equal(lines.filter((l) => l.msg.includes('refused')).length, 1, 'one line for one distinct failure');
+  refuse = false;
+  clock += 4000;
+  const ok = await r.reconcile('retry');
+  assert.equal(ok.programmed, 2);
+  assert.ok(k.routes.has('10.244.3.0/24'));
+  assert.ok(lines.some((l) => l.msg === 'peer programmed after earlier failures'));
+  r.close();
+});
+
+test('a route someone else made is never overwritten: a lease over it is rejected, and only tulle\'s own route is replaced', async () => {
+  const k = kernelStandIn();
+  // A foreign (proto static) route to one peer's subnet, and a stale route of tulle's to the other with a wrong gateway.
+  k.routes.set('10.244.2.0/24', { dst: '10.244.2.0/24', via: '192.0.2.99', dev: 'eth0', protocol: 4, table: 254 });
+  k.routes.set('10.244.3.0/24', { dst: '10.244.3.0/24', via: '10.244.9.0', dev: 'flannel.1', onlink: true, protocol: 84, table: 254 });
+  const rejected: string[] = [];
+  const r = new Reconciler(k.nl, ctx, silentLogger, { onAdmission: (a) => rejected.push(...a.rejected.map((x) => `${x.subnet} ${x.reason}`)) });
+  r.setLeases(peers);
+  const result = await r.reconcile('first');
+  assert.deepEqual(rejected, ['10.244.2.0/24 foreign-route']);
+  assert.deepEqual(k.routes.get('10.244.2.0/24'), { dst: '10.244.2.0/24', via: '192.0.2.99', dev: 'eth0', protocol: 4, table: 254 }, 'the foreign route is untouched');
+  const ops = k.batches.flat().map((o) => `${o.op} ${(o.args as any).dst ?? (o.args as any).ip ?? (o.args as any).mac}`);
+  assert.ok(ops.includes('replaceRoute 10.244.3.0/24'), ops.join(', '));
+  assert.ok(!ops.some((o) => o.endsWith('10.244.2.0/24') || o.endsWith('10.244.2.0') || o.endsWith('02:00:00:00:00:02')), 'nothing written for the rejected peer');
+  assert.equal(result.programmed, 1);
+  r.close();
+});
+
+test('a route that appears between the dump and the write makes `ip route add` fail: the peer is rolled back, not overwritten', async () => {
+  const k = kernelStandIn();
+  const r = new Reconciler(k.nl, ctx, silentLogger);
+  r.setLeases(peers.slice(0, 1));
+  const listRoutes = (k.nl as any).listRoutes;
+  (k.nl as any).listRoutes = async () => {
+    const list = await listRoutes();
+    k.routes.set('10.244.2.0/24', { dst: '10.244.2.0/24', dev: 'eth9', protocol: 3, table: 254 }); // someone is faster
+    return list;
+  };
+  const result = await r.reconcile('first');
+  assert.deepEqual([result.failed, result.programmed], [1, 0]);
+  assert.equal(k.routes.get('10.244.2.0/24').dev, 'eth9', 'their route stays');
+  assert.equal(k.neigh.size + k.fdb.size, 0, 'the peer was rolled back');
+  r.close();
+});
+
+test('kernel events: the announcements of the plan are expected; a rewrite, a deletion or a foreign route in a peer subnet is drift', async () => {
+  const k = kernelStandIn();
+  const r = new Reconciler(k.nl, ctx, silentLogger);
+  r.setLeases(peers);
+  await r.reconcile('first');
+  const route = { dst: '10.244.2.0/24', via: '10.244.2.0', dev: 'flannel.1', onlink: true, protocol: 84, table: 254 };
+  const expected = (e: any) => r.isExpected(e);
+  assert.equal(expected({ kind: 'route', action: 'new', route }), true, 'own route write');
+  assert.equal(expected({ kind: 'route', action: 'new', route: { ...route, via: '10.244.7.0' } }), false, 'rewritten in place');
+  assert.equal(expected({ kind: 'route', action: 'del', route }), false, 'deleted');
+  assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '10.244.2.128/25', dev: 'eth0', protocol: 4, table: 254 } }), false, 'a foreign route inside a peer subnet');
+  assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '10.244.1.5', dev: 'veth1', protocol: 3, table: 254 } }), true, 'a pod route in the own subnet');
+  assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '198.51.100.0/24', dev: 'eth0', protocol: 2, table: 254 } }), true, 'outside the network');
+  const neighbor = { dev: 'flannel.1', ip: '10.244.2.0', mac: '02:00:00:00:00:02', state: 'permanent' };
+  assert.equal(expected({ kind: 'neighbor', action: 'new', neighbor }), true);
+  assert.equal(expected({ kind: 'neighbor', action: 'new', neighbor: { ...neighbor, mac: '02:00:00:00:00:99' } }), false);
+  assert.equal(expected({ kind: 'neighbor', action: 'del', neighbor }), false);
+  assert.equal(expected({ kind: 'neighbor', action: 'new', neighbor: { ...neighbor, dev: 'eth0' } }), true, 'not on the VTEP');
+  const fdb = { dev: 'flannel.1', mac: '02:00:00:00:00:02', dst: '192.0.2.12' };
+  assert.equal(expected({ kind: 'fdb', action: 'new', fdb }), true);
+  assert.equal(expected({ kind: 'fdb', action: 'new', fdb: { ...fdb, dst: '192.0.2.66' } }), false, 'FDB pointed at another host');
+  assert.equal(expected({ kind: 'fdb', action: 'del', fdb }), false);
+  assert.equal(expected({ kind: 'fdb', action: 'del', fdb: { ...fdb, dst: '192.0.2.66' } }), true, 'removal of an unwanted entry');
+  r.close();
 });

@@ -65,15 +65,16 @@ test('config put validates and writes, config get prints it back, leases lists t
   const table = await tulle(['leases', '--store', store]);
   assert.equal(table.status, 0, table.stderr);
   const lines = table.stdout.trimEnd().split('\n');
-  assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+VTEP MAC\s+VNI\s+EXPIRES IN$/);
-  assert.match(lines[1]!, new RegExp(`^10\\.244\\.2\\.0/24\\s+192\\.0\\.2\\.11\\s+${mac(1)}\\s+1\\s+23h5\\dm$`));
-  assert.match(lines[2]!, new RegExp(`^10\\.244\\.10\\.0/24\\s+192\\.0\\.2\\.12\\s+${mac(2)}\\s+1\\s+23h5\\dm$`), 'sorted by address, not as text');
-  assert.match(lines[3]!, /^10\.244\.200\.0\/24\s+198\.51\.100\.9\s+0e:00:00:00:00:99\s+1\s+never \(reservation\)$/);
-  assert.equal(lines.length, 4);
-  assert.match(table.stderr, /warning: skipped malformed lease at \/coreos\.com\/network\/subnets\/10\.244\.201\.0-24: PublicIP "bad" is not an IPv4 address/);
+  assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+VTEP MAC\s+VNI\s+EXPIRES IN\s+STATUS$/);
+  assert.match(lines[1]!, new RegExp(`^10\\.244\\.2\\.0/24\\s+192\\.0\\.2\\.11\\s+${mac(1)}\\s+1\\s+23h5\\dm\\s+ok$`));
+  assert.match(lines[2]!, new RegExp(`^10\\.244\\.10\\.0/24\\s+192\\.0\\.2\\.12\\s+${mac(2)}\\s+1\\s+23h5\\dm\\s+ok$`), 'sorted by address, not as text');
+  assert.match(lines[3]!, /^10\.244\.200\.0\/24\s+198\.51\.100\.9\s+0e:00:00:00:00:99\s+1\s+never \(reservation\)\s+ok$/);
+  assert.match(lines[4]!, /^\/coreos\.com\/network\/subnets\/10\.244\.201\.0-24\s+-\s+-\s+-\s+-\s+rejected: malformed: malformed lease at \S+: PublicIP "bad" is not an IPv4 address$/);
+  assert.equal(lines.length, 5);
 
   const json = JSON.parse((await tulle(['leases', '--store', store, '--json'])).stdout) as Array<Record<string, unknown>>;
-  assert.deepEqual(json.map((l) => l.subnet), ['10.244.2.0/24', '10.244.10.0/24', '10.244.200.0/24']);
+  assert.deepEqual(json.map((l) => l.subnet), ['10.244.2.0/24', '10.244.10.0/24', '10.244.200.0/24', undefined]);
+  assert.deepEqual(json[3], { key: `${subnetsPrefix(DEFAULT_PREFIX)}10.244.201.0-24`, rejected: { reason: 'malformed', detail: `malformed lease at ${subnetsPrefix(DEFAULT_PREFIX)}10.244.201.0-24: PublicIP "bad" is not an IPv4 address` } });
   assert.deepEqual(json[0], {
     subnet: a.subnet,
     publicIP: '192.0.2.11',
@@ -82,6 +83,8 @@ test('config put validates and writes, config get prints it back, leases lists t
     expiration: a.expiration!.toISOString(),
     reservation: false,
     key: a.key,
+    created: a.created,
+    rejected: null,
   });
   assert.equal(json[1]!.key, b.key);
   assert.equal(json[2]!.reservation, true);

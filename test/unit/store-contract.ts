@@ -297,6 +297,25 @@ export function registryContract(name: string, factory: ContractFactory): void {
     assert.deepEqual(summary(await nextBatch(w)), [`added ${d.subnet} 192.0.2.14`]);
   });
 
+  test(`${name}: a lease's age (create revision) is stable across renewals and seen alike by a listing and by the writer`, async (t) => {
+    const { store } = await setup(t);
+    const a = await host(t, store);
+    const b = await host(t, store);
+    const first = await a.acquire({ publicIP: '192.0.2.11', backendData: { VNI: 1, VtepMAC: '02:00:00:00:00:11' } });
+    const second = await b.acquire({ publicIP: '192.0.2.12', backendData: { VNI: 1, VtepMAC: '02:00:00:00:00:12' } });
+    assert.equal(first.created, first.revision, 'a lease just created: created == revision');
+    assert.ok(second.created > first.created, 'the later lease is younger');
+    const renewed = await a.renew(first);
+    assert.ok(renewed.revision > first.revision);
+    assert.equal(renewed.created, first.created, 'a renewal keeps the age');
+    const again = await a.acquire({ publicIP: '192.0.2.11', backendData: { VNI: 1, VtepMAC: '02:00:00:00:00:11' } });
+    assert.equal(again.created, first.created, 'reusing the lease of this public IP keeps its age');
+    assert.notEqual(again.created, again.revision, 'a reused lease is not a new one');
+    const listed = (await b.listLeases()).leases;
+    assert.equal(listed.find((l) => l.subnet === first.subnet)!.created, first.created);
+    assert.equal(listed.find((l) => l.subnet === second.subnet)!.created, second.created);
+  });
+
   test(`${name}: 50 hosts acquiring at once get 50 distinct, non-overlapping subnets`, async (t) => {
     const { store, admin } = await setup(t);
     const managers = await Promise.all(Array.from({ length: 50 }, () => host(t, store)));

@@ -17,6 +17,7 @@ test("flannel's own lease value (PublicIPv6 null, upper-case MAC) decodes, and u
     backendData: { VNI: 1, VtepMAC: 'c6:d2:32:6f:8f:44' },
     expiration: new Date(1_700_000_000_000),
     revision: 7,
+    created: 7,
     extra: { PublicIPv6: null },
   });
   assert.equal(encodeLeaseValue(lease), '{"PublicIP":"192.0.2.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"},"PublicIPv6":null}');

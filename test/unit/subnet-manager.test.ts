@@ -1,6 +1,7 @@
 /** LeaseManager paths the store contract does not reach, on the in-memory store with a hand-moved clock. */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { waitFor } from '../../src/base/retry.js';
 import { randomBytes } from 'node:crypto';
 import { InvalidValueError } from '../../src/base/errors.js';
 import { configKey, DEFAULT_PREFIX } from '../../src/store/keys.js';
@@ -26,9 +27,10 @@ test('waitForNetworkConfig waits through a missing and an invalid config, loggin
   const m = new LeaseManager(await open(), { logger });
   await assert.rejects(m.getNetworkConfig(), (e: unknown) => e instanceof NetworkConfigMissingError && e.code === 'TULLE_NO_NETWORK_CONFIG' && e.message.includes(configKey(DEFAULT_PREFIX)));
   const waiting = m.waitForNetworkConfig({ pollMs: 20 });
-  await new Promise((r) => setTimeout(r, 100));
+  // Each step waits until the manager has said why it is waiting (not for a time a loaded machine may overrun).
+  await waitFor(() => lines.some((l) => /waiting for the network config/.test(l)), 10_000, 'the missing config to be logged');
   await admin.put(configKey(DEFAULT_PREFIX), '{"Network":"10.244.0.0/16","SubnetLen":40}');
-  await new Promise((r) => setTimeout(r, 100));
+  await waitFor(() => lines.some((l) => /the network config is invalid/.test(l)), 10_000, 'the invalid config to be logged');
   await admin.put(configKey(DEFAULT_PREFIX), NET_CONF);
   const config = await waiting;
   assert.equal(config.Network, '10.244.0.0/16');

@@ -11,6 +11,9 @@ import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
 import type { CommandSpec, ParsedArgs } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from './config.js';
 
+/** How long shutdown may take after SIGTERM/SIGINT before the process exits regardless. */
+const SHUTDOWN_DEADLINE_MS = 900;
+
 function agentOptions(args: ParsedArgs): AgentOptions {
   const o = args.options;
   const s = (k: string): string | undefined => (o[k] as string | undefined) || undefined;
@@ -64,6 +67,12 @@ export const agentCommand: CommandSpec = {
     const stop = (signal: string) => {
       log.info('stopping; kernel state and lease stay in place', { signal });
       agent.stop();
+      // Every handle is closed by stop(); should one still hold the process (a hung socket, a library's timer),
+      // the agent must end all the same: a supervisor's restart must never find the old agent on its port.
+      setTimeout(() => {
+        log.warn('still running a second after the stop signal; exiting now', { signal });
+        process.exit(0);
+      }, SHUTDOWN_DEADLINE_MS).unref();
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -24,17 +24,18 @@ export const statusCommand: CommandSpec = {
     } finally {
       await registry.close();
     }
-    const leases = listing.leases.map((l) => ({ subnet: l.subnet, publicIP: l.publicIP, backendType: l.backendType, vtepMac: String(l.backendData.VtepMAC ?? '') }));
     const nl = await NetlinkClient.open();
     try {
-      const s = await hostOverlayStatus(nl, { leases, vni: config.Backend.VNI, directRouting: config.Backend.DirectRouting });
+      const s = await hostOverlayStatus(nl, { leases: listing.leases, config });
+      const rejected = [...listing.malformed.map((m) => ({ key: m.key, reason: 'malformed', detail: m.message })), ...s.rejected];
       if (args.options.json) {
-        process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ ...s, rejected }, null, 2) + '\n');
       } else {
         const lines = [
           `lease:    ${s.subnet ? `${s.subnet} (public IP ${s.publicIP})` : 'none: no lease in the store has a public IP of this host'}`,
-          `VTEP:     ${s.vtep ? `${s.vtep.name} vni ${s.vtep.vni} local ${s.vtep.local} mac ${s.vtep.mac} mtu ${s.vtep.mtu}${s.vtep.up ? '' : ' (DOWN)'}` : 'missing'}`,
+          `VTEP:     ${s.vtep ? `${s.vtep.name} vni ${s.vtep.vni} local ${s.vtep.local} dstport ${s.vtep.port} mac ${s.vtep.mac} mtu ${s.vtep.mtu}${s.vtep.up ? '' : ' (DOWN)'}` : 'missing'}`,
           `peers:    ${s.programmed}/${s.peers} programmed`,
+          ...(rejected.length ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)] : []),
           `in sync:  ${s.inSync ? 'yes' : 'NO'}`,
           ...(s.pending.length ? ['would need:', ...s.pending.map((p) => `  ${p}`)] : []),
         ];

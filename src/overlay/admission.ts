@@ -1,0 +1,135 @@
+/**
+ * Lease admission: which peer leases a host may turn into kernel entries. The store is shared and writable by
+ * anyone who can reach it, so a lease is a claim, not a fact: one lease for the underlay's own network would make
+ * every host route its underlay into the overlay (DESIGN.md, "Kernel state owned by the agent").
+ *
+ * A peer lease is admitted only when
+ *   - it is a vxlan lease for this network's VNI;
+ *   - its subnet lies inside Network, exactly SubnetLen long (so on a SubnetLen boundary);
+ *   - the subnet is not this host's, and holds no route of the main table that tulle does not own (the
+ *     underlay's connected networks, a VPN's routes, ... — a covering route such as the default is fine);
+ *   - its VtepMAC is a unicast, non-zero MAC that neither this host nor another admitted peer uses;
+ *   - its PublicIP is a unicast address, not one of this host's, and not inside the overlay Network.
+ * Two leases that conflict (same VtepMAC, or one subnet under two keys) are settled the same way on every host:
+ * the older key (lower create revision; then the lower subnet, then the key) wins. Pure: no kernel, no store.
+ */
+import { cidrContainsCidr, cidrsOverlap, formatCidr4, parseCidr4, parseIPv4, cidrContains, type Cidr4 } from '../base/ip.js';
+import type { Lease } from '../subnet/lease.js';
+import type { PeerLease } from './plan.js';
+
+/** Stable reason codes: the label of `tulle_leases_rejected_total{reason}` and the first word in listings. */
+export type RejectReason =
+  | 'malformed'
+  | 'backend-type'
+  | 'vni'
+  | 'outside-network'
+  | 'subnet-length'
+  | 'own-subnet'
+  | 'overlaps-peer'
+  | 'foreign-route'
+  | 'vtep-mac'
+  | 'duplicate-vtep-mac'
+  | 'public-ip'
+  | 'own-public-ip';
+
+export interface Rejection {
+  key: string;
+  /** The subnet the key names, when it names one. */
+  subnet?: string;
+  reason: RejectReason;
+  /** Human words: what is wrong, with the values. */
+  detail: string;
+}
+
+export interface AdmissionContext {
+  network: Cidr4;
+  subnetLen: number;
+  vni: number;
+  /** This host's own lease (absent when judging the store as a whole, as `tulle leases` does). */
+  ownSubnet?: string;
+  ownVtepMac?: string;
+  /** Every IPv4 address of this host (its PublicIP among them). */
+  localAddresses: ReadonlySet<string>;
+  /** Destinations of main-table routes that tulle does not own (default route excluded by the rule itself). */
+  foreignRoutes: readonly Cidr4[];
+}
+
+export interface AdmissionResult {
+  admitted: PeerLease[];
+  rejected: Rejection[];
+}
+
+const ZERO_MAC = '00:00:00:00:00:00';
+
+function isMulticastMac(mac: string): boolean {
+  return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
+}
+
+/** Unicast IPv4 that can carry VXLAN to a host: not 0/8, loopback, link-local, multicast, reserved or broadcast. */
+function publicIPProblem(ip: string): string | undefined {
+  const a = parseIPv4(ip);
+  const first = a >>> 24;
+  if (first === 0) return 'is in 0.0.0.0/8 ("this network")';
+  if (first === 127) return 'is a loopback address';
+  if (first >= 224) return first < 240 ? 'is a multicast address' : 'is a reserved or broadcast address';
+  if (a >>> 16 === ((169 << 8) | 254)) return 'is a link-local address';
+  return undefined;
+}
+
+/** Older first: lower create revision, then lower subnet address, then key. Every host orders the same leases alike. */
+function olderFirst(a: Lease, b: Lease): number {
+  return a.created - b.created || parseCidr4(a.subnet).network - parseCidr4(b.subnet).network || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+}
+
+/** The reason a lease alone cannot be admitted, whatever the other leases say. */
+function ownProblem(ctx: AdmissionContext, lease: Lease): Omit<Rejection, 'key' | 'subnet'> | undefined {
+  if (lease.backendType !== 'vxlan') return { reason: 'backend-type', detail: `BackendType ${JSON.stringify(lease.backendType)} is not "vxlan"` };
+  if (lease.backendData.VNI !== ctx.vni) return { reason: 'vni', detail: `VNI ${lease.backendData.VNI} is not the network's VNI ${ctx.vni}` };
+  const subnet = parseCidr4(lease.subnet);
+  if (!cidrContainsCidr(ctx.network, subnet)) return { reason: 'outside-network', detail: `subnet ${lease.subnet} is not inside the network ${formatCidr4(ctx.network)}` };
+  if (subnet.prefix !== ctx.subnetLen) return { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` };
+  if (ctx.ownSubnet && cidrsOverlap(subnet, parseCidr4(ctx.ownSubnet))) return { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` };
+  const route = ctx.foreignRoutes.find((r) => r.prefix > 0 && cidrContainsCidr(subnet, r));
+  if (route) return { reason: 'foreign-route', detail: `subnet ${lease.subnet} holds the route ${formatCidr4(route)}, which tulle does not own` };
+  const mac = String(lease.backendData.VtepMAC).toLowerCase();
+  if (mac === ZERO_MAC || isMulticastMac(mac)) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is not a unicast MAC` };
+  if (ctx.ownVtepMac && mac === ctx.ownVtepMac.toLowerCase()) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is this host's own VTEP MAC` };
+  const ipProblem = publicIPProblem(lease.publicIP);
+  if (ipProblem) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} ${ipProblem}` };
+  if (cidrContains(ctx.network, parseIPv4(lease.publicIP))) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} is inside the overlay network ${formatCidr4(ctx.network)}` };
+  if (ctx.localAddresses.has(lease.publicIP)) return { reason: 'own-public-ip', detail: `PublicIP ${lease.publicIP} is an address of this host` };
+  return undefined;
+}
+
+/** Split the peer leases (the caller leaves this host's own lease out, by key) into admitted peers and rejections. */
+export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>): AdmissionResult {
+  const rejected: Rejection[] = [];
+  const candidates: Lease[] = [];
+  for (const lease of leases) {
+    const problem = ownProblem(ctx, lease);
+    if (problem) rejected.push({ key: lease.key, subnet: lease.subnet, ...problem });
+    else candidates.push(lease);
+  }
+  candidates.sort(olderFirst);
+  const macOwner = new Map<string, Lease>();
+  const subnetOwner = new Map<string, Lease>();
+  const admitted: PeerLease[] = [];
+  for (const lease of candidates) {
+    // Same length inside one Network: two leases overlap only when they name the same subnet (under two keys).
+    const other = subnetOwner.get(lease.subnet);
+    if (other) {
+      rejected.push({ key: lease.key, subnet: lease.subnet, reason: 'overlaps-peer', detail: `subnet ${lease.subnet} is already held by the older lease at ${other.key}` });
+      continue;
+    }
+    const mac = String(lease.backendData.VtepMAC).toLowerCase();
+    const owner = macOwner.get(mac);
+    if (owner) {
+      rejected.push({ key: lease.key, subnet: lease.subnet, reason: 'duplicate-vtep-mac', detail: `VtepMAC ${mac} is already used by the older lease ${owner.subnet} (${owner.publicIP})` });
+      continue;
+    }
+    macOwner.set(mac, lease);
+    subnetOwner.set(lease.subnet, lease);
+    admitted.push({ subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac });
+  }
+  return { admitted, rejected };
+}
