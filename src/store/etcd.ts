@@ -4,12 +4,12 @@
  * Version == 0, compare-and-swap a transaction on ModRevision, and a watch starts from a revision.
  *
  * When etcd is away, requests fail with StoreUnavailableError (the callers retry with backoff), and the watch
- * stream reconnects by itself with capped exponential backoff, logging `store unreachable, retrying in ...`,
- * then resumes from the revision after the last one it delivered. A watch that asks for a compacted revision
+ * reconnects with capped exponential backoff (reporting each loss to its `error` handler; the caller says so in
+ * the log), then resumes from the revision after the last one it received. A watch that asks for a compacted revision
  * is cancelled by etcd and reported as `lost`.
  */
 import { readFileSync } from 'node:fs';
-import { CompareResult, CompareTarget, Etcd3, isRecoverableError, type IKeyValue, type IOptions, type IWatchResponse } from 'etcd3';
+import { CompareResult, CompareTarget, Etcd3, isRecoverableError, type IKeyValue, type IOptions, type IWatchResponse, type Watcher } from 'etcd3';
 import { InvalidValueError } from '../base/errors.js';
 import { silentLogger, type Logger } from '../base/log.js';
 import { Backoff, sleep } from '../base/retry.js';
@@ -75,31 +75,12 @@ function readTls(tls: EtcdTlsOptions): IOptions['credentials'] {
   return { rootCertificate: ca ?? (undefined as unknown as Buffer), ...(cert ? { certChain: cert, privateKey: key! } : {}) };
 }
 
-/**
- * The reconnect schedule of the client's watch stream (cockatiel's IBackoff shape), remembering the delay it
- * handed out last so that the `disconnected` log line can say how long the wait is.
- */
-class ReconnectBackoff {
-  last = 0;
-  constructor(
-    private readonly initialMs: number,
-    private readonly maxMs: number,
-  ) {}
-  next(): { duration: number; next(): unknown } {
-    return this.step(new Backoff({ initialMs: this.initialMs, maxMs: this.maxMs }));
-  }
-  private step(backoff: Backoff): { duration: number; next(): unknown } {
-    const duration = backoff.next();
-    this.last = duration;
-    return { duration, next: () => this.step(backoff) };
-  }
-}
-
 export class EtcdRegistry implements Registry {
   private readonly client: Etcd3;
   private readonly logger: Logger;
   private readonly clock: Clock;
-  private readonly reconnect: ReconnectBackoff;
+  private readonly reconnectInitialMs: number;
+  private readonly reconnectMaxMs: number;
   private closed = false;
 
   constructor(
@@ -110,7 +91,8 @@ export class EtcdRegistry implements Registry {
   ) {
     this.logger = options.logger ?? silentLogger;
     this.clock = options.clock ?? systemClock;
-    this.reconnect = new ReconnectBackoff(options.reconnectInitialMs ?? 200, options.reconnectMaxMs ?? 5000);
+    this.reconnectInitialMs = options.reconnectInitialMs ?? 200;
+    this.reconnectMaxMs = options.reconnectMaxMs ?? 5000;
     const timeout = options.requestTimeoutMs ?? 5000;
     this.client = new Etcd3({
       hosts,
@@ -118,10 +100,9 @@ export class EtcdRegistry implements Registry {
       ...(options.auth ? { auth: options.auth } : {}),
       dialTimeout: timeout,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
-      faultHandling: { watchBackoff: this.reconnect as never },
       // gRPC's own reconnect backoff grows to 2 minutes by default: after an outage, tulle would stay away
       // from a recovered etcd for that long.
-      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': options.reconnectInitialMs ?? 200, 'grpc.max_reconnect_backoff_ms': options.reconnectMaxMs ?? 5000 },
+      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': this.reconnectInitialMs, 'grpc.max_reconnect_backoff_ms': this.reconnectMaxMs },
     });
   }
 
@@ -179,45 +160,65 @@ export class EtcdRegistry implements Registry {
     await this.call('compact', () => this.client.kv.compact({ revision, physical: true }));
   }
 
+  /**
+   * The client's own watch reconnect is not used: its stream reports one failure twice ('error', then 'end'),
+   * each scheduling a reconnect, so while etcd is away the attempts double every round (a log and memory storm
+   * within a minute). Instead, a watcher that loses its stream is dropped at once, which leaves the client idle,
+   * and a new one is made after tulle's own capped backoff, from the revision after the last one received.
+   */
   watch(prefix: string, afterRevision: number, handlers: WatchHandlers): WatchHandle {
-    const watcher = this.client.watch().prefix(prefix).startRevision(String(afterRevision + 1)).watcher();
     let ended = false;
-    let disconnected = false;
+    let received = afterRevision;
+    let current: Watcher | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    const backoff = new Backoff({ initialMs: this.reconnectInitialMs, maxMs: this.reconnectMaxMs });
     // Responses are turned into events one after another (each put needs its lease's TTL from etcd), so
     // delivery keeps etcd's order.
     let queue: Promise<void> = Promise.resolve();
-    watcher.on('data', (res: IWatchResponse) => {
-      if (res.events.length === 0) return;
-      queue = queue.then(async () => {
-        const events = await this.withRetry('read lease TTL', () => Promise.all(res.events.map((e) => this.toEvent(e.type, e.kv))), () => ended);
-        if (!ended && events) handlers.events(events, Number(res.header.revision));
+    const open = (): void => {
+      if (ended) return;
+      const watcher = this.client.watch().prefix(prefix).startRevision(String(received + 1)).watcher();
+      current = watcher;
+      watcher.on('data', (res: IWatchResponse) => {
+        if (current !== watcher) return;
+        received = Math.max(received, Number(res.header.revision));
+        if (res.events.length === 0) return;
+        queue = queue.then(async () => {
+          const events = await this.withRetry('read lease TTL', () => Promise.all(res.events.map((e) => this.toEvent(e.type, e.kv))), () => ended);
+          if (!ended && events) handlers.events(events, Number(res.header.revision));
+        });
       });
-    });
-    watcher.on('disconnected', (err: Error) => {
-      if (ended) return;
-      disconnected = true;
-      const wrapped = this.wrap(err, 'watch');
-      this.logger.warn(`store unreachable, retrying in ${this.reconnect.last} ms`, { store: this.url, watch: prefix, error: wrapped.message });
-      handlers.error(wrapped);
-    });
-    watcher.on('connected', () => {
-      if (disconnected && !ended) this.logger.info('store reachable again, watch resumed', { store: this.url, watch: prefix, fromRevision: watcher.lastRevision() });
-      disconnected = false;
-    });
-    // etcd cancels a watch whose start revision was compacted away (or that it cannot serve any more).
-    // The client has already dropped a cancelled watcher: cancelling it again would confuse its stream.
-    let cancelledByEtcd = false;
-    watcher.on('error', (err: Error) => {
-      cancelledByEtcd = true;
-      if (ended) return;
-      ended = true;
-      handlers.lost(`etcd cancelled the watch from revision ${afterRevision + 1} (${err.message.trim() || 'compacted'})`);
-    });
+      watcher.on('connected', () => {
+        if (current === watcher) backoff.reset();
+      });
+      watcher.on('disconnected', (err: Error) => {
+        if (ended || current !== watcher) return;
+        current = undefined;
+        void watcher.cancel().catch(() => {}); // not connected: only detaches it, leaving the client idle
+        const delay = backoff.next();
+        const wrapped = this.wrap(err, 'watch');
+        this.logger.debug(`watch stream lost, reconnecting in ${delay} ms`, { store: this.url, watch: prefix, fromRevision: received + 1, error: wrapped.message });
+        handlers.error(wrapped);
+        retry = setTimeout(open, delay);
+      });
+      // etcd cancels a watch whose start revision was compacted away (or that it cannot serve any more).
+      // The client has already dropped a cancelled watcher: cancelling it again would confuse its stream.
+      watcher.on('error', (err: Error) => {
+        if (ended || current !== watcher) return;
+        current = undefined;
+        ended = true;
+        handlers.lost(`etcd cancelled the watch from revision ${received + 1} (${err.message.trim() || 'compacted'})`);
+      });
+    };
+    open();
     return {
       close: async () => {
         ended = true;
+        clearTimeout(retry);
+        const watcher = current;
+        current = undefined;
         // Cancelling waits for etcd's answer; when etcd is away there is none, so do not wait long for it.
-        if (!cancelledByEtcd) await atMost(250, watcher.cancel().catch(() => {}));
+        if (watcher) await atMost(250, watcher.cancel().catch(() => {}));
       },
     };
   }
@@ -298,7 +299,7 @@ export class EtcdRegistry implements Registry {
         const delay = backoff.next();
         const error = this.wrap(err, what);
         const message = error instanceof StoreUnavailableError ? `store unreachable, retrying in ${delay} ms` : `${what} failed, retrying in ${delay} ms`;
-        this.logger.warn(message, { store: this.url, error: error.message });
+        this.logger.debug(message, { store: this.url, error: error.message });
         await sleep(delay);
       }
     }

@@ -18,7 +18,7 @@
 import { silentLogger, type Logger } from '../base/log.js';
 import { Backoff } from '../base/retry.js';
 import { DEFAULT_PREFIX, normalizePrefix, parseSubnetKey, subnetsPrefix } from '../store/keys.js';
-import type { Registry, StoredValue, WatchEvent, WatchHandle } from '../store/registry.js';
+import { isStoreUnavailable, type Registry, type StoredValue, type WatchEvent, type WatchHandle } from '../store/registry.js';
 import type { StoreOutage } from '../store/outage.js';
 import { retryWhileUnavailable } from '../store/retry.js';
 import { decodeLease, MalformedLeaseError, sameLeaseAttrs, type Lease } from './lease.js';
@@ -206,7 +206,10 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
         this.logger.warn('the lease watch fell behind; resyncing from a fresh snapshot', { reason, revision: this.revision });
         void this.resync(false);
       },
-      error: (err) => this.onStoreError(err),
+      error: (err) => {
+        this.onStoreError(err);
+        if (isStoreUnavailable(err)) this.outage?.failed('watch leases', err);
+      },
     });
   }
 
