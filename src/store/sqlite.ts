@@ -88,9 +88,15 @@ export function openSqliteRegistry(path: string, options: SqliteRegistryOptions 
   if (!create && !existsSync(path)) {
     throw new StoreError(url, `${path} does not exist (write the network config first: tulle config put --store ${url})`);
   }
+  // One missing directory level is made (the default /var/lib/tulle on a new host); a deeper missing tree is
+  // almost always a typo in the path, and creating it would hide that.
+  const dir = dirname(path);
+  if (create && !existsSync(dir)) {
+    if (!existsSync(dirname(dir))) throw new StoreError(url, `the directory ${dirname(dir)} does not exist (is the path right? tulle creates at most the file's own directory)`);
+    mkdirSync(dir);
+  }
   let db: Database.Database;
   try {
-    if (create) mkdirSync(dirname(path), { recursive: true });
     db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000, fileMustExist: !create });
   } catch (err) {
     throw new StoreError(url, `cannot open ${path}: ${(err as Error).message}`, err);

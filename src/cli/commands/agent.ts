@@ -8,6 +8,7 @@ import { describeError } from '../../base/errors.js';
 import { Agent, cleanupHost } from '../../agent/agent.js';
 import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
 import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
+import { parseStoreUrl } from '../../store/url.js';
 import type { CommandSpec, ParsedArgs } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from './config.js';
 
@@ -59,6 +60,9 @@ export const agentCommand: CommandSpec = {
     const options = agentOptions(args);
     const log = createLogger({ component: 'agent' });
     const openStore = async () => (await openStoreFromOptions(args, true, log.child({ component: 'store' }))).registry;
+    // A bad store URL is an error before anything is touched (cleanup would otherwise remove the kernel state
+    // and then fail to release the lease).
+    parseStoreUrl(options.store);
     if (args.options.cleanup) {
       await cleanupHost(options, log, openStore);
       return 0;
