@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// Runs the whole test suite with node's built-in runner: unit (no root), netns (root, real kernel) and e2e
-// (whole lab clusters). `npm test -- unit netns` runs only the named suites. Tests that need root or a
+// Runs the whole test suite with node's built-in runner: unit (no root), netns (root, real kernel), e2e
+// (whole lab clusters) and faults (hostile stores, signals, outages and drift against lab clusters). `npm test -- unit netns` runs only the named suites. Tests that need root or a
 // system tool fail with a message naming it; nothing is skipped silently.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-const SUITES = ['unit', 'netns', 'e2e'];
+const SUITES = ['unit', 'netns', 'e2e', 'faults'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const extra = process.argv.slice(2).filter((a) => a.startsWith('-'));
 for (const s of wanted) {

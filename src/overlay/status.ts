@@ -15,7 +15,7 @@ import { splitRoutes } from './reconciler.js';
 import { VXLAN_OVERHEAD_IPV4, vtepName } from './vtep.js';
 
 export interface HostOverlayStatus {
-  /** This host's subnet: the lease whose PublicIP is one of the host's addresses. */
+  /** This host's subnet: the lease whose PublicIP is one of the host's addresses (and whose VtepMAC its VTEP has). */
   subnet: string | null;
   publicIP: string | null;
   vtep: { name: string; mac: string | undefined; mtu: number; up: boolean; vni: number | undefined; local: string | undefined; port: number | undefined } | null;
@@ -65,7 +65,12 @@ export async function hostOverlayStatus(nl: NetlinkClient, o: { leases: readonly
     nl.listLinks(),
   ]);
   const v4 = addresses.filter((a) => a.family === 4);
-  const own = o.leases.find((l) => v4.some((a) => a.address === l.publicIP));
+  // This host's lease: one whose PublicIP is a (non-loopback) address here; anyone can write a lease naming
+  // this host's address, so the one whose VtepMAC the VTEP carries wins, then the oldest.
+  const mine = o.leases
+    .filter((l) => v4.some((a) => a.address === l.publicIP && a.scope !== 'host'))
+    .sort((a, b) => Number(b.backendData.VtepMAC === link?.mac) - Number(a.backendData.VtepMAC === link?.mac) || a.created - b.created);
+  const own = mine[0];
   const vtep = link ? { name, mac: link.mac, mtu: link.mtu, up: link.up, vni: link.vxlan?.vni, local: link.vxlan?.local, port: link.vxlan?.port } : null;
   if (!own) return { subnet: null, publicIP: null, vtep, peers: 0, programmed: 0, rejected: [], pending: [], inSync: false };
 
