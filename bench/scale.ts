@@ -31,7 +31,7 @@ import { DEFAULT_PREFIX, openRegistry, subnetKey, type Registry } from '../src/s
 import { encodeLeaseValue } from '../src/subnet/index.js';
 import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
 import { metricValue, probeAgent } from './agent-probe.js';
-import { environment, labRoot, median, processMemory, sumCpuMs, resultFile, round, row, scratchDir, withLab, writeResult, type BenchRow, type Environment } from './common.js';
+import { environment, labRoot, median, processMemory, sumCpuMs, resultFile, round, row, scratchDir, withEnv, withLab, writeResult, type BenchRow, type Environment } from './common.js';
 import { PeerObserver, VTEP, entryKeys, type PeerEntries } from './peer-observer.js';
 import { resetSpareVtep, spareNamespacesStep } from './spare-host.js';
 
@@ -87,7 +87,7 @@ export async function run(options: RunOptions): Promise<ScaleResult> {
   const sizes = options.sizes ?? (options.quick ? [50] : [1000, 5000]);
   const repetitions = options.repetitions ?? (options.quick ? 1 : 3);
   const results: SizeResult[] = [];
-  for (const n of sizes) results.push(await measureSize(n, repetitions, !options.quick));
+  for (const n of sizes) results.push(await measureSize(n, repetitions));
   const result: ScaleResult = {
     name: NAME,
     date: new Date().toISOString(),
@@ -160,9 +160,15 @@ function expectCounts(side: string, c: { neighbors: number; fdb: number; routes:
   if (c.neighbors !== n || c.fdb !== n || c.routes !== n) throw new Error(`${side}: expected ${n} neighbours, FDB entries and routes on ${VTEP}, found ${JSON.stringify(c)}`);
 }
 
-async function measureSize(n: number, repetitions: number, warmReconcile: boolean): Promise<SizeResult> {
+/**
+ * The lab agent's full-reconcile period here: short, so that the warm no-op reconcile is seen within seconds, in
+ * quick runs too (a path only full runs take would rot unseen). Agents inherit it from this process's environment.
+ */
+const RECONCILE_INTERVAL_S = 3;
+
+async function measureSize(n: number, repetitions: number): Promise<SizeResult> {
   const afterUnderlay = [spareNamespacesStep([SPARE]), ...overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 0, configText: NETWORK_CONFIG })];
-  return withLab('sc', { nodes: 1, underlay: 'switch', afterUnderlay }, async (state) => {
+  return withEnv({ TULLE_RECONCILE_INTERVAL: String(RECONCILE_INTERVAL_S) }, () => withLab('sc', { nodes: 1, underlay: 'switch', afterUnderlay }, async (state) => {
     const host = state.hosts[0]!;
     const spare = labNamespace(state.name, SPARE);
     const peers = syntheticPeers(n, host.subnet ?? '');
@@ -246,9 +252,9 @@ async function measureSize(n: number, repetitions: number, warmReconcile: boolea
       }
       expectCounts('agent after restarts', await counts(host.namespace), n);
       // The first reconcile after a start runs on code V8 has not optimised yet; a running agent's periodic
-      // reconcile (every 10 s in a lab) shows the warm figure. Full runs only: it takes a reconcile interval.
+      // reconcile (every RECONCILE_INTERVAL_S here) shows the warm figure.
       let warmMs: number | undefined;
-      if (warmReconcile) {
+      {
         const first = (await probeAgent(host.namespace)).metrics;
         const count0 = metricValue(first, 'tulle_reconcile_duration_seconds_count')!;
         const sum0 = metricValue(first, 'tulle_reconcile_duration_seconds_sum')!;
@@ -256,7 +262,7 @@ async function measureSize(n: number, repetitions: number, warmReconcile: boolea
         await waitFor(async () => {
           later = (await probeAgent(host.namespace)).metrics;
           return metricValue(later, 'tulle_reconcile_duration_seconds_count')! > count0;
-        }, 30_000, 'a periodic reconcile', 1000);
+        }, RECONCILE_INTERVAL_S * 10_000, `a periodic reconcile (every ${RECONCILE_INTERVAL_S} s)`, 500);
         const writesLater = metricValue(later, 'tulle_kernel_writes_total') ?? 0;
         if (writesLater !== (metricValue(first, 'tulle_kernel_writes_total') ?? 0)) throw new Error('the periodic reconcile wrote to the kernel; it was not a no-op');
         warmMs = round(((metricValue(later, 'tulle_reconcile_duration_seconds_sum')! - sum0) / (metricValue(later, 'tulle_reconcile_duration_seconds_count')! - count0)) * 1000, 2);
@@ -277,7 +283,7 @@ async function measureSize(n: number, repetitions: number, warmReconcile: boolea
       await registry.close();
       scratch.remove();
     }
-  });
+  }));
 }
 
 /** The V8 heap figures of prom-client's default metrics, in MiB. */
