@@ -19,6 +19,7 @@ import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type NetlinkEvent, type Subscription } from '../netlink/index.js';
 import { Reconciler } from '../overlay/reconciler.js';
 import { TrafficRules, chooseBackend } from '../overlay/rules.js';
+import { VxlanGuard } from '../overlay/guard.js'; // [vxlan-guard]
 import { pickUnderlay, type Underlay } from '../overlay/underlay.js';
 import { VXLAN_OVERHEAD_IPV4, ensureVtep, ensureVtepAddress, incompatibility, vtepName, type VtepSpec } from '../overlay/vtep.js';
 import type { Registry } from '../store/index.js';
@@ -118,6 +119,11 @@ export class Agent {
     const rulesSpec = { network: config.Network, subnet: lease.subnet, ipMasq: options.ipMasq };
     const rulesState = join(options.stateDir, 'rules.json');
     log.info(`traffic rules ${await rules.ensure(rulesSpec, rulesState)}`, { backend: rules.backend, ipMasq: options.ipMasq });
+    // [vxlan-guard] start: kept as it is in the kernel (members too) until the leases are read.
+    const guard = options.vxlanGuard === false ? undefined : new VxlanGuard(rules.backend);
+    const guardSpec = { vni: config.Backend.VNI, port: config.Backend.Port, allowedSources: config.Backend.AllowedSources ?? [] };
+    if (guard) log.info(`VXLAN guard ${await guard.ensure(guardSpec)}`, { backend: guard.backend, allowedSources: guardSpec.allowedSources });
+    this.metrics.guard = guard;
 
     this.reconciler = new Reconciler(
       this.nl,
@@ -166,6 +172,7 @@ export class Agent {
     this.timers.push(
       setInterval(() => void this.reconcile('periodic'), options.reconcileInterval * 1000),
       setInterval(() => void this.checkRules(rules, rulesSpec, rulesState), options.rulesInterval * 1000),
+      ...(guard ? [setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000)] : []), // [vxlan-guard]
     );
 
     this.watcher = manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => this.metrics.storeErrors.inc() });
@@ -186,6 +193,7 @@ export class Agent {
           log.warn('skipping leases this backend cannot use', { count: skipped });
           skipped = 0;
         }
+        if (guard) await this.updateGuard(guard, peers.map((p) => p.publicIP)); // [vxlan-guard] allowed before programmed
         this.reconciler.setPeers(peers);
         const r = await this.reconcile('leases');
         if (r && !this.health.ready) {
@@ -306,6 +314,21 @@ export class Agent {
     })();
   }
 
+  /** [vxlan-guard] Set the guard's members to `publicIPs` (the peers about to be programmed), or repair it. */
+  private async updateGuard(guard: VxlanGuard, publicIPs?: string[]): Promise<void> {
+    try {
+      if (!publicIPs) {
+        if (await guard.repair()) this.metrics.repairs.inc();
+        return;
+      }
+      const r = await guard.setPeers(publicIPs);
+      if (r.added.length || r.removed.length) this.log.info('VXLAN guard members', { added: r.added, removed: r.removed, members: guard.peers.length });
+      if (r.invalid.length) this.log.warn('VXLAN guard: ignoring public IPs that are not IPv4 addresses', { count: r.invalid.length });
+    } catch (err) {
+      this.log.error('VXLAN guard update failed', { error: describeError(err) });
+    }
+  }
+
   private async checkRules(rules: TrafficRules, spec: { network: string; subnet: string; ipMasq: boolean }, stateFile: string): Promise<void> {
     try {
       if (await rules.intact()) return;
@@ -321,7 +344,7 @@ export class Agent {
 
 /**
  * `tulle agent --cleanup`: remove what the agent made on this host — routes with tulle's protocol, the VTEP
- * (its neighbours and FDB entries go with it), the traffic rules, subnet.env — and release the lease when the
+ * (its neighbours and FDB entries go with it), the traffic rules, the VXLAN guard, subnet.env — and release the lease when the
  * store can be reached. Safe to run twice.
  */
 export async function cleanupHost(options: AgentOptions, log: Logger, openStore: () => Promise<Registry>): Promise<void> {
@@ -336,6 +359,7 @@ export async function cleanupHost(options: AgentOptions, log: Logger, openStore:
     nl.close();
   }
   await new TrafficRules(chooseBackend()).remove();
+  await new VxlanGuard(chooseBackend()).remove(); // [vxlan-guard]
   rmSync(join(options.stateDir, 'rules.json'), { force: true });
   const previous = previousSubnet(options.subnetFile);
   rmSync(options.subnetFile, { force: true });

@@ -134,6 +134,8 @@ export class VxlanGuard {
   private members: string[] = [];
   /** The allowed set as the kernel listed it right after apply() (auto-merge may have joined entries). */
   private allowedListing = '';
+  /** Writes run one at a time: a periodic repair must never interleave with a member change. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly backend: RulesBackend,
@@ -149,8 +151,18 @@ export class VxlanGuard {
     return this.members;
   }
 
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
   /** Write the whole guard (replacing an earlier one) with `peers` as members. */
-  async apply(spec: GuardSpec, peers: readonly string[] = this.members): Promise<void> {
+  apply(spec: GuardSpec, peers: readonly string[] = this.members): Promise<void> {
+    return this.serial(() => this.write(spec, peers));
+  }
+
+  private async write(spec: GuardSpec, peers: readonly string[]): Promise<void> {
     const checked = checkSpec(spec);
     const { valid } = normalizePeers(peers);
     if (this.backend === 'nftables') {
@@ -175,10 +187,38 @@ export class VxlanGuard {
   }
 
   /**
+   * Make the guard right at agent start, keeping the kernel's current members (a restarting agent must not
+   * shut its peers out until it has read the leases): nothing is written when the guard is there with the same
+   * port, VNI and allowed sources; otherwise it is rewritten with the members it had.
+   */
+  ensure(spec: GuardSpec): Promise<'kept' | 'written'> {
+    return this.serial(() => this.ensureNow(spec));
+  }
+
+  private async ensureNow(spec: GuardSpec): Promise<'kept' | 'written'> {
+    const checked = checkSpec(spec);
+    const s = await this.status();
+    const wantAllowed = checked.allowedSources.map((c) => c.replace(/\/32$/, '')).join(',');
+    const haveAllowed = s.allowed.map((c) => c.replace(/\/32$/, '')).join(',');
+    if (s.present && s.port === checked.port && s.vni === checked.vni && haveAllowed === wantAllowed) {
+      this.spec = checked;
+      this.members = s.members;
+      this.allowedListing = s.allowed.join(',');
+      return 'kept';
+    }
+    await this.write(checked, s.members);
+    return 'written';
+  }
+
+  /**
    * Make the peers set hold exactly `ips`, writing only the difference. Values that are not IPv4 addresses are
    * never written and are returned in `invalid`. If the guard was removed behind our back it is rebuilt.
    */
-  async setPeers(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
+  setPeers(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
+    return this.serial(() => this.setPeersNow(ips));
+  }
+
+  private async setPeersNow(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
     if (!this.spec) throw new GuardError('the VXLAN guard is not set up: call apply() first');
     const { valid, invalid } = normalizePeers(ips);
     const want = new Set(valid);
@@ -200,7 +240,7 @@ export class VxlanGuard {
       this.members = valid;
     } catch {
       // Someone removed the table, the set or an element we listed: rebuild the whole guard with the new members.
-      await this.apply(this.spec, valid);
+      await this.write(this.spec, valid);
     }
     return { added, removed, invalid };
   }
@@ -219,10 +259,12 @@ export class VxlanGuard {
   }
 
   /** Rewrite the guard when it is not intact; returns whether it had to. */
-  async repair(): Promise<boolean> {
-    if (!this.spec || (await this.intact())) return false;
-    await this.apply(this.spec);
-    return true;
+  repair(): Promise<boolean> {
+    return this.serial(async () => {
+      if (!this.spec || (await this.intact())) return false;
+      await this.write(this.spec, this.members);
+      return true;
+    });
   }
 
   /** What the kernel holds now: works without apply() (for `tulle status`). */
@@ -280,11 +322,13 @@ export class VxlanGuard {
   }
 
   /** Remove the guard; nothing there is not an error. */
-  async remove(): Promise<void> {
-    if (this.backend === 'nftables') await this.cmd(['nft', 'delete', 'table', 'ip', GUARD_TABLE], { allowFailure: true });
-    else await this.removeIptables();
-    this.spec = undefined;
-    this.members = [];
+  remove(): Promise<void> {
+    return this.serial(async () => {
+      if (this.backend === 'nftables') await this.cmd(['nft', 'delete', 'table', 'ip', GUARD_TABLE], { allowFailure: true });
+      else await this.removeIptables();
+      this.spec = undefined;
+      this.members = [];
+    });
   }
 
   private async removeIptables(): Promise<void> {
