@@ -254,3 +254,18 @@ export function processMemory(pid: number): { rssMB: number; peakMB: number } {
   };
   return { rssMB: round(kb('VmRSS') / 1024, 1), peakMB: round(kb('VmHWM') / 1024, 1) };
 }
+
+/**
+ * Run `fn` with the agents it starts running with the VXLAN guard on or off (TULLE_VXLAN_GUARD, which lab agents
+ * inherit from this process), so a benchmark can show the guard's cost against no guard in the same run.
+ */
+export async function withVxlanGuard<T>(enabled: boolean, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.TULLE_VXLAN_GUARD;
+  process.env.TULLE_VXLAN_GUARD = enabled ? 'true' : 'false';
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env.TULLE_VXLAN_GUARD;
+    else process.env.TULLE_VXLAN_GUARD = saved;
+  }
+}

@@ -152,6 +152,9 @@ export class Agent {
     // Deletions only: the announcements of the agent's own writes (three per peer) are dropped undecoded. An
     // entry someone else rewrote in place is put right by the periodic reconcile.
     this.subscription = await this.nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e), { deletionsOnly: true });
+    // [vxlan-guard] A stop() during the awaits above (longer now by the guard's nft run) found no subscription,
+    // timers or watcher to close yet: creating them now would keep the process alive after SIGTERM.
+    if (signal.aborted) return this.subscription.close();
 
     const renewing = manager
       .keepRenewed(lease, {
