@@ -21,12 +21,14 @@
  * u32: fragment offset 0 only (bytes 4-7: id, flags, offset), skip the IP header (IHL), read the 4 bytes at UDP offset 12 (VNI + reserved byte).
  *
  * The input hook sees a VXLAN datagram after reassembly and only when it is for this host, so forwarded
- * traffic is never touched. Peer changes are written as element adds/deletes (one `nft -f -` transaction, or
- * one `ipset restore`), never by rebuilding, so a member is never missing while the set changes.
+ * traffic is never touched. Peer changes are written as element adds/deletes (one nf_tables netlink batch, the
+ * same as one `nft -f -` transaction but without starting a process; or one `ipset restore`), never by
+ * rebuilding, so a member is never missing while the set changes.
  */
 import { InvalidValueError, TulleError } from '../base/errors.js';
 import { formatCidr4, formatIPv4, parseCidr4, parseIPv4 } from '../base/ip.js';
 import { run, type RunOptions } from '../base/exec.js';
+import { NftSetWriter } from '../netlink/index.js';
 import type { RulesBackend } from './rules.js';
 
 export const GUARD_TABLE = 'tulle-guard';
@@ -136,6 +138,8 @@ export class VxlanGuard {
   private allowedListing = '';
   /** Writes run one at a time: a periodic repair must never interleave with a member change. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** nftables: the netlink socket member changes go through (opened on first use). */
+  private setWriter: NftSetWriter | undefined;
 
   constructor(
     readonly backend: RulesBackend,
@@ -228,11 +232,8 @@ export class VxlanGuard {
     if (added.length === 0 && removed.length === 0) return { added, removed, invalid };
     try {
       if (this.backend === 'nftables') {
-        const lines = [
-          ...(added.length ? [`add element ip ${GUARD_TABLE} ${NFT_PEERS} { ${added.join(', ')} }`] : []),
-          ...(removed.length ? [`delete element ip ${GUARD_TABLE} ${NFT_PEERS} { ${removed.join(', ')} }`] : []),
-        ];
-        await this.cmd(['nft', '-f', '-'], { input: lines.join('\n') + '\n' });
+        this.setWriter ??= NftSetWriter.open(this.netns);
+        await this.setWriter.update(GUARD_TABLE, NFT_PEERS, added, removed);
       } else {
         const lines = [...added.map((ip) => `add ${IPSET_PEERS} ${ip} -exist`), ...removed.map((ip) => `del ${IPSET_PEERS} ${ip} -exist`)];
         await this.cmd(['ipset', 'restore'], { input: lines.join('\n') + '\n' });
@@ -321,6 +322,12 @@ export class VxlanGuard {
     return at < 0 ? [] : r.stdout.slice(at + 9).split('\n').map((l) => l.trim()).filter(Boolean);
   }
 
+  /** Close the netlink socket (the kernel state stays); a later change opens a new one. */
+  close(): void {
+    this.setWriter?.close();
+    this.setWriter = undefined;
+  }
+
   /** Remove the guard; nothing there is not an error. */
   remove(): Promise<void> {
     return this.serial(async () => {
@@ -328,6 +335,7 @@ export class VxlanGuard {
       else await this.removeIptables();
       this.spec = undefined;
       this.members = [];
+      this.close();
     });
   }
 
