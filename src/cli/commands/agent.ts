@@ -54,7 +54,7 @@ export const agentCommand: CommandSpec = {
       choices: ['true', 'false'],
       env: 'TULLE_VXLAN_GUARD',
     },
-    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, subnet file), release its lease, and exit' },
+    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file), release its lease, and exit' },
   },
   examples: [
     'tulle agent --store etcd://192.0.2.10:2379 --iface eth0 --ip-masq',

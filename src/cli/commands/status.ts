@@ -58,7 +58,7 @@ function guardLines(g: GuardStatus & { missing: string[]; extra: string[] }): st
   if (!g.present) return [`guard:    off (no VXLAN guard in ${g.backend})`];
   const drops = Object.entries(g.drops).map(([reason, c]) => `${c.packets} ${reason}`).join(', ');
   return [
-    `guard:    ${g.backend}, VNI ${g.vni} port ${g.port}: ${g.members.length} members, dropped ${drops}`,
+    `guard:    ${g.backend}, VNI ${g.vni} port ${g.port}: ${g.members.length} member${g.members.length === 1 ? '' : 's'}, dropped ${drops}`,
     `  members: ${g.members.join(' ') || '(none)'}`,
     ...(g.allowed.length ? [`  allowed: ${g.allowed.join(' ')}`] : []),
     ...(g.missing.length ? [`  not yet members (leased peers): ${g.missing.join(' ')}`] : []),
