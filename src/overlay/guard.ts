@@ -27,7 +27,7 @@
  */
 import { InvalidValueError, TulleError } from '../base/errors.js';
 import { formatCidr4, formatIPv4, parseCidr4, parseIPv4 } from '../base/ip.js';
-import { run, type RunOptions } from '../base/exec.js';
+import { hasProgram, run, type RunOptions } from '../base/exec.js';
 import { NftSetWriter } from '../netlink/index.js';
 import type { RulesBackend } from './rules.js';
 
@@ -172,6 +172,9 @@ export class VxlanGuard {
     if (this.backend === 'nftables') {
       await this.cmd(['nft', '-f', '-'], { input: nftGuardRuleset(checked, valid) });
     } else {
+      if (!hasProgram('ipset')) {
+        throw new GuardError('the VXLAN guard needs ipset on a host without nft: install it (apt-get install ipset), or run the agent with --vxlan-guard=false');
+      }
       await this.removeIptables();
       const restore = [
         `create ${IPSET_PEERS} hash:ip family inet`,
