@@ -8,9 +8,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { run, runJson } from '../../src/base/exec.js';
-import { addPod, removeHostFromOverlay, runTulleIn, startAgent, waitConverged, loadLabState, type LabState } from '../../src/lab/index.js';
+import { addPod, removeHostFromOverlay, runTulleIn, startAgent, stopAgent, waitConverged, loadLabState, type LabState } from '../../src/lab/index.js';
 import { freshNetns, ip, requireRoot } from '../helpers/netns.js';
-import { kernelView, labRoot, overlayLab } from '../helpers/lab.js';
+import { agentLog, kernelView, labRoot, overlayLab } from '../helpers/lab.js';
 import { sendVxlan } from '../helpers/vxlan.js';
 import { leasesOf, podMatrix, within } from './overlay-helpers.js';
 
@@ -90,6 +90,17 @@ test('VXLAN guard in a lab: a stranger\'s frame never reaches a pod; leases add 
     const metrics = (await run(['ip', 'netns', 'exec', host(state, 'h2').namespace, process.execPath, '-e', scrape])).stdout;
     assert.match(metrics, new RegExp(`tulle_vxlan_guard_drops_total\\{reason="unknown_source"\\} ${before + 1}\\n`));
     assert.match(metrics, /tulle_vxlan_guard_members 2\n/);
+  });
+
+  await t.test('a restarted agent keeps the guard as it is: members and drop counter', async () => {
+    const before = (await statusOf(state, 'h2')).guard;
+    await stopAgent(state, 'h2');
+    startAgent(fresh(state), 'h2');
+    await within(20_000, 'h2\'s agent to log "VXLAN guard kept"', () => /"msg":"VXLAN guard kept"/.test(agentLog(state, 'h2')));
+    await waitConverged(fresh(state), ['h1', 'h2', 'h3']);
+    const after = (await statusOf(state, 'h2')).guard;
+    assert.deepEqual([after.members, after.drops.unknown_source.packets], [before.members, before.drops.unknown_source.packets]);
+    assert.doesNotMatch(agentLog(state, 'h2'), /"msg":"VXLAN guard members"[^\n]*"removed":\["/, 'no member was ever removed');
   });
 
   await t.test('a new host is a member on every host no later than its route; pods reach it', async () => {
