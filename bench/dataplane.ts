@@ -69,6 +69,9 @@ export interface DataplaneResult {
   handOverUnderlay: { throughput: number; rttP50: number; rttP99: number };
   /** Throughput tulle / hand-made of each round (runs taken back to back): the machine's noise, seen directly. */
   tulleOverHandPerRound: number[];
+  /** The same for tulle with the guard / tulle without it, and the median of those per-round ratios. */
+  tulleOverNoGuardPerRound: number[];
+  tulleOverNoGuardMedianOfRounds: number;
   /** CPU tulle's two agents used while the paths were measured, in % of the whole machine. */
   agentCpuPercent: number;
   labs: string[];
@@ -135,6 +138,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
         const agentCpuPercent = round(((sumCpuMs(agents) - agentCpuBefore) / ((performance.now() - measuringSince) * cpus().length)) * 100, 2);
         // Run i of every path is one round: its tulle / hand-made ratio shows how much the machine moved meanwhile.
         const roundRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('hand')![i]!, 3));
+        const guardRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('noguard')![i]!, 3));
         const results = Object.fromEntries(
           paths.map((p) => [
             p.name,
@@ -162,6 +166,8 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
             rttP99: round(results.underlay.rttMs.p99 / results.hand.rttMs.p99, 3),
           },
           tulleOverHandPerRound: roundRatios,
+          tulleOverNoGuardPerRound: guardRatios,
+          tulleOverNoGuardMedianOfRounds: round(median(guardRatios), 3),
           agentCpuPercent,
           labs: [tulleLab.name, handLab.name, noGuardLab.name],
           rows: rows(results),
