@@ -20,6 +20,7 @@ import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type NetlinkEvent, type Subscripti
 import { Reconciler } from '../overlay/reconciler.js';
 import { TrafficRules, chooseBackend } from '../overlay/rules.js';
 import { VxlanGuard } from '../overlay/guard.js'; // [vxlan-guard]
+import { registerGuardMetrics } from './guard-metrics.js'; // [vxlan-guard]
 import { pickUnderlay, type Underlay } from '../overlay/underlay.js';
 import { VXLAN_OVERHEAD_IPV4, ensureVtep, ensureVtepAddress, incompatibility, vtepName, type VtepSpec } from '../overlay/vtep.js';
 import type { Registry } from '../store/index.js';
@@ -123,7 +124,7 @@ export class Agent {
     const guard = options.vxlanGuard === false ? undefined : new VxlanGuard(rules.backend);
     const guardSpec = { vni: config.Backend.VNI, port: config.Backend.Port, allowedSources: config.Backend.AllowedSources ?? [] };
     if (guard) log.info(`VXLAN guard ${await guard.ensure(guardSpec)}`, { backend: guard.backend, allowedSources: guardSpec.allowedSources });
-    this.metrics.guard = guard;
+    if (guard) registerGuardMetrics(this.metrics.registry, guard);
 
     this.reconciler = new Reconciler(
       this.nl,

@@ -6,7 +6,6 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { InvalidValueError } from '../base/errors.js';
-import type { VxlanGuard } from '../overlay/guard.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -24,31 +23,6 @@ export class AgentMetrics {
   readonly leaseExpiry = new Gauge({ name: 'tulle_lease_expiry_timestamp_seconds', help: 'When this host\'s lease expires unless renewed (Unix time)', registers: [this.registry] });
   readonly storeErrors = new Counter({ name: 'tulle_store_errors_total', help: 'Failed store operations (the data plane is kept as it is)', registers: [this.registry] });
   readonly skippedLeases = new Counter({ name: 'tulle_skipped_leases_total', help: 'Peer leases ignored because their data was malformed', registers: [this.registry] });
-
-  /** Set by the agent when the VXLAN guard runs; its kernel counters are read at each scrape. */
-  guard: VxlanGuard | undefined;
-  readonly guardMembers = new Gauge({
-    name: 'tulle_vxlan_guard_members',
-    help: 'Peer public IPs the VXLAN guard lets in (leased peers; Backend.AllowedSources not counted)',
-    registers: [this.registry],
-    collect: () => {
-      if (this.guard) this.guardMembers.set(this.guard.peers.length);
-    },
-  });
-  readonly guardDrops = new Counter({
-    name: 'tulle_vxlan_guard_drops_total',
-    help: "VXLAN packets for the network's VNI dropped by the guard, by reason (the kernel's counters)",
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-    collect: async () => {
-      const guard = this.guard;
-      if (!guard) return;
-      const status = await guard.status().catch(() => undefined);
-      if (!status) return;
-      this.guardDrops.reset();
-      for (const [reason, c] of Object.entries(status.drops)) this.guardDrops.inc({ reason }, c.packets);
-    },
-  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tulle_' });
