@@ -268,3 +268,11 @@ export async function withEnv<T>(vars: Record<string, string>, fn: () => Promise
     }
   }
 }
+
+/**
+ * Run `fn` with the agents it starts running with the VXLAN guard on or off (TULLE_VXLAN_GUARD), so a benchmark
+ * can show the guard's cost against no guard in the same run.
+ */
+export function withVxlanGuard<T>(enabled: boolean, fn: () => Promise<T>): Promise<T> {
+  return withEnv({ TULLE_VXLAN_GUARD: enabled ? 'true' : 'false' }, fn);
+}

@@ -28,7 +28,7 @@ import { hostDir, labNamespace, loadLabState, overlayRoutes, overlaySteps, remov
 import { DEFAULT_PREFIX, openRegistry, subnetsPrefix, type Registry, type WatchHandle } from '../src/store/index.js';
 import { decodeLease } from '../src/subnet/index.js';
 import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
-import { environment, labRoot, percentiles, sumCpuMs, resultFile, round, row, withLab, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
+import { environment, labRoot, percentiles, sumCpuMs, resultFile, round, row, withLab, withVxlanGuard, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
 import { PeerObserver, VTEP, entryKeys, type PeerEntries } from './peer-observer.js';
 import { spareNamespacesStep } from './spare-host.js';
 
@@ -52,6 +52,10 @@ export interface SizeResult {
   /** CPU the N-1 agents use while nothing happens, in % of the whole machine (all cores). */
   idleCpuPercent: number;
   ratioP99: number;
+  /** The same joins in a second lab whose agents run without the VXLAN guard (--vxlan-guard=false). */
+  guardOff?: { tulleMs: Percentiles; lab: string };
+  /** tulle p99 with the guard / without it: what writing the peer's address into the guard set costs. */
+  guardRatioP99?: number;
   goal: number;
   met: boolean;
   lab: string;
@@ -82,8 +86,12 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
   const sizes = options.sizes ?? (options.quick ? [3] : [10, 30, 50]);
   const repetitions = options.repetitions ?? (options.quick ? 2 : 5);
   const results: SizeResult[] = [];
-  for (const n of sizes) results.push(await measureSize(n, repetitions));
-  const rows = results.map((r) =>
+  for (const n of sizes) {
+    const on = await withVxlanGuard(true, () => measureSize(n, repetitions));
+    const off = await withVxlanGuard(false, () => measureSize(n, repetitions));
+    results.push({ ...on, guardOff: { tulleMs: off.tulleMs, lab: off.lab }, guardRatioP99: round(on.tulleMs.p99 / off.tulleMs.p99, 3) });
+  }
+  const rows = results.flatMap((r) => [
     row({
       benchmark: NAME,
       metric: 'convergence p99: new lease -> route + neighbour + FDB entry on every other host',
@@ -96,7 +104,19 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
       ratioLabel: 'tulle p99 / iproute2 p99',
       goal: { on: 'figure', op: '<', value: GOAL_P99_MS, text: `p99 < ${GOAL_P99_MS} ms` },
     }),
-  );
+    row({
+      benchmark: NAME,
+      metric: 'convergence p99 with the VXLAN guard (peer added to the guard set before it is programmed)',
+      size: `${r.hosts} hosts`,
+      figure: r.tulleMs.p99,
+      unit: 'ms',
+      baseline: r.guardOff!.tulleMs.p99,
+      baselineLabel: 'tulle with --vxlan-guard=false',
+      ratio: r.guardRatioP99!,
+      ratioLabel: 'guard p99 / no-guard p99',
+      goal: { on: 'figure', op: '<', value: GOAL_P99_MS, text: `p99 < ${GOAL_P99_MS} ms with the guard` },
+    }),
+  ]);
   const result: ConvergenceResult = {
     name: NAME,
     date: new Date().toISOString(),
@@ -109,6 +129,7 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
       (r) =>
         `${r.hosts} hosts: p50 ${r.tulleMs.p50} ms, p99 ${r.tulleMs.p99} ms, max ${r.tulleMs.max} ms over ${r.tulleMs.samples} host-joins (${r.repetitions} joins); ` +
         `iproute2 fan-out p50 ${r.iprouteMs.p50} ms, p99 ${r.iprouteMs.p99} ms; ` +
+        `without the VXLAN guard p50 ${r.guardOff!.tulleMs.p50} ms, p99 ${r.guardOff!.tulleMs.p99} ms (guard / no guard p99 ${r.guardRatioP99}); ` +
         `CPU used by the ${r.hosts - 1} other agents per join, lease to last host done: ${r.joins.map((j) => `${j.peerAgentsCpuMs} ms`).join(', ')} on ${env.machine.cores} cores; ` +
         `the idle agents alone use ${r.idleCpuPercent}% of the machine's CPU` +
         (r.announcedBeforeStartMark ? `; ${r.announcedBeforeStartMark} host-joins were announced before the start mark and count as 0 ms` : ''),

@@ -5,12 +5,14 @@
  *   - the underlay: host h1 to host h2 of the same lab (same router in between, MTU 1500, no encapsulation);
  *   - the same overlay made by hand: a second, bare lab where this file builds flannel's layout itself with
  *     iproute2 and nft (VTEP flannel.1, cni0, a veth per pod, one neighbour + FDB entry + onlink route per peer,
- *     MTU 1450), the way seeds 001/002 do it.
+ *     MTU 1450), the way seeds 001/002 do it;
+ *   - tulle without its VXLAN guard: a third lab whose agents run with --vxlan-guard=false, so the guard's
+ *     nftables rule (a set lookup per VXLAN packet) is the only difference.
  * The kernel moves the packets in all three, so tulle can only lose by configuring something worse. The paths
  * take turns (A B C, then B C A, ...) and medians are taken, so a busy moment of the shared 2-core machine hits
  * all of them alike. For RTT the ratio is the baseline's RTT over tulle's, so for every row higher is better.
  *
- * Goals: tulle / hand-made >= 0.99, tulle / underlay >= 0.95.
+ * Goals: tulle / hand-made >= 0.99, tulle / underlay >= 0.95, tulle / tulle without the guard >= 0.98.
  *
  *   node dist/bench/dataplane.js [--quick]     (a full run writes bench/results/dataplane.json)
  */
@@ -21,18 +23,19 @@ import { pathToFileURL } from 'node:url';
 import { run as runCommand } from '../src/base/exec.js';
 import { sleep, waitFor } from '../src/base/retry.js';
 import { labNamespace, loadLabState, overlaySteps, registerLabProcess, type LabState, type LabStep } from '../src/lab/index.js';
-import { environment, labRoot, median, percentiles, resultFile, round, row, sumCpuMs, withLab, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
+import { environment, labRoot, median, percentiles, resultFile, round, row, sumCpuMs, withLab, withVxlanGuard, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
 
 export const NAME = 'dataplane';
 const GOAL_HAND = 0.99;
 const GOAL_UNDERLAY = 0.95;
+const GOAL_GUARD = 0.98;
 const NETWORK = '10.244.0.0/16';
 const MTU = 1450;
 const VNI = 1;
 const PORT = 8472;
 const IPERF_PORT = 5201;
 
-type PathName = 'tulle' | 'hand' | 'underlay';
+type PathName = 'tulle' | 'hand' | 'underlay' | 'noguard';
 
 /** One way from a client namespace to a server address. */
 interface Path {
@@ -66,6 +69,9 @@ export interface DataplaneResult {
   handOverUnderlay: { throughput: number; rttP50: number; rttP99: number };
   /** Throughput tulle / hand-made of each round (runs taken back to back): the machine's noise, seen directly. */
   tulleOverHandPerRound: number[];
+  /** The same for tulle with the guard / tulle without it, and the median of those per-round ratios. */
+  tulleOverNoGuardPerRound: number[];
+  tulleOverNoGuardMedianOfRounds: number;
   /** CPU tulle's two agents used while the paths were measured, in % of the whole machine. */
   agentCpuPercent: number;
   labs: string[];
@@ -94,10 +100,18 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
     pingIntervalMs: 10,
   };
   const overlay = overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 1 });
+  const noGuardOverlay = overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 1 });
   return withLab('dpt', { nodes: 2, underlay: 'routed', afterUnderlay: overlay }, (tulleLab) =>
-    withLab('dph', { nodes: 2, underlay: 'routed', afterUnderlay: [handMadeOverlay()] }, async (handLab) => {
-      const paths = [tullePath(tulleLab), handPath(handLab), underlayPath(tulleLab)];
-      const servers = paths.map((p) => startIperfServer(p.name === 'hand' ? handLab : tulleLab, p.serverNs));
+    withLab('dph', { nodes: 2, underlay: 'routed', afterUnderlay: [handMadeOverlay()] }, (handLab) =>
+    withVxlanGuard(false, () => withLab('dpn', { nodes: 2, underlay: 'routed', afterUnderlay: noGuardOverlay }, async (noGuardLab) => {
+      const paths = [tullePath(tulleLab), handPath(handLab), underlayPath(tulleLab), { ...tullePath(noGuardLab), name: 'noguard' as const, label: 'tulle overlay, --vxlan-guard=false' }];
+      const labOf = { tulle: tulleLab, underlay: tulleLab, hand: handLab, noguard: noGuardLab };
+      // The comparison only means something if the guard is the difference: on in one lab, off in the other.
+      for (const [lab, want] of [[tulleLab, true], [noGuardLab, false]] as const) {
+        const tables = (await runCommand(['ip', 'netns', 'exec', lab.hosts[1]!.namespace, 'nft', 'list', 'tables'])).stdout;
+        if (/tulle-guard/.test(tables) !== want) throw new Error(`lab ${lab.name}: the VXLAN guard is ${want ? 'missing' : 'present'}; the guard comparison would be wrong`);
+      }
+      const servers = paths.map((p) => startIperfServer(labOf[p.name], p.serverNs));
       try {
         await Promise.all(servers.map((s) => s.ready));
         // Untimed: ARP/neighbour resolution and a first TCP connection on every path.
@@ -124,6 +138,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
         const agentCpuPercent = round(((sumCpuMs(agents) - agentCpuBefore) / ((performance.now() - measuringSince) * cpus().length)) * 100, 2);
         // Run i of every path is one round: its tulle / hand-made ratio shows how much the machine moved meanwhile.
         const roundRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('hand')![i]!, 3));
+        const guardRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('noguard')![i]!, 3));
         const results = Object.fromEntries(
           paths.map((p) => [
             p.name,
@@ -151,8 +166,10 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
             rttP99: round(results.underlay.rttMs.p99 / results.hand.rttMs.p99, 3),
           },
           tulleOverHandPerRound: roundRatios,
+          tulleOverNoGuardPerRound: guardRatios,
+          tulleOverNoGuardMedianOfRounds: round(median(guardRatios), 3),
           agentCpuPercent,
-          labs: [tulleLab.name, handLab.name],
+          labs: [tulleLab.name, handLab.name, noGuardLab.name],
           rows: rows(results),
         };
         const file = resultFile(NAME, options);
@@ -161,7 +178,8 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
       } finally {
         await Promise.all(servers.map((s) => s.stop()));
       }
-    }),
+    })),
+    ),
   );
 }
 
@@ -172,6 +190,7 @@ function rows(r: Record<PathName, PathResult>): BenchRow[] {
   for (const [base, goal] of [
     ['hand', GOAL_HAND],
     ['underlay', GOAL_UNDERLAY],
+    ['noguard', GOAL_GUARD],
   ] as const) {
     const b = r[base];
     const g = { on: 'ratio' as const, op: '>=' as const, value: goal };

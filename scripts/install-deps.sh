@@ -14,6 +14,7 @@ REQUIREMENTS=(
   "tshark:tshark"
   "nft:nftables"
   "iptables:iptables"
+  "ipset:ipset"
   "etcd:etcd-server"
   "etcdctl:etcd-client"
   "iperf3:iperf3"

@@ -29,6 +29,8 @@ import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type Link, type NetlinkEvent } fro
 import type { Rejection } from '../overlay/admission.js';
 import { Reconciler } from '../overlay/reconciler.js';
 import { TrafficRules, chooseBackend } from '../overlay/rules.js';
+import { VxlanGuard } from '../overlay/guard.js';
+import { registerGuardMetrics } from './guard-metrics.js';
 import { pickUnderlay, type Underlay } from '../overlay/underlay.js';
 import { VXLAN_OVERHEAD_IPV4, ensureVtep, ensureVtepAddress, incompatibility, vniClash, vtepName, type VtepSpec } from '../overlay/vtep.js';
 import { configKey } from '../store/keys.js';
@@ -198,6 +200,14 @@ export class Agent {
     const rulesSpec = { network: config.Network, subnet: lease.subnet, ipMasq: options.ipMasq };
     const rulesState = join(options.stateDir, 'rules.json');
     log.info(`traffic rules ${await rules.ensure(rulesSpec, rulesState)}`, { backend: rules.backend, ipMasq: options.ipMasq });
+    // The VXLAN guard is kept as the kernel has it (members too) until the leases are read.
+    const guard = options.vxlanGuard === false ? undefined : new VxlanGuard(rules.backend);
+    if (guard) {
+      const guardSpec = { vni: config.Backend.VNI, port: config.Backend.Port, allowedSources: config.Backend.AllowedSources ?? [] };
+      log.info(`VXLAN guard ${await guard.ensure(guardSpec)}`, { backend: guard.backend, allowedSources: guardSpec.allowedSources });
+      registerGuardMetrics(metrics.registry, guard);
+      this.own(guard, (g) => g.close());
+    }
     this.checkpoint();
 
     const reconciler = (this.reconciler = new Reconciler(
@@ -228,6 +238,7 @@ export class Agent {
           if (reason === 'drift' || reason === 'periodic') metrics.repairs.inc(r.writes);
         },
         onAdmission: (a) => this.reportRejections(a.rejected),
+        ...(guard ? { beforeProgram: (admitted) => this.updateGuard(guard, admitted.map((p) => p.publicIP)) } : {}),
       },
     ));
     this.own(reconciler, (r) => r.close());
@@ -254,6 +265,7 @@ export class Agent {
 
     this.own(setInterval(() => void this.reconcile('periodic'), options.reconcileInterval * 1000), clearInterval);
     this.own(setInterval(() => void this.checkRules(rules, rulesSpec, rulesState), options.rulesInterval * 1000), clearInterval);
+    if (guard) this.own(setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000), clearInterval);
     this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
 
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
@@ -415,6 +427,21 @@ export class Agent {
     })();
   }
 
+  /** Set the VXLAN guard's members to `publicIPs` (the peers about to be programmed), or repair it. */
+  private async updateGuard(guard: VxlanGuard, publicIPs?: string[]): Promise<void> {
+    try {
+      if (!publicIPs) {
+        if (await guard.repair()) this.metrics.repairs.inc();
+        return;
+      }
+      const r = await guard.setPeers(publicIPs);
+      if (r.added.length || r.removed.length) this.log.info('VXLAN guard members', { added: r.added, removed: r.removed, members: guard.peers.length });
+      if (r.invalid.length) this.log.warn('VXLAN guard: ignoring public IPs that are not IPv4 addresses', { count: r.invalid.length });
+    } catch (err) {
+      this.log.error('VXLAN guard update failed', { error: describeError(err) });
+    }
+  }
+
   private async checkRules(rules: TrafficRules, spec: { network: string; subnet: string; ipMasq: boolean }, stateFile: string): Promise<void> {
     try {
       if (await rules.intact()) return;
@@ -438,7 +465,7 @@ function closeServer(server: Server): Promise<void> {
 
 /**
  * `tulle agent --cleanup`: remove what the agent made on this host — routes with tulle's protocol, the VTEP
- * (its neighbours and FDB entries go with it), the traffic rules, subnet.env — and release the lease when the
+ * (its neighbours and FDB entries go with it), the traffic rules, the VXLAN guard, subnet.env — and release the lease when the
  * store can be reached. Safe to run twice.
  */
 export async function cleanupHost(options: AgentOptions, log: Logger, openStore: () => Promise<Registry>): Promise<void> {
@@ -453,6 +480,7 @@ export async function cleanupHost(options: AgentOptions, log: Logger, openStore:
     nl.close();
   }
   await new TrafficRules(chooseBackend()).remove();
+  await new VxlanGuard(chooseBackend()).remove();
   rmSync(join(options.stateDir, 'rules.json'), { force: true });
   const previous = previousSubnet(options.subnetFile);
   rmSync(options.subnetFile, { force: true });

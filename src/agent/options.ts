@@ -19,4 +19,6 @@ export interface AgentOptions {
   reconcileInterval: number;
   /** Seconds between checks that the traffic rules are intact. */
   rulesInterval: number;
+  /** Drop VXLAN packets for the network's VNI from hosts without a lease (src/overlay/guard.ts); default on. */
+  vxlanGuard?: boolean;
 }

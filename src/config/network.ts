@@ -8,12 +8,15 @@
  *    "Backend":{"Type":"vxlan","VNI":1,"Port":8472,"MTU":0,"GBP":false,"DirectRouting":false,"Learning":false}}
  */
 import { InvalidValueError } from '../base/errors.js';
+import { isIPv4 } from 'node:net';
 import { cidrContains, formatCidr4, formatIPv4, maskOf, parseCidr4, parseIPv4, type Cidr4 } from '../base/ip.js';
 import { getField, isJsonObject, parseJsonText, type JsonObject } from './flannel-json.js';
 
 export const DEFAULT_VNI = 1;
 export const MAX_VNI = 16_777_215;
 export const DEFAULT_VXLAN_PORT = 8472;
+/** More entries than any real list of external VTEPs; keeps a hostile config from filling the kernel set. */
+export const MAX_ALLOWED_SOURCES = 1024;
 /** The only backend tulle implements; flannel's others (udp, host-gw, wireguard, ...) are refused by name. */
 export const SUPPORTED_BACKENDS = ['vxlan'] as const;
 
@@ -30,6 +33,11 @@ export interface BackendConfig {
   DirectRouting: boolean;
   /** Let the kernel learn remote MACs instead of tulle programming FDB entries. */
   Learning: boolean;
+  /**
+   * tulle's own: VTEPs outside the store (CIDRs, a bare address means /32) whose VXLAN packets the guard lets in
+   * besides the leased peers'. Present only when the config names it, so flannel's own config reads back unchanged.
+   */
+  AllowedSources?: string[];
 }
 
 /** A validated network config with every default filled in. Field names are flannel's. */
@@ -127,6 +135,7 @@ function validateBackend(raw: unknown): BackendConfig {
     throw new InvalidValueError('Backend.MTU', mtu, 'is out of range (must be 68..65535, or 0 to derive it from the underlay)');
   }
 
+  const allowedSources = validateAllowedSources(getField(b, 'AllowedSources'));
   return {
     Type: 'vxlan',
     VNI: vni,
@@ -135,7 +144,40 @@ function validateBackend(raw: unknown): BackendConfig {
     GBP: optionalBoolean(b, 'GBP', false, 'Backend.GBP'),
     DirectRouting: optionalBoolean(b, 'DirectRouting', false, 'Backend.DirectRouting'),
     Learning: optionalBoolean(b, 'Learning', false, 'Backend.Learning'),
+    ...(allowedSources ? { AllowedSources: allowedSources } : {}),
   };
+}
+
+/** Backend.AllowedSources: a list of IPv4 CIDRs (a bare address is a /32), returned in canonical form. */
+function validateAllowedSources(raw: unknown): string[] | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (!Array.isArray(raw)) throw new InvalidValueError('Backend.AllowedSources', shorten(raw), 'is not a list of IPv4 CIDRs (like ["203.0.113.0/24"])');
+  if (raw.length > MAX_ALLOWED_SOURCES) {
+    throw new InvalidValueError('Backend.AllowedSources', `${raw.length} entries`, `is too long (at most ${MAX_ALLOWED_SOURCES}; use wider CIDRs)`);
+  }
+  return raw.map((entry, i) => {
+    const field = `Backend.AllowedSources[${i}]`;
+    if (typeof entry !== 'string') throw new InvalidValueError(field, shorten(entry), 'is not an IPv4 CIDR string (like "203.0.113.0/24")');
+    const text = isIPv4(entry) ? `${entry}/32` : entry;
+    let cidr: Cidr4;
+    try {
+      cidr = parseCidr4(text, field);
+    } catch (err) {
+      if (err instanceof InvalidValueError) throw new InvalidValueError(field, shorten(entry), err.rule);
+      throw err;
+    }
+    if (cidr.prefix === 0) {
+      throw new InvalidValueError(field, entry, 'allows every source, which turns the VXLAN guard off (run the agents with --vxlan-guard=false instead)');
+    }
+    return formatCidr4(cidr);
+  });
+}
+
+/** Long hostile values are cut in messages. */
+function shorten(value: unknown): unknown {
+  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  if (text.length <= 64) return value;
+  return `${text.slice(0, 61)}…`;
 }
 
 /** A whole number field; missing or null gives `fallback` (Go leaves the zero value, flannel then defaults). */

@@ -13,3 +13,4 @@ export { TULLE_ROUTE_PROTOCOL, normalizeRoute, type Route, type RouteFilter, typ
 export { normalizeFdb, type Neighbor, type NeighborState, type Fdb } from './neigh.js';
 export { setSysctl, getSysctl, sysctlPath } from './sysctl.js';
 export { flock, tryFlock, LockError, type LockMode } from './flock.js';
+export { NftSetWriter } from './nft-set.js';

@@ -34,6 +34,8 @@ export interface ReconcilerHooks {
   onResult?(r: ReconcileResult, reason: string): void;
   /** Every run's admission (the agent logs and counts the rejections that are new). */
   onAdmission?(a: AdmissionResult): void;
+  /** Before any entry is written: the admitted peers (the VXLAN guard lets them in before their first packet). */
+  beforeProgram?(admitted: AdmissionResult['admitted']): Promise<void>;
 }
 
 /** What the reconciler needs of the kernel: three dumps and a batch of writes. */
@@ -216,6 +218,7 @@ export class Reconciler {
     const view = await this.readKernel();
     this.admission = admitLeases({ ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: view.foreignRoutes }, this.leases);
     this.hooks.onAdmission?.(this.admission);
+    await this.hooks.beforeProgram?.(this.admission.admitted);
     const now = this.now();
     const plans = planPeers(
       this.ctx,

@@ -90,3 +90,33 @@ test('zero values mean "default", as for a Go struct: Port 0, SubnetLen 0, Subne
   const c = validateNetworkConfig({ Network: '10.244.0.0/16', SubnetLen: 0, SubnetMin: '0.0.0.0', SubnetMax: null, Backend: { Port: 0, MTU: null, Type: '' } });
   assert.deepEqual([c.SubnetLen, c.SubnetMin, c.SubnetMax, c.Backend.Port, c.Backend.MTU, c.Backend.Type], [24, '10.244.1.0', '10.244.255.0', 8472, 0, 'vxlan']);
 });
+
+test('Backend.AllowedSources: CIDRs in canonical form, a bare address is a /32, absent when not given', () => {
+  const c = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"AllowedSources":["203.0.113.0/24","198.51.100.7"]}}');
+  assert.deepEqual(c.Backend.AllowedSources, ['203.0.113.0/24', '198.51.100.7/32']);
+  assert.equal('AllowedSources' in parseNetworkConfig('{"Network":"10.244.0.0/16"}').Backend, false);
+  assert.deepEqual(parseNetworkConfig('{"Network":"10.244.0.0/16","backend":{"allowedsources":[]}}').Backend.AllowedSources, []);
+});
+
+test('Backend.AllowedSources: hostile values name the entry, the value and the rule; long values are cut', () => {
+  const long = 'x'.repeat(5000);
+  const cases: Array<[unknown, string, RegExp]> = [
+    ['203.0.113.0/24', 'Backend.AllowedSources', /"203\.0\.113\.0\/24" is not a list of IPv4 CIDRs/],
+    [{ a: 1 }, 'Backend.AllowedSources', /is not a list/],
+    [['203.0.113.0/24', 7], 'Backend.AllowedSources[1]', /^Backend\.AllowedSources\[1\]: 7 is not an IPv4 CIDR string/],
+    [['203.0.113.1/24'], 'Backend.AllowedSources[0]', /has host bits set \(the network address is 203\.0\.113\.0\/24\)/],
+    [['203.0.113.0/33'], 'Backend.AllowedSources[0]', /is not an IPv4 CIDR/],
+    [['2001:db8::/64'], 'Backend.AllowedSources[0]', /is not an IPv4 CIDR/],
+    [['203.0.113.0/24; flush ruleset'], 'Backend.AllowedSources[0]', /is not an IPv4 CIDR/],
+    [['0.0.0.0/0'], 'Backend.AllowedSources[0]', /allows every source, which turns the VXLAN guard off \(run the agents with --vxlan-guard=false instead\)/],
+    [[long], 'Backend.AllowedSources[0]', /^Backend\.AllowedSources\[0\]: "x{61}…" is not an IPv4 CIDR/],
+    [Array(1025).fill('203.0.113.0/24'), 'Backend.AllowedSources', /"1025 entries" is too long \(at most 1024/],
+  ];
+  for (const [value, field, rule] of cases) {
+    assert.throws(
+      () => validateNetworkConfig({ Network: '10.244.0.0/16', Backend: { AllowedSources: value } }),
+      (e: unknown) => e instanceof InvalidValueError && e.field === field && rule.test(e.message) && e.message.length < 300,
+      `${JSON.stringify(value).slice(0, 80)} should fail on ${field} with ${rule}`,
+    );
+  }
+});

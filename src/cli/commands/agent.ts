@@ -29,6 +29,7 @@ function agentOptions(args: ParsedArgs): AgentOptions {
     healthAddr: s('health-addr')!,
     reconcileInterval: o['reconcile-interval'] as number,
     rulesInterval: o['rules-interval'] as number,
+    vxlanGuard: o['vxlan-guard'] !== 'false',
   };
 }
 
@@ -49,7 +50,15 @@ export const agentCommand: CommandSpec = {
     'health-addr': { type: 'string', valueName: 'HOST:PORT', description: 'Serve /healthz and /metrics here', default: DEFAULT_HEALTH_ADDR, env: 'TULLE_HEALTH_ADDR' },
     'reconcile-interval': { type: 'integer', valueName: 'SECONDS', description: 'Full reconcile period', default: 60, min: 1, max: 86400, env: 'TULLE_RECONCILE_INTERVAL' },
     'rules-interval': { type: 'integer', valueName: 'SECONDS', description: 'Traffic rules check period', default: 30, min: 1, max: 86400, env: 'TULLE_RULES_INTERVAL' },
-    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, subnet file), release its lease, and exit' },
+    'vxlan-guard': {
+      type: 'string',
+      valueName: 'true|false',
+      description: "Drop VXLAN packets for the network's VNI from hosts that hold no lease (and are not in Backend.AllowedSources)",
+      default: 'true',
+      choices: ['true', 'false'],
+      env: 'TULLE_VXLAN_GUARD',
+    },
+    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file), release its lease, and exit' },
   },
   examples: [
     'tulle agent --store etcd://192.0.2.10:2379 --iface eth0 --ip-masq',

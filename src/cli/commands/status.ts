@@ -4,6 +4,8 @@
  */
 import { NetlinkClient } from '../../netlink/index.js';
 import { hostOverlayStatus } from '../../overlay/status.js';
+import { VxlanGuard, type GuardStatus } from '../../overlay/guard.js';
+import { chooseBackend } from '../../overlay/rules.js';
 import { LeaseManager } from '../../subnet/manager.js';
 import type { CommandSpec } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from './config.js';
@@ -28,8 +30,13 @@ export const statusCommand: CommandSpec = {
     try {
       const s = await hostOverlayStatus(nl, { leases: listing.leases, config });
       const rejected = [...listing.malformed.map((m) => ({ key: m.key, reason: 'malformed', detail: m.message })), ...s.rejected];
+      // The guard's members must be exactly the peers this host admits.
+      const refused = new Set(s.rejected.map((r) => r.key));
+      const peerIPs = listing.leases.filter((l) => l.subnet !== s.subnet && !refused.has(l.key)).map((l) => l.publicIP);
+      const guard = await new VxlanGuard(chooseBackend()).status();
+      const guardView = { ...guard, missing: peerIPs.filter((ip) => !guard.members.includes(ip)), extra: guard.members.filter((ip) => !peerIPs.includes(ip)) };
       if (args.options.json) {
-        process.stdout.write(JSON.stringify({ ...s, rejected }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ ...s, rejected, guard: guardView }, null, 2) + '\n');
       } else {
         const lines = [
           `lease:    ${s.subnet ? `${s.subnet} (public IP ${s.publicIP})` : 'none: no lease in the store has a public IP of this host'}`,
@@ -38,6 +45,7 @@ export const statusCommand: CommandSpec = {
           ...(rejected.length ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)] : []),
           `in sync:  ${s.inSync ? 'yes' : 'NO'}`,
           ...(s.pending.length ? ['would need:', ...s.pending.map((p) => `  ${p}`)] : []),
+          ...guardLines(guardView),
         ];
         process.stdout.write(lines.join('\n') + '\n');
       }
@@ -47,3 +55,16 @@ export const statusCommand: CommandSpec = {
     }
   },
 };
+
+/** The VXLAN guard's lines: its members (leased peers' public IPs), allowed sources and drops per reason. */
+function guardLines(g: GuardStatus & { missing: string[]; extra: string[] }): string[] {
+  if (!g.present) return [`guard:    off (no VXLAN guard in ${g.backend})`];
+  const drops = Object.entries(g.drops).map(([reason, c]) => `${c.packets} ${reason}`).join(', ');
+  return [
+    `guard:    ${g.backend}, VNI ${g.vni} port ${g.port}: ${g.members.length} member${g.members.length === 1 ? '' : 's'}, dropped ${drops}`,
+    `  members: ${g.members.join(' ') || '(none)'}`,
+    ...(g.allowed.length ? [`  allowed: ${g.allowed.join(' ')}`] : []),
+    ...(g.missing.length ? [`  not yet members (leased peers): ${g.missing.join(' ')}`] : []),
+    ...(g.extra.length ? [`  members without a lease: ${g.extra.join(' ')}`] : []),
+  ];
+}

@@ -1,0 +1,362 @@
+/**
+ * The VXLAN guard: a VXLAN packet for the network's VNI on the network's port is delivered only when its outer
+ * source is a peer holding a lease (or inside Backend.AllowedSources); any other is dropped and counted.
+ * Packets for another VNI or another port are never touched, so other tunnels sharing the port keep working
+ * (unlike Calico's guard, projectcalico/calico#6752). The backend is chosen as for the traffic rules.
+ *
+ * nftables, its own table (the traffic rules' table `tulle` is replaced whole, so it cannot hold the set):
+ *   table ip tulle-guard {
+ *     counter unknown_source {}
+ *     set peers   { type ipv4_addr; }                             # leased peers' public IPs
+ *     set allowed { type ipv4_addr; flags interval; auto-merge; }  # Backend.AllowedSources
+ *     chain input { type filter hook input priority filter; policy accept;
+ *       udp dport PORT @th,96,24 VNI ip saddr != @peers ip saddr != @allowed counter name "unknown_source" drop }
+ *   }
+ * `@th,96,24` is the raw VNI: 24 bits at bit 96 of the transport header (8 bytes UDP + 4 bytes VXLAN flags).
+ *
+ * iptables (with ipset): sets `tulle-peers` (hash:ip) and `tulle-allowed` (hash:net), chain TULLE-VXLAN jumped to
+ * from INPUT:
+ *   -A TULLE-VXLAN -p udp --dport PORT -m u32 --u32 "4&0x1FFF=0 && 0>>22&0x3C@12>>8=VNI"
+ *      -m set ! --match-set tulle-peers src -m set ! --match-set tulle-allowed src -m comment --comment unknown_source -j DROP
+ * u32: fragment offset 0 only (bytes 4-7: id, flags, offset), skip the IP header (IHL), read the 4 bytes at UDP offset 12 (VNI + reserved byte).
+ *
+ * The input hook sees a VXLAN datagram after reassembly and only when it is for this host, so forwarded
+ * traffic is never touched. Peer changes are written as element adds/deletes (one nf_tables netlink batch, the
+ * same as one `nft -f -` transaction but without starting a process; or one `ipset restore`), never by
+ * rebuilding, so a member is never missing while the set changes.
+ */
+import { InvalidValueError, TulleError } from '../base/errors.js';
+import { formatCidr4, formatIPv4, parseCidr4, parseIPv4 } from '../base/ip.js';
+import { hasProgram, run, type RunOptions } from '../base/exec.js';
+import { NftSetWriter } from '../netlink/index.js';
+import type { RulesBackend } from './rules.js';
+
+export const GUARD_TABLE = 'tulle-guard';
+const NFT_PEERS = 'peers';
+const NFT_ALLOWED = 'allowed';
+const IPT_CHAIN = 'TULLE-VXLAN';
+const IPSET_PEERS = 'tulle-peers';
+const IPSET_ALLOWED = 'tulle-allowed';
+
+/** Why a packet was dropped; one kernel counter each, exported as the metric label `reason`. */
+export const DROP_REASONS = ['unknown_source'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export interface GuardSpec {
+  vni: number;
+  port: number;
+  /** Backend.AllowedSources: CIDRs of VTEPs outside the store, validated by the config. */
+  allowedSources: readonly string[];
+}
+
+export interface GuardStatus {
+  backend: RulesBackend;
+  /** The guard's table/chain is in the kernel. */
+  present: boolean;
+  port: number | null;
+  vni: number | null;
+  /** Public IPs in the peers set, sorted. */
+  members: string[];
+  /** Entries of the allowed set as the kernel holds them (CIDRs or ranges). */
+  allowed: string[];
+  drops: Record<DropReason, { packets: number; bytes: number }>;
+}
+
+export class GuardError extends TulleError {
+  constructor(message: string, cause?: unknown) {
+    super('TULLE_GUARD', message, { cause });
+  }
+}
+
+/** Canonical dotted quads of the valid IPv4 addresses in `ips` (sorted, unique) and the values that are not. */
+export function normalizePeers(ips: readonly unknown[]): { valid: string[]; invalid: unknown[] } {
+  const valid = new Set<string>();
+  const invalid: unknown[] = [];
+  for (const ip of ips) {
+    try {
+      if (typeof ip !== 'string') throw new Error('not a string');
+      valid.add(formatIPv4(parseIPv4(ip, 'PublicIP')));
+    } catch {
+      invalid.push(ip);
+    }
+  }
+  return { valid: [...valid].sort(byAddress), invalid };
+}
+
+function byAddress(a: string, b: string): number {
+  return parseIPv4(a) - parseIPv4(b);
+}
+
+/** Checked again here (not only by the config) because every value ends up in a program's input. */
+function checkSpec(spec: GuardSpec): GuardSpec {
+  if (!Number.isInteger(spec.vni) || spec.vni < 1 || spec.vni > 16_777_215) throw new InvalidValueError('Backend.VNI', spec.vni, 'is out of range (must be 1..16777215)');
+  if (!Number.isInteger(spec.port) || spec.port < 1 || spec.port > 65535) throw new InvalidValueError('Backend.Port', spec.port, 'is out of range (must be 1..65535)');
+  const allowedSources = spec.allowedSources.map((c, i) => formatCidr4(parseCidr4(c, `Backend.AllowedSources[${i}]`)));
+  return { vni: spec.vni, port: spec.port, allowedSources };
+}
+
+export function nftGuardRuleset(spec: GuardSpec, peers: readonly string[]): string {
+  const s = checkSpec(spec);
+  const elements = (list: readonly string[]) => (list.length ? `\n    elements = { ${list.join(', ')} }` : '');
+  // "add table" then "delete table" replaces the table atomically whether or not it exists.
+  return `add table ip ${GUARD_TABLE}
+delete table ip ${GUARD_TABLE}
+table ip ${GUARD_TABLE} {
+  counter unknown_source {
+  }
+  set ${NFT_PEERS} {
+    type ipv4_addr;${elements(normalizePeers(peers).valid)}
+  }
+  set ${NFT_ALLOWED} {
+    type ipv4_addr; flags interval; auto-merge;${elements(s.allowedSources)}
+  }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    udp dport ${s.port} @th,96,24 ${s.vni} ip saddr != @${NFT_PEERS} ip saddr != @${NFT_ALLOWED} counter name "unknown_source" drop
+  }
+}
+`;
+}
+
+export function iptablesGuardRule(spec: GuardSpec): string[] {
+  const s = checkSpec(spec);
+  return [
+    '-p', 'udp', '--dport', String(s.port),
+    '-m', 'u32', '--u32', `4&0x1FFF=0 && 0>>22&0x3C@12>>8=${s.vni}`,
+    '-m', 'set', '!', '--match-set', IPSET_PEERS, 'src',
+    '-m', 'set', '!', '--match-set', IPSET_ALLOWED, 'src',
+    '-m', 'comment', '--comment', 'unknown_source',
+    '-j', 'DROP',
+  ];
+}
+
+export class VxlanGuard {
+  private spec: GuardSpec | undefined;
+  /** The peers set as last written (sorted). */
+  private members: string[] = [];
+  /** The allowed set as the kernel listed it right after apply() (auto-merge may have joined entries). */
+  private allowedListing = '';
+  /** Writes run one at a time: a periodic repair must never interleave with a member change. */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** nftables: the netlink socket member changes go through (opened on first use). */
+  private setWriter: NftSetWriter | undefined;
+
+  constructor(
+    readonly backend: RulesBackend,
+    private readonly netns?: string,
+  ) {}
+
+  private cmd(argv: string[], options: RunOptions = {}) {
+    return run(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
+  }
+
+  /** The peers the guard lets in, as last written. */
+  get peers(): readonly string[] {
+    return this.members;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  /** Write the whole guard (replacing an earlier one) with `peers` as members. */
+  apply(spec: GuardSpec, peers: readonly string[] = this.members): Promise<void> {
+    return this.serial(() => this.write(spec, peers));
+  }
+
+  private async write(spec: GuardSpec, peers: readonly string[]): Promise<void> {
+    const checked = checkSpec(spec);
+    const { valid } = normalizePeers(peers);
+    if (this.backend === 'nftables') {
+      await this.cmd(['nft', '-f', '-'], { input: nftGuardRuleset(checked, valid) });
+    } else {
+      if (!hasProgram('ipset')) {
+        throw new GuardError('the VXLAN guard needs ipset on a host without nft: install it (apt-get install ipset), or run the agent with --vxlan-guard=false');
+      }
+      await this.removeIptables();
+      const restore = [
+        `create ${IPSET_PEERS} hash:ip family inet`,
+        `create ${IPSET_ALLOWED} hash:net family inet`,
+        ...valid.map((ip) => `add ${IPSET_PEERS} ${ip}`),
+        ...checked.allowedSources.map((c) => `add ${IPSET_ALLOWED} ${c}`),
+        '',
+      ].join('\n');
+      await this.cmd(['ipset', 'restore'], { input: restore });
+      await this.cmd(['iptables', '-w', '-N', IPT_CHAIN]);
+      await this.cmd(['iptables', '-w', '-A', IPT_CHAIN, ...iptablesGuardRule(checked)]);
+      await this.cmd(['iptables', '-w', '-I', 'INPUT', '1', '-j', IPT_CHAIN]);
+    }
+    this.spec = checked;
+    this.members = valid;
+    this.allowedListing = (await this.status()).allowed.join(',');
+  }
+
+  /**
+   * Make the guard right at agent start, keeping the kernel's current members (a restarting agent must not
+   * shut its peers out until it has read the leases): nothing is written when the guard is there with the same
+   * port, VNI and allowed sources; otherwise it is rewritten with the members it had.
+   */
+  ensure(spec: GuardSpec): Promise<'kept' | 'written'> {
+    return this.serial(() => this.ensureNow(spec));
+  }
+
+  private async ensureNow(spec: GuardSpec): Promise<'kept' | 'written'> {
+    const checked = checkSpec(spec);
+    const s = await this.status();
+    const wantAllowed = checked.allowedSources.map((c) => c.replace(/\/32$/, '')).join(',');
+    const haveAllowed = s.allowed.map((c) => c.replace(/\/32$/, '')).join(',');
+    if (s.present && s.port === checked.port && s.vni === checked.vni && haveAllowed === wantAllowed) {
+      this.spec = checked;
+      this.members = s.members;
+      this.allowedListing = s.allowed.join(',');
+      return 'kept';
+    }
+    await this.write(checked, s.members);
+    return 'written';
+  }
+
+  /**
+   * Make the peers set hold exactly `ips`, writing only the difference. Values that are not IPv4 addresses are
+   * never written and are returned in `invalid`. If the guard was removed behind our back it is rebuilt.
+   */
+  setPeers(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
+    return this.serial(() => this.setPeersNow(ips));
+  }
+
+  private async setPeersNow(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
+    if (!this.spec) throw new GuardError('the VXLAN guard is not set up: call apply() first');
+    const { valid, invalid } = normalizePeers(ips);
+    const want = new Set(valid);
+    const have = new Set(this.members);
+    const added = valid.filter((ip) => !have.has(ip));
+    const removed = this.members.filter((ip) => !want.has(ip));
+    if (added.length === 0 && removed.length === 0) return { added, removed, invalid };
+    try {
+      if (this.backend === 'nftables') {
+        this.setWriter ??= NftSetWriter.open(this.netns);
+        await this.setWriter.update(GUARD_TABLE, NFT_PEERS, added, removed);
+      } else {
+        const lines = [...added.map((ip) => `add ${IPSET_PEERS} ${ip} -exist`), ...removed.map((ip) => `del ${IPSET_PEERS} ${ip} -exist`)];
+        await this.cmd(['ipset', 'restore'], { input: lines.join('\n') + '\n' });
+      }
+      this.members = valid;
+    } catch {
+      // Someone removed the table, the set or an element we listed: rebuild the whole guard with the new members.
+      await this.write(this.spec, valid);
+    }
+    return { added, removed, invalid };
+  }
+
+  /** True when the kernel holds the guard exactly as last written (rule, members, allowed sources). */
+  async intact(): Promise<boolean> {
+    if (!this.spec) return false;
+    const s = await this.status();
+    return (
+      s.present &&
+      s.port === this.spec.port &&
+      s.vni === this.spec.vni &&
+      s.members.join(',') === this.members.join(',') &&
+      s.allowed.join(',') === this.allowedListing
+    );
+  }
+
+  /** Rewrite the guard when it is not intact; returns whether it had to. */
+  repair(): Promise<boolean> {
+    return this.serial(async () => {
+      if (!this.spec || (await this.intact())) return false;
+      await this.write(this.spec, this.members);
+      return true;
+    });
+  }
+
+  /** What the kernel holds now: works without apply() (for `tulle status`). */
+  async status(): Promise<GuardStatus> {
+    const empty = { packets: 0, bytes: 0 };
+    const base: GuardStatus = { backend: this.backend, present: false, port: null, vni: null, members: [], allowed: [], drops: { unknown_source: { ...empty } } };
+    return this.backend === 'nftables' ? this.nftStatus(base) : this.iptablesStatus(base);
+  }
+
+  private async nftStatus(base: GuardStatus): Promise<GuardStatus> {
+    const r = await this.cmd(['nft', '-j', 'list', 'table', 'ip', GUARD_TABLE], { allowFailure: true });
+    if (r.status !== 0) return base;
+    const items = (JSON.parse(r.stdout) as { nftables: Array<Record<string, any>> }).nftables;
+    const s = { ...base };
+    for (const item of items) {
+      if (item.set?.name === NFT_PEERS) s.members = (item.set.elem ?? []).map(nftElement).sort(byAddress);
+      else if (item.set?.name === NFT_ALLOWED) s.allowed = (item.set.elem ?? []).map(nftElement);
+      else if (item.counter && (DROP_REASONS as readonly string[]).includes(item.counter.name)) {
+        s.drops[item.counter.name as DropReason] = { packets: Number(item.counter.packets ?? 0), bytes: Number(item.counter.bytes ?? 0) };
+      } else if (item.rule?.chain === 'input') {
+        const text = JSON.stringify(item.rule.expr);
+        const port = /"field":"dport"}},"right":(\d+)/.exec(text);
+        const vni = /"base":"th","offset":96,"len":24}},"right":(\d+)/.exec(text);
+        if (port && vni && text.includes('"drop"')) {
+          s.present = true;
+          s.port = Number(port[1]);
+          s.vni = Number(vni[1]);
+        }
+      }
+    }
+    return s;
+  }
+
+  private async iptablesStatus(base: GuardStatus): Promise<GuardStatus> {
+    const chain = await this.cmd(['iptables', '-w', '-S', IPT_CHAIN, '-v'], { allowFailure: true });
+    const jump = await this.cmd(['iptables', '-w', '-C', 'INPUT', '-j', IPT_CHAIN], { allowFailure: true });
+    const s = { ...base };
+    const rule = /--dport (\d+) .*@0xc>>0x8=0x([0-9a-f]+)" .*--comment unknown_source -c (\d+) (\d+) -j DROP/.exec(chain.stdout);
+    if (chain.status === 0 && jump.status === 0 && rule) {
+      s.present = true;
+      s.port = Number(rule[1]);
+      s.vni = parseInt(rule[2]!, 16);
+      s.drops.unknown_source = { packets: Number(rule[3]), bytes: Number(rule[4]) };
+    }
+    s.members = (await this.ipsetMembers(IPSET_PEERS)).sort(byAddress);
+    s.allowed = await this.ipsetMembers(IPSET_ALLOWED);
+    return s;
+  }
+
+  private async ipsetMembers(name: string): Promise<string[]> {
+    const r = await this.cmd(['ipset', 'list', name], { allowFailure: true });
+    if (r.status !== 0) return [];
+    const at = r.stdout.indexOf('Members:\n');
+    return at < 0 ? [] : r.stdout.slice(at + 9).split('\n').map((l) => l.trim()).filter(Boolean);
+  }
+
+  /** Close the netlink socket (the kernel state stays); a later change opens a new one. */
+  close(): void {
+    this.setWriter?.close();
+    this.setWriter = undefined;
+  }
+
+  /** Remove the guard; nothing there is not an error. */
+  remove(): Promise<void> {
+    return this.serial(async () => {
+      if (this.backend === 'nftables') await this.cmd(['nft', 'delete', 'table', 'ip', GUARD_TABLE], { allowFailure: true });
+      else await this.removeIptables();
+      this.spec = undefined;
+      this.members = [];
+      this.close();
+    });
+  }
+
+  private async removeIptables(): Promise<void> {
+    // A jump may have been inserted more than once by a crashed earlier run: delete until none is left.
+    while ((await this.cmd(['iptables', '-w', '-D', 'INPUT', '-j', IPT_CHAIN], { allowFailure: true })).status === 0);
+    await this.cmd(['iptables', '-w', '-F', IPT_CHAIN], { allowFailure: true });
+    await this.cmd(['iptables', '-w', '-X', IPT_CHAIN], { allowFailure: true });
+    // ipset refuses to destroy a set a rule still references: the chain is gone by now.
+    for (const set of [IPSET_PEERS, IPSET_ALLOWED]) await this.cmd(['ipset', 'destroy', set], { allowFailure: true });
+  }
+}
+
+/** An element of `nft -j list set`: "192.0.2.1", {"prefix":{"addr","len"}} or {"range":[lo,hi]}. */
+function nftElement(e: any): string {
+  if (typeof e === 'string') return e;
+  if (e?.prefix) return `${e.prefix.addr}/${e.prefix.len}`;
+  if (Array.isArray(e?.range)) return `${e.range[0]}-${e.range[1]}`;
+  if (e?.elem) return nftElement(e.elem.val);
+  return JSON.stringify(e);
+}

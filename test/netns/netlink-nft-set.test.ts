@@ -1,0 +1,43 @@
+// nf_tables set elements over netlink, against the kernel: what NftSetWriter writes is what `nft -j list set`
+// reads back; a batch is all or nothing; errors name the nft command and the errno.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { run, runJson } from '../../src/base/exec.js';
+import { NftSetWriter, NetlinkError } from '../../src/netlink/index.js';
+import { InvalidValueError } from '../../src/base/errors.js';
+import { freshNetns, requireRoot } from '../helpers/netns.js';
+
+async function elements(ns: string): Promise<string[]> {
+  const doc = await runJson<{ nftables: Array<{ set?: { elem?: string[] } }> }>(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'set', 'ip', 't', 's']);
+  return (doc.nftables.find((i) => i.set)!.set!.elem ?? []).slice().sort();
+}
+
+test('add and delete elements of an ipv4_addr set in one batch; errors name the command; a failed batch changes nothing', async (t) => {
+  requireRoot();
+  const ns = await freshNetns(t, 'nftset');
+  await run(['ip', 'netns', 'exec', ns, 'nft', '-f', '-'], { input: 'table ip t {\n  set s {\n    type ipv4_addr;\n    elements = { 192.0.2.1 }\n  }\n}\n' });
+  const w = NftSetWriter.open(ns);
+  t.after(() => w.close());
+
+  await w.update('t', 's', ['192.0.2.12', '198.51.100.7'], ['192.0.2.1']);
+  assert.deepEqual(await elements(ns), ['192.0.2.12', '198.51.100.7']);
+  await w.update('t', 's', ['192.0.2.12'], []); // adding a member again is not an error (nft add element)
+  await w.update('t', 's', [], []);
+  assert.deepEqual(await elements(ns), ['192.0.2.12', '198.51.100.7']);
+
+  // Deleting a non-member fails, and the add in the same batch is not applied either.
+  await assert.rejects(w.update('t', 's', ['203.0.113.9'], ['192.0.2.99']), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /nft delete element ip t s \{ 192\.0\.2\.99 \}/.test(e.message));
+  assert.deepEqual(await elements(ns), ['192.0.2.12', '198.51.100.7']);
+
+  await assert.rejects(w.update('t', 'nosuch', ['192.0.2.5'], []), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /nft add element ip t nosuch/.test(e.message));
+  await assert.rejects(w.update('nosuch', 's', ['192.0.2.5'], []), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT');
+  await assert.rejects(w.update('t', 's', ['192.0.2.5; flush ruleset'], []), (e: unknown) => e instanceof InvalidValueError && e.field === 'set element');
+  // The socket still works after errors.
+  await w.update('t', 's', [], ['198.51.100.7']);
+  assert.deepEqual(await elements(ns), ['192.0.2.12']);
+
+  // Many at once (a 500-host cluster's peers).
+  const many = Array.from({ length: 500 }, (_, i) => `10.${i >> 8}.${i & 255}.1`);
+  await w.update('t', 's', many, []);
+  assert.equal((await elements(ns)).length, 501);
+});

@@ -1,0 +1,170 @@
+// The VXLAN guard against the real kernel, for each backend: a host namespace with two kernel VTEPs on port 8472
+// (flannel.1 = VNI 1, the network's; flannel.2 = VNI 2, "someone else's tunnel"), a leased peer and a stranger
+// on its underlay. Packets are codec-built VXLAN frames sent from those namespaces; what arrives is read from
+// the VTEPs' rx counters, what the guard holds from `nft -j list` / `ipset list` / `iptables -S -v`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { run, runJson } from '../../src/base/exec.js';
+import { waitFor } from '../../src/base/retry.js';
+import { VxlanGuard } from '../../src/overlay/guard.js';
+import { freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
+import { rxPackets, sendVxlan, type VxlanProbe } from '../helpers/vxlan.js';
+
+const HOST = '192.0.2.11';
+const PEER = '192.0.2.12';
+const STRANGER = '192.0.2.66';
+const EXTERNAL = '203.0.113.7'; // the stranger's second address, inside AllowedSources
+const spec = { vni: 1, port: 8472, allowedSources: ['203.0.113.0/24'] };
+
+/** Host, peer and stranger on one veth "switch" (a bridge in the host namespace keeps the test small). */
+async function topology(t: Parameters<typeof freshNetns>[0]) {
+  const host = await freshNetns(t, 'gh');
+  const peer = await freshNetns(t, 'gp');
+  const stranger = await freshNetns(t, 'gs');
+  await ip(host, 'link', 'add', 'br0', 'type', 'bridge');
+  await ip(host, 'addr', 'add', `${HOST}/24`, 'dev', 'br0');
+  await ip(host, 'addr', 'add', '203.0.113.11/24', 'dev', 'br0');
+  await ip(host, 'link', 'set', 'br0', 'up');
+  for (const [ns, addrs, port] of [[peer, [PEER], 'p'], [stranger, [STRANGER, EXTERNAL], 's']] as const) {
+    await ip(host, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    await ip(host, 'link', 'set', port, 'master', 'br0', 'up');
+    for (const a of addrs) await ip(ns, 'addr', 'add', `${a}/24`, 'dev', 'eth0');
+    await ip(ns, 'link', 'set', 'eth0', 'up');
+  }
+  for (const vni of [1, 2]) {
+    await ip(host, 'link', 'add', `flannel.${vni}`, 'type', 'vxlan', 'id', String(vni), 'local', HOST, 'dev', 'br0', 'dstport', '8472', 'nolearning');
+    await ip(host, 'addr', 'add', `10.244.${vni}.0/32`, 'dev', `flannel.${vni}`);
+    await ip(host, 'link', 'set', `flannel.${vni}`, 'up');
+  }
+  const macs: Record<number, string> = {};
+  for (const vni of [1, 2]) macs[vni] = (await ipJson<Array<{ address: string }>>(host, 'link', 'show', `flannel.${vni}`))[0]!.address;
+  const probe = (srcIp: string, vni: number): VxlanProbe => ({ srcIp, dstIp: HOST, port: 8472, vni, vtepMac: macs[vni]!, innerSrcIp: '10.244.9.2', innerDstIp: `10.244.${vni}.0` });
+  return { host, peer, stranger, probe };
+}
+
+async function nftDrops(ns: string): Promise<number> {
+  const doc = await runJson<{ nftables: Array<{ counter?: { packets: number } }> }>(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'counter', 'ip', 'tulle-guard', 'unknown_source']);
+  return doc.nftables.find((i) => i.counter)!.counter!.packets;
+}
+
+async function iptablesDrops(ns: string): Promise<number> {
+  const out = (await run(['ip', 'netns', 'exec', ns, 'iptables', '-w', '-S', 'TULLE-VXLAN', '-v'])).stdout;
+  return Number(/unknown_source -c (\d+) \d+ -j DROP/.exec(out)![1]);
+}
+
+/** The peers set as the kernel lists it: `nft -j list set ip tulle-guard peers` or `ipset list tulle-peers`. */
+async function kernelMembers(backend: string, ns: string): Promise<string[]> {
+  if (backend === 'nftables') {
+    const doc = await runJson<{ nftables: Array<{ set?: { elem?: string[] } }> }>(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'set', 'ip', 'tulle-guard', 'peers']);
+    return (doc.nftables.find((i) => i.set)!.set!.elem ?? []).slice().sort();
+  }
+  const out = (await run(['ip', 'netns', 'exec', ns, 'ipset', 'list', 'tulle-peers'])).stdout;
+  return out.split('Members:\n')[1]!.split('\n').filter(Boolean).sort();
+}
+
+for (const backend of ['nftables', 'iptables'] as const) {
+  test(`${backend}: a stranger's frame for the network's VNI is dropped and counted; a peer's arrives; another VNI passes`, { timeout: 180_000 }, async (t) => {
+    requireRoot();
+    const { host, peer, stranger, probe } = await topology(t);
+    const drops = () => (backend === 'nftables' ? nftDrops(host) : iptablesDrops(host));
+    const guard = new VxlanGuard(backend, host);
+    t.after(() => guard.remove());
+    await guard.apply(spec, [PEER]);
+    assert.deepEqual(await kernelMembers(backend, host), [PEER]);
+
+    // Stranger, VNI 1: dropped by the guard (the counter rises), so flannel.1 never decapsulates it.
+    const rx1 = await rxPackets(host, 'flannel.1');
+    await sendVxlan(stranger, probe(STRANGER, 1));
+    await waitFor(async () => (await drops()) === 1, 30_000, 'the stranger\'s frame counted as dropped');
+    assert.equal(await rxPackets(host, 'flannel.1'), rx1);
+
+    // Stranger, VNI 2 (another tunnel on the same port): not tulle's business, it arrives at flannel.2.
+    const rx2 = await rxPackets(host, 'flannel.2');
+    await sendVxlan(stranger, probe(STRANGER, 2));
+    await waitFor(async () => (await rxPackets(host, 'flannel.2')) > rx2, 30_000, 'VNI 2 frame from the stranger at flannel.2');
+
+    // The leased peer, VNI 1: arrives.
+    await sendVxlan(peer, probe(PEER, 1));
+    await waitFor(async () => (await rxPackets(host, 'flannel.1')) > rx1, 30_000, 'the peer\'s frame at flannel.1');
+
+    // A source inside Backend.AllowedSources: arrives.
+    const rx1b = await rxPackets(host, 'flannel.1');
+    await sendVxlan(stranger, probe(EXTERNAL, 1));
+    await waitFor(async () => (await rxPackets(host, 'flannel.1')) > rx1b, 30_000, 'the AllowedSources frame at flannel.1');
+    assert.equal(await drops(), 1);
+
+    const s = await guard.status();
+    assert.deepEqual([s.present, s.port, s.vni, s.members, s.drops.unknown_source.packets], [true, 8472, 1, [PEER], 1]);
+    assert.equal(s.allowed.length, 1);
+    assert.match(s.allowed[0]!, /^203\.0\.113\.0(\/24|-203\.0\.113\.255)?$/);
+
+    // The stranger gets a lease: admitted at once. The peer loses its lease: its frames are dropped from now on.
+    const change = await guard.setPeers([STRANGER]);
+    assert.deepEqual([change.added, change.removed], [[STRANGER], [PEER]]);
+    assert.deepEqual(await kernelMembers(backend, host), [STRANGER]);
+    const rx1c = await rxPackets(host, 'flannel.1');
+    await sendVxlan(stranger, probe(STRANGER, 1));
+    await waitFor(async () => (await rxPackets(host, 'flannel.1')) > rx1c, 30_000, 'the new member\'s frame at flannel.1');
+    await sendVxlan(peer, probe(PEER, 1));
+    await waitFor(async () => (await drops()) === 2, 30_000, 'the former peer\'s frame counted as dropped');
+    assert.equal(await guard.intact(), true);
+
+    await guard.remove();
+    if (backend === 'nftables') {
+      assert.doesNotMatch((await run(['ip', 'netns', 'exec', host, 'nft', 'list', 'tables'])).stdout, /tulle-guard/);
+    } else {
+      assert.equal((await run(['ip', 'netns', 'exec', host, 'ipset', 'list', '-n'])).stdout.trim(), '');
+      assert.doesNotMatch((await run(['ip', 'netns', 'exec', host, 'iptables', '-w', '-S'])).stdout, /TULLE-VXLAN/);
+    }
+  });
+
+  test(`${backend}: hostile peer values are never written; a guard removed behind its back is rebuilt`, { timeout: 120_000 }, async (t) => {
+    requireRoot();
+    const host = await freshNetns(t, 'gx');
+    const guard = new VxlanGuard(backend, host);
+    t.after(() => guard.remove());
+    await guard.apply(spec, []);
+    const hostile = ['192.0.2.1 } ; flush ruleset ; add element ip tulle-guard peers { 198.51.100.1', '192.0.2.12\n', 7, null, '::1', '', '192.0.2.012', 'x'.repeat(10_000), '192.0.2.12'];
+    const r = await guard.setPeers(hostile);
+    assert.deepEqual(r.added, ['192.0.2.12']);
+    assert.equal(r.invalid.length, hostile.length - 1);
+    assert.deepEqual(await kernelMembers(backend, host), ['192.0.2.12']);
+
+    // Someone deletes the whole guard: the next change rebuilds it.
+    if (backend === 'nftables') {
+      await run(['ip', 'netns', 'exec', host, 'nft', 'delete', 'table', 'ip', 'tulle-guard']);
+    } else {
+      await run(['ip', 'netns', 'exec', host, 'iptables', '-w', '-D', 'INPUT', '-j', 'TULLE-VXLAN']);
+      await run(['ip', 'netns', 'exec', host, 'iptables', '-w', '-F', 'TULLE-VXLAN']);
+      await run(['ip', 'netns', 'exec', host, 'iptables', '-w', '-X', 'TULLE-VXLAN']);
+      await run(['ip', 'netns', 'exec', host, 'ipset', 'destroy', 'tulle-peers']);
+    }
+    assert.equal(await guard.intact(), false);
+    await guard.setPeers(['192.0.2.12', '192.0.2.13']);
+    assert.equal(await guard.intact(), true);
+    assert.deepEqual(await kernelMembers(backend, host), ['192.0.2.12', '192.0.2.13']);
+
+    // A member or the rule's hook removed: repair() notices and rewrites.
+    if (backend === 'nftables') await run(['ip', 'netns', 'exec', host, 'nft', 'delete', 'element', 'ip', 'tulle-guard', 'peers', '{ 192.0.2.13 }']);
+    else await run(['ip', 'netns', 'exec', host, 'ipset', 'del', 'tulle-peers', '192.0.2.13']);
+    assert.equal(await guard.repair(), true);
+    assert.deepEqual(await kernelMembers(backend, host), ['192.0.2.12', '192.0.2.13']);
+    if (backend === 'nftables') await run(['ip', 'netns', 'exec', host, 'nft', 'flush', 'chain', 'ip', 'tulle-guard', 'input']);
+    else await run(['ip', 'netns', 'exec', host, 'iptables', '-w', '-D', 'INPUT', '-j', 'TULLE-VXLAN']);
+    assert.equal(await guard.repair(), true);
+    assert.equal((await guard.status()).present, true);
+    assert.equal(await guard.repair(), false);
+  });
+}
+
+test('nftables: only tulle-guard is touched; another table\'s rules and sets stay as they were', async (t) => {
+  requireRoot();
+  const host = await freshNetns(t, 'go');
+  const other = 'table ip other {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.99 }\n\t}\n\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport 8472 counter packets 0 bytes 0 accept\n\t}\n}\n';
+  await run(['ip', 'netns', 'exec', host, 'nft', '-f', '-'], { input: other });
+  const guard = new VxlanGuard('nftables', host);
+  await guard.apply(spec, ['192.0.2.12']);
+  await guard.setPeers([]);
+  await guard.remove();
+  assert.equal((await run(['ip', 'netns', 'exec', host, 'nft', 'list', 'table', 'ip', 'other'])).stdout, other);
+});
