@@ -35,7 +35,13 @@ test('etcd frozen for 30 s, then killed for 60 s: no ping lost, a few log lines,
   t.after(async () => {
     if (pinging) await Promise.all(pingers.map((p) => p.stop().catch(() => {})));
   });
-  const kernels = () => Promise.all(state.hosts.map(async (h) => ({ ...(await kernelView(h.namespace)), link: undefined })));
+  const kernels = () =>
+    Promise.all(
+      state.hosts.map(async (h) => {
+        const k = await kernelView(h.namespace);
+        return { routes: k.routes, neigh: k.neigh, fdb: k.fdb, mtu: k.link?.mtu };
+      }),
+    );
   const before = await kernels();
   const rssBefore = await Promise.all(agents.map((a) => rssKb(a.pid)));
   const linesBefore = hosts.map((h) => agentLog(state, h).split('\n').length);
