@@ -79,7 +79,7 @@ export class Agent {
 
   private async start(): Promise<void> {
     const { options, log, signal } = this;
-    this.server = await startHealthServer(options.healthAddr, this.metrics, () => this.health);
+    this.server = await startHealthServer(options.healthAddr, this.metrics, () => this.health, options.healthRoutes);
     log.info('agent starting', { store: options.store, prefix: options.prefix, health: options.healthAddr });
 
     this.registry = await this.openStore();
