@@ -121,9 +121,11 @@ export async function confirmLive(result: TraceResult, options: LiveOptions): Pr
   const dir = mkdtempSync(join(tmpdir(), 'tulle-trace-'));
   const captures = new Map<string, Capture>();
   const key = (h: Hop) => `${h.namespace}\u0000${h.device}`;
+  let points: Hop[] = [];
+  let started: PromiseSettledResult<Capture>[] = [];
   try {
-    const points = result.hops.filter(canCapture).filter((h, i, all) => all.findIndex((x) => key(x) === key(h)) === i);
-    const started = await Promise.allSettled(points.map((h, i) => startCapture(dir, i, h.namespace.startsWith('(') ? undefined : h.namespace, h.device)));
+    points = result.hops.filter(canCapture).filter((h, i, all) => all.findIndex((x) => key(x) === key(h)) === i);
+    started = await Promise.allSettled(points.map((h, i) => startCapture(dir, i, h.namespace.startsWith('(') ? undefined : h.namespace, h.device)));
     started.forEach((s, i) => s.status === 'fulfilled' && captures.set(key(points[i]!), s.value));
     await sendProbe(options.sourceNamespace, probe, pattern, options.size ?? 56);
     const seen = new Map<string, SeenFrame>();
@@ -142,7 +144,10 @@ export async function confirmLive(result: TraceResult, options: LiveOptions): Pr
       const f = await findProbe(c.file, probe, pattern, ports);
       if (f) seen.set(k, f);
     }
+    // A capture that could not start (an interface that is down) saw nothing: the probe is not there.
+    const failed = new Set(points.filter((_, i) => started[i]!.status === 'rejected').map(key));
     const hops = result.hops.map((h) => {
+      if (failed.has(key(h))) return { ...h, seen: false };
       if (!captures.has(key(h))) return h;
       const f = seen.get(key(h));
       return { ...h, seen: f !== undefined, ...(f ? { frame: f } : {}) };

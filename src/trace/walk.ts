@@ -132,6 +132,12 @@ export async function walkSite(site: Site, probe: Probe, arrival: Arrival, ctx: 
   if (result.type && result.type !== 'unicast') return stop('no-route', `the route to ${probe.dst} is of type ${result.type} (${routeText(entry)})`);
   const dev = result.dev!;
   const out = linkNamed(dev);
+  // A VTEP set down takes its routes with it: the packet then follows some other route (or none) — name the cause.
+  const downVtep = links.find((l) => l.kind === 'vxlan' && !l.up);
+  const peer = leaseFor(ctx.leases, probe.dst);
+  if (!isPod && downVtep && peer && out?.kind !== 'vxlan' && out?.kind !== 'bridge' && (result.via ?? probe.dst) !== peer.publicIP) {
+    return stop('vtep-down', `${downVtep.name} (vxlan id ${downVtep.vxlan?.vni}) is down and the kernel removed the routes through it, so ${probe.dst} (leased by ${peer.publicIP}) now follows ${routeText(entry)} (ip link set ${downVtep.name} up, then the agent reprograms them)`, downVtep.name);
+  }
 
   if (iif !== undefined) {
     const drop = await findFirewallDrop(site.namespace, probe.src, probe.dst);
@@ -163,7 +169,6 @@ export async function walkSite(site: Site, probe: Probe, arrival: Arrival, ctx: 
     return { hops, exit: { kind: 'to-pod', port: dev } };
   }
   const nexthop = result.via ?? probe.dst;
-  const peer = leaseFor(ctx.leases, probe.dst);
   const direct = peer && peer.publicIP === nexthop;
   hop(dev, direct ? 'DirectRouting: route straight to the peer host, no encapsulation' : 'route on the underlay', routeEntry);
   return { hops, exit: { kind: 'forward', nexthop, dev } };
