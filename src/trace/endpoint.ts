@@ -99,7 +99,7 @@ export function traceRoute(): (path: string, query: URLSearchParams) => Promise<
 export function remoteWalker(address: string, baseUrl: string, timeoutMs = 5000): Walker {
   return {
     host: address,
-    namespace: `(agent at ${baseUrl})`,
+    namespace: `(agent of ${address})`,
     async walk(probe, arrival): Promise<SiteWalk> {
       const q = new URLSearchParams({ src: probe.src, dst: probe.dst, proto: probe.proto, ...(probe.port !== undefined ? { port: String(probe.port) } : {}) });
       if (arrival.kind === 'vxlan') {
@@ -119,7 +119,8 @@ export function remoteWalker(address: string, baseUrl: string, timeoutMs = 5000)
       }
       const body = (await res.json().catch(() => ({}))) as { host?: string; hops?: SiteWalk['hops']; exit?: SiteWalk['exit']; error?: string };
       if (!res.ok || !body.hops || !body.exit) throw new RemoteTraceError(`the agent at ${baseUrl} answered ${res.status}: ${body.error ?? 'no walk in the answer'}`);
-      return { hops: body.hops, exit: body.exit };
+      // The agent knows itself by its hostname; the trace knows it by the address the packet was sent to.
+      return { hops: body.hops.map((h) => ({ ...h, host: address, namespace: `(agent of ${address})` })), exit: body.exit };
     },
   };
 }

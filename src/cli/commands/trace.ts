@@ -98,6 +98,11 @@ const labTrace: CommandSpec = {
       const walkerFor = async (host: string, namespace: string) => localWalker({ host, namespace, nl: await clients.get(namespace) });
       const sites = [...state.hosts.map((h) => ({ name: h.name, namespace: h.namespace, addresses: [h.address] })), ...(state.router ? [{ name: state.router.name, namespace: state.router.namespace, addresses: state.router.interfaces.map((i) => i.address) }] : [])];
       const srcHost = state.hosts.find((h) => h.name === src.host)!;
+      if (!src.pod) {
+        // A host sends from the address its route to DST picks (its VTEP address towards pods), as ping would.
+        const picked = await (await clients.get(src.namespace)).getRoute({ dst: dst.address }).then((r) => r.result.src, () => undefined);
+        if (picked) probe.src = picked;
+      }
       const env: TraceEnv = {
         leases,
         network,
@@ -146,6 +151,7 @@ export const traceCommand: CommandSpec = {
     const dst = args.positionals.DST as string;
     if (!isIP(dst) || dst.includes(':')) throw new InvalidValueError('DST', dst.length > 40 ? `${dst.slice(0, 40)}…` : dst, 'must be an IPv4 address');
     const { proto, port } = probeProto(args);
+    if (!isIP(from) && !netnsExists(from)) throw new InvalidValueError('--from', from.length > 40 ? `${from.slice(0, 40)}…` : from, 'is neither an IPv4 address nor a network namespace under /run/netns');
     const { registry, prefix } = await openStoreFromOptions(args, false);
     let config, listing;
     try {
@@ -169,7 +175,6 @@ export const traceCommand: CommandSpec = {
         // The packet as it enters this host from the pod: the walk starts at the host with the pod's address.
         source = { walker: { ...host, walk: (p, _a, ctx) => host.walk(p, { kind: 'forwarded' }, ctx, false) }, isPod: false };
       } else {
-        if (!netnsExists(from)) throw new InvalidValueError('--from', from.length > 40 ? `${from.slice(0, 40)}…` : from, 'is neither an IPv4 address nor a network namespace under /run/netns');
         const podNl = await clients.get(from);
         const addr = (await podNl.listAddresses()).find((a) => a.family === 4 && a.dev !== 'lo');
         if (!addr) throw new InvalidValueError('--from', from, 'has no IPv4 address outside lo: not a pod namespace');
