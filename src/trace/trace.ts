@@ -73,7 +73,7 @@ export async function trace(env: TraceEnv, probe: Probe): Promise<TraceResult> {
         ctx.srcMtu = exit.mtu;
         if (!env.source.host) return done('remote-unknown', `the pod's host is not known, so the walk stops at the pod`);
         walker = env.source.host;
-        arrival = { kind: 'forwarded' };
+        arrival = exit.bridged ? { kind: 'bridged', mac: exit.bridged.mac } : { kind: 'forwarded' };
         isPod = false;
         break;
       }

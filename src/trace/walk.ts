@@ -39,13 +39,15 @@ export type Arrival =
   /** Forwarded in from `iif` (a veth, the bridge, the underlay). */
   | { kind: 'forwarded'; iif?: string; to?: string }
   /** As a VXLAN packet on the underlay. */
-  | { kind: 'vxlan'; outer: OuterHeader };
+  | { kind: 'vxlan'; outer: OuterHeader }
+  /** As a frame from a pod to another address on its own link: the host's bridge switches it, no routing. */
+  | { kind: 'bridged'; mac: string | undefined };
 
 export type Exit =
   | { kind: 'delivered'; reason: string }
   | { kind: 'break'; verdict: Verdict; reason: string; expectedAt?: string }
   /** From a pod to its host over the pod's veth. */
-  | { kind: 'to-host'; mtu: number }
+  | { kind: 'to-host'; mtu: number; bridged?: { mac: string | undefined } }
   /** To the pod holding the destination, through `port` (a bridge port or the pod's host veth). */
   | { kind: 'to-pod'; port: string }
   | { kind: 'vxlan'; outer: OuterHeader }
@@ -83,6 +85,7 @@ export async function walkSite(site: Site, probe: Probe, arrival: Arrival, ctx: 
   const links = await site.nl.listLinks();
   const linkNamed = (name: string | undefined) => links.find((l) => l.name === name);
 
+  if (arrival.kind === 'bridged') return bridgeSwitch(site, probe, arrival.mac, hops, hop, stop);
   let iif: string | undefined;
   if (arrival.kind === 'forwarded') iif = arrival.iif ?? (await ingressOf(site, probe, arrival.to));
   if (arrival.kind === 'vxlan') {
@@ -145,9 +148,11 @@ export async function walkSite(site: Site, probe: Probe, arrival: Arrival, ctx: 
   }
 
   if (isPod) {
-    hop(dev, 'route out of the pod', routeEntry);
+    hop(dev, result.via === undefined ? 'send on the link (same subnet: no gateway)' : 'route out of the pod', routeEntry);
     if (!out?.up) return stop('device-down', `${dev} is down`, dev);
-    return { hops, exit: { kind: 'to-host', mtu: out.mtu } };
+    if (result.via !== undefined) return { hops, exit: { kind: 'to-host', mtu: out.mtu } };
+    const mac = (await site.nl.listNeighbors({ dev })).find((n) => n.ip === probe.dst)?.mac;
+    return { hops, exit: { kind: 'to-host', mtu: out.mtu, bridged: { mac } } };
   }
   if (!out) return stop('no-route', `the route names ${dev}, which does not exist`);
   if (!out.up) return stop(out.kind === 'vxlan' ? 'vtep-down' : 'device-down', `${dev} is down (${out.kind === 'vxlan' ? `vxlan id ${out.vxlan?.vni}` : out.kind ?? 'device'}): ip link set ${dev} up`, dev);
@@ -230,6 +235,23 @@ async function encapsulate(
   };
   hop(under.result.dev ?? '?', 'send encapsulated on the underlay', `ip route get ${fdb.dst}${info.local ? ` from ${info.local}` : ''} -> ${routeText(under.entry)}; outer ${outer.src} > ${outer.dst} udp dport ${port} vni ${vni}`);
   return { hops, exit: { kind: 'vxlan', outer } };
+}
+
+/** A frame between two pods of one bridge: switched by the bridge's FDB, never routed by the host. */
+async function bridgeSwitch(
+  site: Site,
+  probe: Probe,
+  mac: string | undefined,
+  hops: Hop[],
+  hop: (device: string, action: string, entry: string) => void,
+  stop: (verdict: Verdict, reason: string, device?: string) => SiteWalk,
+): Promise<SiteWalk> {
+  const back = await site.nl.getRoute({ dst: probe.src }).catch(() => undefined);
+  const bridge = back?.result.dev;
+  if (!bridge) return stop('no-route', `no bridge here holds ${probe.src}'s link`);
+  const port = mac ? (await site.nl.listFdb()).find((f) => f.mac === mac && f.master === bridge) : undefined;
+  hop(bridge, `switch the frame on ${bridge} (no routing)`, port ? `bridge fdb: ${fdbText(port)}` : `${mac ? `no bridge fdb entry for ${mac}` : `the pod has no neighbour entry for ${probe.dst} yet`}: ARP and the frame are flooded to every port of ${bridge}`);
+  return { hops, exit: { kind: 'to-pod', port: port?.dev ?? bridge } };
 }
 
 /** Where a forwarded packet comes in: the device holding the address it was sent to, else the way back to its source. */

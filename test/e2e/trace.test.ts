@@ -99,12 +99,13 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     assert.match(result.hops[0]!.entry, new RegExp(`via ${(await ipj(pod(state, 'h1-p1').namespace, 'route', 'get', pod(state, 'h2-p1').address!))[0].gateway} dev eth0`));
   });
 
-  await t.test('pod -> pod on the same host: through cni0 only, never the VTEP', async () => {
+  await t.test('pod -> pod on the same host: switched by cni0, never routed, never the VTEP', async () => {
     const { status, result } = await labTrace(state, 'h1-p1', 'h1-p2', '--live');
     assertDeliveredLive(result, status, null);
     assert.equal(result.outer, null);
     assert.ok(!result.hops.some((h) => h.device === DEV), describe(result));
-    assert.deepEqual(where(result.hops).at(-1), 'h1-p2/eth0');
+    assert.deepEqual(where(result.hops), ['h1-p1/eth0', 'h1/cni0', 'h1-p2/eth0']);
+    assert.match(result.hops[1]!.action, /^switch the frame on cni0 \(no routing\)/);
   });
 
   await t.test('host -> pod on a remote host', async () => {
