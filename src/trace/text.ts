@@ -41,7 +41,8 @@ export function formatTrace(r: TraceResult): string {
   const lines = [`trace ${p.proto}${p.port !== undefined ? ` port ${p.port}` : ''} ${p.src} -> ${p.dst}`, ''];
   r.hops.forEach((h, i) => {
     const live = h.seen === undefined ? '' : h.seen ? `   [seen, ${h.frame!.length} bytes${h.frame?.outer ? `: ${h.frame.outer.src}.${h.frame.outer.srcPort} > ${h.frame.outer.dst}.${h.frame.outer.dstPort} vni ${h.frame.outer.vni}` : ''}]` : '   [NOT seen]';
-    lines.push(`${String(i + 1).padStart(2)}  ${h.host} (${h.namespace}) ${h.device}: ${h.action}${live}`);
+    const ns = h.namespace.startsWith('(') ? h.namespace : `(${h.namespace})`;
+    lines.push(`${String(i + 1).padStart(2)}  ${h.host} ${ns} ${h.device}: ${h.action}${live}`);
     lines.push(`      ${h.entry}`);
   });
   if (r.outer) {

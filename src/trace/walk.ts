@@ -202,9 +202,10 @@ async function encapsulate(
   if (neigh.mac !== lease.vtepMac) return stop('neighbour-wrong-mac', `ip neigh says ${neighText(neigh)} but the lease of ${lease.subnet} says VtepMAC ${lease.vtepMac}; fix: ${want}`, dev, lease.publicIP);
   hop(dev, "resolve the next hop to the remote VTEP's MAC", `ip neigh: ${neighText(neigh)}`);
 
+  const underlayDev = info.dev ?? links.find((l) => l.index === info.link)?.name;
   const fdb = (await site.nl.listFdb({ dev })).find((f) => f.mac === neigh.mac && f.dst);
   const wantFdb = `bridge fdb replace ${neigh.mac} dev ${dev} dst ${lease.publicIP} self permanent`;
-  if (!fdb) return stop('fdb-missing', `no FDB entry for ${neigh.mac} on ${dev}: the VTEP does not know where to send it; the lease asks for: ${wantFdb}`, dev, lease.publicIP);
+  if (!fdb) return stop('fdb-missing', `no FDB entry for ${neigh.mac} on ${dev}: the VTEP does not know where to send it; the lease asks for: ${wantFdb}`, underlayDev ?? dev, lease.publicIP);
   if (fdb.dst !== lease.publicIP) return stop('fdb-wrong-host', `bridge fdb sends ${neigh.mac} to ${fdb.dst}, but the lease of ${lease.subnet} says PublicIP ${lease.publicIP}; fix: ${wantFdb}`, dev, lease.publicIP);
   const vni = fdb.vni ?? info.vni;
   const port = fdb.port ?? info.port;
@@ -212,7 +213,6 @@ async function encapsulate(
   hop(dev, 'find the remote VTEP (FDB)', `bridge fdb: ${fdbText(fdb)}`);
 
   if (ctx.srcMtu !== undefined && ctx.srcMtu > vtep.mtu) return stop('mtu', `the pod's MTU ${ctx.srcMtu} is larger than ${dev}'s ${vtep.mtu}: full-size packets are dropped (ip link set ${dev} mtu ${ctx.srcMtu} or lower the pod's)`, dev, lease.publicIP);
-  const underlayDev = info.dev ?? links.find((l) => l.index === info.link)?.name;
   const underlay = links.find((l) => l.name === underlayDev);
   if (underlay && vtep.mtu + VXLAN_OVERHEAD > underlay.mtu) return stop('mtu', `${dev}'s MTU ${vtep.mtu} + ${VXLAN_OVERHEAD} bytes of VXLAN is more than ${underlay.name}'s MTU ${underlay.mtu}: full-size packets cannot leave`, underlay.name, lease.publicIP);
 

@@ -168,6 +168,11 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     vanished(r.result, `h1/${DEV}`);
     await run(['ip', '-n', ns, 'neigh', 'replace', dot0(peer.subnet), 'lladdr', mac, 'dev', DEV, 'nud', 'permanent']);
 
+    await run(['bridge', '-n', ns, 'fdb', 'del', mac, 'dev', DEV, 'dst', h2.address]);
+    r = await traceH2();
+    assert.equal(r.result.verdict, 'fdb-missing', describe(r.result));
+    vanished(r.result, 'h1/eth0');
+
     await run(['bridge', '-n', ns, 'fdb', 'replace', mac, 'dev', DEV, 'dst', h3.address, 'self', 'permanent']);
     r = await traceH2();
     assert.equal(r.result.verdict, 'fdb-wrong-host', describe(r.result));

@@ -2,6 +2,7 @@
  * `tulle lab trace LAB SRC DST` and `tulle trace --from NETNS|POD-IP DST`: seed 003's walk in one command
  * (src/trace). Exit 0 only when the probe is delivered (and, with --live, seen at every hop); 1 otherwise.
  */
+import { hostname } from 'node:os';
 import { InvalidValueError, UsageError } from '../../base/errors.js';
 import { isIP } from '../../base/ip.js';
 import { parseNetworkConfig } from '../../config/network.js';
@@ -165,7 +166,7 @@ export const traceCommand: CommandSpec = {
     const clients = new Clients();
     try {
       const hostNl = await clients.get(undefined);
-      const host = localWalker({ host: 'this host', namespace: undefined, nl: hostNl });
+      const host = localWalker({ host: hostname(), namespace: undefined, nl: hostNl });
       const own = new Set((await hostNl.listAddresses()).map((a) => a.address));
       let source: TraceEnv['source'];
       let srcAddress: string;
