@@ -102,7 +102,9 @@ export async function walkSite(site: Site, probe: Probe, arrival: Arrival, ctx: 
     }
     if (!vtep.up) return stop('vtep-down', `${vtep.name} (vxlan id ${o.vni}) is down: ip link set ${vtep.name} up`, vtep.name);
     if (vtep.mac !== o.innerDstMac) {
-      return stop('stale-vtep-mac', `the inner frame is addressed to ${o.innerDstMac} but ${vtep.name} has MAC ${vtep.mac}: the sender's neighbour and FDB entries (and the lease they came from) are stale`, vtep.name);
+      // The VTEP takes the frame in and drops it as not its own: it vanishes on the way to where it would be routed.
+      const next = await site.nl.getRoute({ dst: probe.dst, from: probe.src, iif: vtep.name }).then((r) => r.result.dev, () => undefined);
+      return stop('stale-vtep-mac', `the inner frame is addressed to ${o.innerDstMac} but ${vtep.name} has MAC ${vtep.mac}: the sender's neighbour and FDB entries (and the lease they came from) are stale`, next ?? vtep.name);
     }
     hop(vtep.name, 'decapsulate', `${vtep.name}: vxlan id ${vtep.vxlan!.vni} dstport ${vtep.vxlan!.port} matches; inner dst ${o.innerDstMac} is this VTEP's MAC`);
     iif = vtep.name;

@@ -168,6 +168,13 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     vanished(r.result, `h1/${DEV}`);
     await run(['ip', '-n', ns, 'neigh', 'replace', dot0(peer.subnet), 'lladdr', mac, 'dev', DEV, 'nud', 'permanent']);
 
+    await run(['ip', '-n', ns, 'neigh', 'replace', dot0(peer.subnet), 'lladdr', '02:00:00:00:00:99', 'dev', DEV, 'nud', 'permanent']);
+    r = await traceH2();
+    assert.equal(r.result.verdict, 'neighbour-wrong-mac', describe(r.result));
+    assert.ok(r.result.reason.includes(`lladdr 02:00:00:00:00:99 PERMANENT but the lease of ${peer.subnet} says VtepMAC ${mac}`), r.result.reason);
+    vanished(r.result, 'h2/eth0');
+    await run(['ip', '-n', ns, 'neigh', 'replace', dot0(peer.subnet), 'lladdr', mac, 'dev', DEV, 'nud', 'permanent']);
+
     await run(['bridge', '-n', ns, 'fdb', 'del', mac, 'dev', DEV, 'dst', h2.address]);
     r = await traceH2();
     assert.equal(r.result.verdict, 'fdb-missing', describe(r.result));
@@ -206,9 +213,14 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     vanished(r.result, `h1/${DEV}`);
   });
 
-  await t.test("a peer's VTEP with another VNI (h2's agent stopped): the packet arrives and is dropped at h2", async () => {
+  await t.test("a peer's VTEP with a new MAC, then with another VNI (h2's agent stopped): the packet arrives and is dropped at h2", async () => {
     const ns = h2.namespace;
     const link = (await ipj(ns, '-d', 'link', 'show', DEV))[0];
+    await run(['ip', '-n', ns, 'link', 'set', DEV, 'address', '02:00:00:00:00:42']);
+    const stale = await labTrace(state, 'h3-p1', 'h2-p1', '--live');
+    assert.equal(stale.result.verdict, 'stale-vtep-mac', describe(stale.result));
+    assert.ok(stale.result.reason.includes(`the inner frame is addressed to ${link.address} but ${DEV} has MAC 02:00:00:00:00:42`), stale.result.reason);
+    assert.equal(stale.result.vanishedAt && `${stale.result.vanishedAt.host}/${stale.result.vanishedAt.device}`, 'h2/cni0', describe(stale.result));
     // The VNI of a VXLAN device cannot be changed in place: make it again with the same MAC and addresses.
     await run(['ip', '-n', ns, 'link', 'del', DEV]);
     await run(['ip', '-n', ns, 'link', 'add', DEV, 'address', link.address, 'type', 'vxlan', 'id', '4243', 'local', h2.address, 'dev', 'eth0', 'dstport', String(PORT), 'nolearning']);
