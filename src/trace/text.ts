@@ -2,19 +2,17 @@
  * Kernel entries in iproute2's own words (what `ip route`, `ip neigh` and `bridge fdb` print), and the text
  * form of a trace: one hop a few lines, like seed 003's walk.
  */
-import type { Fdb, Neighbor, Route } from '../netlink/index.js';
+import { protocolName, type Fdb, type Neighbor, type Route } from '../netlink/index.js';
 import type { TraceResult } from './types.js';
-
-const PROTOCOL_NAMES: Record<number, string> = { 1: 'redirect', 2: 'kernel', 3: 'boot', 4: 'static' };
 
 /** A route as `ip route` prints it: `10.244.2.0/24 via 10.244.2.0 dev flannel.1 proto 84 onlink`. */
 export function routeText(r: Route): string {
-  const dst = r.dst.endsWith('/32') && r.type !== undefined ? r.dst.slice(0, -3) : r.dst.replace(/\/32$/, '');
+  const dst = r.dst.replace(/\/32$/, ''); // ip prints host routes without their /32
   const parts = [r.type && r.type !== 'unicast' ? `${r.type} ${dst}` : dst];
   if (r.via) parts.push(`via ${r.via}`);
   if (r.dev) parts.push(`dev ${r.dev}`);
   if (r.table !== undefined && r.table !== 254) parts.push(`table ${r.table === 255 ? 'local' : r.table}`);
-  if (r.protocol) parts.push(`proto ${PROTOCOL_NAMES[r.protocol] ?? r.protocol}`);
+  if (r.protocol) parts.push(`proto ${protocolName(r.protocol)}`);
   if (r.scope && r.scope !== 'universe') parts.push(`scope ${r.scope}`);
   if (r.src) parts.push(`src ${r.src}`);
   if (r.metric) parts.push(`metric ${r.metric}`);

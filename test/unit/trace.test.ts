@@ -8,7 +8,7 @@ import * as C from '../../src/netlink/constants.js';
 import { Attrs } from '../../src/netlink/message.js';
 import { encodeGetRoute } from '../../src/netlink/route.js';
 import { InvalidValueError } from '../../src/base/errors.js';
-import { fdbText, formatTrace, neighText, parseTraceQuery, routeText, traceRoute, type TraceResult } from '../../src/trace/index.js';
+import { fdbText, formatTrace, neighText, parseTraceQuery, RemoteTraceError, routeText, trace, traceRoute, type SiteWalk, type TraceEnv, type TraceResult, type Walker } from '../../src/trace/index.js';
 
 const HDR = 16;
 
@@ -88,4 +88,63 @@ test("entries in iproute2's words, and the text walk", () => {
     formatTrace(r),
     'trace icmp 10.244.0.3 -> 10.244.1.3\n\n 1  master (ns) flannel.1: route into the overlay   [NOT seen]\n      ip route: 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink\nlive: the probe vanished at master flannel.1\n\nfdb-missing: master: no FDB entry\n',
   );
+});
+
+/** A walker that answers from a script: the hops and exit it returns for each arrival kind. */
+function scripted(host: string, steps: Record<string, SiteWalk['exit']>, seen: string[]): Walker {
+  return {
+    host,
+    namespace: `ns-${host}`,
+    async walk(_probe, arrival, ctx) {
+      seen.push(`${host}:${arrival.kind}${ctx.srcMtu ? `:mtu${ctx.srcMtu}` : ''}`);
+      const exit = steps[arrival.kind];
+      if (!exit) throw new RemoteTraceError(`no answer from ${host}`);
+      return { hops: [{ host, namespace: `ns-${host}`, device: 'eth0', action: arrival.kind, entry: '' }], exit };
+    },
+  };
+}
+
+test('trace(): joins the walks of each namespace, follows the exits, and names what it cannot see', async () => {
+  const probe = { src: '10.244.1.2', dst: '10.244.2.3', proto: 'icmp' as const };
+  const outer = { src: '192.0.2.11', dst: '192.0.2.12', dstPort: 8472, srcPortRange: [32768, 60999] as [number, number], vni: 1, innerSrcMac: 'a', innerDstMac: 'b' };
+  const seen: string[] = [];
+  const pod = scripted('h1-p1', { start: { kind: 'to-host', mtu: 1450 } }, seen);
+  const h1 = scripted('h1', { forwarded: { kind: 'vxlan', outer } }, seen);
+  const h2 = scripted('h2', { vxlan: { kind: 'to-pod', port: 'cni0' } }, seen);
+  const dstPod = scripted('h2-p1', { forwarded: { kind: 'delivered', reason: 'here' } }, seen);
+  const leases = [{ subnet: '10.244.2.0/24', publicIP: '192.0.2.12', vni: 1, vtepMac: 'b' }];
+  const env: TraceEnv = {
+    leases,
+    network: '10.244.0.0/16',
+    source: { walker: pod, isPod: true, host: h1 },
+    walkerAt: async (a) => (a === '192.0.2.12' ? h2 : undefined),
+    podAt: async (a) => (a === probe.dst ? dstPod : undefined),
+    seesAllPods: true,
+  };
+  const r = await trace(env, probe);
+  assert.deepEqual([r.verdict, r.reason, r.outer], ['delivered', 'here', outer]);
+  assert.deepEqual(seen, ['h1-p1:start', 'h1:forwarded:mtu1450', 'h2:vxlan:mtu1450', 'h2-p1:forwarded:mtu1450']);
+  assert.deepEqual(r.hops.map((h) => h.host), ['h1-p1', 'h1', 'h2', 'h2-p1']);
+
+  // The destination host cannot be seen into: the trace says so instead of guessing.
+  const blind = await trace({ ...env, walkerAt: async () => undefined }, probe);
+  assert.equal(blind.verdict, 'remote-unknown');
+  assert.match(blind.reason, /encapsulated to 192\.0\.2\.12, which this trace cannot see into/);
+  // A remote agent that does not answer ends the walk with what was not checked.
+  const silent = await trace({ ...env, walkerAt: async () => scripted('h2', {}, []) }, probe);
+  assert.deepEqual([silent.verdict, silent.reason], ['remote-unknown', 'no answer from h2; the hops from h2 on are not checked']);
+  // A pod address no pod holds, when every pod is visible, is a break; on a real host it is handed to the port.
+  const nobody = await trace({ ...env, podAt: async () => undefined }, probe);
+  assert.equal(nobody.verdict, 'no-such-pod');
+  const realHost = await trace({ ...env, podAt: async () => undefined, seesAllPods: false }, probe);
+  assert.equal(realHost.verdict, 'delivered');
+  assert.match(realHost.reason, /^handed to cni0 on h2/);
+  // No route to an address of the cluster network that nobody leases: not-leased.
+  const unleased = await trace({ ...env, source: { walker: scripted('h1', { start: { kind: 'break', verdict: 'no-route', reason: 'h1: no route' } }, []), isPod: false } }, { ...probe, dst: '10.244.9.9' });
+  assert.equal(unleased.verdict, 'not-leased');
+  // Two hosts forwarding to each other: the walk ends as a loop, not forever.
+  const loop = scripted('rt', { forwarded: { kind: 'forward', nexthop: '192.0.2.1', dev: 'eth0' }, start: { kind: 'forward', nexthop: '192.0.2.1', dev: 'eth0' } }, []);
+  const looped = await trace({ ...env, source: { walker: loop, isPod: false }, walkerAt: async () => loop }, probe);
+  assert.equal(looped.verdict, 'no-route');
+  assert.match(looped.reason, /routing loop/);
 });
