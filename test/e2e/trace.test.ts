@@ -141,6 +141,21 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     const url = `http://${h2.address}:9465/trace?src=10.77.0.1&dst=1.2.3.4&arrival=vxlan&osrc=1.1.1.1&odst=2.2.2.2&dport=99999&vni=1&imac=00:00:00:00:00:01`;
     const bad = await run(['ip', 'netns', 'exec', h1.namespace, process.execPath, '-e', `fetch(${JSON.stringify(url)}).then(async (r) => console.log(r.status, await r.text()))`]);
     assert.match(bad.stdout, /^400 \{"error":"dport: \\"99999\\" must be a whole number 1\.\.65535","code":"TULLE_INVALID_VALUE"\}/);
+    // From a pod IP: the walk starts where that pod's packet enters h1 (cni0). A probe needs the pod's namespace.
+    const byIpArgs = ['trace', '--from', p.address!, pod(state, 'h2-p1').address!, '--json', '--store', state.overlay!.store];
+    const byIp = JSON.parse((await runTulleIn(h1.namespace, byIpArgs, { allowFailure: true })).stdout) as TraceResult;
+    assert.equal(byIp.verdict, 'delivered', describe(byIp));
+    assert.deepEqual([byIp.hops[0]!.device, byIp.hops[0]!.action], ['cni0', 'receive and route']);
+    const noProbe = await runTulleIn(h1.namespace, [...byIpArgs, '--live'], { allowFailure: true });
+    assert.equal(noProbe.status, 2);
+    assert.match(noProbe.stderr, /--live needs --from NETNS/);
+    // From the pod's namespace, --live captures the hops on this host; the remote ones are not visible from here.
+    const captured = JSON.parse((await runTulleIn(h1.namespace, [...args, '--live'], { allowFailure: true })).stdout) as TraceResult;
+    assert.equal(captured.vanishedAt, null, describe(captured));
+    assert.ok(captured.hops.filter((h) => h.host !== h2.address).every((h) => h.seen === true), describe(captured));
+    assert.ok(captured.hops.filter((h) => h.host === h2.address).every((h) => h.seen === undefined), 'remote hops are not captured from here');
+    assert.ok(captured.hops.some((h) => h.frame?.outer?.vni === VNI && h.frame.outer.dstPort === PORT && h.frame.length === 148), describe(captured));
+
     // With h2's agent gone, the trace says what it could not check.
     await stopAgent(state, 'h2');
     const gone = await runTulleIn(h1.namespace, args, { allowFailure: true });

@@ -152,6 +152,7 @@ export const traceCommand: CommandSpec = {
     const dst = args.positionals.DST as string;
     if (!isIP(dst) || dst.includes(':')) throw new InvalidValueError('DST', dst.length > 40 ? `${dst.slice(0, 40)}…` : dst, 'must be an IPv4 address');
     const { proto, port } = probeProto(args);
+    if (isIP(from) && args.options.live) throw new UsageError('tulle trace: --live needs --from NETNS (the probe is sent from the pod\'s namespace), not a pod IP');
     if (!isIP(from) && !netnsExists(from)) throw new InvalidValueError('--from', from.length > 40 ? `${from.slice(0, 40)}…` : from, 'is neither an IPv4 address nor a network namespace under /run/netns');
     const { registry, prefix } = await openStoreFromOptions(args, false);
     let config, listing;
