@@ -90,6 +90,10 @@ export async function trace(env: TraceEnv, probe: Probe): Promise<TraceResult> {
       }
       case 'vxlan': {
         outer = exit.outer;
+        // Across a routed underlay: the routers the outer packet crosses, each looked up for the outer addresses.
+        const crossed = await crossUnderlay(env, exit.outer, exit.via);
+        hops.push(...crossed.hops);
+        if (crossed.broken) return done(crossed.broken.verdict, crossed.broken.reason);
         const next = await env.walkerAt(exit.outer.dst);
         if (!next) return done('remote-unknown', `encapsulated to ${exit.outer.dst}, which this trace cannot see into (no agent answered for it)`);
         walker = next;
@@ -108,6 +112,32 @@ export async function trace(env: TraceEnv, probe: Probe): Promise<TraceResult> {
     }
   }
   return done('no-route', `the walk crossed ${MAX_SITES} namespaces without reaching ${probe.dst}: a routing loop`);
+}
+
+/**
+ * Walk the outer packet (outer src -> dst, UDP to the VXLAN port) through the underlay routers between the two
+ * VTEPs, up to the host that holds the outer destination. Routers the trace cannot see are skipped silently:
+ * the underlay is not tulle's, and the remote host's own walk still shows whether the packet arrived.
+ */
+async function crossUnderlay(env: TraceEnv, o: OuterHeader, via: string | undefined): Promise<{ hops: Hop[]; broken?: { verdict: TraceResult['verdict']; reason: string } }> {
+  const hops: Hop[] = [];
+  const packet: Probe = { src: o.src, dst: o.dst, proto: 'udp', port: o.dstPort };
+  let nexthop = via;
+  for (let i = 0; nexthop !== undefined && nexthop !== o.dst && i < MAX_SITES; i++) {
+    const router = await env.walkerAt(nexthop);
+    if (!router) break;
+    let w: SiteWalk;
+    try {
+      w = await router.walk(packet, { kind: 'forwarded', to: nexthop }, { leases: [] }, false);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'TULLE_TRACE_REMOTE') break;
+      throw err;
+    }
+    hops.push(...w.hops.map((h) => ({ ...h, action: `${h.action} (outer packet)` })));
+    if (w.exit.kind === 'break') return { hops, broken: { verdict: w.exit.verdict, reason: `the outer packet ${o.src} > ${o.dst}: ${w.exit.reason}` } };
+    nexthop = w.exit.kind === 'forward' ? w.exit.nexthop : undefined;
+  }
+  return { hops };
 }
 
 function inNetwork(network: string | undefined, address: string): boolean {

@@ -50,7 +50,8 @@ export type Exit =
   | { kind: 'to-host'; mtu: number; bridged?: { mac: string | undefined } }
   /** To the pod holding the destination, through `port` (a bridge port or the pod's host veth). */
   | { kind: 'to-pod'; port: string }
-  | { kind: 'vxlan'; outer: OuterHeader }
+  /** Encapsulated; `via` is the underlay next hop when the remote VTEP is not on this host's link. */
+  | { kind: 'vxlan'; outer: OuterHeader; via?: string }
   | { kind: 'forward'; nexthop: string; dev: string };
 
 export interface WalkContext {
@@ -244,7 +245,7 @@ class Walk {
       innerDstMac: neigh.mac,
     };
     this.hop(under.result.dev ?? '?', 'send encapsulated on the underlay', `ip route get ${fdb.dst}${info.local ? ` from ${info.local}` : ''} -> ${routeText(under.entry)}; outer ${outer.src} > ${outer.dst} udp dport ${port} vni ${vni}`);
-    return this.leave({ kind: 'vxlan', outer });
+    return this.leave({ kind: 'vxlan', outer, ...(under.result.via ? { via: under.result.via } : {}) });
   }
 
   /** Routed onto the local bridge: the neighbour gives the pod's MAC, the bridge's FDB its port. */

@@ -94,8 +94,11 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
   await t.test('pod -> pod on another host: every entry on the path, as iproute2 and the leases say; --live sees 98 -> 148 -> 98', async () => {
     const { status, result } = await labTrace(state, 'h1-p1', 'h2-p1', '--live');
     assertDeliveredLive(result, status, { vni: VNI, port: PORT, src: h1.address, dst: h2.address });
-    assert.deepEqual(where(result.hops), ['h1-p1/eth0', 'h1/cni0', `h1/${DEV}`, `h1/${DEV}`, `h1/${DEV}`, 'h1/eth0', 'h2/eth0', `h2/${DEV}`, 'h2/cni0', 'h2-p1/eth0']);
+    assert.deepEqual(where(result.hops), ['h1-p1/eth0', 'h1/cni0', `h1/${DEV}`, `h1/${DEV}`, `h1/${DEV}`, 'h1/eth0', 'rt/eth1', 'rt/eth2', 'h2/eth0', `h2/${DEV}`, 'h2/cni0', 'h2-p1/eth0']);
     await assertVxlanEntries(state, result, 'h1', 'h2', VNI, PORT);
+    // The router forwards the outer packet between the segments, looked up for the outer addresses.
+    const rt = result.hops.find((h) => h.host === 'rt')!;
+    assert.equal(rt.entry, `ip route get ${h2.address} from ${h1.address} iif eth1 -> 198.51.100.0/24 dev eth2 proto kernel scope link src 198.51.100.1`);
     assert.match(result.hops[0]!.entry, new RegExp(`via ${(await ipj(pod(state, 'h1-p1').namespace, 'route', 'get', pod(state, 'h2-p1').address!))[0].gateway} dev eth0`));
   });
 

@@ -190,7 +190,9 @@ export const traceCommand: CommandSpec = {
         network: config.Network,
         source,
         async walkerAt(address) {
-          return own.has(address) ? host : remoteWalker(address, `http://${address}:${agentPort}`);
+          if (own.has(address)) return host;
+          // Only cluster hosts run an agent to ask; underlay routers between them are not walked from here.
+          return leases.some((l) => l.publicIP === address) ? remoteWalker(address, `http://${address}:${agentPort}`) : undefined;
         },
         async podAt() {
           return undefined;
