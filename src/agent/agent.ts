@@ -138,7 +138,7 @@ export class Agent {
 
   private async start(): Promise<void> {
     const { options, log, signal, metrics } = this;
-    this.own(await startHealthServer(options.healthAddr, metrics, () => this.health), closeServer);
+    this.own(await startHealthServer(options.healthAddr, metrics, () => this.health, options.healthRoutes), closeServer);
     log.info('agent starting', { store: options.store, prefix: options.prefix, health: options.healthAddr });
 
     const registry = this.own(await this.openStore(), (r) => r.close());

@@ -48,12 +48,31 @@ export function parseHostPort(text: string, field = '--health-addr'): { host: st
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
+/**
+ * An extra read-only endpoint (e.g. `tulle trace`'s /trace): answers for the paths it knows, undefined for the
+ * others. Given by the command that starts the agent, so this server needs to know nothing about it.
+ */
+export type HealthRoute = (path: string, query: URLSearchParams) => Promise<{ status: number; body: unknown }> | undefined;
+
 /** Start the server; resolves once it listens. `state()` is asked on every /healthz. */
-export async function startHealthServer(addr: string, metrics: AgentMetrics, state: () => HealthState): Promise<Server> {
+export async function startHealthServer(addr: string, metrics: AgentMetrics, state: () => HealthState, extra?: HealthRoute): Promise<Server> {
   const { host, port } = parseHostPort(addr);
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/healthz') {
+    const url = new URL(req.url ?? '/', 'http://agent');
+    const path = url.pathname;
+    const answer = req.method === 'GET' ? extra?.(path, url.searchParams) : undefined;
+    if (answer) {
+      answer.then(
+        ({ status, body }) => {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(body) + '\n');
+        },
+        (err: Error) => {
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: err.message }) + '\n');
+        },
+      );
+    } else if (path === '/healthz') {
       const s = state();
       res.writeHead(s.ready ? 200 : 503, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ status: s.ready ? 'ok' : 'not ready', reason: s.reason, ...s.details }) + '\n');

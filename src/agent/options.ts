@@ -1,3 +1,5 @@
+import type { HealthRoute } from './health.js';
+
 /** What the agent needs to run; the `tulle agent` command builds it from flags and TULLE_* variables. */
 export const DEFAULT_STATE_DIR = '/var/lib/tulle';
 export const DEFAULT_HEALTH_ADDR = '127.0.0.1:9465';
@@ -15,6 +17,8 @@ export interface AgentOptions {
   stateDir: string;
   ipMasq: boolean;
   healthAddr: string;
+  /** Extra read-only endpoints on the health server (`tulle trace`'s /trace). */
+  healthRoutes?: HealthRoute;
   /** Seconds between full reconciles (drift is also repaired at once from netlink events). */
   reconcileInterval: number;
   /** Seconds between checks that the traffic rules are intact. */

@@ -33,7 +33,7 @@ import {
 import type { Message, Request } from './message.js';
 import { resolveNetns } from './namespace.js';
 import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
-import { decodeRoute, encodeDumpRoutes, type Route, type RouteFilter } from './route.js';
+import { decodeRoute, decodeRouteAnswer, encodeDumpRoutes, encodeGetRoute, type Route, type RouteFilter, type RouteLookup, type RouteQuery } from './route.js';
 import { NetlinkSocket } from './socket.js';
 import { checkIfName } from './validate.js';
 
@@ -286,6 +286,31 @@ export class NetlinkClient {
       routes.push(r);
     }
     return routes;
+  }
+
+  /**
+   * `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M]` and `ip route get fibmatch ...` at once: the path
+   * the kernel itself picks for a packet with these addresses, and the FIB entry that decided it. Fails like
+   * `ip` does: ENETUNREACH when no route matches, EHOSTUNREACH/EACCES for unreachable/prohibit routes, EINVAL
+   * for a forwarded packet (iif) the host would not forward.
+   */
+  async getRoute(q: RouteQuery): Promise<RouteLookup> {
+    const probe = encodeGetRoute(q, {}, false);
+    const devices = [q.iif, q.oif].filter((d): d is string => d !== undefined);
+    const found = await this.indexes(devices);
+    for (const d of devices) if (!found.has(d)) throw missingDevice(probe.command, d);
+    const indexes = { iif: q.iif !== undefined ? found.get(q.iif) : undefined, oif: q.oif !== undefined ? found.get(q.oif) : undefined };
+    const answers = await this.socket.sendAll([encodeGetRoute(q, indexes, false), encodeGetRoute(q, indexes, true)], NLM_F_ACK);
+    const known = new Map<number, string>();
+    for (const d of devices) known.set(found.get(d)!, d);
+    const [result, entry] = await Promise.all(
+      answers.map(async (a) => {
+        if (a instanceof NetlinkError) throw a;
+        if (!a[0]) throw new NetlinkError(probe.command, 61, 'the kernel sent no route');
+        return (await this.decodeNamed([a[0]], decodeRouteAnswer, known))[0]!;
+      }),
+    );
+    return { result: result!, entry: entry! };
   }
 
   // ---------------------------------------------------------------------------------------------------------

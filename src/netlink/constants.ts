@@ -84,6 +84,7 @@ export const IFLA_VXLAN_LINK = 3;
 export const IFLA_VXLAN_LOCAL = 4;
 export const IFLA_VXLAN_TTL = 5;
 export const IFLA_VXLAN_LEARNING = 7;
+export const IFLA_VXLAN_PORT_RANGE = 10;
 export const IFLA_VXLAN_PORT = 15;
 export const IFLA_VXLAN_GROUP6 = 16;
 export const IFLA_VXLAN_LOCAL6 = 17;
@@ -103,13 +104,18 @@ export const IFA_FLAGS = 8;
 // struct rtmsg (12 bytes)
 export const RTMSG_LEN = 12;
 export const RTA_DST = 1;
+export const RTA_SRC = 2;
+export const RTA_IIF = 3;
 export const RTA_OIF = 4;
 export const RTA_GATEWAY = 5;
 export const RTA_PRIORITY = 6;
 export const RTA_PREFSRC = 7;
 export const RTA_TABLE = 15;
+export const RTA_MARK = 16;
 export const RTNH_F_ONLINK = 4;
 export const RTM_F_CLONED = 0x200;
+/** `ip route get fibmatch`: answer with the FIB entry that matched, not the resolved result. */
+export const RTM_F_FIB_MATCH = 0x2000;
 export const RT_TABLE_UNSPEC = 0;
 export const RT_TABLE_MAIN = 254;
 export const RTPROT_BOOT = 3;

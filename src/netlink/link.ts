@@ -30,6 +30,7 @@ import {
   IFLA_VXLAN_LOCAL,
   IFLA_VXLAN_LOCAL6,
   IFLA_VXLAN_PORT,
+  IFLA_VXLAN_PORT_RANGE,
   IFLA_VXLAN_TTL,
   IFLA_VXLAN_UDP_CSUM,
   NLM_F_CREATE,
@@ -59,6 +60,8 @@ export interface VxlanInfo {
   /** 0 means "inherit from the inner packet" is off and the kernel default (64 via route) applies. */
   ttl: number;
   udpCsum: boolean;
+  /** Outer UDP source ports (`srcport LOW HIGH`); absent when unset (`srcport 0 0`): the namespace's ip_local_port_range then. */
+  srcPortRange?: [number, number];
   /** Unicast peer (`remote`) or multicast group (`group`): the kernel keeps one address and its kind decides. */
   remote?: string;
   group?: string;
@@ -369,6 +372,8 @@ function decodeVxlan(d: Attrs, nameOf: (index: number) => string | undefined): V
     udpCsum: (d.u8(IFLA_VXLAN_UDP_CSUM) ?? 0) !== 0,
   };
   if (!isZero(d, localType)) info.local = d.address(localType);
+  const range = d.bytes(IFLA_VXLAN_PORT_RANGE);
+  if (range && range.length >= 4 && (range.readUInt16BE(0) || range.readUInt16BE(2))) info.srcPortRange = [range.readUInt16BE(0), range.readUInt16BE(2)];
   if (devIndex !== undefined) {
     info.link = devIndex;
     const dev = nameOf(devIndex);

@@ -11,13 +11,17 @@ import {
   ROUTE_TYPES,
   RTA_DST,
   RTA_GATEWAY,
+  RTA_IIF,
+  RTA_MARK,
   RTA_OIF,
   RTA_PREFSRC,
   RTA_PRIORITY,
+  RTA_SRC,
   RTA_TABLE,
   RTMSG_LEN,
   RTM_DELROUTE,
   RTM_F_CLONED,
+  RTM_F_FIB_MATCH,
   RTM_GETROUTE,
   RTM_NEWROUTE,
   RTNH_F_ONLINK,
@@ -58,6 +62,8 @@ export interface Route {
   metric?: number;
   /** Only on listed routes that are not plain unicast: 'local', 'broadcast', 'blackhole', ... */
   type?: string;
+  /** Only on route lookups made with an incoming device: that device. */
+  iif?: string;
 }
 
 export interface RouteFilter {
@@ -225,9 +231,13 @@ for (const n of SCOPE_NAMES) SCOPE_BY_NUMBER[SCOPES[n]] = n;
 
 /** Decode RTM_NEWROUTE/RTM_DELROUTE; undefined for cached clones, which are not configuration. */
 export function decodeRoute(m: Message, nameOf: (index: number) => string | undefined): Route | undefined {
+  if (m.payload.readUInt32LE(8) & RTM_F_CLONED) return undefined;
+  return decodeRouteFields(m, nameOf);
+}
+
+function decodeRouteFields(m: Message, nameOf: (index: number) => string | undefined): Route {
   const p = m.payload;
   const flags = p.readUInt32LE(8);
-  if (flags & RTM_F_CLONED) return undefined;
   const family: Family = p[0] === 2 ? 4 : 6;
   const dstLen = p[1]!;
   const a = new Attrs(p, RTMSG_LEN);
@@ -248,5 +258,79 @@ export function decodeRoute(m: Message, nameOf: (index: number) => string | unde
   const metric = a.u32(RTA_PRIORITY);
   if (metric) route.metric = metric;
   if (p[7] !== RTN_UNICAST) route.type = ROUTE_TYPES[p[7]!] ?? String(p[7]);
+  return route;
+}
+
+/** A route lookup, as `ip route get` asks it: the packet's addresses and, for a forwarded packet, where it came in. */
+export interface RouteQuery {
+  /** Destination address. */
+  dst: string;
+  /** Source address of the packet (`from`). */
+  from?: string;
+  /** Incoming device: the lookup is the one the kernel makes for a packet forwarded from there (`iif`). */
+  iif?: string;
+  /** Outgoing device the socket is bound to (`oif`). */
+  oif?: string;
+  /** Firewall mark (`mark`). */
+  mark?: number;
+}
+
+/**
+ * What the kernel answered: `result` is the resolved path (`ip route get`: dst is the address as /32 or /128,
+ * type `local` for an address of this host, `src` the source the kernel would pick), `entry` the FIB entry
+ * that matched it (`ip route get fibmatch`: the configured route with its prefix, protocol, onlink flag, table).
+ */
+export interface RouteLookup {
+  result: Route;
+  entry: Route;
+}
+
+interface ParsedQuery {
+  family: Family;
+  dst: Buffer;
+  from: Buffer | undefined;
+}
+
+export function parseRouteQuery(q: RouteQuery): ParsedQuery {
+  if (!q || typeof q !== 'object') throw new InvalidValueError('route query', q, 'must be an object like {dst, from, iif}');
+  const dst = parseAddress(q.dst, 'route get dst');
+  const from = q.from !== undefined ? parseAddress(q.from, 'route get from') : undefined;
+  if (from && from.family !== dst.family) throw new InvalidValueError('route get from', q.from, `is not of the destination's address family (IPv${dst.family})`);
+  if (q.iif !== undefined) checkIfName(q.iif, 'route get iif');
+  if (q.oif !== undefined) checkIfName(q.oif, 'route get oif');
+  if (q.mark !== undefined) checkInt(q.mark, 'route get mark', 0, 0xffffffff);
+  return { family: dst.family, dst: dst.bytes, from: from?.bytes };
+}
+
+/** The lookup in iproute2's words: `route get [fibmatch] DST [from SRC] [iif DEV] [oif DEV] [mark M]`. */
+export function routeQueryText(q: RouteQuery, fibmatch = false): string {
+  return `route get ${fibmatch ? 'fibmatch ' : ''}${q.dst}${q.from !== undefined ? ` from ${q.from}` : ''}${q.iif !== undefined ? ` iif ${q.iif}` : ''}${q.oif !== undefined ? ` oif ${q.oif}` : ''}${q.mark !== undefined ? ` mark ${q.mark}` : ''}`;
+}
+
+/**
+ * `ip route get [fibmatch] DST [from SRC] [iif DEV] [oif DEV] [mark M]`: one RTM_GETROUTE request (not a dump)
+ * with the packet's addresses, answered by the kernel's own lookup (policy rules, tables, longest prefix).
+ */
+export function encodeGetRoute(q: RouteQuery, indexes: { iif?: number; oif?: number }, fibmatch: boolean): Request {
+  const p = parseRouteQuery(q);
+  const w = new MessageWriter(RTM_GETROUTE, 0, RTMSG_LEN);
+  const s = w.struct;
+  s[0] = addressFamily(p.family);
+  s[1] = p.family === 4 ? 32 : 128;
+  if (p.from) s[2] = p.family === 4 ? 32 : 128;
+  s.writeUInt32LE(fibmatch ? RTM_F_FIB_MATCH : 0, 8);
+  w.bytes(RTA_DST, p.dst);
+  if (p.from) w.bytes(RTA_SRC, p.from);
+  if (indexes.iif !== undefined) w.u32(RTA_IIF, indexes.iif);
+  if (indexes.oif !== undefined) w.u32(RTA_OIF, indexes.oif);
+  if (q.mark !== undefined) w.u32(RTA_MARK, q.mark);
+  return { message: w.finish(), command: routeQueryText(q, fibmatch) };
+}
+
+/** Decode the answer to `encodeGetRoute` (a cloned, resolved route is kept: it is the answer). */
+export function decodeRouteAnswer(m: Message, nameOf: (index: number) => string | undefined): Route {
+  const route = decodeRouteFields(m, nameOf);
+  const iif = new Attrs(m.payload, RTMSG_LEN).u32(RTA_IIF);
+  if (iif !== undefined) route.iif = nameOf(iif) ?? `if${iif}`;
   return route;
 }

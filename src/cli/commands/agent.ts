@@ -11,6 +11,7 @@ import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
 import { parseStoreUrl } from '../../store/url.js';
 import type { CommandSpec, ParsedArgs } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from './config.js';
+import { traceRoute } from '../../trace/endpoint.js';
 
 /** How long shutdown may take after SIGTERM/SIGINT before the process exits regardless. */
 const SHUTDOWN_DEADLINE_MS = 900;
@@ -27,6 +28,7 @@ function agentOptions(args: ParsedArgs): AgentOptions {
     stateDir: s('state-dir')!,
     ipMasq: Boolean(o['ip-masq']),
     healthAddr: s('health-addr')!,
+    healthRoutes: traceRoute(),
     reconcileInterval: o['reconcile-interval'] as number,
     rulesInterval: o['rules-interval'] as number,
     vxlanGuard: o['vxlan-guard'] !== 'false',
@@ -47,7 +49,7 @@ export const agentCommand: CommandSpec = {
     'subnet-file': { type: 'string', valueName: 'PATH', description: 'Where to write subnet.env for the CNI plugin', default: DEFAULT_SUBNET_FILE, env: 'TULLE_SUBNET_FILE' },
     'state-dir': { type: 'string', valueName: 'DIR', description: 'Where the agent keeps its VTEP MAC across restarts', default: DEFAULT_STATE_DIR, env: 'TULLE_STATE_DIR' },
     'ip-masq': { type: 'boolean', description: 'Masquerade traffic leaving the cluster network', env: 'TULLE_IP_MASQ' },
-    'health-addr': { type: 'string', valueName: 'HOST:PORT', description: 'Serve /healthz and /metrics here', default: DEFAULT_HEALTH_ADDR, env: 'TULLE_HEALTH_ADDR' },
+    'health-addr': { type: 'string', valueName: 'HOST:PORT', description: 'Serve /healthz, /metrics and /trace (the remote half of tulle trace) here', default: DEFAULT_HEALTH_ADDR, env: 'TULLE_HEALTH_ADDR' },
     'reconcile-interval': { type: 'integer', valueName: 'SECONDS', description: 'Full reconcile period', default: 60, min: 1, max: 86400, env: 'TULLE_RECONCILE_INTERVAL' },
     'rules-interval': { type: 'integer', valueName: 'SECONDS', description: 'Traffic rules check period', default: 30, min: 1, max: 86400, env: 'TULLE_RULES_INTERVAL' },
     'vxlan-guard': {

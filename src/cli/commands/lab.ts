@@ -35,6 +35,7 @@ import {
   type LabSummary,
 } from '../../lab/index.js';
 import type { CommandGroup, CommandSpec, OptionSpec } from '../spec.js';
+import { labTraceCommand } from './trace.js';
 
 const nameOption: OptionSpec = { type: 'string', description: 'Lab name (lower-case letters and digits)', valueName: 'NAME', default: DEFAULT_LAB_NAME, env: 'TULLE_LAB_NAME' };
 
@@ -180,7 +181,7 @@ const status: CommandSpec = {
 export const labGroup: CommandGroup = {
   name: 'lab',
   summary: 'Build, inspect and tear down clusters made of network namespaces',
-  subcommands: [up, down, status, list, exec],
+  subcommands: [up, down, status, list, exec, labTraceCommand],
 };
 
 /** Run `ip netns exec NS CMD...` attached to our terminal; resolve with its exit code (128+N for signal N). */
