@@ -16,6 +16,11 @@ import type { CniCommand } from './env.js';
 
 /** bin/tulle-cni of this checkout (this file runs from dist/src/cni/). */
 export const TULLE_CNI_BIN = fileURLToPath(new URL('../../../bin/tulle-cni', import.meta.url));
+/**
+ * The compiled shim (native/tulle_cni_shim.c, built with the native module): forwards to the agent's CNI socket
+ * ($TULLE_CNI_SOCKET, default /run/tulle/cni.sock) and runs TULLE_CNI_BIN itself when no agent answers.
+ */
+export const TULLE_CNI_SHIM = fileURLToPath(new URL('../../../build/Release/tulle-cni-shim', import.meta.url));
 
 export interface CniInvocation {
   command: CniCommand;

@@ -131,10 +131,11 @@ export function parseRequestBody(body: Buffer): Request {
   return { env, netns, stdin: text };
 }
 
-/** A request as the shim frames it (for tests, the benchmark and anyone speaking the protocol from Node). */
-export function encodeRequest(env: Record<string, string | undefined>, stdin: string, netns: string | undefined = ownNetnsId()): Buffer {
+/** A request as the shim frames it (for tests, the benchmark and anyone speaking the protocol from Node);
+ * `netns` null leaves the namespace out, as a foreign client would. */
+export function encodeRequest(env: Record<string, string | undefined>, stdin: string, netns: string | null = ownNetnsId()): Buffer {
   const entries: Buffer[] = [];
-  if (netns !== undefined) entries.push(Buffer.from(`netns=${netns}\0`));
+  if (netns !== null) entries.push(Buffer.from(`netns=${netns}\0`));
   for (const [k, v] of Object.entries(env)) if (v !== undefined && k.startsWith('CNI_')) entries.push(Buffer.from(`${k}=${v}\0`));
   entries.push(Buffer.from([0]), Buffer.from(stdin, 'utf8'));
   const body = Buffer.concat(entries);

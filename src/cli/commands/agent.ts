@@ -8,6 +8,7 @@ import { describeError } from '../../base/errors.js';
 import { Agent, cleanupHost } from '../../agent/agent.js';
 import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
 import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
+import { CniServer, DEFAULT_CNI_SOCKET } from '../../cni/server.js';
 import type { CommandSpec, ParsedArgs } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from './config.js';
 
@@ -45,6 +46,7 @@ export const agentCommand: CommandSpec = {
     'health-addr': { type: 'string', valueName: 'HOST:PORT', description: 'Serve /healthz and /metrics here', default: DEFAULT_HEALTH_ADDR, env: 'TULLE_HEALTH_ADDR' },
     'reconcile-interval': { type: 'integer', valueName: 'SECONDS', description: 'Full reconcile period', default: 60, min: 1, max: 86400, env: 'TULLE_RECONCILE_INTERVAL' },
     'rules-interval': { type: 'integer', valueName: 'SECONDS', description: 'Traffic rules check period', default: 30, min: 1, max: 86400, env: 'TULLE_RULES_INTERVAL' },
+    'cni-socket': { type: 'string', valueName: 'PATH', description: 'Serve CNI requests from the tulle-cni shim on this unix socket (root only); "" serves none', default: DEFAULT_CNI_SOCKET, env: 'TULLE_CNI_SOCKET' },
     cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, subnet file), release its lease, and exit' },
   },
   examples: [
@@ -61,8 +63,22 @@ export const agentCommand: CommandSpec = {
       return 0;
     }
     const agent = new Agent(options, log, openStore);
+    // Next to the agent, not inside it: the CNI server needs only the agent's logger and metrics registry.
+    // TULLE_CNI_SOCKET="" turns the socket off, as it makes the shim skip the agent (the option parser reads an
+    // empty variable as unset).
+    const socket = process.env.TULLE_CNI_SOCKET === '' && args.options['cni-socket'] === DEFAULT_CNI_SOCKET ? '' : (args.options['cni-socket'] as string | undefined);
+    let cni: CniServer | undefined;
+    if (socket) {
+      try {
+        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry });
+      } catch (err) {
+        // The shim falls back to the Node plugin, so pods still get their network: the agent runs on without it.
+        log.error('not serving CNI requests; the tulle-cni shim runs the plugin itself', { error: describeError(err) });
+      }
+    }
     const stop = (signal: string) => {
       log.info('stopping; kernel state and lease stay in place', { signal });
+      void cni?.close();
       agent.stop();
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
@@ -74,7 +90,7 @@ export const agentCommand: CommandSpec = {
       log.error('agent failed', { error: describeError(err) });
       throw err;
     } finally {
-      await agent.close();
+      await Promise.all([agent.close(), cni?.close()]);
     }
   },
 };
