@@ -125,6 +125,8 @@ export interface ChainOptions {
   /** GC: the attachments still in use. */
   validAttachments?: Array<{ containerID: string; ifname: string }>;
   timeoutMs?: number;
+  /** Extra environment for every plugin of the list (e.g. TULLE_CNI_SOCKET for tulle's shim). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -152,6 +154,7 @@ export async function runConflist(list: Conflist, command: 'ADD' | 'DEL' | 'CHEC
       path: o.path,
       hostNetns: o.hostNetns,
       timeoutMs: o.timeoutMs,
+      env: o.env,
       ...(perContainer ? { containerId: o.containerId, ifName: o.ifName, netns: o.netns, args: o.args } : {}),
     });
     if (!outcome.ok) throw new CniInvocationError(plugin.type, command, outcome);

@@ -18,9 +18,8 @@ const SERVER_MAIN = fileURLToPath(new URL('./cni-server-main.js', import.meta.ur
 
 export const CNI_PATHS: CniPath[] = (process.env.TULLE_TEST_CNI_PATHS?.split(',') as CniPath[] | undefined) ?? ['resident', 'fallback'];
 
-/** What to add to a cniInvoke for `path`: the executable and its environment. */
+/** What to add to a cniInvoke for one path: the executable and its environment. */
 export interface CniRoute {
-  path: CniPath;
   plugin: string;
   env: Record<string, string>;
 }
@@ -74,8 +73,8 @@ export async function startCniServer(t: { after(fn: () => unknown): void }, ns: 
 }
 
 /** The route for `path` in host namespace `ns` (resident: starts the server there). */
-export async function cniRoute(t: { after(fn: () => unknown): void }, ns: string, path: CniPath): Promise<CniRoute & { server?: CniServerProcess }> {
-  if (path === 'fallback') return { path, plugin: SHIM, env: { TULLE_CNI_SOCKET: '/nonexistent/tulle-test/cni.sock' } };
+export async function cniRoute(t: { after(fn: () => unknown): void }, ns: string, path: CniPath): Promise<CniRoute> {
+  if (path === 'fallback') return { plugin: SHIM, env: { TULLE_CNI_SOCKET: '/nonexistent/tulle-test/cni.sock' } };
   const server = await startCniServer(t, ns);
-  return { path, plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket }, server };
+  return { plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket } };
 }
