@@ -9,10 +9,11 @@
  *   - no socket, or nobody listening                      -> fallback (stdin untouched)
  *   - the agent refuses (another namespace, stopping)     -> fallback (stdin replayed from a memfd)
  *   - stdin larger than the server takes                  -> fallback (replayed)
- *   - the agent dies after taking the request             -> fallback, except ADD: the work may be half done,
- *                                                            so ADD answers code 11 and the runtime DELs and retries
+ *   - the agent dies after taking the request, or gives    -> fallback, except ADD: the work may be half done,
+ *     no answer within ANSWER_TIMEOUT_S                     so ADD answers code 11 and the runtime DELs and retries
  *
- * TULLE_CNI_SOCKET overrides the socket path ("" skips the agent); TULLE_CNI_FALLBACK the Node plugin's path.
+ * TULLE_CNI_SOCKET overrides the socket path ("" skips the agent); TULLE_CNI_FALLBACK the Node plugin's path;
+ * TULLE_CNI_ANSWER_TIMEOUT the seconds to wait for an answer (1..3600, default 60).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -36,6 +38,8 @@
 #define MAX_ANSWER (16 * 1024 * 1024)
 #define PROTOCOL_VERSION 1
 #define STATUS_REFUSED 2
+/* A hung agent must not hang pod creation: an ADD takes milliseconds, so a minute is only ever a fault. */
+#define ANSWER_TIMEOUT_S 60
 #define CNI_TRY_AGAIN_LATER 11
 #define CNI_INTERNAL 999
 
@@ -178,6 +182,14 @@ static char *build_request(size_t *out_len) {
   return req;
 }
 
+static long answer_timeout(void) {
+  const char *text = getenv("TULLE_CNI_ANSWER_TIMEOUT");
+  if (text == NULL || *text == '\0') return ANSWER_TIMEOUT_S;
+  char *end;
+  long v = strtol(text, &end, 10);
+  return (*end == '\0' && v >= 1 && v <= 3600) ? v : ANSWER_TIMEOUT_S;
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   /* A server that goes away mid-write is an EPIPE to handle, not a signal that kills the plugin silently. */
@@ -211,6 +223,8 @@ int main(int argc, char **argv) {
   }
   free(req);
   shutdown(fd, SHUT_WR);
+  struct timeval timeout = {.tv_sec = answer_timeout()};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
 
   unsigned char head[10];
   if (read_exact(fd, head, sizeof head) != 0 || memcmp(head, "TCNI", 4) != 0 || head[4] != PROTOCOL_VERSION) goto lost;
@@ -230,6 +244,6 @@ int main(int argc, char **argv) {
 lost:
   close(fd);
   if (!is_add) return fallback(argv);
-  cni_error(CNI_TRY_AGAIN_LATER, "tulle-cni: the agent's CNI socket closed before ADD was answered (the agent stopped?); try again");
+  cni_error(CNI_TRY_AGAIN_LATER, "tulle-cni: the agent's CNI socket closed before ADD was answered, or gave no answer in time (the agent stopped or hangs); try again");
   return 1;
 }

@@ -162,6 +162,11 @@ export function ownNetnsId(): string {
   return `${s.dev}:${s.ino}`;
 }
 
+/** A caller-given value for a log line: at most `max` characters, with an ellipsis. */
+function clip(text: string, max = 100): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 function cut(text: string, max = 60): string {
   const q = JSON.stringify(text);
   return q.length > max ? `${q.slice(0, max - 1)}…` : q;
@@ -324,7 +329,7 @@ export class CniServer {
     }
     const refuse = (reason: string, detail: string): void => {
       this.metrics.refused.inc({ reason });
-      this.o.log.info('CNI request handed back to the plugin', { reason, detail, command: req.env.CNI_COMMAND, containerId: req.env.CNI_CONTAINERID });
+      this.o.log.info('CNI request handed back to the plugin', { reason, detail: clip(detail, 300), command: clip(req.env.CNI_COMMAND ?? ''), containerId: clip(req.env.CNI_CONTAINERID ?? '') });
       sock.end(encodeAnswer(STATUS_REFUSED, `${detail}\n`));
     };
     if (this.closing) return refuse('closing', 'the agent is stopping');
@@ -344,9 +349,10 @@ export class CniServer {
     const code = a.exitCode === 0 ? 0 : errorCode(a.stdout);
     this.metrics.duration.observe({ command, result: a.exitCode === 0 ? 'ok' : 'error' }, seconds);
     this.metrics.requests.inc({ command, code: String(code) });
-    const fields = { command: req.env.CNI_COMMAND ?? '(missing)', containerId: req.env.CNI_CONTAINERID ?? '', ifName: req.env.CNI_IFNAME ?? '', code, durationMs: Math.round(seconds * 100_000) / 100 };
+    // Caller-given values are cut: a hostile request must not write megabyte log lines.
+    const fields = { command: clip(req.env.CNI_COMMAND ?? '(missing)'), containerId: clip(req.env.CNI_CONTAINERID ?? ''), ifName: clip(req.env.CNI_IFNAME ?? ''), code, durationMs: Math.round(seconds * 100_000) / 100 };
     if (a.exitCode === 0) this.o.log.info('cni request', fields);
-    else this.o.log.warn('cni request failed', { ...fields, error: errorMessage(a.stdout) });
+    else this.o.log.warn('cni request failed', { ...fields, error: clip(errorMessage(a.stdout), 500) });
     if (!sock.destroyed) sock.end(encodeAnswer(a.exitCode, a.stdout));
   }
 }

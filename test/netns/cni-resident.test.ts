@@ -1,7 +1,7 @@
 // The resident path's own cases, with the compiled shim run as a runtime runs it (ip netns exec HOST shim): the
 // agent dying mid-run (calls go on through the fallback; a new server takes over the stale socket), a caller in
 // another namespace (handed back, so the work happens in the caller's namespace), a config too large for the
-// socket, and a server that takes a request and vanishes (ADD answers 11, DEL falls back).
+// socket, and a server that takes a request and vanishes or hangs (ADD answers 11, DEL falls back).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -99,5 +99,24 @@ test('a server that takes the request and closes without answering: ADD answers 
   assert.equal(add.error?.code, 11, add.stdout);
   assert.match(add.error!.msg, /the agent's CNI socket closed before ADD was answered/);
   assert.deepEqual(await links(host), ['lo'], 'the shim itself made nothing');
+  ok(await cniInvoke({ ...base, command: 'DEL' }), 'DEL through the fallback');
+});
+
+test('a server that takes the request and never answers: the shim gives up after TULLE_CNI_ANSWER_TIMEOUT, ADD with 11, DEL through the fallback', async (t) => {
+  const host = await freshNetns(t, 'host');
+  const { dir, config } = setup(t);
+  const socket = join(dir, 'hung.sock');
+  const held: Array<{ destroy(): void }> = [];
+  const hung = createServer((c) => void held.push(c));
+  await new Promise<void>((r) => hung.listen(socket, r));
+  t.after(() => {
+    for (const c of held) c.destroy();
+    hung.close();
+  });
+  const pod = await freshNetns(t, 'pod');
+  const base = { containerId: 'hung-1', ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: socket, TULLE_CNI_ANSWER_TIMEOUT: '1' } };
+  const add = await cniInvoke({ ...base, command: 'ADD' });
+  assert.equal(add.error?.code, 11, add.stdout);
+  assert.match(add.error!.msg, /gave no answer in time/);
   ok(await cniInvoke({ ...base, command: 'DEL' }), 'DEL through the fallback');
 });

@@ -85,10 +85,16 @@ test('VERSION and STATUS are answered exactly as the plugin process answers them
   const badCommand = await exchange(s.path, encodeRequest({ CNI_COMMAND: 'MOVE' }, statusConfig)).reply;
   assert.equal(badCommand.json?.code, 4);
   assert.match(badCommand.json?.msg, /^CNI_COMMAND: "MOVE" is not a CNI command/);
+  // A 100 KB container ID is refused as the plugin refuses it, and logged cut short.
+  const longId = await exchange(s.path, encodeRequest({ CNI_COMMAND: 'DEL', CNI_CONTAINERID: `-${'x'.repeat(100_000)}`, CNI_IFNAME: 'eth0' }, statusConfig)).reply;
+  assert.equal(longId.json?.code, 4);
   // The log names each request: command, container ID, result code, duration.
   const logged = lines.filter((l) => l.msg === 'cni request' || l.msg === 'cni request failed');
-  assert.deepEqual(logged.map((l) => [l.command, l.code]), [['VERSION', 0], ['STATUS', 0], ['STATUS', 50], ['MOVE', 4]]);
+  assert.deepEqual(logged.map((l) => [l.command, l.code]), [['VERSION', 0], ['STATUS', 0], ['STATUS', 50], ['MOVE', 4], ['DEL', 4]]);
   for (const l of logged) assert.equal(typeof l.durationMs, 'number');
+  assert.equal(logged[4]!.containerId.length, 100);
+  assert.ok(logged[4]!.containerId.endsWith('…'));
+  assert.ok(JSON.stringify(logged[4]).length < 2000, 'the log line stays short');
   // Per-command latency histograms and counters; a hostile command name becomes the label "invalid".
   const metrics = await s.metrics.registry.metrics();
   assert.match(metrics, /tulle_cni_request_duration_seconds_count\{command="STATUS",result="ok"\} 1/);
