@@ -1,7 +1,8 @@
 /**
- * Benchmark: latency of one CNI ADD, DEL and STATUS as a runtime sees it (a fresh plugin process per call, run in
- * the host namespace with `ip netns exec`, config on stdin), in the same run and taking turns pod by pod, so a busy
- * machine slows all sides alike:
+ * Benchmark: latency of one CNI ADD, DEL and STATUS as a runtime sees it: a fresh plugin process per call, executed
+ * (fork + exec, CNI_* environment, config on stdin) and timed from spawn to exit by a long-lived executor inside
+ * the host namespace (bench/plugin-runner.ts), as containerd runs plugins. In the same run, taking turns pod by
+ * pod, so a busy machine slows all sides alike:
  *   resident   tulle's compiled shim handing the call to a CNI server (the agent's src/cni/server.ts) in that host
  *   fallback   the same shim with no server, so it runs the Node plugin (bin/tulle-cni), as before the server
  *   reference  the reference `bridge` + `host-local` plugins doing the same attachment (bridge cni0 with the
@@ -16,12 +17,12 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { performance } from 'node:perf_hooks';
-import { run as runCommand, runJson } from '../src/base/exec.js';
+import { runJson } from '../src/base/exec.js';
 import { createNetns, deleteNetns, deleteNetnsSync } from '../src/netns/netns.js';
-import { cniInvoke, type CniInvocation } from '../src/cni/invoke.js';
+import type { CniInvocation } from '../src/cni/invoke.js';
 import { SHIM, startCniServer } from '../test/helpers/cni-paths.js';
 import { percentiles, round, type Percentiles } from './common.js';
+import { PluginRunner } from './plugin-runner.js';
 
 export const NAME = 'cni-latency';
 /** Resident path: p50 ratio to the reference, p99 ratio to the reference's p99. */
@@ -65,15 +66,13 @@ export interface BenchResult {
   sizes: { pods: number };
   results: { ADD: CommandResult; DEL: CommandResult; STATUS: StatusResult };
   /**
-   * The floor under any plugin written for Node: `ip netns exec HOST node -e 0`, measured in the same turns. The
-   * reference's whole ADD is a Go binary's start plus the work; tulle's is this plus module loading plus the work.
+   * The floor under any plugin written for Node: `node -e 0` run by the same executor, in the same turns. The
+   * reference's whole ADD is a Go binary's start plus the work; the fallback's is this plus module loading plus
+   * the work.
    */
   nodeStartup: Percentiles;
-  /**
-   * What the harness itself costs per call: `ip netns exec HOST true`, spawned as the plugins are, in the same
-   * turns. A runtime on a real host runs the plugin directly and does not pay the `ip netns exec` part.
-   */
-  harnessFloor: Percentiles;
+  /** The floor under any plugin: `true` run by the same executor (fork + exec + wait), in the same turns. */
+  execFloor: Percentiles;
   goal: string;
   met: boolean;
   /** Every host was checked to hold every pod after the ADDs and nothing (no veth, no address file) after the DELs. */
@@ -100,12 +99,16 @@ async function namespace(label: string): Promise<string> {
 
 
 
-async function timed(inv: CniInvocation, what: string): Promise<number> {
-  const started = performance.now();
-  const out = await cniInvoke(inv);
-  const ms = performance.now() - started;
-  if (!out.ok) throw new Error(`${what}: exit ${out.exitCode}: ${out.stdout}${out.stderr}`);
-  return ms;
+/** One call through `runner`, as a runtime makes it; the time is the executor's, spawn to exit. */
+async function timed(runner: PluginRunner, inv: CniInvocation, what: string): Promise<number> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: inv.command, ...inv.env };
+  if (inv.containerId !== undefined) env.CNI_CONTAINERID = inv.containerId;
+  if (inv.netns !== undefined) env.CNI_NETNS = inv.netns;
+  if (inv.ifName !== undefined) env.CNI_IFNAME = inv.ifName;
+  if (inv.path !== undefined) env.CNI_PATH = inv.path.join(':');
+  const out = await runner.call({ plugin: inv.plugin!, env, stdin: JSON.stringify(inv.config) });
+  if (out.exitCode !== 0) throw new Error(`${what}: exit ${out.exitCode}: ${out.stdout}${out.stderr}`);
+  return out.ms;
 }
 
 /** Links other than lo and cni0, and address files, left in a host: both must be empty after the DELs. */
@@ -142,6 +145,8 @@ export async function run(options: RunOptions): Promise<BenchResult> {
     }
     // The agent's CNI server, alone, in the resident side's host namespace.
     const server = await startCniServer({ after: (fn) => void cleanups.push(fn) }, tulleHost);
+    const runners = { tulle: new PluginRunner(tulleHost), fallback: new PluginRunner(fallbackHost), reference: new PluginRunner(refHost) };
+    cleanups.push(() => Promise.all(Object.values(runners).map((r) => r.close())));
     const resident = { plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket } };
     const fallback = { plugin: SHIM, env: { TULLE_CNI_SOCKET: join(dir, 'no-agent.sock') } };
     // The same attachment on every side: cni0 with 10.244.1.1/24, MTU 1450, a route to 10.244.0.0/16 via the gateway.
@@ -170,28 +175,27 @@ export async function run(options: RunOptions): Promise<BenchResult> {
     const empty = () => ({ tulle: [] as number[], fallback: [] as number[], reference: [] as number[] });
     const samples = { ADD: empty(), DEL: empty(), STATUS: empty() };
     const nodeStartup: number[] = [];
-    const harnessFloor: number[] = [];
+    const execFloor: number[] = [];
     const sides: Side[] = ['tulle', 'fallback', 'reference'];
     for (const command of ['ADD', 'DEL'] as const) {
       for (let i = 0; i < pods; i++) {
         // Rotate who goes first, so no side always runs right after another's work.
         const order = [...sides.slice(i % 3), ...sides.slice(0, i % 3)];
         for (const side of order) {
-          const ms = await timed(call[side](command, i), `${side} ${command} ${i}`);
+          const ms = await timed(runners[side], call[side](command, i), `${side} ${command} ${i}`);
           if (i > 0) samples[command][side].push(ms);
         }
         if (command === 'ADD') {
           for (const side of ['tulle', 'fallback'] as const) {
-            const ms = await timed(status[side](), `${side} STATUS ${i}`);
+            const ms = await timed(runners[side], status[side](), `${side} STATUS ${i}`);
             if (i > 0) samples.STATUS[side].push(ms);
           }
           if (i > 0) {
-            const started = performance.now();
-            await runCommand(['ip', 'netns', 'exec', tulleHost, process.execPath, '-e', '0']);
-            nodeStartup.push(performance.now() - started);
-            const floorStarted = performance.now();
-            await runCommand(['ip', 'netns', 'exec', tulleHost, 'true'], { input: '' });
-            harnessFloor.push(performance.now() - floorStarted);
+            const node = await runners.tulle.call({ plugin: process.execPath, args: ['-e', '0'], env: {}, stdin: '' });
+            const floor = await runners.tulle.call({ plugin: 'true', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdin: '' });
+            if (node.exitCode !== 0 || floor.exitCode !== 0) throw new Error(`floors: node -e 0 exit ${node.exitCode}, true exit ${floor.exitCode}: ${node.stderr}${floor.stderr}`);
+            nodeStartup.push(node.ms);
+            execFloor.push(floor.ms);
           }
         }
       }
@@ -225,7 +229,7 @@ export async function run(options: RunOptions): Promise<BenchResult> {
       sizes: { pods: pods - 1 },
       results,
       nodeStartup: percentiles(nodeStartup),
-      harnessFloor: percentiles(harnessFloor),
+      execFloor: percentiles(execFloor),
       goal: `resident tulle-cni (shim + agent) ADD and DEL p50 <= the reference bridge + host-local's (ratio <= ${GOAL}), p99 <= ${GOAL_P99}x; STATUS p50 <= ${STATUS_GOAL_MS} ms`,
       met: results.ADD.met && results.DEL.met && results.STATUS.met,
       verified: true,
@@ -259,7 +263,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       }
       const s = r.results.STATUS;
       console.log(`${NAME} STATUS: resident p50 ${s.tulle.p50} ms p99 ${s.tulle.p99} ms; fallback p50 ${s.fallback.p50} ms (goal <= ${s.goalMs} ms: ${s.met ? 'met' : 'NOT met'})`);
-      console.log(`${NAME} floors: ip netns exec + node -e 0 p50 ${r.nodeStartup.p50} ms; the harness alone (ip netns exec HOST true) p50 ${r.harnessFloor.p50} ms`);
+      console.log(`${NAME} floors: node -e 0 p50 ${r.nodeStartup.p50} ms; true p50 ${r.execFloor.p50} ms`);
       if (!quick) console.log(`wrote ${RESULT_FILE}`);
     })
     .catch((err) => {

@@ -67,7 +67,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
     name: cniLatency.NAME,
     title: 'CNI ADD/DEL/STATUS latency',
     summary:
-      'One plugin process per call, as a runtime runs it, taking turns pod by pod: tulle in bridge mode through its compiled shim and the CNI server (resident), ' +
+      'One plugin process per call, executed and timed by a long-lived executor inside the host namespace as a runtime does, taking turns pod by pod: tulle in bridge mode through its compiled shim and the CNI server (resident), ' +
       'the same shim falling back to the Node plugin (fallback), and the reference bridge + host-local plugins making the same attachment.',
     run: (o) => cniLatency.run(o),
     rows: (r: cniLatency.BenchResult) => [
@@ -99,7 +99,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
         return `${c}: resident p50 ${x.tulle.p50} ms, p99 ${x.tulle.p99} ms; fallback p50 ${x.fallback.p50} ms, p99 ${x.fallback.p99} ms; reference p50 ${x.reference.p50} ms, p99 ${x.reference.p99} ms`;
       }),
       `STATUS: resident p50 ${r.results.STATUS.tulle.p50} ms, p99 ${r.results.STATUS.tulle.p99} ms; fallback p50 ${r.results.STATUS.fallback.p50} ms (the reference plugins have no STATUS)`,
-      `floor of any Node plugin: ip netns exec + node -e 0 p50 ${r.nodeStartup.p50} ms; the harness alone (ip netns exec HOST true, which a runtime does not run) p50 ${r.harnessFloor.p50} ms`,
+      `floors, run by the same executor: node -e 0 p50 ${r.nodeStartup.p50} ms (under any Node plugin), true p50 ${r.execFloor.p50} ms (under any plugin)`,
     ],
   },
   {

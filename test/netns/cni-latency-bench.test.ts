@@ -33,7 +33,7 @@ test('cni-latency benchmark, quick: result shape, all three sides verified, noth
   assert.equal(s.met, s.tulle.p50 <= 5);
   assert.equal(result.met, result.results.ADD.met && result.results.DEL.met && s.met);
   assert.ok(result.nodeStartup.p50 > 0 && result.nodeStartup.p99 >= result.nodeStartup.p50);
-  assert.ok(result.harnessFloor.p50 > 0 && result.harnessFloor.samples === 7);
+  assert.ok(result.execFloor.p50 > 0 && result.execFloor.samples === 7);
   assert.match(result.goal, /ratio <= 1/);
   assert.deepEqual(listNetns(prefix), [], 'the benchmark removed its namespaces');
 });
