@@ -200,6 +200,8 @@ export class CniServer {
       throw new InvalidValueError('--cni-socket', path, `must be an absolute path of at most ${MAX_SOCKET_PATH} bytes (or "" for no CNI socket)`);
     }
     await clearStaleSocket(path);
+    // The commands (netlink client, native binding) load now, not on the first pod's ADD (tens of ms).
+    await import('./commands.js');
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const o = {
       path,

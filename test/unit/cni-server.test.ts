@@ -10,6 +10,8 @@ import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../../src/base/exec.js';
 import { createLogger } from '../../src/base/log.js';
 import { CniServer, STATUS_REFUSED, encodeRequest, ownNetnsId } from '../../src/cni/server.js';
 
@@ -179,4 +181,19 @@ test('closing answers what it already took, cuts idle connections and removes th
   assert.equal((await inFlight).status, 0);
   await assert.rejects(idle.reply, /no answer frame/);
   assert.equal(existsSync(s.path), false);
+});
+
+test('tulle agent refuses a malformed --cni-socket (or TULLE_CNI_SOCKET) before it starts anything: exit 2 naming it', async () => {
+  const tulle = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
+  const store = `sqlite:${join(dir, 'never', 'store.db')}`;
+  for (const [args, env] of [
+    [['--cni-socket', 'cni.sock'], {}],
+    [[], { TULLE_CNI_SOCKET: `/${'x'.repeat(200)}` }],
+  ] as const) {
+    const r = await run([process.execPath, tulle, 'agent', '--store', store, '--health-addr', '127.0.0.1:0', ...args], { allowFailure: true, env: { ...process.env, ...env } });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^tulle: --cni-socket: ".+" must be an absolute path of at most 107 bytes \(or "" for no CNI socket\) \[TULLE_INVALID_VALUE\]$/m);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+  assert.equal(existsSync(join(dir, 'never')), false, 'the store was never opened');
 });

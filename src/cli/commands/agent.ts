@@ -4,7 +4,7 @@
  * DaemonSet would set them. `--cleanup` removes what the agent made on this host instead of running it.
  */
 import { createLogger } from '../../base/log.js';
-import { describeError } from '../../base/errors.js';
+import { InvalidValueError, describeError } from '../../base/errors.js';
 import { Agent, cleanupHost } from '../../agent/agent.js';
 import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
 import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
@@ -72,7 +72,10 @@ export const agentCommand: CommandSpec = {
       try {
         cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry });
       } catch (err) {
-        // The shim falls back to the Node plugin, so pods still get their network: the agent runs on without it.
+        // A malformed path is the operator's typo: refuse to start. A socket that cannot be served (another agent's,
+        // a directory that cannot be made) is not fatal: the shim falls back to the Node plugin, so pods still get
+        // their network, and the agent runs on without it.
+        if (err instanceof InvalidValueError) throw err;
         log.error('not serving CNI requests; the tulle-cni shim runs the plugin itself', { error: describeError(err) });
       }
     }
