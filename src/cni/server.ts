@@ -182,6 +182,7 @@ export class CniServer {
   private readonly connections = new Set<Socket>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private closing = false;
+  private closed: Promise<void> | undefined;
   private socketIno: bigint | undefined;
 
   private constructor(
@@ -238,8 +239,12 @@ export class CniServer {
    * Stop accepting, refuse what arrives meanwhile, let in-flight requests finish (up to drainMs), then cut the
    * remaining connections and remove the socket file if it is still ours.
    */
-  async close(): Promise<void> {
-    if (this.closing) return;
+  close(): Promise<void> {
+    this.closed ??= this.shutDown();
+    return this.closed;
+  }
+
+  private async shutDown(): Promise<void> {
     this.closing = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
