@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../../src/base/exec.js';
 import { createLogger } from '../../src/base/log.js';
 import { CniServer, STATUS_REFUSED, encodeRequest, ownNetnsId } from '../../src/cni/server.js';
+import { IpamStore } from '../../src/cni/ipam.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-server-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -196,4 +197,24 @@ test('tulle agent refuses a malformed --cni-socket (or TULLE_CNI_SOCKET) before 
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
   assert.equal(existsSync(join(dir, 'never')), false, 'the store was never opened');
+});
+
+test('the IPAM lock under many concurrent requests of one process (as in the server): one holder at a time, every request gets its turn', async () => {
+  const stores = Array.from({ length: 40 }, () => IpamStore.open(join(dir, 'ipam-lock'), 'net'));
+  let holders = 0;
+  let most = 0;
+  const order: number[] = [];
+  await Promise.all(
+    stores.map((s, i) =>
+      s.withLock(async () => {
+        most = Math.max(most, ++holders);
+        await new Promise((r) => setTimeout(r, 1));
+        order.push(i);
+        holders--;
+      }),
+    ),
+  );
+  for (const s of stores) s.close();
+  assert.equal(most, 1);
+  assert.equal(order.length, 40);
 });
