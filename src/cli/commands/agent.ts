@@ -70,7 +70,8 @@ export const agentCommand: CommandSpec = {
     let cni: CniServer | undefined;
     if (socket) {
       try {
-        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry });
+        // In-flight requests get half a second at shutdown: one cut short answers 11 (ADD) or falls back in the shim.
+        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry, drainMs: 500 });
       } catch (err) {
         // A malformed path is the operator's typo: refuse to start. A socket that cannot be served (another agent's,
         // a directory that cannot be made) is not fatal: the shim falls back to the Node plugin, so pods still get
