@@ -223,9 +223,13 @@ export function podNetconf(state: LabState, host: string): Record<string, unknow
   return { cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: overlayOf(state).mode, subnetFile: subnetFileOf(state, host), dataDir: join(hostDir(state, host), 'ipam') };
 }
 
-/** Each host's agent serves CNI requests on its own socket (hosts share one file system). */
+/**
+ * Each host's agent serves CNI requests on its own socket (hosts share one file system); "" (none: pods are
+ * attached by the Node plugin) when the lab directory is too deep for a unix socket path's 107 bytes.
+ */
 export function cniSocketOf(state: LabState, host: string): string {
-  return join(hostDir(state, host), 'cni.sock');
+  const path = join(hostDir(state, host), 'cni.sock');
+  return Buffer.byteLength(path) <= 107 ? path : '';
 }
 
 /**
