@@ -120,3 +120,30 @@ test('a server that takes the request and never answers: the shim gives up after
   assert.match(add.error!.msg, /gave no answer in time/);
   ok(await cniInvoke({ ...base, command: 'DEL' }), 'DEL through the fallback');
 });
+
+test('a server answering garbage (wrong magic, a length over 16 MiB, a status it does not know): ADD answers a clear error, DEL falls back', async (t) => {
+  const host = await freshNetns(t, 'host');
+  const { dir, config } = setup(t);
+  const pod = await freshNetns(t, 'pod');
+  const answers: Array<[Buffer, number, RegExp]> = [
+    [Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n'), 11, /closed before ADD was answered/],
+    [Buffer.from([0x54, 0x43, 0x4e, 0x49, 1, 0, 0xff, 0xff, 0xff, 0xff]), 11, /closed before ADD was answered/],
+    [Buffer.from([0x54, 0x43, 0x4e, 0x49, 1, 7, 0, 0, 0, 0]), 999, /answered with an unknown status/],
+  ];
+  for (const [i, [reply, code, msg]] of answers.entries()) {
+    const socket = join(dir, `liar${i}.sock`);
+    const liar = createServer((c) => {
+      c.on('error', () => {}); // the shim hangs up on a liar
+      c.once('data', () => c.end(reply));
+    });
+    await new Promise<void>((r) => liar.listen(socket, r));
+    t.after(() => liar.close());
+    const base = { containerId: `liar-${i}`, ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: socket } };
+    const add = await cniInvoke({ ...base, command: 'ADD' });
+    assert.equal(add.exitCode, 1);
+    assert.equal(add.error?.code, code, add.stdout);
+    assert.match(add.error!.msg, msg);
+    if (code === 11) ok(await cniInvoke({ ...base, command: 'DEL' }), `DEL ${i} through the fallback`);
+  }
+  assert.deepEqual(await links(host), ['lo'], 'nothing was made from a garbage answer');
+});
