@@ -16,6 +16,11 @@ import type { CniCommand } from './env.js';
 
 /** bin/tulle-cni of this checkout (this file runs from dist/src/cni/). */
 export const TULLE_CNI_BIN = fileURLToPath(new URL('../../../bin/tulle-cni', import.meta.url));
+/**
+ * The compiled shim (native/tulle_cni_shim.c, built with the native module): forwards to the agent's CNI socket
+ * ($TULLE_CNI_SOCKET, default /run/tulle/cni.sock) and runs TULLE_CNI_BIN itself when no agent answers.
+ */
+export const TULLE_CNI_SHIM = fileURLToPath(new URL('../../../build/Release/tulle-cni-shim', import.meta.url));
 
 export interface CniInvocation {
   command: CniCommand;
@@ -120,6 +125,8 @@ export interface ChainOptions {
   /** GC: the attachments still in use. */
   validAttachments?: Array<{ containerID: string; ifname: string }>;
   timeoutMs?: number;
+  /** Extra environment for every plugin of the list (e.g. TULLE_CNI_SOCKET for tulle's shim). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -147,6 +154,7 @@ export async function runConflist(list: Conflist, command: 'ADD' | 'DEL' | 'CHEC
       path: o.path,
       hostNetns: o.hostNetns,
       timeoutMs: o.timeoutMs,
+      env: o.env,
       ...(perContainer ? { containerId: o.containerId, ifName: o.ifName, netns: o.netns, args: o.args } : {}),
     });
     if (!outcome.ok) throw new CniInvocationError(plugin.type, command, outcome);

@@ -70,6 +70,9 @@ export function ownedBy(a: Allocation, containerId: string, ifName: string): boo
   return a.containerId === containerId.trim() && (a.ifName === ifName || a.ifName === '');
 }
 
+/** Per allocation directory, the end of this process's queue for its lock. */
+const inProcessQueue = new Map<string, Promise<void>>();
+
 /** One network's allocation directory with its lock file open. Call `close()` when done (it also drops the lock). */
 export class IpamStore {
   private locked = false;
@@ -87,15 +90,30 @@ export class IpamStore {
     return new IpamStore(dir, fd);
   }
 
-  /** Run `fn` holding the directory's exclusive lock (shared with host-local). */
+  /**
+   * Run `fn` holding the directory's exclusive lock (shared with host-local). Requests of one process (the agent's
+   * CNI server) queue here first, so at most one of them waits in flock(): each waiter holds a libuv pool thread,
+   * and a hundred concurrent ADDs must not starve the agent's other file and DNS work.
+   */
   async withLock<T>(fn: () => T | Promise<T>): Promise<T> {
-    await flock(this.fdOrThrow(), 'exclusive');
-    this.locked = true;
+    const before = inProcessQueue.get(this.dir) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = before.then(() => mine);
+    inProcessQueue.set(this.dir, tail);
     try {
-      return await fn();
+      await before;
+      await flock(this.fdOrThrow(), 'exclusive');
+      this.locked = true;
+      try {
+        return await fn();
+      } finally {
+        this.locked = false;
+        tryFlock(this.fdOrThrow(), 'unlock');
+      }
     } finally {
-      this.locked = false;
-      tryFlock(this.fdOrThrow(), 'unlock');
+      release();
+      if (inProcessQueue.get(this.dir) === tail) inProcessQueue.delete(this.dir);
     }
   }
 

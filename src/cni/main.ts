@@ -3,28 +3,38 @@
  * and the network configuration on stdin; the result (ADD) or an error object goes to stdout, and the exit code
  * is 0 or 1. Runtimes pay this start-up for every pod, so this module loads only the error and environment
  * checks; the commands (and with them the netlink client and its native binding) are imported only when a
- * command that needs them runs.
+ * command that needs them runs. The agent's CNI server (server.ts) answers through the same `answer`.
  */
 import { LATEST_VERSION, SUPPORTED_VERSIONS, toErrorObject } from './errors.js';
 import { readCommand } from './env.js';
 
-export async function main(env: NodeJS.ProcessEnv, stdin: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<number> {
+/** What a plugin process would print on stdout, and its exit code. */
+export interface Answer {
+  exitCode: 0 | 1;
+  stdout: string;
+}
+
+/** One CNI call: `env` holds CNI_*, `readInput` yields stdin (not read for VERSION). Never throws. */
+export async function answer(env: NodeJS.ProcessEnv, readInput: () => Promise<string>): Promise<Answer> {
   let input = '';
   try {
     const command = readCommand(env);
     if (command === 'VERSION') {
-      stdout.write(JSON.stringify({ cniVersion: LATEST_VERSION, supportedVersions: SUPPORTED_VERSIONS }) + '\n');
-      return 0;
+      return { exitCode: 0, stdout: JSON.stringify({ cniVersion: LATEST_VERSION, supportedVersions: SUPPORTED_VERSIONS }) + '\n' };
     }
-    input = await readAll(stdin);
+    input = await readInput();
     const { runCommand } = await import('./commands.js');
     const output = await runCommand(env, input);
-    if (output !== undefined) stdout.write(JSON.stringify(output) + '\n');
-    return 0;
+    return { exitCode: 0, stdout: output !== undefined ? JSON.stringify(output) + '\n' : '' };
   } catch (err) {
-    stdout.write(JSON.stringify(toErrorObject(err, requestedVersion(input))) + '\n');
-    return 1;
+    return { exitCode: 1, stdout: JSON.stringify(toErrorObject(err, requestedVersion(input))) + '\n' };
   }
+}
+
+export async function main(env: NodeJS.ProcessEnv, stdin: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<number> {
+  const a = await answer(env, () => readAll(stdin));
+  if (a.stdout !== '') stdout.write(a.stdout);
+  return a.exitCode;
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
@@ -34,7 +44,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
 }
 
 /** The config's cniVersion when it is one we speak, so that even an early error answers in the caller's version. */
-function requestedVersion(input: string): string {
+export function requestedVersion(input: string): string {
   try {
     const v = (JSON.parse(input) as { cniVersion?: unknown })?.cniVersion;
     return SUPPORTED_VERSIONS.includes(v as never) ? (v as string) : LATEST_VERSION;

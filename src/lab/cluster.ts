@@ -11,7 +11,7 @@ import { InvalidValueError, TulleError } from '../base/errors.js';
 import { run, runJson, type RunResult } from '../base/exec.js';
 import { sleep, waitFor } from '../base/retry.js';
 import { readSubnetEnv } from '../config/subnet-env.js';
-import { cniInvokeOk } from '../cni/invoke.js';
+import { TULLE_CNI_SHIM, cniInvokeOk } from '../cni/invoke.js';
 import { createNetns, spawnIn } from '../netns/netns.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL } from '../netlink/index.js';
 import { parseNetworkConfig } from '../config/network.js';
@@ -121,7 +121,7 @@ export function startAgent(state: LabState, host: string): number {
   const dir = hostDir(state, host);
   // The agent's own default periods (reconcile 60 s, rules 30 s): drift is repaired from netlink events at once,
   // and fifty agents re-listing rules every few seconds would load a 2-core machine for nothing.
-  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', dir];
+  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host)];
   return startProcess(state, namespaceOf(state, host), argv, join(dir, 'agent.log'), 'agent', host);
 }
 
@@ -234,7 +234,19 @@ export function podNetconf(state: LabState, host: string): Record<string, unknow
   return { cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: overlayOf(state).mode, subnetFile: subnetFileOf(state, host), dataDir: join(hostDir(state, host), 'ipam') };
 }
 
-/** Create a pod namespace and attach it with `tulle-cni ADD`, run in the host's namespace as a runtime would. */
+/**
+ * Each host's agent serves CNI requests on its own socket (hosts share one file system); "" (none: pods are
+ * attached by the Node plugin) when the lab directory is too deep for a unix socket path's 107 bytes.
+ */
+export function cniSocketOf(state: LabState, host: string): string {
+  const path = join(hostDir(state, host), 'cni.sock');
+  return Buffer.byteLength(path) <= 107 ? path : '';
+}
+
+/**
+ * Create a pod namespace and attach it with `tulle-cni ADD`, run in the host's namespace as a runtime would: the
+ * compiled shim, which hands the call to the host's agent (and runs the Node plugin itself if the agent is gone).
+ */
 export async function addPod(state: LabState, host: string, podName: string, createNamespaces: (ns: string[]) => Promise<void> = (ns) => recordAndCreate(state, ns)): Promise<LabPod> {
   const namespace = labNamespace(state.name, podName);
   await createNamespaces([namespace]);
@@ -245,6 +257,7 @@ export async function addPod(state: LabState, host: string, podName: string, cre
     ifName: 'eth0',
     config: podNetconf(state, host),
     hostNetns: namespaceOf(state, host),
+    ...(existsSync(TULLE_CNI_SHIM) ? { plugin: TULLE_CNI_SHIM, env: { TULLE_CNI_SOCKET: cniSocketOf(state, host) } } : {}),
   })) as { ips?: Array<{ address: string }> };
   const address = result?.ips?.[0]?.address.split('/')[0] ?? null;
   const pod: LabPod = { name: podName, host, namespace, address };

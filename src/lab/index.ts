@@ -42,6 +42,7 @@ export {
   overlayRoutes,
   subnetFileOf,
   hostDir,
+  cniSocketOf,
   validatePodCount,
   STORE_KINDS,
   POD_MODES,

@@ -47,7 +47,7 @@ test('SIGTERM or SIGINT at every start-up step and at random moments: the agent 
   const dir = mkdtempSync(join(tmpdir(), 'tulle-sig-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const store = `sqlite:${join(dir, 'store.db')}`;
-  const args = ['--store', store, '--subnet-file', join(dir, 'subnet.env'), '--state-dir', join(dir, 'state')];
+  const args = ['--store', store, '--subnet-file', join(dir, 'subnet.env'), '--state-dir', join(dir, 'state'), '--cni-socket', join(dir, 'cni.sock')];
   const writeConfig = () => run([process.execPath, TULLE_BIN, 'config', 'put', '--store', store, '-'], { input: '{"Network":"10.244.0.0/16"}' });
   // The store starts without a config, so that the wait for it is a moment to be stopped at too.
   await run([process.execPath, TULLE_BIN, 'config', 'put', '--store', store, '--prefix', '/other', '-'], { input: '{"Network":"10.9.0.0/16"}' });

@@ -30,7 +30,7 @@ async function host(t: { after(fn: () => unknown): void }, label: string, config
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const store = `sqlite:${join(dir, 'store.db')}`;
   await run([process.execPath, TULLE, 'config', 'put', '--store', store], { input: config });
-  return { ns, dir, store, args: ['--store', store, '--subnet-file', join(dir, 'subnet.env'), '--state-dir', join(dir, 'state')] };
+  return { ns, dir, store, args: ['--store', store, '--subnet-file', join(dir, 'subnet.env'), '--state-dir', join(dir, 'state'), '--cni-socket', join(dir, 'cni.sock')] };
 }
 
 /** Give the namespace an underlay: a veth `name` with `cidr` (its peer stays in the same namespace). */

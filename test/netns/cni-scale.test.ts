@@ -1,8 +1,9 @@
-// Many pods into one host at once: separate plugin processes racing for the IPAM lock (and, in bridge mode, to
-// create cni0); distinct addresses, every pod answering the host's ping; then as many DELs at once leave no veth,
-// no address file and no host route. Routed mode takes 100 pods (each with its /32 host route); bridge mode 30
-// (enough to race for cni0, and the suite stays short: every plugin process costs a Node start-up). Timings are
-// reported as diagnostics, never asserted.
+// Many pods into one host at once, through both paths (the agent's socket, and the Node plugin the shim falls back
+// to): separate plugin processes racing for the IPAM lock (and, in bridge mode, to create cni0); distinct
+// addresses, every pod answering the host's ping; then as many DELs at once leave no veth, no address file and no
+// host route. Routed mode takes 100 pods (each with its /32 host route); bridge mode 30 (enough to race for cni0,
+// and the suite stays short: every fallback call costs a Node start-up). Timings are reported as diagnostics,
+// never asserted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +13,8 @@ import { performance } from 'node:perf_hooks';
 import { run } from '../../src/base/exec.js';
 import { cniInvoke, type CniOutcome } from '../../src/cni/invoke.js';
 import { freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
+
+import { CNI_PATHS, cniRoute } from '../helpers/cni-paths.js';
 
 requireRoot();
 
@@ -32,10 +35,11 @@ async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>
   return out;
 }
 
-for (const mode of ['routed', 'bridge'] as const) {
+for (const path of CNI_PATHS) for (const mode of ['routed', 'bridge'] as const) {
   const n = PODS[mode];
-  test(`${mode} mode: ${n} concurrent ADDs get ${n} distinct reachable addresses; ${n} concurrent DELs leave nothing`, async (t) => {
+  test(`[${path}] ${mode} mode: ${n} concurrent ADDs get ${n} distinct reachable addresses; ${n} concurrent DELs leave nothing`, async (t) => {
     const host = await freshNetns(t, 'host');
+    const route = await cniRoute(t, host, path);
     // The node's underlay address (one end of a veth pair): the source of its pings in routed mode, as on a real node.
     await ip(host, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
     await ip(host, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
@@ -49,7 +53,7 @@ for (const mode of ['routed', 'bridge'] as const) {
     const config = { cniVersion: '1.1.0', name: 'scale', type: 'tulle', mode, subnetFile, dataDir };
     const pods = await pool(Array.from({ length: n }, (_, i) => i), 16, (i) => freshNetns(t, `p${i}`));
     const call = (command: 'ADD' | 'DEL', i: number): Promise<CniOutcome> =>
-      cniInvoke({ command, containerId: `scale-${mode}-${i}`, ifName: 'eth0', netns: `/run/netns/${pods[i]}`, config, hostNetns: host, timeoutMs: 120_000 });
+      cniInvoke({ command, containerId: `scale-${mode}-${i}`, ifName: 'eth0', netns: `/run/netns/${pods[i]}`, config, hostNetns: host, timeoutMs: 120_000, plugin: route.plugin, env: route.env });
 
     let started = performance.now();
     const added = await Promise.all(pods.map((_, i) => call('ADD', i)));

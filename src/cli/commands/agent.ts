@@ -4,11 +4,12 @@
  * DaemonSet would set them. `--cleanup` removes what the agent made on this host instead of running it.
  */
 import { createLogger } from '../../base/log.js';
-import { describeError } from '../../base/errors.js';
+import { InvalidValueError, describeError } from '../../base/errors.js';
 import { Agent, cleanupHost } from '../../agent/agent.js';
 import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
 import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
 import { parseStoreUrl } from '../../store/url.js';
+import { CniServer, DEFAULT_CNI_SOCKET } from '../../cni/server.js';
 import type { CommandSpec, ParsedArgs } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from './config.js';
 import { traceRoute } from '../../trace/endpoint.js';
@@ -60,6 +61,7 @@ export const agentCommand: CommandSpec = {
       choices: ['true', 'false'],
       env: 'TULLE_VXLAN_GUARD',
     },
+    'cni-socket': { type: 'string', valueName: 'PATH', description: 'Serve CNI requests from the tulle-cni shim on this unix socket (root only); "" serves none', default: DEFAULT_CNI_SOCKET, env: 'TULLE_CNI_SOCKET' },
     cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file), release its lease, and exit' },
   },
   examples: [
@@ -79,8 +81,26 @@ export const agentCommand: CommandSpec = {
       return 0;
     }
     const agent = new Agent(options, log, openStore);
+    // Next to the agent, not inside it: the CNI server needs only the agent's logger and metrics registry.
+    // TULLE_CNI_SOCKET="" turns the socket off, as it makes the shim skip the agent (the option parser reads an
+    // empty variable as unset).
+    const socket = process.env.TULLE_CNI_SOCKET === '' && args.options['cni-socket'] === DEFAULT_CNI_SOCKET ? '' : (args.options['cni-socket'] as string | undefined);
+    let cni: CniServer | undefined;
+    if (socket) {
+      try {
+        // In-flight requests get half a second at shutdown: one cut short answers 11 (ADD) or falls back in the shim.
+        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry, drainMs: 500 });
+      } catch (err) {
+        // A malformed path is the operator's typo: refuse to start. A socket that cannot be served (another agent's,
+        // a directory that cannot be made) is not fatal: the shim falls back to the Node plugin, so pods still get
+        // their network, and the agent runs on without it.
+        if (err instanceof InvalidValueError) throw err;
+        log.error('not serving CNI requests; the tulle-cni shim runs the plugin itself', { error: describeError(err) });
+      }
+    }
     const stop = (signal: string) => {
       log.info('stopping; kernel state and lease stay in place', { signal });
+      void cni?.close();
       agent.stop();
       // Every handle is closed by stop(); should one still hold the process (a hung socket, a library's timer),
       // the agent must end all the same: a supervisor's restart must never find the old agent on its port.
@@ -98,7 +118,7 @@ export const agentCommand: CommandSpec = {
       log.error('agent failed', { error: describeError(err) });
       throw err;
     } finally {
-      await agent.close();
+      await Promise.all([agent.close(), cni?.close()]);
     }
   },
 };
