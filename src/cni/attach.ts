@@ -56,6 +56,8 @@ export interface AttachmentSpec {
   /** The cluster network routed via the gateway in bridge mode, e.g. "10.244.0.0/16". */
   network: string;
   isDefaultGateway: boolean;
+  /** The container end's MAC the runtime asked for (CNI_ARGS MAC=, runtimeConfig.mac); else the kernel's random one. */
+  mac?: string | undefined;
 }
 
 export interface Attached {
@@ -157,11 +159,11 @@ async function ensureBridge(host: NetlinkClient, spec: AttachmentSpec): Promise<
 }
 
 /**
- * `ip link add <host veth> mtu M type veth peer name <ifname> netns <CNI_NETNS>`. A host end of the same name is a
+ * `ip link add <host veth> mtu M type veth peer name <ifname> [address MAC] netns <CNI_NETNS>`. A host end of the same name is a
  * leftover of this very attachment (its DEL never ran): it is removed and the pair made again.
  */
 async function createVeth(host: NetlinkClient, spec: AttachmentSpec): Promise<Link> {
-  const options = { name: spec.hostVeth, peerName: spec.ifName, peerNetns: spec.netns, mtu: spec.mtu };
+  const options = { name: spec.hostVeth, peerName: spec.ifName, peerNetns: spec.netns, mtu: spec.mtu, ...(spec.mac ? { peerMac: spec.mac } : {}) };
   try {
     return await host.createVeth(options);
   } catch (err) {
