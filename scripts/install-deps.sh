@@ -21,6 +21,7 @@ REQUIREMENTS=(
   "make:make"
   "g++:g++"
   "python3:python3"
+  "systemd-analyze:systemd"
 )
 
 missing_pkgs=()
