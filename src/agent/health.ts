@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { InvalidValueError } from '../base/errors.js';
+import { InvalidValueError, TulleError } from '../base/errors.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -42,6 +42,17 @@ export function parseHostPort(text: string, field = '--health-addr'): { host: st
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
+/** The usual reasons a listen fails, in plain words; the first one is a second agent on the same host. */
+function listenError(addr: string, err: NodeJS.ErrnoException): Error {
+  const rule: Record<string, string> = {
+    EADDRINUSE: 'is already in use: is another tulle agent running on this host? (stop it, or give this one another --health-addr)',
+    EADDRNOTAVAIL: 'is not an address of this host (use 127.0.0.1 or an address of one of its interfaces)',
+    EACCES: 'needs a privilege this process lacks (a port below 1024 needs root)',
+  };
+  const why = err.code ? rule[err.code] : undefined;
+  return why ? new TulleError('TULLE_HEALTH_LISTEN', `--health-addr: ${addr} ${why}`, { cause: err }) : err;
+}
+
 /** Start the server; resolves once it listens. `state()` is asked on every /healthz. */
 export async function startHealthServer(addr: string, metrics: AgentMetrics, state: () => HealthState): Promise<Server> {
   const { host, port } = parseHostPort(addr);
@@ -68,7 +79,7 @@ export async function startHealthServer(addr: string, metrics: AgentMetrics, sta
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenError(addr, err)));
     server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
