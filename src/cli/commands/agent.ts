@@ -57,7 +57,8 @@ export const agentCommand: CommandSpec = {
     const log = createLogger({ component: 'agent' });
     const openStore = async () => (await openStoreFromOptions(args, true, log.child({ component: 'store' }))).registry;
     if (args.options.cleanup) {
-      await cleanupHost(options, log, openStore);
+      const outcome = await cleanupHost(options, log, openStore);
+      process.stdout.write(`${outcome.summary}\n`);
       return 0;
     }
     const agent = new Agent(options, log, openStore);
