@@ -87,3 +87,24 @@ export async function startHealthServer(addr: string, metrics: AgentMetrics, sta
   });
   return server;
 }
+
+/** What answers at an agent's health address: not running, running but not ready (with why), or ready. */
+export interface AgentProbe {
+  running: boolean;
+  ready: boolean;
+  reason: string;
+}
+
+/** GET /healthz at `addr` (in this process's network namespace); connection refused means no agent. */
+export async function probeAgent(addr: string, timeoutMs = 3000): Promise<AgentProbe> {
+  const { host, port } = parseHostPort(addr);
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/healthz`;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json().catch(() => ({}))) as { reason?: unknown };
+    return { running: true, ready: res.status === 200, reason: typeof body.reason === 'string' ? body.reason : `HTTP ${res.status}` };
+  } catch (err) {
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code ?? (err as Error).name;
+    return { running: false, ready: false, reason: code === 'ECONNREFUSED' ? `nothing answers at ${addr}` : `no answer at ${addr} (${code})` };
+  }
+}

@@ -38,6 +38,11 @@ function settings(args: ParsedArgs): InstallSettings {
     agentEnv.TULLE_PUBLIC_IP = publicIP;
   }
   if (args.options['ip-masq']) agentEnv.TULLE_IP_MASQ = 'true';
+  const stateDir = s(args, 'state-dir');
+  if (stateDir) {
+    if (!stateDir.startsWith('/')) throw new InvalidValueError('--state-dir', stateDir, 'must be an absolute path');
+    agentEnv.TULLE_STATE_DIR = stateDir;
+  }
   const health = s(args, 'health-addr');
   if (health) {
     parseHostPort(health);
@@ -85,6 +90,7 @@ export const installCommand: CommandSpec = {
     'public-ip': { type: 'string', valueName: 'IP', description: 'Address other hosts send VXLAN packets to' },
     'ip-masq': { type: 'boolean', description: 'Masquerade pod traffic leaving the cluster network' },
     'health-addr': { type: 'string', valueName: 'HOST:PORT', description: "The agent's /healthz and /metrics address" },
+    'state-dir': { type: 'string', valueName: 'DIR', description: "Where the agent keeps its VTEP MAC; default: /var/lib/tulle" },
     'no-systemd': { type: 'boolean', description: 'Write no systemd unit (start the agent yourself)' },
   },
   examples: [
