@@ -42,18 +42,18 @@ export const statusCommand: CommandSpec = {
         await registry.close();
       }
     } catch (err) {
-      storeError = describeError(err);
+      storeError = describeError(err).replace(/^store /, '');
     }
     const nl = await NetlinkClient.open();
     try {
       if (!fromStore) {
         const local = await localOverlayState(nl);
         const subnetFile = args.options['subnet-file'] as string;
-        const out = { store: `unreachable: ${storeError}`, agent, subnetEnv: previousSubnet(subnetFile) ?? null, ...local, inSync: false };
+        const out = { store: storeError, agent, subnetEnv: previousSubnet(subnetFile) ?? null, ...local, inSync: false };
         if (args.options.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
         else {
           const lines = [
-            `store:    unreachable: ${storeError}`,
+            `store:    ${storeError}`,
             `agent:    ${agentLine(agent)}`,
             `lease:    ${out.subnetEnv ? `${out.subnetEnv} (from ${subnetFile}; the store was not asked)` : `unknown (no ${subnetFile})`}`,
             `VTEP:     ${local.vteps.length ? local.vteps.map((v) => `${v.name} ${v.address ?? 'no address'}${v.up ? '' : ' (DOWN)'}`).join(', ') : 'missing'}`,
