@@ -65,19 +65,15 @@ export class CommandFailedError extends TulleError {
   }
 }
 
-/** The longest a value is shown in a message; longer ones are cut with an ellipsis (a hostile 1 MB field stays one line). */
-export const MAX_VALUE_LENGTH = 120;
-
-/** Quote strings so that an empty or space-holding value is visible in a message; cut long ones. */
+/** Quote strings so that an empty or space-holding value is visible in a message. */
 export function formatValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
   if (value === undefined) return '(missing)';
-  let text: string;
   try {
-    text = JSON.stringify(value) ?? String(value);
+    return JSON.stringify(value) ?? String(value);
   } catch {
-    text = String(value);
+    return String(value);
   }
-  return text.length > MAX_VALUE_LENGTH ? `${text.slice(0, MAX_VALUE_LENGTH - 1)}…` : text;
 }
 
 /** The short one-line description used by every command for an error it did not expect. */
