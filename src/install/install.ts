@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, normalize } from 'node:path';
 import { InvalidValueError, TulleError } from '../base/errors.js';
 import { CniError } from '../cni/errors.js';
 import { parseNetConf } from '../cni/netconf.js';
@@ -38,13 +38,24 @@ export interface FileOutcome {
 const sha256 = (text: string | Buffer): string => createHash('sha256').update(text).digest('hex');
 const under = (root: string, path: string): string => join(root, path);
 
+/**
+ * The manifest as recorded; an entry that is not a plain absolute path (no "..", nothing to normalise) or whose
+ * hash is not a SHA-256 is dropped, so an edited manifest can never make uninstall reach outside the root.
+ */
 function readManifest(root: string): Manifest {
+  let m: Manifest;
   try {
-    const m = JSON.parse(readFileSync(under(root, MANIFEST), 'utf8')) as Manifest;
-    return m && typeof m.files === 'object' && m.files !== null ? m : { files: {} };
+    m = JSON.parse(readFileSync(under(root, MANIFEST), 'utf8')) as Manifest;
   } catch {
     return { files: {} };
   }
+  const files: Record<string, string> = {};
+  if (m && typeof m.files === 'object' && m.files !== null) {
+    for (const [path, hash] of Object.entries(m.files)) {
+      if (path.startsWith('/') && normalize(path) === path && !path.split('/').includes('..') && typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash)) files[path] = hash;
+    }
+  }
+  return { files };
 }
 
 function writeAtomic(path: string, text: string, mode: number): void {

@@ -171,3 +171,28 @@ test('bad settings: one line naming the option, the value and the rule; nothing 
   assertOneLineError(await tulle(['install', '--root', root, '--iface', 'eth0\nTULLE_STORE=evil']), 2, /^tulle: TULLE_IFACE: "eth0\\nTULLE_STORE=evil" holds a newline or control character/);
   assert.deepEqual(filesUnder(root), []);
 });
+
+test('etcd TLS and password settings go into the agent settings; an edited manifest cannot make uninstall reach outside the root', async (t) => {
+  const root = tempRoot(t);
+  const r = await tulle(['install', '--root', root, ...BASE, '--etcd-cafile', '/etc/tulle/ca.pem', '--etcd-username', 'tulle', '--etcd-password', 'pa ss$word']);
+  assert.equal(r.status, 0, r.stderr);
+  const env = readFileSync(join(root, 'etc/default/tulle'), 'utf8');
+  assert.match(env, /^TULLE_ETCD_CAFILE=\/etc\/tulle\/ca\.pem$/m);
+  assert.match(env, /^TULLE_ETCD_USERNAME=tulle$/m);
+  assert.match(env, /^TULLE_ETCD_PASSWORD="pa ss\\\$word"$/m);
+
+  // Someone adds entries pointing out of the root (with the right hash) to the manifest: uninstall ignores them.
+  const outside = join(root, '..', `tulle-install-victim-${process.pid}`);
+  writeFileSync(outside, 'keep me\n');
+  t.after(() => rmSync(outside, { force: true }));
+  const manifestPath = join(root, 'var/lib/tulle/install.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  const hash = (await run(['sha256sum', outside])).stdout.split(' ')[0];
+  manifest.files[`/../${outside.split('/').pop()}`] = hash;
+  manifest.files[`/etc/../../${outside.split('/').pop()}`] = hash;
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+  const un = await tulle(['uninstall', '--root', root]);
+  assert.equal(un.status, 0, un.stdout + un.stderr);
+  assert.equal(readFileSync(outside, 'utf8'), 'keep me\n');
+  assert.equal(un.stdout.split('\n').filter((l) => l.startsWith('removed')).length, 4);
+});

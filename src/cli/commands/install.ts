@@ -12,9 +12,14 @@ import { install, uninstall, type FileOutcome, type InstallSettings } from '../.
 import { DEFAULT_PREFIX } from '../../store/keys.js';
 import { DEFAULT_STORE_URL, parseStoreUrl } from '../../store/url.js';
 import type { CommandSpec, OptionSpec, ParsedArgs } from '../spec.js';
+import { storeOptions } from './config.js';
 
 /** This installation: dist/src/cli/commands/ -> the package directory (holding bin/ and dist/). */
 const PACKAGE_DIR = realpathSync(fileURLToPath(new URL('../../../../', import.meta.url))).replace(/\/$/, '');
+
+const ETCD_KEYS = ['etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password'] as const;
+/** The agent's etcd options, without their environment variables (install reads its own flags only). */
+const etcdOptions = Object.fromEntries(ETCD_KEYS.map((k) => [k, { ...storeOptions[k]!, env: undefined }]));
 
 const common: Record<string, OptionSpec> = {
   root: { type: 'string', valueName: 'DIR', description: 'Install under this directory (paths inside the files stay the target system\'s, as with DESTDIR)', default: '/' },
@@ -30,6 +35,11 @@ function settings(args: ParsedArgs): InstallSettings {
   const store = s(args, 'store')!;
   parseStoreUrl(store);
   const agentEnv: Record<string, string> = { TULLE_STORE: store, TULLE_PREFIX: s(args, 'prefix')! };
+  // etcd TLS and password settings, under the variables `tulle agent` reads.
+  for (const key of ETCD_KEYS) {
+    const v = s(args, key);
+    if (v) agentEnv[storeOptions[key]!.env!] = v;
+  }
   const iface = s(args, 'iface');
   if (iface) agentEnv.TULLE_IFACE = iface;
   const publicIP = s(args, 'public-ip');
@@ -86,6 +96,7 @@ export const installCommand: CommandSpec = {
     'cni-version': { type: 'string', valueName: 'V', description: 'The conflist\'s cniVersion (podman 4 and Debian\'s portmap read 1.0.0)', default: '1.0.0', choices: ['0.4.0', '1.0.0', '1.1.0'] },
     store: { type: 'string', valueName: 'URL', description: 'The agent\'s store: etcd://HOST:PORT[,...] shared by every host, or sqlite:PATH for one host', default: DEFAULT_STORE_URL },
     prefix: { type: 'string', valueName: 'P', description: "Key prefix (flannel's --etcd-prefix)", default: DEFAULT_PREFIX },
+    ...etcdOptions,
     iface: { type: 'string', valueName: 'NAME|IP', description: "The agent's underlay interface; default: the default route's" },
     'public-ip': { type: 'string', valueName: 'IP', description: 'Address other hosts send VXLAN packets to' },
     'ip-masq': { type: 'boolean', description: 'Masquerade pod traffic leaving the cluster network' },
