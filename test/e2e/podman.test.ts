@@ -1,8 +1,8 @@
 /**
  * A real container runtime driving the plugin: Debian's podman 4.3.1 (CNI backend, crun) runs containers inside
  * the hosts of a 2-host lab, using only the files `tulle install --root` wrote (the plugin launcher and the
- * conflist; portmap from the reference plugins). Shown, in bridge and then routed mode: each container's address
- * is in its host's subnet with subnet.env's MTU, containers reach each other across hosts, `--ip` is honoured,
+ * conflist; portmap from the reference plugins). Shown, in bridge mode (conflist 1.0.0) and then routed mode
+ * (0.4.0): each container's address is in its host's subnet with subnet.env's MTU, containers reach each other across hosts, `--ip` is honoured,
  * `-p 8080:80` answers from the other host, and `podman rm -f` leaves no veth and no reservation.
  *
  * Making podman run inside a lab host (facts of this sandbox): `ip netns exec` mounts a fresh /sys without cgroup
@@ -107,9 +107,9 @@ async function setUpHost(t: { after(fn: () => unknown): void }, state: LabState,
 }
 
 /** tulle install for one mode: rewrites the conflist in place (idempotent otherwise). */
-async function install(state: LabState, h: PodmanHost, mode: 'bridge' | 'routed'): Promise<void> {
+async function install(state: LabState, h: PodmanHost, mode: 'bridge' | 'routed', cniVersion: string): Promise<void> {
   const files = labHostFiles(state).find((f) => f.host === h.name)!;
-  const r = await run([process.execPath, TULLE, 'install', '--root', h.root, '--no-systemd', '--mode', mode, '--store', files.store, '--subnet-file', files.subnetFile, '--cni-data-dir', join(h.root, 'var/lib/cni/networks')], { allowFailure: true });
+  const r = await run([process.execPath, TULLE, 'install', '--root', h.root, '--no-systemd', '--mode', mode, '--cni-version', cniVersion, '--store', files.store, '--subnet-file', files.subnetFile, '--cni-data-dir', join(h.root, 'var/lib/cni/networks')], { allowFailure: true });
   assert.equal(r.status, 0, r.stderr);
 }
 
@@ -141,9 +141,10 @@ test('podman (CNI backend) in a 2-host lab, from the installed files only: subne
   }
   const [h1, h2] = hosts as [PodmanHost, PodmanHost];
 
-  for (const mode of ['bridge', 'routed'] as const) {
-    await t.test(`${mode} mode`, async () => {
-      for (const h of hosts) await install(state, h, mode);
+  // Both conflist versions podman 4.3.1 reads: the default 1.0.0, and 0.4.0.
+  for (const [mode, cniVersion] of [['bridge', '1.0.0'], ['routed', '0.4.0']] as const) {
+    await t.test(`${mode} mode, cniVersion ${cniVersion}`, async () => {
+      for (const h of hosts) await install(state, h, mode, cniVersion);
       const wanted = `${prefixOf(h1.subnet)}${mode === 'bridge' ? 77 : 78}`;
       const c1 = await h1.podman(['run', '-d', '--name', `web-${mode}`, '--network', 'tulle', '--ip', wanted, '-p', '8080:80', IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www'], true);
       assert.equal(c1.status, 0, c1.stderr);
