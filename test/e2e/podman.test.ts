@@ -2,8 +2,9 @@
  * A real container runtime driving the plugin: Debian's podman 4.3.1 (CNI backend, crun) runs containers inside
  * the hosts of a 2-host lab, using only the files `tulle install --root` wrote (the plugin launcher and the
  * conflist; portmap from the reference plugins). Shown, in bridge mode (conflist 1.0.0) and then routed mode
- * (0.4.0): each container's address is in its host's subnet with subnet.env's MTU, containers reach each other across hosts, `--ip` is honoured,
- * `-p 8080:80` answers from the other host, and `podman rm -f` leaves no veth and no reservation.
+ * (0.4.0): each container's address is in its host's subnet with subnet.env's MTU, containers reach each other
+ * across hosts, `--ip` is honoured, `-p 8080:80` answers from the other host, and `podman rm -f` leaves no veth and
+ * no reservation.
  *
  * Making podman run inside a lab host (facts of this sandbox): `ip netns exec` mounts a fresh /sys without cgroup
  * hierarchies, so each host gets a long-lived holder process (in the host's network namespace and in a mount
