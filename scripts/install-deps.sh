@@ -22,6 +22,12 @@ REQUIREMENTS=(
   "make:make"
   "g++:g++"
   "python3:python3"
+  "systemd-analyze:systemd"
+  # the podman e2e test: a real runtime driving the plugin (CNI backend), crun, and a static busybox for its image
+  "podman:podman"
+  "crun:crun"
+  "nsenter:util-linux"
+  "/usr/share/doc/busybox-static:busybox-static"
 )
 
 missing_pkgs=()

@@ -463,17 +463,33 @@ function closeServer(server: Server): Promise<void> {
   });
 }
 
+/** What `tulle agent --cleanup` did with this host's lease. */
+export interface CleanupOutcome {
+  /** The subnet whose lease was released, if one was. */
+  released: string | undefined;
+  /** One line for the user: what was released, or why nothing was. */
+  summary: string;
+}
+
 /**
  * `tulle agent --cleanup`: remove what the agent made on this host — routes with tulle's protocol, the VTEP
  * (its neighbours and FDB entries go with it), the traffic rules, the VXLAN guard, subnet.env — and release the lease when the
- * store can be reached. Safe to run twice.
+ * store can be reached. The lease is found by the subnet in subnet.env, else by the VTEP's address (the subnet's
+ * .0), else by this host's public IP: after a reboot /run (and subnet.env with it) is gone and the VTEP too, and
+ * the lease would otherwise stay for its 24 h. Safe to run twice; waits on no timer (the store's own request
+ * deadline bounds it).
  */
-export async function cleanupHost(options: AgentOptions, log: Logger, openStore: () => Promise<Registry>): Promise<void> {
+export async function cleanupHost(options: AgentOptions, log: Logger, openStore: () => Promise<Registry>): Promise<CleanupOutcome> {
+  let vtepSubnet: string | undefined;
+  let publicIP = options.publicIP;
   const nl = await NetlinkClient.open();
   try {
+    const vteps = (await nl.listLinks()).filter((l) => l.kind === 'vxlan' && /^flannel\.\d+$/.test(l.name));
+    const vtepAddr = vteps.length === 1 ? (await nl.listAddresses(vteps[0]!.name)).find((a) => a.family === 4 && a.prefix === 32) : undefined;
+    if (vtepAddr) vtepSubnet = vtepAddr.address;
+    if (!publicIP) publicIP = await pickUnderlay(nl, { iface: options.iface }).then((u) => u.publicIP, () => undefined);
     const routes = await nl.listRoutes({ table: 254, protocol: TULLE_ROUTE_PROTOCOL });
     const results = routes.length ? await nl.batch(routes.map((r) => ({ op: 'deleteRoute' as const, args: r }))) : [];
-    const vteps = (await nl.listLinks()).filter((l) => l.kind === 'vxlan' && /^flannel\.\d+$/.test(l.name));
     for (const v of vteps) await nl.deleteLink(v.name);
     log.info('removed kernel state', { routes: results.filter((r) => r.ok).length, vteps: vteps.map((v) => v.name) });
   } finally {
@@ -482,20 +498,37 @@ export async function cleanupHost(options: AgentOptions, log: Logger, openStore:
   await new TrafficRules(chooseBackend()).remove();
   await new VxlanGuard(chooseBackend()).remove();
   rmSync(join(options.stateDir, 'rules.json'), { force: true });
-  const previous = previousSubnet(options.subnetFile);
+  const fromFile = previousSubnet(options.subnetFile);
   rmSync(options.subnetFile, { force: true });
-  if (!previous) return;
   try {
     const registry = await openStore();
     try {
       const manager = new LeaseManager(registry, { prefix: options.prefix, logger: log });
-      const listing = await manager.listLeases();
-      const mine = listing.leases.find((l) => l.subnet === previous);
-      if (mine && (await manager.revoke(mine))) log.info('lease released', { subnet: previous });
+      const { leases } = await manager.listLeases();
+      // The VTEP holds the subnet's network address as a /32: "10.244.1.0" names "10.244.1.0/<len>".
+      const byVtep = vtepSubnet ? leases.filter((l) => l.subnet.split('/')[0] === vtepSubnet) : [];
+      const byIP = publicIP ? leases.filter((l) => l.publicIP === publicIP) : [];
+      const mine = fromFile ? leases.find((l) => l.subnet === fromFile) : byVtep.length === 1 ? byVtep[0] : byIP.length === 1 ? byIP[0] : undefined;
+      const how = fromFile ? `from ${options.subnetFile}` : byVtep.length === 1 ? 'by the VTEP address' : `by public IP ${publicIP}`;
+      if (!mine) {
+        const why = fromFile
+          ? `no lease for ${fromFile} (from ${options.subnetFile}) in the store`
+          : byIP.length > 1
+            ? `${byIP.length} leases have public IP ${publicIP} (${byIP.map((l) => l.subnet).join(', ')}): remove the right one with etcdctl`
+            : `no lease of this host found (no subnet.env at ${options.subnetFile}, no VTEP, no lease with public IP ${publicIP ?? '(unknown: give --public-ip)'})`;
+        log.info('no lease released', { why });
+        return { released: undefined, summary: `no lease released: ${why}` };
+      }
+      if (!(await manager.revoke(mine))) {
+        return { released: undefined, summary: `no lease released: ${mine.subnet} (found ${how}) is a reservation or changed meanwhile, so it stays` };
+      }
+      log.info('lease released', { subnet: mine.subnet, found: how });
+      return { released: mine.subnet, summary: `lease ${mine.subnet} released (found ${how})` };
     } finally {
       await registry.close();
     }
   } catch (err) {
-    log.warn('could not release the lease (it will expire by itself)', { subnet: previous, error: describeError(err) });
+    log.warn('could not release the lease (it will expire by itself)', { error: describeError(err) });
+    return { released: undefined, summary: `no lease released: the store could not be reached (${describeError(err)}); the lease expires by itself` };
   }
 }

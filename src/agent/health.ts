@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { InvalidValueError } from '../base/errors.js';
+import { InvalidValueError, TulleError } from '../base/errors.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -54,6 +54,17 @@ export function parseHostPort(text: string, field = '--health-addr'): { host: st
  */
 export type HealthRoute = (path: string, query: URLSearchParams) => Promise<{ status: number; body: unknown }> | undefined;
 
+/** The usual reasons a listen fails, in plain words; the first one is a second agent on the same host. */
+function listenError(addr: string, err: NodeJS.ErrnoException): Error {
+  const rule: Record<string, string> = {
+    EADDRINUSE: 'is already in use: is another tulle agent running on this host? (stop it, or give this one another --health-addr)',
+    EADDRNOTAVAIL: 'is not an address of this host (use 127.0.0.1 or an address of one of its interfaces)',
+    EACCES: 'needs a privilege this process lacks (a port below 1024 needs root)',
+  };
+  const why = err.code ? rule[err.code] : undefined;
+  return why ? new TulleError('TULLE_HEALTH_LISTEN', `--health-addr: ${addr} ${why}`, { cause: err }) : err;
+}
+
 /** Start the server; resolves once it listens. `state()` is asked on every /healthz. */
 export async function startHealthServer(addr: string, metrics: AgentMetrics, state: () => HealthState, extra?: HealthRoute): Promise<Server> {
   const { host, port } = parseHostPort(addr);
@@ -93,11 +104,32 @@ export async function startHealthServer(addr: string, metrics: AgentMetrics, sta
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenError(addr, err)));
     server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
     });
   });
   return server;
+}
+
+/** What answers at an agent's health address: not running, running but not ready (with why), or ready. */
+export interface AgentProbe {
+  running: boolean;
+  ready: boolean;
+  reason: string;
+}
+
+/** GET /healthz at `addr` (in this process's network namespace); connection refused means no agent. */
+export async function probeAgent(addr: string, timeoutMs = 3000): Promise<AgentProbe> {
+  const { host, port } = parseHostPort(addr);
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/healthz`;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json().catch(() => ({}))) as { reason?: unknown };
+    return { running: true, ready: res.status === 200, reason: typeof body.reason === 'string' ? body.reason : `HTTP ${res.status}` };
+  } catch (err) {
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code ?? (err as Error).name;
+    return { running: false, ready: false, reason: code === 'ECONNREFUSED' ? `nothing answers at ${addr}` : `no answer at ${addr} (${code})` };
+  }
 }

@@ -22,7 +22,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { run } from '../base/exec.js';
-import { randomMac } from '../base/ip.js';
+import { cidrContains, parseCidr4, randomMac } from '../base/ip.js';
 import { NetlinkClient, NetlinkError, getSysctl, setSysctl, type Link, type NetlinkOp } from '../netlink/index.js';
 import { CNI_CODES, CniError } from './errors.js';
 import type { Mode } from './netconf.js';
@@ -56,6 +56,8 @@ export interface AttachmentSpec {
   /** The cluster network routed via the gateway in bridge mode, e.g. "10.244.0.0/16". */
   network: string;
   isDefaultGateway: boolean;
+  /** The container end's MAC the runtime asked for (CNI_ARGS MAC=, runtimeConfig.mac); else the kernel's random one. */
+  mac?: string | undefined;
 }
 
 export interface Attached {
@@ -139,12 +141,7 @@ async function ensureBridge(host: NetlinkClient, spec: AttachmentSpec): Promise<
   const wanted = `${spec.gateway}/${spec.prefix}`;
   const v4 = (await host.listAddresses(spec.bridge)).filter((a) => a.family === 4);
   if (!v4.some((a) => a.cidr === wanted)) {
-    if (v4.length > 0) {
-      throw new CniError(
-        CNI_CODES.BRIDGE_CONFLICT,
-        `bridge: ${spec.bridge} already has ${v4.map((a) => a.cidr).join(', ')}, not ${wanted} from subnet.env (the host's subnet changed; remove the bridge once its pods are gone)`,
-      );
-    }
+    if (v4.length > 0) await moveBridgeToSubnet(host, spec.bridge, v4.map((a) => a.cidr), wanted, spec.network);
     try {
       await host.addAddress(spec.bridge, wanted);
     } catch (err) {
@@ -157,11 +154,43 @@ async function ensureBridge(host: NetlinkClient, spec: AttachmentSpec): Promise<
 }
 
 /**
- * `ip link add <host veth> mtu M type veth peer name <ifname> netns <CNI_NETNS>`. A host end of the same name is a
+ * The host's lease changed (a restart after `--cleanup`, or after the lease expired) and the bridge still holds
+ * the old subnet's gateway: with no pod attached, `ip addr del <old> dev cni0` (then the caller adds the new
+ * one), as flannel's users otherwise do by hand. Refused, with the reason, when pods are still attached (they hold
+ * addresses of the old subnet, which no longer routes to this host) or when the old address is not in the cluster
+ * network (then the bridge is not an earlier tulle/flannel one, and tulle never changes what it did not make).
+ * Exported so that the agent can move the bridge as soon as it gets a new lease.
+ */
+export async function moveBridgeToSubnet(host: NetlinkClient, bridge: string, old: string[], wanted: string, network: string): Promise<void> {
+  const cluster = parseCidr4(network, 'FLANNEL_NETWORK');
+  const foreign = old.filter((cidr) => !cidrContains(cluster, parseCidr4(cidr, 'address', true).network));
+  if (foreign.length > 0) {
+    throw new CniError(CNI_CODES.BRIDGE_CONFLICT, `bridge: ${bridge} has ${foreign.join(', ')}, outside the cluster network ${network}: it is not tulle's bridge (choose another "bridge" name)`);
+  }
+  const master = (await host.getLink(bridge))?.index;
+  const ports = (await host.listLinks()).filter((l) => l.masterIndex === master).map((l) => l.name);
+  if (ports.length > 0) {
+    throw new CniError(
+      CNI_CODES.BRIDGE_CONFLICT,
+      `bridge: ${bridge} still has ${old.join(', ')} of this host's previous subnet, and ${ports.length} pod${ports.length === 1 ? '' : 's'} (${ports.slice(0, 5).join(', ')}${ports.length > 5 ? ', …' : ''}) still use${ports.length === 1 ? 's' : ''} it; the host's subnet is now ${wanted}: remove or restart those pods, then ADD moves ${bridge} to the new subnet`,
+    );
+  }
+  for (const cidr of old) {
+    try {
+      await host.deleteAddress(bridge, cidr);
+    } catch (err) {
+      if (!(err instanceof NetlinkError && err.errno === 'EADDRNOTAVAIL')) throw err;
+    }
+  }
+  warn(`moved ${bridge} from ${old.join(', ')} to ${wanted}: the host's subnet changed and no pod was attached`);
+}
+
+/**
+ * `ip link add <host veth> mtu M type veth peer name <ifname> [address MAC] netns <CNI_NETNS>`. A host end of the same name is a
  * leftover of this very attachment (its DEL never ran): it is removed and the pair made again.
  */
 async function createVeth(host: NetlinkClient, spec: AttachmentSpec): Promise<Link> {
-  const options = { name: spec.hostVeth, peerName: spec.ifName, peerNetns: spec.netns, mtu: spec.mtu };
+  const options = { name: spec.hostVeth, peerName: spec.ifName, peerNetns: spec.netns, mtu: spec.mtu, ...(spec.mac ? { peerMac: spec.mac } : {}) };
   try {
     return await host.createVeth(options);
   } catch (err) {

@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { formatIPv4 } from '../base/ip.js';
 import { readSubnetEnv, type SubnetEnv } from '../config/subnet-env.js';
 import { addAttachment, checkAttachment, removeAttachment } from './attach.js';
-import { CNI_CODES, CniError, asCniError, invalidConfig, type CniVersion } from './errors.js';
+import { CNI_CODES, CniError, asCniError, invalidConfig, invalidEnvironment, type CniVersion } from './errors.js';
 import { readEnv, type CniEnv } from './env.js';
-import { IpamStore, allocate, describeRange, freeAddresses, hostRange, ownedBy, type Allocation } from './ipam.js';
+import { IpamStore, allocate, describeRange, freeAddresses, hostRange, ownedBy, type Allocation, type Requested } from './ipam.js';
 import { hostVethName } from './names.js';
-import { parseNetConf, type NetConf } from './netconf.js';
+import { checkMac, checkRequestedIP, parseNetConf, type NetConf } from './netconf.js';
 import { appendResult, formatResult, parseResult } from './result.js';
 
 /** Run the command named in `env` with `stdin` as the network configuration. */
@@ -42,24 +42,57 @@ export async function runCommand(env: NodeJS.ProcessEnv, stdin: string): Promise
   }
 }
 
-/** subnet.env: missing is "try again later" (11), unparsable is error 105. */
-function loadSubnetEnv(path: string): SubnetEnv {
+/**
+ * subnet.env: missing is "try again later" (11), unparsable is error 105. When the config did not name the file,
+ * the message says the default was used: the usual mistake is a config whose `subnetFile` is not the agent's
+ * --subnet-file, and the plain "is the agent running?" would send the user to the wrong place.
+ */
+function loadSubnetEnv(conf: NetConf): SubnetEnv {
+  const path = conf.subnetFile;
   try {
     return readSubnetEnv(path);
   } catch (err) {
     const c = asCniError(err);
     if (c.cniCode === CNI_CODES.INTERNAL) throw new CniError(CNI_CODES.SUBNET_ENV_INVALID, `${path}: ${(err as Error).message}`, { cause: err });
+    if (c.cniCode === CNI_CODES.TRY_AGAIN_LATER && conf.defaulted.has('subnetFile')) {
+      throw new CniError(c.cniCode, `${c.message} (the config has no "subnetFile", so the default ${path} was used; it must be the agent's --subnet-file)`, { cause: err });
+    }
     throw c;
   }
 }
 
+/**
+ * The address and MAC the runtime asked for: CNI_ARGS `IP=`/`MAC=` (podman --ip/--mac-address, the reference
+ * plugins' names) or runtimeConfig `ips`/`mac` (the capabilities). Both sources naming different values is an error.
+ */
+function requestedAttachment(e: CniEnv, conf: NetConf): { ip: Requested | undefined; mac: string | undefined } {
+  const argIP = e.args.get('IP');
+  let ip: Requested | undefined;
+  if (argIP !== undefined && argIP !== '') {
+    if (argIP.includes(',')) throw invalidEnvironment('CNI_ARGS IP', argIP, 'asks for more than one address (a tulle pod has one IPv4 address)');
+    ip = { ip: checkRequestedIP('CNI_ARGS IP', argIP, invalidEnvironment), source: 'CNI_ARGS IP' };
+  }
+  if (conf.requestedIP !== undefined) {
+    if (ip && ip.ip !== conf.requestedIP) throw invalidEnvironment('CNI_ARGS IP', argIP, `differs from runtimeConfig.ips (${conf.requestedIP}); ask for one address`);
+    ip ??= { ip: conf.requestedIP, source: 'runtimeConfig.ips' };
+  }
+  const argMac = e.args.get('MAC');
+  let mac = argMac === undefined || argMac === '' ? undefined : checkMac('CNI_ARGS MAC', argMac, invalidEnvironment);
+  if (conf.requestedMac !== undefined) {
+    if (mac && mac !== conf.requestedMac) throw invalidEnvironment('CNI_ARGS MAC', argMac, `differs from runtimeConfig.mac (${conf.requestedMac}); ask for one MAC address`);
+    mac ??= conf.requestedMac;
+  }
+  return { ip, mac };
+}
+
 async function add(e: CniEnv, conf: NetConf): Promise<object> {
   const prev = conf.prevResult === undefined ? undefined : parseResult(conf.prevResult);
-  const subnet = loadSubnetEnv(conf.subnetFile);
+  const wanted = requestedAttachment(e, conf);
+  const subnet = loadSubnetEnv(conf);
   const range = hostRange(subnet.subnet, subnet.gateway);
   const store = IpamStore.open(conf.dataDir, conf.name);
   try {
-    const ip = await allocate(store, range, e.containerId, e.ifName);
+    const ip = await allocate(store, range, e.containerId, e.ifName, wanted.ip);
     try {
       const attached = await addAttachment({
         mode: conf.mode,
@@ -75,6 +108,7 @@ async function add(e: CniEnv, conf: NetConf): Promise<object> {
         gateway: subnet.gateway,
         network: subnet.network,
         isDefaultGateway: conf.isDefaultGateway,
+        mac: wanted.mac,
       });
       return formatResult(appendResult(prev, attached, conf.dns), conf.cniVersion);
     } catch (err) {
@@ -101,7 +135,7 @@ async function del(e: CniEnv, conf: NetConf): Promise<undefined> {
 async function check(e: CniEnv, conf: NetConf): Promise<undefined> {
   if (conf.prevResult === undefined) throw invalidConfig('prevResult', undefined, 'is required for CHECK (the result of the ADD being checked)');
   const prev = parseResult(conf.prevResult);
-  const subnet = loadSubnetEnv(conf.subnetFile);
+  const subnet = loadSubnetEnv(conf);
   const range = hostRange(subnet.subnet, subnet.gateway);
   const problems = await checkAttachment(
     {
@@ -151,7 +185,7 @@ async function status(conf: NetConf): Promise<undefined> {
   requireVersion(conf, 'STATUS', '1.1.0');
   let subnet: SubnetEnv;
   try {
-    subnet = loadSubnetEnv(conf.subnetFile);
+    subnet = loadSubnetEnv(conf);
   } catch (err) {
     throw new CniError(CNI_CODES.NOT_AVAILABLE, `not available: ${(err as Error).message}`, { cause: err });
   }

@@ -45,6 +45,8 @@ export const CNI_CODES = {
   CHECK_FAILED: 104,
   /** subnet.env exists but cannot be parsed. */
   SUBNET_ENV_INVALID: 105,
+  /** The address the runtime asked for (CNI_ARGS IP=, runtimeConfig.ips) is held by another attachment. */
+  ADDRESS_IN_USE: 106,
   /** A kernel operation failed (the message names the `ip` command and errno). */
   KERNEL: 110,
   /** Anything unexpected (the Go library's ErrInternal). */

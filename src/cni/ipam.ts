@@ -215,17 +215,44 @@ function removeIfPresent(path: string): void {
  * Reserve one address for (containerId, ifName) under the lock. An attachment that already holds an address in
  * the range is an error (ADD twice without DEL), as in host-local; a full range is error 100.
  */
-export async function allocate(store: IpamStore, range: AddressRange, containerId: string, ifName: string): Promise<number> {
+export async function allocate(store: IpamStore, range: AddressRange, containerId: string, ifName: string, requested?: Requested): Promise<number> {
   return store.withLock(() => {
     const held = store.allocations().find((a) => a.containerId === containerId.trim() && a.ifName === ifName && cidrContains(range.subnet, parseIPv4(a.ip)));
     if (held) {
       throw new CniError(CNI_CODES.ALREADY_ALLOCATED, `${containerId} ${ifName} already holds ${held.ip} in ${formatCidr4(range.subnet)} (ADD again without DEL)`);
     }
+    if (requested) return reserveRequested(store, range, containerId, ifName, requested);
     for (const ip of candidateAddresses(range, store.lastReserved())) {
       if (store.reserve(ip, containerId, ifName)) return ip;
     }
     throw new CniError(CNI_CODES.ADDRESS_EXHAUSTED, `no free address in ${describeRange(range)}: all are in use`);
   });
+}
+
+/** An address the runtime asked for (CNI_ARGS IP=, runtimeConfig.ips), and where it came from, for messages. */
+export interface Requested {
+  ip: string;
+  source: string;
+}
+
+/**
+ * The requested address, as host-local treats one: it must be a usable address of the host's subnet (not its
+ * network, broadcast or gateway address) and free; it is then reserved like any other and released on DEL.
+ */
+function reserveRequested(store: IpamStore, range: AddressRange, containerId: string, ifName: string, requested: Requested): number {
+  const ip = parseIPv4(requested.ip, requested.source);
+  const where = `${requested.source}: ${JSON.stringify(requested.ip)}`;
+  if (!cidrContains(range.subnet, ip)) {
+    throw new CniError(CNI_CODES.INVALID_CONFIG, `${where} is not in this host's subnet ${formatCidr4(range.subnet)} (a pod can only have an address of the subnet its host leased)`);
+  }
+  if (ip < range.start || ip > range.end || ip === range.gateway) {
+    throw new CniError(CNI_CODES.INVALID_CONFIG, `${where} cannot be given to a pod (usable: ${describeRange(range)})`);
+  }
+  if (!store.reserve(ip, containerId, ifName)) {
+    const owner = store.allocations().find((a) => a.ip === requested.ip);
+    throw new CniError(CNI_CODES.ADDRESS_IN_USE, `${where} is already in use${owner ? ` by ${owner.containerId} ${owner.ifName}`.trimEnd() : ''} (in ${store.dir})`);
+  }
+  return ip;
 }
 
 /** How many addresses of the range are free (STATUS). */

@@ -6,9 +6,12 @@
  *    "isDefaultGateway": false, "dataDir": "/var/lib/cni/networks", "dns": {...}}
  *
  * Subnet, gateway and MTU come from the agent's subnet.env; `mtu` only overrides the MTU. Keys the runtime adds
- * (`prevResult`, `runtimeConfig`, `args`, `cni.dev/valid-attachments`) are read where they matter; other unknown
- * keys are ignored, as the spec allows. Bad JSON is error 6, an unsupported cniVersion error 1, a bad field 7.
+ * (`prevResult`, `runtimeConfig` with the `ips` and `mac` capabilities, `args`, `cni.dev/valid-attachments`) are
+ * read where they matter; other unknown keys are ignored, as the spec allows, except a near miss of a known key
+ * (another case, one typo): `"subnetfile"` silently ignored would send the plugin to the default path and blame
+ * the agent. Bad JSON is error 6, an unsupported cniVersion error 1, a bad field (or near miss) 7.
  */
+import { isIPv4 } from 'node:net';
 import { CNI_CODES, CniError, SUPPORTED_VERSIONS, invalidConfig, type CniVersion } from './errors.js';
 
 export type Mode = 'bridge' | 'routed';
@@ -44,7 +47,19 @@ export interface NetConf {
   prevResult: unknown;
   /** GC: the attachments the runtime still holds. */
   validAttachments: GcAttachment[] | undefined;
+  /** runtimeConfig.ips (podman --ip with the "ips" capability): the address asked for, without its prefix. */
+  requestedIP: string | undefined;
+  /** runtimeConfig.mac (podman --mac-address with the "mac" capability). */
+  requestedMac: string | undefined;
+  /** Keys that were absent and took their default (messages about those paths say so). */
+  defaulted: ReadonlySet<string>;
 }
+
+/** Every top-level key tulle-cni or a runtime puts into a plugin's configuration. */
+const KNOWN_KEYS = [
+  'cniVersion', 'name', 'type', 'mode', 'subnetFile', 'bridge', 'hairpinMode', 'mtu', 'isDefaultGateway', 'dataDir', 'dns',
+  'prevResult', 'runtimeConfig', 'args', 'capabilities', 'ipam', 'cni.dev/valid-attachments', 'cni.dev/attachments',
+] as const;
 
 export const DEFAULTS = {
   mode: 'bridge' as Mode,
@@ -69,6 +84,7 @@ export function parseNetConf(text: string): NetConf {
     throw new CniError(CNI_CODES.DECODE_FAILURE, `network configuration: stdin holds ${Array.isArray(raw) ? 'an array' : JSON.stringify(raw)}, not a JSON object`);
   }
   const c = raw as Record<string, unknown>;
+  rejectNearMisses(c);
   const cniVersion = readVersion(c.cniVersion);
   if (c.ipam !== undefined) {
     throw new CniError(CNI_CODES.UNSUPPORTED_FIELD, `ipam: ${JSON.stringify(c.ipam)} is not supported (tulle-cni allocates from the host subnet in subnet.env itself; remove the ipam section)`);
@@ -100,7 +116,60 @@ export function parseNetConf(text: string): NetConf {
     }),
     // libcni sends both names (the spec once misspelt the key); either one counts.
     validAttachments: readAttachments(c['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments', c['cni.dev/valid-attachments'] ?? c['cni.dev/attachments']),
+    ...readRuntimeConfig(c.runtimeConfig),
+    defaulted: new Set(Object.keys(DEFAULTS).filter((k) => c[k] === undefined || c[k] === null)),
   };
+}
+
+/**
+ * A key that differs from a known one only in case, or (for keys of 5+ characters) by one edit, is a mistake
+ * rather than an extension: error 7 naming both. Exact unknown keys are still ignored, as the spec allows.
+ */
+function rejectNearMisses(c: Record<string, unknown>): void {
+  for (const key of Object.keys(c)) {
+    if ((KNOWN_KEYS as readonly string[]).includes(key)) continue;
+    const known = KNOWN_KEYS.find((k) => k.toLowerCase() === key.toLowerCase() || (k.length >= 5 && editDistanceIsOne(k, key)));
+    if (known) throw invalidConfig(key, c[key], `is not a tulle-cni key: did you mean "${known}"? (keys are case-sensitive; this one would be ignored)`);
+  }
+}
+
+/** One insertion, deletion or substitution apart (Levenshtein distance exactly 1). */
+function editDistanceIsOne(a: string, b: string): boolean {
+  if (Math.abs(a.length - b.length) > 1 || a === b) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  if (a.length === b.length) return a.slice(i + 1) === b.slice(i + 1);
+  return a.length > b.length ? a.slice(i + 1) === b.slice(i) : a.slice(i) === b.slice(i + 1);
+}
+
+/** A unicast MAC written as six colon-separated hex bytes (what `ip link set address` takes). */
+export function checkMac(field: string, v: unknown, fail: (field: string, v: unknown, rule: string) => Error = invalidConfig): string {
+  if (typeof v !== 'string' || !/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(v)) throw fail(field, v, 'is not a MAC address (six hex bytes like 0a:58:0a:f4:01:05)');
+  if (parseInt(v.slice(0, 2), 16) & 1) throw fail(field, v, 'is a multicast MAC address (the first byte must be even)');
+  if (/^(00:){5}00$/.test(v)) throw fail(field, v, 'is the all-zero MAC address');
+  return v.toLowerCase();
+}
+
+/** An IPv4 address, alone or with a prefix (runtimeConfig.ips entries carry one, CNI_ARGS IP= does not). */
+export function checkRequestedIP(field: string, v: unknown, fail: (field: string, v: unknown, rule: string) => Error = invalidConfig): string {
+  const text = typeof v === 'string' ? v.replace(/\/\d{1,2}$/, '') : '';
+  if (!isIPv4(text)) throw fail(field, v, 'is not an IPv4 address (like 10.244.1.5 or 10.244.1.5/24)');
+  return text;
+}
+
+/** runtimeConfig: the "ips" and "mac" capabilities; others (portMappings, bandwidth, ...) belong to other plugins. */
+function readRuntimeConfig(v: unknown): { requestedIP: string | undefined; requestedMac: string | undefined } {
+  if (v === undefined || v === null) return { requestedIP: undefined, requestedMac: undefined };
+  if (typeof v !== 'object' || Array.isArray(v)) throw invalidConfig('runtimeConfig', v, 'must be an object');
+  const r = v as Record<string, unknown>;
+  let requestedIP: string | undefined;
+  if (r.ips !== undefined && r.ips !== null) {
+    if (!Array.isArray(r.ips)) throw invalidConfig('runtimeConfig.ips', r.ips, 'must be a list of addresses');
+    if (r.ips.length > 1) throw invalidConfig('runtimeConfig.ips', r.ips, 'asks for more than one address (a tulle pod has one IPv4 address)');
+    if (r.ips.length === 1) requestedIP = checkRequestedIP('runtimeConfig.ips[0]', r.ips[0]);
+  }
+  const requestedMac = r.mac === undefined || r.mac === null || r.mac === '' ? undefined : checkMac('runtimeConfig.mac', r.mac);
+  return { requestedIP, requestedMac };
 }
 
 function readVersion(v: unknown): CniVersion {

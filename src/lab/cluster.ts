@@ -18,7 +18,7 @@ import { parseNetworkConfig } from '../config/network.js';
 import { hostOverlayStatus, type HostOverlayStatus } from '../overlay/status.js';
 import type { Lease } from '../subnet/lease.js';
 import { labNamespace } from './names.js';
-import { loadLabState, registerLabProcess, unregisterLabProcess, updateLabState, type LabState } from './state.js';
+import { agentLogOf, hostDir, loadLabState, registerLabProcess, subnetFileOf, unregisterLabProcess, updateLabState, type LabState } from './state.js';
 import type { LabPod } from './topology.js';
 import type { LabStep } from './up.js';
 
@@ -66,13 +66,7 @@ export function validatePodCount(pods: number, field = 'pods'): number {
   return pods;
 }
 
-export function hostDir(state: Pick<LabState, 'dir'>, host: string): string {
-  return join(state.dir, host);
-}
-
-export function subnetFileOf(state: Pick<LabState, 'dir'>, host: string): string {
-  return join(hostDir(state, host), 'subnet.env');
-}
+export { hostDir, subnetFileOf } from './state.js';
 
 function overlayOf(state: LabState): LabOverlay {
   if (!state.overlay) throw new LabOverlayError(`lab ${state.name} has no overlay (it was built with --bare)`, 'TULLE_LAB_NO_OVERLAY');
@@ -122,7 +116,7 @@ export function startAgent(state: LabState, host: string): number {
   // The agent's own default periods (reconcile 60 s, rules 30 s): drift is repaired from netlink events at once,
   // and fifty agents re-listing rules every few seconds would load a 2-core machine for nothing.
   const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host)];
-  return startProcess(state, namespaceOf(state, host), argv, join(dir, 'agent.log'), 'agent', host);
+  return startProcess(state, namespaceOf(state, host), argv, agentLogOf(state, host), 'agent', host);
 }
 
 /** SIGTERM a host's agent and wait until it has exited; the lease and the kernel state stay, as on a real host. */

@@ -13,6 +13,8 @@ export {
   registerLabProcess,
   unregisterLabProcess,
   labTopology,
+  labHostFiles,
+  agentLogOf,
   labsRoot,
   labDir,
   stateFilePath,
@@ -22,6 +24,7 @@ export {
   type LabState,
   type LabStatus,
   type LabProcess,
+  type LabHostFiles,
 } from './state.js';
 export { labNamespace, labPrefix, labOfNamespace, validateLabName, DEFAULT_LAB_NAME, MAX_LAB_NAME_LENGTH, MAX_HOSTS } from './names.js';
 export { planTopology, UNDERLAYS, type Underlay, type LabTopology, type LabHost, type LabSwitch, type LabRouter, type LabPod, type LabSegment } from './topology.js';

@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { listNetns } from '../netns/netns.js';
 import { labOfNamespace, NAMESPACE_PREFIX, validateLabName } from './names.js';
-import { labsRoot, LabStateError, readLabState, type LabStatus } from './state.js';
+import { labHostFiles, labsRoot, LabStateError, readLabState, type LabHostFiles, type LabStatus } from './state.js';
 import type { Underlay } from './topology.js';
 
 export interface LabSummary {
@@ -20,6 +20,10 @@ export interface LabSummary {
   /** Processes recorded in the state file. */
   processes: number;
   dir: string | null;
+  /** The store URL the hosts use, when the lab has an overlay. */
+  store: string | null;
+  /** Each host's subnet.env, agent log and store URL (empty for a bare or leftover lab). */
+  hostFiles: LabHostFiles[];
 }
 
 export function listLabs(options: { root?: string } = {}): LabSummary[] {
@@ -37,13 +41,13 @@ export function listLabs(options: { root?: string } = {}): LabSummary[] {
     const dir = dirs.includes(name) ? join(root, name) : null;
     try {
       const state = readLabState(name, root);
-      if (state) return { name, status: state.status, underlay: state.underlay, hosts: state.hosts.map((h) => h.name), namespaces, processes: state.processes.length, dir };
+      if (state) return { name, status: state.status, underlay: state.underlay, hosts: state.hosts.map((h) => h.name), namespaces, processes: state.processes.length, dir, store: state.overlay?.store ?? null, hostFiles: labHostFiles(state) };
     } catch (err) {
       if (!(err instanceof LabStateError)) throw err;
-      return { name, status: 'unreadable', underlay: null, hosts: [], namespaces, processes: 0, dir };
+      return { name, status: 'unreadable', underlay: null, hosts: [], namespaces, processes: 0, dir, store: null, hostFiles: [] };
     }
     const hosts = namespaces.map((ns) => ns.slice(`${NAMESPACE_PREFIX}${name}-`.length)).filter((t) => /^h\d+$/.test(t));
-    return { name, status: 'leftover', underlay: null, hosts, namespaces, processes: 0, dir };
+    return { name, status: 'leftover', underlay: null, hosts, namespaces, processes: 0, dir, store: null, hostFiles: [] };
   });
 }
 

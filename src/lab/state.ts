@@ -140,8 +140,35 @@ export function unregisterLabProcess(name: string, pid: number, options: { root?
   return updateLabState(name, (s) => void (s.processes = s.processes.filter((p) => p.pid !== pid)), options);
 }
 
+/** A host's files: its agent's state dir, subnet.env and log (`<lab dir>/<host>/`). */
+export function hostDir(state: Pick<LabState, 'dir'>, host: string): string {
+  return join(state.dir, host);
+}
+
+export function subnetFileOf(state: Pick<LabState, 'dir'>, host: string): string {
+  return join(hostDir(state, host), 'subnet.env');
+}
+
+export function agentLogOf(state: Pick<LabState, 'dir'>, host: string): string {
+  return join(hostDir(state, host), 'agent.log');
+}
+
+/** Where to look on each host of a lab with an overlay: what a user points a runtime's config or `tail -f` at. */
+export interface LabHostFiles {
+  host: string;
+  subnetFile: string;
+  agentLog: string;
+  /** The store URL as this host reaches it. */
+  store: string;
+}
+
+export function labHostFiles(state: LabState): LabHostFiles[] {
+  const o = state.overlay;
+  return o ? state.hosts.map((h) => ({ host: h.name, subnetFile: subnetFileOf(state, h.name), agentLog: agentLogOf(state, h.name), store: o.store })) : [];
+}
+
 /** The topology part of the state: what `lab up --json` prints. */
-export function labTopology(state: LabState): LabTopology & { dir: string; overlay: LabOverlay | null } {
+export function labTopology(state: LabState): LabTopology & { dir: string; overlay: LabOverlay | null; hostFiles: LabHostFiles[] } {
   const { name, underlay, dir, segments, hosts, switches, router, pods } = state;
-  return { name, underlay, dir, segments, hosts, switches, router, pods, overlay: state.overlay ?? null };
+  return { name, underlay, dir, segments, hosts, switches, router, pods, overlay: state.overlay ?? null, hostFiles: labHostFiles(state) };
 }

@@ -128,3 +128,12 @@ export async function hostOverlayStatus(nl: NetlinkClient, o: { leases: readonly
     inSync: pending.length === 0,
   };
 }
+
+/** The kernel side alone, for when the store cannot be asked: tulle's VTEPs and how many routes tulle owns. */
+export async function localOverlayState(nl: NetlinkClient): Promise<{ vteps: Array<{ name: string; up: boolean; address: string | undefined }>; routes: number }> {
+  const links = (await nl.listLinks()).filter((l) => l.kind === 'vxlan' && /^flannel\.\d+$/.test(l.name));
+  const vteps = [];
+  for (const l of links) vteps.push({ name: l.name, up: l.up, address: (await nl.listAddresses(l.name)).find((a) => a.family === 4)?.cidr });
+  const routes = (await nl.listRoutes({ table: 254, protocol: TULLE_ROUTE_PROTOCOL })).length;
+  return { vteps, routes };
+}

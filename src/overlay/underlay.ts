@@ -30,6 +30,11 @@ export class UnderlayError extends TulleError {
  */
 const NOT_UNDERLAY = new Set(['vxlan', 'bridge', 'dummy', 'tun', 'wireguard', 'ipip', 'gre']);
 
+/** lo: no kind, the all-zero MAC; its name in every namespace. */
+function isLoopback(l: { name: string; kind: string | undefined; mac: string | undefined }): boolean {
+  return l.name === 'lo' || (l.kind === undefined && l.mac === '00:00:00:00:00:00');
+}
+
 export async function pickUnderlay(nl: NetlinkClient, options: { iface?: string; publicIP?: string }): Promise<Underlay> {
   const links = await nl.listLinks();
   const addrs = (await nl.listAddresses()).filter((a) => a.family === 4 && a.scope !== 'host');
@@ -38,7 +43,7 @@ export async function pickUnderlay(nl: NetlinkClient, options: { iface?: string;
   let chosen: string | undefined;
   if (options.iface) {
     const byName = links.find((l) => l.name === options.iface);
-    const byAddr = addrs.find((a) => a.address === options.iface);
+    const byAddr = addrs.find((a) => a.address === options.iface) ?? (/^127\./.test(options.iface) ? { dev: 'lo' } : undefined);
     chosen = byName?.name ?? byAddr?.dev;
     if (!chosen) throw new UnderlayError(`--iface: ${JSON.stringify(options.iface)} is neither an interface nor an address on this host (interfaces: ${links.map((l) => l.name).join(', ')})`, 'TULLE_UNDERLAY_NOT_FOUND');
   } else {
@@ -54,6 +59,13 @@ export async function pickUnderlay(nl: NetlinkClient, options: { iface?: string;
     }
   }
   const link = links.find((l) => l.name === chosen)!;
+  if (isLoopback(link)) {
+    throw new UnderlayError(`--iface: ${JSON.stringify(options.iface ?? link.name)} is the loopback interface ${link.name}: packets on it never leave this host, so it cannot carry the overlay to other hosts (name the interface that reaches them, like eth0)`, 'TULLE_UNDERLAY_LOOPBACK');
+  }
+  if (options.publicIP && /^127\./.test(options.publicIP)) {
+    throw new UnderlayError(`--public-ip: ${JSON.stringify(options.publicIP)} is a loopback address: other hosts cannot send VXLAN packets to it (give an address they reach this host by)`, 'TULLE_UNDERLAY_LOOPBACK');
+  }
+  // lo's 127.0.0.1 has host scope and is not in `addrs`: a loopback interface was refused above.
   const own = addrsOf(link.name);
   let publicIP = options.publicIP;
   if (!publicIP) {

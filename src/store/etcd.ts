@@ -319,11 +319,25 @@ export class EtcdRegistry implements Registry {
     const e = err instanceof Error ? err : new Error(String(err));
     const unavailable =
       isRecoverableError(e) || ['BrokenCircuitError', 'GRPCDeadlineExceededError', 'EtcdWatchStreamEnded', 'GRPCCancelledError'].includes(e.constructor.name) || /ECONNREFUSED|No connection|UNAVAILABLE/i.test(e.message);
-    // gRPC appends notes that say nothing here ("Last error: null.", "Resolution note: ").
-    const message = e.message.split('\n')[0]!.replace(/\s*Resolution note:.*$/, '').replace(/\s*Last error: null\.?/, '').replace(/\.$/, '');
-    const detail = `${what}: ${message}`;
+    const detail = `${what}: ${plainEtcdMessage(e)}`;
     return unavailable ? new StoreUnavailableError(this.url, detail, e) : new StoreError(this.url, detail, e);
   }
+}
+
+/**
+ * The client's and gRPC's words for "etcd is away" in plain words: a user reads "etcd did not answer", not
+ * "Breaker is open" or "14 UNAVAILABLE: No connection established. Last error: null. Resolution note: ".
+ */
+export function plainEtcdMessage(e: Error): string {
+  const name = e.constructor.name;
+  if (name === 'BrokenCircuitError' || /breaker is open/i.test(e.message)) {
+    return 'etcd did not answer the last attempts, so the client waits a moment before trying again (is etcd running, and reachable from this host?)';
+  }
+  if (name === 'GRPCDeadlineExceededError' || /DEADLINE_EXCEEDED/.test(e.message)) return 'etcd did not answer in time';
+  if (/ECONNREFUSED|No connection established/i.test(e.message)) return 'no etcd answers at this address (connection refused: is etcd running, and is its client port open?)';
+  if (/EHOSTUNREACH|ENETUNREACH/.test(e.message)) return 'etcd cannot be reached from this host (no route to it)';
+  // gRPC appends notes that say nothing here ("Last error: null.", "Resolution note: ").
+  return e.message.split('\n')[0]!.replace(/\s*Resolution note:.*$/, '').replace(/\s*Last error: null\.?/, '').replace(/^\d+ [A-Z_]+: /, '').replace(/\.$/, '');
 }
 
 /** Wait for `promise`, but no longer than `ms` (and leave no timer behind). */

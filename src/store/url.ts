@@ -30,6 +30,13 @@ export function parseStoreUrl(url: string, field = '--store'): StoreLocation {
     return { kind: 'etcd', endpoints: hosts.split(',').map((h) => checkEndpoint(field, url, h)) };
   }
   if (url.startsWith('memory:')) return { kind: 'memory', name: url.slice('memory:'.length) };
+  // etcd's own flags and docs write endpoints as http(s)://HOST:PORT; say which form tulle wants.
+  if (/^https?:\/\//.test(url)) {
+    const hosts = url.split(',').map((e) => e.replace(/^https?:\/\//, '').replace(/\/$/, ''));
+    const tls = url.startsWith('https:') ? ' (TLS: add --etcd-cafile, and --etcd-certfile/--etcd-keyfile for client certificates)' : '';
+    throw new InvalidValueError(field, url, `is not a store URL: write etcd endpoints as etcd://${hosts.join(',')}${tls}`);
+  }
+  if (/^[A-Za-z0-9.-]+:\d+$/.test(url)) throw new InvalidValueError(field, url, `is not a store URL: for etcd write etcd://${url}`);
   throw new InvalidValueError(field, url, RULE);
 }
 

@@ -119,3 +119,42 @@ test('GC needs cni.dev/valid-attachments and a 1.1.0 config', async () => {
   await expectError({ command: 'GC', config: config({ 'cni.dev/valid-attachments': [{ ifname: 'eth0' }] }) }, 7, /^cni\.dev\/valid-attachments\[0\]: .* must be an object \{"containerID"/);
   await expectError({ command: 'GC', config: config({ cniVersion: '1.0.0', 'cni.dev/valid-attachments': [] }) }, 1, /has no GC/, '1.0.0');
 });
+
+test('a near miss of a known key (case, one typo) is error 7 naming both; unknown keys are still ignored', async () => {
+  await expectError(add({ config: config({ subnetfile: subnetFile }) }), 7, /^subnetfile: ".*" is not a tulle-cni key: did you mean "subnetFile"\? \(keys are case-sensitive/);
+  await expectError(add({ config: config({ hairpinmode: true }) }), 7, /^hairpinmode: true is not a tulle-cni key: did you mean "hairpinMode"/);
+  await expectError(add({ config: config({ isDefaultGatway: true }) }), 7, /^isDefaultGatway: true .* did you mean "isDefaultGateway"/);
+  await expectError(add({ config: config({ Mode: 'routed' }) }), 7, /^Mode: "routed" .* did you mean "mode"/);
+  await expectError(add({ config: config({ runtimeconfig: {} }) }), 7, /did you mean "runtimeConfig"/);
+  // Far from every known key: an extension the spec lets a plugin ignore (the error is the missing subnet.env).
+  await expectError(add({ config: config({ myOwnSetting: 1, ipMasq: true }) }), 11, /does not exist/);
+});
+
+test('a missing subnet.env at the default path: the message says the default was used and what it must be', async () => {
+  const c: Record<string, unknown> = config();
+  delete c.subnetFile;
+  const out = await cniInvoke(add({ config: c }));
+  assert.equal(out.error?.code, 11);
+  assert.match(out.error!.msg, /the config has no "subnetFile", so the default \/run\/flannel\/subnet\.env was used; it must be the agent's --subnet-file/);
+  await expectError(add(), 11, /is the tulle agent running on this host\?$/);
+});
+
+test('CNI_ARGS IP=/MAC= and runtimeConfig ips/mac: malformed, out of the subnet, not usable, conflicting, or taken are clear errors', async () => {
+  const ok = config({ subnetFile, dataDir: join(dir, 'req-ipam') });
+  await expectError(add({ config: ok, args: 'IP=10.244.3.300' }), 4, /^CNI_ARGS IP: "10\.244\.3\.300" is not an IPv4 address/);
+  await expectError(add({ config: ok, args: 'IP=10.244.3.2,fd00::2' }), 4, /^CNI_ARGS IP: .* asks for more than one address/);
+  await expectError(add({ config: ok, args: 'MAC=01:00:5e:00:00:01' }), 4, /^CNI_ARGS MAC: "01:00:5e:00:00:01" is a multicast MAC address/);
+  await expectError(add({ config: ok, args: 'MAC=zz' }), 4, /^CNI_ARGS MAC: "zz" is not a MAC address/);
+  await expectError(add({ config: { ...ok, runtimeConfig: { ips: ['banana'] } } }), 7, /^runtimeConfig\.ips\[0\]: "banana" is not an IPv4 address/);
+  await expectError(add({ config: { ...ok, runtimeConfig: { ips: ['10.244.3.2/30', '10.244.3.1/30'] } } }), 7, /^runtimeConfig\.ips: .* more than one address/);
+  await expectError(add({ config: { ...ok, runtimeConfig: { mac: '00:00:00:00:00:00' } } }), 7, /^runtimeConfig\.mac: .* is the all-zero MAC address/);
+  await expectError(add({ config: { ...ok, runtimeConfig: 'x' } }), 7, /^runtimeConfig: "x" must be an object/);
+  await expectError(add({ config: { ...ok, runtimeConfig: { ips: ['10.244.3.2/30'] } }, args: 'IP=10.244.3.1' }), 4, /^CNI_ARGS IP: "10\.244\.3\.1" differs from runtimeConfig\.ips/);
+  // subnet.env gives 10.244.3.0/30: .1 is the gateway, .2 the only pod address, .3 the broadcast.
+  await expectError(add({ config: ok, args: 'IP=10.244.9.2' }), 7, /^CNI_ARGS IP: "10\.244\.9\.2" is not in this host's subnet 10\.244\.3\.0\/30/);
+  await expectError(add({ config: ok, args: 'IP=10.244.3.1' }), 7, /^CNI_ARGS IP: "10\.244\.3\.1" cannot be given to a pod \(usable: 10\.244\.3\.0\/30/);
+  await expectError(add({ config: { ...ok, runtimeConfig: { ips: ['10.244.3.3/30'] } } }), 7, /^runtimeConfig\.ips: "10\.244\.3\.3" cannot be given to a pod/);
+  mkdirSync(join(dir, 'req-ipam', 'tulle-test'), { recursive: true });
+  writeFileSync(join(dir, 'req-ipam', 'tulle-test', '10.244.3.2'), 'other\r\neth0');
+  await expectError(add({ config: ok, args: 'IgnoreUnknown=1;IP=10.244.3.2' }), 106, /^CNI_ARGS IP: "10\.244\.3\.2" is already in use by other eth0/);
+});

@@ -22,6 +22,11 @@ test('a bad store URL names the option and what is wrong', () => {
     ['etcd://127.0.0.1:0', /port 0 of "127\.0\.0\.1:0" is out of range/],
     ['etcd://127.0.0.1:2379,,x:1', /endpoint "" is not HOST:PORT/],
     ['etcd://[zz]:2379', /\[zz\] is not an IPv6 address/],
+    // etcd's own form of an endpoint, and a bare endpoint, are answered with tulle's.
+    ['http://192.0.2.10:2379', /^--store: "http:\/\/192\.0\.2\.10:2379" is not a store URL: write etcd endpoints as etcd:\/\/192\.0\.2\.10:2379$/],
+    ['http://192.0.2.10:2379,http://192.0.2.11:2379/', /write etcd endpoints as etcd:\/\/192\.0\.2\.10:2379,192\.0\.2\.11:2379$/],
+    ['https://etcd.example:2379', /as etcd:\/\/etcd\.example:2379 \(TLS: add --etcd-cafile/],
+    ['192.0.2.10:2379', /is not a store URL: for etcd write etcd:\/\/192\.0\.2\.10:2379$/],
   ];
   for (const [url, rule] of cases) assert.throws(() => parseStoreUrl(url), (e: unknown) => e instanceof InvalidValueError && e.field === '--store' && rule.test(e.message), url);
 });

@@ -77,7 +77,8 @@ export const agentCommand: CommandSpec = {
     // and then fail to release the lease).
     parseStoreUrl(options.store);
     if (args.options.cleanup) {
-      await cleanupHost(options, log, openStore);
+      const outcome = await cleanupHost(options, log, openStore);
+      process.stdout.write(`${outcome.summary}\n`);
       return 0;
     }
     const agent = new Agent(options, log, openStore);

@@ -1,33 +1,72 @@
 /**
  * `tulle status`: this host's overlay next to what the leases ask for — its lease, its VTEP, peers programmed,
- * and every entry that is missing, wrong or stale (as the `ip`/`bridge` command that would fix it). Read-only.
+ * and every entry that is missing, wrong or stale (as the `ip`/`bridge` command that would fix it) — and whether
+ * the agent is running (its /healthz). When the store cannot be reached, the local side is still shown: the
+ * subnet from subnet.env, the VTEP and tulle's routes in the kernel. Read-only.
  */
+import { describeError } from '../../base/errors.js';
+import { DEFAULT_HEALTH_ADDR } from '../../agent/options.js';
+import { probeAgent, type AgentProbe } from '../../agent/health.js';
+import { DEFAULT_SUBNET_FILE, previousSubnet } from '../../config/subnet-env.js';
 import { NetlinkClient } from '../../netlink/index.js';
-import { hostOverlayStatus } from '../../overlay/status.js';
+import { hostOverlayStatus, localOverlayState } from '../../overlay/status.js';
 import { VxlanGuard, type GuardStatus } from '../../overlay/guard.js';
 import { chooseBackend } from '../../overlay/rules.js';
 import { LeaseManager } from '../../subnet/manager.js';
 import type { CommandSpec } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from './config.js';
 
+function agentLine(a: AgentProbe): string {
+  return a.running ? (a.ready ? 'running, ready' : `running, NOT ready (${a.reason})`) : `NOT running (${a.reason})`;
+}
+
 export const statusCommand: CommandSpec = {
   name: 'tulle status',
-  summary: "This host's lease, VTEP and peers, and whether the kernel matches the leases",
-  details: 'Exit 0 when the kernel holds exactly what the leases ask for, 1 when something is missing, wrong or stale.',
-  options: { ...storeOptions, json: { type: 'boolean', description: 'Print the status as JSON' } },
+  summary: "This host's lease, VTEP and peers, whether the kernel matches the leases, and whether the agent runs",
+  details: 'Exit 0 when the agent is ready and the kernel holds exactly what the leases ask for; 1 otherwise (the output says what).',
+  options: {
+    ...storeOptions,
+    'subnet-file': { type: 'string', valueName: 'PATH', description: "The agent's subnet.env (read when the store cannot be reached)", default: DEFAULT_SUBNET_FILE, env: 'TULLE_SUBNET_FILE' },
+    'health-addr': { type: 'string', valueName: 'HOST:PORT', description: "The agent's health address", default: DEFAULT_HEALTH_ADDR, env: 'TULLE_HEALTH_ADDR' },
+    json: { type: 'boolean', description: 'Print the status as JSON' },
+  },
   examples: ['tulle status --store etcd://192.0.2.10:2379', 'ip netns exec tulle-demo-h1 tulle status --store sqlite:/run/tulle/labs/demo/store.db'],
   async run(args) {
-    const { registry, prefix } = await openStoreFromOptions(args, false);
-    let config, listing;
+    const agent = await probeAgent(args.options['health-addr'] as string);
+    let fromStore;
+    let storeError: string | undefined;
     try {
-      const manager = new LeaseManager(registry, { prefix });
-      config = await manager.getNetworkConfig();
-      listing = await manager.listLeases();
-    } finally {
-      await registry.close();
+      const { registry, prefix } = await openStoreFromOptions(args, false);
+      try {
+        const manager = new LeaseManager(registry, { prefix });
+        fromStore = { config: await manager.getNetworkConfig(), listing: await manager.listLeases() };
+      } finally {
+        await registry.close();
+      }
+    } catch (err) {
+      storeError = describeError(err).replace(/^store /, '');
     }
     const nl = await NetlinkClient.open();
     try {
+      if (!fromStore) {
+        const local = await localOverlayState(nl);
+        const subnetFile = args.options['subnet-file'] as string;
+        const out = { store: storeError, agent, subnetEnv: previousSubnet(subnetFile) ?? null, ...local, inSync: false };
+        if (args.options.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+        else {
+          const lines = [
+            `store:    ${storeError}`,
+            `agent:    ${agentLine(agent)}`,
+            `lease:    ${out.subnetEnv ? `${out.subnetEnv} (from ${subnetFile}; the store was not asked)` : `unknown (no ${subnetFile})`}`,
+            `VTEP:     ${local.vteps.length ? local.vteps.map((v) => `${v.name} ${v.address ?? 'no address'}${v.up ? '' : ' (DOWN)'}`).join(', ') : 'missing'}`,
+            `routes:   ${local.routes} to other hosts in the kernel (not compared with the leases)`,
+            'in sync:  unknown (the store cannot be reached)',
+          ];
+          process.stdout.write(lines.join('\n') + '\n');
+        }
+        return 1;
+      }
+      const { config, listing } = fromStore;
       const s = await hostOverlayStatus(nl, { leases: listing.leases, config });
       const rejected = [...listing.malformed.map((m) => ({ key: m.key, reason: 'malformed', detail: m.message })), ...s.rejected];
       // The guard's members must be exactly the peers this host admits.
@@ -36,20 +75,21 @@ export const statusCommand: CommandSpec = {
       const guard = await new VxlanGuard(chooseBackend()).status();
       const guardView = { ...guard, missing: peerIPs.filter((ip) => !guard.members.includes(ip)), extra: guard.members.filter((ip) => !peerIPs.includes(ip)) };
       if (args.options.json) {
-        process.stdout.write(JSON.stringify({ ...s, rejected, guard: guardView }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ ...s, rejected, agent, guard: guardView }, null, 2) + '\n');
       } else {
         const lines = [
+          `agent:    ${agentLine(agent)}`,
           `lease:    ${s.subnet ? `${s.subnet} (public IP ${s.publicIP})` : 'none: no lease in the store has a public IP of this host'}`,
           `VTEP:     ${s.vtep ? `${s.vtep.name} vni ${s.vtep.vni} local ${s.vtep.local} dstport ${s.vtep.port} mac ${s.vtep.mac} mtu ${s.vtep.mtu}${s.vtep.up ? '' : ' (DOWN)'}` : 'missing'}`,
           `peers:    ${s.programmed}/${s.peers} programmed`,
           ...(rejected.length ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)] : []),
-          `in sync:  ${s.inSync ? 'yes' : 'NO'}`,
+          `in sync:  ${s.inSync ? 'yes' : 'NO'}${s.inSync && !agent.ready ? ' (now; nothing keeps it so while the agent is not running)' : ''}`,
           ...(s.pending.length ? ['would need:', ...s.pending.map((p) => `  ${p}`)] : []),
           ...guardLines(guardView),
         ];
         process.stdout.write(lines.join('\n') + '\n');
       }
-      return s.inSync ? 0 : 1;
+      return s.inSync && agent.ready ? 0 : 1;
     } finally {
       nl.close();
     }
