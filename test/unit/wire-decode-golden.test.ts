@@ -7,9 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ByteSink, describeFrame, dissect, encodePcap, frameToJson, readCaptureSync, writeFrameJson, writeFrameText } from '../../src/wire/index.js';
 import { decodeCorpus } from '../helpers/decode-corpus.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -46,3 +48,65 @@ for (const file of decodeCorpus()) {
     assert.equal(json.stdout, readFileSync(jsonFile, 'utf8'));
   });
 }
+
+test('golden: the byte printers and the string API agree frame by frame (describeFrame, JSON.stringify(frameToJson))', () => {
+  for (const file of decodeCorpus()) {
+    const ports = new Set([4789, 8472, ...file.ports]);
+    const sink = new ByteSink(64);
+    for (const r of readCaptureSync(file.bytes)) {
+      const d = dissect(r.buf, r.offset, r.end, { vxlanPorts: ports, linkType: r.linkType, complete: r.complete });
+      const meta = { number: r.index + 1, sec: r.sec, nsec: r.nsec, capturedLength: r.capturedLength, originalLength: r.originalLength };
+      writeFrameJson(sink, d, meta);
+      assert.equal(sink.take().toString('utf8'), JSON.stringify(frameToJson(d, meta)), `${file.name} frame ${meta.number}`);
+      writeFrameText(sink, d, meta);
+      assert.equal(sink.take().toString('utf8'), describeFrame(d, meta), `${file.name} frame ${meta.number}`);
+    }
+  }
+});
+
+test('--count prints the summary the text output ends with; --count --json the same counts as one object', () => {
+  for (const file of decodeCorpus()) {
+    const pcap = join(FIXTURES, file.name);
+    const text = readFileSync(pcap.replace(/\.pcap$/, '.txt'), 'utf8');
+    const count = decode(['--count', ...portArgs(file.ports), pcap]);
+    assert.equal(count.status, 0, count.stderr);
+    assert.equal(count.stdout, text.slice(text.lastIndexOf('\n\nframes') + 2));
+    const json = decode(['--count', '--json', ...portArgs(file.ports), pcap]);
+    assert.equal(json.status, 0, json.stderr);
+    const counts = JSON.parse(json.stdout);
+    assert.match(count.stdout, new RegExp(`^frames +${counts.frames}$`, 'm'));
+    assert.match(count.stdout, new RegExp(`^malformed +${counts.malformed}$`, 'm'));
+    assert.equal(json.stdout.trim().split('\n').length, 1);
+  }
+});
+
+test('numbers of every width print as String(n) would, in both printers', () => {
+  const sink = new ByteSink(4);
+  for (const n of [0, 9, 10, 99, 100, 65535, 65536, 99999, 100000, 1e9 - 1, 1e9, 2 ** 32 - 1, 2 ** 32, 2 ** 53, -1, 1.5]) {
+    sink.uint(n);
+    assert.equal(sink.take().toString(), String(n));
+    sink.uint(n, 7, 0x30);
+    assert.equal(sink.take().toString(), String(n).padStart(7, '0'));
+  }
+  sink.hex(0xabc, 4);
+  sink.text(' naïve ');
+  sink.jsonString('a"b\\c\n\u00e9');
+  assert.equal(sink.take().toString('utf8'), `0x0abc naïve ${JSON.stringify('a"b\\c\n\u00e9')}`);
+});
+
+test('stdin ("-") gives the same bytes as the file, with records cut by every pipe read (a capture of 1.2 MB)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-decode-stdin-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const records = [...readCaptureSync(decodeCorpus()[0]!.bytes)];
+  const big = encodePcap(Array.from({ length: 30 }, () => records).flat().map((r) => ({ data: r.data, time: { sec: r.sec, nsec: r.nsec }, originalLength: r.originalLength })));
+  assert.ok(big.length > 1_000_000);
+  const path = join(dir, 'big.pcap');
+  writeFileSync(path, big);
+  for (const args of [['--port', '9000'], ['--json'], ['--count'], ['--proto', 'icmp']]) {
+    const fromFile = spawnSync(process.execPath, [MAIN, 'decode', ...args, path], { maxBuffer: 256 << 20 });
+    const fromPipe = spawnSync(process.execPath, [MAIN, 'decode', ...args, '-'], { input: big, maxBuffer: 256 << 20 });
+    assert.equal(fromFile.status, 0, String(fromFile.stderr));
+    assert.equal(fromPipe.status, 0, String(fromPipe.stderr));
+    assert.ok(fromPipe.stdout.equals(fromFile.stdout), `decode ${args.join(' ')}: stdin and file differ`);
+  }
+});
