@@ -507,6 +507,28 @@ function ascii(s: string): Uint8Array {
   return Uint8Array.from(s, (c) => c.charCodeAt(0));
 }
 
+/**
+ * A piece of JSON that depends only on a few header bits (`key` < size), made the first time those bits are seen
+ * and reused after: in a capture, TTLs, flags, ports and types repeat, so one lookup replaces several writes.
+ */
+function pieces(size: number, make: (key: number) => string): (key: number) => Uint8Array {
+  const table: Array<Uint8Array | undefined> = new Array(size).fill(undefined);
+  return (key) => table[key] ?? (table[key] = ascii(make(key)));
+}
+
+/** `","protocol":P,"ttl":T,"id":` by protocol << 8 | ttl. */
+const J_IP4_PROTOCOL_TTL = pieces(1 << 16, (k) => `","protocol":${k >>> 8},"ttl":${k & 255},"id":`);
+/** `,"tos":X,"length":` by the TOS byte. */
+const J_IP4_TOS = pieces(1 << 8, (k) => `,"tos":${k},"length":`);
+/** `,"df":..,"mf":..,"fragmentOffset":F,"checksum":` by header bytes 6-7. */
+const J_IP4_FRAGMENT = pieces(1 << 16, (k) => `,"df":${(k & 0x4000) !== 0},"mf":${(k & 0x2000) !== 0},"fragmentOffset":${k & 0x1fff},"checksum":`);
+/** `","type":T}` by EtherType (untagged frames). */
+const J_ETH_TYPE_END = pieces(1 << 16, (k) => `","type":${k}}`);
+/** `,"dstPort":D,"length":` by destination port. */
+const J_UDP_DST_PORT = pieces(1 << 16, (k) => `,"dstPort":${k},"length":`);
+/** `"type":T,"code":C` by type << 8 | code. */
+const J_ICMP_TYPE_CODE = pieces(1 << 16, (k) => `"type":${k >>> 8},"code":${k & 255}`);
+
 const J_FRAME = ascii('{"frame":');
 const J_TIME = ascii(',"time":"');
 const J_LENGTH = ascii('Z","length":');
@@ -529,19 +551,10 @@ const J_ARP_PROTO = ascii(',"protocolType":');
 const J_IP4 = [ascii('"ip":{"version":4,"src":"'), ascii(',"ip":{"version":4,"src":"')];
 const J_IP6 = [ascii('"ip":{"version":6,"src":'), ascii(',"ip":{"version":6,"src":')];
 const J_IP4_DST = ascii('","dst":"');
-const J_IP4_PROTOCOL = ascii('","protocol":');
 const J_IP6_DST = ascii(',"dst":');
 const J_IP6_PROTOCOL = ascii(',"protocol":');
-const J_TTL = ascii(',"ttl":');
 const J_ID = ascii(',"id":');
-const J_TOS = ascii(',"tos":');
 const J_IP_LENGTH = ascii(',"length":');
-const J_DF_MF = [
-  ascii(',"df":false,"mf":false,"fragmentOffset":'),
-  ascii(',"df":false,"mf":true,"fragmentOffset":'),
-  ascii(',"df":true,"mf":false,"fragmentOffset":'),
-  ascii(',"df":true,"mf":true,"fragmentOffset":'),
-];
 const J_CHECKSUM = ascii(',"checksum":');
 const J_STATUS_GOOD = ascii(',"checksumStatus":"good"}');
 const J_STATUS_BAD = ascii(',"checksumStatus":"bad"}');
@@ -552,11 +565,8 @@ const J_FLOW_LABEL = ascii(',"flowLabel":');
 const J_EXT = ascii(',"extensionHeaders":[');
 const J_FRAGMENT = ascii(',"fragment":true');
 const J_UDP = [ascii('"udp":{"srcPort":'), ascii(',"udp":{"srcPort":')];
-const J_DST_PORT = ascii(',"dstPort":');
-const J_UDP_LENGTH = ascii(',"length":');
-const J_ICMP = [ascii('"icmp":{"type":'), ascii(',"icmp":{"type":')];
-const J_ICMPV6 = [ascii('"icmpv6":{"type":'), ascii(',"icmpv6":{"type":')];
-const J_CODE = ascii(',"code":');
+const J_ICMP = [ascii('"icmp":{'), ascii(',"icmp":{')];
+const J_ICMPV6 = [ascii('"icmpv6":{'), ascii(',"icmpv6":{')];
 const J_SEQ = ascii(',"seq":');
 const J_VXLAN = [ascii('"vxlan":{"flags":'), ascii(',"vxlan":{"flags":')];
 const J_VNI = ascii(',"vni":');
@@ -599,9 +609,10 @@ function writeLayersJson(out: ByteSink, d: Dissection, comma: number): void {
     out.mac(b, eth.offset + 6);
     out.raw(J_ETH_DST);
     out.mac(b, eth.offset);
-    out.raw(J_ETH_TYPE);
-    out.uint(eth.etherType);
-    if (eth.vlanCount) {
+    if (eth.vlanCount === 0) out.raw(J_ETH_TYPE_END(eth.etherType));
+    else {
+      out.raw(J_ETH_TYPE);
+      out.uint(eth.etherType);
       out.raw(J_VLANS);
       for (let i = 0; i < eth.vlanCount; i++) {
         const tag = eth.vlan(i);
@@ -615,8 +626,8 @@ function writeLayersJson(out: ByteSink, d: Dissection, comma: number): void {
         out.byte(0x7d);
       }
       out.byte(0x5d);
+      out.byte(0x7d);
     }
-    out.byte(0x7d);
   }
   const arp = d.arp;
   if (arp) {
@@ -649,19 +660,11 @@ function writeLayersJson(out: ByteSink, d: Dissection, comma: number): void {
     out.ipv4(b, o + 12);
     out.raw(J_IP4_DST);
     out.ipv4(b, o + 16);
-    out.raw(J_IP4_PROTOCOL);
-    out.uint(v4.protocol);
-    out.raw(J_TTL);
-    out.uint(b[o + 8]!);
-    out.raw(J_ID);
+    out.raw(J_IP4_PROTOCOL_TTL((v4.protocol << 8) | b[o + 8]!));
     out.uint((b[o + 4]! << 8) | b[o + 5]!);
-    out.raw(J_TOS);
-    out.uint(b[o + 1]!);
-    out.raw(J_IP_LENGTH);
+    out.raw(J_IP4_TOS(b[o + 1]!));
     out.uint(v4.totalLength);
-    out.raw(J_DF_MF[(b[o + 6]! >>> 5) & 3]!);
-    out.uint(((b[o + 6]! & 0x1f) << 8) | b[o + 7]!);
-    out.raw(J_CHECKSUM);
+    out.raw(J_IP4_FRAGMENT((b[o + 6]! << 8) | b[o + 7]!));
     out.uint((b[o + 10]! << 8) | b[o + 11]!);
     out.raw(v4.checksumValid ? J_STATUS_GOOD : J_STATUS_BAD);
   } else if (d.ipv6) {
@@ -697,9 +700,7 @@ function writeLayersJson(out: ByteSink, d: Dissection, comma: number): void {
     out.raw(J_UDP[comma]!);
     comma = 1;
     out.uint(udp.srcPort);
-    out.raw(J_DST_PORT);
-    out.uint(udp.dstPort);
-    out.raw(J_UDP_LENGTH);
+    out.raw(J_UDP_DST_PORT(udp.dstPort));
     out.uint(udp.length);
     out.raw(J_CHECKSUM);
     out.uint(udp.checksum);
@@ -709,9 +710,7 @@ function writeLayersJson(out: ByteSink, d: Dissection, comma: number): void {
   if (icmp) {
     out.raw((icmp.version === 4 ? J_ICMP : J_ICMPV6)[comma]!);
     comma = 1;
-    out.uint(icmp.type);
-    out.raw(J_CODE);
-    out.uint(icmp.code);
+    out.raw(J_ICMP_TYPE_CODE((icmp.type << 8) | icmp.code));
     if (icmp.isEcho) {
       out.raw(J_ID);
       out.uint(icmp.id);
