@@ -5,7 +5,7 @@
  * choose frames before anything is formatted. A broken file is decoded up to the bad spot, then one line on
  * stderr names the file offset and the reason, and the exit code is 1.
  */
-import { UsageError, describeError } from '../../base/errors.js';
+import { InvalidValueError, UsageError, describeError } from '../../base/errors.js';
 import { DEFAULT_VXLAN_PORTS } from '../../wire/encap.js';
 import { PcapError } from '../../wire/errors.js';
 import { readCaptureBatches } from '../../wire/capture.js';
@@ -103,12 +103,19 @@ export const decodeCommand: CommandSpec = {
     const file = positionals.file as string | undefined;
     if (file === undefined) throw new UsageError("tulle decode: missing FILE (see 'tulle decode --help')");
     const vxlanPorts = new Set([...DEFAULT_VXLAN_PORTS, ...((options.port as number[] | undefined) ?? [])]);
-    const filter = frameFilter({
-      vni: options.vni as number | undefined,
-      host: options.host as string | undefined,
-      innerHost: options['inner-host'] as string | undefined,
-      proto: options.proto as FilterProtocol | undefined,
-    });
+    let filter: ReturnType<typeof frameFilter>;
+    try {
+      filter = frameFilter({
+        vni: options.vni as number | undefined,
+        host: options.host as string | undefined,
+        innerHost: options['inner-host'] as string | undefined,
+        proto: options.proto as FilterProtocol | undefined,
+      });
+    } catch (err) {
+      // A bad filter value is a usage error like any other bad option: same prefix, exit code 2.
+      if (err instanceof InvalidValueError) throw new UsageError(`tulle decode: ${err.message}`);
+      throw err;
+    }
     const json = options.json === true;
     const count = options.count === true;
     const write = json ? writeFrameJson : writeFrameText;
