@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { arpFrame, dissect, encapsulate, encodePcap, frameFilter, icmpEchoFrame, udpFrame } from '../../src/wire/index.js';
+import { arpFrame, describeFrame, dissect, encapsulate, encodePcap, frameFilter, frameToJson, icmpEchoFrame, udpFrame } from '../../src/wire/index.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -92,4 +92,13 @@ test('hostile filter values: the option, the value (cut when long) and the rule;
   assert.equal(text.status, 0, text.stderr);
   assert.match(text.stdout, /^ {4}2 {2}.*vni 42\n.*UDP, length 1\n\nframes +1\n/);
   assert.ok(readFileSync(pcap).length > 0);
+});
+
+test('a capture time past the range of dates (a hostile pcapng timestamp) prints as @seconds instead of failing', () => {
+  const d = dissect(FRAMES.ping);
+  for (const sec of [1e17, 2 ** 64, -1e16]) {
+    const meta = { number: 1, sec, nsec: 5000, capturedLength: 148, originalLength: 148 };
+    assert.match(describeFrame(d, meta), new RegExp(`^ {4}1 {2}@${String(sec).replace('+', '\\+')}\\.000005 `));
+    assert.equal(frameToJson(d, meta).time, `@${sec}.000005000Z`);
+  }
 });
