@@ -216,7 +216,7 @@ export async function run(options: { quick: boolean; output?: string }): Promise
   const tulleFrames = options.quick ? 20_000 : 1_000_000;
   const tsharkFrames = options.quick ? 2_000 : 100_000;
   const repetitions = options.quick ? 1 : 5;
-  const e2eRounds = options.quick ? 1 : 3;
+  const e2eRounds = options.quick ? 1 : 5;
   const dir = mkdtempSync(join(tmpdir(), 'tulle-bench-decode-'));
   try {
     const big = join(dir, 'tulle.pcap');
