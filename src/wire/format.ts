@@ -3,8 +3,9 @@
  * same JSON Lines as describeFrame / JSON.stringify(frameToJson(...)) (describe.ts), byte for byte, at a fraction
  * of the cost. A million frames of output made from template strings spends most of its time creating, joining
  * and encoding short-lived strings; here MACs are written straight from the frame's bytes through a hex table,
- * IPv4 addresses through a table of the 256 octets, numbers digit by digit, and the clock text once per second,
- * into one growing buffer per batch of frames that the caller writes out in large pieces.
+ * IPv4 addresses through a table of the 256 octets, 16-bit numbers from a table of their digits, the clock text
+ * once per second and the constant JSON between values in prepared pieces, into one buffer that the caller writes
+ * out in large pieces and reuses.
  */
 import { ARP_REPLY, ARP_REQUEST } from './arp.js';
 import type { ChecksumStatus } from './checksum.js';

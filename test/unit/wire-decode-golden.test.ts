@@ -6,11 +6,12 @@
 // Regenerate only when output is meant to change: TULLE_UPDATE_GOLDEN=1 node --test dist/test/unit/wire-decode-golden.test.js
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '../../src/base/retry.js';
 import { ByteSink, describeFrame, dissect, encodePcap, frameToJson, readCaptureSync, writeFrameJson, writeFrameText } from '../../src/wire/index.js';
 import { decodeCorpus } from '../helpers/decode-corpus.js';
 
@@ -109,4 +110,29 @@ test('stdin ("-") gives the same bytes as the file, with records cut by every pi
     assert.equal(fromPipe.status, 0, String(fromPipe.stderr));
     assert.ok(fromPipe.stdout.equals(fromFile.stdout), `decode ${args.join(' ')}: stdin and file differ`);
   }
+});
+
+test('a live capture on stdin: each frame is printed when it arrives, not when the input ends', { timeout: 120_000 }, async (t) => {
+  const records = [...readCaptureSync(decodeCorpus()[0]!.bytes)].slice(0, 3);
+  const file = encodePcap(records.map((r) => ({ data: r.data, time: { sec: r.sec, nsec: r.nsec } })));
+  const header = file.subarray(0, 24);
+  const recordBytes = (i: number): Buffer => encodePcap([{ data: records[i]!.data, time: { sec: records[i]!.sec, nsec: records[i]!.nsec } }]).subarray(24);
+  const child = spawn(process.execPath, [MAIN, 'decode', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const seen = async (n: number): Promise<void> => {
+    await waitFor(() => out.split('\n').filter((l) => /^ {4}\d {2}/.test(l)).length >= n, 60_000, `frame ${n} on stdout`);
+  };
+  child.stdin.write(Buffer.concat([header, recordBytes(0)]));
+  await seen(1);
+  assert.doesNotMatch(out, /^frames/m, 'no summary while the input is open');
+  child.stdin.write(recordBytes(1));
+  await seen(2);
+  child.stdin.end(recordBytes(2));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  assert.equal(code, 0);
+  assert.match(out, /^frames +3$/m);
 });

@@ -145,6 +145,9 @@ export const decodeCommand: CommandSpec = {
           sink.byte(0x0a);
           if (sink.pos >= WRITE_SIZE) out.flush(sink);
         }
+        // What a read brought is shown before the next read: a live capture on stdin (tcpdump -U -w - | tulle
+        // decode -) prints each frame as it comes, while a file, read 1 MiB at a time, still writes large pieces.
+        out.flush(sink);
         await out.drained();
         if (out.closed) break;
       }
