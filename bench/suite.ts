@@ -104,17 +104,36 @@ export const BENCHMARKS: readonly Benchmark[] = [
   },
   {
     name: decodeThroughput.NAME,
-    title: 'Codec: decoding VXLAN frames',
-    summary: 'tulle\'s decoder on 148-byte VXLAN frames against tshark printing the same fields, tshark\'s start-up time subtracted.',
+    title: 'Codec and `tulle decode`: decoding VXLAN frames',
+    summary:
+      'tulle\'s decoder on 148-byte VXLAN frames against tshark printing the same fields, tshark\'s start-up time subtracted. ' +
+      'End to end: the `tulle decode` command on the same million-frame file (text, --json, --count, and the text read from a pipe) against `tcpdump -nn -e -r` of that file, ' +
+      'all writing to /dev/null, taking turns round by round; medians of the wall times, the CPU times in the notes.',
     run: (o) => decodeThroughput.run(o),
     rows: (r: decodeThroughput.DecodeBenchResult) => {
       const base = { benchmark: decodeThroughput.NAME, metric: 'decode 148-byte VXLAN frames', size: `${r.sizes.tulleFrames.toLocaleString('en-US')} frames`, figure: r.tullePps, unit: 'frames/s', baseline: r.tsharkPps, baselineLabel: 'tshark (start-up excluded)', ratio: r.ratio, ratioLabel: 'tulle / tshark' };
-      return [
+      const rows = [
         row({ ...base, goal: { on: 'ratio', op: '>=', value: r.goals.ratio, text: `tulle / tshark >= ${r.goals.ratio}` } }),
         row({ ...base, goal: { on: 'figure', op: '>=', value: r.goals.tullePps, text: `>= ${r.goals.tullePps.toLocaleString('en-US')} frames/s` } }),
       ];
+      const e = r.endToEnd;
+      if (!e) return rows; // results from before the end-to-end rows
+      const size = `${e.frames.toLocaleString('en-US')} frames`;
+      for (const [k, metric] of [['text', 'tulle decode FILE, end to end'], ['json', 'tulle decode --json FILE, end to end'], ['count', 'tulle decode --count FILE, end to end']] as const) {
+        rows.push(row({ benchmark: decodeThroughput.NAME, metric, size, figure: e.wallSec[k], unit: 's', baseline: e.wallSec.tcpdump, baselineLabel: 'tcpdump -nn -e -r FILE', ratio: e.ratios[k], ratioLabel: 'tulle / tcpdump', goal: { on: 'ratio', op: '<=', value: e.goals[k], text: `tulle / tcpdump <= ${e.goals[k]}` } }));
+      }
+      rows.push(row({ benchmark: decodeThroughput.NAME, metric: 'cat FILE | tulle decode -, end to end', size, figure: e.wallSec.stdin, unit: 's', baseline: e.wallSec.text, baselineLabel: 'tulle decode FILE', ratio: e.ratios.stdin, ratioLabel: 'pipe / file', goal: { on: 'ratio', op: '<=', value: e.goals.stdin, text: `pipe / file <= ${e.goals.stdin}` } }));
+      return rows;
     },
-    notes: (r: decodeThroughput.DecodeBenchResult) => [`tulle runs: ${r.tulleRunsPps.map((x) => x.toLocaleString('en-US')).join(', ')} frames/s; on tshark's smaller file ${r.tulleSameFilePps.toLocaleString('en-US')} frames/s; tshark start-up ${r.tsharkStartupMs} ms`],
+    notes: (r: decodeThroughput.DecodeBenchResult) => [
+      `tulle runs: ${r.tulleRunsPps.map((x) => x.toLocaleString('en-US')).join(', ')} frames/s; on tshark's smaller file ${r.tulleSameFilePps.toLocaleString('en-US')} frames/s; tshark start-up ${r.tsharkStartupMs} ms`,
+      ...(r.endToEnd
+        ? [
+            `end to end, CPU time (user + system) medians: tcpdump ${r.endToEnd.cpuSec.tcpdump} s, tulle text ${r.endToEnd.cpuSec.text} s (${r.endToEnd.cpuRatios.text}x), --json ${r.endToEnd.cpuSec.json} s (${r.endToEnd.cpuRatios.json}x), --count ${r.endToEnd.cpuSec.count} s (${r.endToEnd.cpuRatios.count}x), from a pipe ${r.endToEnd.cpuSec.stdin} s with cat (${r.endToEnd.cpuRatios.stdin}x the file)`,
+            `end to end, wall times per round (s): ${Object.entries(r.endToEnd.runsWallSec).map(([k, v]) => `${k} ${v.join(', ')}`).join('; ')}`,
+          ]
+        : []),
+    ],
   },
   {
     name: netlinkProgram.NAME,

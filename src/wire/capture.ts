@@ -36,6 +36,11 @@ export class CaptureParser {
    * the bad one; the error is thrown after them.
    */
   push(chunk: Buffer, out: CaptureRecord[]): void {
+    if (this.pending.length > 0 && this.reader?.pieceLength) {
+      const used = this.completePending(chunk, out);
+      if (used === chunk.length) return;
+      chunk = chunk.subarray(used);
+    }
     let buf: Buffer;
     if (this.pending.length === 0) buf = chunk;
     else buf = Buffer.concat([this.pending, chunk]);
@@ -51,6 +56,35 @@ export class CaptureParser {
     // The unfinished tail waits for the next chunk.
     this.pending = pos === buf.length ? EMPTY : buf.subarray(pos);
     this.pendingBase = base + pos;
+  }
+
+  /**
+   * Complete the record the previous chunk cut from the head of `chunk`, copying only that record's bytes (a
+   * stream's chunks, 64 KiB from a pipe, would otherwise each be copied whole behind the tail). Returns how many
+   * bytes of `chunk` it used; the pending bytes are then parsed (or still wait, when `chunk` ran out), or left for
+   * the general path when the reader cannot tell the record's length.
+   */
+  private completePending(chunk: Buffer, out: CaptureRecord[]): number {
+    const reader = this.reader!;
+    let head = this.pending;
+    let used = 0;
+    for (;;) {
+      const size = reader.pieceLength!(head, 0, head.length);
+      if (size === undefined) break;
+      if (head.length >= size) {
+        const pos = reader.parse(head, 0, size, this.pendingBase, out);
+        if (pos !== size) break; // not what the reader said: let the general path see every byte
+        this.pending = head.length === size ? EMPTY : head.subarray(size);
+        this.pendingBase += size;
+        return used;
+      }
+      if (used === chunk.length) break;
+      const more = Math.min(size - head.length, chunk.length - used);
+      head = Buffer.concat([head, chunk.subarray(used, used + more)]);
+      used += more;
+    }
+    this.pending = head;
+    return used;
   }
 
   /**

@@ -17,6 +17,8 @@ export * from './encap.js';
 export * from './frames.js';
 export * from './dissect.js';
 export * from './describe.js';
+export * from './format.js';
+export * from './filter.js';
 export * from './record.js';
 export * from './pcap.js';
 export * from './pcapng.js';

@@ -82,6 +82,13 @@ export class PcapReader implements FormatReader {
     return pos;
   }
 
+  pieceLength(buf: Buffer, pos: number, end: number): number | undefined {
+    if (!this.header) return PCAP_HEADER_LENGTH;
+    if (end - pos < PCAP_RECORD_HEADER_LENGTH) return PCAP_RECORD_HEADER_LENGTH;
+    const caplen = this.header.littleEndian ? buf.readUInt32LE(pos + 8) : buf.readUInt32BE(pos + 8);
+    return caplen > MAX_RECORD_LENGTH ? undefined : PCAP_RECORD_HEADER_LENGTH + caplen;
+  }
+
   describeIncomplete(buf: Buffer, pos: number, end: number): string {
     const left = end - pos;
     if (!this.header) return `the pcap file header needs ${PCAP_HEADER_LENGTH} bytes but the file has only ${left}`;

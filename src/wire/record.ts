@@ -43,6 +43,13 @@ export interface FormatReader {
   parse(buf: Buffer, pos: number, end: number, base: number, out: CaptureRecord[]): number;
   /** Why the bytes left at the end of the file, buf[pos, end), are not a whole record (for the error). */
   describeIncomplete(buf: Buffer, pos: number, end: number): string;
+  /**
+   * How many bytes the next piece (file header or record) starting at buf[pos] needs in all, as far as the bytes
+   * in buf[pos, end) tell (at least a header's worth when they do not yet hold one); undefined when the reader
+   * cannot say or the piece is broken (parse() then reports it). Lets a stream reader complete a record cut by a
+   * chunk boundary from the next chunk without copying that whole chunk.
+   */
+  pieceLength?(buf: Buffer, pos: number, end: number): number | undefined;
 }
 
 /** Records larger than this are not packets but a corrupt length field (libpcap allows 256 KiB; jumbo/USB captures go higher). */

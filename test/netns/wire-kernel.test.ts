@@ -5,14 +5,15 @@
 // encapsulated reply is byte for byte what `encapsulate` builds from the same fields, and tshark agrees.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../src/base/retry.js';
-import { execIn, spawnIn } from '../../src/netns/netns.js';
+import { execIn } from '../../src/netns/netns.js';
 import { compareFields, decapsulate, encapsulate, jsonFields, readCaptureSync, tsharkFields } from '../../src/wire/index.js';
+import { startCapture, stopCapture } from '../helpers/capture.js';
 import { bridgeJson, freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -59,36 +60,6 @@ sock.on('message', (msg, from) => {
 });
 send(request);
 `;
-
-/** Start tcpdump on `dev` in `ns`, writing `file`; resolves once it is capturing. */
-async function startCapture(ns: string, dev: string, file: string): Promise<ChildProcess> {
-  // --immediate-mode: hand each packet over at once (not when a ring block fills or times out); -U: write it at
-  // once; -Z root: keep the right to write where the test put the file.
-  const child = spawnIn(ns, ['tcpdump', '-i', dev, '-w', file, '--immediate-mode', '-U', '-n', '-Z', 'root'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`tcpdump exited ${code}: ${err}`));
-    });
-  });
-  return child;
-}
-
-async function stopCapture(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const done = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await done;
-}
 
 test('kernel VTEP answers a codec-built VXLAN ping; the captured exchange decodes as expected and as tshark reads it', { timeout: 120_000 }, async (t) => {
   requireRoot();

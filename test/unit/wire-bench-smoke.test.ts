@@ -1,18 +1,45 @@
-// The decode benchmark runs end to end in its quick form and reports the promised shape. No timing is asserted:
-// the figures depend on the machine; only that they were measured.
+// The decode benchmark runs end to end in its quick form, as a person runs it (`node dist/bench/decode-throughput.js
+// --quick`), reports the promised shape, and leaves the committed result file alone: a quick run writes to a
+// temporary directory and says where. No timing is asserted: the figures depend on the machine; only that they
+// were measured.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { run } from '../../bench/decode-throughput.js';
+import { fileURLToPath } from 'node:url';
+import { defaultOutput, type DecodeBenchResult } from '../../bench/decode-throughput.js';
 
-test('decode-throughput --quick: measures tulle and tshark on VXLAN captures and writes its JSON', { timeout: 300_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'tulle-bench-smoke-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const output = join(dir, 'decode-throughput.json');
-  const result = await run({ quick: true, output });
-  assert.deepEqual(JSON.parse(readFileSync(output, 'utf8')), JSON.parse(JSON.stringify(result)));
+const SCRIPT = fileURLToPath(new URL('../../bench/decode-throughput.js', import.meta.url));
+const COMMITTED = fileURLToPath(new URL('../../../bench/results/decode-throughput.json', import.meta.url));
+
+const hash = (file: string): string | undefined => (existsSync(file) ? createHash('sha256').update(readFileSync(file)).digest('hex') : undefined);
+
+test('where results go: the given file; the committed one for a full run; a new temporary one for --quick', () => {
+  assert.equal(defaultOutput({ quick: true, output: '/x/y.json' }), '/x/y.json');
+  assert.equal(defaultOutput({ quick: false }), COMMITTED);
+  const quick = defaultOutput({ quick: true });
+  try {
+    assert.notEqual(quick, COMMITTED);
+    assert.ok(quick.startsWith(tmpdir()), quick);
+  } finally {
+    rmSync(dirname(quick), { recursive: true, force: true });
+  }
+});
+
+test('decode-throughput --quick: measures tulle, tshark and the end-to-end commands; the committed figures stay', { timeout: 300_000 }, (t) => {
+  const before = hash(COMMITTED);
+  const r = spawnSync(process.execPath, [SCRIPT, '--quick'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const output = /result in (.+)$/m.exec(r.stdout)?.[1];
+  assert.ok(output && existsSync(output), r.stdout);
+  t.after(() => rmSync(dirname(output), { recursive: true, force: true }));
+  assert.equal(hash(COMMITTED), before, 'a quick run must not replace bench/results/decode-throughput.json');
+  assert.notEqual(output, COMMITTED);
+
+  const result = JSON.parse(readFileSync(output, 'utf8')) as DecodeBenchResult;
   assert.equal(result.name, 'decode-throughput');
   assert.equal(result.quick, true);
   assert.ok(!Number.isNaN(Date.parse(result.date)));
@@ -27,4 +54,19 @@ test('decode-throughput --quick: measures tulle and tshark on VXLAN captures and
   assert.deepEqual(result.goals, { tullePps: 1_000_000, ratio: 10 });
   assert.equal(result.met.all, result.met.tullePps && result.met.ratio);
   for (const v of Object.values(result.met)) assert.equal(typeof v, 'boolean');
+
+  const e = result.endToEnd;
+  assert.equal(e.frames, result.sizes.tulleFrames);
+  assert.equal(e.fileBytes, result.sizes.tulleFileBytes);
+  assert.deepEqual(e.goals, { text: 1.0, json: 1.0, count: 0.3, stdin: 1.1 });
+  for (const k of ['tcpdump', 'text', 'json', 'count', 'stdin'] as const) {
+    assert.ok(Number.isFinite(e.wallSec[k]) && e.wallSec[k] > 0, `wall ${k}`);
+    assert.ok(Number.isFinite(e.cpuSec[k]) && e.cpuSec[k] >= 0, `cpu ${k}`);
+    assert.equal(e.runsWallSec[k].length, e.rounds);
+  }
+  for (const k of ['text', 'json', 'count', 'stdin'] as const) {
+    assert.ok(Number.isFinite(e.ratios[k]) && e.ratios[k] > 0, `ratio ${k}`);
+    assert.equal(typeof e.met[k], 'boolean', `met ${k}`);
+  }
+  assert.match(r.stdout, /end to end on [\d,]+ frames: tcpdump -nn -e -r [\d.]+ s; tulle decode [\d.]+ s/);
 });
