@@ -13,7 +13,7 @@ import { loadLabState, startEtcd } from '../../src/lab/index.js';
 import { requireRoot } from '../helpers/netns.js';
 import { agentLog, kernelView, labRoot, overlayLab } from '../helpers/lab.js';
 import { startFastPing, within } from '../e2e/overlay-helpers.js';
-import { putRaw, rssKb } from './helpers.js';
+import { putRaw, rssKb, sortedEntries } from './helpers.js';
 
 const FROZEN_MS = 30_000;
 const KILLED_MS = 60_000;
@@ -39,7 +39,7 @@ test('etcd frozen for 30 s, then killed for 60 s: no ping lost, a few log lines,
     Promise.all(
       state.hosts.map(async (h) => {
         const k = await kernelView(h.namespace);
-        return { routes: k.routes, neigh: k.neigh, fdb: k.fdb, mtu: k.link?.mtu };
+        return { ...sortedEntries(k), mtu: k.link?.mtu };
       }),
     );
   const before = await kernels();

@@ -13,7 +13,7 @@ import { TULLE_BIN, runStoreCommand, type LabState } from '../../src/lab/index.j
 import { requireRoot } from '../helpers/netns.js';
 import { agentLog, kernelView, overlayLab } from '../helpers/lab.js';
 import { leasesOf, podMatrix, startFastPing, within } from '../e2e/overlay-helpers.js';
-import { deleteRaw, putRaw, underlayRoutes } from './helpers.js';
+import { deleteRaw, putRaw, sortedEntries, underlayRoutes } from './helpers.js';
 
 const PREFIX = '/coreos.com/network/subnets/';
 const vx = (publicIP: unknown, mac: unknown, vni: unknown = 1) => JSON.stringify({ PublicIP: publicIP, BackendType: 'vxlan', BackendData: { VNI: vni, VtepMAC: mac } });
@@ -70,7 +70,7 @@ async function snapshot(state: LabState) {
   return Promise.all(
     state.hosts.map(async (h) => {
       const k = await kernelView(h.namespace);
-      return { host: h.name, underlay: await underlayRoutes(h.namespace), routes: k.routes, neigh: k.neigh, fdb: k.fdb, mtu: k.link?.mtu };
+      return { host: h.name, underlay: await underlayRoutes(h.namespace), ...sortedEntries(k), mtu: k.link?.mtu };
     }),
   );
 }

@@ -158,3 +158,12 @@ test('CNI_ARGS IP=/MAC= and runtimeConfig ips/mac: malformed, out of the subnet,
   writeFileSync(join(dir, 'req-ipam', 'tulle-test', '10.244.3.2'), 'other\r\neth0');
   await expectError(add({ config: ok, args: 'IgnoreUnknown=1;IP=10.244.3.2' }), 106, /^CNI_ARGS IP: "10\.244\.3\.2" is already in use by other eth0/);
 });
+
+test('a 1 MB field value is cut in the message, not quoted back whole', async () => {
+  const huge = 'x'.repeat(1 << 20);
+  const out = await cniInvoke(add({ config: config({ mode: huge }) }));
+  assert.equal(out.exitCode, 1);
+  assert.equal(out.error?.code, 7, out.stdout.slice(0, 300));
+  assert.match(out.error!.msg, /^mode: "x{120}"… \(1048576 characters\) is not a mode/);
+  assert.ok(out.stdout.length < 2000, `the answer is short (${out.stdout.length} bytes)`);
+});
