@@ -2,9 +2,9 @@
  * The files `tulle install` puts on a host, as text (pure; install.ts writes them):
  *
  *   <cni-bin-dir>/tulle                   the CNI plugin, named after its "type" because a runtime executes the
- *                                         binary of that name; a launcher naming node and the installation by
- *                                         absolute path, so it works wherever it lies and with the minimal
- *                                         environment a runtime gives it (no PATH, no HOME)
+ *                                         binary of that name; a launcher naming the compiled shim (the agent's
+ *                                         resident path), node and the installation by absolute path, so it works
+ *                                         wherever it lies and with the minimal environment a runtime gives it
  *   <cni-conf-dir>/10-tulle.conflist      tulle (bridge: isDefaultGateway + hairpinMode, as kube-flannel's
  *                                         conflist; capabilities ips/mac), then the reference portmap
  *   /etc/default/tulle                    the agent's settings as TULLE_* variables
@@ -44,11 +44,20 @@ function systemdQuote(s: string): string {
   return `"${s.replace(/[\\"]/g, (c) => `\\${c}`).replaceAll('$', '$$$$').replaceAll('%', '%%')}"`;
 }
 
+/**
+ * The launcher runs the compiled shim when the installation has one (it hands the request to the agent's CNI
+ * socket in about a millisecond); the shim runs this same launcher again, marked, when the agent is not there, and
+ * the launcher then runs the Node plugin with node named by absolute path.
+ */
 export function renderLauncher(s: InstallSettings): string {
+  const shim = `${s.packageDir}/build/Release/tulle-cni-shim`;
   return [
     '#!/bin/sh',
     '# Written by `tulle install`: the tulle CNI plugin. A container runtime executes the plugin named after the',
     '# conflist\'s "type" with CNI_* variables and little else, so node and tulle are named by absolute path.',
+    `if [ -z "$TULLE_CNI_VIA_NODE" ] && [ -x ${shellQuote(shim)} ]; then`,
+    `  TULLE_CNI_VIA_NODE=1 TULLE_CNI_FALLBACK="$0" exec ${shellQuote(shim)} "$@"`,
+    'fi',
     `exec ${shellQuote(s.nodePath)} ${shellQuote(`${s.packageDir}/bin/tulle-cni`)} "$@"`,
     '',
   ].join('\n');

@@ -98,6 +98,10 @@ test('the installed plugin answers with an empty environment; a copy of bin/tull
   const version = await run(['env', '-i', 'CNI_COMMAND=VERSION', join(root, 'opt/cni/bin/tulle')], { allowFailure: true });
   assert.equal(version.status, 0, version.stdout + version.stderr);
   assert.deepEqual(JSON.parse(version.stdout).supportedVersions, ['0.4.0', '1.0.0', '1.1.0']);
+  // The launcher hands calls to the compiled shim (the agent's resident path), which comes back to it for node.
+  assert.match(readFileSync(join(root, 'opt/cni/bin/tulle'), 'utf8'), /TULLE_CNI_FALLBACK="\$0" exec '[^']+\/build\/Release\/tulle-cni-shim' "\$@"/);
+  const viaNode = await run(['env', '-i', 'CNI_COMMAND=VERSION', 'TULLE_CNI_VIA_NODE=1', join(root, 'opt/cni/bin/tulle')], { allowFailure: true });
+  assert.equal(viaNode.status, 0, viaNode.stdout + viaNode.stderr);
   // A config error through the launcher: the plugin's own error object, not a shell or node failure.
   const bad = await run(['env', '-i', 'CNI_COMMAND=ADD', 'CNI_CONTAINERID=c1', 'CNI_IFNAME=eth0', 'CNI_NETNS=/proc/self/ns/net', join(root, 'opt/cni/bin/tulle')], { allowFailure: true, input: '{"cniVersion":"1.0.0","name":"n","type":"tulle","subnetfile":"/x"}' });
   assert.equal(bad.status, 1);
