@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { run } from '../../src/base/exec.js';
 import { waitFor } from '../../src/base/retry.js';
 import { TULLE_BIN } from '../../src/lab/index.js';
-import { freshNetns, ip, requireRoot } from '../helpers/netns.js';
+import { underlay } from '../helpers/agent.js';
+import { freshNetns, requireRoot } from '../helpers/netns.js';
 
 /** The lines the agent logs on its way to ready, in order (each one a moment to be stopped at). */
 const STAGES = ['agent starting', 'waiting for the network config', 'network config', 'underlay', 'lease acquired', 'VTEP ', 'traffic rules', 'ready'];
@@ -40,10 +41,7 @@ function startAgent(ns: string, args: string[]) {
 test('SIGTERM or SIGINT at every start-up step and at random moments: the agent is gone within 1 s, and the next one starts', async (t) => {
   requireRoot();
   const ns = await freshNetns(t, 'sig');
-  await ip(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-  await ip(ns, 'link', 'set', 'eth0', 'up');
-  await ip(ns, 'link', 'set', 'eth0p', 'up');
-  await ip(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
+  await underlay(ns, 'eth0', '192.0.2.11/24');
   const dir = mkdtempSync(join(tmpdir(), 'tulle-sig-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const store = `sqlite:${join(dir, 'store.db')}`;

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/base/exec.js';
 import { TULLE_BIN } from '../../src/lab/index.js';
+import { underlay } from '../helpers/agent.js';
 import { freshNetns, ip, requireRoot } from '../helpers/netns.js';
 
 const tulle = (args: string[], input = '') => run([process.execPath, TULLE_BIN, ...args], { allowFailure: true, input });
@@ -22,10 +23,7 @@ const oneLine = (r: { stderr: string; stdout: string }) => {
 test('agent --cleanup with a bogus --store: exit 2 naming it, and the VTEP and routes of the host stay', async (t) => {
   requireRoot();
   const ns = await freshNetns(t, 'cli');
-  await ip(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-  await ip(ns, 'link', 'set', 'eth0', 'up');
-  await ip(ns, 'link', 'set', 'eth0p', 'up');
-  await ip(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
+  await underlay(ns, 'eth0', '192.0.2.11/24');
   await ip(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'dstport', '8472', 'dev', 'eth0', 'nolearning');
   await ip(ns, 'route', 'add', '10.244.2.0/24', 'via', '192.0.2.12', 'dev', 'eth0', 'proto', '84');
   const dir = mkdtempSync(join(tmpdir(), 'tulle-cli-'));
