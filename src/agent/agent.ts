@@ -123,11 +123,14 @@ export class Agent {
    * it is released at once and the phase ends here.
    */
   private own<T>(thing: T, release: (t: T) => unknown): T {
-    this.closers.push(() => release(thing));
     if (this.signal.aborted) {
-      void this.close();
+      // close() may have run already: release this one here, or nothing would.
+      void Promise.resolve()
+        .then(() => release(thing))
+        .catch(() => {});
       this.signal.throwIfAborted();
     }
+    this.closers.push(() => release(thing));
     return thing;
   }
 
