@@ -14,7 +14,7 @@ import { findFirewallDrop } from './firewall.js';
 import { fdbText, neighText, routeText } from './text.js';
 import type { Hop, OuterHeader, Probe, Verdict } from './types.js';
 
-/** IPv4 + UDP + VXLAN + inner Ethernet: what a VTEP adds below its own MTU (DESIGN.md: underlay mtu - 50). */
+/** IPv4 + UDP + VXLAN + inner Ethernet: what a VTEP adds below its own MTU (ARCHITECTURE.md: underlay mtu - 50). */
 const VXLAN_OVERHEAD = 50;
 
 /** One lease as the walk checks entries against it. */
