@@ -26,8 +26,9 @@ export interface NativeBinding {
   startReading(handle: SocketHandle, callback: (error: NodeJS.ErrnoException | null, data: Buffer | null) => void): void;
   setReadingRef(handle: SocketHandle, ref: boolean): void;
   close(handle: SocketHandle): void;
-  readFile(nsPath: string | null, path: string): string;
-  writeFile(nsPath: string | null, path: string, text: string): void;
+  /** Runs on a libuv pool thread (only that thread enters the namespace), so the event loop is never held up. */
+  readFile(nsPath: string | null, path: string): Promise<string>;
+  writeFile(nsPath: string | null, path: string, text: string): Promise<void>;
   flock(fd: number, mode: 'exclusive' | 'shared' | 'unlock'): Promise<void>;
   tryFlock(fd: number, mode: 'exclusive' | 'shared' | 'unlock'): boolean;
   /** [name, message], e.g. ['ENETUNREACH', 'Network is unreachable']. */

@@ -34,7 +34,7 @@ export async function setSysctl(netns: string | undefined, key: string, value: s
   }
   const command = `${where(netns)}sysctl -w ${key}=${value}`;
   try {
-    native().writeFile(resolveNetns(netns) ?? null, path, `${value}\n`);
+    await native().writeFile(resolveNetns(netns) ?? null, path, `${value}\n`);
   } catch (err) {
     throw toSysctlError(command, err);
   }
@@ -45,7 +45,7 @@ export async function getSysctl(netns: string | undefined, key: string): Promise
   const path = sysctlPath(key);
   const command = `${where(netns)}sysctl -n ${key}`;
   try {
-    return native().readFile(resolveNetns(netns) ?? null, path).replace(/\n$/, '');
+    return (await native().readFile(resolveNetns(netns) ?? null, path)).replace(/\n$/, '');
   } catch (err) {
     throw toSysctlError(command, err);
   }

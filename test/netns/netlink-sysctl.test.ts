@@ -61,3 +61,14 @@ test('errors: missing device, missing namespace, value the kernel refuses, key o
   await assert.rejects(setSysctl(ns, 'kernel.hostname', 'x'), (e: unknown) => e instanceof InvalidValueError && e.field === 'sysctl key');
   await assert.rejects(setSysctl(ns, 'net.ipv4.ip_forward', '1\n0'), InvalidValueError);
 });
+
+test('reads and writes in several namespaces at once each land in their own namespace', async (t) => {
+  // The binding does them on libuv pool threads, each entering its namespace; none may see another's.
+  const a = await freshNetns(t, 'sysctl');
+  const b = await freshNetns(t, 'sysctl');
+  await Promise.all([setSysctl(a, 'net.ipv4.ip_forward', 1), setSysctl(b, 'net.ipv4.ip_forward', 0)]);
+  const reads = await Promise.all(Array.from({ length: 40 }, (_, i) => getSysctl(i % 2 ? b : a, 'net.ipv4.ip_forward')));
+  assert.deepEqual(reads, Array.from({ length: 40 }, (_, i) => (i % 2 ? '0' : '1')));
+  assert.equal(await sysctlIn(a, 'net.ipv4.ip_forward'), '1');
+  assert.equal(await sysctlIn(b, 'net.ipv4.ip_forward'), '0');
+});
