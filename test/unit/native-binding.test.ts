@@ -73,9 +73,13 @@ test('readFile and writeFile leave the event loop free while the file blocks, an
   spawnSync('mkfifo', [fifo]);
   // Unblocks a call that wrongly held the event loop, so a regression fails the assertions below instead of
   // hanging the run; it is ended by PID whatever happens.
-  const rescuer = spawn('sh', ['-c', `sleep 60; echo rescuer > ${fifo}`], { stdio: 'ignore' });
+  const rescuer = spawn('sh', ['-c', `sleep 60; echo rescuer > ${fifo}`], { stdio: 'ignore', detached: true });
   t.after(() => {
-    rescuer.kill('SIGKILL');
+    try {
+      process.kill(-rescuer.pid!, 'SIGKILL'); // its process group: the shell and its sleep
+    } catch {
+      /* already gone */
+    }
     rmSync(dir, { recursive: true, force: true });
   });
 
