@@ -31,7 +31,7 @@ import {
   type VxlanOptions,
 } from './link.js';
 import type { Message, Request } from './message.js';
-import { resolveNetns } from './namespace.js';
+import { resolveNetns } from '../netns/resolve.js';
 import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
 import { decodeRoute, decodeRouteAnswer, encodeDumpRoutes, encodeGetRoute, type Route, type RouteFilter, type RouteLookup, type RouteQuery } from './route.js';
 import { NetlinkSocket } from './socket.js';

@@ -9,7 +9,8 @@
  * it in the next namespace.
  */
 import { cidrContains, parseCidr4, parseIPv4 } from '../base/ip.js';
-import { getSysctl, NetlinkError, type Link, type NetlinkClient, type RouteLookup } from '../netlink/index.js';
+import { NetlinkError, type Link, type NetlinkClient, type RouteLookup } from '../netlink/index.js';
+import { getSysctl } from '../sys/sysctl.js';
 import { findFirewallDrop } from './firewall.js';
 import { fdbText, neighText, routeText } from './text.js';
 import type { Hop, OuterHeader, Probe, Verdict } from './types.js';

@@ -10,7 +10,7 @@ import { closeSync, constants, mkdtempSync, openSync, readdirSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BINDING_PATH, native } from '../../src/netlink/native.js';
+import { BINDING_PATH, native } from '../../src/sys/native.js';
 
 const NETLINK_ROUTE = 0;
 const FLAGS = { extAck: true, capAck: true, strict: true };

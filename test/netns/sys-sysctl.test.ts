@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { run } from '../../src/base/exec.js';
 import { freshNetns, ip, requireRoot } from '../helpers/netns.js';
-import { NetlinkError, getSysctl, setSysctl } from '../../src/netlink/index.js';
+import { SysctlError, getSysctl, setSysctl } from '../../src/sys/sysctl.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 requireRoot();
@@ -52,12 +52,12 @@ test('errors: missing device, missing namespace, value the kernel refuses, key o
   await assert.rejects(
     setSysctl(ns, 'net.ipv4.conf.nosuch.forwarding', 1),
     (e: unknown) =>
-      e instanceof NetlinkError &&
+      e instanceof SysctlError &&
       e.errno === 'ENOENT' &&
       e.message === `ip netns exec ${ns} sysctl -w net.ipv4.conf.nosuch.forwarding=1: ENOENT (No such file or directory): write /proc/sys/net/ipv4/conf/nosuch/forwarding`,
   );
-  await assert.rejects(getSysctl('t-no-such-namespace', 'net.ipv4.ip_forward'), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /open network namespace$/.test(e.message));
-  await assert.rejects(setSysctl(ns, 'net.ipv4.conf.all.forwarding', 'yes'), (e: unknown) => e instanceof NetlinkError && e.errno === 'EINVAL');
+  await assert.rejects(getSysctl('t-no-such-namespace', 'net.ipv4.ip_forward'), (e: unknown) => e instanceof SysctlError && e.errno === 'ENOENT' && /open network namespace$/.test(e.message));
+  await assert.rejects(setSysctl(ns, 'net.ipv4.conf.all.forwarding', 'yes'), (e: unknown) => e instanceof SysctlError && e.errno === 'EINVAL');
   await assert.rejects(setSysctl(ns, 'kernel.hostname', 'x'), (e: unknown) => e instanceof InvalidValueError && e.field === 'sysctl key');
   await assert.rejects(setSysctl(ns, 'net.ipv4.ip_forward', '1\n0'), InvalidValueError);
 });

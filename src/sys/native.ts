@@ -1,8 +1,8 @@
 /**
  * The native binding (native/tulle_native.c, built by node-gyp on `npm ci` into build/Release). It does only
  * what Node cannot: open a netlink socket inside a network namespace, send/receive on it without blocking the
- * event loop, read/write files inside a namespace, and flock(). Loaded lazily, so modules that merely import
- * src/netlink (and unit tests of its pure parts) work without the build.
+ * event loop, read/write files inside a namespace, and flock(). src/netlink uses the socket half, src/sys the rest.
+ * Loaded lazily, so modules that merely import them (and unit tests of their pure parts) work without the build.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -35,7 +35,7 @@ export interface NativeBinding {
   describeErrno(errno: number): [string, string];
 }
 
-/** build/Release/tulle_native.node at the repository root; this file runs from dist/src/netlink/. */
+/** build/Release/tulle_native.node at the repository root; this file runs from dist/src/sys/. */
 export const BINDING_PATH = fileURLToPath(new URL('../../../build/Release/tulle_native.node', import.meta.url));
 
 let binding: NativeBinding | undefined;

@@ -10,7 +10,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LockError, flock, tryFlock } from '../../src/netlink/index.js';
+import { LockError, flock, tryFlock } from '../../src/sys/flock.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 function lockFile(t: { after(fn: () => void): void }): string {
