@@ -80,7 +80,7 @@ export function rollbackWrites(done: readonly KernelWrite[]): KernelWrite[] {
   return done
     .filter((w) => w.op !== 'delete')
     .reverse()
-    .map((w) => ({ ...w, op: 'delete' }) as KernelWrite);
+    .map((w) => ({ ...w, op: 'delete' }));
 }
 
 /** The write in the words of the iproute2 command it equals (for logs and errors). */

@@ -231,14 +231,14 @@ class Walk {
 
     let under: RouteLookup;
     try {
-      under = await site.nl.getRoute({ dst: fdb.dst!, ...(info.local ? { from: info.local } : {}) });
+      under = await site.nl.getRoute({ dst: fdb.dst, ...(info.local ? { from: info.local } : {}) });
     } catch (err) {
       if (err instanceof NetlinkError) return this.stop('no-route', `no underlay route to the remote VTEP ${fdb.dst} (${err.message})`, dev);
       throw err;
     }
     const outer: OuterHeader = {
       src: info.local ?? under.result.src ?? '0.0.0.0',
-      dst: fdb.dst!,
+      dst: fdb.dst,
       dstPort: port,
       srcPortRange: info.srcPortRange ?? (await localPortRange(site.namespace)),
       vni,

@@ -339,7 +339,7 @@ test('DirectRouting on one switch (VNI 9, port 4444, 10.123.0.0/17 in /24s): rou
 
   await t.test('text output reads like seed 003: numbered hops, then the verdict', async () => {
     const r = await run([process.execPath, TULLE_BIN, 'lab', 'trace', state.name, 'h1-p1', 'h2-p1'], { env });
-    assert.match(r.stdout, /^trace icmp \S+ -> \S+\n\n 1  h1-p1 \(\S+\) eth0: route out of the pod\n/);
+    assert.match(r.stdout, /^trace icmp \S+ -> \S+\n\n 1 {2}h1-p1 \(\S+\) eth0: route out of the pod\n/);
     assert.match(r.stdout, /\ndelivered: \S+ is an address of h2-p1/);
   });
 });

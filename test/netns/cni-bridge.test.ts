@@ -147,7 +147,7 @@ for (const path of CNI_PATHS) {
 
     const missingPrev = await call(host, 'CHECK', 'check-pod', pod, host.config());
     assert.equal(missingPrev.error?.code, 7);
-    assert.match(missingPrev.error!.msg, /^prevResult: \(missing\) is required for CHECK/);
+    assert.match(missingPrev.error.msg, /^prevResult: \(missing\) is required for CHECK/);
 
     await ip(pod, 'route', 'del', '10.244.0.0/16', 'dev', 'eth0');
     const bad = await call(host, 'CHECK', 'check-pod', pod, withPrev);

@@ -42,7 +42,7 @@ const linkNames = async (ns: string) => ((await ipJson(ns, 'link', 'show')) as A
 function assertError(out: CniOutcome, code: number, msg: RegExp): void {
   assert.equal(out.exitCode, 1, out.stdout + out.stderr);
   assert.equal(out.error?.code, code, out.stdout);
-  assert.match(out.error!.msg, msg);
+  assert.match(out.error.msg, msg);
   assert.doesNotMatch(out.stdout + out.stderr, /\n\s+at /, 'no stack trace');
 }
 

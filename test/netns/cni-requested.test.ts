@@ -49,7 +49,7 @@ for (const mode of ['bridge', 'routed'] as const) {
     // Another pod asking for the same address is refused and leaves nothing behind.
     out = await host.call('ADD', 'req-b', b, { args: 'IP=10.244.1.77' });
     assert.equal(out.error?.code, 106, out.stdout);
-    assert.match(out.error!.msg, /^CNI_ARGS IP: "10\.244\.1\.77" is already in use by req-a eth0/);
+    assert.match(out.error.msg, /^CNI_ARGS IP: "10\.244\.1\.77" is already in use by req-a eth0/);
     assert.deepEqual(((await ipJson(b, 'link', 'show')) as Array<{ ifname: string }>).map((l) => l.ifname), ['lo']);
 
     // DEL releases it; the same request then succeeds for the other pod.

@@ -97,7 +97,7 @@ test('a server that takes the request and closes without answering: ADD answers 
   const add = await cniInvoke({ ...base, command: 'ADD' });
   assert.equal(add.exitCode, 1);
   assert.equal(add.error?.code, 11, add.stdout);
-  assert.match(add.error!.msg, /the agent's CNI socket closed before ADD was answered/);
+  assert.match(add.error.msg, /the agent's CNI socket closed before ADD was answered/);
   assert.deepEqual(await links(host), ['lo'], 'the shim itself made nothing');
   ok(await cniInvoke({ ...base, command: 'DEL' }), 'DEL through the fallback');
 });
@@ -117,7 +117,7 @@ test('a server that takes the request and never answers: the shim gives up after
   const base = { containerId: 'hung-1', ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: socket, TULLE_CNI_ANSWER_TIMEOUT: '1' } };
   const add = await cniInvoke({ ...base, command: 'ADD' });
   assert.equal(add.error?.code, 11, add.stdout);
-  assert.match(add.error!.msg, /gave no answer in time/);
+  assert.match(add.error.msg, /gave no answer in time/);
   ok(await cniInvoke({ ...base, command: 'DEL' }), 'DEL through the fallback');
 });
 
@@ -142,7 +142,7 @@ test('a server answering garbage (wrong magic, a length over 16 MiB, a status it
     const add = await cniInvoke({ ...base, command: 'ADD' });
     assert.equal(add.exitCode, 1);
     assert.equal(add.error?.code, code, add.stdout);
-    assert.match(add.error!.msg, msg);
+    assert.match(add.error.msg, msg);
     if (code === 11) ok(await cniInvoke({ ...base, command: 'DEL' }), `DEL ${i} through the fallback`);
   }
   assert.deepEqual(await links(host), ['lo'], 'nothing was made from a garbage answer');
