@@ -28,7 +28,7 @@ export class NetlinkError extends TulleError {
 }
 
 /** Wrap a system error (from the binding or node:fs) as a NetlinkError for `command`; anything else is returned as is. */
-export function fromSystemError(command: string, err: unknown): NetlinkError | unknown {
+export function fromSystemError(command: string, err: unknown): unknown {
   const e = err as NodeJS.ErrnoException;
   // The binding reports errno as a positive number, node:fs as a negative one.
   if (e && typeof e.errno === 'number' && e.errno !== 0) {
