@@ -60,7 +60,8 @@ export interface LabUpOptions {
   name?: string;
   /** Number of hosts, 1..64. */
   nodes?: number;
-  underlay?: Underlay | string;
+  /** An `Underlay` ('switch' or 'routed'); any other text is refused with a message naming it. */
+  underlay?: string;
   /** Labs directory (default `$TULLE_LAB_DIR` or /run/tulle/labs). */
   root?: string;
   logger?: Logger;

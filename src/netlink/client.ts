@@ -388,7 +388,8 @@ export class NetlinkClient {
    * later one in the same batch.
    */
   async batch(ops: readonly NetlinkOp[]): Promise<OpResult[]> {
-    if (!Array.isArray(ops as unknown)) throw new TypeError('batch: ops must be an array');
+    const given: unknown = ops; // callers from plain JS may pass anything
+    if (!Array.isArray(given)) throw new TypeError('batch: ops must be an array');
     const planned = ops.map((op) => planOp(op));
     const devices = new Set<string>();
     for (const p of planned) for (const d of p.devices) devices.add(d);

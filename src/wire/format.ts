@@ -513,7 +513,7 @@ function ascii(s: string): Uint8Array {
  * and reused after: in a capture, TTLs, flags, ports and types repeat, so one lookup replaces several writes.
  */
 function pieces(size: number, make: (key: number) => string): (key: number) => Uint8Array {
-  const table: Array<Uint8Array | undefined> = new Array(size).fill(undefined);
+  const table = new Array<Uint8Array | undefined>(size).fill(undefined);
   return (key) => table[key] ?? (table[key] = ascii(make(key)));
 }
 

@@ -55,7 +55,7 @@ export const demoCommand: CommandSpec = {
       },
       afterUnderlay: overlaySteps({ store: options.store as StoreKind, mode: options.mode as PodMode, pods }),
     });
-    let failures = 0;
+    let failures: number;
     try {
       out(`Ready in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
       out();
