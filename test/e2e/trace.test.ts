@@ -46,7 +46,7 @@ function assertDeliveredLive(r: TraceResult, status: number, outer: { vni: numbe
       assert.ok(outer, `only VXLAN paths carry an outer header (${h.host} ${h.device})`);
       assert.equal(h.frame!.length, 148, `${h.host} ${h.device}: a 98-byte frame in 50 bytes of VXLAN`);
       assert.deepEqual([h.frame!.outer.vni, h.frame!.outer.dstPort, h.frame!.outer.src, h.frame!.outer.dst], [outer.vni, outer.port, outer.src, outer.dst]);
-      assert.ok(h.frame!.outer.srcPort >= r.outer!.srcPortRange[0] && h.frame!.outer.srcPort <= r.outer!.srcPortRange[1], `source port ${h.frame!.outer.srcPort} in ${r.outer!.srcPortRange}`);
+      assert.ok(h.frame!.outer.srcPort >= r.outer!.srcPortRange[0] && h.frame!.outer.srcPort <= r.outer!.srcPortRange[1], `source port ${h.frame!.outer.srcPort} in ${r.outer!.srcPortRange.join('-')}`);
     } else {
       assert.equal(h.frame!.length, 98, `${h.host} ${h.device}: the ping frame itself`);
     }

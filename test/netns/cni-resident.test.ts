@@ -26,7 +26,7 @@ function setup(t: { after(fn: () => unknown): void }, subnet = '10.244.7.1/24') 
 
 const ok = (out: CniOutcome, what: string) => assert.equal(out.exitCode, 0, `${what}: ${out.stdout}${out.stderr}`);
 const requests = (log: string[]) => log.map((l) => JSON.parse(l)).filter((l) => l.msg === 'cni request');
-const links = async (ns: string) => ((await ipJson(ns, 'link', 'show')) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
+const links = async (ns: string) => ((await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show'))).map((l) => l.ifname).sort();
 
 test('the agent killed mid-run: later calls work through the fallback, and a restarted server takes over the stale socket', async (t) => {
   const host = await freshNetns(t, 'host');

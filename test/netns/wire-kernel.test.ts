@@ -106,8 +106,8 @@ test('kernel VTEP answers a codec-built VXLAN ping; the captured exchange decode
   });
   let out = '';
   let err = '';
-  peerRun.stdout.on('data', (d: Buffer) => (out += d));
-  peerRun.stderr.on('data', (d: Buffer) => (err += d));
+  peerRun.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  peerRun.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const code = await new Promise((resolve) => peerRun.once('exit', resolve));
   assert.equal(code, 0, `peer failed: ${out} ${err}`);
 
