@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../src/base/retry.js';
 import { execIn } from '../../src/netns/netns.js';
-import { compareFields, decapsulate, encapsulate, jsonFields, readCaptureSync, tsharkFields } from '../../src/wire/index.js';
+import { decapsulate, encapsulate, readCaptureSync } from '../../src/wire/index.js';
+import { compareFields, jsonFields, tsharkFields } from '../helpers/tshark.js';
 import { startCapture, stopCapture } from '../helpers/capture.js';
 import { bridgeJson, freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
 

@@ -11,18 +11,8 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { run } from '../../src/base/exec.js';
 import { bytesToMac } from '../../src/base/ip.js';
-import {
-  arpFrame,
-  compareFields,
-  encapsulate,
-  encodePcap,
-  formatIPv6,
-  icmpEchoFrame,
-  jsonFields,
-  tsharkFields,
-  udpFrame,
-  type VxlanOuter,
-} from '../../src/wire/index.js';
+import { arpFrame, encapsulate, encodePcap, formatIPv6, icmpEchoFrame, udpFrame, type VxlanOuter } from '../../src/wire/index.js';
+import { compareFields, jsonFields, tsharkFields } from '../helpers/tshark.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const PORTS = [4789, 8472, 9000];
