@@ -21,7 +21,8 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { MissingRequirementError } from '../src/base/errors.js';
 import { median, round } from './common.js';
-import { PcapWriter, dissect, encapsulate, icmpEchoFrame, readCaptureBatches, tsharkVersion } from '../src/wire/index.js';
+import { PcapWriter, dissect, encapsulate, icmpEchoFrame, readCaptureBatches } from '../src/wire/index.js';
+import { tsharkVersion } from '../test/helpers/tshark.js';
 
 export const NAME = 'decode-throughput';
 const GOAL_PPS = 1_000_000;

@@ -3,7 +3,7 @@
  * NOT met), the machine and tool versions, then one section per benchmark with what it measures, its sizes, its
  * date and its further figures. Nothing in it is typed by hand, so it always says what the files say.
  */
-import type { BenchRow, Environment } from './common.js';
+import type { BenchRow, Environment, Machine } from './common.js';
 import type { Benchmark } from './suite.js';
 
 export interface ReportEntry {
@@ -46,15 +46,16 @@ function table(rows: readonly BenchRow[], withBenchmark: boolean): string[] {
 }
 
 /** The environment a result records: its own `environment`, or the older `machine` field. */
-export function environmentOf(result: any): Partial<Environment> & { machine: Record<string, unknown> } {
+export function environmentOf(result: any): Partial<Environment> & { machine: Partial<Machine> } {
   if (result?.environment?.machine) return result.environment;
   return { machine: result?.machine ?? {} };
 }
 
-function machineLine(m: Record<string, unknown>): string {
+/** Fields an older result file lacks are left out. */
+function machineLine(m: Partial<Machine>): string {
   const parts = [
     m.cores !== undefined ? `${m.cores} cores` : undefined,
-    m.cpu ? String(m.cpu) : undefined,
+    m.cpu ? m.cpu : undefined,
     m.memoryMB !== undefined ? `${m.memoryMB} MB RAM` : undefined,
     m.kernel ? `kernel ${m.kernel}` : undefined,
     m.node ? `node ${m.node}` : undefined,

@@ -50,29 +50,66 @@
 /* One poll callback hands JS at most this much; the watcher fires again while more is queued, so a flood of
  * ACKs cannot keep the event loop inside one callback. */
 #define RECV_BATCH_BYTES (1024 * 1024)
+/* rtnetlink has 35 multicast groups; more in one open() is a caller's mistake. */
+#define MAX_GROUPS 64
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Errors                                                                                                   */
 
+/* The errno's name ("ENETUNREACH") into `buf`. Not uv_err_name(): for an errno libuv does not know it returns a
+ * malloc'd "Unknown system error N" that nobody frees, and the kernel can put any number into a netlink ACK.
+ * glibc knows every errno's name; an errno nobody knows is "E<number>", as src/netlink/errors.ts names it. */
+static const char *errno_name(int err, char *buf, size_t size) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *known = strerrorname_np(err);
+  if (known) return known;
+#endif
+  uv_err_name_r(-err, buf, size);
+  if (strncmp(buf, "Unknown", 7) == 0) snprintf(buf, size, "E%d", err);
+  return buf;
+}
+
+/* An Error with code = errno name, errno, syscall; NULL (an exception pending) when N-API itself fails. */
 static napi_value make_errno_error(napi_env env, int err, const char *what) {
-  const char *name = uv_err_name(-err);
+  char name_buf[64];
+  const char *name = errno_name(err, name_buf, sizeof name_buf);
   char msg[PATH_MAX + 256];
   snprintf(msg, sizeof msg, "%s: %s (%s)", what, name, strerror(err));
   napi_value code, message, error, errno_value, syscall;
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &error);
-  napi_create_int32(env, err, &errno_value);
-  napi_set_named_property(env, error, "errno", errno_value);
-  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &syscall);
-  napi_set_named_property(env, error, "syscall", syscall);
+  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok ||
+      napi_create_error(env, code, message, &error) != napi_ok || napi_create_int32(env, err, &errno_value) != napi_ok ||
+      napi_set_named_property(env, error, "errno", errno_value) != napi_ok ||
+      napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &syscall) != napi_ok ||
+      napi_set_named_property(env, error, "syscall", syscall) != napi_ok)
+    return NULL;
   return error;
 }
 
 static napi_value throw_errno(napi_env env, int err, const char *what) {
-  napi_throw(env, make_errno_error(env, err, what));
+  napi_value error = make_errno_error(env, err, what);
+  bool pending = false;
+  if (error) napi_throw(env, error);
+  else if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_error(env, NULL, "tulle_native: cannot create an error object");
   return NULL;
 }
+
+/* A failed N-API call that is not about the arguments (out of memory, a terminating environment): throw, naming
+ * the call, unless N-API already left an exception pending. */
+static napi_value throw_napi_failure(napi_env env, const char *call) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) return NULL;
+  char msg[128];
+  snprintf(msg, sizeof msg, "tulle_native: %s failed", call);
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+/* N-API calls that make values or handles: a failure throws naming the call, and the caller returns at once. */
+#define NAPI_OR_THROW(call)                                                \
+  do {                                                                     \
+    if ((call) != napi_ok) return throw_napi_failure(env, #call);          \
+  } while (0)
 
 /* Argument checks throw TypeError and return NULL; callers return at once. */
 #define CHECK_NAPI(call)                                                   \
@@ -87,7 +124,10 @@ static napi_value throw_errno(napi_env env, int err, const char *what) {
 static int get_path_arg(napi_env env, napi_value value, char *out, size_t size) {
   napi_valuetype type;
   out[0] = '\0';
-  if (napi_typeof(env, value, &type) != napi_ok) return 0;
+  if (napi_typeof(env, value, &type) != napi_ok) {
+    throw_napi_failure(env, "napi_typeof");
+    return 0;
+  }
   if (type == napi_null || type == napi_undefined) return 1;
   size_t len = 0;
   if (type != napi_string || napi_get_value_string_utf8(env, value, out, size, &len) != napi_ok || len >= size - 1) {
@@ -231,11 +271,30 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
   bool ext_ack = false, cap_ack = false, strict = false;
   napi_value flag;
   CHECK_NAPI(napi_get_named_property(env, argv[5], "extAck", &flag));
-  napi_get_value_bool(env, flag, &ext_ack);
+  CHECK_NAPI(napi_get_value_bool(env, flag, &ext_ack));
   CHECK_NAPI(napi_get_named_property(env, argv[5], "capAck", &flag));
-  napi_get_value_bool(env, flag, &cap_ack);
+  CHECK_NAPI(napi_get_value_bool(env, flag, &cap_ack));
   CHECK_NAPI(napi_get_named_property(env, argv[5], "strict", &flag));
-  napi_get_value_bool(env, flag, &strict);
+  CHECK_NAPI(napi_get_value_bool(env, flag, &strict));
+  /* Every argument is read before the socket exists: a bad one then throws with nothing to close. */
+  int32_t groups[MAX_GROUPS];
+  uint32_t group_count = 0;
+  bool is_array = false;
+  CHECK_NAPI(napi_is_array(env, argv[2], &is_array));
+  if (!is_array) {
+    napi_throw_type_error(env, NULL, "tulle_native.open: groups must be an array of numbers");
+    return NULL;
+  }
+  CHECK_NAPI(napi_get_array_length(env, argv[2], &group_count));
+  if (group_count > MAX_GROUPS) {
+    napi_throw_range_error(env, NULL, "tulle_native.open: too many multicast groups");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < group_count; i++) {
+    napi_value element;
+    CHECK_NAPI(napi_get_element(env, argv[2], i, &element));
+    CHECK_NAPI(napi_get_value_int32(env, element, &groups[i]));
+  }
 
   /* Only socket() must happen inside the namespace: the socket keeps it from then on. */
   const char *step = "";
@@ -265,16 +324,8 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
     addr.nl_family = AF_NETLINK; /* nl_pid 0: the kernel picks a unique port id */
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) failed = "bind";
   }
-  if (!failed) {
-    uint32_t count = 0;
-    CHECK_NAPI(napi_get_array_length(env, argv[2], &count));
-    for (uint32_t i = 0; i < count && !failed; i++) {
-      napi_value element;
-      int32_t group;
-      CHECK_NAPI(napi_get_element(env, argv[2], i, &element));
-      CHECK_NAPI(napi_get_value_int32(env, element, &group));
-      if (set_int_option(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group) != 0) failed = "setsockopt NETLINK_ADD_MEMBERSHIP";
-    }
+  for (uint32_t i = 0; i < group_count && !failed; i++) {
+    if (set_int_option(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, groups[i]) != 0) failed = "setsockopt NETLINK_ADD_MEMBERSHIP";
   }
   if (failed) {
     int e = errno;
@@ -320,7 +371,7 @@ static napi_value nl_send(napi_env env, napi_callback_info info) {
   } while (n < 0 && errno == EINTR);
   if (n < 0) return throw_errno(env, errno, "sendto(netlink)");
   napi_value result;
-  napi_create_int64(env, n, &result);
+  NAPI_OR_THROW(napi_create_int64(env, n, &result));
   return result;
 }
 
@@ -328,17 +379,17 @@ static void call_js(nl_socket *s, napi_value error, napi_value data) {
   napi_env env = s->env;
   napi_value callback, global, args[2], result;
   if (napi_get_reference_value(env, s->callback, &callback) != napi_ok || callback == NULL) return;
-  napi_get_global(env, &global);
-  args[0] = error;
-  args[1] = data;
-  /* make_callback (not call_function) so promises resolved by the callback run before the loop moves on. */
-  napi_make_callback(env, s->async_context, global, callback, 2, args, &result);
   bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) {
+  if (error != NULL && data != NULL && napi_get_global(env, &global) == napi_ok) {
+    args[0] = error;
+    args[1] = data;
+    /* make_callback (not call_function) so promises resolved by the callback run before the loop moves on. */
+    napi_make_callback(env, s->async_context, global, callback, 2, args, &result);
+  }
+  /* An exception from the callback, or from making its arguments, must not be lost inside a libuv callback. */
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
     napi_value exception;
-    napi_get_and_clear_last_exception(env, &exception);
-    napi_fatal_exception(env, exception);
+    if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
   }
 }
 
@@ -355,7 +406,10 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value null_value;
-  napi_get_null(env, &null_value);
+  if (napi_get_null(env, &null_value) != napi_ok) {
+    napi_close_handle_scope(env, scope);
+    return;
+  }
 
   if (status < 0) {
     /* The kernel flags dropped messages (ENOBUFS) as a socket error, which epoll reports as POLLERR; libuv then
@@ -364,7 +418,8 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     int err = 0;
     socklen_t len = sizeof err;
     if (s->fd < 0 || getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = -status;
-    call_js(s, make_errno_error(env, err, "recv(netlink)"), null_value);
+    /* The error was found by polling the socket, not by a recv() of ours. */
+    call_js(s, make_errno_error(env, err, "poll(netlink)"), null_value);
     if (!s->polling || s->fd < 0 || uv_poll_start(&s->poll, UV_READABLE, on_readable) != 0) {
       napi_close_handle_scope(env, scope);
       return;
@@ -390,6 +445,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     napi_value data;
     void *copy;
     if (napi_create_buffer_copy(env, used, s->buf, &copy, &data) == napi_ok) call_js(s, null_value, data);
+    else call_js(s, make_errno_error(env, ENOMEM, "napi_create_buffer_copy"), null_value); /* the datagrams are lost: say so */
   }
   /* The JS callback may have closed the socket; the struct itself stays valid until the poll handle closes. */
   if (recv_errno != 0 && s->callback != NULL) call_js(s, make_errno_error(env, recv_errno, "recv(netlink)"), null_value);
@@ -420,14 +476,24 @@ static napi_value nl_start_reading(napi_env env, napi_callback_info info) {
     if (!s->buf) return throw_errno(env, ENOMEM, "malloc");
   }
   uv_loop_t *loop;
-  CHECK_NAPI(napi_get_uv_event_loop(env, &loop));
+  NAPI_OR_THROW(napi_get_uv_event_loop(env, &loop));
   int rc = uv_poll_init(loop, &s->poll, s->fd);
   if (rc != 0) return throw_errno(env, -rc, "uv_poll_init");
   s->poll.data = s;
   napi_value resource_name;
-  napi_create_string_utf8(env, "tulle.netlink", NAPI_AUTO_LENGTH, &resource_name);
-  napi_create_reference(env, argv[1], 1, &s->callback);
-  napi_async_init(env, NULL, resource_name, &s->async_context);
+  napi_status st = napi_create_string_utf8(env, "tulle.netlink", NAPI_AUTO_LENGTH, &resource_name);
+  if (st == napi_ok) st = napi_create_reference(env, argv[1], 1, &s->callback);
+  if (st == napi_ok) {
+    st = napi_async_init(env, NULL, resource_name, &s->async_context);
+    if (st != napi_ok) napi_delete_reference(env, s->callback);
+  }
+  if (st != napi_ok) {
+    /* The watcher was initialised but never started: close it, so the struct is freed only after libuv is done. */
+    s->callback = NULL;
+    s->poll_closing = 1;
+    uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+    return throw_napi_failure(env, "napi_create_reference/napi_async_init");
+  }
   s->polling = 1;
   rc = uv_poll_start(&s->poll, UV_READABLE, on_readable);
   if (rc != 0) {
@@ -468,76 +534,145 @@ static napi_value nl_close(napi_env env, napi_callback_info info) {
 /* ------------------------------------------------------------------------------------------------------ */
 /* Files inside a namespace (per-namespace sysctls)                                                         */
 
-/* readFile(nsPath | null, path) -> string. The whole open/read/close happens inside the namespace. */
-static napi_value ns_read_file(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char ns_path[PATH_MAX], path[PATH_MAX];
-  if (!get_path_arg(env, argv[0], ns_path, sizeof ns_path) || !get_path_arg(env, argv[1], path, sizeof path)) return NULL;
-  const char *step = "";
-  int back = enter_netns(ns_path, &step);
-  if (back == -1) return throw_errno(env, errno, step);
+/*
+ * readFile/writeFile run on a libuv pool thread, so the event loop goes on while they work: a /proc/sys write can
+ * take the kernel a while (it may take rtnl_lock behind a long dump), and a path can name a FIFO that waits for a
+ * writer. Only that pool thread enters the namespace, and it returns before the work is marked done; the loop's
+ * own thread never leaves the process's namespace.
+ */
+typedef struct {
+  int write;
+  char ns_path[PATH_MAX];
+  char path[PATH_MAX];
+  char text[4096];
   char data[8192];
-  ssize_t total = 0;
-  int err = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  size_t total;
+  int err;
+  const char *step; /* the failed step before the file itself (entering the namespace), or NULL */
+  napi_deferred deferred;
+  napi_async_work work;
+} ns_file_request;
+
+static void ns_file_execute(napi_env env, void *data) {
+  (void)env;
+  ns_file_request *r = data;
+  const char *step = "";
+  int back = enter_netns(r->ns_path, &step);
+  if (back == -1) {
+    r->err = errno;
+    r->step = step;
+    return;
+  }
+  int fd = open(r->path, (r->write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) {
-    err = errno;
+    r->err = errno;
+  } else if (r->write) {
+    /* A sysctl takes its value from one write(); a short write is an error, not something to continue. */
+    size_t len = strlen(r->text);
+    ssize_t n;
+    do {
+      n = write(fd, r->text, len);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) r->err = errno;
+    else if ((size_t)n != len) r->err = EIO;
+    if (close(fd) != 0 && !r->err) r->err = errno;
   } else {
     for (;;) {
-      ssize_t n = read(fd, data + total, sizeof data - 1 - (size_t)total);
+      ssize_t n = read(fd, r->data + r->total, sizeof r->data - 1 - r->total);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) err = errno;
-      if (n <= 0 || (size_t)(total += n) >= sizeof data - 1) break;
+      if (n < 0) r->err = errno;
+      if (n <= 0 || (r->total += (size_t)n) >= sizeof r->data - 1) break;
     }
     close(fd);
   }
   leave_netns(back);
-  if (err) {
-    char what[PATH_MAX + 16];
-    snprintf(what, sizeof what, "read %s", path);
-    return throw_errno(env, err, what);
-  }
-  napi_value result;
-  napi_create_string_utf8(env, data, (size_t)total, &result);
-  return result;
 }
 
-/* writeFile(nsPath | null, path, text) */
+static void ns_file_complete(napi_env env, napi_status status, void *data) {
+  ns_file_request *r = data;
+  if (status != napi_ok && r->err == 0) r->err = ECANCELED;
+  napi_value outcome = NULL;
+  bool ok = r->err == 0;
+  if (!ok) {
+    char what[PATH_MAX + 16];
+    if (r->step) snprintf(what, sizeof what, "%s", r->step);
+    else snprintf(what, sizeof what, "%s %s", r->write ? "write" : "read", r->path);
+    outcome = make_errno_error(env, r->err, what);
+  } else if (r->write) {
+    if (napi_get_undefined(env, &outcome) != napi_ok) outcome = NULL;
+  } else if (napi_create_string_utf8(env, r->data, r->total, &outcome) != napi_ok) {
+    outcome = NULL;
+  }
+  if (outcome == NULL) {
+    /* Making the value failed: reject with whatever N-API left pending, or a plain error. */
+    bool pending = false;
+    ok = false;
+    if (napi_is_exception_pending(env, &pending) != napi_ok || !pending || napi_get_and_clear_last_exception(env, &outcome) != napi_ok) {
+      napi_value message;
+      if (napi_create_string_utf8(env, "tulle_native: cannot create the result", NAPI_AUTO_LENGTH, &message) == napi_ok) napi_create_error(env, NULL, message, &outcome);
+    }
+  }
+  if (outcome) {
+    if (ok) napi_resolve_deferred(env, r->deferred, outcome);
+    else napi_reject_deferred(env, r->deferred, outcome);
+  }
+  napi_delete_async_work(env, r->work);
+  free(r);
+}
+
+/* Queues `r` (owned from here on: freed on every path); returns the promise. */
+static napi_value queue_ns_file(napi_env env, ns_file_request *r, const char *resource) {
+  napi_value promise, name;
+  if (napi_create_promise(env, &r->deferred, &promise) != napi_ok) {
+    free(r);
+    return throw_napi_failure(env, "napi_create_promise");
+  }
+  if (napi_create_string_utf8(env, resource, NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, ns_file_execute, ns_file_complete, r, &r->work) != napi_ok) {
+    /* The promise exists: settle it, so no caller waits forever. */
+    napi_value error = make_errno_error(env, ENOMEM, "napi_create_async_work");
+    if (error) napi_reject_deferred(env, r->deferred, error);
+    free(r);
+    return error ? promise : NULL;
+  }
+  if (napi_queue_async_work(env, r->work) != napi_ok) {
+    napi_value error = make_errno_error(env, EAGAIN, "napi_queue_async_work");
+    if (error) napi_reject_deferred(env, r->deferred, error);
+    napi_delete_async_work(env, r->work);
+    free(r);
+    return error ? promise : NULL;
+  }
+  return promise;
+}
+
+/* readFile(nsPath | null, path) -> Promise<string>. The whole open/read/close happens inside the namespace. */
+static napi_value ns_read_file(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ns_file_request *r = calloc(1, sizeof *r);
+  if (!r) return throw_errno(env, ENOMEM, "calloc");
+  if (!get_path_arg(env, argv[0], r->ns_path, sizeof r->ns_path) || !get_path_arg(env, argv[1], r->path, sizeof r->path)) {
+    free(r);
+    return NULL;
+  }
+  return queue_ns_file(env, r, "tulle.readFile");
+}
+
+/* writeFile(nsPath | null, path, text) -> Promise<void> */
 static napi_value ns_write_file(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char ns_path[PATH_MAX], path[PATH_MAX], text[4096];
-  if (!get_path_arg(env, argv[0], ns_path, sizeof ns_path) || !get_path_arg(env, argv[1], path, sizeof path) ||
-      !get_path_arg(env, argv[2], text, sizeof text))
+  ns_file_request *r = calloc(1, sizeof *r);
+  if (!r) return throw_errno(env, ENOMEM, "calloc");
+  r->write = 1;
+  if (!get_path_arg(env, argv[0], r->ns_path, sizeof r->ns_path) || !get_path_arg(env, argv[1], r->path, sizeof r->path) ||
+      !get_path_arg(env, argv[2], r->text, sizeof r->text)) {
+    free(r);
     return NULL;
-  const char *step = "";
-  int back = enter_netns(ns_path, &step);
-  if (back == -1) return throw_errno(env, errno, step);
-  int err = 0;
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) {
-    err = errno;
-  } else {
-    /* A sysctl takes its value from one write(); a short write is an error, not something to continue. */
-    size_t len = strlen(text);
-    ssize_t n;
-    do {
-      n = write(fd, text, len);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) err = errno;
-    else if ((size_t)n != len) err = EIO;
-    if (close(fd) != 0 && !err) err = errno;
   }
-  leave_netns(back);
-  if (err) {
-    char what[PATH_MAX + 16];
-    snprintf(what, sizeof what, "write %s", path);
-    return throw_errno(env, err, what);
-  }
-  return NULL;
+  return queue_ns_file(env, r, "tulle.writeFile");
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -576,12 +711,12 @@ static void flock_execute(napi_env env, void *data) {
 static void flock_complete(napi_env env, napi_status status, void *data) {
   flock_request *r = data;
   if (status != napi_ok && r->err == 0) r->err = ECANCELED;
+  napi_value outcome = NULL;
   if (r->err) {
-    napi_reject_deferred(env, r->deferred, make_errno_error(env, r->err, "flock"));
-  } else {
-    napi_value undefined;
-    napi_get_undefined(env, &undefined);
-    napi_resolve_deferred(env, r->deferred, undefined);
+    outcome = make_errno_error(env, r->err, "flock");
+    if (outcome) napi_reject_deferred(env, r->deferred, outcome);
+  } else if (napi_get_undefined(env, &outcome) == napi_ok) {
+    napi_resolve_deferred(env, r->deferred, outcome);
   }
   napi_delete_async_work(env, r->work);
   free(r);
@@ -604,10 +739,24 @@ static napi_value do_flock(napi_env env, napi_callback_info info) {
   r->fd = fd;
   r->op = op;
   napi_value promise, name;
-  napi_create_promise(env, &r->deferred, &promise);
-  napi_create_string_utf8(env, "tulle.flock", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, flock_execute, flock_complete, r, &r->work);
-  napi_queue_async_work(env, r->work);
+  if (napi_create_promise(env, &r->deferred, &promise) != napi_ok) {
+    free(r);
+    return throw_napi_failure(env, "napi_create_promise");
+  }
+  if (napi_create_string_utf8(env, "tulle.flock", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, flock_execute, flock_complete, r, &r->work) != napi_ok) {
+    napi_value error = make_errno_error(env, ENOMEM, "napi_create_async_work");
+    if (error) napi_reject_deferred(env, r->deferred, error);
+    free(r);
+    return error ? promise : NULL;
+  }
+  if (napi_queue_async_work(env, r->work) != napi_ok) {
+    napi_value error = make_errno_error(env, EAGAIN, "napi_queue_async_work");
+    if (error) napi_reject_deferred(env, r->deferred, error);
+    napi_delete_async_work(env, r->work);
+    free(r);
+    return error ? promise : NULL;
+  }
   return promise;
 }
 
@@ -629,7 +778,7 @@ static napi_value try_flock(napi_env env, napi_callback_info info) {
   } while (rc != 0 && errno == EINTR);
   if (rc != 0 && errno != EWOULDBLOCK) return throw_errno(env, errno, "flock");
   napi_value result;
-  napi_get_boolean(env, rc == 0, &result);
+  NAPI_OR_THROW(napi_get_boolean(env, rc == 0, &result));
   return result;
 }
 
@@ -644,12 +793,13 @@ static napi_value describe_errno(napi_env env, napi_callback_info info) {
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t err;
   CHECK_NAPI(napi_get_value_int32(env, argv[0], &err));
+  char name_buf[64];
   napi_value result, name, message;
-  napi_create_array_with_length(env, 2, &result);
-  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &name);
-  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &message);
-  napi_set_element(env, result, 0, name);
-  napi_set_element(env, result, 1, message);
+  NAPI_OR_THROW(napi_create_array_with_length(env, 2, &result));
+  NAPI_OR_THROW(napi_create_string_utf8(env, errno_name(err, name_buf, sizeof name_buf), NAPI_AUTO_LENGTH, &name));
+  NAPI_OR_THROW(napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &message));
+  NAPI_OR_THROW(napi_set_element(env, result, 0, name));
+  NAPI_OR_THROW(napi_set_element(env, result, 1, message));
   return result;
 }
 
@@ -668,7 +818,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"tryFlock", NULL, try_flock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"describeErrno", NULL, describe_errno, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  NAPI_OR_THROW(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
 }
 

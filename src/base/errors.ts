@@ -78,9 +78,12 @@ export function formatValue(value: unknown): string {
   if (typeof value === 'string') return value.length > MAX_QUOTED_VALUE ? `${JSON.stringify(value.slice(0, MAX_QUOTED_VALUE))}… (${value.length} characters)` : JSON.stringify(value);
   if (value === undefined) return '(missing)';
   let text: string;
+  // What JSON cannot say (a function, a symbol, a bigint, a circular object) is said by String(), whatever it says.
   try {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string
     text = JSON.stringify(value) ?? String(value);
   } catch {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string
     text = String(value);
   }
   return ellipsize(text);

@@ -71,7 +71,7 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number,
   for (;;) {
     try {
       const value = await check();
-      if (value) return value as NonNullable<T>;
+      if (value) return value;
     } catch (err) {
       last = err;
     }

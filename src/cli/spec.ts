@@ -68,7 +68,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
 
   let raw: { values: Record<string, unknown>; positionals: string[] };
   try {
-    raw = parseArgs({ args: [...argv], options: config, allowPositionals: true, strict: true }) as typeof raw;
+    raw = parseArgs({ args: [...argv], options: config, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError(`${spec.name}: ${cleanParseError(err)} (see '${spec.name} --help')`);
   }

@@ -23,7 +23,8 @@
 import { writeFileSync } from 'node:fs';
 import { run } from '../base/exec.js';
 import { cidrContains, parseCidr4, randomMac } from '../base/ip.js';
-import { NetlinkClient, NetlinkError, getSysctl, setSysctl, type Link, type NetlinkOp } from '../netlink/index.js';
+import { NetlinkClient, NetlinkError, type Link, type NetlinkOp } from '../netlink/index.js';
+import { getSysctl, setSysctl } from '../sys/sysctl.js';
 import { CNI_CODES, CniError } from './errors.js';
 import type { Mode } from './netconf.js';
 import type { CniInterface, CniIp, CniResult, CniRoute } from './result.js';

@@ -13,7 +13,7 @@ import { closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, u
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { cidrContains, cidrSize, formatCidr4, formatIPv4, parseCidr4, parseIPv4, type Cidr4 } from '../base/ip.js';
-import { flock, tryFlock } from '../netlink/index.js';
+import { flock, tryFlock } from '../sys/flock.js';
 import { CNI_CODES, CniError } from './errors.js';
 
 /** host-local's separator between container ID and interface name inside an address file. */

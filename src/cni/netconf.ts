@@ -93,7 +93,7 @@ export function parseNetConf(text: string): NetConf {
   if (!NETWORK_NAME_RE.test(name)) throw invalidConfig('name', name, 'is not a network name (must start with a letter or digit, then letters, digits, "_", "." or "-")');
   const mode = optional(c, 'mode', DEFAULTS.mode, (v) => {
     if (v !== 'bridge' && v !== 'routed') throw invalidConfig('mode', v, 'is not a mode (must be "bridge" or "routed")');
-    return v as Mode;
+    return v;
   });
   return {
     cniVersion,

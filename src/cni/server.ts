@@ -17,8 +17,8 @@
  * asynchronously with its own deadline and size cap.
  *
  * Pod namespaces: the netlink binding enters a namespace only inside one synchronous native call (open a socket
- * there, or read/write one /proc/sys file) and returns to the agent's namespace before JS runs again, so the
- * main thread is never left in a pod's namespace and requests for different pods interleave freely. The IPAM lock
+ * there) and returns to the agent's namespace before JS runs again, or on a libuv pool thread for one /proc/sys
+ * read or write, which returns before that work is done; so the main thread is never left in a pod's namespace and requests for different pods interleave freely. The IPAM lock
  * is a flock on a descriptor each request opens itself, so concurrent requests exclude each other as separate
  * plugin processes do.
  */

@@ -67,7 +67,7 @@ export function resultViolations(result: unknown, version: string): string[] {
         if (v04) {
           const family = typeof ip.address === 'string' ? isIP(ip.address.split('/')[0]!) : 0;
           if (ip.version !== '4' && ip.version !== '6') bad.push(`${at}.version ${JSON.stringify(ip.version)} must be "4" or "6" in 0.4.0`);
-          else if (family !== 0 && ip.version !== String(family)) bad.push(`${at}.version "${ip.version}" does not match the address family of ${ip.address}`);
+          else if (family !== 0 && ip.version !== String(family)) bad.push(`${at}.version "${ip.version}" does not match the address family of ${String(ip.address)}`);
         }
       });
     }

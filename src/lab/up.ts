@@ -5,8 +5,9 @@
  * or the caller aborts, everything made so far is removed again (`labDown`), so a lab is either complete or
  * absent.
  *
- * Later issues extend a lab by appending steps (`afterUnderlay`): they run once every host has its underlay
- * address, and get a context to record processes and create more namespaces the same intent-first way.
+ * Callers extend a lab by appending steps (`afterUnderlay`: the cluster's agents and pods, the demo's checks): they
+ * run once every host has its underlay address, and get a context to record processes and create more namespaces
+ * the same intent-first way.
  */
 import { mkdirSync, existsSync } from 'node:fs';
 import { InvalidValueError, MissingRequirementError, TulleError, describeError } from '../base/errors.js';
@@ -59,12 +60,13 @@ export interface LabUpOptions {
   name?: string;
   /** Number of hosts, 1..64. */
   nodes?: number;
-  underlay?: Underlay | string;
+  /** An `Underlay` ('switch' or 'routed'); any other text is refused with a message naming it. */
+  underlay?: string;
   /** Labs directory (default `$TULLE_LAB_DIR` or /run/tulle/labs). */
   root?: string;
   logger?: Logger;
   onProgress?: (progress: LabProgress) => void;
-  /** Steps run after every host has its underlay address (agents, pods, checks of later issues). */
+  /** Steps run after every host has its underlay address (agents, pods, checks). */
   afterUnderlay?: readonly LabStep[];
   /** Abort to stop between steps; what was built is removed again. */
   signal?: AbortSignal;

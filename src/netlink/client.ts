@@ -31,7 +31,7 @@ import {
   type VxlanOptions,
 } from './link.js';
 import type { Message, Request } from './message.js';
-import { resolveNetns } from './namespace.js';
+import { resolveNetns } from '../netns/resolve.js';
 import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
 import { decodeRoute, decodeRouteAnswer, encodeDumpRoutes, encodeGetRoute, type Route, type RouteFilter, type RouteLookup, type RouteQuery } from './route.js';
 import { NetlinkSocket } from './socket.js';
@@ -388,13 +388,14 @@ export class NetlinkClient {
    * later one in the same batch.
    */
   async batch(ops: readonly NetlinkOp[]): Promise<OpResult[]> {
-    if (!Array.isArray(ops)) throw new TypeError('batch: ops must be an array');
+    const given: unknown = ops; // callers from plain JS may pass anything
+    if (!Array.isArray(given)) throw new TypeError('batch: ops must be an array');
     const planned = ops.map((op) => planOp(op));
     const devices = new Set<string>();
     for (const p of planned) for (const d of p.devices) devices.add(d);
     const found = await this.indexes(devices);
     const indexOf: IndexOf = (name) => found.get(name) ?? 0;
-    const results: OpResult[] = new Array(ops.length);
+    const results = new Array<OpResult>(ops.length);
     const requests: Request[] = [];
     const positions: number[] = [];
     for (let i = 0; i < planned.length; i++) {
@@ -433,7 +434,7 @@ export class NetlinkClient {
 
 /** The one index -> name pair a filtered list already knows. */
 function knownName(index: number | undefined, name: string | undefined): Map<number, string> {
-  return index !== undefined && name !== undefined ? new Map([[index, name]]) : new Map();
+  return index !== undefined && name !== undefined ? new Map([[index, name]]) : new Map<number, string>();
 }
 
 function missingDevice(command: string, name: string): NetlinkError {

@@ -4,9 +4,8 @@
  *   `route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink: ENETUNREACH (Network is unreachable)`
  * Callers branch on `errno` ('EEXIST', 'ENODEV', ...), never on the text.
  */
-import { getSystemErrorMap } from 'node:util';
 import { TulleError } from '../base/errors.js';
-import { native } from './native.js';
+import { describeErrno } from '../sys/errno.js';
 
 export class NetlinkError extends TulleError {
   /** errno name, e.g. 'ENETUNREACH'. */
@@ -29,7 +28,7 @@ export class NetlinkError extends TulleError {
 }
 
 /** Wrap a system error (from the binding or node:fs) as a NetlinkError for `command`; anything else is returned as is. */
-export function fromSystemError(command: string, err: unknown): NetlinkError | unknown {
+export function fromSystemError(command: string, err: unknown): unknown {
   const e = err as NodeJS.ErrnoException;
   // The binding reports errno as a positive number, node:fs as a negative one.
   if (e && typeof e.errno === 'number' && e.errno !== 0) {
@@ -37,14 +36,4 @@ export function fromSystemError(command: string, err: unknown): NetlinkError | u
     return new NetlinkError(command, Math.abs(e.errno), detail, { cause: err });
   }
   return err;
-}
-
-/** [name, strerror text]; strerror's words come from the binding (they are what iproute2 prints). */
-export function describeErrno(errnoNumber: number): [string, string] {
-  try {
-    return native().describeErrno(errnoNumber);
-  } catch {
-    const entry = getSystemErrorMap().get(-errnoNumber);
-    return entry ? [entry[0], entry[1]] : [`E${errnoNumber}`, `error ${errnoNumber}`];
-  }
 }

@@ -1,7 +1,7 @@
 /**
  * tulle's kernel data plane over rtnetlink. Everything the seeds do with `ip` and `bridge` goes through here:
- * links (vxlan, bridge, veth), addresses, routes, neighbours, FDB entries, per-namespace sysctls, events and
- * pipelined batches. The native binding underneath is an implementation detail of this folder.
+ * links (vxlan, bridge, veth), addresses, routes, neighbours, FDB entries, events and pipelined batches, and
+ * nftables set elements. The native binding underneath (src/sys/native.ts) is shared with src/sys (flock, sysctl).
  */
 export { NetlinkClient, type ClientOptions } from './client.js';
 export { NetlinkError } from './errors.js';
@@ -11,6 +11,4 @@ export type { Link, VxlanInfo, VxlanOptions, BridgeOptions, VethOptions, LinkCha
 export type { Address } from './addr.js';
 export { TULLE_ROUTE_PROTOCOL, normalizeRoute, protocolName, routeQueryText, type Route, type RouteFilter, type RouteScope, type RouteQuery, type RouteLookup } from './route.js';
 export { normalizeFdb, type Neighbor, type NeighborState, type Fdb } from './neigh.js';
-export { setSysctl, getSysctl, sysctlPath } from './sysctl.js';
-export { flock, tryFlock, LockError, type LockMode } from './flock.js';
 export { NftSetWriter } from './nft-set.js';

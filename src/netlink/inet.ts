@@ -130,7 +130,3 @@ function maskBytes(bytes: Buffer, prefix: number): Buffer {
 export function formatAddress(bytes: Buffer): string {
   return bytes.length === 4 ? formatIPv4(bytes.readUInt32BE(0)) : formatIPv6(bytes);
 }
-
-export function familyOfBytes(bytes: Buffer): Family {
-  return bytes.length === 4 ? 4 : 6;
-}

@@ -291,20 +291,20 @@ export class Attrs {
   }
 
   u32(type: number): number | undefined {
-    return (this.lengths[type] ?? 0) >= 4 ? this.buf.readUInt32LE(this.offsets[type]!) : undefined;
+    return (this.lengths[type] ?? 0) >= 4 ? this.buf.readUInt32LE(this.offsets[type]) : undefined;
   }
 
   i32(type: number): number | undefined {
-    return (this.lengths[type] ?? 0) >= 4 ? this.buf.readInt32LE(this.offsets[type]!) : undefined;
+    return (this.lengths[type] ?? 0) >= 4 ? this.buf.readInt32LE(this.offsets[type]) : undefined;
   }
 
   /** 16-bit value in network byte order (ports). */
   be16(type: number): number | undefined {
-    return (this.lengths[type] ?? 0) >= 2 ? this.buf.readUInt16BE(this.offsets[type]!) : undefined;
+    return (this.lengths[type] ?? 0) >= 2 ? this.buf.readUInt16BE(this.offsets[type]) : undefined;
   }
 
   u16(type: number): number | undefined {
-    return (this.lengths[type] ?? 0) >= 2 ? this.buf.readUInt16LE(this.offsets[type]!) : undefined;
+    return (this.lengths[type] ?? 0) >= 2 ? this.buf.readUInt16LE(this.offsets[type]) : undefined;
   }
 
   /** A NUL-terminated string. */

@@ -118,10 +118,6 @@ export function prepareDeleteNeighbor(n: { dev: string; ip: string }): (index: n
   };
 }
 
-export function encodeDeleteNeighbor(n: { dev: string; ip: string }, index: number): Request {
-  return prepareDeleteNeighbor(n)(index);
-}
-
 /** `ip neigh show [dev DEV]` (IPv4 and IPv6); the kernel filters by device. */
 export function encodeDumpNeighbors(index?: number, dev?: string): Request {
   const w = new MessageWriter(RTM_GETNEIGH, 0, NDMSG_LEN);

@@ -14,8 +14,8 @@ import { parseIPv4 } from '../base/ip.js';
 import { NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE } from './constants.js';
 import { NetlinkError, fromSystemError } from './errors.js';
 import { MessageWriter, joinMessages, parseError, parseMessages } from './message.js';
-import { resolveNetns } from './namespace.js';
-import { native, type SocketHandle } from './native.js';
+import { resolveNetns } from '../netns/resolve.js';
+import { native, type SocketHandle } from '../sys/native.js';
 
 const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_NFTABLES = 10;

@@ -11,7 +11,7 @@
 import { NETLINK_ROUTE, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_DUMP, NLM_F_DUMP_INTR } from './constants.js';
 import { NetlinkError, fromSystemError } from './errors.js';
 import { align4, joinMessages, parseDone, parseError, type Message, type Request } from './message.js';
-import { native, type SocketHandle } from './native.js';
+import { native, type SocketHandle } from '../sys/native.js';
 
 /** Requests sent together in one sendto(), and their outcomes as they arrive. */
 interface Chunk {

@@ -1,7 +1,7 @@
 /**
  * Lease admission: which peer leases a host may turn into kernel entries. The store is shared and writable by
  * anyone who can reach it, so a lease is a claim, not a fact: one lease for the underlay's own network would make
- * every host route its underlay into the overlay (DESIGN.md, "Kernel state owned by the agent").
+ * every host route its underlay into the overlay (ARCHITECTURE.md, "Kernel state owned by the agent").
  *
  * A peer lease is admitted only when
  *   - it is a vxlan lease for this network's VNI;

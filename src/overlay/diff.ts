@@ -3,7 +3,7 @@
  * Pure. An entry that is already right produces no write at all, so a restarted agent with unchanged leases
  * touches nothing, and a reconcile with nothing to do costs one dump.
  *
- * Order (DESIGN.md): stale entries go first, route -> neighbour -> FDB (the route stops using the neighbour
+ * Order (ARCHITECTURE.md): stale entries go first, route -> neighbour -> FDB (the route stops using the neighbour
  * before it disappears); then per peer neighbour -> FDB -> route (the route only starts to match once the
  * next hop can be resolved and encapsulated).
  */
@@ -80,7 +80,7 @@ export function rollbackWrites(done: readonly KernelWrite[]): KernelWrite[] {
   return done
     .filter((w) => w.op !== 'delete')
     .reverse()
-    .map((w) => ({ ...w, op: 'delete' }) as KernelWrite);
+    .map((w) => ({ ...w, op: 'delete' }));
 }
 
 /** The write in the words of the iproute2 command it equals (for logs and errors). */

@@ -281,7 +281,7 @@ export class VxlanGuard {
   private async nftStatus(base: GuardStatus): Promise<GuardStatus> {
     const r = await this.cmd(['nft', '-j', 'list', 'table', 'ip', GUARD_TABLE], { allowFailure: true });
     if (r.status !== 0) return base;
-    const items = (JSON.parse(r.stdout) as { nftables: Array<Record<string, any>> }).nftables;
+    const items = (JSON.parse(r.stdout) as { nftables: NftItem[] }).nftables;
     const s = { ...base };
     for (const item of items) {
       if (item.set?.name === NFT_PEERS) s.members = (item.set.elem ?? []).map(nftElement).sort(byAddress);
@@ -352,8 +352,17 @@ export class VxlanGuard {
   }
 }
 
-/** An element of `nft -j list set`: "192.0.2.1", {"prefix":{"addr","len"}} or {"range":[lo,hi]}. */
-function nftElement(e: any): string {
+/** The parts of `nft -j list table` that status() reads; nft's other objects and fields are ignored. */
+interface NftItem {
+  set?: { name: string; elem?: NftElement[] };
+  counter?: { name: string; packets?: number; bytes?: number };
+  rule?: { chain: string; expr: unknown };
+}
+
+/** An element of `nft -j list set`: "192.0.2.1", {"prefix":{"addr","len"}}, {"range":[lo,hi]} or {"elem":{"val"}}. */
+type NftElement = string | { prefix?: { addr: string; len: number }; range?: [string, string]; elem?: { val: NftElement } };
+
+function nftElement(e: NftElement): string {
   if (typeof e === 'string') return e;
   if (e?.prefix) return `${e.prefix.addr}/${e.prefix.len}`;
   if (Array.isArray(e?.range)) return `${e.range[0]}-${e.range[1]}`;

@@ -1,5 +1,5 @@
 /**
- * What the kernel must hold for the peers of one host (DESIGN.md, "Kernel state owned by the agent"), as plain
+ * What the kernel must hold for the peers of one host (ARCHITECTURE.md, "Kernel state owned by the agent"), as plain
  * data. Pure: no kernel, no store. The reconciler compares this with what the kernel reports and writes the
  * difference.
  *

@@ -1,5 +1,5 @@
 /**
- * The VTEP, once per host (DESIGN.md):
+ * The VTEP, once per host (ARCHITECTURE.md):
  *   ip link add flannel.<VNI> type vxlan id <VNI> local <public IP> dev <underlay> dstport <port> nolearning
  *   ip link set flannel.<VNI> mtu <underlay mtu - 50> [address <VtepMAC>] up
  *   ip addr add <own subnet .0>/32 dev flannel.<VNI>

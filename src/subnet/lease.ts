@@ -123,10 +123,6 @@ export function decodeLease(prefix: string, stored: StoredValue): Lease {
   };
 }
 
-export function isReservation(lease: Lease): boolean {
-  return lease.expiration === null;
-}
-
 /** Do two leases publish the same thing (ignoring expiration and revision)? */
 export function sameLeaseAttrs(a: Lease, b: Lease): boolean {
   return a.subnet === b.subnet && a.publicIP === b.publicIP && a.backendType === b.backendType && JSON.stringify(a.backendData) === JSON.stringify(b.backendData) && JSON.stringify(a.extra) === JSON.stringify(b.extra);

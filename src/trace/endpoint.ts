@@ -113,7 +113,7 @@ export function remoteWalker(address: string, baseUrl: string, timeoutMs = 5000)
       }
       let res: Response;
       try {
-        res = await fetch(`${baseUrl}${TRACE_PATH}?${q}`, { signal: AbortSignal.timeout(timeoutMs) });
+        res = await fetch(`${baseUrl}${TRACE_PATH}?${q.toString()}`, { signal: AbortSignal.timeout(timeoutMs) });
       } catch (err) {
         throw new RemoteTraceError(`the agent at ${baseUrl} did not answer ${TRACE_PATH}: ${(err as Error).message}`);
       }

@@ -18,13 +18,19 @@ interface NftMatch {
   match: { op: string; left: { payload?: { protocol: string; field: string } }; right: unknown };
 }
 
+/** The parts of `nft -j list table` read here; nft's other objects and fields are ignored. */
+interface NftItem {
+  chain?: { name: string; hook?: string; policy?: string };
+  rule?: { chain: string; expr: Array<Partial<NftMatch> & Record<string, unknown>> };
+}
+
 /** `ip netns exec NS nft -j list table ip tulle`; undefined when there is no such table or no nft. */
-async function listTable(namespace: string | undefined): Promise<any[] | undefined> {
+async function listTable(namespace: string | undefined): Promise<NftItem[] | undefined> {
   const argv = ['nft', '-j', 'list', 'table', 'ip', NFT_TABLE];
   const r = await run(namespace ? ['ip', 'netns', 'exec', namespace, ...argv] : argv, { allowFailure: true }).catch(() => undefined);
   if (!r || r.status !== 0) return undefined;
   try {
-    return (JSON.parse(r.stdout) as { nftables: any[] }).nftables;
+    return (JSON.parse(r.stdout) as { nftables: NftItem[] }).nftables;
   } catch {
     return undefined;
   }
@@ -53,17 +59,17 @@ export async function findFirewallDrop(namespace: string | undefined, src: strin
   const items = await listTable(namespace);
   if (!items) return undefined;
   const addrs = { saddr: parseIPv4(src), daddr: parseIPv4(dst) };
-  const chains = items.filter((i) => i.chain && i.chain.hook === 'forward').map((i) => i.chain);
+  const chains = items.flatMap((i) => (i.chain?.hook === 'forward' ? [i.chain] : []));
   for (const chain of chains) {
-    const rules = items.filter((i) => i.rule && i.rule.chain === chain.name).map((i) => i.rule);
+    const rules = items.flatMap((i) => (i.rule?.chain === chain.name ? [i.rule] : []));
     let decided = false;
     for (const rule of rules) {
       let matches: boolean | undefined = true;
       const words: string[] = [];
       let verdict: string | undefined;
-      for (const e of rule.expr as any[]) {
-        if ((e as NftMatch).match) {
-          const m = (e as NftMatch).match;
+      for (const e of rule.expr) {
+        if (e.match) {
+          const m = e.match;
           const field = m.left.payload?.protocol === 'ip' ? m.left.payload.field : undefined;
           const hit = field === 'saddr' || field === 'daddr' ? addressMatches(m.right, addrs[field]) : undefined;
           if (hit === undefined || (m.op !== '==' && m.op !== '!=')) {

@@ -56,7 +56,7 @@ function startCapture(dir: string, index: number, namespace: string | undefined,
       child.kill('SIGKILL');
       reject(new LiveCaptureError(`tcpdump on ${device} in ${namespace ?? 'this namespace'} did not start listening: ${err.trim()}`));
     }, TCPDUMP_READY_MS);
-    child.stderr!.on('data', (d) => {
+    child.stderr.on('data', (d) => {
       err += d;
       if (/listening on/.test(err)) {
         clearTimeout(timer);

@@ -9,12 +9,13 @@
  * it in the next namespace.
  */
 import { cidrContains, parseCidr4, parseIPv4 } from '../base/ip.js';
-import { getSysctl, NetlinkError, type Link, type NetlinkClient, type RouteLookup } from '../netlink/index.js';
+import { NetlinkError, type Link, type NetlinkClient, type RouteLookup } from '../netlink/index.js';
+import { getSysctl } from '../sys/sysctl.js';
 import { findFirewallDrop } from './firewall.js';
 import { fdbText, neighText, routeText } from './text.js';
 import type { Hop, OuterHeader, Probe, Verdict } from './types.js';
 
-/** IPv4 + UDP + VXLAN + inner Ethernet: what a VTEP adds below its own MTU (DESIGN.md: underlay mtu - 50). */
+/** IPv4 + UDP + VXLAN + inner Ethernet: what a VTEP adds below its own MTU (ARCHITECTURE.md: underlay mtu - 50). */
 const VXLAN_OVERHEAD = 50;
 
 /** One lease as the walk checks entries against it. */
@@ -230,14 +231,14 @@ class Walk {
 
     let under: RouteLookup;
     try {
-      under = await site.nl.getRoute({ dst: fdb.dst!, ...(info.local ? { from: info.local } : {}) });
+      under = await site.nl.getRoute({ dst: fdb.dst, ...(info.local ? { from: info.local } : {}) });
     } catch (err) {
       if (err instanceof NetlinkError) return this.stop('no-route', `no underlay route to the remote VTEP ${fdb.dst} (${err.message})`, dev);
       throw err;
     }
     const outer: OuterHeader = {
       src: info.local ?? under.result.src ?? '0.0.0.0',
-      dst: fdb.dst!,
+      dst: fdb.dst,
       dstPort: port,
       srcPortRange: info.srcPortRange ?? (await localPortRange(site.namespace)),
       vni,

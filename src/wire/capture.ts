@@ -127,15 +127,17 @@ export class CaptureParser {
 export function* readCaptureSync(buf: Buffer): Generator<CaptureRecord, CaptureFormat> {
   const parser = new CaptureParser();
   const out: CaptureRecord[] = [];
+  let failed = false;
   let failure: unknown;
   try {
     parser.push(buf, out);
     parser.end();
   } catch (err) {
+    failed = true;
     failure = err;
   }
   yield* out;
-  if (failure) throw failure;
+  if (failed) throw failure;
   return parser.format!;
 }
 

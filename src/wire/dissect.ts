@@ -64,9 +64,7 @@ export class Dissection {
 
   /** The innermost dissection (this one when not VXLAN). */
   get innermost(): Dissection {
-    let d: Dissection = this;
-    while (d.inner) d = d.inner;
-    return d;
+    return this.inner ? this.inner.innermost : this;
   }
 
   /** True when this frame or any frame inside it has an error. */

@@ -65,7 +65,7 @@ export function flowHash(frame: Uint8Array, seed = 0): number {
   o += 2;
   let h = seed;
   let l4 = -1;
-  let proto = -1;
+  let proto: number;
   if (type === ETHERTYPE_IPV4 && o + 20 <= end && frame[o]! >>> 4 === 4) {
     const hl = (frame[o]! & 15) * 4;
     proto = frame[o + 9]!;

@@ -421,7 +421,7 @@ function writeLayersText(out: ByteSink, d: Dissection, wireLength: number, inden
         out.uint(v4.fragmentOffset * 8);
         out.text(v4.moreFragments ? ', more)' : ')');
       } else out.text(' (fragment)');
-      if (ipBad) checksumNote(out, 'ip', 'bad', v4!.checksum);
+      if (ipBad) checksumNote(out, 'ip', 'bad', v4.checksum);
     } else if (d.udp) {
       const udp = d.udp;
       writeIpText(out, d, 'src');
@@ -450,7 +450,7 @@ function writeLayersText(out: ByteSink, d: Dissection, wireLength: number, inden
         }
         out.text(' vni ');
         out.uint(vx.vni);
-        if (ipBad) checksumNote(out, 'ip', 'bad', v4!.checksum);
+        if (ipBad) checksumNote(out, 'ip', 'bad', v4.checksum);
         checksumNote(out, 'udp', udpStatus, udp.checksum);
         if (d.inner) {
           out.byte(0x0a);
@@ -462,7 +462,7 @@ function writeLayersText(out: ByteSink, d: Dissection, wireLength: number, inden
       }
       out.text('UDP, length ');
       out.uint(udp.length - 8);
-      if (ipBad) checksumNote(out, 'ip', 'bad', v4!.checksum);
+      if (ipBad) checksumNote(out, 'ip', 'bad', v4.checksum);
       checksumNote(out, 'udp', udpStatus, udp.checksum);
     } else if (d.icmp) {
       writeIpText(out, d, 'src');
@@ -470,7 +470,7 @@ function writeLayersText(out: ByteSink, d: Dissection, wireLength: number, inden
       writeIpText(out, d, 'dst');
       out.text(': ');
       icmpText(out, d.icmp, d.icmp.length);
-      if (ipBad) checksumNote(out, 'ip', 'bad', v4!.checksum);
+      if (ipBad) checksumNote(out, 'ip', 'bad', v4.checksum);
       checksumNote(out, 'icmp', d.icmp.checksumStatus(d.ipv6), d.icmp.checksum);
     } else if (ip.protocol === IPPROTO_TCP && ip.payloadEnd - ip.payloadOffset >= 4) {
       const b = d.buf;
@@ -484,7 +484,7 @@ function writeLayersText(out: ByteSink, d: Dissection, wireLength: number, inden
       out.uint((b[o + 2]! << 8) | b[o + 3]!);
       out.text(': TCP, length ');
       out.uint(ip.payloadEnd - o);
-      if (ipBad) checksumNote(out, 'ip', 'bad', v4!.checksum);
+      if (ipBad) checksumNote(out, 'ip', 'bad', v4.checksum);
     } else {
       writeIpText(out, d, 'src');
       out.text(' > ');
@@ -493,7 +493,7 @@ function writeLayersText(out: ByteSink, d: Dissection, wireLength: number, inden
       out.text(protocolName(ip.protocol));
       out.text(', length ');
       out.uint(ip.payloadEnd - ip.payloadOffset);
-      if (ipBad) checksumNote(out, 'ip', 'bad', v4!.checksum);
+      if (ipBad) checksumNote(out, 'ip', 'bad', v4.checksum);
     }
   }
   errorNote(out, d);
@@ -513,7 +513,7 @@ function ascii(s: string): Uint8Array {
  * and reused after: in a capture, TTLs, flags, ports and types repeat, so one lookup replaces several writes.
  */
 function pieces(size: number, make: (key: number) => string): (key: number) => Uint8Array {
-  const table: Array<Uint8Array | undefined> = new Array(size).fill(undefined);
+  const table = new Array<Uint8Array | undefined>(size).fill(undefined);
   return (key) => table[key] ?? (table[key] = ascii(make(key)));
 }
 

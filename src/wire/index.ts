@@ -23,4 +23,3 @@ export * from './record.js';
 export * from './pcap.js';
 export * from './pcapng.js';
 export * from './capture.js';
-export * from './tshark.js';

@@ -99,7 +99,7 @@ export function startMonitor(namespace: string): { stop(): Promise<string[]> } {
   const children = [spawn('ip', ['-n', namespace, 'monitor', 'link', 'address', 'route', 'neigh']), spawn('bridge', ['-n', namespace, 'monitor', 'fdb'])];
   const lines: string[] = [];
   const closed = children.map((c) => new Promise<void>((resolve) => c.on('close', () => resolve())));
-  for (const c of children) c.stdout!.on('data', (d) => lines.push(...String(d).split('\n').filter(Boolean)));
+  for (const c of children) c.stdout.on('data', (d) => lines.push(...String(d).split('\n').filter(Boolean)));
   return {
     async stop() {
       for (const c of children) c.kill('SIGTERM');

@@ -179,7 +179,7 @@ test('podman (CNI backend) in a 2-host lab, from the installed files only: subne
       for (const [h, name] of [[h1, `web-${mode}`], [h2, `client-${mode}`]] as const) {
         const rm = await h.podman(['rm', '-f', name], true);
         assert.equal(rm.status, 0, rm.stderr);
-        const links = ((await ipJson(h.ns, 'link', 'show')) as Array<{ ifname: string }>).map((l) => l.ifname);
+        const links = ((await ipJson<Array<{ ifname: string }>>(h.ns, 'link', 'show'))).map((l) => l.ifname);
         assert.deepEqual(links.filter((n) => n.startsWith('veth')), [], `no pod veth left on ${h.name}`);
         const ipam = join(h.root, 'var/lib/cni/networks/tulle');
         assert.deepEqual(existsSync(ipam) ? readdirSync(ipam).filter((f) => /^\d/.test(f)) : [], [], `no reservation left on ${h.name}`);

@@ -127,14 +127,14 @@ test('README real-host walk-through: install on two hosts, agents from the unit,
   const addr = (r: Record<string, unknown>) => ((r.ips as Array<{ address: string }>)[0]!.address);
   assert.equal(addr(r1), `${wanted}/24`, '--ip honoured');
   assert.equal(addr(r2).replace(/\.\d+\/24$/, ''), subnets[1]!.replace(/\.1\/24$/, ''), 'in its host subnet');
-  const [link] = (await ipJson(pods[1]!, 'link', 'show', 'dev', 'eth0')) as Array<{ mtu: number }>;
+  const [link] = (await ipJson<Array<{ mtu: number }>>(pods[1], 'link', 'show', 'dev', 'eth0'));
   assert.equal(link!.mtu, 1450, "subnet.env's MTU");
-  const ping = await run(['ip', 'netns', 'exec', pods[1]!, 'ping', '-c', '1', '-W', '5', wanted], { allowFailure: true });
+  const ping = await run(['ip', 'netns', 'exec', pods[1], 'ping', '-c', '1', '-W', '5', wanted], { allowFailure: true });
   assert.equal(ping.status, 0, `cross-host ping: ${ping.stdout}`);
 
   // A published port (-p 8080:80) on h1, reached from h2 across the underlay: the pod answers a client outside
   // the cluster network, which needs the default route isDefaultGateway gives it.
-  const server = startIn(t, pods[0]!, ['python3', '-m', 'http.server', '80', '--bind', '0.0.0.0']);
+  const server = startIn(t, pods[0], ['python3', '-m', 'http.server', '80', '--bind', '0.0.0.0']);
   const fetchScript = "import urllib.request,sys; print(urllib.request.urlopen('http://192.0.2.11:8080/', timeout=5).status)";
   const got = await waitFor(async () => {
     const r = await run(['ip', 'netns', 'exec', h2, 'python3', '-c', fetchScript], { allowFailure: true });
@@ -147,7 +147,7 @@ test('README real-host walk-through: install on two hosts, agents from the unit,
   await detach(0, r1, ports);
   await detach(1, r2);
   for (const [i, h] of hosts.entries()) {
-    const links = ((await ipJson(h.ns, 'link', 'show')) as Array<{ ifname: string }>).map((l) => l.ifname);
+    const links = ((await ipJson<Array<{ ifname: string }>>(h.ns, 'link', 'show'))).map((l) => l.ifname);
     assert.deepEqual(links.filter((n) => n.startsWith('veth')), [], `no veth left on host ${i + 1}`);
     assert.deepEqual(readdirSync(join(h.dataDir, 'tulle')).filter((f) => /^\d/.test(f)), [], `no reservation left on host ${i + 1}`);
   }

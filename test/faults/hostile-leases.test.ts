@@ -117,7 +117,7 @@ for (const store of ['sqlite', 'etcd'] as const) {
       // Only a judgement that needs a host (a duplicate MAC is judged store-wide too) can be missing here.
       assert.ok(row, `tulle leases lists ${h.key}`);
       assert.equal(row.rejected?.reason, h.reason, `tulle leases: ${h.what}: ${JSON.stringify(row.rejected)}`);
-      assert.ok(row.rejected!.detail.length <= 400, `the detail is cut, not the whole value (${row.rejected!.detail.length} characters)`);
+      assert.ok(row.rejected.detail.length <= 400, `the detail is cut, not the whole value (${row.rejected.detail.length} characters)`);
     }
     assert.ok(leases.every((l) => listed.find((x) => x.key === (l as { key?: string }).key)?.rejected === null), 'the hosts\' own leases are ok');
     const status = await run(['ip', 'netns', 'exec', state.hosts[0]!.namespace, process.execPath, TULLE_BIN, 'status', '--store', state.overlay!.store, '--json'], { allowFailure: true });

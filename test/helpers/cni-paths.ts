@@ -41,7 +41,7 @@ export async function startCniServer(t: { after(fn: () => unknown): void }, ns: 
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, SERVER_MAIN, socket, ...(o.readTimeoutMs ? [String(o.readTimeoutMs)] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
     const parts = stderr.split('\n');
     stderr = parts.pop()!;
@@ -56,7 +56,7 @@ export async function startCniServer(t: { after(fn: () => unknown): void }, ns: 
     rmSync(dir, { recursive: true, force: true });
   });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => d.includes('ready') && resolve());
+    child.stdout.setEncoding('utf8').on('data', (d: string) => d.includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`CNI server exited (${code}) before it was ready: ${lines.join('\n')}${stderr}`)));
   });
   return {

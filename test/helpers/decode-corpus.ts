@@ -108,16 +108,16 @@ function handMade(): Buffer[] {
   f.push(udpFrame({ ...hostA, srcPort: 1234, dstPort: 8472, payload: Buffer.alloc(6) }));
   // Every checksum verdict.
   const badOuterIp = encapsulate(ping, { ...hostA, vni: 1 });
-  badOuterIp[24] ^= 0xff;
+  badOuterIp[24]! ^= 0xff;
   f.push(badOuterIp);
   const badUdp = encapsulate(ping, { ...hostA, vni: 1, udpChecksum: true });
   badUdp.writeUInt16BE(badUdp.readUInt16BE(40) ^ 0x0101, 40);
   f.push(badUdp);
   const badInnerIcmp = Buffer.from(ping);
-  badInnerIcmp[badInnerIcmp.length - 1] ^= 0x55;
+  badInnerIcmp[badInnerIcmp.length - 1]! ^= 0x55;
   f.push(encapsulate(badInnerIcmp, { ...hostA, vni: 1, udpChecksum: true }));
   const badInnerIp = Buffer.from(ping);
-  badInnerIp[24] ^= 0x10;
+  badInnerIp[24]! ^= 0x10;
   f.push(encapsulate(badInnerIp, { ...hostA, vni: 1 }));
   const zeroUdp6 = encapsulate(ping, { ...hostV6, vni: 3 });
   zeroUdp6.writeUInt16BE(0, 14 + 40 + 6);

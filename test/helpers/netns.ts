@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import { createNetns, deleteNetns, deleteNetnsSync } from '../../src/netns/netns.js';
 import { run, runJson } from '../../src/base/exec.js';
-import { NetlinkClient } from '../../src/netlink/index.js';
+import { NetlinkClient, NetlinkError } from '../../src/netlink/index.js';
 
 const created = new Set<string>();
 process.on('exit', () => {
@@ -66,4 +66,12 @@ export async function vtepHost(t: Parameters<typeof freshNetns>[0], label: strin
   const nl = await NetlinkClient.open({ netns: ns });
   t.after(() => nl.close());
   return { ns, nl };
+}
+
+/**
+ * For assert.rejects: a NetlinkError with this errno name whose message is exactly `message` (a string) or matches
+ * it (a RegExp).
+ */
+export function isNetlinkError(errno: string, message: string | RegExp): (e: unknown) => boolean {
+  return (e: unknown) => e instanceof NetlinkError && e.errno === errno && (typeof message === 'string' ? e.message === message : message.test(e.message));
 }

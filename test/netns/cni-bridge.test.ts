@@ -50,7 +50,7 @@ async function ping(fromNs: string, address: string): Promise<boolean> {
 }
 
 const ipamFiles = (host: Host) => (existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : []);
-const linkNames = async (ns: string) => ((await ipJson(ns, 'link', 'show')) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
+const linkNames = async (ns: string) => ((await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show'))).map((l) => l.ifname).sort();
 
 for (const path of CNI_PATHS) {
   test(`[${path}] bridge mode: pods get cni0, a veth, an address and the cluster route; results in each version pass the spec; pods reach each other and the host`, async (t) => {
@@ -61,7 +61,7 @@ for (const path of CNI_PATHS) {
     for (const [i, v] of versions.entries()) results.push(await addOk(host, `bridge-pod-${i}`, pods[i]!, host.config({ cniVersion: v })));
 
     const addresses = results.map((r) => r.ips[0].address as string);
-    assert.equal(new Set(addresses).size, 3, `distinct addresses: ${addresses}`);
+    assert.equal(new Set(addresses).size, 3, `distinct addresses: ${addresses.join(', ')}`);
     for (const [i, v] of versions.entries()) {
       const r = results[i]!;
       assert.deepEqual(resultViolations(r, v), [], `result ${i} (${v}): ${JSON.stringify(r)}`);
@@ -147,7 +147,7 @@ for (const path of CNI_PATHS) {
 
     const missingPrev = await call(host, 'CHECK', 'check-pod', pod, host.config());
     assert.equal(missingPrev.error?.code, 7);
-    assert.match(missingPrev.error!.msg, /^prevResult: \(missing\) is required for CHECK/);
+    assert.match(missingPrev.error.msg, /^prevResult: \(missing\) is required for CHECK/);
 
     await ip(pod, 'route', 'del', '10.244.0.0/16', 'dev', 'eth0');
     const bad = await call(host, 'CHECK', 'check-pod', pod, withPrev);

@@ -37,12 +37,12 @@ const add = (host: Host, containerId: string, pod: string, config = host.config(
   cniInvoke({ command: 'ADD', containerId, ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env });
 
 const ipamFiles = (host: Host) => (existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : []);
-const linkNames = async (ns: string) => ((await ipJson(ns, 'link', 'show')) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
+const linkNames = async (ns: string) => ((await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show'))).map((l) => l.ifname).sort();
 
 function assertError(out: CniOutcome, code: number, msg: RegExp): void {
   assert.equal(out.exitCode, 1, out.stdout + out.stderr);
   assert.equal(out.error?.code, code, out.stdout);
-  assert.match(out.error!.msg, msg);
+  assert.match(out.error.msg, msg);
   assert.doesNotMatch(out.stdout + out.stderr, /\n\s+at /, 'no stack trace');
 }
 
@@ -111,7 +111,7 @@ for (const path of CNI_PATHS) {
     // The agent restarted after --cleanup and leased 10.244.7.0/24.
     writeFileSync(host.subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
     assertError(await add(host, 'new-pod', b), 103, /^bridge: cni0 still has 10\.244\.1\.1\/24 of this host's previous subnet, and 1 pod \(veth[0-9a-f]+\) still uses it; the host's subnet is now 10\.244\.7\.1\/24: remove or restart those pods/);
-    const cni0 = async () => ((await ipJson(host.ns, 'addr', 'show', 'dev', 'cni0')) as Array<{ addr_info: Array<{ family: string; local: string; prefixlen: number }> }>)[0]!.addr_info.filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
+    const cni0 = async () => ((await ipJson<Array<{ addr_info: Array<{ family: string; local: string; prefixlen: number }> }>>(host.ns, 'addr', 'show', 'dev', 'cni0')))[0]!.addr_info.filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
     assert.deepEqual(await cni0(), ['10.244.1.1/24'], 'untouched while a pod uses it');
     assert.equal((await cniInvoke({ command: 'DEL', containerId: 'old-pod', ifName: 'eth0', netns: `/run/netns/${a}`, config: host.config(), hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env })).exitCode, 0);
     const moved = await add(host, 'new-pod', b);

@@ -27,7 +27,7 @@ async function makeHost(t: Parameters<typeof freshNetns>[0], mode: string) {
 }
 
 async function podEth0(pod: string): Promise<{ mac: string; addresses: string[] }> {
-  const [link] = (await ipJson(pod, 'addr', 'show', 'dev', 'eth0')) as Array<{ address: string; addr_info: Array<{ family: string; local: string; prefixlen: number }> }>;
+  const [link] = (await ipJson<Array<{ address: string; addr_info: Array<{ family: string; local: string; prefixlen: number }> }>>(pod, 'addr', 'show', 'dev', 'eth0'));
   return { mac: link!.address, addresses: link!.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`) };
 }
 
@@ -49,8 +49,8 @@ for (const mode of ['bridge', 'routed'] as const) {
     // Another pod asking for the same address is refused and leaves nothing behind.
     out = await host.call('ADD', 'req-b', b, { args: 'IP=10.244.1.77' });
     assert.equal(out.error?.code, 106, out.stdout);
-    assert.match(out.error!.msg, /^CNI_ARGS IP: "10\.244\.1\.77" is already in use by req-a eth0/);
-    assert.deepEqual(((await ipJson(b, 'link', 'show')) as Array<{ ifname: string }>).map((l) => l.ifname), ['lo']);
+    assert.match(out.error.msg, /^CNI_ARGS IP: "10\.244\.1\.77" is already in use by req-a eth0/);
+    assert.deepEqual(((await ipJson<Array<{ ifname: string }>>(b, 'link', 'show'))).map((l) => l.ifname), ['lo']);
 
     // DEL releases it; the same request then succeeds for the other pod.
     out = await host.call('DEL', 'req-a', a);

@@ -26,7 +26,7 @@ function setup(t: { after(fn: () => unknown): void }, subnet = '10.244.7.1/24') 
 
 const ok = (out: CniOutcome, what: string) => assert.equal(out.exitCode, 0, `${what}: ${out.stdout}${out.stderr}`);
 const requests = (log: string[]) => log.map((l) => JSON.parse(l)).filter((l) => l.msg === 'cni request');
-const links = async (ns: string) => ((await ipJson(ns, 'link', 'show')) as Array<{ ifname: string }>).map((l) => l.ifname).sort();
+const links = async (ns: string) => ((await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show'))).map((l) => l.ifname).sort();
 
 test('the agent killed mid-run: later calls work through the fallback, and a restarted server takes over the stale socket', async (t) => {
   const host = await freshNetns(t, 'host');
@@ -97,7 +97,7 @@ test('a server that takes the request and closes without answering: ADD answers 
   const add = await cniInvoke({ ...base, command: 'ADD' });
   assert.equal(add.exitCode, 1);
   assert.equal(add.error?.code, 11, add.stdout);
-  assert.match(add.error!.msg, /the agent's CNI socket closed before ADD was answered/);
+  assert.match(add.error.msg, /the agent's CNI socket closed before ADD was answered/);
   assert.deepEqual(await links(host), ['lo'], 'the shim itself made nothing');
   ok(await cniInvoke({ ...base, command: 'DEL' }), 'DEL through the fallback');
 });
@@ -117,7 +117,7 @@ test('a server that takes the request and never answers: the shim gives up after
   const base = { containerId: 'hung-1', ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: socket, TULLE_CNI_ANSWER_TIMEOUT: '1' } };
   const add = await cniInvoke({ ...base, command: 'ADD' });
   assert.equal(add.error?.code, 11, add.stdout);
-  assert.match(add.error!.msg, /gave no answer in time/);
+  assert.match(add.error.msg, /gave no answer in time/);
   ok(await cniInvoke({ ...base, command: 'DEL' }), 'DEL through the fallback');
 });
 
@@ -142,7 +142,7 @@ test('a server answering garbage (wrong magic, a length over 16 MiB, a status it
     const add = await cniInvoke({ ...base, command: 'ADD' });
     assert.equal(add.exitCode, 1);
     assert.equal(add.error?.code, code, add.stdout);
-    assert.match(add.error!.msg, msg);
+    assert.match(add.error.msg, msg);
     if (code === 11) ok(await cniInvoke({ ...base, command: 'DEL' }), `DEL ${i} through the fallback`);
   }
   assert.deepEqual(await links(host), ['lo'], 'nothing was made from a garbage answer');

@@ -38,7 +38,7 @@ function recorder() {
   const waiters: Array<{ match: (e: NetlinkEvent) => boolean; resolve: (e: NetlinkEvent) => void }> = [];
   return {
     events,
-    onEvent(e: NetlinkEvent) {
+    onEvent: (e: NetlinkEvent): void => {
       events.push(e);
       for (const w of waiters.splice(0)) {
         if (w.match(e)) w.resolve(e);

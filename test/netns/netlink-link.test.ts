@@ -4,8 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
-import { NetlinkClient, NetlinkError } from '../../src/netlink/index.js';
+import { freshNetns, ip, ipJson, isNetlinkError, requireRoot } from '../helpers/netns.js';
+import { NetlinkClient } from '../../src/netlink/index.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 requireRoot();
@@ -24,10 +24,6 @@ async function host(t: Parameters<typeof freshNetns>[0], label = 'host'): Promis
 
 async function linkJson(ns: string, name: string): Promise<any> {
   return (await ipJson(ns, 'link', 'show', 'dev', name))[0];
-}
-
-function isNetlinkError(errno: string, message: string | RegExp) {
-  return (e: unknown) => e instanceof NetlinkError && e.errno === errno && (typeof message === 'string' ? e.message === message : message.test(e.message));
 }
 
 test('createVxlan makes the VTEP as asked, and getLink/listLinks report it as ip does', async (t) => {

@@ -5,17 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bridgeJson, freshNetns, ip, ipJson, requireRoot, vtepHost as vtepHostIn } from '../helpers/netns.js';
-import { NetlinkError, normalizeFdb, type Fdb } from '../../src/netlink/index.js';
+import { bridgeJson, freshNetns, ip, ipJson, isNetlinkError, requireRoot, vtepHost as vtepHostIn } from '../helpers/netns.js';
+import { normalizeFdb, type Fdb } from '../../src/netlink/index.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 requireRoot();
 
 const vtepHost = (t: Parameters<typeof freshNetns>[0]) => vtepHostIn(t, 'neigh');
-
-function isNetlinkError(errno: string, message: string | RegExp) {
-  return (e: unknown) => e instanceof NetlinkError && e.errno === errno && (typeof message === 'string' ? e.message === message : message.test(e.message));
-}
 
 test('neighbours: replace (nud permanent), list like ip neigh, replace with a new MAC, delete', async (t) => {
   const { ns, nl } = await vtepHost(t);

@@ -53,6 +53,6 @@ test('route get: a forwarded packet (iif) is looked up as the kernel forwards it
     [{ dst: '10.244.2.7', iif: 'x'.repeat(40) }, 'route get iif'],
     [{ dst: '10.244.2.7', mark: -1 }, 'route get mark'],
   ] as const) {
-    await assert.rejects(nl.getRoute(q as never), (e: unknown) => e instanceof InvalidValueError && e.field === field, JSON.stringify(q));
+    await assert.rejects(nl.getRoute(q), (e: unknown) => e instanceof InvalidValueError && e.field === field, JSON.stringify(q));
   }
 });

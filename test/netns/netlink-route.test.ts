@@ -4,17 +4,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { freshNetns, ipJson, requireRoot, vtepHost as vtepHostIn } from '../helpers/netns.js';
-import { NetlinkError, TULLE_ROUTE_PROTOCOL, normalizeRoute, type Route } from '../../src/netlink/index.js';
+import { freshNetns, ipJson, isNetlinkError, requireRoot, vtepHost as vtepHostIn } from '../helpers/netns.js';
+import { TULLE_ROUTE_PROTOCOL, normalizeRoute, type Route } from '../../src/netlink/index.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 requireRoot();
 
 const vtepHost = (t: Parameters<typeof freshNetns>[0]) => vtepHostIn(t, 'route');
-
-function isNetlinkError(errno: string, message: string | RegExp) {
-  return (e: unknown) => e instanceof NetlinkError && e.errno === errno && (typeof message === 'string' ? e.message === message : message.test(e.message));
-}
 
 test('addresses: add, list (same as ip), delete; EEXIST, EADDRNOTAVAIL, ENODEV, invalid', async (t) => {
   const { ns, nl } = await vtepHost(t);

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../src/base/retry.js';
 import { execIn } from '../../src/netns/netns.js';
-import { compareFields, decapsulate, encapsulate, jsonFields, readCaptureSync, tsharkFields } from '../../src/wire/index.js';
+import { decapsulate, encapsulate, readCaptureSync } from '../../src/wire/index.js';
+import { compareFields, jsonFields, tsharkFields } from '../helpers/tshark.js';
 import { startCapture, stopCapture } from '../helpers/capture.js';
 import { bridgeJson, freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
 
@@ -106,8 +107,8 @@ test('kernel VTEP answers a codec-built VXLAN ping; the captured exchange decode
   });
   let out = '';
   let err = '';
-  peerRun.stdout.on('data', (d: Buffer) => (out += d));
-  peerRun.stderr.on('data', (d: Buffer) => (err += d));
+  peerRun.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  peerRun.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const code = await new Promise((resolve) => peerRun.once('exit', resolve));
   assert.equal(code, 0, `peer failed: ${out} ${err}`);
 

@@ -96,7 +96,7 @@ test('STATUS: 50 without subnet.env or without a free address, success otherwise
   const status = (extra: Record<string, unknown>) => cniInvoke({ command: 'STATUS', config: config(extra) });
   let out = await status({});
   assert.equal(out.error?.code, 50);
-  assert.match(out.error!.msg, /^not available: .*does not exist: is the tulle agent running/);
+  assert.match(out.error.msg, /^not available: .*does not exist: is the tulle agent running/);
 
   const dataDir = join(dir, 'status-ipam');
   out = await status({ subnetFile, dataDir });
@@ -107,11 +107,11 @@ test('STATUS: 50 without subnet.env or without a free address, success otherwise
   writeFileSync(join(dataDir, 'tulle-test', '10.244.3.2'), 'someone\r\neth0');
   out = await status({ subnetFile, dataDir });
   assert.equal(out.error?.code, 50);
-  assert.match(out.error!.msg, /^not available: no free address in 10\.244\.3\.0\/30/);
+  assert.match(out.error.msg, /^not available: no free address in 10\.244\.3\.0\/30/);
 
   out = await status({ cniVersion: '1.0.0', subnetFile, dataDir });
   assert.equal(out.error?.code, 1);
-  assert.match(out.error!.msg, /"1\.0\.0" has no STATUS \(it came with 1\.1\.0\)/);
+  assert.match(out.error.msg, /"1\.0\.0" has no STATUS \(it came with 1\.1\.0\)/);
 });
 
 test('GC needs cni.dev/valid-attachments and a 1.1.0 config', async () => {
@@ -135,7 +135,7 @@ test('a missing subnet.env at the default path: the message says the default was
   delete c.subnetFile;
   const out = await cniInvoke(add({ config: c }));
   assert.equal(out.error?.code, 11);
-  assert.match(out.error!.msg, /the config has no "subnetFile", so the default \/run\/flannel\/subnet\.env was used; it must be the agent's --subnet-file/);
+  assert.match(out.error.msg, /the config has no "subnetFile", so the default \/run\/flannel\/subnet\.env was used; it must be the agent's --subnet-file/);
   await expectError(add(), 11, /is the tulle agent running on this host\?$/);
 });
 

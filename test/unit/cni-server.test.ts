@@ -161,7 +161,7 @@ test('socket path: a stale socket is replaced, a live one or a non-socket file i
   const stale = join(dir, 'stale.sock');
   const other = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => other.kill('SIGKILL'));
-  await new Promise((r) => other.stdout!.once('data', r));
+  await new Promise((r) => other.stdout.once('data', r));
   await assert.rejects(CniServer.start({ path: stale, log: quiet }), { code: 'TULLE_CNI_SOCKET_IN_USE', message: /another process already serves/ });
   other.kill('SIGKILL');
   await new Promise((r) => other.once('exit', r));

@@ -15,7 +15,7 @@ test('flannel defaults: SubnetLen 24, SubnetMin the second subnet, SubnetMax the
   });
 });
 
-test('the DESIGN.md config reads back as written', () => {
+test('the ARCHITECTURE.md config reads back as written', () => {
   const text =
     '{"Network":"10.244.0.0/16","SubnetLen":24,"SubnetMin":"10.244.1.0","SubnetMax":"10.244.255.0","Backend":{"Type":"vxlan","VNI":1,"Port":8472,"MTU":0,"GBP":false,"DirectRouting":false,"Learning":false}}';
   assert.deepEqual(parseNetworkConfig(text), JSON.parse(text));

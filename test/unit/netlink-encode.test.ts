@@ -14,7 +14,7 @@ import { encodeCreateVeth, encodeCreateVxlan, encodeSetLink } from '../../src/ne
 import { planOp } from '../../src/netlink/batch.js';
 import { prepareAddAddress } from '../../src/netlink/addr.js';
 import { NetlinkError } from '../../src/netlink/errors.js';
-import { sysctlPath } from '../../src/netlink/sysctl.js';
+import { sysctlPath } from '../../src/sys/sysctl.js';
 
 const HDR = 16;
 

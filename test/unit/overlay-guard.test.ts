@@ -8,8 +8,8 @@ import { iptablesGuardRule, nftGuardRuleset, normalizePeers } from '../../src/ov
 test('the nft ruleset matches the VNI raw after the UDP header, and only on the network\'s port', () => {
   const text = nftGuardRuleset({ vni: 4096, port: 4789, allowedSources: ['203.0.113.0/24'] }, ['192.0.2.12', '192.0.2.11', '192.0.2.12']);
   assert.match(text, /udp dport 4789 @th,96,24 4096 ip saddr != @peers ip saddr != @allowed counter name "unknown_source" drop/);
-  assert.match(text, /set peers \{\n    type ipv4_addr;\n    elements = \{ 192\.0\.2\.11, 192\.0\.2\.12 \}/);
-  assert.match(text, /flags interval; auto-merge;\n    elements = \{ 203\.0\.113\.0\/24 \}/);
+  assert.match(text, /set peers \{\n {4}type ipv4_addr;\n {4}elements = \{ 192\.0\.2\.11, 192\.0\.2\.12 \}/);
+  assert.match(text, /flags interval; auto-merge;\n {4}elements = \{ 203\.0\.113\.0\/24 \}/);
   assert.match(text, /^add table ip tulle-guard\ndelete table ip tulle-guard\n/);
   assert.doesNotMatch(nftGuardRuleset({ vni: 1, port: 8472, allowedSources: [] }, []), /elements/);
 });

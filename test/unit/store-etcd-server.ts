@@ -93,7 +93,7 @@ export async function startEtcd(t: { after(fn: () => unknown): void }, options: 
       const c = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
       child = c;
       running.add(c);
-      c.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
+      c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
       c.once('exit', () => running.delete(c));
       const deadline = Date.now() + 20_000;
       while (!(await healthy(clientUrl, tls))) {

@@ -113,7 +113,7 @@ test('IPv4 header checksum: a changed byte or a forced checksum is detected', ()
   for (let i = 1; i < 20; i++) {
     if (i === 2 || i === 3 || i === 10 || i === 11) continue; // total length and the checksum itself
     const bad = Buffer.from(good);
-    bad[i] ^= 0x01;
+    bad[i]! ^= 0x01;
     assert.equal(decodeIpv4(bad, 0, bad.length, false).checksumValid, false, `byte ${i} flipped`);
   }
   assert.equal(decodeIpv4(buildIpv4(h, Buffer.alloc(8), { checksum: 0x1234 })).checksum, 0x1234);
@@ -209,7 +209,7 @@ test('ICMP and ICMPv6 echo round-trip with good checksums; a flipped bit makes t
       assert.deepEqual(v.header(), h);
       assert.deepEqual(v.payload, p);
       assert.equal(v.checksumStatus(), 'good');
-      msg[msg.length - 1] ^= 0x80;
+      msg[msg.length - 1]! ^= 0x80;
       assert.equal(decodeIcmp(msg, 0, msg.length, 4).checksumStatus(), 'bad');
     }),
     RUNS,

@@ -11,18 +11,8 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { run } from '../../src/base/exec.js';
 import { bytesToMac } from '../../src/base/ip.js';
-import {
-  arpFrame,
-  compareFields,
-  encapsulate,
-  encodePcap,
-  formatIPv6,
-  icmpEchoFrame,
-  jsonFields,
-  tsharkFields,
-  udpFrame,
-  type VxlanOuter,
-} from '../../src/wire/index.js';
+import { arpFrame, encapsulate, encodePcap, formatIPv6, icmpEchoFrame, udpFrame, type VxlanOuter } from '../../src/wire/index.js';
+import { compareFields, jsonFields, tsharkFields } from '../helpers/tshark.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const PORTS = [4789, 8472, 9000];
@@ -51,16 +41,16 @@ function handPicked(): Buffer[] {
   frames.push(encapsulate(ping, { ...hostA, vni: 1 })); // flannel: 8472, no UDP checksum
   frames.push(encapsulate(icmpEchoFrame({ ...pods, srcIp: pods.dstIp, dstIp: pods.srcIp, id: 16640, seq: 3, reply: true }), { ...hostA, vni: 4096, dstPort: 4789, udpChecksum: true })); // Calico
   const badOuterIp = encapsulate(ping, { ...hostA, vni: 1 });
-  badOuterIp[24] ^= 0xff;
+  badOuterIp[24]! ^= 0xff;
   frames.push(badOuterIp);
   const badUdp = encapsulate(ping, { ...hostA, vni: 1, udpChecksum: true });
   badUdp.writeUInt16BE(badUdp.readUInt16BE(40) ^ 0x0101, 40);
   frames.push(badUdp);
   const badInnerIcmp = Buffer.from(ping);
-  badInnerIcmp[badInnerIcmp.length - 1] ^= 0x55;
+  badInnerIcmp[badInnerIcmp.length - 1]! ^= 0x55;
   frames.push(encapsulate(badInnerIcmp, { ...hostA, vni: 1, udpChecksum: true }));
   const badInnerIp = Buffer.from(ping);
-  badInnerIp[24] ^= 0x10;
+  badInnerIp[24]! ^= 0x10;
   frames.push(encapsulate(badInnerIp, { ...hostA, vni: 1 }));
   frames.push(encapsulate(arpFrame({ op: 1, senderMac: pods.srcMac, senderIp: '10.244.0.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.1.0' }), { ...hostA, vni: 1, vlans: [{ tpid: 0x8100, pcp: 3, dei: false, vid: 100 }] }));
   frames.push(encapsulate(udpFrame({ ...pods, srcPort: 40000, dstPort: 53, payload: Buffer.from('dns?') }), { ...hostA, vni: 77, dstPort: 9000, gbp: { policyId: 300, dontLearn: true, policyApplied: true } }));

@@ -41,21 +41,26 @@ export const demoCommand: CommandSpec = {
   async run({ options }) {
     const name = validateLabName(options.name as string, '--name');
     const pods = validatePodCount(options.pods as number, '--pods');
+    // The spec's choices and defaults guarantee these types (typed command specs would make the casts go away).
+    const nodes = options.nodes as number;
+    const underlay = options.underlay as string;
+    const store = options.store as StoreKind;
+    const mode = options.mode as PodMode;
     const log = createLogger({ component: 'demo' }, { level: 'warn' });
     const out = (s = ''): boolean => process.stdout.write(s + '\n');
-    out(`Building lab ${name}: ${options.nodes} hosts on a ${options.underlay} underlay, ${options.store} store, ${pods} pod(s) per host (${options.mode} mode)...`);
+    out(`Building lab ${name}: ${nodes} hosts on a ${underlay} underlay, ${store} store, ${pods} pod(s) per host (${mode} mode)...`);
     const started = Date.now();
     const state = await labUp({
       name,
-      nodes: options.nodes as number,
-      underlay: options.underlay as string,
+      nodes,
+      underlay,
       logger: log,
       onProgress: (p) => {
         if (p.phase === 'done') out(`  [${p.index}/${p.total}] ${p.step} (${p.ms} ms)`);
       },
-      afterUnderlay: overlaySteps({ store: options.store as StoreKind, mode: options.mode as PodMode, pods }),
+      afterUnderlay: overlaySteps({ store, mode, pods }),
     });
-    let failures = 0;
+    let failures: number;
     try {
       out(`Ready in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
       out();

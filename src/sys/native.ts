@@ -1,8 +1,8 @@
 /**
  * The native binding (native/tulle_native.c, built by node-gyp on `npm ci` into build/Release). It does only
  * what Node cannot: open a netlink socket inside a network namespace, send/receive on it without blocking the
- * event loop, read/write files inside a namespace, and flock(). Loaded lazily, so modules that merely import
- * src/netlink (and unit tests of its pure parts) work without the build.
+ * event loop, read/write files inside a namespace, and flock(). src/netlink uses the socket half, src/sys the rest.
+ * Loaded lazily, so modules that merely import them (and unit tests of their pure parts) work without the build.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -26,15 +26,16 @@ export interface NativeBinding {
   startReading(handle: SocketHandle, callback: (error: NodeJS.ErrnoException | null, data: Buffer | null) => void): void;
   setReadingRef(handle: SocketHandle, ref: boolean): void;
   close(handle: SocketHandle): void;
-  readFile(nsPath: string | null, path: string): string;
-  writeFile(nsPath: string | null, path: string, text: string): void;
+  /** Runs on a libuv pool thread (only that thread enters the namespace), so the event loop is never held up. */
+  readFile(nsPath: string | null, path: string): Promise<string>;
+  writeFile(nsPath: string | null, path: string, text: string): Promise<void>;
   flock(fd: number, mode: 'exclusive' | 'shared' | 'unlock'): Promise<void>;
   tryFlock(fd: number, mode: 'exclusive' | 'shared' | 'unlock'): boolean;
   /** [name, message], e.g. ['ENETUNREACH', 'Network is unreachable']. */
   describeErrno(errno: number): [string, string];
 }
 
-/** build/Release/tulle_native.node at the repository root; this file runs from dist/src/netlink/. */
+/** build/Release/tulle_native.node at the repository root; this file runs from dist/src/sys/. */
 export const BINDING_PATH = fileURLToPath(new URL('../../../build/Release/tulle_native.node', import.meta.url));
 
 let binding: NativeBinding | undefined;

@@ -5,11 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LockError, flock, tryFlock } from '../../src/netlink/index.js';
+import { LockError, flock, tryFlock } from '../../src/sys/flock.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 function lockFile(t: { after(fn: () => void): void }): string {
@@ -38,27 +39,37 @@ test('an exclusive lock excludes another holder until unlocked; shared locks coe
 });
 
 test('a blocking lock waits for the holder without blocking the event loop', async (t) => {
+  // The holder is another process (util-linux flock(1), as host-local's plugin processes would be) that keeps the
+  // lock until it is killed. Were flock() to wait on the loop's own thread, it would return only once the holder
+  // gave up (after 60 s) and `granted` would already be true below: a failure, not a hang.
   const file = lockFile(t);
-  const a = openSync(file, 'r');
-  const b = openSync(file, 'r');
-  t.after(() => {
-    closeSync(a);
-    closeSync(b);
+  // Its own process group, so ending it by its PID also ends the sleep it runs.
+  const holder = spawn('flock', ['--exclusive', file, 'sh', '-c', 'echo held; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const end = (): void => {
+    try {
+      process.kill(-holder.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  };
+  t.after(end);
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout.once('data', () => resolve());
+    holder.once('exit', (code) => reject(new Error(`flock(1) ended (${code}) before taking the lock`)));
   });
-  assert.equal(tryFlock(a, 'exclusive'), true);
+  const b = openSync(file, 'r');
+  t.after(() => closeSync(b));
+  assert.equal(tryFlock(b, 'exclusive'), false, 'the other process holds the lock');
   let granted = false;
   const waiting = flock(b, 'exclusive').then(() => (granted = true));
-  let ticks = 0;
-  for (let i = 0; i < 5; i++) {
-    await sleep(10); // timers keep firing: the loop is free while b waits
-    ticks++;
-  }
-  assert.equal(ticks, 5);
-  assert.equal(granted, false);
-  await flock(a, 'unlock');
+  await sleep(50); // a timer fires while b waits
+  assert.equal(granted, false, 'timers run while the lock is still held elsewhere');
+  end(); // the holder's lock goes with its processes
   await waiting;
   assert.equal(granted, true);
-  assert.equal(tryFlock(a, 'exclusive'), false);
+  const c = openSync(file, 'r');
+  t.after(() => closeSync(c));
+  assert.equal(tryFlock(c, 'shared'), false, 'b holds the lock now');
 });
 
 test('errors name the errno; bad arguments are refused before the system call', async () => {

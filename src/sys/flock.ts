@@ -3,7 +3,7 @@
  * (/var/lib/cni/networks/<name>/lock). A blocking lock waits on a libuv pool thread, never on the event loop.
  */
 import { InvalidValueError, TulleError } from '../base/errors.js';
-import { describeErrno } from './errors.js';
+import { describeErrno } from './errno.js';
 import { native } from './native.js';
 
 export type LockMode = 'exclusive' | 'shared' | 'unlock';

@@ -2,10 +2,10 @@
  * Cross-checking tulle's decoder against Wireshark's: run `tshark` on a capture, read the fields that matter
  * for an overlay (addresses, ports, VNI, checksum validity, ICMP echo, ARP), and turn `tulle decode --json`
  * objects into the same field lists, so the two can be compared frame by frame, field by field. Used by the
- * tests and the decode benchmark.
+ * tests and the decode benchmark only, so it lives with the test helpers rather than in the codec.
  */
-import { run } from '../base/exec.js';
-import { VXLAN_PORT_IANA } from './vxlan.js';
+import { run } from '../../src/base/exec.js';
+import { VXLAN_PORT_IANA } from '../../src/wire/vxlan.js';
 
 /** tshark field names compared; each holds its occurrences from the outer frame inwards. */
 export const COMPARED_FIELDS = [

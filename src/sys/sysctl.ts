@@ -3,10 +3,31 @@
  * namespace of whoever opens the file, so the binding opens it from inside the namespace. Only keys under
  * `net.` are accepted: every other sysctl is machine-wide, and tulle never changes the machine.
  */
-import { InvalidValueError } from '../base/errors.js';
-import { NetlinkError, fromSystemError } from './errors.js';
-import { resolveNetns } from './namespace.js';
+import { InvalidValueError, TulleError } from '../base/errors.js';
+import { resolveNetns } from '../netns/resolve.js';
+import { describeErrno } from './errno.js';
 import { native } from './native.js';
+
+/**
+ * A sysctl the kernel refused or that could not be reached. The message reads like the sysctl(8) command, then
+ * the errno name and its text, then the step that failed:
+ *   `ip netns exec t-x sysctl -w net.ipv4.conf.nosuch.forwarding=1: ENOENT (No such file or directory): write /proc/sys/...`
+ * Callers branch on `errno`, never on the text.
+ */
+export class SysctlError extends TulleError {
+  /** errno name, e.g. 'ENOENT'. */
+  readonly errno: string;
+  readonly errnoNumber: number;
+  /** The sysctl(8) command that failed. */
+  readonly command: string;
+  constructor(command: string, errnoNumber: number, step: string | undefined, options?: { cause?: unknown }) {
+    const [name, text] = describeErrno(errnoNumber);
+    super('TULLE_SYSCTL', `${command}: ${name} (${text})${step ? `: ${step}` : ''}`, options);
+    this.errno = name;
+    this.errnoNumber = errnoNumber;
+    this.command = command;
+  }
+}
 
 /**
  * 'net.ipv4.conf.veth1.proxy_arp' -> /proc/sys/net/ipv4/conf/veth1/proxy_arp. As with sysctl(8), a '/' inside a
@@ -34,7 +55,7 @@ export async function setSysctl(netns: string | undefined, key: string, value: s
   }
   const command = `${where(netns)}sysctl -w ${key}=${value}`;
   try {
-    native().writeFile(resolveNetns(netns) ?? null, path, `${value}\n`);
+    await native().writeFile(resolveNetns(netns) ?? null, path, `${value}\n`);
   } catch (err) {
     throw toSysctlError(command, err);
   }
@@ -45,14 +66,16 @@ export async function getSysctl(netns: string | undefined, key: string): Promise
   const path = sysctlPath(key);
   const command = `${where(netns)}sysctl -n ${key}`;
   try {
-    return native().readFile(resolveNetns(netns) ?? null, path).replace(/\n$/, '');
+    return (await native().readFile(resolveNetns(netns) ?? null, path)).replace(/\n$/, '');
   } catch (err) {
     throw toSysctlError(command, err);
   }
 }
 
 function toSysctlError(command: string, err: unknown): unknown {
-  const e = fromSystemError(command, err);
-  // The binding names the failed step ('open network namespace', 'write /proc/sys/...'); keep it as the detail.
-  return e instanceof NetlinkError ? e : err;
+  const e = err as NodeJS.ErrnoException;
+  // The binding reports errno as a positive number and names the failed step ('open network namespace',
+  // 'write /proc/sys/...') as its syscall; keep that as the detail.
+  if (e && typeof e.errno === 'number' && e.errno !== 0) return new SysctlError(command, Math.abs(e.errno), typeof e.syscall === 'string' ? e.syscall : undefined, { cause: err });
+  return err;
 }

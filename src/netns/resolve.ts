@@ -3,7 +3,7 @@
  * makes) or a path to a namespace file (/proc/PID/ns/net, a bind mount elsewhere).
  */
 import { InvalidValueError } from '../base/errors.js';
-import { netnsPath } from '../netns/netns.js';
+import { netnsPath } from './netns.js';
 
 /** The namespace file for `netns`; undefined means this process's own namespace. */
 export function resolveNetns(netns: string | undefined): string | undefined {
