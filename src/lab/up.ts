@@ -57,7 +57,7 @@ export interface LabProgress {
 
 export interface LabUpOptions {
   name?: string;
-  /** Number of hosts, 1..64. */
+  /** Number of hosts, 1..128. */
   nodes?: number;
   underlay?: Underlay | string;
   /** Labs directory (default `$TULLE_LAB_DIR` or /run/tulle/labs). */
