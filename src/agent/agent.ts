@@ -27,7 +27,7 @@ import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
 import type { NetworkConfig } from '../config/network.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type Link, type NetlinkEvent } from '../netlink/index.js';
 import type { Rejection } from '../overlay/admission.js';
-import { Reconciler } from '../overlay/reconciler.js';
+import { Reconciler, type ReconcileMode } from '../overlay/reconciler.js';
 import { TrafficRules, chooseBackend } from '../overlay/rules.js';
 import { VxlanGuard } from '../overlay/guard.js';
 import { registerGuardMetrics } from './guard-metrics.js';
@@ -269,9 +269,10 @@ export class Agent {
     this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
 
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
-    for await (const _batch of watcher) {
-      reconciler.setLeases(watcher.leases.filter((l) => l.key !== lease.key));
-      const r = await this.reconcile('leases');
+    for await (const batch of watcher) {
+      // Only what changed goes on: the reconciler writes the entries of those peers alone (no dump, no full diff).
+      reconciler.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
+      const r = await this.reconcile('leases', 'incremental');
       if (r && !this.health.ready) {
         const peers = reconciler.lastAdmission.admitted.length;
         this.setHealth(true, 'programmed', { subnet: lease.subnet, peers });
@@ -354,11 +355,12 @@ export class Agent {
     return { ...base, mac: chooseVtepMac(keepable, this.options.stateDir, name) };
   }
 
-  private async reconcile(reason: string) {
+  /** Lease changes run incrementally; start, the periodic resync and drift (overflow included) run in full. */
+  private async reconcile(reason: string, mode: ReconcileMode = 'full') {
     if (!this.reconciler || this.signal.aborted) return undefined;
     try {
       if (this.vtepRepair) await this.vtepRepair;
-      return await this.reconciler.reconcile(reason);
+      return await this.reconciler.reconcile(reason, mode);
     } catch (err) {
       this.metrics.kernelErrors.inc();
       if (!this.signal.aborted) this.log.error('reconcile failed', { reason, error: describeError(err) });
