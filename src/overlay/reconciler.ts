@@ -298,7 +298,9 @@ export class Reconciler {
 
   private async runOnce(reason: string): Promise<ReconcileResult> {
     const started = performance.now();
-    const full = this.wantFull || !this.synced;
+    // A peer due for a retry may have left entries the plans do not show (a rollback restores nothing it replaced): full.
+    const retryDue = [...this.failing.values()].some((f) => f.retryAt <= this.now());
+    const full = this.wantFull || !this.synced || retryDue;
     this.wantFull = false;
     const view = full ? await this.readKernel() : undefined;
     if (view) this.foreign = view.foreignRoutes.filter((f) => cidrsOverlap(f, this.network));

@@ -217,3 +217,27 @@ test('a peer that fails incrementally is rolled back and left out until its back
   assert.ok(k.routes.has('10.244.5.0/24'));
   r.close();
 });
+
+test('a changed peer whose new entries fail is rolled back; its retry is a full run, which sees the route it left and completes it', async () => {
+  let clock = 1_000_000;
+  let refuse = true;
+  const k = kernelStandIn((o) => refuse && o.op === 'replaceFdb' && o.args.mac === '02:00:00:00:bb:03', 0);
+  const r = new Reconciler(k.nl, ctx, silentLogger, {}, () => clock);
+  r.setLeases([peer(2), peer(3)]);
+  await r.reconcile('start');
+  const dumps = k.dumps();
+  r.updateLeases([ev('changed', peer(3, { mac: '02:00:00:00:bb:03' }))]);
+  const failed = await r.reconcile('leases', 'incremental');
+  assert.deepEqual([failed.failed, failed.programmed], [1, 1]);
+  assert.ok(k.routes.has('10.244.3.0/24') && !k.neigh.has('10.244.3.0'), 'the route stays, the new neighbour was rolled back');
+  refuse = false;
+  clock += 1000;
+  const ok = await r.reconcile('leases', 'incremental');
+  assert.equal(k.dumps(), dumps + 3, 'the retry read the kernel');
+  assert.equal(ok.failed, 0);
+  assert.equal(ok.programmed, 2);
+  assert.equal(k.neigh.get('10.244.3.0')?.mac, '02:00:00:00:bb:03');
+  assert.ok(k.fdb.has('02:00:00:00:bb:03 198.51.100.3'));
+  assert.equal(k.ops().filter((o) => o === 'addRoute 10.244.3.0/24').length, 1, 'added once at start, never over itself');
+  r.close();
+});
