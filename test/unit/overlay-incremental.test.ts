@@ -196,11 +196,12 @@ test('a full request coalesced with incremental ones makes the shared run full',
   r.close();
 });
 
-test('a peer that fails incrementally is rolled back and left out until its backoff has passed', async () => {
+test('a peer that fails incrementally is rolled back and left out until its backoff has passed', async (t) => {
   let clock = 1_000_000;
   let refuse = true;
   const k = kernelStandIn((o) => refuse && o.op === 'addRoute' && o.args.dst === '10.244.5.0/24', 0);
   const r = new Reconciler(k.nl, ctx, silentLogger, {}, () => clock);
+  t.after(() => r.close()); // its retry timer, also when an assertion fails
   r.setLeases([peer(2)]);
   await r.reconcile('start');
   r.updateLeases([ev('added', peer(5))]);
@@ -218,11 +219,12 @@ test('a peer that fails incrementally is rolled back and left out until its back
   r.close();
 });
 
-test('a changed peer whose new entries fail is rolled back; its retry is a full run, which sees the route it left and completes it', async () => {
+test('a changed peer whose new entries fail is rolled back; its retry is a full run, which sees the route it left and completes it', async (t) => {
   let clock = 1_000_000;
   let refuse = true;
   const k = kernelStandIn((o) => refuse && o.op === 'replaceFdb' && o.args.mac === '02:00:00:00:bb:03', 0);
   const r = new Reconciler(k.nl, ctx, silentLogger, {}, () => clock);
+  t.after(() => r.close()); // its retry timer, also when an assertion fails
   r.setLeases([peer(2), peer(3)]);
   await r.reconcile('start');
   const dumps = k.dumps();
