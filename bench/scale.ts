@@ -37,7 +37,7 @@ import { resetSpareVtep, spareNamespacesStep } from './spare-host.js';
 
 export const NAME = 'scale';
 const GOAL_RATIO = 1.0;
-const GOAL_RSS_MB = 100;
+const GOAL_RSS_MB = 80;
 /** Room for 65535 /24 subnets: the default 10.244.0.0/16 holds only 255. */
 const NETWORK_CONFIG = '{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1,"Port":8472}}';
 const LEASE_TTL_SECONDS = 3600;

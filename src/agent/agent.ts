@@ -27,7 +27,7 @@ import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
 import type { NetworkConfig } from '../config/network.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type Link, type NetlinkEvent } from '../netlink/index.js';
 import type { Rejection } from '../overlay/admission.js';
-import { Reconciler } from '../overlay/reconciler.js';
+import { Reconciler, type ReconcileMode } from '../overlay/reconciler.js';
 import { TrafficRules, chooseBackend } from '../overlay/rules.js';
 import { VxlanGuard } from '../overlay/guard.js';
 import { registerGuardMetrics } from './guard-metrics.js';
@@ -53,6 +53,31 @@ export class AgentError extends TulleError {
   }
 }
 
+/** The start-up phases, in order (Agent.start). */
+export type StartPhase = 'store' | 'config' | 'underlay' | 'lease' | 'vtep' | 'rules' | 'watch';
+
+/** What the store phase opened. */
+interface StoreSide {
+  registry: Registry;
+  manager: LeaseManager;
+  outage: StoreOutage;
+}
+
+/** The host as the underlay phase found it: the netlink client, the underlay and the VTEP to make. */
+interface HostSide {
+  nl: NetlinkClient;
+  underlay: Underlay;
+  spec: VtepSpec;
+}
+
+/** The traffic rules as the rules phase set them up. */
+interface RulesSide {
+  rules: TrafficRules;
+  spec: { network: string; subnet: string; ipMasq: boolean };
+  stateFile: string;
+  guard: VxlanGuard | undefined;
+}
+
 export class Agent {
   readonly metrics = new AgentMetrics();
   private readonly abort = new AbortController();
@@ -71,7 +96,7 @@ export class Agent {
   /** Rejections already logged, by key, with the words they were logged with (each is logged once). */
   private reported = new Map<string, string>();
   /** Set when the agent must stop for a reason it cannot retry past (its lease was lost). */
-  private fatal: unknown;
+  private fatal: Error | undefined;
 
   constructor(
     private readonly options: AgentOptions,
@@ -90,7 +115,7 @@ export class Agent {
       await this.start();
     } catch (err) {
       // Whatever was interrupted by stop() is not a failure; a lost lease is.
-      if (!this.signal.aborted || this.fatal) throw this.fatal ?? err;
+      if (!this.signal.aborted || this.fatal) throw this.fatal ?? (err instanceof Error ? err : new AgentError(String(err)));
     }
     if (this.fatal) throw this.fatal;
   }
@@ -139,11 +164,35 @@ export class Agent {
     this.signal.throwIfAborted();
   }
 
+  /**
+   * Start-up as named phases, in this order: store (health server, store, lease manager), config (waits for the
+   * network config), underlay (netlink, underlay, VTEP spec), lease, vtep (device, address, subnet.env), rules
+   * (traffic rules, VXLAN guard), watch (reconciler, kernel events, renewal, timers, the lease watch). Each phase
+   * registers what it opens with own() as it opens it — that is its undo, run newest first by stop() or after a
+   * failure — and ends at a checkpoint, so stop() during any phase ends the start-up there.
+   */
   private async start(): Promise<void> {
-    const { options, log, signal, metrics } = this;
+    const store = await this.phase('store', () => this.openStorePhase());
+    const config = await this.phase('config', () => this.configPhase(store));
+    const host = await this.phase('underlay', () => this.underlayPhase(config));
+    const lease = await this.phase('lease', () => this.leasePhase(store, config, host));
+    await this.phase('vtep', () => this.vtepPhase(store, config, host, lease));
+    const rules = await this.phase('rules', () => this.rulesPhase(config, lease));
+    await this.phase('watch', () => this.watchPhase(store, config, host, lease, rules));
+  }
+
+  /** Run one start-up phase and end the start-up after it if stop() came meanwhile. */
+  private async phase<T>(name: StartPhase, run: () => Promise<T>): Promise<T> {
+    this.log.debug('start-up phase', { phase: name });
+    const result = await run();
+    this.checkpoint();
+    return result;
+  }
+
+  private async openStorePhase(): Promise<StoreSide> {
+    const { options, log, metrics } = this;
     this.own(await startHealthServer(options.healthAddr, metrics, () => this.health, options.healthRoutes), closeServer);
     log.info('agent starting', { store: options.store, prefix: options.prefix, health: options.healthAddr });
-
     const registry = this.own(await this.openStore(), (r) => r.close());
     metrics.storeUp.set(1);
     const outage = new StoreOutage(log.child({ component: 'store' }), registry.url, {
@@ -153,43 +202,54 @@ export class Agent {
         if (up) this.watcher?.restart();
       },
     });
-    const manager = new LeaseManager(registry, { prefix: options.prefix, logger: log, outage });
+    return { registry, outage, manager: new LeaseManager(registry, { prefix: options.prefix, logger: log, outage }) };
+  }
 
+  private async configPhase({ manager }: StoreSide): Promise<NetworkConfig> {
     this.setHealth(false, 'waiting for the network config');
-    const config = await manager.waitForNetworkConfig({ signal });
-    log.info('network config', { network: config.Network, subnetLen: config.SubnetLen, vni: config.Backend.VNI, port: config.Backend.Port, directRouting: config.Backend.DirectRouting });
+    const config = await manager.waitForNetworkConfig({ signal: this.signal });
+    this.log.info('network config', { network: config.Network, subnetLen: config.SubnetLen, vni: config.Backend.VNI, port: config.Backend.Port, directRouting: config.Backend.DirectRouting });
+    return config;
+  }
 
+  private async underlayPhase(config: NetworkConfig): Promise<HostSide> {
     const nl = (this.nl = this.own(await NetlinkClient.open(), (c) => c.close()));
-    const underlay = await pickUnderlay(nl, { iface: options.iface, publicIP: options.publicIP });
+    const underlay = await pickUnderlay(nl, { iface: this.options.iface, publicIP: this.options.publicIP });
     this.checkpoint();
-    log.info('underlay', { iface: underlay.name, publicIP: underlay.publicIP, mtu: underlay.mtu });
+    this.log.info('underlay', { iface: underlay.name, publicIP: underlay.publicIP, mtu: underlay.mtu });
     this.underlayIndex = underlay.index;
-
     const spec = (this.spec = await this.vtepSpec(config, underlay));
     const clash = await vniClash(nl, spec);
     if (clash) throw clash;
-    this.checkpoint();
+    return { nl, underlay, spec };
+  }
 
+  private async leasePhase({ manager }: StoreSide, config: NetworkConfig, { underlay, spec }: HostSide): Promise<Lease> {
     this.setHealth(false, 'acquiring a lease');
     const lease = await manager.acquire({
       publicIP: underlay.publicIP,
       backendData: { VNI: config.Backend.VNI, VtepMAC: spec.mac },
-      previousSubnet: previousSubnet(options.subnetFile),
-      signal,
-      onStoreError: () => metrics.storeErrors.inc(),
+      previousSubnet: previousSubnet(this.options.subnetFile),
+      signal: this.signal,
+      onStoreError: () => this.metrics.storeErrors.inc(),
     });
     this.lease = lease;
     this.setLeaseExpiry(lease);
-    log.info('lease acquired', { subnet: lease.subnet, expiration: lease.expiration?.toISOString() ?? 'never (reservation)' });
-    this.checkpoint();
+    this.log.info('lease acquired', { subnet: lease.subnet, expiration: lease.expiration?.toISOString() ?? 'never (reservation)' });
+    return lease;
+  }
 
+  /** The VTEP is made only once the lease is held, so an agent that gets no subnet leaves nothing behind. */
+  private async vtepPhase({ manager }: StoreSide, config: NetworkConfig, { nl, spec }: HostSide, lease: Lease): Promise<void> {
+    const { log, options, signal } = this;
     const subnet = parseCidr4(lease.subnet, 'subnet');
     try {
       const vtep = await ensureVtep(nl, spec, log);
       log.info(`VTEP ${vtep.action}`, { device: spec.name, mac: spec.mac, mtu: spec.mtu, ...(vtep.reason ? { reason: vtep.reason } : {}) });
       await ensureVtepAddress(nl, spec.name, `${formatIPv4(subnet.network)}/32`);
     } catch (err) {
-      // A subnet taken in this very run (created, never rewritten) goes back: no host without a VTEP holds one.
+      // This phase's undo: a subnet taken in this very run (created, never rewritten) goes back, so no host
+      // without a VTEP holds one.
       if (lease.created === lease.revision && !signal.aborted) {
         const released = await manager.revoke(lease).catch(() => false);
         log.warn('the VTEP could not be made; released the subnet just taken', { subnet: lease.subnet, released });
@@ -197,12 +257,14 @@ export class Agent {
       throw err;
     }
     writeSubnetEnv(options.subnetFile, { network: config.Network, subnet: lease.subnet, gateway: formatIPv4(subnet.network + 1), mtu: spec.mtu, ipMasq: options.ipMasq });
-    this.checkpoint();
+  }
 
+  private async rulesPhase(config: NetworkConfig, lease: Lease): Promise<RulesSide> {
+    const { log, options, metrics } = this;
     const rules = new TrafficRules(chooseBackend());
-    const rulesSpec = { network: config.Network, subnet: lease.subnet, ipMasq: options.ipMasq };
-    const rulesState = join(options.stateDir, 'rules.json');
-    log.info(`traffic rules ${await rules.ensure(rulesSpec, rulesState)}`, { backend: rules.backend, ipMasq: options.ipMasq });
+    const spec = { network: config.Network, subnet: lease.subnet, ipMasq: options.ipMasq };
+    const stateFile = join(options.stateDir, 'rules.json');
+    log.info(`traffic rules ${await rules.ensure(spec, stateFile)}`, { backend: rules.backend, ipMasq: options.ipMasq });
     // The VXLAN guard is kept as the kernel has it (members too) until the leases are read.
     const guard = options.vxlanGuard === false ? undefined : new VxlanGuard(rules.backend);
     if (guard) {
@@ -211,8 +273,14 @@ export class Agent {
       registerGuardMetrics(metrics.registry, guard);
       this.own(guard, (g) => g.close());
     }
-    this.checkpoint();
+    return { rules, spec, stateFile, guard };
+  }
 
+  /** Program the peers and keep them right until stop(): returns only when the lease watch ends. */
+  private async watchPhase(store: StoreSide, config: NetworkConfig, { nl, underlay, spec }: HostSide, lease: Lease, rulesSide: RulesSide): Promise<void> {
+    const { options, log, signal, metrics } = this;
+    const { registry, manager, outage } = store;
+    const { rules, guard } = rulesSide;
     const reconciler = (this.reconciler = new Reconciler(
       nl,
       {
@@ -261,20 +329,22 @@ export class Agent {
       .catch((err: unknown) => {
         // Our subnet went to someone else: continuing would route another host's pods here. flannel exits too.
         log.error('lease lost; stopping', { error: describeError(err) });
-        this.fatal = err;
+        this.fatal = err instanceof Error ? err : new AgentError(String(err));
         this.stop();
       });
-    this.own(renewing, (p) => p);
+    // Closing waits for the renewal loop to end (it does once the stop signal aborts its sleep).
+    void this.own(renewing, (p) => p);
 
     this.own(setInterval(() => void this.reconcile('periodic'), options.reconcileInterval * 1000), clearInterval);
-    this.own(setInterval(() => void this.checkRules(rules, rulesSpec, rulesState), options.rulesInterval * 1000), clearInterval);
+    this.own(setInterval(() => void this.checkRules(rules, rulesSide.spec, rulesSide.stateFile), options.rulesInterval * 1000), clearInterval);
     if (guard) this.own(setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000), clearInterval);
     this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
 
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
-    for await (const _batch of watcher) {
-      reconciler.setLeases(watcher.leases.filter((l) => l.key !== lease.key));
-      const r = await this.reconcile('leases');
+    for await (const batch of watcher) {
+      // Only what changed goes on: the reconciler writes the entries of those peers alone (no dump, no full diff).
+      reconciler.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
+      const r = await this.reconcile('leases', 'incremental');
       if (r && !this.health.ready) {
         const peers = reconciler.lastAdmission.admitted.length;
         this.setHealth(true, 'programmed', { subnet: lease.subnet, peers });
@@ -357,11 +427,12 @@ export class Agent {
     return { ...base, mac: chooseVtepMac(keepable, this.options.stateDir, name) };
   }
 
-  private async reconcile(reason: string) {
+  /** Lease changes run incrementally; start, the periodic resync and drift (overflow included) run in full. */
+  private async reconcile(reason: string, mode: ReconcileMode = 'full') {
     if (!this.reconciler || this.signal.aborted) return undefined;
     try {
       if (this.vtepRepair) await this.vtepRepair;
-      return await this.reconciler.reconcile(reason);
+      return await this.reconciler.reconcile(reason, mode);
     } catch (err) {
       this.metrics.kernelErrors.inc();
       if (!this.signal.aborted) this.log.error('reconcile failed', { reason, error: describeError(err) });

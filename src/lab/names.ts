@@ -5,14 +5,14 @@
  * another lab.
  *
  * Interface names never contain the lab name: each lab has its own switch namespaces, so a port only has to be
- * unique inside them (`h1`..`h64`, `rt`), and every interface name fits Linux's 15 bytes whatever the lab is called.
+ * unique inside them (`h1`..`h128`, `rt`), and every interface name fits Linux's 15 bytes whatever the lab is called.
  */
 import { InvalidValueError } from '../base/errors.js';
 
 export const NAMESPACE_PREFIX = 'tulle-';
 export const DEFAULT_LAB_NAME = 'demo';
 export const MAX_LAB_NAME_LENGTH = 16;
-export const MAX_HOSTS = 64;
+export const MAX_HOSTS = 128;
 
 const LAB_NAME_RE = /^[a-z][a-z0-9]*$/;
 /** Targets are host, switch, router (and later pod) names inside one lab: `h1`, `sw2`, `rt`, `h1-p3`. */

@@ -58,7 +58,7 @@ export interface LabProgress {
 
 export interface LabUpOptions {
   name?: string;
-  /** Number of hosts, 1..64. */
+  /** Number of hosts, 1..128. */
   nodes?: number;
   /** An `Underlay` ('switch' or 'routed'); any other text is refused with a message naming it. */
   underlay?: string;

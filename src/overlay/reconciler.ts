@@ -1,8 +1,14 @@
 /**
- * Keeps the kernel equal to the plan: reads what the kernel holds (one dump each of the main table's routes, the
- * VTEP's neighbours and its FDB), admits the peer leases (admission.ts: routes tulle does not own are part of the
- * test), diffs the plan of the admitted peers against the kernel, and writes only the difference, pipelined in
- * one batch. A peer whose writes fail part-way is rolled back, so no peer is ever left half-programmed, and is
+ * Keeps the kernel equal to the plan. Two kinds of run:
+ *  - full (at start, on the periodic resync, after drift, an event overflow or a retry): reads what the kernel
+ *    holds (one dump each of the main table's routes, the VTEP's neighbours and its FDB), admits the peer leases
+ *    (admission.ts: routes tulle does not own are part of the test), diffs the plan of the admitted peers against
+ *    the kernel, and writes only the difference, pipelined in one batch;
+ *  - incremental (a lease changed): no dump. Admission is still decided over all leases (so a conflict resolves
+ *    the same way as in a full run), against the foreign routes of the last dump kept current by kernel events;
+ *    only the peers whose plan differs from what was programmed are diffed, against their previous plan, so one
+ *    lease change costs the writes of that peer alone. Anything else touching tulle's entries shows up as a
+ *    kernel event that isExpected() calls drift, and drift brings a full run. A peer whose writes fail part-way is rolled back, so no peer is ever left half-programmed, and is
  * retried with capped exponential backoff — logged once per distinct failure, not once per attempt.
  *
  * Ownership: a route is tulle's when it carries tulle's route protocol; a new route is written with `ip route
@@ -17,8 +23,8 @@ import type { Logger } from '../base/log.js';
 import type { NetlinkClient, NetlinkEvent, NetlinkOp } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
-import { describeWrite, diffOverlay, rollbackWrites, type KernelView, type KernelWrite } from './diff.js';
-import { planPeers, type PeerPlan, type PlanContext } from './plan.js';
+import { describeWrite, diffOverlay, rollbackWrites, type KernelView, type KernelWrite, type OverlayDiff } from './diff.js';
+import { planPeer, planPeers, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
   writes: number;
@@ -87,16 +93,36 @@ export function splitRoutes(routes: Awaited<ReturnType<NetlinkClient['listRoutes
   return { ours, foreign };
 }
 
+/** How a reconcile request is run: `full` dumps the kernel; `incremental` trusts the programmed plans. */
+export type ReconcileMode = 'full' | 'incremental';
+
+const sameRoute = (a: PeerPlan['route'], b: PeerPlan['route']): boolean => a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && a.protocol === b.protocol;
+
+/** Do two plans of one subnet ask for the same kernel entries? */
+function samePlan(a: PeerPlan, b: PeerPlan): boolean {
+  return sameRoute(a.route, b.route) && a.neighbor?.mac === b.neighbor?.mac && a.neighbor?.ip === b.neighbor?.ip && a.fdb?.mac === b.fdb?.mac && a.fdb?.dst === b.fdb?.dst;
+}
+
 export class Reconciler {
-  private leases: Lease[] = [];
+  /** The peer leases as the store has them, by key. */
+  private leases = new Map<string, Lease>();
+  /** Has a full run read the kernel yet (only then can an incremental run trust the programmed plans)? */
+  private synced = false;
+  private wantFull = false;
+  /** Destinations of the routes tulle does not own inside the overlay network: from the last dump, then events. */
+  private foreign: Cidr4[] = [];
   private running: Promise<ReconcileResult> | undefined;
   private pending: Promise<ReconcileResult> | undefined;
   private readonly failing = new Map<string, Failing>();
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** The plans of the last run, by subnet, and their entries by key: what kernel events are compared with. */
+  /**
+   * The plans programmed (or being programmed), by subnet — a route's key is its subnet — and their neighbour
+   * and FDB entries by key: what kernel events are compared with, and the base of an incremental run.
+   */
   private plans = new Map<string, PeerPlan>();
-  private planned = { routes: new Map<string, PeerPlan['route']>(), neighbors: new Map<string, string>(), fdb: new Map<string, string>() };
+  private readonly plannedNeighbors = new Map<string, string>();
+  private readonly plannedFdb = new Map<string, string>();
   private readonly network: Cidr4;
   private admission: AdmissionResult = { admitted: [], rejected: [] };
 
@@ -112,7 +138,15 @@ export class Reconciler {
 
   /** The peer leases as the store has them (admission happens at every run, against the kernel's routes). */
   setLeases(leases: Iterable<Lease>): void {
-    this.leases = [...leases];
+    this.leases = new Map([...leases].map((l) => [l.key, l]));
+  }
+
+  /** Apply a batch of the lease watcher's events (the next incremental run writes what they change). */
+  updateLeases(events: Iterable<{ type: 'added' | 'changed' | 'removed'; lease: Lease }>): void {
+    for (const { type, lease } of events) {
+      if (type === 'removed') this.leases.delete(lease.key);
+      else this.leases.set(lease.key, lease);
+    }
   }
 
   /** The last run's admission: the peers programmed and the leases rejected with their reasons. */
@@ -120,8 +154,12 @@ export class Reconciler {
     return this.admission;
   }
 
-  /** Reconcile now, or right after the run in progress (several requests meanwhile share one run). */
-  reconcile(reason: string): Promise<ReconcileResult> {
+  /**
+   * Reconcile now, or right after the run in progress (several requests meanwhile share one run, which is full
+   * when any of them asked for full). The first run is always full.
+   */
+  reconcile(reason: string, mode: ReconcileMode = 'full'): Promise<ReconcileResult> {
+    if (mode === 'full') this.wantFull = true;
     if (!this.running) {
       this.running = this.runOnce(reason).finally(() => {
         this.running = undefined;
@@ -132,7 +170,7 @@ export class Reconciler {
       .catch(() => undefined)
       .then(() => {
         this.pending = undefined;
-        return this.reconcile(reason);
+        return this.reconcile(reason, 'incremental');
       });
     return this.pending;
   }
@@ -169,11 +207,14 @@ export class Reconciler {
       case 'route': {
         const r = e.route;
         if ((r.table ?? 254) !== 254 || r.dst === 'default' || !r.dst.includes('.')) return true;
-        const planned = this.planned.routes.get(r.dst);
+        const planned = this.plans.get(r.dst)?.route;
         if (r.protocol !== this.ctx.routeProtocol) {
           // Someone else's route: it matters only when it lands in (or leaves) a peer's subnet.
           const dst = parseCidr4(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route', true);
           if (!cidrsOverlap(dst, this.network)) return true;
+          // Keep the foreign routes current for incremental admission (a lease arriving later is judged by them).
+          this.foreign = this.foreign.filter((f) => f.network !== dst.network || f.prefix !== dst.prefix);
+          if (e.action !== 'del') this.foreign.push(dst);
           if (e.action === 'del') return !this.admission.rejected.some((x) => x.reason === 'foreign-route');
           return planned === undefined && ![...this.plans.keys()].some((s) => cidrContainsCidr(parseCidr4(s), dst));
         }
@@ -183,7 +224,7 @@ export class Reconciler {
       case 'neighbor': {
         const n = e.neighbor;
         if (n.dev !== this.ctx.vtep) return true;
-        const mac = this.planned.neighbors.get(n.ip);
+        const mac = this.plannedNeighbors.get(n.ip);
         if (e.action === 'del') return mac === undefined;
         if (n.state !== 'permanent') return mac === undefined;
         return mac !== undefined && mac === n.mac;
@@ -191,7 +232,7 @@ export class Reconciler {
       case 'fdb': {
         const f = e.fdb;
         if (f.dev !== this.ctx.vtep || !f.dst) return true;
-        const dst = this.planned.fdb.get(f.mac);
+        const dst = this.plannedFdb.get(f.mac);
         if (e.action === 'del') return dst !== f.dst;
         return dst === f.dst;
       }
@@ -200,32 +241,76 @@ export class Reconciler {
     }
   }
 
-  private remember(plans: Map<string, PeerPlan>): void {
-    this.plans = plans;
-    const routes = new Map<string, PeerPlan['route']>();
-    const neighbors = new Map<string, string>();
-    const fdb = new Map<string, string>();
-    for (const p of plans.values()) {
-      routes.set(p.route.dst, p.route);
-      if (p.neighbor) neighbors.set(p.neighbor.ip, p.neighbor.mac);
-      if (p.fdb) fdb.set(p.fdb.mac, p.fdb.dst);
+  private learn(p: PeerPlan): void {
+    this.plans.set(p.subnet, p);
+    if (p.neighbor) this.plannedNeighbors.set(p.neighbor.ip, p.neighbor.mac);
+    if (p.fdb) this.plannedFdb.set(p.fdb.mac, p.fdb.dst);
+  }
+
+  private forget(p: PeerPlan): void {
+    if (this.plans.get(p.subnet) === p) this.plans.delete(p.subnet);
+    if (p.neighbor && this.plannedNeighbors.get(p.neighbor.ip) === p.neighbor.mac) this.plannedNeighbors.delete(p.neighbor.ip);
+    if (p.fdb && this.plannedFdb.get(p.fdb.mac) === p.fdb.dst) this.plannedFdb.delete(p.fdb.mac);
+  }
+
+  /** Full run: the plans of every admitted peer against the kernel as dumped. */
+  private planFull(due: readonly PeerLease[], view: KernelView): OverlayDiff {
+    const plans = planPeers(this.ctx, due);
+    this.plans = new Map();
+    this.plannedNeighbors.clear();
+    this.plannedFdb.clear();
+    for (const p of plans.values()) this.learn(p);
+    return diffOverlay(plans, view);
+  }
+
+  /**
+   * Incremental run: only the peers whose plan changed (added, rewritten, gone), diffed against their previous
+   * plans, which stand for what the kernel holds of them.
+   */
+  private planChanges(due: readonly PeerLease[]): OverlayDiff {
+    const changed = new Map<string, PeerPlan>();
+    const before: { routes: PeerPlan['route'][]; neighbors: NonNullable<PeerPlan['neighbor']>[]; fdb: NonNullable<PeerPlan['fdb']>[] } = { routes: [], neighbors: [], fdb: [] };
+    const was = (p: PeerPlan) => {
+      before.routes.push(p.route);
+      if (p.neighbor) before.neighbors.push(p.neighbor);
+      if (p.fdb) before.fdb.push(p.fdb);
+    };
+    const keep = new Set<string>();
+    for (const lease of due) {
+      if (lease.subnet === this.ctx.ownSubnet) continue;
+      keep.add(lease.subnet);
+      const old = this.plans.get(lease.subnet);
+      const plan = planPeer(this.ctx, lease);
+      if (old && samePlan(old, plan)) continue;
+      if (old) was(old);
+      changed.set(lease.subnet, plan);
     }
-    this.planned = { routes, neighbors, fdb };
+    const gone = [...this.plans.values()].filter((p) => !keep.has(p.subnet));
+    for (const p of gone) was(p);
+    for (const p of gone) this.forget(p);
+    for (const p of changed.values()) {
+      const old = this.plans.get(p.subnet);
+      if (old) this.forget(old);
+    }
+    for (const p of changed.values()) this.learn(p);
+    return diffOverlay(changed, before);
   }
 
   private async runOnce(reason: string): Promise<ReconcileResult> {
     const started = performance.now();
-    const view = await this.readKernel();
-    this.admission = admitLeases({ ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: view.foreignRoutes }, this.leases);
+    // A peer due for a retry may have left entries the plans do not show (a rollback restores nothing it replaced): full.
+    const retryDue = [...this.failing.values()].some((f) => f.retryAt <= this.now());
+    const full = this.wantFull || !this.synced || retryDue;
+    this.wantFull = false;
+    const view = full ? await this.readKernel() : undefined;
+    if (view) this.foreign = view.foreignRoutes.filter((f) => cidrsOverlap(f, this.network));
+    this.admission = admitLeases({ ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: this.foreign }, this.leases.values());
     this.hooks.onAdmission?.(this.admission);
     await this.hooks.beforeProgram?.(this.admission.admitted);
     const now = this.now();
-    const plans = planPeers(
-      this.ctx,
-      this.admission.admitted.filter((p) => (this.failing.get(p.subnet)?.retryAt ?? 0) <= now),
-    );
-    this.remember(plans);
-    const diff = diffOverlay(plans, view);
+    const due = this.admission.admitted.filter((p) => (this.failing.get(p.subnet)?.retryAt ?? 0) <= now);
+    const diff = view ? this.planFull(due, view) : this.planChanges(due);
+    this.synced = true;
 
     let writes = 0;
     let failed = 0;
@@ -265,13 +350,19 @@ export class Reconciler {
         this.recovered(subnet);
       }
     }
+    // A rolled-back peer is not in the kernel: it leaves the plans, so the next incremental run starts it afresh.
+    for (const subnet of broken.keys()) {
+      const p = this.plans.get(subnet);
+      if (p) this.forget(p);
+    }
     if (rollback.length) await this.nl.batch(rollback.map(toNetlinkOp));
     for (const [subnet, error] of broken) this.failed(subnet, error);
-    for (const subnet of this.failing.keys()) if (!this.admission.admitted.some((p) => p.subnet === subnet)) this.failing.delete(subnet);
+    const admitted = new Set(this.admission.admitted.map((p) => p.subnet));
+    for (const subnet of this.failing.keys()) if (!admitted.has(subnet)) this.failing.delete(subnet);
     this.scheduleRetry();
 
-    const result: ReconcileResult = { writes, failed, programmed: plans.size - broken.size, durationMs: performance.now() - started };
-    if (writes || failed) this.log.info('reconciled', { reason, ...result, durationMs: Math.round(result.durationMs * 10) / 10 });
+    const result: ReconcileResult = { writes, failed, programmed: this.plans.size, durationMs: performance.now() - started };
+    if (writes || failed) this.log.info('reconciled', { reason, full, ...result, durationMs: Math.round(result.durationMs * 10) / 10 });
     this.hooks.onResult?.(result, reason);
     return result;
   }

@@ -92,7 +92,9 @@ test('sqlite store: pods on 3 routed hosts reach each other; a 4th host joins, d
     assert.ok(counts.transmitted > 0, `ping ran (${counts.transmitted} sent)`);
     t.diagnostic(`${counts.transmitted} pings sent across the restart, ${counts.received} answered`);
     assert.equal(counts.received, counts.transmitted, `no loss: ${counts.output.trim().split('\n').slice(-2).join(' ')}`);
-    const ours = events.filter((l) => /flannel\.1|proto 84/.test(l));
+    // The kernel's own IPv6 link-local traffic on the VTEP (its fe80:: address finishing duplicate address
+    // detection, neighbour discovery) is not tulle's doing and may fall into the window.
+    const ours = events.filter((l) => /flannel\.1|proto 84/.test(l) && !/\b(fe80|ff02)::/.test(l));
     assert.deepEqual(ours, [], 'no route, neighbour, FDB, link or address event touched the overlay');
     const lastReady = agentLog(state, 'h1').split('\n').filter((l) => l.includes('"msg":"ready"')).pop()!;
     assert.equal(JSON.parse(lastReady).writes, 0, 'the restarted agent reconciled with zero writes');

@@ -53,8 +53,8 @@ function assertOneLineError(r: CliResult, pattern: RegExp, what: string): void {
 test('bad input to lab up: one clear line naming the option, non-zero exit, nothing created', async () => {
   const name = uniqueLabName();
   const cases: Array<[string[], RegExp, number]> = [
-    [['--nodes', '0'], /--nodes: 0 is out of range \(must be 1\.\.64\)/, 2],
-    [['--nodes', '65'], /--nodes: 65 is out of range \(must be 1\.\.64\)/, 2],
+    [['--nodes', '0'], /--nodes: 0 is out of range \(must be 1\.\.128\)/, 2],
+    [['--nodes', '129'], /--nodes: 129 is out of range \(must be 1\.\.128\)/, 2],
     [['--nodes', '1000000'], /--nodes: 1000000 is out of range/, 2],
     [['--nodes', 'three'], /--nodes: "three" is not a whole number/, 2],
     [['--underlay', 'mesh'], /--underlay: "mesh" is not one of switch, routed/, 2],

@@ -1,6 +1,6 @@
 /**
- * The reconciler's bookkeeping over a recording stand-in for the netlink client (the kernel paths themselves
- * are covered by the netns and e2e tests): partial failures roll a peer back, a clean kernel costs no writes,
+ * The reconciler's bookkeeping over a recording stand-in for its kernel interface (test/helpers/kernel-stand-in.ts;
+ * the kernel paths themselves are covered by the netns and e2e tests): partial failures roll a peer back, a clean kernel costs no writes,
  * and requests made while a run is in progress share one follow-up run.
  */
 import { test } from 'node:test';
@@ -8,9 +8,10 @@ import assert from 'node:assert/strict';
 import { silentLogger } from '../../src/base/log.js';
 import { parseCidr4 } from '../../src/base/ip.js';
 import { Reconciler } from '../../src/overlay/reconciler.js';
-import type { NetlinkClient, NetlinkOp } from '../../src/netlink/index.js';
-import { NetlinkError } from '../../src/netlink/index.js';
+import type { Logger } from '../../src/base/log.js';
+import type { Neighbor, NetlinkEvent } from '../../src/netlink/index.js';
 import { peerLease } from '../helpers/leases.js';
+import { kernelStandIn, opTarget } from '../helpers/kernel-stand-in.js';
 
 const ctx = {
   vtep: 'flannel.1',
@@ -22,41 +23,10 @@ const ctx = {
   admission: { network: parseCidr4('10.244.0.0/16'), subnetLen: 24, vni: 1, ownVtepMac: '02:00:00:00:00:01', localAddresses: new Set(['192.0.2.11']) },
 };
 
-/** Holds routes/neighbours/FDB in memory; fails any op the `fail` predicate picks. */
-function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false) {
-  const routes = new Map<string, any>();
-  const neigh = new Map<string, any>();
-  const fdb = new Map<string, any>();
-  const batches: NetlinkOp[][] = [];
-  let dumps = 0;
-  const nl = {
-    async listRoutes() { dumps++; return [...routes.values()]; },
-    async listNeighbors() { dumps++; return [...neigh.values()]; },
-    async listFdb() { dumps++; return [...fdb.values()]; },
-    async batch(ops: NetlinkOp[]) {
-      batches.push(ops);
-      await new Promise((r) => setTimeout(r, 5));
-      return ops.map((o) => {
-        if (fail(o)) return { ok: false as const, error: new NetlinkError(o.op, 22) }; // EINVAL
-        const a = o.args as any;
-        if (o.op === 'addRoute' && routes.has(a.dst)) return { ok: false as const, error: new NetlinkError(o.op, 17) }; // EEXIST
-        if (o.op === 'replaceRoute' || o.op === 'addRoute') routes.set(a.dst, { ...a, table: 254 });
-        if (o.op === 'deleteRoute') routes.delete(a.dst);
-        if (o.op === 'replaceNeighbor') neigh.set(a.ip, { ...a, state: 'permanent' });
-        if (o.op === 'deleteNeighbor') neigh.delete(a.ip);
-        if (o.op === 'replaceFdb') fdb.set(`${a.mac} ${a.dst}`, a);
-        if (o.op === 'deleteFdb') fdb.delete(`${a.mac} ${a.dst}`);
-        return { ok: true as const };
-      });
-    },
-  };
-  return { nl: nl as unknown as NetlinkClient, routes, neigh, fdb, batches, dumps: () => dumps };
-}
-
 const peers = [peerLease('10.244.2.0/24', '192.0.2.12', '02:00:00:00:00:02', 10), peerLease('10.244.3.0/24', '192.0.2.13', '02:00:00:00:00:03', 11)];
 
 test('a peer whose route write fails is rolled back; the other peer stays programmed', async () => {
-  const k = kernelStandIn((op) => op.op === 'addRoute' && (op.args as any).dst === '10.244.3.0/24');
+  const k = kernelStandIn((op) => op.op === 'addRoute' && opTarget(op) === '10.244.3.0/24');
   const r = new Reconciler(k.nl, ctx, silentLogger);
   r.setLeases(peers);
   const result = await r.reconcile('test');
@@ -98,20 +68,19 @@ test('requests during a run coalesce into one follow-up run that sees the newest
 function recordingLogger() {
   const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
   const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, ...(fields ? { fields } : {}) });
-  const logger: any = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-  logger.child = () => logger;
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
   return { logger, lines };
 }
 
 test('a peer the kernel keeps refusing is retried with growing backoff and logged once per distinct error', async () => {
   let refuse = true;
-  const k = kernelStandIn((op) => refuse && op.op === 'addRoute' && (op.args as any).dst === '10.244.3.0/24');
+  const k = kernelStandIn((op) => refuse && op.op === 'addRoute' && opTarget(op) === '10.244.3.0/24');
   let clock = 1_000_000;
   const { logger, lines } = recordingLogger();
   const r = new Reconciler(k.nl, ctx, logger, {}, () => clock);
   r.setLeases(peers);
   await r.reconcile('first');
-  const routeAdds = () => k.batches.flat().filter((o) => o.op === 'addRoute' && (o.args as any).dst === '10.244.3.0/24').length;
+  const routeAdds = () => k.batches.flat().filter((o) => o.op === 'addRoute' && opTarget(o) === '10.244.3.0/24').length;
   assert.equal(routeAdds(), 1);
   // Drift and lease events inside the backoff window do not retry the failing peer (no retry storm) ...
   for (let i = 0; i < 5; i++) await r.reconcile('drift');
@@ -147,7 +116,7 @@ test('a route someone else made is never overwritten: a lease over it is rejecte
   const result = await r.reconcile('first');
   assert.deepEqual(rejected, ['10.244.2.0/24 foreign-route']);
   assert.deepEqual(k.routes.get('10.244.2.0/24'), { dst: '10.244.2.0/24', via: '192.0.2.99', dev: 'eth0', protocol: 4, table: 254 }, 'the foreign route is untouched');
-  const ops = k.batches.flat().map((o) => `${o.op} ${(o.args as any).dst ?? (o.args as any).ip ?? (o.args as any).mac}`);
+  const ops = k.ops();
   assert.ok(ops.includes('replaceRoute 10.244.3.0/24'), ops.join(', '));
   assert.ok(!ops.some((o) => o.endsWith('10.244.2.0/24') || o.endsWith('10.244.2.0') || o.endsWith('02:00:00:00:00:02')), 'nothing written for the rejected peer');
   assert.equal(result.programmed, 1);
@@ -158,15 +127,15 @@ test('a route that appears between the dump and the write makes `ip route add` f
   const k = kernelStandIn();
   const r = new Reconciler(k.nl, ctx, silentLogger);
   r.setLeases(peers.slice(0, 1));
-  const listRoutes = (k.nl as any).listRoutes;
-  (k.nl as any).listRoutes = async () => {
+  const listRoutes = k.nl.listRoutes;
+  k.nl.listRoutes = async () => {
     const list = await listRoutes();
     k.routes.set('10.244.2.0/24', { dst: '10.244.2.0/24', dev: 'eth9', protocol: 3, table: 254 }); // someone is faster
     return list;
   };
   const result = await r.reconcile('first');
   assert.deepEqual([result.failed, result.programmed], [1, 0]);
-  assert.equal(k.routes.get('10.244.2.0/24').dev, 'eth9', 'their route stays');
+  assert.equal(k.routes.get('10.244.2.0/24')?.dev, 'eth9', 'their route stays');
   assert.equal(k.neigh.size + k.fdb.size, 0, 'the peer was rolled back');
   r.close();
 });
@@ -177,14 +146,14 @@ test('kernel events: the announcements of the plan are expected; a rewrite, a de
   r.setLeases(peers);
   await r.reconcile('first');
   const route = { dst: '10.244.2.0/24', via: '10.244.2.0', dev: 'flannel.1', onlink: true, protocol: 84, table: 254 };
-  const expected = (e: any) => r.isExpected(e);
+  const expected = (e: NetlinkEvent) => r.isExpected(e);
   assert.equal(expected({ kind: 'route', action: 'new', route }), true, 'own route write');
   assert.equal(expected({ kind: 'route', action: 'new', route: { ...route, via: '10.244.7.0' } }), false, 'rewritten in place');
   assert.equal(expected({ kind: 'route', action: 'del', route }), false, 'deleted');
   assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '10.244.2.128/25', dev: 'eth0', protocol: 4, table: 254 } }), false, 'a foreign route inside a peer subnet');
   assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '10.244.1.5', dev: 'veth1', protocol: 3, table: 254 } }), true, 'a pod route in the own subnet');
   assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '198.51.100.0/24', dev: 'eth0', protocol: 2, table: 254 } }), true, 'outside the network');
-  const neighbor = { dev: 'flannel.1', ip: '10.244.2.0', mac: '02:00:00:00:00:02', state: 'permanent' };
+  const neighbor: Neighbor = { dev: 'flannel.1', ip: '10.244.2.0', mac: '02:00:00:00:00:02', state: 'permanent' };
   assert.equal(expected({ kind: 'neighbor', action: 'new', neighbor }), true);
   assert.equal(expected({ kind: 'neighbor', action: 'new', neighbor: { ...neighbor, mac: '02:00:00:00:00:99' } }), false);
   assert.equal(expected({ kind: 'neighbor', action: 'del', neighbor }), false);

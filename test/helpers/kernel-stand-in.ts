@@ -1,0 +1,88 @@
+/**
+ * An in-memory stand-in for the part of the kernel the reconciler talks to (its KernelAccess: three dumps and a
+ * batch of writes), for unit tests of the reconciler's bookkeeping. Typed as KernelAccess, so tests need no casts;
+ * the kernel paths themselves are covered by the netns and e2e tests.
+ */
+import { NetlinkError, type Fdb, type Neighbor, type NetlinkOp, type OpResult, type Route } from '../../src/netlink/index.js';
+import type { KernelAccess } from '../../src/overlay/reconciler.js';
+
+/** The entry an op names: a route's destination, a neighbour's IP, an FDB entry's MAC. */
+export function opTarget(o: NetlinkOp): string {
+  const a = o.args;
+  return 'dst' in a && o.op.endsWith('Route') ? String(a.dst) : 'ip' in a ? a.ip : 'mac' in a ? String(a.mac) : '';
+}
+
+export interface KernelStandIn {
+  nl: KernelAccess;
+  routes: Map<string, Route>;
+  /** By neighbour IP. */
+  neigh: Map<string, Neighbor>;
+  /** By "MAC dst". */
+  fdb: Map<string, Fdb>;
+  /** Every batch sent, in order. */
+  batches: NetlinkOp[][];
+  /** Dumps taken so far (three per full reconcile). */
+  dumps(): number;
+  /** Every op sent as "op target". */
+  ops(): string[];
+}
+
+/** Holds routes/neighbours/FDB in memory; fails any op the `fail` predicate picks (EINVAL), and a route add over an existing route (EEXIST). */
+export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, delayMs = 5): KernelStandIn {
+  const routes = new Map<string, Route>();
+  const neigh = new Map<string, Neighbor>();
+  const fdb = new Map<string, Fdb>();
+  const batches: NetlinkOp[][] = [];
+  let dumps = 0;
+  const apply = (o: NetlinkOp): OpResult => {
+    if (fail(o)) return { ok: false, error: new NetlinkError(o.op, 22) };
+    switch (o.op) {
+      case 'addRoute':
+        if (routes.has(o.args.dst)) return { ok: false, error: new NetlinkError(o.op, 17) };
+        routes.set(o.args.dst, { ...o.args, table: 254 });
+        break;
+      case 'replaceRoute':
+        routes.set(o.args.dst, { ...o.args, table: 254 });
+        break;
+      case 'deleteRoute':
+        if (!routes.delete(o.args.dst)) return { ok: false, error: new NetlinkError(o.op, 3) }; // ESRCH
+        break;
+      case 'replaceNeighbor':
+        neigh.set(o.args.ip, { ...o.args, state: 'permanent' });
+        break;
+      case 'deleteNeighbor':
+        if (!neigh.delete(o.args.ip)) return { ok: false, error: new NetlinkError(o.op, 2) }; // ENOENT
+        break;
+      case 'replaceFdb':
+      case 'appendFdb':
+        fdb.set(`${o.args.mac} ${o.args.dst}`, o.args);
+        break;
+      case 'deleteFdb':
+        if (!fdb.delete(`${o.args.mac} ${o.args.dst}`)) return { ok: false, error: new NetlinkError(o.op, 2) };
+        break;
+      default:
+        return { ok: false, error: new NetlinkError(o.op, 95) }; // EOPNOTSUPP: the reconciler never sends it
+    }
+    return { ok: true };
+  };
+  const nl: KernelAccess = {
+    async listRoutes() {
+      dumps++;
+      return [...routes.values()];
+    },
+    async listNeighbors() {
+      dumps++;
+      return [...neigh.values()];
+    },
+    async listFdb() {
+      dumps++;
+      return [...fdb.values()];
+    },
+    async batch(ops: readonly NetlinkOp[]) {
+      batches.push([...ops]);
+      if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+      return ops.map(apply);
+    },
+  };
+  return { nl, routes, neigh, fdb, batches, dumps: () => dumps, ops: () => batches.flat().map((o) => `${o.op} ${opTarget(o)}`) };
+}
