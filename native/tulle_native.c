@@ -620,29 +620,39 @@ static void ns_file_complete(napi_env env, napi_status status, void *data) {
   free(r);
 }
 
-/* Queues `r` (owned from here on: freed on every path); returns the promise. */
-static napi_value queue_ns_file(napi_env env, ns_file_request *r, const char *resource) {
+/*
+ * Creates a promise and queues `execute`/`complete` on the pool with `data` (owned from here on: freed on every
+ * failure path; `complete` frees it otherwise). `deferred` and `work` point into `data`. Returns the promise, or
+ * NULL with a JS exception pending.
+ */
+static napi_value queue_promise_work(napi_env env, const char *resource, napi_async_execute_callback execute, napi_async_complete_callback complete, void *data,
+                                     napi_deferred *deferred, napi_async_work *work) {
   napi_value promise, name;
-  if (napi_create_promise(env, &r->deferred, &promise) != napi_ok) {
-    free(r);
+  if (napi_create_promise(env, deferred, &promise) != napi_ok) {
+    free(data);
     return throw_napi_failure(env, "napi_create_promise");
   }
   if (napi_create_string_utf8(env, resource, NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, ns_file_execute, ns_file_complete, r, &r->work) != napi_ok) {
+      napi_create_async_work(env, NULL, name, execute, complete, data, work) != napi_ok) {
     /* The promise exists: settle it, so no caller waits forever. */
     napi_value error = make_errno_error(env, ENOMEM, "napi_create_async_work");
-    if (error) napi_reject_deferred(env, r->deferred, error);
-    free(r);
+    if (error) napi_reject_deferred(env, *deferred, error);
+    free(data);
     return error ? promise : NULL;
   }
-  if (napi_queue_async_work(env, r->work) != napi_ok) {
+  if (napi_queue_async_work(env, *work) != napi_ok) {
     napi_value error = make_errno_error(env, EAGAIN, "napi_queue_async_work");
-    if (error) napi_reject_deferred(env, r->deferred, error);
-    napi_delete_async_work(env, r->work);
-    free(r);
+    if (error) napi_reject_deferred(env, *deferred, error);
+    napi_delete_async_work(env, *work);
+    free(data);
     return error ? promise : NULL;
   }
   return promise;
+}
+
+/* Queues `r` (owned from here on: freed on every path); returns the promise. */
+static napi_value queue_ns_file(napi_env env, ns_file_request *r, const char *resource) {
+  return queue_promise_work(env, resource, ns_file_execute, ns_file_complete, r, &r->deferred, &r->work);
 }
 
 /* readFile(nsPath | null, path) -> Promise<string>. The whole open/read/close happens inside the namespace. */
@@ -738,26 +748,7 @@ static napi_value do_flock(napi_env env, napi_callback_info info) {
   if (!r) return throw_errno(env, ENOMEM, "calloc");
   r->fd = fd;
   r->op = op;
-  napi_value promise, name;
-  if (napi_create_promise(env, &r->deferred, &promise) != napi_ok) {
-    free(r);
-    return throw_napi_failure(env, "napi_create_promise");
-  }
-  if (napi_create_string_utf8(env, "tulle.flock", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, flock_execute, flock_complete, r, &r->work) != napi_ok) {
-    napi_value error = make_errno_error(env, ENOMEM, "napi_create_async_work");
-    if (error) napi_reject_deferred(env, r->deferred, error);
-    free(r);
-    return error ? promise : NULL;
-  }
-  if (napi_queue_async_work(env, r->work) != napi_ok) {
-    napi_value error = make_errno_error(env, EAGAIN, "napi_queue_async_work");
-    if (error) napi_reject_deferred(env, r->deferred, error);
-    napi_delete_async_work(env, r->work);
-    free(r);
-    return error ? promise : NULL;
-  }
-  return promise;
+  return queue_promise_work(env, "tulle.flock", flock_execute, flock_complete, r, &r->deferred, &r->work);
 }
 
 /* tryFlock(fd, mode) -> true if taken now, false if someone else holds a conflicting lock. */
