@@ -6,22 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger } from '../../src/base/log.js';
-import { parseCidr4 } from '../../src/base/ip.js';
 import { Reconciler } from '../../src/overlay/reconciler.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import type { LeaseEvent } from '../../src/subnet/watcher.js';
-import { peerLease } from '../helpers/leases.js';
+import { peerLease, hostContext } from '../helpers/leases.js';
 import { kernelStandIn } from '../helpers/kernel-stand-in.js';
 
-const ctx = {
-  vtep: 'flannel.1',
-  underlay: 'eth0',
-  underlayNetworks: [parseCidr4('192.0.2.0/24')],
-  directRouting: false,
-  ownSubnet: '10.244.0.0/24',
-  routeProtocol: 84,
-  admission: { network: parseCidr4('10.244.0.0/16'), subnetLen: 24, vni: 1, ownVtepMac: '02:00:00:ff:ff:01', localAddresses: new Set(['192.0.2.11']) },
-};
+const ctx = hostContext('10.244.0.0/24', '02:00:00:ff:ff:01');
 
 const hex = (n: number) => n.toString(16).padStart(2, '0');
 /** Peer i (1..255*200): subnet 10.244.<i>.0/24 for i < 256, else inside a /12 network; MAC and IP derived from i. */

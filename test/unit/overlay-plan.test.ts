@@ -1,17 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseCidr4 } from '../../src/base/ip.js';
-import { planPeers, type PlanContext } from '../../src/overlay/plan.js';
+import { hostContext } from '../helpers/leases.js';
+import { planPeers } from '../../src/overlay/plan.js';
 import { diffOverlay, describeWrite, rollbackWrites, type KernelView } from '../../src/overlay/diff.js';
 
-const ctx: PlanContext = {
-  vtep: 'flannel.1',
-  underlay: 'eth0',
-  underlayNetworks: [parseCidr4('192.0.2.0/24')],
-  directRouting: false,
-  ownSubnet: '10.244.1.0/24',
-  routeProtocol: 84,
-};
+const ctx = hostContext('10.244.1.0/24');
 const leases = [
   { subnet: '10.244.1.0/24', publicIP: '192.0.2.11', vtepMac: '1a:8b:21:85:a9:3a' },
   { subnet: '10.244.2.0/24', publicIP: '192.0.2.12', vtepMac: '86:EE:F2:6C:FF:32' },

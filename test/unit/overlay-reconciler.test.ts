@@ -6,22 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger } from '../../src/base/log.js';
-import { parseCidr4 } from '../../src/base/ip.js';
 import { Reconciler } from '../../src/overlay/reconciler.js';
 import type { Logger } from '../../src/base/log.js';
 import type { Neighbor, NetlinkEvent } from '../../src/netlink/index.js';
-import { peerLease } from '../helpers/leases.js';
+import { peerLease, hostContext } from '../helpers/leases.js';
 import { kernelStandIn, opTarget } from '../helpers/kernel-stand-in.js';
 
-const ctx = {
-  vtep: 'flannel.1',
-  underlay: 'eth0',
-  underlayNetworks: [parseCidr4('192.0.2.0/24')],
-  directRouting: false,
-  ownSubnet: '10.244.1.0/24',
-  routeProtocol: 84,
-  admission: { network: parseCidr4('10.244.0.0/16'), subnetLen: 24, vni: 1, ownVtepMac: '02:00:00:00:00:01', localAddresses: new Set(['192.0.2.11']) },
-};
+const ctx = hostContext('10.244.1.0/24');
 
 const peers = [peerLease('10.244.2.0/24', '192.0.2.12', '02:00:00:00:00:02', 10), peerLease('10.244.3.0/24', '192.0.2.13', '02:00:00:00:00:03', 11)];
 
