@@ -14,7 +14,7 @@ import { hostVethName } from '../../src/cni/names.js';
 import { resultViolations } from '../../src/cni/validate-result.js';
 import { freshNetns, ipJson, requireRoot } from '../helpers/netns.js';
 
-import { CNI_PATHS, cniRoute } from '../helpers/cni-paths.js';
+import { CNI_PATHS, cniRoute, type CniPath } from '../helpers/cni-paths.js';
 
 requireRoot();
 
@@ -25,17 +25,22 @@ async function fetchBanner(ns: string, address: string, port: number): Promise<s
   return r.status === 0 ? r.stdout : `failed (${r.status}): ${r.stderr.trim()}`;
 }
 
+/** A host namespace with the agent's subnet.env (10.244.4.0/24), a CNI route to tulle on `path`, and a pod namespace. */
+async function chainHost(t: Parameters<typeof freshNetns>[0], path: CniPath) {
+  const host = await freshNetns(t, 'host');
+  const route = await cniRoute(t, host, path);
+  const pod = await freshNetns(t, 'pod');
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-chain-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const subnetFile = join(dir, 'subnet.env');
+  writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.4.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+  return { host, route, pod, subnetFile, dataDir: join(dir, 'ipam') };
+}
+
 for (const path of CNI_PATHS) {
   test(`[${path}] a conflist tulle -> tuning -> portmap: ADD, CHECK and DEL work, the sysctl and the port mapping take effect, DEL leaves nothing`, async (t) => {
     for (const p of ['tuning', 'portmap']) assert.ok(existsSync(`/usr/lib/cni/${p}`), `/usr/lib/cni/${p} is missing: install containernetworking-plugins`);
-    const host = await freshNetns(t, 'host');
-    const route = await cniRoute(t, host, path);
-    const pod = await freshNetns(t, 'pod');
-    const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-chain-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const subnetFile = join(dir, 'subnet.env');
-    writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.4.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
-    const dataDir = join(dir, 'ipam');
+    const { host, route, pod, subnetFile, dataDir } = await chainHost(t, path);
 
     // The reference plugins speak up to 1.0.0: the list says 1.0.0, and every plugin is called with it.
     const list: Conflist = {
@@ -95,14 +100,8 @@ for (const path of CNI_PATHS) {
   });
 
   test(`[${path}] tulle after another interface plugin (the reference loopback): its result is kept and tulle's interface indexes follow it`, async (t) => {
-    const host = await freshNetns(t, 'host');
-    const route = await cniRoute(t, host, path);
-    const pod = await freshNetns(t, 'pod');
-    const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-chain-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const subnetFile = join(dir, 'subnet.env');
-    writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.4.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
-    const list: Conflist = { cniVersion: '1.0.0', name: 'lo-then-tulle', plugins: [{ type: 'loopback' }, { type: 'tulle', mode: 'routed', subnetFile, dataDir: join(dir, 'ipam') }] };
+    const { host, route, pod, subnetFile, dataDir } = await chainHost(t, path);
+    const list: Conflist = { cniVersion: '1.0.0', name: 'lo-then-tulle', plugins: [{ type: 'loopback' }, { type: 'tulle', mode: 'routed', subnetFile, dataDir }] };
     const options = { containerId: 'lo-pod', ifName: 'eth0', netns: `/run/netns/${pod}`, path: ['/usr/lib/cni'], plugins: { tulle: route.plugin }, env: route.env, hostNetns: host };
     const result = (await runConflist(list, 'ADD', options)) as any;
     assert.deepEqual(resultViolations(result, '1.0.0'), [], JSON.stringify(result));
