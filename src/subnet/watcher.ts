@@ -60,6 +60,9 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
   private waiting: ((batch: IteratorResult<LeaseEvent[]>) => void) | undefined;
   private closed = false;
   private restarting = false;
+  /** Counts listings; only the newest one's result is used. */
+  private generation = 0;
+  private snapshotDelivered = false;
   /** Resolves when the first batch has been produced. */
   readonly ready: Promise<void>;
 
@@ -75,10 +78,11 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
     if (options.resumeFrom) {
       for (const lease of options.resumeFrom.leases) this.known.set(lease.key, lease);
       this.revision = options.resumeFrom.revision;
+      this.snapshotDelivered = true;
       this.ready = Promise.resolve();
       this.startWatch();
     } else {
-      this.ready = this.resync(true);
+      this.ready = this.resync();
     }
   }
 
@@ -115,17 +119,17 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
 
   /**
    * Drop the current watch and list again now (the difference to what is known comes as one batch), instead of
-   * waiting for the store client's own reconnect: used when the store is known to be back after an outage.
+   * waiting for the store client's reconnect or for a listing that is backing off after a long outage: used when
+   * the store is known to be back. A listing already under way is superseded (its result is dropped).
    */
   restart(): void {
-    // No handle: a listing is under way already (start-up or a lost watch), which ends in a fresh watch.
-    if (this.closed || this.restarting || !this.handle) return;
+    if (this.closed || this.restarting) return;
     const handle = this.handle;
     this.handle = undefined;
     this.restarting = true;
     void (async () => {
       await handle?.close();
-      await this.resync(false);
+      await this.resync();
     })().finally(() => (this.restarting = false));
   }
 
@@ -158,8 +162,12 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
     }
   }
 
-  /** List the leases and turn the listing into events against what is known, then watch from there. */
-  private async resync(initial: boolean): Promise<void> {
+  /**
+   * List the leases and turn the listing into events against what is known, then watch from there. Only the
+   * newest listing counts: an older one still retrying when a newer one started ends without effect.
+   */
+  private async resync(): Promise<void> {
+    const generation = ++this.generation;
     let listing;
     try {
       listing = await retryWhileUnavailable('list leases', () => this.registry.list(subnetsPrefix(this.prefix)), {
@@ -173,7 +181,7 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
     } catch {
       return; // closed while waiting for the store
     }
-    if (this.closed) return;
+    if (this.closed || generation !== this.generation) return;
     const fresh = new Map<string, Lease>();
     for (const key of [...this.unreadable.keys()]) if (!listing.items.some((i) => i.key === key)) this.unreadable.delete(key);
     for (const item of listing.items) {
@@ -190,7 +198,9 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
     for (const [key, lease] of this.known) if (!fresh.has(key)) this.emit(batch, 'removed', lease);
     this.known = fresh;
     this.revision = listing.revision;
-    if (initial || batch.length) this.push(batch);
+    // The first batch is the snapshot, even an empty one: the consumer learns that it is complete.
+    if (!this.snapshotDelivered || batch.length) this.push(batch);
+    this.snapshotDelivered = true;
     this.startWatch();
   }
 
@@ -204,7 +214,7 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
       lost: (reason) => {
         this.handle = undefined;
         this.logger.warn('the lease watch fell behind; resyncing from a fresh snapshot', { reason, revision: this.revision });
-        void this.resync(false);
+        void this.resync();
       },
       error: (err) => {
         this.onStoreError(err);
