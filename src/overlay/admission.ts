@@ -66,8 +66,7 @@ function isMulticastMac(mac: string): boolean {
 }
 
 /** Unicast IPv4 that can carry VXLAN to a host: not 0/8, loopback, link-local, multicast, reserved or broadcast. */
-function publicIPProblem(ip: string): string | undefined {
-  const a = parseIPv4(ip);
+function publicIPProblem(a: number): string | undefined {
   const first = a >>> 24;
   if (first === 0) return 'is in 0.0.0.0/8 ("this network")';
   if (first === 127) return 'is a loopback address';
@@ -76,27 +75,33 @@ function publicIPProblem(ip: string): string | undefined {
   return undefined;
 }
 
+/** A lease that passed the checks of its own, with what the conflict checks read parsed once. */
+interface Candidate {
+  lease: Lease;
+  network: number;
+  mac: string;
+}
+
 /** Older first: lower create revision, then lower subnet address, then key. Every host orders the same leases alike. */
-function olderFirst(a: Lease, b: Lease): number {
-  return a.created - b.created || parseCidr4(a.subnet).network - parseCidr4(b.subnet).network || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+function olderFirst(a: Candidate, b: Candidate): number {
+  return a.lease.created - b.lease.created || a.network - b.network || (a.lease.key < b.lease.key ? -1 : a.lease.key > b.lease.key ? 1 : 0);
 }
 
 /** The reason a lease alone cannot be admitted, whatever the other leases say. */
-function ownProblem(ctx: AdmissionContext, lease: Lease): Omit<Rejection, 'key' | 'subnet'> | undefined {
+function ownProblem(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, lease: Lease, subnet: Cidr4, mac: string): Omit<Rejection, 'key' | 'subnet'> | undefined {
   if (lease.backendType !== 'vxlan') return { reason: 'backend-type', detail: `BackendType ${JSON.stringify(lease.backendType)} is not "vxlan"` };
   if (lease.backendData.VNI !== ctx.vni) return { reason: 'vni', detail: `VNI ${lease.backendData.VNI} is not the network's VNI ${ctx.vni}` };
-  const subnet = parseCidr4(lease.subnet);
   if (!cidrContainsCidr(ctx.network, subnet)) return { reason: 'outside-network', detail: `subnet ${lease.subnet} is not inside the network ${formatCidr4(ctx.network)}` };
   if (subnet.prefix !== ctx.subnetLen) return { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` };
-  if (ctx.ownSubnet && cidrsOverlap(subnet, parseCidr4(ctx.ownSubnet))) return { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` };
+  if (ownSubnet && cidrsOverlap(subnet, ownSubnet)) return { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` };
   const route = ctx.foreignRoutes.find((r) => r.prefix > 0 && cidrContainsCidr(subnet, r));
   if (route) return { reason: 'foreign-route', detail: `subnet ${lease.subnet} holds the route ${formatCidr4(route)}, which tulle does not own` };
-  const mac = String(lease.backendData.VtepMAC).toLowerCase();
   if (mac === ZERO_MAC || isMulticastMac(mac)) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is not a unicast MAC` };
   if (ctx.ownVtepMac && mac === ctx.ownVtepMac.toLowerCase()) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is this host's own VTEP MAC` };
-  const ipProblem = publicIPProblem(lease.publicIP);
+  const publicIP = parseIPv4(lease.publicIP);
+  const ipProblem = publicIPProblem(publicIP);
   if (ipProblem) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} ${ipProblem}` };
-  if (cidrContains(ctx.network, parseIPv4(lease.publicIP))) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} is inside the overlay network ${formatCidr4(ctx.network)}` };
+  if (cidrContains(ctx.network, publicIP)) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} is inside the overlay network ${formatCidr4(ctx.network)}` };
   if (ctx.localAddresses.has(lease.publicIP)) return { reason: 'own-public-ip', detail: `PublicIP ${lease.publicIP} is an address of this host` };
   return undefined;
 }
@@ -104,24 +109,26 @@ function ownProblem(ctx: AdmissionContext, lease: Lease): Omit<Rejection, 'key' 
 /** Split the peer leases (the caller leaves this host's own lease out, by key) into admitted peers and rejections. */
 export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>): AdmissionResult {
   const rejected: Rejection[] = [];
-  const candidates: Lease[] = [];
+  const candidates: Candidate[] = [];
+  const ownSubnet = ctx.ownSubnet ? parseCidr4(ctx.ownSubnet) : undefined;
   for (const lease of leases) {
-    const problem = ownProblem(ctx, lease);
+    const subnet = parseCidr4(lease.subnet);
+    const mac = String(lease.backendData.VtepMAC).toLowerCase();
+    const problem = ownProblem(ctx, ownSubnet, lease, subnet, mac);
     if (problem) rejected.push({ key: lease.key, subnet: lease.subnet, ...problem });
-    else candidates.push(lease);
+    else candidates.push({ lease, network: subnet.network, mac });
   }
   candidates.sort(olderFirst);
   const macOwner = new Map<string, Lease>();
   const subnetOwner = new Map<string, Lease>();
   const admitted: PeerLease[] = [];
-  for (const lease of candidates) {
+  for (const { lease, mac } of candidates) {
     // Same length inside one Network: two leases overlap only when they name the same subnet (under two keys).
     const other = subnetOwner.get(lease.subnet);
     if (other) {
       rejected.push({ key: lease.key, subnet: lease.subnet, reason: 'overlaps-peer', detail: `subnet ${lease.subnet} is already held by the older lease at ${other.key}` });
       continue;
     }
-    const mac = String(lease.backendData.VtepMAC).toLowerCase();
     const owner = macOwner.get(mac);
     if (owner) {
       rejected.push({ key: lease.key, subnet: lease.subnet, reason: 'duplicate-vtep-mac', detail: `VtepMAC ${mac} is already used by the older lease ${owner.subnet} (${owner.publicIP})` });

@@ -32,46 +32,67 @@ export interface OverlayDiff {
   peers: Map<string, KernelWrite[]>;
 }
 
-const routeKey = (r: { dst: string }): string => r.dst;
-const neighborKey = (n: { dev: string; ip: string }): string => `${n.dev} ${n.ip}`;
-const fdbKey = (f: { dev: string; mac: string; dst: string }): string => `${f.dev} ${f.mac} ${f.dst}`;
-
+/**
+ * The view holds one VTEP's neighbours and FDB entries (and the main table's routes), so entries are indexed by
+ * what tells them apart there: a route by destination, a neighbour by IP, an FDB entry by MAC (a MAC with several
+ * destinations, which only an `append` by someone else makes, keeps the extra ones in a side list). No composite
+ * string keys: the full reconcile of 5000 peers runs this for every entry.
+ */
 function sameRoute(a: PlannedRoute, b: PlannedRoute): boolean {
-  return a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && a.protocol === b.protocol;
+  return a.via === b.via && a.dev === b.dev && Boolean(a.onlink) === Boolean(b.onlink) && a.protocol === b.protocol;
 }
 
 export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelView): OverlayDiff {
-  const haveRoutes = new Map(view.routes.map((r) => [routeKey(r), r]));
-  const haveNeighbors = new Map(view.neighbors.map((n) => [neighborKey(n), n]));
-  const haveFdb = new Set(view.fdb.map(fdbKey));
+  const haveRoutes = new Map<string, PlannedRoute>();
+  for (const r of view.routes) haveRoutes.set(r.dst, r);
+  const haveNeighbors = new Map<string, PlannedNeighbor>();
+  for (const n of view.neighbors) haveNeighbors.set(n.ip, n);
+  const haveFdb = new Map<string, PlannedFdb>();
+  const moreFdb: PlannedFdb[] = [];
+  for (const f of view.fdb) {
+    if (haveFdb.has(f.mac)) moreFdb.push(f);
+    else haveFdb.set(f.mac, f);
+  }
+  const hasFdb = (want: PlannedFdb): boolean => {
+    const f = haveFdb.get(want.mac);
+    if (f === undefined) return false;
+    if (f.dst === want.dst && f.dev === want.dev) return true;
+    return moreFdb.length > 0 && moreFdb.some((m) => m.mac === want.mac && m.dst === want.dst && m.dev === want.dev);
+  };
 
+  // What the plans want, by the same keys: neighbour IP -> its dev, FDB MAC -> its entry.
   const wantRoutes = new Set<string>();
-  const wantNeighbors = new Set<string>();
-  const wantFdb = new Set<string>();
+  const wantNeighbors = new Map<string, string>();
+  const wantFdb = new Map<string, PlannedFdb>();
   const peers = new Map<string, KernelWrite[]>();
 
   for (const [subnet, plan] of plans) {
     const writes: KernelWrite[] = [];
-    if (plan.neighbor) {
-      wantNeighbors.add(neighborKey(plan.neighbor));
-      if (haveNeighbors.get(neighborKey(plan.neighbor))?.mac !== plan.neighbor.mac) writes.push({ op: 'replace', kind: 'neighbor', entry: plan.neighbor });
+    const neighbor = plan.neighbor;
+    if (neighbor) {
+      wantNeighbors.set(neighbor.ip, neighbor.dev);
+      const have = haveNeighbors.get(neighbor.ip);
+      if (have === undefined || have.mac !== neighbor.mac || have.dev !== neighbor.dev) writes.push({ op: 'replace', kind: 'neighbor', entry: neighbor });
     }
-    if (plan.fdb) {
-      wantFdb.add(fdbKey(plan.fdb));
-      if (!haveFdb.has(fdbKey(plan.fdb))) writes.push({ op: 'replace', kind: 'fdb', entry: plan.fdb });
+    const fdb = plan.fdb;
+    if (fdb) {
+      wantFdb.set(fdb.mac, fdb);
+      if (!hasFdb(fdb)) writes.push({ op: 'replace', kind: 'fdb', entry: fdb });
     }
-    wantRoutes.add(routeKey(plan.route));
-    const current = haveRoutes.get(routeKey(plan.route));
+    wantRoutes.add(plan.route.dst);
+    const current = haveRoutes.get(plan.route.dst);
     if (!current) writes.push({ op: 'add', kind: 'route', entry: plan.route });
     else if (!sameRoute(current, plan.route)) writes.push({ op: 'replace', kind: 'route', entry: plan.route });
     if (writes.length) peers.set(subnet, writes);
   }
 
-  const removals: KernelWrite[] = [
-    ...view.routes.filter((r) => !wantRoutes.has(routeKey(r))).map((entry): KernelWrite => ({ op: 'delete', kind: 'route', entry })),
-    ...view.neighbors.filter((n) => !wantNeighbors.has(neighborKey(n))).map((entry): KernelWrite => ({ op: 'delete', kind: 'neighbor', entry })),
-    ...view.fdb.filter((f) => !wantFdb.has(fdbKey(f))).map((entry): KernelWrite => ({ op: 'delete', kind: 'fdb', entry })),
-  ];
+  const removals: KernelWrite[] = [];
+  for (const entry of view.routes) if (!wantRoutes.has(entry.dst)) removals.push({ op: 'delete', kind: 'route', entry });
+  for (const entry of view.neighbors) if (wantNeighbors.get(entry.ip) !== entry.dev) removals.push({ op: 'delete', kind: 'neighbor', entry });
+  for (const entry of view.fdb) {
+    const want = wantFdb.get(entry.mac);
+    if (want === undefined || want.dst !== entry.dst || want.dev !== entry.dev) removals.push({ op: 'delete', kind: 'fdb', entry });
+  }
   return { removals, peers };
 }
 

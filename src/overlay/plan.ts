@@ -10,7 +10,8 @@
  * DirectRouting, peer on the same L2 segment:
  *   ip route replace <peer subnet> via <peer public IP> dev <underlay iface>
  */
-import { cidrContains, formatIPv4, parseCidr4, parseIPv4, type Cidr4 } from '../base/ip.js';
+import { InvalidValueError } from '../base/errors.js';
+import { cidrContains, parseIPv4, type Cidr4 } from '../base/ip.js';
 
 export interface PeerLease {
   /** "10.244.2.0/24" */
@@ -66,8 +67,11 @@ export function isOnSameSegment(ip: string, networks: readonly Cidr4[]): boolean
 }
 
 export function planPeer(ctx: PlanContext, lease: PeerLease): PeerPlan {
-  const subnet = parseCidr4(lease.subnet, 'subnet');
-  const gateway = formatIPv4(subnet.network); // the peer VTEP's own address, 10.244.2.0
+  // The peer VTEP's own address is its subnet's network address, 10.244.2.0: the subnet's text up to the slash
+  // (lease subnets are canonical, host bits clear — parsed from the key — and admission checked them).
+  const slash = lease.subnet.indexOf('/');
+  if (slash < 0) throw new InvalidValueError('subnet', lease.subnet, 'is not an IPv4 CIDR (like 10.244.2.0/24)');
+  const gateway = lease.subnet.slice(0, slash);
   if (ctx.directRouting && isOnSameSegment(lease.publicIP, ctx.underlayNetworks)) {
     return { subnet: lease.subnet, route: { dst: lease.subnet, via: lease.publicIP, dev: ctx.underlay, onlink: false, protocol: ctx.routeProtocol } };
   }

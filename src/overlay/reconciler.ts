@@ -20,7 +20,7 @@
 import type { Cidr4 } from '../base/ip.js';
 import { cidrContainsCidr, cidrsOverlap, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
-import type { NetlinkClient, NetlinkEvent, NetlinkOp } from '../netlink/index.js';
+import type { Fdb, Neighbor, NetlinkClient, NetlinkEvent, NetlinkOp } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelView, type KernelWrite, type OverlayDiff } from './diff.js';
@@ -192,8 +192,9 @@ export class Reconciler {
     return {
       routes: ours,
       foreignRoutes: foreign,
-      neighbors: neighbors.filter((n) => n.state === 'permanent' && n.ip.includes('.') && n.mac).map((n) => ({ dev: n.dev, ip: n.ip, mac: n.mac! })),
-      fdb: fdb.filter((f) => f.dst && f.dst.includes('.')).map((f) => ({ dev: f.dev, mac: f.mac, dst: f.dst! })),
+      // The listed entries themselves (no copies: a full run of 5000 peers reads 10000 of them).
+      neighbors: neighbors.filter((n): n is Neighbor & { mac: string } => n.state === 'permanent' && n.mac !== undefined && n.ip.includes('.')),
+      fdb: fdb.filter((f): f is Fdb & { dst: string } => f.dst !== undefined && f.dst.includes('.')),
     };
   }
 
