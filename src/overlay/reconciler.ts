@@ -57,6 +57,8 @@ export interface ReconcilerContext extends PlanContext {
 /** Retry schedule of a peer whose writes the kernel refused. */
 const RETRY_INITIAL_MS = 1000;
 const RETRY_MAX_MS = 60_000;
+/** Writes per batch: as many as the netlink socket sends in one chunk. */
+const WRITE_SLICE = 1024;
 
 interface Failing {
   attempts: number;
@@ -315,21 +317,29 @@ export class Reconciler {
 
     let writes = 0;
     let failed = 0;
+    // Written a slice at a time: the requests of one slice (and the kernel's announcements of them) become garbage
+    // before the next is built, so programming thousands of peers does not hold them all at once.
     const apply = async (list: KernelWrite[]) => {
-      if (list.length === 0) return [];
-      const results = await this.nl.batch(list.map(toNetlinkOp));
-      return results.map((r, i) => {
-        const w = list[i]!;
-        if (r.ok) {
-          writes++;
-          this.hooks.onWrite?.(w);
-          return undefined;
-        }
-        if (w.op === 'delete' && (r.error.errno === 'ENOENT' || r.error.errno === 'ESRCH')) return undefined;
-        failed++;
-        this.hooks.onFailure?.(w, r.error);
-        return `${describeWrite(w)}: ${r.error.message}`;
-      });
+      const outcome: Array<string | undefined> = [];
+      for (let start = 0; start < list.length; start += WRITE_SLICE) {
+        const slice = list.slice(start, start + WRITE_SLICE);
+        const results = await this.nl.batch(slice.map(toNetlinkOp));
+        results.forEach((r, i) => {
+          const w = slice[i]!;
+          if (r.ok) {
+            writes++;
+            this.hooks.onWrite?.(w);
+            outcome.push(undefined);
+          } else if (w.op === 'delete' && (r.error.errno === 'ENOENT' || r.error.errno === 'ESRCH')) {
+            outcome.push(undefined);
+          } else {
+            failed++;
+            this.hooks.onFailure?.(w, r.error);
+            outcome.push(`${describeWrite(w)}: ${r.error.message}`);
+          }
+        });
+      }
+      return outcome;
     };
 
     const removalErrors = (await apply(diff.removals)).filter(Boolean);
