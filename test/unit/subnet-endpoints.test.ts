@@ -20,6 +20,7 @@ import {
   type EndpointSnapshot,
   type StoredEndpoint,
 } from '../../src/subnet/endpoints.js';
+import { startEtcd } from './store-etcd-server.js';
 import { heldAddresses, publishPodEndpoint, pruneStaleEndpoints, withdrawPodEndpoint } from '../../src/subnet/pod-endpoints.js';
 
 const PREFIX = '/tulle.io/l2';
@@ -219,4 +220,11 @@ test('watch: a watch that fell behind (compaction) lists again and delivers what
   assert.equal(watches, 2, 'a second watch from the new listing');
   await publishEndpoint(store, PREFIX, { ip: '10.17.0.21', mac: '0a:58:0a:11:00:21', publicIP: '192.0.2.12' });
   await waitFor(() => snaps[snaps.length - 1]!.records.length === 2, 10_000, 'changes after the new listing');
+});
+
+test('watch: the same on a real etcd (watch events carry no create revision: a rewrite keeps the listed age)', { timeout: 120_000 }, async (t) => {
+  const server = await startEtcd(t);
+  const store = await openRegistry(server.url);
+  t.after(() => store.close());
+  await watchContract(t, store);
 });
