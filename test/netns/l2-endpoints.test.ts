@@ -3,12 +3,12 @@
  * reconciler writing only differences (writes counted) and only tulle's kind of entries on its own device, and
  * the dataplane: two namespace "hosts" on a veth underlay, pods on a bridge each, entries programmed from store
  * records; the pods ping each other and a capture of the underlay, decoded with `tulle decode`, holds no
- * broadcast or multicast frame at all: no ARP crossed.
+ * broadcast or multicast frame at all: no ARP crossed. Last, the agent's side (EndpointSync) following the store.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,8 @@ import { execIn } from '../../src/netns/netns.js';
 import { NetlinkClient, type NetlinkOp } from '../../src/netlink/index.js';
 import { EndpointDeviceError, EndpointReconciler, ensureEndpointDevice, L2_NONE_VXLAN_ATTRS, type EndpointKernel } from '../../src/overlay/l2-endpoints.js';
 import { openRegistry } from '../../src/store/open.js';
-import { admitEndpoints, listEndpoints, publishEndpoint } from '../../src/subnet/endpoints.js';
+import { admitEndpoints, listEndpoints, publishEndpoint, withdrawEndpoint } from '../../src/subnet/endpoints.js';
+import { EndpointSync } from '../../src/agent/l2-endpoints.js';
 import { startCapture, stopCapture } from '../helpers/capture.js';
 import { bridgeJson, freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
 
@@ -232,4 +233,42 @@ test('dataplane: pods on two hosts ping each other from store records alone; the
   assert.ok(inner.every((f) => f.vxlan.vni === VNI && f.udp.dstPort === PORT));
   assert.deepEqual([...new Set(inner.map((f) => `${f.inner.ip.src}>${f.inner.ip.dst} ${f.inner.icmp.type}`))].sort(), ['10.17.0.18>10.17.0.34 0', '10.17.0.18>10.17.0.34 8', '10.17.0.34>10.17.0.18 0', '10.17.0.34>10.17.0.18 8']);
   assert.ok(inner.some((f) => f.length === 1450 + 14 + 50), 'the full-size frame (1450-byte packet) crossed in one piece: 1514 bytes on the wire');
+});
+
+test('the agent side: stale own records pruned at start, then records and lease changes followed on the device', async (t) => {
+  const { ns, nl } = await l2Host(t, 'l2sync', '192.0.2.11');
+  const store = await openRegistry(`memory:l2sync-${randomBytes(4).toString('hex')}`, { pollIntervalMs: 10 });
+  t.after(() => store.close());
+  const prefix = '/tulle.io/l2';
+  const ipamDir = mkdtempSync(join(tmpdir(), 'tulle-l2none-ipam-'));
+  t.after(() => rmSync(ipamDir, { recursive: true, force: true }));
+  writeFileSync(join(ipamDir, '10.17.0.18'), 'c1\r\neth0');
+  await publishEndpoint(store, prefix, { ip: '10.17.0.18', mac: '0a:00:00:00:00:01', publicIP: '192.0.2.11' });
+  await publishEndpoint(store, prefix, { ip: '10.17.0.19', mac: '0a:00:00:00:00:09', publicIP: '192.0.2.11' }); // its pod is gone
+  await publishEndpoint(store, prefix, { ip: '10.17.0.34', mac: '0a:00:00:00:00:02', publicIP: '192.0.2.12' });
+  let leases = [
+    { subnet: '10.17.0.16/28', publicIP: '192.0.2.11' },
+    { subnet: '10.17.0.32/28', publicIP: '192.0.2.12' },
+    { subnet: '10.17.0.48/28', publicIP: '192.0.2.13' },
+  ];
+  const sync = await EndpointSync.start({ registry: store, prefix, nl, device: DEV, ownPublicIP: '192.0.2.11', leases: () => leases, ipamDir });
+  t.after(() => sync.close());
+  assert.equal(await store.get(`${prefix}/endpoints/10.17.0.19`), undefined, 'the stale record of this host was removed');
+  assert.ok(await store.get(`${prefix}/endpoints/10.17.0.18`), 'a held address keeps its record');
+  const ours = async () => (await fdbOf(ns)).filter((e: string) => e.includes(' self '));
+  assert.deepEqual(await ours(), ['0a:00:00:00:00:02 192.0.2.12 self permanent'], 'programmed by the first run');
+
+  await publishEndpoint(store, prefix, { ip: '10.17.0.50', mac: '0a:00:00:00:00:03', publicIP: '192.0.2.13' });
+  await store.put(`${prefix}/endpoints/10.17.0.51`, '{"IP":"10.17.0.51","MAC":"ff:ff:ff:ff:ff:ff","PublicIP":"192.0.2.13"}');
+  await publishEndpoint(store, prefix, { ip: '10.17.0.52', mac: '0a:00:00:00:00:04', publicIP: '192.0.2.12' }); // not in 192.0.2.12's slice
+  await waitFor(async () => (await ours()).length === 2, 10_000, 'the new remote pod on the device');
+  await waitFor(() => sync.rejected.length === 2, 10_000, 'the hostile records reported');
+  assert.deepEqual(sync.rejected.map((r) => r.reason).sort(), ['malformed', 'no-lease']);
+  assert.deepEqual(await neighOf(ns), ['10.17.0.34 0a:00:00:00:00:02 PERMANENT', '10.17.0.50 0a:00:00:00:00:03 PERMANENT']);
+
+  await withdrawEndpoint(store, prefix, '10.17.0.34', '0a:00:00:00:00:02');
+  await waitFor(async () => (await neighOf(ns)).join() === '10.17.0.50 0a:00:00:00:00:03 PERMANENT', 10_000, 'the withdrawn pod gone');
+  leases = leases.filter((l) => l.publicIP !== '192.0.2.13');
+  sync.changed();
+  await waitFor(async () => (await ours()).length === 0 && (await neighOf(ns)).length === 0, 10_000, "the entries of a host whose lease left");
 });
