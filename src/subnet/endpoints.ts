@@ -13,7 +13,7 @@
  * admission believes a record only when its IP lies in the slice of an admitted lease of that same PublicIP.
  */
 import { isIPv4 } from 'node:net';
-import { formatValue, TulleError } from '../base/errors.js';
+import { formatValue, InvalidValueError, TulleError } from '../base/errors.js';
 import { cidrContains, parseCidr4, parseIPv4, parseMac } from '../base/ip.js';
 import { silentLogger, type Logger } from '../base/log.js';
 import { Backoff } from '../base/retry.js';
@@ -84,31 +84,37 @@ function unicastProblem(n: number): string | undefined {
   return undefined;
 }
 
-/** Check one address field; returns it unchanged (node's isIPv4 accepts only the canonical dotted form). */
-function checkAddress(key: string, field: string, value: unknown, linkLocalOk: boolean): string {
-  if (typeof value !== 'string' || !isIPv4(value)) throw new MalformedEndpointError(key, field, `${formatValue(value)} is not an IPv4 address`);
-  const n = parseIPv4(value, field);
-  const problem = unicastProblem(n) ?? (!linkLocalOk && n >>> 16 === ((169 << 8) | 254) ? 'is a link-local address' : undefined);
-  if (problem) throw new MalformedEndpointError(key, field, `${formatValue(value)} ${problem}`);
-  return value;
+/** Why `value` cannot be a pod's (or, `linkLocalOk` false, a host's underlay) address; undefined when it can. */
+function addressProblem(value: unknown, linkLocalOk: boolean): string | undefined {
+  // node's isIPv4 accepts only the canonical dotted form: no leading zeros, no shorthand.
+  if (typeof value !== 'string' || !isIPv4(value)) return 'is not an IPv4 address';
+  const n = parseIPv4(value);
+  return unicastProblem(n) ?? (!linkLocalOk && n >>> 16 === ((169 << 8) | 254) ? 'is a link-local address' : undefined);
 }
 
-function checkMacField(key: string, value: unknown): string {
+/** The MAC in lower case, or why it cannot be a pod's. */
+function checkMac(value: unknown): { mac: string } | { problem: string } {
   let mac: string;
   try {
     mac = parseMac(value as string, 'MAC');
   } catch {
-    throw new MalformedEndpointError(key, 'MAC', `${formatValue(value)} is not a MAC address (like 0a:58:0a:11:00:12)`);
+    return { problem: 'is not a MAC address (like 0a:58:0a:11:00:12)' };
   }
-  if (mac === '00:00:00:00:00:00') throw new MalformedEndpointError(key, 'MAC', `${formatValue(value)} is the all-zero MAC (the flood entry, never a pod)`);
-  if (parseInt(mac.slice(0, 2), 16) & 1) throw new MalformedEndpointError(key, 'MAC', `${formatValue(value)} is a multicast or broadcast MAC (the first octet is odd)`);
-  return mac;
+  if (mac === '00:00:00:00:00:00') return { problem: 'is the all-zero MAC (the flood entry, never a pod)' };
+  if (parseInt(mac.slice(0, 2), 16) & 1) return { problem: 'is a multicast or broadcast MAC (the first octet is odd)' };
+  return { mac };
 }
 
-/** Check a record before it is written; the same rules as reading, so what tulle writes it can read back. */
-export function checkEndpointRecord(rec: EndpointRecord, key = '(new record)'): EndpointRecord {
-  if (!isJsonObject(rec)) throw new MalformedEndpointError(key, 'record', `${formatValue(rec)} is not an object like {ip, mac, publicIP}`);
-  return { ip: checkAddress(key, 'IP', rec.ip, true), mac: checkMacField(key, rec.mac), publicIP: checkAddress(key, 'PublicIP', rec.publicIP, false) };
+/** Check what this host is about to write (InvalidValueError naming the field); the same rules as reading. */
+export function checkEndpointRecord(rec: EndpointRecord): EndpointRecord {
+  if (!isJsonObject(rec)) throw new InvalidValueError('endpoint', rec, 'is not an object like {ip, mac, publicIP}');
+  const ipProblem = addressProblem(rec.ip, true);
+  if (ipProblem) throw new InvalidValueError('endpoint ip', rec.ip, ipProblem);
+  const mac = checkMac(rec.mac);
+  if ('problem' in mac) throw new InvalidValueError('endpoint mac', rec.mac, mac.problem);
+  const publicProblem = addressProblem(rec.publicIP, false);
+  if (publicProblem) throw new InvalidValueError('endpoint publicIP', rec.publicIP, publicProblem);
+  return { ip: rec.ip, mac: mac.mac, publicIP: rec.publicIP };
 }
 
 /**
@@ -118,7 +124,7 @@ export function checkEndpointRecord(rec: EndpointRecord, key = '(new record)'): 
 export function parseEndpointRecord(key: string, value: string): EndpointRecord {
   if (typeof key !== 'string' || !key.includes(ENDPOINTS_DIR)) throw new MalformedEndpointError(String(key), 'key', `${formatValue(key)} is not an endpoint key (like /tulle.io/l2/endpoints/10.17.0.18)`);
   if (typeof value !== 'string') throw new MalformedEndpointError(key, 'value', `${formatValue(value)} is not a string`);
-  if (value.length > MAX_ENDPOINT_VALUE) throw new MalformedEndpointError(key, 'value', `is ${value.length} bytes long (at most ${MAX_ENDPOINT_VALUE})`);
+  if (value.length > MAX_ENDPOINT_VALUE) throw new MalformedEndpointError(key, 'value', `is ${value.length} characters long (at most ${MAX_ENDPOINT_VALUE})`);
   let doc: unknown;
   try {
     doc = JSON.parse(value);
@@ -130,7 +136,14 @@ export function parseEndpointRecord(key: string, value: string): EndpointRecord 
   const extra = Object.keys(doc).find((k) => !known.has(k.toLowerCase()));
   if (extra !== undefined) throw new MalformedEndpointError(key, formatValue(extra), `is not a field of an endpoint record (only ${FIELDS.join(', ')})`);
   for (const f of FIELDS) if (getField(doc, f) === undefined) throw new MalformedEndpointError(key, f, 'is missing');
-  const rec = checkEndpointRecord({ ip: getField(doc, 'IP') as string, mac: getField(doc, 'MAC') as string, publicIP: getField(doc, 'PublicIP') as string }, key);
+  const [ip, macValue, publicIP] = FIELDS.map((f) => getField(doc, f));
+  const ipProblem = addressProblem(ip, true);
+  if (ipProblem) throw new MalformedEndpointError(key, 'IP', `${formatValue(ip)} ${ipProblem}`);
+  const mac = checkMac(macValue);
+  if ('problem' in mac) throw new MalformedEndpointError(key, 'MAC', `${formatValue(macValue)} ${mac.problem}`);
+  const publicProblem = addressProblem(publicIP, false);
+  if (publicProblem) throw new MalformedEndpointError(key, 'PublicIP', `${formatValue(publicIP)} ${publicProblem}`);
+  const rec = { ip: ip as string, mac: mac.mac, publicIP: publicIP as string };
   const keyIP = key.slice(key.lastIndexOf(ENDPOINTS_DIR) + ENDPOINTS_DIR.length);
   if (keyIP !== rec.ip) throw new MalformedEndpointError(key, 'IP', `${formatValue(rec.ip)} does not match the key's address ${formatValue(keyIP)}`);
   return rec;
@@ -156,8 +169,12 @@ export async function publishEndpoint(store: Registry, prefix: string, rec: Endp
  * newer pod with this address wrote, or one tulle cannot read, stays. True when a record was deleted.
  */
 export async function withdrawEndpoint(store: Registry, prefix: string, ip: string, mac: string): Promise<boolean> {
-  const key = endpointKey(prefix, checkAddress('(withdraw)', 'IP', ip, true));
-  const want = checkMacField(key, mac);
+  const ipProblem = addressProblem(ip, true);
+  if (ipProblem) throw new InvalidValueError('endpoint ip', ip, ipProblem);
+  const checked = checkMac(mac);
+  if ('problem' in checked) throw new InvalidValueError('endpoint mac', mac, checked.problem);
+  const want = checked.mac;
+  const key = endpointKey(prefix, ip);
   const stored = await store.get(key);
   if (!stored) return false;
   let rec: StoredEndpoint;

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { InvalidValueError } from '../../src/base/errors.js';
 import { waitFor } from '../../src/base/retry.js';
 import { openRegistry } from '../../src/store/open.js';
 import type { Registry } from '../../src/store/registry.js';
@@ -67,7 +68,7 @@ test('hostile records are refused, each naming the field, the value and the rule
   rejects('null', 'value', /is not a JSON object/);
   // An oversized value is refused by its length; the message does not carry it.
   const huge = `{"IP":"10.17.0.18","MAC":"0a:58:0a:11:00:12","PublicIP":"192.0.2.12","X":"${'A'.repeat(1_000_000)}"}`;
-  rejects(huge, 'value', /is 1000\d+ bytes long \(at most 512\)/);
+  rejects(huge, 'value', /is 1000\d+ characters long \(at most 512\)/);
   // A long junk value is cut with an ellipsis.
   rejects(`${'x'.repeat(400)}`, 'value', /x{100,120}"… \(400 characters\) is not JSON/);
   rejects(VALUE, 'key', /is not an endpoint key/, `${PREFIX}/subnets/10.17.0.16-28`);
@@ -77,7 +78,10 @@ test('publish writes the contract value; withdraw deletes only while the MAC mat
   const store = await memoryStore(t);
   await publishEndpoint(store, PREFIX, { ip: '10.17.0.18', mac: '0A:58:0A:11:00:12', publicIP: '192.0.2.12' });
   assert.equal((await store.get(KEY))?.value, VALUE);
-  await assert.rejects(publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: 'ff:ff:ff:ff:ff:ff', publicIP: '192.0.2.12' }), (e: unknown) => e instanceof MalformedEndpointError && e.field === 'MAC');
+  await assert.rejects(publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: 'ff:ff:ff:ff:ff:ff', publicIP: '192.0.2.12' }), (e: unknown) => e instanceof InvalidValueError && e.message === 'endpoint mac: "ff:ff:ff:ff:ff:ff" is a multicast or broadcast MAC (the first octet is odd)');
+  await assert.rejects(publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: '0a:58:0a:11:00:13', publicIP: '127.0.0.1' }), (e: unknown) => e instanceof InvalidValueError && e.field === 'endpoint publicIP');
+  await assert.rejects(publishEndpoint(store, PREFIX, { ip: '10.17.0.19/24', mac: '0a:58:0a:11:00:13', publicIP: '192.0.2.12' }), /endpoint ip: "10\.17\.0\.19\/24" is not an IPv4 address/);
+  await assert.rejects(withdrawEndpoint(store, PREFIX, '../../config', '0a:58:0a:11:00:13'), /endpoint ip: "\.\.\/\.\.\/config" is not an IPv4 address/);
   await assert.rejects(publishEndpoint(store, 'no-slash', { ip: '10.17.0.19', mac: '0a:58:0a:11:00:13', publicIP: '192.0.2.12' }), /prefix: "no-slash" is not a key prefix/);
   assert.equal((await store.list(`${PREFIX}/`)).items.length, 1, 'a refused record writes nothing');
 
