@@ -31,6 +31,7 @@ import {
   IFLA_VXLAN_LOCAL6,
   IFLA_VXLAN_PORT,
   IFLA_VXLAN_PORT_RANGE,
+  IFLA_VXLAN_PROXY,
   IFLA_VXLAN_TTL,
   IFLA_VXLAN_UDP_CSUM,
   NLM_F_CREATE,
@@ -56,6 +57,8 @@ export interface VxlanInfo {
   /** UDP destination port (`dstport`). */
   port: number;
   learning: boolean;
+  /** ARP/ND answered by the device from its own neighbour table (`proxy`), instead of sent to the remotes. */
+  proxy: boolean;
   gbp: boolean;
   /** 0 means "inherit from the inner packet" is off and the kernel default (64 via route) applies. */
   ttl: number;
@@ -95,6 +98,8 @@ export interface VxlanOptions {
   dev?: string;
   port?: number;
   learning?: boolean;
+  /** Answer ARP/ND from the device's neighbour table; the kernel takes it at creation only. */
+  proxy?: boolean;
   gbp?: boolean;
   ttl?: number;
   udpCsum?: boolean;
@@ -160,13 +165,13 @@ export function checkVxlanOptions(o: VxlanOptions): void {
   if (o.ttl !== undefined) checkInt(o.ttl, 'vxlan ttl', 0, 255);
   checkMtu(o.mtu, 'vxlan mtu');
   if (o.mac !== undefined) checkMac(o.mac, 'vxlan mac');
-  for (const f of ['learning', 'gbp', 'udpCsum', 'up'] as const) checkBool(o[f], `vxlan ${f}`);
+  for (const f of ['learning', 'proxy', 'gbp', 'udpCsum', 'up'] as const) checkBool(o[f], `vxlan ${f}`);
   if (o.remote !== undefined && o.group !== undefined) throw new InvalidValueError('vxlan remote', o.remote, 'cannot be combined with group (a device has one or the other)');
   if (o.remote !== undefined && isMulticast(parseAddress(o.remote, 'vxlan remote').bytes)) throw new InvalidValueError('vxlan remote', o.remote, 'must be a unicast address (use group for multicast)');
   if (o.group !== undefined && !isMulticast(parseAddress(o.group, 'vxlan group').bytes)) throw new InvalidValueError('vxlan group', o.group, 'must be a multicast address (use remote for unicast)');
 }
 
-/** `ip link add NAME [address MAC] [mtu N] [up] type vxlan id VNI [local IP] [remote IP | group IP] [dev DEV] [ttl N] dstport PORT [no]learning [gbp] [no]udpcsum` */
+/** `ip link add NAME [address MAC] [mtu N] [up] type vxlan id VNI [local IP] [remote IP | group IP] [dev DEV] [ttl N] dstport PORT [no]learning [proxy] [gbp] [no]udpcsum` */
 export function encodeCreateVxlan(o: VxlanOptions, devIndex: number | undefined): Request {
   checkVxlanOptions(o);
   const w = new MessageWriter(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, IFINFOMSG_LEN);
@@ -191,6 +196,7 @@ export function encodeCreateVxlan(o: VxlanOptions, devIndex: number | undefined)
   if (o.ttl !== undefined) w.u8(IFLA_VXLAN_TTL, o.ttl);
   if (o.port !== undefined) w.be16(IFLA_VXLAN_PORT, o.port);
   if (o.learning !== undefined) w.u8(IFLA_VXLAN_LEARNING, o.learning ? 1 : 0);
+  if (o.proxy !== undefined) w.u8(IFLA_VXLAN_PROXY, o.proxy ? 1 : 0);
   if (o.gbp) w.flag(IFLA_VXLAN_GBP);
   if (o.udpCsum !== undefined) w.u8(IFLA_VXLAN_UDP_CSUM, o.udpCsum ? 1 : 0);
   w.endNest(data);
@@ -198,7 +204,7 @@ export function encodeCreateVxlan(o: VxlanOptions, devIndex: number | undefined)
   const args =
     `id ${o.vni}${o.local ? ` local ${o.local}` : ''}${o.remote ? ` remote ${o.remote}` : ''}${o.group ? ` group ${o.group}` : ''}` +
     `${o.dev ? ` dev ${o.dev}` : ''}${o.ttl !== undefined ? ` ttl ${o.ttl}` : ''}${o.port !== undefined ? ` dstport ${o.port}` : ''}` +
-    `${o.learning === false ? ' nolearning' : o.learning ? ' learning' : ''}${o.gbp ? ' gbp' : ''}` +
+    `${o.learning === false ? ' nolearning' : o.learning ? ' learning' : ''}${o.proxy ? ' proxy' : o.proxy === false ? ' noproxy' : ''}${o.gbp ? ' gbp' : ''}` +
     `${o.udpCsum === false ? ' noudpcsum' : o.udpCsum ? ' udpcsum' : ''}`;
   return { message: w.finish(), command: `link add ${o.name}${commonAddArgs(o)} type vxlan ${args}` };
 }
@@ -297,6 +303,24 @@ export function encodeSetLink(name: string, o: LinkChanges, resolved: { index?: 
   return { message: w.finish(), command: `link set dev ${name}${args}` };
 }
 
+/**
+ * `ip link set dev NAME type vxlan [no]learning`: the one vxlan attribute tulle changes on a live device (the
+ * kernel refuses to change most others, `proxy` among them, with EOPNOTSUPP: those need a new device).
+ */
+export function encodeSetVxlanLearning(name: string, learning: boolean): Request {
+  checkIfName(name, 'link name');
+  checkBool(learning, 'vxlan learning');
+  const w = new MessageWriter(RTM_NEWLINK, 0, IFINFOMSG_LEN);
+  w.string(IFLA_IFNAME, name);
+  const info = w.beginNest(IFLA_LINKINFO);
+  w.string(IFLA_INFO_KIND, 'vxlan');
+  const data = w.beginNest(IFLA_INFO_DATA);
+  w.u8(IFLA_VXLAN_LEARNING, learning ? 1 : 0);
+  w.endNest(data);
+  w.endNest(info);
+  return { message: w.finish(), command: `link set dev ${name} type vxlan ${learning ? 'learning' : 'nolearning'}` };
+}
+
 /** `ip link show dev NAME` (by name) or the link with that index. */
 export function encodeGetLink(nameOrIndex: string | number): Request {
   const w = new MessageWriter(RTM_GETLINK, 0, IFINFOMSG_LEN);
@@ -367,6 +391,7 @@ function decodeVxlan(d: Attrs, nameOf: (index: number) => string | undefined): V
     vni: d.u32(IFLA_VXLAN_ID) ?? 0,
     port: d.be16(IFLA_VXLAN_PORT) ?? 0,
     learning: (d.u8(IFLA_VXLAN_LEARNING) ?? 0) !== 0,
+    proxy: (d.u8(IFLA_VXLAN_PROXY) ?? 0) !== 0,
     gbp: d.has(IFLA_VXLAN_GBP),
     ttl: d.u8(IFLA_VXLAN_TTL) ?? 0,
     udpCsum: (d.u8(IFLA_VXLAN_UDP_CSUM) ?? 0) !== 0,
