@@ -75,6 +75,16 @@ if [[ ! -e $policy ]]; then
   chmod 0755 "$policy"
   own_policy=1
   trap 'rm -f "$policy"' EXIT
+elif [[ " ${missing_pkgs[*]} " == *" docker.io "* ]]; then
+  # Someone else's policy: used as it is, but it must forbid starting the daemons, or docker.io is not installed.
+  for svc in docker containerd; do
+    rc=0
+    "$policy" "$svc" start >/dev/null 2>&1 || rc=$?
+    if [[ $rc -ne 101 ]]; then
+      echo "tulle: $policy answers $rc (not 101, \"forbidden\") for \"$svc start\", so installing docker.io would start $svc on this machine; make it answer 101 during the install, or install docker.io yourself and run: systemctl disable --now docker.service docker.socket containerd.service" >&2
+      exit 1
+    fi
+  done
 fi
 # Units that a package enables on its first install and that we disable again: only those of packages not yet installed.
 new_units=()
