@@ -143,7 +143,10 @@ test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by VXLAN
   const payload = mtu - 28;
   for (const [i, h] of hosts.entries()) {
     const target = PLAN[1 - i]!.ip;
-    const busybox = await pingIn(h, PLAN[i]!.container, target, { size: payload });
+    // A lost first packet on a loaded machine is not a failure: asked again until a generous deadline.
+    let busybox = await pingIn(h, PLAN[i]!.container, target, { size: payload });
+    const deadline = Date.now() + 30_000;
+    while (busybox.status !== 0 && Date.now() < deadline) busybox = await pingIn(h, PLAN[i]!.container, target, { size: payload });
     assert.equal(busybox.status, 0, `${PLAN[i]!.container} -> ${target} (busybox ping -s ${payload}): ${busybox.stdout}${busybox.stderr}\n${h.log().slice(-1000)}`);
     assert.match(busybox.stdout, new RegExp(`${payload + 8} bytes from ${target.replace(/\./g, '\\.')}`));
     const df = await run(['nsenter', '-t', String(pids[i]), '-n', 'ping', '-M', 'do', '-s', String(payload), '-c', '1', '-W', '5', target], { allowFailure: true });
