@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/base/exec.js';
 import { labDown, labUp, type LabHost } from '../../src/lab/index.js';
-import { busyboxTarball, cgroupDirs, createBridgeNetwork, DockerUnsupportedError, importImage, pidsInMountNs, pingIn, runContainer, startDockerd, type DockerHost } from '../helpers/dockerd.js';
+import { bridgeOf, busyboxTarball, cgroupDirs, createBridgeNetwork, DockerUnsupportedError, importImage, pidsInMountNs, pingIn, runContainer, startDockerd, type DockerHost } from '../helpers/dockerd.js';
 import { labRoot, uniqueLabName } from '../helpers/lab.js';
 import { ip, ipJson, bridgeJson, requireRoot } from '../helpers/netns.js';
 
@@ -114,9 +114,15 @@ test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by VXLAN
     hosts.map(async (h, i) => {
       await importImage(h, tarball, IMAGE);
       await createBridgeNetwork(h, { name: NETWORK, subnet: SUBNET, gateway: PLAN[i]!.gateway, bridge: BRIDGE, mtu });
+      assert.equal(await bridgeOf(h, NETWORK), BRIDGE, `${h.name}: docker reports the fixed bridge name`);
       return runContainer(h, { name: PLAN[i]!.container, network: NETWORK, ip: PLAN[i]!.ip, image: IMAGE });
     }),
   );
+  // Without the option dockerd names the bridge itself (seed 001's br-<id>): what a per-host bridge override names.
+  await hosts[0]!.docker(['network', 'create', '--driver', 'bridge', '--subnet', '10.48.0.0/24', 'generated']);
+  const generated = await bridgeOf(hosts[0]!, 'generated');
+  assert.match(generated, /^br-[0-9a-f]{12}$/);
+  assert.equal((await ipJson(labHosts[0]!.namespace, 'link', 'show', generated))[0].linkinfo.info_kind, 'bridge');
   t.diagnostic(`dockerd up, images imported, containers running after ${Date.now() - started} ms`);
 
   await joinBridges(labHosts);

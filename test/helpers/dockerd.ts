@@ -278,6 +278,15 @@ export async function createBridgeNetwork(h: DockerHost, o: { name: string; subn
   ]);
 }
 
+/**
+ * The Linux bridge of a bridge network on this host: the `com.docker.network.bridge.name` option when given, else
+ * the name dockerd generates, `br-` and the first 12 hex digits of the network ID (seed 001's `br-23de81e9cde3`).
+ */
+export async function bridgeOf(h: DockerHost, network: string): Promise<string> {
+  const [info] = JSON.parse((await h.docker(['network', 'inspect', network])).stdout) as Array<{ Id: string; Options?: Record<string, string> }>;
+  return info!.Options?.['com.docker.network.bridge.name'] ?? `br-${info!.Id.slice(0, 12)}`;
+}
+
 /** `docker run -d` a container with a fixed address on `network`, sleeping; resolves with its init's PID. */
 export async function runContainer(h: DockerHost, o: { name: string; network: string; ip: string; image: string }): Promise<number> {
   await h.docker(['run', '-d', '--name', o.name, '--network', o.network, '--ip', o.ip, o.image, 'sleep', '3600']);
