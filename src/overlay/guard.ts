@@ -70,17 +70,18 @@ export class GuardError extends TulleError {
 
 /** Canonical dotted quads of the valid IPv4 addresses in `ips` (sorted, unique) and the values that are not. */
 export function normalizePeers(ips: readonly unknown[]): { valid: string[]; invalid: unknown[] } {
-  const valid = new Set<string>();
+  const valid = new Set<number>();
   const invalid: unknown[] = [];
   for (const ip of ips) {
     try {
       if (typeof ip !== 'string') throw new Error('not a string');
-      valid.add(formatIPv4(parseIPv4(ip, 'PublicIP')));
+      valid.add(parseIPv4(ip, 'PublicIP'));
     } catch {
       invalid.push(ip);
     }
   }
-  return { valid: [...valid].sort(byAddress), invalid };
+  // Sorted as numbers, each address parsed once (called with every admitted lease's address at every reconcile).
+  return { valid: [...valid].sort((a, b) => a - b).map(formatIPv4), invalid };
 }
 
 function byAddress(a: string, b: string): number {
