@@ -272,6 +272,10 @@ export class Agent {
       log.info(`VXLAN guard ${await guard.ensure(guardSpec)}`, { backend: guard.backend, allowedSources: guardSpec.allowedSources });
       registerGuardMetrics(metrics.registry, guard);
       this.own(guard, (g) => g.close());
+    } else {
+      // A guard left by an earlier run with the guard on would keep dropping VXLAN from every peer not in its stale
+      // member set: turning the guard off removes tulle's own table (and nothing else).
+      await new VxlanGuard(rules.backend).remove();
     }
     return { rules, spec, stateFile, guard };
   }

@@ -103,6 +103,25 @@ test('VXLAN guard in a lab: a stranger\'s frame never reaches a pod; leases add 
     assert.doesNotMatch(agentLog(state, 'h2'), /"msg":"VXLAN guard members"[^\n]*"removed":\["/, 'no member was ever removed');
   });
 
+  await t.test('an agent restarted with the guard off removes the guard an earlier run left; on again, it is rebuilt with the peers', async () => {
+    const tables = async () => (await run(['ip', 'netns', 'exec', host(state, 'h2').namespace, 'nft', 'list', 'tables'])).stdout;
+    assert.match(await tables(), /tulle-guard/);
+    await stopAgent(state, 'h2');
+    process.env.TULLE_VXLAN_GUARD = 'false';
+    try {
+      startAgent(fresh(state), 'h2');
+    } finally {
+      delete process.env.TULLE_VXLAN_GUARD;
+    }
+    // A stale member set would drop a new peer's VXLAN: the table goes, and h2 stays in the overlay.
+    await within(20_000, 'h2\'s guard-less agent to remove tulle-guard', async () => !/tulle-guard/.test(await tables()));
+    await waitConverged(fresh(state), ['h1', 'h2', 'h3']);
+    await stopAgent(state, 'h2');
+    startAgent(fresh(state), 'h2');
+    await within(20_000, 'h2\'s guard to hold h1 and h3 again', async () => /tulle-guard/.test(await tables()) && (await members(state, 'h2')).join() === [addr('h1'), addr('h3')].sort().join());
+    await waitConverged(fresh(state), ['h1', 'h2', 'h3']);
+  });
+
   await t.test('a new host is a member on every host no later than its route; pods reach it', async () => {
     startAgent(state, 'h4');
     await within(20_000, 'h4 to write its lease', async () => (await leasesOf(state)).some((l) => l.publicIP === addr('h4')));
