@@ -7,7 +7,9 @@
  *     iproute2 and nft (VTEP flannel.1, cni0, a veth per pod, one neighbour + FDB entry + onlink route per peer,
  *     MTU 1450), the way seeds 001/002 do it;
  *   - tulle without its VXLAN guard: a third lab whose agents run with --vxlan-guard=false, so the guard's
- *     nftables rule (a set lookup per VXLAN packet) is the only difference.
+ *     nftables rule (a set lookup per VXLAN packet) is the only difference. Two labs differ by a few microseconds
+ *     of RTT whatever runs in them, so half-way the two tulle labs swap the setting (agents restarted) and the
+ *     same rounds run again; the guard rows pool each side over both labs.
  * The kernel moves the packets in all three, so tulle can only lose by configuring something worse. The paths
  * take turns (A B C, then B C A, ...) and medians are taken, so a busy moment of the shared 2-core machine hits
  * all of them alike. For RTT the ratio is the baseline's RTT over tulle's, so for every row higher is better.
@@ -22,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { run as runCommand } from '../src/base/exec.js';
 import { sleep, waitFor } from '../src/base/retry.js';
-import { labNamespace, loadLabState, overlaySteps, registerLabProcess, type LabState, type LabStep } from '../src/lab/index.js';
+import { labNamespace, loadLabState, overlaySteps, registerLabProcess, startAgent, stopAgent, waitConverged, type LabState, type LabStep } from '../src/lab/index.js';
 import { environment, labRoot, median, percentiles, resultFile, round, row, sumCpuMs, withLab, withVxlanGuard, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
 
 export const NAME = 'dataplane';
@@ -64,12 +66,18 @@ export interface DataplaneResult {
   quick: boolean;
   environment: Environment;
   sizes: { hosts: number; podsPerHost: number; underlay: string; overlayMtu: number; iperfSeconds: number; iperfOmitSeconds: number; throughputRuns: number; pingRounds: number; pingsPerRound: number; pingIntervalMs: number };
+  /** Phase one: every path, the guard on in the first tulle lab and off in the second. */
   paths: Record<PathName, PathResult>;
+  /**
+   * The guard comparison over both phases: `on` pools the first lab with the guard (phase one) and the second lab
+   * with the guard (phase two, after the swap); `off` the other two halves.
+   */
+  guard: { on: PathResult; off: PathResult };
   /** The hand-made overlay against the underlay: what VXLAN itself costs on this machine, whoever configures it. */
   handOverUnderlay: { throughput: number; rttP50: number; rttP99: number };
   /** Throughput tulle / hand-made of each round (runs taken back to back): the machine's noise, seen directly. */
   tulleOverHandPerRound: number[];
-  /** The same for tulle with the guard / tulle without it, and the median of those per-round ratios. */
+  /** The same for the guard on / off (both phases), and the median of those per-round ratios. */
   tulleOverNoGuardPerRound: number[];
   tulleOverNoGuardMedianOfRounds: number;
   /** CPU tulle's two agents used while the paths were measured, in % of the whole machine. */
@@ -107,10 +115,8 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
       const paths = [tullePath(tulleLab), handPath(handLab), underlayPath(tulleLab), { ...tullePath(noGuardLab), name: 'noguard' as const, label: 'tulle overlay, --vxlan-guard=false' }];
       const labOf = { tulle: tulleLab, underlay: tulleLab, hand: handLab, noguard: noGuardLab };
       // The comparison only means something if the guard is the difference: on in one lab, off in the other.
-      for (const [lab, want] of [[tulleLab, true], [noGuardLab, false]] as const) {
-        const tables = (await runCommand(['ip', 'netns', 'exec', lab.hosts[1]!.namespace, 'nft', 'list', 'tables'])).stdout;
-        if (/tulle-guard/.test(tables) !== want) throw new Error(`lab ${lab.name}: the VXLAN guard is ${want ? 'missing' : 'present'}; the guard comparison would be wrong`);
-      }
+      await expectGuard(tulleLab, true);
+      await expectGuard(noGuardLab, false);
       const servers = paths.map((p) => startIperfServer(labOf[p.name], p.serverNs));
       try {
         await Promise.all(servers.map((s) => s.ready));
@@ -136,9 +142,40 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
           }
         }
         const agentCpuPercent = round(((sumCpuMs(agents) - agentCpuBefore) / ((performance.now() - measuringSince) * cpus().length)) * 100, 2);
+        // Second half of the guard comparison: the guard changes sides (each lab's agents restart with the other
+        // setting), and the same rounds run again. Two labs differ by a few microseconds of RTT whatever runs in them
+        // (the hand-made overlay, with no guard, is one of them); pooling both halves cancels that out, so what is
+        // left between "guard" and "no guard" is the guard.
+        await setGuard(tulleLab, false);
+        await setGuard(noGuardLab, true);
+        const swapped = { guardOn: tullePath(noGuardLab), guardOff: tullePath(tulleLab) };
+        await pingRtts(swapped.guardOn, 3, sizes.pingIntervalMs);
+        const guardOnRuns = [...throughput.get('tulle')!];
+        const guardOffRuns = [...throughput.get('noguard')!];
+        const guardOnRtts = [...rtts.get('tulle')!];
+        const guardOffRtts = [...rtts.get('noguard')!];
+        let guardOnLost = lost.get('tulle')!;
+        let guardOffLost = lost.get('noguard')!;
+        for (let i = 0; i < sizes.throughputRuns; i++) {
+          const order = i % 2 === 0 ? (['guardOn', 'guardOff'] as const) : (['guardOff', 'guardOn'] as const);
+          for (const side of order) (side === 'guardOn' ? guardOnRuns : guardOffRuns).push(await iperf(swapped[side], sizes.iperfSeconds, sizes.iperfOmitSeconds));
+        }
+        for (let i = 0; i < sizes.pingRounds; i++) {
+          const order = i % 2 === 0 ? (['guardOn', 'guardOff'] as const) : (['guardOff', 'guardOn'] as const);
+          for (const side of order) {
+            const r = await pingRtts(swapped[side], sizes.pingsPerRound, sizes.pingIntervalMs);
+            if (side === 'guardOn') {
+              guardOnRtts.push(...r.rtts);
+              guardOnLost += r.lost;
+            } else {
+              guardOffRtts.push(...r.rtts);
+              guardOffLost += r.lost;
+            }
+          }
+        }
         // Run i of every path is one round: its tulle / hand-made ratio shows how much the machine moved meanwhile.
         const roundRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('hand')![i]!, 3));
-        const guardRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('noguard')![i]!, 3));
+        const guardRatios = guardOnRuns.map((t, i) => round(t / guardOffRuns[i]!, 3));
         const results = Object.fromEntries(
           paths.map((p) => [
             p.name,
@@ -153,6 +190,19 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
             },
           ]),
         ) as Record<PathName, PathResult>;
+        const pooled = (label: string, runs: number[], pings: number[], lostPings: number, from: string): PathResult => ({
+          label,
+          from,
+          to: 'h2\'s pod, in each lab in turn',
+          throughputGbps: round(median(runs), 3),
+          throughputRunsGbps: runs.map((x) => round(x, 3)),
+          rttMs: percentiles(pings),
+          pingsLost: lostPings,
+        });
+        const guard = {
+          on: pooled('tulle with the guard (both labs)', guardOnRuns, guardOnRtts, guardOnLost, `${tulleLab.name}, then ${noGuardLab.name}`),
+          off: pooled('tulle overlay, --vxlan-guard=false (both labs)', guardOffRuns, guardOffRtts, guardOffLost, `${noGuardLab.name}, then ${tulleLab.name}`),
+        };
         const result: DataplaneResult = {
           name: NAME,
           date: new Date().toISOString(),
@@ -160,6 +210,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
           environment: env,
           sizes,
           paths: results,
+          guard,
           handOverUnderlay: {
             throughput: round(results.hand.throughputGbps / results.underlay.throughputGbps, 3),
             rttP50: round(results.underlay.rttMs.p50 / results.hand.rttMs.p50, 3),
@@ -170,7 +221,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
           tulleOverNoGuardMedianOfRounds: round(median(guardRatios), 3),
           agentCpuPercent,
           labs: [tulleLab.name, handLab.name, noGuardLab.name],
-          rows: rows(results),
+          rows: rows(results, guard),
         };
         const file = resultFile(NAME, options);
         if (file) writeResult(file, result);
@@ -184,7 +235,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
 }
 
 /** Throughput: tulle / baseline. RTT: baseline / tulle (a lower RTT is better), so that every goal reads ">=". */
-function rows(r: Record<PathName, PathResult>): BenchRow[] {
+function rows(paths: Record<PathName, PathResult>, guard: { on: PathResult; off: PathResult }): BenchRow[] {
   const out: BenchRow[] = [];
   const size = '2 hosts, 1 pod each';
   for (const [base, goal] of [
@@ -192,7 +243,8 @@ function rows(r: Record<PathName, PathResult>): BenchRow[] {
     ['underlay', GOAL_UNDERLAY],
     ['noguard', GOAL_GUARD],
   ] as const) {
-    const b = r[base];
+    const r = base === 'noguard' ? { tulle: guard.on } : paths;
+    const b = base === 'noguard' ? guard.off : paths[base];
     const g = { on: 'ratio' as const, op: '>=' as const, value: goal };
     out.push(
       row({ benchmark: NAME, metric: 'TCP throughput pod to pod (iperf3, median)', size, figure: r.tulle.throughputGbps, unit: 'Gbit/s', baseline: b.throughputGbps, baselineLabel: b.label, ratio: round(r.tulle.throughputGbps / b.throughputGbps, 3), ratioLabel: `tulle / ${base}`, goal: { ...g, text: `tulle / ${base} >= ${goal}` } }),
@@ -201,6 +253,26 @@ function rows(r: Record<PathName, PathResult>): BenchRow[] {
     );
   }
   return out;
+}
+
+/** Fail unless host h2 of the lab has the guard table exactly when `want` says so. */
+async function expectGuard(lab: LabState, want: boolean): Promise<void> {
+  const tables = (await runCommand(['ip', 'netns', 'exec', lab.hosts[1]!.namespace, 'nft', 'list', 'tables'])).stdout;
+  if (/tulle-guard/.test(tables) !== want) throw new Error(`lab ${lab.name}: the VXLAN guard is ${want ? 'missing' : 'present'}; the guard comparison would be wrong`);
+}
+
+/** Restart every agent of the lab with the guard on or off (an agent started with it off removes the table), and wait until it is so. */
+async function setGuard(lab: LabState, on: boolean): Promise<void> {
+  const hosts = lab.hosts.map((h) => h.name);
+  for (const h of hosts) await stopAgent(lab, h);
+  await withVxlanGuard(on, async () => {
+    for (const h of hosts) startAgent(loadLabState(lab.name, { root: labRoot(lab) }), h);
+  });
+  await waitConverged(loadLabState(lab.name, { root: labRoot(lab) }), hosts);
+  for (const h of lab.hosts) {
+    await waitFor(async () => /tulle-guard/.test((await runCommand(['ip', 'netns', 'exec', h.namespace, 'nft', 'list', 'tables'])).stdout) === on, 30_000, `${h.name} of lab ${lab.name}: the guard to be ${on ? 'on' : 'off'}`, 100);
+  }
+  await expectGuard(lab, on);
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {

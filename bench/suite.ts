@@ -32,11 +32,12 @@ export const BENCHMARKS: readonly Benchmark[] = [
     summary:
       'iperf3 and ping from a pod on host h1 to a pod on host h2 of a 2-host lab on a routed underlay, through the overlay tulle configured; ' +
       'against the underlay host to host in the same lab, and against the same overlay built by hand with iproute2 (flannel\'s layout as in seeds 001-003: flannel.1 nolearning noudpcsum, cni0, MTU 1450 everywhere) in a second lab. ' +
-      'The paths take turns; medians over the runs, RTT percentiles over every ping. For RTT the ratio is baseline RTT / tulle RTT, so higher is better in every row.',
+      'The paths take turns; medians over the runs, RTT percentiles over every ping. The guard rows compare tulle with and without its VXLAN guard in two labs that swap the setting half-way. For RTT the ratio is baseline RTT / tulle RTT, so higher is better in every row.',
     run: (o) => dataplane.run(o),
     rows: ownRows,
     notes: (r: dataplane.DataplaneResult) => [
-      ...Object.values(r.paths).map((p) => `${p.label}: throughput runs ${p.throughputRunsGbps.join(', ')} Gbit/s; RTT p50 ${p.rttMs.p50} ms, p99 ${p.rttMs.p99} ms, max ${p.rttMs.max} ms over ${p.rttMs.samples} pings (${p.pingsLost} lost)`),
+      ...[...Object.values(r.paths), ...(r.guard ? [r.guard.on, r.guard.off] : [])].map((p) => `${p.label}: throughput runs ${p.throughputRunsGbps.join(', ')} Gbit/s; RTT p50 ${p.rttMs.p50} ms, p99 ${p.rttMs.p99} ms, max ${p.rttMs.max} ms over ${p.rttMs.samples} pings (${p.pingsLost} lost)`),
+      ...(r.guard ? ['guard rows: each lab ran half of its rounds with the guard and half without (the agents restarted with the other setting between the halves), so the two labs\' own difference cancels out'] : []),
       `hand-made overlay / underlay (what VXLAN itself costs here, whoever configures it): throughput ${r.handOverUnderlay.throughput}, RTT p50 ${r.handOverUnderlay.rttP50}, RTT p99 ${r.handOverUnderlay.rttP99}`,
       ...(r.tulleOverHandPerRound ? [`throughput tulle / hand-made per round (back-to-back runs): ${r.tulleOverHandPerRound.join(', ')}; tulle's two agents used ${r.agentCpuPercent}% of the machine's CPU meanwhile`] : []),
     ],
