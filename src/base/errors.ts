@@ -95,3 +95,9 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** The short reason a message quotes for a failed call: the errno name of a system error (ENOENT), else its message. */
+export function errnoOrMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  return 'code' in err && typeof err.code === 'string' ? err.code : err.message;
+}

@@ -14,7 +14,7 @@ import { readSubnetEnv } from '../config/subnet-env.js';
 import { TULLE_CNI_SHIM, cniInvokeOk } from '../cni/invoke.js';
 import { createNetns, spawnIn } from '../netns/netns.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL } from '../netlink/index.js';
-import { parseNetworkConfig } from '../config/network.js';
+import { parseNetworkConfig, type NetworkConfig } from '../config/network.js';
 import { hostOverlayStatus, type HostOverlayStatus } from '../overlay/status.js';
 import type { Lease } from '../subnet/lease.js';
 import { labNamespace } from './names.js';
@@ -350,14 +350,21 @@ export interface LabHostStatus extends HostOverlayStatus {
   agent: { pid: number; running: boolean } | null;
 }
 
-/** Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for (read over netlink). */
-export async function labStatus(state: LabState): Promise<LabHostStatus[]> {
+/** The lab's leases and network config, read from its store by `tulle leases --json` and `tulle config get`. */
+export async function readLabLeases(state: LabState): Promise<{ leases: Lease[]; config: NetworkConfig }> {
   const leasesOut = await runStoreCommand(state, ['leases', '--json']);
   type LeaseJson = Omit<Lease, 'expiration' | 'revision' | 'extra'> & { expiration: string | null };
+  // Entries the store could not read are listed with only their key and the reason; they are no leases.
   const leases: Lease[] = (JSON.parse(leasesOut.stdout) as Array<Partial<LeaseJson>>)
     .filter((l): l is LeaseJson => typeof l.subnet === 'string' && typeof l.publicIP === 'string')
     .map((l) => ({ ...l, expiration: l.expiration ? new Date(l.expiration) : null, revision: 0, extra: {} }));
   const config = parseNetworkConfig((await runStoreCommand(state, ['config', 'get'])).stdout);
+  return { leases, config };
+}
+
+/** Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for (read over netlink). */
+export async function labStatus(state: LabState): Promise<LabHostStatus[]> {
+  const { leases, config } = await readLabLeases(state);
   return Promise.all(
     state.hosts.map(async (h) => {
       const nl = await NetlinkClient.open({ netns: h.namespace });

@@ -7,7 +7,7 @@
  * openStoreFromOptions below.
  */
 import { readFileSync } from 'node:fs';
-import { InvalidValueError, UsageError } from '../../base/errors.js';
+import { errnoOrMessage, InvalidValueError, UsageError } from '../../base/errors.js';
 import { formatCidr4, parseCidr4 } from '../../base/ip.js';
 import { isSubnetInRange, parseNetworkConfig, subnetRange, type NetworkConfig } from '../../config/network.js';
 import { configKey, DEFAULT_PREFIX, normalizePrefix } from '../../store/keys.js';
@@ -16,9 +16,9 @@ import type { Registry } from '../../store/registry.js';
 import { DEFAULT_STORE_URL } from '../../store/url.js';
 import { LeaseManager, NetworkConfigMissingError } from '../../subnet/manager.js';
 import type { Logger } from '../../base/log.js';
-import type { CommandGroup, CommandSpec, OptionSpec, ParsedArgs } from '../spec.js';
+import { defineCommand, defineOptions, type CommandGroup, type OptionValues } from '../spec.js';
 
-export const storeOptions: Record<string, OptionSpec> = {
+export const storeOptions = defineOptions({
   store: { type: 'string', valueName: 'URL', description: 'Store: sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]', default: DEFAULT_STORE_URL, env: 'TULLE_STORE' },
   prefix: { type: 'string', valueName: 'P', description: "Key prefix (flannel's --etcd-prefix)", default: DEFAULT_PREFIX, env: 'TULLE_PREFIX' },
   'etcd-cafile': { type: 'string', valueName: 'FILE', description: 'etcd: CA certificate that signed the server certificate (PEM)', env: 'TULLE_ETCD_CAFILE' },
@@ -26,7 +26,7 @@ export const storeOptions: Record<string, OptionSpec> = {
   'etcd-keyfile': { type: 'string', valueName: 'FILE', description: "etcd: client certificate's key (PEM)", env: 'TULLE_ETCD_KEYFILE' },
   'etcd-username': { type: 'string', valueName: 'NAME', description: 'etcd: user name for password authentication', env: 'TULLE_ETCD_USERNAME' },
   'etcd-password': { type: 'string', valueName: 'PASSWORD', description: 'etcd: password (prefer the environment variable)', env: 'TULLE_ETCD_PASSWORD' },
-};
+});
 
 export interface OpenedStore {
   registry: Registry;
@@ -37,16 +37,16 @@ export interface OpenedStore {
  * Open the store the options name. `create`: a missing SQLite file is made (for writes); otherwise a missing
  * file is an error, so that a mistyped path does not leave an empty database behind.
  */
-export async function openStoreFromOptions(args: ParsedArgs, create: boolean, logger?: Logger): Promise<OpenedStore> {
-  const o = args.options as Record<string, string | undefined>;
-  const prefix = normalizePrefix(o.prefix ?? DEFAULT_PREFIX);
+export async function openStoreFromOptions(args: { options: OptionValues<typeof storeOptions> }, create: boolean, logger?: Logger): Promise<OpenedStore> {
+  const o = args.options;
+  const prefix = normalizePrefix(o.prefix);
   const username = o['etcd-username'];
   const password = o['etcd-password'];
   if ((username === undefined) !== (password === undefined)) {
     throw new UsageError(`--etcd-username and --etcd-password go together (${username === undefined ? '--etcd-username' : '--etcd-password'} is missing)`);
   }
   const tls = { caFile: o['etcd-cafile'], certFile: o['etcd-certfile'], keyFile: o['etcd-keyfile'] };
-  const registry = await openRegistry(o.store ?? DEFAULT_STORE_URL, {
+  const registry = await openRegistry(o.store, {
     create,
     requestTimeoutMs: 5000,
     ...(logger ? { logger } : {}),
@@ -67,7 +67,7 @@ async function readInput(file: string | undefined): Promise<{ text: string; sour
     try {
       return { text: readFileSync(file, 'utf8'), source: file };
     } catch (err) {
-      throw new InvalidValueError('FILE', file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new InvalidValueError('FILE', file, `cannot be read (${errnoOrMessage(err)})`);
     }
   }
   if (process.stdin.isTTY) throw new UsageError("tulle config put: give FILE or pipe the config on standard input (see 'tulle config put --help')");
@@ -76,7 +76,7 @@ async function readInput(file: string | undefined): Promise<{ text: string; sour
   return { text, source: 'standard input' };
 }
 
-const putCommand: CommandSpec = {
+const putCommand = defineCommand({
   name: 'tulle config put',
   summary: "Validate a network config (flannel's net-conf.json) and write it to the store",
   details: [
@@ -90,7 +90,7 @@ const putCommand: CommandSpec = {
     `echo '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}' | tulle config put --store etcd://10.0.0.1:2379`,
   ],
   async run(args) {
-    const { text, source } = await readInput(args.positionals.file as string | undefined);
+    const { text, source } = await readInput(args.positionals.file);
     const config = parseNetworkConfig(text); // throws before the store is even opened
     const { registry, prefix } = await openStoreFromOptions(args, true);
     try {
@@ -110,9 +110,9 @@ const putCommand: CommandSpec = {
       await registry.close();
     }
   },
-};
+});
 
-const getCommand: CommandSpec = {
+const getCommand = defineCommand({
   name: 'tulle config get',
   summary: 'Print the network config stored in the store',
   details: 'Prints the JSON as stored; --effective prints it checked, with every default filled in.',
@@ -138,7 +138,7 @@ const getCommand: CommandSpec = {
       await registry.close();
     }
   },
-};
+});
 
 export const configGroup: CommandGroup = {
   name: 'config',
