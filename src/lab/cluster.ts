@@ -56,7 +56,7 @@ export interface LabOverlay {
 }
 
 export class LabOverlayError extends TulleError {
-  constructor(message: string, code = 'TULLE_LAB_OVERLAY') {
+  constructor(message: string, code = 'TLE_LAB_OVERLAY') {
     super(code, message);
   }
 }
@@ -69,7 +69,7 @@ export function validatePodCount(pods: number, field = 'pods'): number {
 export { hostDir, subnetFileOf } from './state.js';
 
 function overlayOf(state: LabState): LabOverlay {
-  if (!state.overlay) throw new LabOverlayError(`lab ${state.name} has no overlay (it was built with --bare)`, 'TULLE_LAB_NO_OVERLAY');
+  if (!state.overlay) throw new LabOverlayError(`lab ${state.name} has no overlay (it was built with --bare)`, 'TLE_LAB_NO_OVERLAY');
   return state.overlay;
 }
 
@@ -188,7 +188,7 @@ export async function waitConverged(state: LabState, hosts: readonly string[], t
   if (dead) {
     const log = join(hostDir(state, dead.host), 'agent.log');
     const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-2).join(' | ') : '(no log)';
-    throw new LabOverlayError(`the agent of ${dead.host} (pid ${dead.pid}) exited: ${tail}`, 'TULLE_LAB_AGENT_EXITED');
+    throw new LabOverlayError(`the agent of ${dead.host} (pid ${dead.pid}) exited: ${tail}`, 'TLE_LAB_AGENT_EXITED');
   }
   const want = (h: string) => new Set([...subnets].filter(([x]) => x !== h).map(([, s]) => s));
   const missing = new Map<string, string[]>();
@@ -305,7 +305,7 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
           const r = await runStoreCommand(state, ['config', 'put'], { input: text, allowFailure: true });
           if (r.status === 0) break;
           if (r.status === 2 || Date.now() > deadline || !/unreachable|UNAVAILABLE/i.test(r.stderr)) {
-            throw new LabOverlayError(`writing the network config failed: ${r.stderr.trim()}`, 'TULLE_LAB_CONFIG');
+            throw new LabOverlayError(`writing the network config failed: ${r.stderr.trim()}`, 'TLE_LAB_CONFIG');
           }
           await sleep(200);
         }

@@ -128,7 +128,7 @@ test('a file tulle did not write is never overwritten (nothing is written then) 
   writeFileSync(join(root, 'etc/cni/net.d/10-tulle.conflist'), '{"mine": true}\n');
   writeFileSync(join(root, 'etc/cni/net.d/87-podman.conflist'), '{}\n');
   const refused = await tulle(['install', '--root', root, ...BASE]);
-  assertOneLineError(refused, 1, /10-tulle\.conflist exists and was not written by tulle install \(or changed since\): not overwritten; move it away or use --force \[TULLE_INSTALL_CONFLICT\]/);
+  assertOneLineError(refused, 1, /10-tulle\.conflist exists and was not written by tulle install \(or changed since\): not overwritten; move it away or use --force \[TLE_INSTALL_CONFLICT\]/);
   assert.deepEqual(filesUnder(root), ['etc/cni/net.d/10-tulle.conflist', 'etc/cni/net.d/87-podman.conflist']);
   assert.equal(readFileSync(join(root, 'etc/cni/net.d/10-tulle.conflist'), 'utf8'), '{"mine": true}\n');
 

@@ -126,5 +126,5 @@ test('config put and leases on etcd; an unreachable etcd is one line and exit 1'
   assert.equal(table.status, 0, table.stderr);
   assert.match(table.stdout, /10\.244\.7\.0\/24\s+198\.51\.100\.7\s+aa:bb:cc:dd:ee:07\s+1\s+never \(reservation\)/);
   await etcd.stop();
-  assertOneLineError(await tulle(['leases', '--store', etcd.url]), 1, /^tulle: store unreachable: etcd:\/\/127\.0\.0\.1:\d+: list: no etcd answers at this address \(connection refused: is etcd running, and is its client port open\?\) \[TULLE_STORE_UNAVAILABLE\]$/);
+  assertOneLineError(await tulle(['leases', '--store', etcd.url]), 1, /^tulle: store unreachable: etcd:\/\/127\.0\.0\.1:\d+: list: no etcd answers at this address \(connection refused: is etcd running, and is its client port open\?\) \[TLE_STORE_UNAVAILABLE\]$/);
 });

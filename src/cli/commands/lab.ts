@@ -68,7 +68,7 @@ const up = defineCommand({
     const progress = progressReporter(log);
     const abort = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void =>
-      abort.abort(new TulleError('TULLE_INTERRUPTED', `lab up interrupted by ${signal}; what was built has been removed`, { exitCode: 130 }));
+      abort.abort(new TulleError('TLE_INTERRUPTED', `lab up interrupted by ${signal}; what was built has been removed`, { exitCode: 130 }));
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     const started = Date.now();
