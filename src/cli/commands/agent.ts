@@ -11,7 +11,7 @@ import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
 import { parseStoreUrl } from '../../store/url.js';
 import { CniServer, DEFAULT_CNI_SOCKET } from '../../cni/server.js';
 import { defineCommand, type OptionsOf } from '../spec.js';
-import { openStoreFromOptions, storeOptions } from './config.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 import { traceRoute } from '../../trace/endpoint.js';
 
 /** How long shutdown may take after SIGTERM/SIGINT before the process exits regardless. */

@@ -12,7 +12,7 @@ import { install, uninstall, type FileOutcome, type InstallSettings } from '../.
 import { DEFAULT_PREFIX } from '../../store/keys.js';
 import { DEFAULT_STORE_URL, parseStoreUrl } from '../../store/url.js';
 import { defineCommand, defineOptions, type OptionsOf } from '../spec.js';
-import { storeOptions } from './config.js';
+import { storeOptions } from '../store-options.js';
 
 /** This installation: dist/src/cli/commands/ -> the package directory (holding bin/ and dist/). */
 const PACKAGE_DIR = realpathSync(fileURLToPath(new URL('../../../../', import.meta.url))).replace(/\/$/, '');

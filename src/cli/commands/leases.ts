@@ -9,7 +9,7 @@ import { admitLeases, type Rejection } from '../../overlay/admission.js';
 import type { Lease } from '../../subnet/lease.js';
 import { LeaseManager } from '../../subnet/manager.js';
 import { defineCommand } from '../spec.js';
-import { openStoreFromOptions, storeOptions } from './config.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 
 /** "23h59m", "4m05s", "12s", "expired", "never (reservation)". */
 export function formatExpiresIn(lease: Lease, now: number): string {

@@ -14,7 +14,7 @@ import { VxlanGuard, type GuardStatus } from '../../overlay/guard.js';
 import { chooseBackend } from '../../overlay/rules.js';
 import { LeaseManager } from '../../subnet/manager.js';
 import { defineCommand } from '../spec.js';
-import { openStoreFromOptions, storeOptions } from './config.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 
 function agentLine(a: AgentProbe): string {
   return a.running ? (a.ready ? 'running, ready' : `running, NOT ready (${a.reason})`) : `NOT running (${a.reason})`;

@@ -11,7 +11,7 @@ import { LeaseManager } from '../../subnet/manager.js';
 import { loadLabState, readLabLeases, validateLabName, type LabState } from '../../lab/index.js';
 import { confirmLive, formatTrace, localWalker, remoteWalker, trace, PROTOCOLS, type Probe, type Protocol, type TraceEnv, type TraceLease, type TraceResult, type Walker } from '../../trace/index.js';
 import { defineCommand, defineOptions, type OptionValues } from '../spec.js';
-import { openStoreFromOptions, storeOptions } from './config.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 
 const probeOptions = defineOptions({
   proto: { type: 'string', description: 'Probe protocol', choices: PROTOCOLS, default: 'icmp', valueName: 'PROTO' },
