@@ -20,7 +20,7 @@ export interface ErrorCodeEntry {
 
 export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   // The command line and values (exit code 2).
-  { code: 'TLE_USAGE', class: 'UsageError', area: 'cli', meaning: 'The command line cannot be acted on: unknown option, missing argument, a value of the wrong kind.', action: "Fix the command line; '<command> --help' lists the options." },
+  { code: 'TLE_USAGE', class: 'UsageError', area: 'cli', meaning: 'The command line cannot be acted on: unknown option, missing argument, a value of the wrong kind.', action: 'Fix the command line; `tulle COMMAND --help` lists the options.' },
   { code: 'TLE_INVALID_VALUE', class: 'InvalidValueError', area: 'cli', meaning: 'A value (option, config field, environment variable) breaks a rule; the message names the field, the value and the rule.', action: 'Give a value that follows the rule named.' },
   { code: 'TLE_INTERRUPTED', class: 'TulleError', area: 'cli', meaning: '`tulle lab up` was stopped by SIGINT or SIGTERM; what it had built has been removed (exit 130).', action: 'Nothing to clean up; run it again.' },
   // The machine: tools, commands, kernel interfaces.
@@ -35,7 +35,7 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   { code: 'TLE_STORE', class: 'StoreError', area: 'store', meaning: 'The store answered with an error: a missing SQLite file, a closed registry, an etcd error that is not an outage.', action: 'Read the reason; for a missing SQLite file write the network config first (tulle config put).' },
   { code: 'TLE_STORE_UNAVAILABLE', class: 'StoreUnavailableError', area: 'store', meaning: 'The store cannot be reached (etcd down, refused, timed out).', action: 'Start etcd or fix --store; the agent retries by itself, a command fails at once.' },
   // Network config, leases, subnet.env.
-  { code: 'TLE_NO_NETWORK_CONFIG', class: 'NetworkConfigMissingError', area: 'subnet', meaning: 'The store holds no network config at <prefix>/config.', action: 'Write one: tulle config put --store URL FILE.' },
+  { code: 'TLE_NO_NETWORK_CONFIG', class: 'NetworkConfigMissingError', area: 'subnet', meaning: 'The store holds no network config at `<prefix>/config`.', action: 'Write one: `tulle config put --store URL FILE`.' },
   { code: 'TLE_OUT_OF_SUBNETS', class: 'OutOfSubnetsError', area: 'subnet', meaning: 'Every subnet between SubnetMin and SubnetMax is leased.', action: 'Remove stale leases (tulle leases shows them) or widen the network config.' },
   { code: 'TLE_ACQUIRE_RACE', class: 'TulleError', area: 'subnet', meaning: 'Other hosts took the chosen subnet several times in a row while this host tried to lease it.', action: 'Start again; if it repeats, hosts are starting faster than the store settles.' },
   { code: 'TLE_LEASE_LOST', class: 'LeaseLostError', area: 'subnet', meaning: "This host's lease was deleted or taken over in the store while the agent held it.", action: 'The agent leases again; find who removed or rewrote the key.' },
