@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/base/exec.js';
+import { assertOneLineError } from '../helpers/cli.js';
 import { openRegistry } from '../../src/store/open.js';
 import { subnetsPrefix, DEFAULT_PREFIX } from '../../src/store/keys.js';
 import { LeaseManager } from '../../src/subnet/manager.js';
@@ -25,15 +26,6 @@ function tempDir(t: { after(fn: () => unknown): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'tulle-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** A failure is exactly one line on stderr, no stack trace. */
-function assertOneLineError(r: { stderr: string; status: number | null }, status: number, pattern: RegExp): void {
-  assert.equal(r.status, status, r.stderr);
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
 }
 
 test('config put validates and writes, config get prints it back, leases lists the table and JSON (sqlite)', async (t) => {
