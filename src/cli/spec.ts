@@ -106,7 +106,8 @@ export interface CommandGroup {
 /**
  * Parse argv (then the environment, then the defaults) by the spec. The values are of the types OptionValue and
  * PositionalValue read off the spec: convert() makes each one so (test/unit/cli-spec.test.ts checks them), which
- * is why the typed signature can stand over the untyped body.
+ * is why the typed signature can stand over the untyped body. With --help the answer is only the options and
+ * `help: true`, positionals unread: check `options.help` before anything else (main() does).
  */
 export function parseCommand<O extends Record<string, OptionSpec>, P extends readonly PositionalSpec[]>(spec: CommandSpec<O, P>, argv: readonly string[], env?: NodeJS.ProcessEnv): ParsedArgs<O, P>;
 export function parseCommand(spec: CommandSpec, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
