@@ -6,7 +6,7 @@
  * `tulle status` reads it without a reconciler.
  */
 import { parseCidr4, type Cidr4 } from '../base/ip.js';
-import type { NetlinkClient } from '../netlink/index.js';
+import type { Fdb, Neighbor, NetlinkClient } from '../netlink/index.js';
 import type { KernelView } from './diff.js';
 
 /** The three dumps a kernel view is read from. */
@@ -38,7 +38,8 @@ export async function readKernelView(nl: KernelReader, o: { vtep: string; routeP
   return {
     routes: ours,
     foreignRoutes: foreign,
-    neighbors: neighbors.filter((n) => n.state === 'permanent' && n.ip.includes('.') && n.mac).map((n) => ({ dev: n.dev, ip: n.ip, mac: n.mac! })),
-    fdb: fdb.filter((f) => f.dst && f.dst.includes('.')).map((f) => ({ dev: f.dev, mac: f.mac, dst: f.dst! })),
+    // The listed entries themselves (no copies: a full run of 5000 peers reads 10000 of them).
+    neighbors: neighbors.filter((n): n is Neighbor & { mac: string } => n.state === 'permanent' && n.mac !== undefined && n.ip.includes('.')),
+    fdb: fdb.filter((f): f is Fdb & { dst: string } => f.dst !== undefined && f.dst.includes('.')),
   };
 }
