@@ -139,7 +139,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(formatCommandHelp(benchCommand));
     return 0;
   }
-  if (process.getuid?.() !== 0) throw new TulleError('TULLE_MISSING_REQUIREMENT', 'the benchmarks build labs of network namespaces and need root: run as root (sudo npm run bench)');
+  if (process.getuid?.() !== 0) throw new TulleError('TLE_MISSING_REQUIREMENT', 'the benchmarks build labs of network namespaces and need root: run as root (sudo npm run bench)');
   // Interrupted: remove the labs still up (their own `finally` blocks will not run), then stop.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {

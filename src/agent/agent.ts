@@ -48,7 +48,7 @@ const STORE_PROBE_INTERVAL_MS = 5000;
 const STORE_PROBE_DEADLINE_MS = 5000;
 
 export class AgentError extends TulleError {
-  constructor(message: string, code = 'TULLE_AGENT', cause?: unknown) {
+  constructor(message: string, code = 'TLE_AGENT', cause?: unknown) {
     super(code, message, { cause });
   }
 }
@@ -123,14 +123,14 @@ export class Agent {
   /** Stop at once: abort the phase in progress and close every handle; the kernel state and the lease stay. */
   stop(): void {
     if (this.abort.signal.aborted) return;
-    this.abort.abort(new AgentError('agent stopping', 'TULLE_AGENT_STOPPING'));
+    this.abort.abort(new AgentError('agent stopping', 'TLE_AGENT_STOPPING'));
     clearTimeout(this.driftTimer);
     void this.close();
   }
 
   /** Release everything the process holds; resolves once all of it is closed. Safe to call more than once. */
   close(): Promise<void> {
-    if (!this.abort.signal.aborted) this.abort.abort(new AgentError('agent stopping', 'TULLE_AGENT_STOPPING'));
+    if (!this.abort.signal.aborted) this.abort.abort(new AgentError('agent stopping', 'TLE_AGENT_STOPPING'));
     this.closing ??= (async () => {
       for (const close of this.closers.splice(0).reverse()) {
         try {

@@ -62,7 +62,7 @@ function listenError(addr: string, err: NodeJS.ErrnoException): Error {
     EACCES: 'needs a privilege this process lacks (a port below 1024 needs root)',
   };
   const why = err.code ? rule[err.code] : undefined;
-  return why ? new TulleError('TULLE_HEALTH_LISTEN', `--health-addr: ${addr} ${why}`, { cause: err }) : err;
+  return why ? new TulleError('TLE_HEALTH_LISTEN', `--health-addr: ${addr} ${why}`, { cause: err }) : err;
 }
 
 /** Start the server; resolves once it listens. `state()` is asked on every /healthz. */

@@ -6,7 +6,7 @@
  * Modules define their own subclasses next to the code that throws them; the ones here are shared by all.
  */
 export class TulleError extends Error {
-  /** Stable machine-readable code, e.g. "TULLE_USAGE". Never changes once released. */
+  /** Stable machine-readable code, e.g. "TLE_USAGE". Never changes once released. */
   readonly code: string;
   /** Process exit code the CLI uses when this error ends a command. */
   readonly exitCode: number;
@@ -22,7 +22,7 @@ export class TulleError extends Error {
 /** A command line that cannot be acted on: unknown option, missing argument, bad value. Exit code 2, like getopt tools. */
 export class UsageError extends TulleError {
   constructor(message: string) {
-    super('TULLE_USAGE', message, { exitCode: 2 });
+    super('TLE_USAGE', message, { exitCode: 2 });
   }
 }
 
@@ -35,7 +35,7 @@ export class InvalidValueError extends TulleError {
   readonly value: unknown;
   readonly rule: string;
 
-  constructor(field: string, value: unknown, rule: string, code = 'TULLE_INVALID_VALUE') {
+  constructor(field: string, value: unknown, rule: string, code = 'TLE_INVALID_VALUE') {
     super(code, `${field}: ${formatValue(value)} ${rule}`, { exitCode: 2 });
     this.field = field;
     this.value = value;
@@ -46,7 +46,7 @@ export class InvalidValueError extends TulleError {
 /** A system tool or privilege the operation needs is not there (e.g. `tshark`, root). */
 export class MissingRequirementError extends TulleError {
   constructor(what: string, hint: string) {
-    super('TULLE_MISSING_REQUIREMENT', `${what} is missing: ${hint}`);
+    super('TLE_MISSING_REQUIREMENT', `${what} is missing: ${hint}`);
   }
 }
 
@@ -58,7 +58,7 @@ export class CommandFailedError extends TulleError {
 
   constructor(command: string, status: number | null, stderr: string) {
     const detail = stderr.trim().split('\n').slice(-3).join(' | ');
-    super('TULLE_COMMAND_FAILED', `${command}: exited ${status ?? 'by signal'}${detail ? `: ${detail}` : ''}`);
+    super('TLE_COMMAND_FAILED', `${command}: exited ${status ?? 'by signal'}${detail ? `: ${detail}` : ''}`);
     this.command = command;
     this.status = status;
     this.stderr = stderr;
@@ -94,4 +94,10 @@ export function describeError(err: unknown): string {
   if (err instanceof TulleError) return `${err.message} [${err.code}]`;
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** The short reason a message quotes for a failed call: the errno name of a system error (ENOENT), else its message. */
+export function errnoOrMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  return 'code' in err && typeof err.code === 'string' ? err.code : err.message;
 }

@@ -3,7 +3,7 @@ import { TulleError } from './errors.js';
 /** A wait that did not end in time; the message says what was awaited and the last error seen. */
 export class TimeoutError extends TulleError {
   constructor(message: string) {
-    super('TULLE_TIMEOUT', message);
+    super('TLE_TIMEOUT', message);
   }
 }
 

@@ -35,21 +35,66 @@ export interface PositionalSpec {
 }
 
 export type ParsedValue = string | number | boolean | string[] | number[] | undefined;
-export interface ParsedArgs {
-  options: Record<string, ParsedValue>;
-  positionals: Record<string, string | string[] | undefined>;
+
+/**
+ * The value an option yields, read off its spec: boolean, number (integer) or string (narrowed to its choices);
+ * an array when repeatable; undefined only when it has no default. A spec typed only as OptionSpec (no literal
+ * type known) yields any ParsedValue.
+ */
+export type OptionValue<O extends OptionSpec> = OptionSpec extends O
+  ? ParsedValue
+  : (O extends { multiple: true } ? ScalarValue<O>[] : ScalarValue<O>) | (O extends { default: string | number | boolean } ? never : undefined);
+type ScalarValue<O extends OptionSpec> = O['type'] extends 'boolean'
+  ? boolean
+  : O['type'] extends 'integer'
+    ? number
+    : O extends { choices: readonly (infer C extends string)[] }
+      ? C
+      : string;
+export type OptionValues<O extends Record<string, OptionSpec>> = { [K in keyof O]: OptionValue<O[K]> };
+
+/** A positional's value: the remaining arguments (rest), a string (required), or string | undefined. */
+export type PositionalValue<P extends PositionalSpec> = PositionalSpec extends P
+  ? string | string[] | undefined
+  : P extends { rest: true }
+    ? string[]
+    : P extends { required: true }
+      ? string
+      : string | undefined;
+export type PositionalValues<P extends readonly PositionalSpec[]> = { [E in P[number] as E['name']]: PositionalValue<E> };
+
+/** What a command's run() gets; typed from its spec when the spec was made with defineCommand. */
+export interface ParsedArgs<O extends Record<string, OptionSpec> = Record<string, OptionSpec>, P extends readonly PositionalSpec[] = readonly PositionalSpec[]> {
+  options: OptionValues<O>;
+  positionals: PositionalValues<P>;
 }
 
-export interface CommandSpec {
+export interface CommandSpec<O extends Record<string, OptionSpec> = Record<string, OptionSpec>, P extends readonly PositionalSpec[] = readonly PositionalSpec[]> {
   name: string;
   summary: string;
   /** Longer help text printed under the usage line. */
   details?: string;
-  options?: Record<string, OptionSpec>;
-  positionals?: readonly PositionalSpec[];
+  options?: O;
+  positionals?: P;
   examples?: readonly string[];
   /** Runs the command; the resolved number is the exit code (0 when void). */
-  run(args: ParsedArgs): Promise<number | void>;
+  run(args: ParsedArgs<O, P>): Promise<number | void>;
+}
+
+/**
+ * Declare a command: its options' and positionals' literal types are kept, so run() gets each value typed as the
+ * spec says (`--nodes` a number, `--mode` 'bridge' | 'routed', a required positional a string) and needs no cast.
+ */
+export function defineCommand<const O extends Record<string, OptionSpec> = Record<never, never>, const P extends readonly PositionalSpec[] = readonly []>(spec: CommandSpec<O, P>): CommandSpec<O, P> {
+  return spec;
+}
+
+/** The parsed option values of a command made with defineCommand, e.g. `OptionsOf<typeof agentCommand>`. */
+export type OptionsOf<C extends { options?: Record<string, OptionSpec> }> = OptionValues<NonNullable<C['options']>>;
+
+/** Declare a set of options shared by several commands, keeping their literal types (see defineCommand). */
+export function defineOptions<const O extends Record<string, OptionSpec>>(options: O): O {
+  return options;
 }
 
 export interface CommandGroup {
@@ -58,6 +103,13 @@ export interface CommandGroup {
   subcommands: readonly CommandSpec[];
 }
 
+/**
+ * Parse argv (then the environment, then the defaults) by the spec. The values are of the types OptionValue and
+ * PositionalValue read off the spec: convert() makes each one so (test/unit/cli-spec.test.ts checks them), which
+ * is why the typed signature can stand over the untyped body. With --help the answer is only the options and
+ * `help: true`, positionals unread: check `options.help` before anything else (main() does).
+ */
+export function parseCommand<O extends Record<string, OptionSpec>, P extends readonly PositionalSpec[]>(spec: CommandSpec<O, P>, argv: readonly string[], env?: NodeJS.ProcessEnv): ParsedArgs<O, P>;
 export function parseCommand(spec: CommandSpec, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
   const optionSpecs = spec.options ?? {};
   const config: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
@@ -66,7 +118,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
   }
   config.help = { type: 'boolean', short: 'h' };
 
-  let raw: { values: Record<string, unknown>; positionals: string[] };
+  let raw: { values: Record<string, string | boolean | (string | boolean)[] | undefined>; positionals: string[] };
   try {
     raw = parseArgs({ args: [...argv], options: config, allowPositionals: true, strict: true });
   } catch (err) {
@@ -75,7 +127,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
 
   const options: Record<string, ParsedValue> = {};
   for (const [name, o] of Object.entries(optionSpecs)) {
-    let value = raw.values[name] as string | boolean | string[] | undefined;
+    let value = raw.values[name];
     let source = `--${name}`;
     if (value === undefined && o.env && env[o.env] !== undefined && env[o.env] !== '') {
       const text = env[o.env]!;
@@ -98,9 +150,10 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
   let i = 0;
   for (const p of pspecs) {
     if (p.rest) {
-      positionals[p.name] = given.slice(i);
+      const rest = given.slice(i);
+      positionals[p.name] = rest;
       i = given.length;
-      if (p.required && (positionals[p.name] as string[]).length === 0) throw new UsageError(`${spec.name}: missing ${p.name.toUpperCase()} (see '${spec.name} --help')`);
+      if (p.required && rest.length === 0) throw new UsageError(`${spec.name}: missing ${p.name.toUpperCase()} (see '${spec.name} --help')`);
       continue;
     }
     const v = given[i++];
@@ -111,24 +164,24 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
   return { options, positionals };
 }
 
-function convert(cmd: string, source: string, o: OptionSpec, value: string | boolean | string[]): ParsedValue {
+function convert(cmd: string, source: string, o: OptionSpec, value: string | boolean | (string | boolean)[]): ParsedValue {
   if (o.type === 'boolean') return Boolean(value);
-  const one = (text: string): string | number => {
-    if (o.type === 'integer') {
-      if (!/^-?\d+$/.test(text)) throw new UsageError(`${cmd}: ${source}: ${JSON.stringify(text)} is not a whole number`);
-      const n = Number(text);
-      if ((o.min !== undefined && n < o.min) || (o.max !== undefined && n > o.max)) {
-        throw new UsageError(`${cmd}: ${source}: ${n} is out of range (must be ${o.min ?? '-∞'}..${o.max ?? '∞'})`);
-      }
-      return n;
+  const integer = (text: string): number => {
+    if (!/^-?\d+$/.test(text)) throw new UsageError(`${cmd}: ${source}: ${JSON.stringify(text)} is not a whole number`);
+    const n = Number(text);
+    if ((o.min !== undefined && n < o.min) || (o.max !== undefined && n > o.max)) {
+      throw new UsageError(`${cmd}: ${source}: ${n} is out of range (must be ${o.min ?? '-∞'}..${o.max ?? '∞'})`);
     }
+    return n;
+  };
+  const choice = (text: string): string => {
     if (o.choices && !o.choices.includes(text)) {
       throw new UsageError(`${cmd}: ${source}: ${JSON.stringify(text)} is not one of ${o.choices.join(', ')}`);
     }
     return text;
   };
-  if (Array.isArray(value)) return value.map(one) as string[] | number[];
-  return one(String(value));
+  if (Array.isArray(value)) return o.type === 'integer' ? value.map((v) => integer(String(v))) : value.map((v) => choice(String(v)));
+  return o.type === 'integer' ? integer(String(value)) : choice(String(value));
 }
 
 function cleanParseError(err: unknown): string {

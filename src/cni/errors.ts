@@ -1,7 +1,7 @@
 /**
  * CNI errors. A plugin reports failure as `{"cniVersion", "code", "msg", "details"}` on stdout and a non-zero exit.
  * Codes 1..99 are the spec's well-known ones (runtimes act on them: 11 means "retry later", 3 means "nothing to
- * clean up"); 100 and up are tulle's own. Every CniError is also a TulleError with a stable TULLE_CNI_* code, so
+ * clean up"); 100 and up are tulle's own. Every CniError is also a TulleError with a stable TLE_CNI_* code, so
  * library callers and tests branch on either number or name, never on the text.
  *
  * This module is loaded on every plugin start: it imports nothing heavy.
@@ -53,7 +53,7 @@ export const CNI_CODES = {
   INTERNAL: 999,
 } as const;
 
-const NAMES: Record<number, string> = Object.fromEntries(Object.entries(CNI_CODES).map(([k, v]) => [v, `TULLE_CNI_${k}`]));
+const NAMES: Record<number, string> = Object.fromEntries(Object.entries(CNI_CODES).map(([k, v]) => [v, `TLE_CNI_${k}`]));
 
 export class CniError extends TulleError {
   /** The number written to stdout as `code`. */
@@ -64,7 +64,7 @@ export class CniError extends TulleError {
   cniVersion: string | undefined;
 
   constructor(cniCode: number, message: string, options?: { details?: string; cause?: unknown }) {
-    super(NAMES[cniCode] ?? 'TULLE_CNI_ERROR', message, { cause: options?.cause });
+    super(NAMES[cniCode] ?? 'TLE_CNI_ERROR', message, { cause: options?.cause });
     this.cniCode = cniCode;
     this.details = options?.details;
   }
@@ -104,13 +104,13 @@ export function asCniError(err: unknown): CniError {
   if (err instanceof CniError) return err;
   if (err instanceof TulleError) {
     switch (err.code) {
-      case 'TULLE_SUBNET_ENV_MISSING':
+      case 'TLE_SUBNET_ENV_MISSING':
         return new CniError(CNI_CODES.TRY_AGAIN_LATER, err.message, { cause: err });
-      case 'TULLE_SUBNET_ENV':
+      case 'TLE_SUBNET_ENV':
         return new CniError(CNI_CODES.SUBNET_ENV_INVALID, err.message, { cause: err });
-      case 'TULLE_NETLINK':
+      case 'TLE_NETLINK':
         return new CniError(CNI_CODES.KERNEL, err.message, { cause: err });
-      case 'TULLE_LOCK':
+      case 'TLE_LOCK':
         return new CniError(CNI_CODES.IO_FAILURE, err.message, { cause: err });
       default:
         return new CniError(CNI_CODES.INTERNAL, `${err.message} [${err.code}]`, { cause: err });

@@ -63,7 +63,7 @@ export class CniInvocationError extends TulleError {
   ) {
     const e = outcome.error;
     const why = e ? `CNI error ${e.code}: ${e.msg}${e.details ? ` (${e.details})` : ''}` : `exit ${outcome.exitCode}: ${(outcome.stderr || outcome.stdout).trim().slice(0, 500)}`;
-    super('TULLE_CNI_INVOKE', `${plugin} ${command}: ${why}`);
+    super('TLE_CNI_INVOKE', `${plugin} ${command}: ${why}`);
   }
 }
 
@@ -175,10 +175,10 @@ function deriveRuntimeConfig(capabilities: unknown, args: Record<string, unknown
 export function findPlugin(type: string, o: Pick<ChainOptions, 'path' | 'plugins'>): string {
   const mapped = o.plugins?.[type];
   if (mapped !== undefined) return mapped;
-  if (!/^[A-Za-z0-9_.-]+$/.test(type)) throw new TulleError('TULLE_CNI_INVOKE', `plugin type ${JSON.stringify(type)} is not a file name`);
+  if (!/^[A-Za-z0-9_.-]+$/.test(type)) throw new TulleError('TLE_CNI_INVOKE', `plugin type ${JSON.stringify(type)} is not a file name`);
   for (const dir of o.path) {
     const candidate = join(dir, type);
     if (existsSync(candidate)) return candidate;
   }
-  throw new TulleError('TULLE_CNI_INVOKE', `plugin ${JSON.stringify(type)} not found in CNI_PATH ${o.path.join(':')}`);
+  throw new TulleError('TLE_CNI_INVOKE', `plugin ${JSON.stringify(type)} not found in CNI_PATH ${o.path.join(':')}`);
 }

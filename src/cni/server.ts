@@ -96,7 +96,7 @@ export class BadRequestError extends TulleError {
     readonly reason: string,
     message: string,
   ) {
-    super('TULLE_CNI_BAD_REQUEST', message);
+    super('TLE_CNI_BAD_REQUEST', message);
   }
 }
 
@@ -225,7 +225,7 @@ export class CniServer {
         });
       });
     } catch (err) {
-      throw new CniServerError('TULLE_CNI_SOCKET', `--cni-socket: cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      throw new CniServerError('TLE_CNI_SOCKET', `--cni-socket: cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
     } finally {
       process.umask(umask);
     }
@@ -397,7 +397,7 @@ async function clearStaleSocket(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!st.isSocket()) throw new CniServerError('TULLE_CNI_SOCKET', `--cni-socket: ${path} exists and is not a socket (tulle replaces only a stale socket of its own)`);
+  if (!st.isSocket()) throw new CniServerError('TLE_CNI_SOCKET', `--cni-socket: ${path} exists and is not a socket (tulle replaces only a stale socket of its own)`);
   const live = await new Promise<boolean>((resolve) => {
     const c = connect(path);
     c.once('connect', () => {
@@ -406,6 +406,6 @@ async function clearStaleSocket(path: string): Promise<void> {
     });
     c.once('error', () => resolve(false));
   });
-  if (live) throw new CniServerError('TULLE_CNI_SOCKET_IN_USE', `--cni-socket: another process already serves ${path} (stop it, or give this agent another --cni-socket)`);
+  if (live) throw new CniServerError('TLE_CNI_SOCKET_IN_USE', `--cni-socket: another process already serves ${path} (stop it, or give this agent another --cni-socket)`);
   unlinkSync(path);
 }

@@ -26,7 +26,7 @@ export interface SubnetEnv {
 }
 
 export class SubnetEnvError extends TulleError {
-  constructor(message: string, code = 'TULLE_SUBNET_ENV') {
+  constructor(message: string, code = 'TLE_SUBNET_ENV') {
     super(code, message);
   }
 }
@@ -57,13 +57,13 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
   return { network, subnet: formatCidr4(withHost), gateway, mtu, ipMasq: vars.get('FLANNEL_IPMASQ') === 'true' };
 }
 
-/** Read and parse; a missing file is SubnetEnvError code TULLE_SUBNET_ENV_MISSING (the agent is not up yet). */
+/** Read and parse; a missing file is SubnetEnvError code TLE_SUBNET_ENV_MISSING (the agent is not up yet). */
 export function readSubnetEnv(path: string): SubnetEnv {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SubnetEnvError(`${path} does not exist: is the tulle agent running on this host?`, 'TULLE_SUBNET_ENV_MISSING');
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SubnetEnvError(`${path} does not exist: is the tulle agent running on this host?`, 'TLE_SUBNET_ENV_MISSING');
     throw err;
   }
   return parseSubnetEnv(text, path);

@@ -19,7 +19,7 @@ import { renderAll, renderConflist, type InstallSettings } from './render.js';
 export const MANIFEST = '/var/lib/tulle/install.json';
 
 export class InstallError extends TulleError {
-  constructor(message: string, code = 'TULLE_INSTALL') {
+  constructor(message: string, code = 'TLE_INSTALL') {
     super(code, message);
   }
 }
@@ -80,7 +80,7 @@ function currentHash(path: string): string | undefined {
     throw err;
   }
   if (st.isSymbolicLink()) return `symlink`;
-  if (!st.isFile()) throw new InstallError(`${path} exists and is not a file: remove it or choose another directory`, 'TULLE_INSTALL_CONFLICT');
+  if (!st.isFile()) throw new InstallError(`${path} exists and is not a file: remove it or choose another directory`, 'TLE_INSTALL_CONFLICT');
   return sha256(readFileSync(path));
 }
 
@@ -89,9 +89,9 @@ export function checkRoot(root: string): void {
   try {
     st = lstatSync(root);
   } catch {
-    throw new InstallError(`--root: ${JSON.stringify(root)} does not exist (it must be an existing directory)`, 'TULLE_INSTALL_ROOT');
+    throw new InstallError(`--root: ${JSON.stringify(root)} does not exist (it must be an existing directory)`, 'TLE_INSTALL_ROOT');
   }
-  if (!st.isDirectory()) throw new InstallError(`--root: ${JSON.stringify(root)} is not a directory`, 'TULLE_INSTALL_ROOT');
+  if (!st.isDirectory()) throw new InstallError(`--root: ${JSON.stringify(root)} is not a directory`, 'TLE_INSTALL_ROOT');
 }
 
 /**
@@ -107,10 +107,10 @@ export function checkSettings(s: InstallSettings): void {
     if (!(err instanceof CniError)) throw err;
     const field = /^(\w+):/.exec(err.message)?.[1] ?? '';
     const flag = option[field];
-    throw new TulleError('TULLE_INSTALL_SETTING', flag ? `${flag}${err.message.slice(field.length)}` : err.message, { exitCode: 2 });
+    throw new TulleError('TLE_INSTALL_SETTING', flag ? `${flag}${err.message.slice(field.length)}` : err.message, { exitCode: 2 });
   }
   for (const [flag, dir] of [['--cni-bin-dir', s.cniBinDir], ['--cni-conf-dir', s.cniConfDir]] as const) {
-    if (!dir.startsWith('/') || dir.includes('\0')) throw new InvalidValueError(flag, dir, 'must be an absolute path', 'TULLE_INSTALL_SETTING');
+    if (!dir.startsWith('/') || dir.includes('\0')) throw new InvalidValueError(flag, dir, 'must be an absolute path', 'TLE_INSTALL_SETTING');
   }
 }
 
@@ -130,7 +130,7 @@ export function install(root: string, settings: InstallSettings, options: { forc
   if (foreign.length > 0 && !options.force) {
     throw new InstallError(
       `${foreign.map((p) => p.target).join(', ')} ${foreign.length === 1 ? 'exists and was' : 'exist and were'} not written by tulle install (or changed since): not overwritten; move ${foreign.length === 1 ? 'it' : 'them'} away or use --force`,
-      'TULLE_INSTALL_CONFLICT',
+      'TLE_INSTALL_CONFLICT',
     );
   }
   const out: FileOutcome[] = [];

@@ -14,7 +14,7 @@ import { readSubnetEnv } from '../config/subnet-env.js';
 import { TULLE_CNI_SHIM, cniInvokeOk } from '../cni/invoke.js';
 import { createNetns, spawnIn } from '../netns/netns.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL } from '../netlink/index.js';
-import { parseNetworkConfig } from '../config/network.js';
+import { parseNetworkConfig, type NetworkConfig } from '../config/network.js';
 import { hostOverlayStatus, type HostOverlayStatus } from '../overlay/status.js';
 import type { Lease } from '../subnet/lease.js';
 import { labNamespace } from './names.js';
@@ -56,7 +56,7 @@ export interface LabOverlay {
 }
 
 export class LabOverlayError extends TulleError {
-  constructor(message: string, code = 'TULLE_LAB_OVERLAY') {
+  constructor(message: string, code = 'TLE_LAB_OVERLAY') {
     super(code, message);
   }
 }
@@ -69,7 +69,7 @@ export function validatePodCount(pods: number, field = 'pods'): number {
 export { hostDir, subnetFileOf } from './state.js';
 
 function overlayOf(state: LabState): LabOverlay {
-  if (!state.overlay) throw new LabOverlayError(`lab ${state.name} has no overlay (it was built with --bare)`, 'TULLE_LAB_NO_OVERLAY');
+  if (!state.overlay) throw new LabOverlayError(`lab ${state.name} has no overlay (it was built with --bare)`, 'TLE_LAB_NO_OVERLAY');
   return state.overlay;
 }
 
@@ -188,7 +188,7 @@ export async function waitConverged(state: LabState, hosts: readonly string[], t
   if (dead) {
     const log = join(hostDir(state, dead.host), 'agent.log');
     const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-2).join(' | ') : '(no log)';
-    throw new LabOverlayError(`the agent of ${dead.host} (pid ${dead.pid}) exited: ${tail}`, 'TULLE_LAB_AGENT_EXITED');
+    throw new LabOverlayError(`the agent of ${dead.host} (pid ${dead.pid}) exited: ${tail}`, 'TLE_LAB_AGENT_EXITED');
   }
   const want = (h: string) => new Set([...subnets].filter(([x]) => x !== h).map(([, s]) => s));
   const missing = new Map<string, string[]>();
@@ -305,7 +305,7 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
           const r = await runStoreCommand(state, ['config', 'put'], { input: text, allowFailure: true });
           if (r.status === 0) break;
           if (r.status === 2 || Date.now() > deadline || !/unreachable|UNAVAILABLE/i.test(r.stderr)) {
-            throw new LabOverlayError(`writing the network config failed: ${r.stderr.trim()}`, 'TULLE_LAB_CONFIG');
+            throw new LabOverlayError(`writing the network config failed: ${r.stderr.trim()}`, 'TLE_LAB_CONFIG');
           }
           await sleep(200);
         }
@@ -350,14 +350,21 @@ export interface LabHostStatus extends HostOverlayStatus {
   agent: { pid: number; running: boolean } | null;
 }
 
-/** Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for (read over netlink). */
-export async function labStatus(state: LabState): Promise<LabHostStatus[]> {
+/** The lab's leases and network config, read from its store by `tulle leases --json` and `tulle config get`. */
+export async function readLabLeases(state: LabState): Promise<{ leases: Lease[]; config: NetworkConfig }> {
   const leasesOut = await runStoreCommand(state, ['leases', '--json']);
   type LeaseJson = Omit<Lease, 'expiration' | 'revision' | 'extra'> & { expiration: string | null };
+  // Entries the store could not read are listed with only their key and the reason; they are no leases.
   const leases: Lease[] = (JSON.parse(leasesOut.stdout) as Array<Partial<LeaseJson>>)
     .filter((l): l is LeaseJson => typeof l.subnet === 'string' && typeof l.publicIP === 'string')
     .map((l) => ({ ...l, expiration: l.expiration ? new Date(l.expiration) : null, revision: 0, extra: {} }));
   const config = parseNetworkConfig((await runStoreCommand(state, ['config', 'get'])).stdout);
+  return { leases, config };
+}
+
+/** Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for (read over netlink). */
+export async function labStatus(state: LabState): Promise<LabHostStatus[]> {
+  const { leases, config } = await readLabLeases(state);
   return Promise.all(
     state.hosts.map(async (h) => {
       const nl = await NetlinkClient.open({ netns: h.namespace });

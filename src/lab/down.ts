@@ -38,7 +38,7 @@ export interface LabDownResult {
 
 export class LabTeardownError extends TulleError {
   constructor(name: string, leftovers: string[]) {
-    super('TULLE_LAB_TEARDOWN', `lab ${JSON.stringify(name)} could not be removed completely; still present: ${leftovers.join(', ')}`);
+    super('TLE_LAB_TEARDOWN', `lab ${JSON.stringify(name)} could not be removed completely; still present: ${leftovers.join(', ')}`);
   }
 }
 

@@ -42,6 +42,7 @@ export {
   podNetconf,
   runTulleIn,
   runStoreCommand,
+  readLabLeases,
   overlayRoutes,
   subnetFileOf,
   hostDir,

@@ -23,7 +23,7 @@ export const LAB_NAME_RULE = `is not a valid lab name (1..${MAX_LAB_NAME_LENGTH}
 /** Throws InvalidValueError naming `field` (e.g. `--name`) unless `name` is an allowed lab name. */
 export function validateLabName(name: string, field = 'lab name'): string {
   if (typeof name !== 'string' || !LAB_NAME_RE.test(name) || name.length > MAX_LAB_NAME_LENGTH) {
-    throw new InvalidValueError(field, name, LAB_NAME_RULE, 'TULLE_LAB_INVALID_NAME');
+    throw new InvalidValueError(field, name, LAB_NAME_RULE, 'TLE_LAB_INVALID_NAME');
   }
   return name;
 }
@@ -36,7 +36,7 @@ export function labPrefix(lab: string): string {
 /** The namespace of `target` (`h1`, `rt`, `sw`, ...) in `lab`: `tulle-<lab>-<target>`. */
 export function labNamespace(lab: string, target: string): string {
   if (typeof target !== 'string' || !TARGET_RE.test(target) || target.length > 40) {
-    throw new InvalidValueError('target', target, 'is not a lab target (a host like h1, the router rt, a switch like sw1)', 'TULLE_LAB_INVALID_TARGET');
+    throw new InvalidValueError('target', target, 'is not a lab target (a host like h1, the router rt, a switch like sw1)', 'TLE_LAB_INVALID_TARGET');
   }
   return `${labPrefix(lab)}${target}`;
 }

@@ -46,13 +46,13 @@ export interface LabState extends LabTopology {
 
 export class LabNotFoundError extends TulleError {
   constructor(name: string) {
-    super('TULLE_LAB_NOT_FOUND', `lab ${JSON.stringify(name)} does not exist (see 'tulle lab list')`);
+    super('TLE_LAB_NOT_FOUND', `lab ${JSON.stringify(name)} does not exist (see 'tulle lab list')`);
   }
 }
 
 export class LabStateError extends TulleError {
   constructor(file: string, why: string, cause?: unknown) {
-    super('TULLE_LAB_STATE', `lab state file ${file} ${why}`, { cause });
+    super('TLE_LAB_STATE', `lab state file ${file} ${why}`, { cause });
   }
 }
 

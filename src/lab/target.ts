@@ -10,7 +10,7 @@ import { topologyNamespaces } from './topology.js';
 
 export class LabTargetNotFoundError extends TulleError {
   constructor(lab: string, target: string, known: string[]) {
-    super('TULLE_LAB_TARGET_NOT_FOUND', `lab ${JSON.stringify(lab)} has no ${JSON.stringify(target)}; targets: ${known.join(', ') || '(none)'}`);
+    super('TLE_LAB_TARGET_NOT_FOUND', `lab ${JSON.stringify(lab)} has no ${JSON.stringify(target)}; targets: ${known.join(', ') || '(none)'}`);
   }
 }
 

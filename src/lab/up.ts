@@ -76,13 +76,13 @@ export interface LabUpOptions {
 
 export class LabExistsError extends TulleError {
   constructor(name: string, evidence: string) {
-    super('TULLE_LAB_EXISTS', `lab ${JSON.stringify(name)} already exists (${evidence}); remove it first: tulle lab down --name ${name}`);
+    super('TLE_LAB_EXISTS', `lab ${JSON.stringify(name)} already exists (${evidence}); remove it first: tulle lab down --name ${name}`);
   }
 }
 
 export class LabUndoError extends TulleError {
   constructor(name: string, failure: unknown, undoFailure: unknown) {
-    super('TULLE_LAB_UNDO_FAILED', `lab ${JSON.stringify(name)} failed (${describeError(failure)}) and removing what was built failed too (${describeError(undoFailure)}); run: tulle lab down --name ${name}`, {
+    super('TLE_LAB_UNDO_FAILED', `lab ${JSON.stringify(name)} failed (${describeError(failure)}) and removing what was built failed too (${describeError(undoFailure)}); run: tulle lab down --name ${name}`, {
       cause: failure,
     });
   }

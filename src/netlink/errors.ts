@@ -19,7 +19,7 @@ export class NetlinkError extends TulleError {
 
   constructor(command: string, errnoNumber: number, kernelMessage?: string, options?: { cause?: unknown }) {
     const [name, text] = describeErrno(errnoNumber);
-    super('TULLE_NETLINK', `${command}: ${name} (${text})${kernelMessage ? `: ${kernelMessage}` : ''}`, options);
+    super('TLE_NETLINK', `${command}: ${name} (${text})${kernelMessage ? `: ${kernelMessage}` : ''}`, options);
     this.errno = name;
     this.errnoNumber = errnoNumber;
     this.command = command;

@@ -13,7 +13,7 @@ export const NETNS_DIR = '/run/netns';
 
 export class NetnsError extends TulleError {
   constructor(message: string, cause?: unknown) {
-    super('TULLE_NETNS', message, { cause });
+    super('TLE_NETNS', message, { cause });
   }
 }
 

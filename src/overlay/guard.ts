@@ -64,7 +64,7 @@ export interface GuardStatus {
 
 export class GuardError extends TulleError {
   constructor(message: string, cause?: unknown) {
-    super('TULLE_GUARD', message, { cause });
+    super('TLE_GUARD', message, { cause });
   }
 }
 

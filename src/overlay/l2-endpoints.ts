@@ -126,14 +126,14 @@ export class EndpointDeviceError extends TulleError {
     readonly device: string,
     detail: string,
   ) {
-    super('TULLE_L2_ENDPOINT_DEVICE', `${device}: ${detail}`);
+    super('TLE_L2_ENDPOINT_DEVICE', `${device}: ${detail}`);
   }
 }
 
 /** Some endpoint writes failed; the others were made. Names every failed command. */
 export class EndpointWriteError extends TulleError {
   constructor(readonly failures: readonly { command: string; error: NetlinkError }[]) {
-    super('TULLE_L2_ENDPOINT_WRITE', `${failures.length} endpoint write(s) failed: ${failures.map((f) => f.error.message).join('; ')}`);
+    super('TLE_L2_ENDPOINT_WRITE', `${failures.length} endpoint write(s) failed: ${failures.map((f) => f.error.message).join('; ')}`);
   }
 }
 

@@ -20,10 +20,11 @@
 import type { Cidr4 } from '../base/ip.js';
 import { cidrContainsCidr, cidrsOverlap, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
-import type { Fdb, Neighbor, NetlinkClient, NetlinkEvent, NetlinkOp } from '../netlink/index.js';
+import type { NetlinkClient, NetlinkEvent, NetlinkOp } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelView, type KernelWrite, type OverlayDiff } from './diff.js';
+import { readKernelView } from './kernel-view.js';
 import { planPeer, planPeers, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
@@ -79,20 +80,6 @@ export function toNetlinkOp(w: KernelWrite): NetlinkOp {
       return { op: w.op === 'add' ? 'addRoute' : w.op === 'replace' ? 'replaceRoute' : 'deleteRoute', args: r };
     }
   }
-}
-
-/** Split the main table into tulle's routes (the KernelView shape) and the destinations of everyone else's. */
-export function splitRoutes(routes: Awaited<ReturnType<NetlinkClient['listRoutes']>>, protocol: number): { ours: KernelView['routes']; foreign: Cidr4[] } {
-  const ours: KernelView['routes'][number][] = [];
-  const foreign: Cidr4[] = [];
-  for (const r of routes) {
-    if (r.protocol === protocol) {
-      if (r.dst !== 'default' && r.via && r.dev) ours.push({ dst: r.dst, via: r.via, dev: r.dev, onlink: Boolean(r.onlink), protocol: r.protocol });
-    } else if (r.dst !== 'default' && r.dst.includes('.')) {
-      foreign.push(parseCidr4(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route', true));
-    }
-  }
-  return { ours, foreign };
 }
 
 /** How a reconcile request is run: `full` dumps the kernel; `incremental` trusts the programmed plans. */
@@ -184,20 +171,8 @@ export class Reconciler {
   }
 
   /** What the kernel holds that tulle may own (see KernelView), and the routes it does not own. */
-  async readKernel(): Promise<KernelView & { foreignRoutes: Cidr4[] }> {
-    const [routes, neighbors, fdb] = await Promise.all([
-      this.nl.listRoutes({ table: 254 }),
-      this.nl.listNeighbors({ dev: this.ctx.vtep }),
-      this.nl.listFdb({ dev: this.ctx.vtep }),
-    ]);
-    const { ours, foreign } = splitRoutes(routes, this.ctx.routeProtocol);
-    return {
-      routes: ours,
-      foreignRoutes: foreign,
-      // The listed entries themselves (no copies: a full run of 5000 peers reads 10000 of them).
-      neighbors: neighbors.filter((n): n is Neighbor & { mac: string } => n.state === 'permanent' && n.mac !== undefined && n.ip.includes('.')),
-      fdb: fdb.filter((f): f is Fdb & { dst: string } => f.dst !== undefined && f.dst.includes('.')),
-    };
+  readKernel(): Promise<KernelView & { foreignRoutes: Cidr4[] }> {
+    return readKernelView(this.nl, this.ctx);
   }
 
   /**

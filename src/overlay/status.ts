@@ -11,7 +11,7 @@ import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type Rejection } from './admission.js';
 import { describeWrite, diffOverlay } from './diff.js';
 import { planPeers } from './plan.js';
-import { splitRoutes } from './reconciler.js';
+import { readKernelView } from './kernel-view.js';
 import { VXLAN_OVERHEAD_IPV4, vtepName } from './vtep.js';
 
 export interface HostOverlayStatus {
@@ -56,12 +56,10 @@ export function vtepProblems(link: Link | undefined, want: { name: string; vni: 
 export async function hostOverlayStatus(nl: NetlinkClient, o: { leases: readonly Lease[]; config: NetworkConfig }): Promise<HostOverlayStatus> {
   const { config } = o;
   const name = vtepName(config.Backend.VNI);
-  const [link, addresses, routes, neighbors, fdb, links] = await Promise.all([
+  const [link, addresses, kernel, links] = await Promise.all([
     nl.getLink(name),
     nl.listAddresses(),
-    nl.listRoutes({ table: 254 }),
-    nl.listNeighbors({ dev: name }).catch(() => []),
-    nl.listFdb({ dev: name }).catch(() => []),
+    readKernelView(nl, { vtep: name, routeProtocol: TULLE_ROUTE_PROTOCOL, vtepMayBeMissing: true }),
     nl.listLinks(),
   ]);
   const v4 = addresses.filter((a) => a.family === 4);
@@ -85,7 +83,6 @@ export async function hostOverlayStatus(nl: NetlinkClient, o: { leases: readonly
     ownSubnet: own.subnet,
     routeProtocol: TULLE_ROUTE_PROTOCOL,
   };
-  const { ours, foreign } = splitRoutes(routes, TULLE_ROUTE_PROTOCOL);
   const admission = admitLeases(
     {
       network: parseCidr4(config.Network),
@@ -94,17 +91,12 @@ export async function hostOverlayStatus(nl: NetlinkClient, o: { leases: readonly
       ownSubnet: own.subnet,
       ownVtepMac: ownMac,
       localAddresses: new Set(v4.map((a) => a.address)),
-      foreignRoutes: foreign,
+      foreignRoutes: kernel.foreignRoutes,
     },
     o.leases.filter((l) => l.key !== own.key),
   );
   const plans = planPeers(ctx, admission.admitted);
-  const view = {
-    routes: ours,
-    neighbors: neighbors.filter((n) => n.state === 'permanent' && n.ip.includes('.') && n.mac).map((n) => ({ dev: n.dev, ip: n.ip, mac: n.mac! })),
-    fdb: fdb.filter((f) => f.dst && f.dst.includes('.')).map((f) => ({ dev: f.dev, mac: f.mac, dst: f.dst! })),
-  };
-  const diff = diffOverlay(plans, view);
+  const diff = diffOverlay(plans, kernel);
   const vtepAddresses = v4.filter((a) => a.dev === name).map((a) => `${a.address}/${a.prefix}`);
   const wantVtep = {
     name,

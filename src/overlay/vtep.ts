@@ -29,7 +29,7 @@ export interface VtepSpec {
 
 export class VtepError extends TulleError {
   constructor(message: string, cause?: unknown) {
-    super('TULLE_VTEP', message, { cause });
+    super('TLE_VTEP', message, { cause });
   }
 }
 

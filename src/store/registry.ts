@@ -88,14 +88,14 @@ export const systemClock: Clock = { now: () => Date.now() };
 /** The store could not be reached (etcd down, SQLite file locked for too long): retry later. */
 export class StoreUnavailableError extends TulleError {
   constructor(url: string, detail: string, cause?: unknown) {
-    super('TULLE_STORE_UNAVAILABLE', `store unreachable: ${url}: ${detail}`, { cause });
+    super('TLE_STORE_UNAVAILABLE', `store unreachable: ${url}: ${detail}`, { cause });
   }
 }
 
 /** The store answered but refused or failed the request (permission denied, corrupt file, ...). */
 export class StoreError extends TulleError {
   constructor(url: string, detail: string, cause?: unknown) {
-    super('TULLE_STORE', `store error: ${url}: ${detail}`, { cause });
+    super('TLE_STORE', `store error: ${url}: ${detail}`, { cause });
   }
 }
 

@@ -25,7 +25,7 @@ export class OutOfSubnetsError extends TulleError {
     range: string,
   ) {
     super(
-      'TULLE_OUT_OF_SUBNETS',
+      'TLE_OUT_OF_SUBNETS',
       `out of subnets: all ${total} subnets ${range} are taken (${leases} ${leases === 1 ? 'lease' : 'leases'} and ${reservations} ${reservations === 1 ? 'reservation' : 'reservations'} in the store); widen Network or SubnetMin..SubnetMax, or remove stale leases`,
     );
   }

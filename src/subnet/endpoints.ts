@@ -57,7 +57,7 @@ export class MalformedEndpointError extends TulleError {
     readonly field: string,
     detail: string,
   ) {
-    super('TULLE_MALFORMED_ENDPOINT', `malformed endpoint record at ${formatValue(key)}: ${field}: ${detail}`, { exitCode: 2 });
+    super('TLE_MALFORMED_ENDPOINT', `malformed endpoint record at ${formatValue(key)}: ${field}: ${detail}`, { exitCode: 2 });
   }
 }
 

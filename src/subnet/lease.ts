@@ -60,7 +60,7 @@ export class MalformedLeaseError extends TulleError {
     readonly key: string,
     detail: string,
   ) {
-    super('TULLE_MALFORMED_LEASE', `malformed lease at ${key}: ${detail}`);
+    super('TLE_MALFORMED_LEASE', `malformed lease at ${key}: ${detail}`);
   }
 }
 

@@ -78,14 +78,14 @@ export interface KeepRenewedOptions {
 /** The network config key does not exist (yet). */
 export class NetworkConfigMissingError extends TulleError {
   constructor(key: string, url: string) {
-    super('TULLE_NO_NETWORK_CONFIG', `no network config at ${key} in ${url} (write one with: tulle config put --store ${url} FILE)`);
+    super('TLE_NO_NETWORK_CONFIG', `no network config at ${key} in ${url} (write one with: tulle config put --store ${url} FILE)`);
   }
 }
 
 /** Our lease was deleted and its subnet taken by another host, or rewritten by someone else. */
 export class LeaseLostError extends TulleError {
   constructor(subnet: string, detail: string) {
-    super('TULLE_LEASE_LOST', `lease ${subnet} lost: ${detail}`);
+    super('TLE_LEASE_LOST', `lease ${subnet} lost: ${detail}`);
   }
 }
 
@@ -177,7 +177,7 @@ export class LeaseManager {
       if (lease) return lease;
       this.logger.info('another host took the chosen subnet first; choosing again', { attempt });
     }
-    throw new TulleError('TULLE_ACQUIRE_RACE', `could not acquire a subnet: other hosts took the chosen subnet ${RACE_RETRIES} times in a row`);
+    throw new TulleError('TLE_ACQUIRE_RACE', `could not acquire a subnet: other hosts took the chosen subnet ${RACE_RETRIES} times in a row`);
   }
 
   /** One round of acquire; undefined when another host won a race and the choice must be made again. */

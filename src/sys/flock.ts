@@ -13,7 +13,7 @@ export class LockError extends TulleError {
   readonly errno: string;
   constructor(fd: number, mode: LockMode, errnoNumber: number, options?: { cause?: unknown }) {
     const [name, text] = describeErrno(errnoNumber);
-    super('TULLE_LOCK', `flock fd ${fd} ${mode}: ${name} (${text})`, options);
+    super('TLE_LOCK', `flock fd ${fd} ${mode}: ${name} (${text})`, options);
     this.errno = name;
   }
 }

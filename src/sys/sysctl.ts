@@ -22,7 +22,7 @@ export class SysctlError extends TulleError {
   readonly command: string;
   constructor(command: string, errnoNumber: number, step: string | undefined, options?: { cause?: unknown }) {
     const [name, text] = describeErrno(errnoNumber);
-    super('TULLE_SYSCTL', `${command}: ${name} (${text})${step ? `: ${step}` : ''}`, options);
+    super('TLE_SYSCTL', `${command}: ${name} (${text})${step ? `: ${step}` : ''}`, options);
     this.errno = name;
     this.errnoNumber = errnoNumber;
     this.command = command;

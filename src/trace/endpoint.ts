@@ -18,7 +18,7 @@ export const TRACE_PATH = '/trace';
 
 export class RemoteTraceError extends TulleError {
   constructor(message: string) {
-    super('TULLE_TRACE_REMOTE', message);
+    super('TLE_TRACE_REMOTE', message);
   }
 }
 
@@ -87,7 +87,7 @@ export function traceRoute(): (path: string, query: URLSearchParams) => Promise<
         return { status: 200, body: { host, ...walk } };
       } catch (err) {
         const e = err as TulleError;
-        return { status: 500, body: { error: e.message, code: e.code ?? 'TULLE_TRACE' } };
+        return { status: 500, body: { error: e.message, code: e.code ?? 'TLE_TRACE' } };
       } finally {
         nl.close();
       }

@@ -18,7 +18,7 @@ import type { Hop, Probe, SeenFrame, TraceResult } from './types.js';
 
 export class LiveCaptureError extends TulleError {
   constructor(message: string) {
-    super('TULLE_TRACE_CAPTURE', message);
+    super('TLE_TRACE_CAPTURE', message);
   }
 }
 

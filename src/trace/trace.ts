@@ -51,7 +51,7 @@ export async function trace(env: TraceEnv, probe: Probe): Promise<TraceResult> {
       w = await walker.walk(probe, arrival, ctx, isPod);
     } catch (err) {
       // A peer's agent that cannot be asked: say what was not checked rather than fail the whole trace.
-      if ((err as { code?: string }).code === 'TULLE_TRACE_REMOTE') return done('remote-unknown', `${(err as Error).message}; the hops from ${walker.host} on are not checked`);
+      if ((err as { code?: string }).code === 'TLE_TRACE_REMOTE') return done('remote-unknown', `${(err as Error).message}; the hops from ${walker.host} on are not checked`);
       throw err;
     }
     hops.push(...w.hops);
@@ -130,7 +130,7 @@ async function crossUnderlay(env: TraceEnv, o: OuterHeader, via: string | undefi
     try {
       w = await router.walk(packet, { kind: 'forwarded', to: nexthop }, { leases: [] }, false);
     } catch (err) {
-      if ((err as { code?: string }).code === 'TULLE_TRACE_REMOTE') break;
+      if ((err as { code?: string }).code === 'TLE_TRACE_REMOTE') break;
       throw err;
     }
     hops.push(...w.hops.map((h) => ({ ...h, action: `${h.action} (outer packet)` })));

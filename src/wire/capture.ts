@@ -101,10 +101,10 @@ export class CaptureParser {
   end(): void {
     if (!this.reader) {
       const n = this.pending.length;
-      throw new PcapError('TULLE_PCAP_TRUNCATED', 0, n === 0 ? 'the file is empty' : `the file is ${n} bytes long, too short for a capture header`);
+      throw new PcapError('TLE_PCAP_TRUNCATED', 0, n === 0 ? 'the file is empty' : `the file is ${n} bytes long, too short for a capture header`);
     }
     if (this.pending.length > 0) {
-      throw new PcapError('TULLE_PCAP_TRUNCATED', this.pendingBase, this.reader.describeIncomplete(this.pending, 0, this.pending.length));
+      throw new PcapError('TLE_PCAP_TRUNCATED', this.pendingBase, this.reader.describeIncomplete(this.pending, 0, this.pending.length));
     }
   }
 
@@ -119,7 +119,7 @@ export class CaptureParser {
     }
     const head = [...buf.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
     const hint = buf[0] === 0x1f && buf[1] === 0x8b ? ' (it is gzip-compressed: gunzip it first)' : '';
-    throw new PcapError('TULLE_PCAP_BAD_MAGIC', 0, `not a pcap or pcapng file: it starts with ${head}${hint}`);
+    throw new PcapError('TLE_PCAP_BAD_MAGIC', 0, `not a pcap or pcapng file: it starts with ${head}${hint}`);
   }
 }
 
@@ -192,7 +192,7 @@ export async function* readCaptureBatches(source: CaptureSource, options: { chun
   } catch (err) {
     if (err instanceof TulleError) throw err;
     const e = err as NodeJS.ErrnoException;
-    throw new TulleError('TULLE_CAPTURE_UNREADABLE', `${typeof source === 'string' ? source : 'input'}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { cause: err });
+    throw new TulleError('TLE_CAPTURE_UNREADABLE', `${typeof source === 'string' ? source : 'input'}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { cause: err });
   }
   parser.end();
 }

@@ -94,22 +94,22 @@ function dissectAt(buf: Buffer, offset: number, end: number, linkType: number, p
       case LINKTYPE_RAW:
       case LINKTYPE_IPV4:
       case LINKTYPE_IPV6:
-        if (offset >= end) throw new WireError('TULLE_WIRE_TRUNCATED', 'ip', offset, 'the frame is empty');
+        if (offset >= end) throw new WireError('TLE_WIRE_TRUNCATED', 'ip', offset, 'the frame is empty');
         netOffset = offset;
         netType = buf[offset]! >>> 4 === 6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4;
         break;
       case LINKTYPE_LINUX_SLL:
-        if (end - offset < 16) throw new WireError('TULLE_WIRE_TRUNCATED', 'linux-sll', offset, `a cooked-capture header needs 16 bytes but only ${end - offset} are left`);
+        if (end - offset < 16) throw new WireError('TLE_WIRE_TRUNCATED', 'linux-sll', offset, `a cooked-capture header needs 16 bytes but only ${end - offset} are left`);
         netOffset = offset + 16;
         netType = (buf[offset + 14]! << 8) | buf[offset + 15]!;
         break;
       case LINKTYPE_LINUX_SLL2:
-        if (end - offset < 20) throw new WireError('TULLE_WIRE_TRUNCATED', 'linux-sll2', offset, `a cooked-capture header needs 20 bytes but only ${end - offset} are left`);
+        if (end - offset < 20) throw new WireError('TLE_WIRE_TRUNCATED', 'linux-sll2', offset, `a cooked-capture header needs 20 bytes but only ${end - offset} are left`);
         netOffset = offset + 20;
         netType = (buf[offset]! << 8) | buf[offset + 1]!;
         break;
       default:
-        throw new WireError('TULLE_WIRE_UNSUPPORTED', 'link', offset, `link type ${linkType} is not one tulle decodes (Ethernet, raw IP, Linux cooked)`);
+        throw new WireError('TLE_WIRE_UNSUPPORTED', 'link', offset, `link type ${linkType} is not one tulle decodes (Ethernet, raw IP, Linux cooked)`);
     }
     if (netType === ETHERTYPE_ARP) {
       d.arp = new ArpView(buf, netOffset, end);
@@ -125,7 +125,7 @@ function dissectAt(buf: Buffer, offset: number, end: number, linkType: number, p
       const udp = (d.udp = new UdpView(buf, ip.payloadOffset, ip.payloadEnd, complete && !ip.truncated));
       if (ports.has(udp.dstPort)) {
         const vx = (d.vxlan = new VxlanView(buf, udp.payloadOffset, udp.payloadEnd));
-        if (depth + 1 >= MAX_NESTING) throw new WireError('TULLE_WIRE_MALFORMED', 'vxlan', vx.offset, `VXLAN nested more than ${MAX_NESTING - 1} deep`);
+        if (depth + 1 >= MAX_NESTING) throw new WireError('TLE_WIRE_MALFORMED', 'vxlan', vx.offset, `VXLAN nested more than ${MAX_NESTING - 1} deep`);
         d.inner = dissectAt(buf, vx.payloadOffset, udp.payloadEnd, LINKTYPE_ETHERNET, ports, complete && !udp.truncated, depth + 1, frameStart);
       }
     } else if (proto === IPPROTO_ICMP && d.ipv4) {

@@ -102,8 +102,8 @@ export interface Decapsulated {
 }
 
 /**
- * Take a VXLAN frame apart. Throws WireError: TULLE_WIRE_UNSUPPORTED when the frame is well-formed but not
- * VXLAN (not IP/UDP, or a UDP port that is not in `ports`), TULLE_WIRE_TRUNCATED / _MALFORMED when a header is
+ * Take a VXLAN frame apart. Throws WireError: TLE_WIRE_UNSUPPORTED when the frame is well-formed but not
+ * VXLAN (not IP/UDP, or a UDP port that is not in `ports`), TLE_WIRE_TRUNCATED / _MALFORMED when a header is
  * broken.
  */
 export function decapsulate(frame: Buffer, options: { ports?: ReadonlySet<number> } = {}): Decapsulated {
@@ -112,11 +112,11 @@ export function decapsulate(frame: Buffer, options: { ports?: ReadonlySet<number
   let ip: Ipv4View | Ipv6View;
   if (eth.etherType === ETHERTYPE_IPV4) ip = new Ipv4View(frame, eth.payloadOffset, frame.length);
   else if (eth.etherType === ETHERTYPE_IPV6) ip = new Ipv6View(frame, eth.payloadOffset, frame.length);
-  else throw new WireError('TULLE_WIRE_UNSUPPORTED', 'ethernet', 12, `EtherType 0x${eth.etherType.toString(16).padStart(4, '0')} is not IPv4 or IPv6`);
-  if (ip.isFragment) throw new WireError('TULLE_WIRE_UNSUPPORTED', ip instanceof Ipv4View ? 'ipv4' : 'ipv6', ip.offset, 'a fragment cannot be decapsulated on its own');
-  if (ip.protocol !== IPPROTO_UDP) throw new WireError('TULLE_WIRE_UNSUPPORTED', ip instanceof Ipv4View ? 'ipv4' : 'ipv6', ip.offset, `protocol ${ip.protocol} is not UDP`);
+  else throw new WireError('TLE_WIRE_UNSUPPORTED', 'ethernet', 12, `EtherType 0x${eth.etherType.toString(16).padStart(4, '0')} is not IPv4 or IPv6`);
+  if (ip.isFragment) throw new WireError('TLE_WIRE_UNSUPPORTED', ip instanceof Ipv4View ? 'ipv4' : 'ipv6', ip.offset, 'a fragment cannot be decapsulated on its own');
+  if (ip.protocol !== IPPROTO_UDP) throw new WireError('TLE_WIRE_UNSUPPORTED', ip instanceof Ipv4View ? 'ipv4' : 'ipv6', ip.offset, `protocol ${ip.protocol} is not UDP`);
   const udp = new UdpView(frame, ip.payloadOffset, ip.payloadEnd);
-  if (!ports.has(udp.dstPort)) throw new WireError('TULLE_WIRE_UNSUPPORTED', 'udp', udp.offset + 2, `destination port ${udp.dstPort} is not a VXLAN port (${[...ports].join(', ')})`);
+  if (!ports.has(udp.dstPort)) throw new WireError('TLE_WIRE_UNSUPPORTED', 'udp', udp.offset + 2, `destination port ${udp.dstPort} is not a VXLAN port (${[...ports].join(', ')})`);
   const vxlan = new VxlanView(frame, udp.payloadOffset, udp.payloadEnd);
   return { outer: { eth, ip, udp }, vxlan, inner: vxlan.payload };
 }

@@ -7,11 +7,11 @@ import { TulleError } from '../base/errors.js';
 /** Why a frame could not be decoded. */
 export type WireErrorCode =
   /** A header does not fit in the bytes that are there. */
-  | 'TULLE_WIRE_TRUNCATED'
+  | 'TLE_WIRE_TRUNCATED'
   /** A field holds a value the protocol does not allow (IPv4 IHL < 5, a length shorter than its header, ...). */
-  | 'TULLE_WIRE_MALFORMED'
+  | 'TLE_WIRE_MALFORMED'
   /** Well-formed, but not something this operation handles (e.g. decapsulate() on a frame that is not VXLAN). */
-  | 'TULLE_WIRE_UNSUPPORTED';
+  | 'TLE_WIRE_UNSUPPORTED';
 
 /** A frame that cannot be decoded: names the layer, the byte offset inside the frame and the reason. */
 export class WireError extends TulleError {
@@ -31,15 +31,15 @@ export class WireError extends TulleError {
 /** Why a capture file could not be read (further). */
 export type PcapErrorCode =
   /** The first bytes are neither a pcap nor a pcapng magic number. */
-  | 'TULLE_PCAP_BAD_MAGIC'
+  | 'TLE_PCAP_BAD_MAGIC'
   /** The file ends inside a header, a record or a block. */
-  | 'TULLE_PCAP_TRUNCATED'
+  | 'TLE_PCAP_TRUNCATED'
   /** A length field is impossible: smaller than its header, not a multiple of 4, larger than any sane record. */
-  | 'TULLE_PCAP_BAD_LENGTH'
+  | 'TLE_PCAP_BAD_LENGTH'
   /** A block or header is inconsistent (trailing length differs, packet before any interface, ...). */
-  | 'TULLE_PCAP_MALFORMED'
+  | 'TLE_PCAP_MALFORMED'
   /** Valid, but a version or feature tulle does not read. */
-  | 'TULLE_PCAP_UNSUPPORTED';
+  | 'TLE_PCAP_UNSUPPORTED';
 
 /** A capture file that cannot be read on: names the byte offset in the file and the reason. */
 export class PcapError extends TulleError {
@@ -54,9 +54,9 @@ export class PcapError extends TulleError {
   }
 }
 
-/** Throw TULLE_WIRE_TRUNCATED unless `need` bytes are there from `offset` (before `end`). */
+/** Throw TLE_WIRE_TRUNCATED unless `need` bytes are there from `offset` (before `end`). */
 export function needBytes(layer: string, offset: number, end: number, need: number, what: string): void {
   if (offset + need > end) {
-    throw new WireError('TULLE_WIRE_TRUNCATED', layer, offset, `${what} needs ${need} bytes but only ${Math.max(0, end - offset)} are left`);
+    throw new WireError('TLE_WIRE_TRUNCATED', layer, offset, `${what} needs ${need} bytes but only ${Math.max(0, end - offset)} are left`);
   }
 }

@@ -55,7 +55,7 @@ export class EthernetView {
     let type = (buf[typeOffset]! << 8) | buf[typeOffset + 1]!;
     let tags = 0;
     while (type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ) {
-      if (++tags > MAX_VLAN_TAGS) throw new WireError('TULLE_WIRE_MALFORMED', 'ethernet', typeOffset, `more than ${MAX_VLAN_TAGS} VLAN tags`);
+      if (++tags > MAX_VLAN_TAGS) throw new WireError('TLE_WIRE_MALFORMED', 'ethernet', typeOffset, `more than ${MAX_VLAN_TAGS} VLAN tags`);
       needBytes('ethernet', typeOffset, end, 6, 'a VLAN tag and the EtherType after it');
       typeOffset += 4;
       type = (buf[typeOffset]! << 8) | buf[typeOffset + 1]!;

@@ -53,16 +53,16 @@ export class Ipv4View {
   ) {
     needBytes('ipv4', offset, end, IPV4_MIN_HEADER_LENGTH, 'an IPv4 header');
     const vihl = buf[offset]!;
-    if (vihl >>> 4 !== 4) throw new WireError('TULLE_WIRE_MALFORMED', 'ipv4', offset, `version ${vihl >>> 4} is not 4`);
+    if (vihl >>> 4 !== 4) throw new WireError('TLE_WIRE_MALFORMED', 'ipv4', offset, `version ${vihl >>> 4} is not 4`);
     const hl = (vihl & 15) * 4;
-    if (hl < IPV4_MIN_HEADER_LENGTH) throw new WireError('TULLE_WIRE_MALFORMED', 'ipv4', offset, `header length ${hl} is below 20 (IHL ${vihl & 15} < 5)`);
+    if (hl < IPV4_MIN_HEADER_LENGTH) throw new WireError('TLE_WIRE_MALFORMED', 'ipv4', offset, `header length ${hl} is below 20 (IHL ${vihl & 15} < 5)`);
     needBytes('ipv4', offset, end, hl, `an IPv4 header with options (IHL ${vihl & 15})`);
     const total = (buf[offset + 2]! << 8) | buf[offset + 3]!;
-    if (total < hl) throw new WireError('TULLE_WIRE_MALFORMED', 'ipv4', offset + 2, `total length ${total} is shorter than the header (${hl})`);
+    if (total < hl) throw new WireError('TLE_WIRE_MALFORMED', 'ipv4', offset + 2, `total length ${total} is shorter than the header (${hl})`);
     let payloadEnd = offset + total;
     let truncated = false;
     if (payloadEnd > end) {
-      if (complete) throw new WireError('TULLE_WIRE_MALFORMED', 'ipv4', offset + 2, `total length ${total} is past the end of the frame (${end - offset} bytes left)`);
+      if (complete) throw new WireError('TLE_WIRE_MALFORMED', 'ipv4', offset + 2, `total length ${total} is past the end of the frame (${end - offset} bytes left)`);
       payloadEnd = end;
       truncated = true;
     }

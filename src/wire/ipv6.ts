@@ -53,12 +53,12 @@ export class Ipv6View {
   ) {
     needBytes('ipv6', offset, end, IPV6_HEADER_LENGTH, 'an IPv6 header');
     const version = buf[offset]! >>> 4;
-    if (version !== 6) throw new WireError('TULLE_WIRE_MALFORMED', 'ipv6', offset, `version ${version} is not 6`);
+    if (version !== 6) throw new WireError('TLE_WIRE_MALFORMED', 'ipv6', offset, `version ${version} is not 6`);
     const plen = (buf[offset + 4]! << 8) | buf[offset + 5]!;
     let payloadEnd = offset + IPV6_HEADER_LENGTH + plen;
     let truncated = false;
     if (payloadEnd > end) {
-      if (complete) throw new WireError('TULLE_WIRE_MALFORMED', 'ipv6', offset + 4, `payload length ${plen} is past the end of the frame (${end - offset - IPV6_HEADER_LENGTH} bytes left)`);
+      if (complete) throw new WireError('TLE_WIRE_MALFORMED', 'ipv6', offset + 4, `payload length ${plen} is past the end of the frame (${end - offset - IPV6_HEADER_LENGTH} bytes left)`);
       payloadEnd = end;
       truncated = true;
     }
@@ -72,7 +72,7 @@ export class Ipv6View {
     let fragment = false;
     const walked: number[] = [];
     while (isExtensionHeader(next)) {
-      if (walked.length >= MAX_EXTENSION_HEADERS) throw new WireError('TULLE_WIRE_MALFORMED', 'ipv6', o, `more than ${MAX_EXTENSION_HEADERS} extension headers`);
+      if (walked.length >= MAX_EXTENSION_HEADERS) throw new WireError('TLE_WIRE_MALFORMED', 'ipv6', o, `more than ${MAX_EXTENSION_HEADERS} extension headers`);
       needBytes('ipv6', o, payloadEnd, 8, `extension header ${next}`);
       let len: number;
       if (next === FRAGMENT) {

@@ -39,13 +39,13 @@ export function parsePcapHeader(buf: Buffer, pos: number): PcapFileHeader {
   const littleEndian = le === PCAP_MAGIC_MICROSECONDS || le === PCAP_MAGIC_NANOSECONDS;
   const magic = littleEndian ? le : buf.readUInt32BE(pos);
   if (magic !== PCAP_MAGIC_MICROSECONDS && magic !== PCAP_MAGIC_NANOSECONDS) {
-    throw new PcapError('TULLE_PCAP_BAD_MAGIC', pos, `magic 0x${buf.readUInt32BE(pos).toString(16).padStart(8, '0')} is not a pcap magic number`);
+    throw new PcapError('TLE_PCAP_BAD_MAGIC', pos, `magic 0x${buf.readUInt32BE(pos).toString(16).padStart(8, '0')} is not a pcap magic number`);
   }
   const u16 = (o: number): number => (littleEndian ? buf.readUInt16LE(pos + o) : buf.readUInt16BE(pos + o));
   const u32 = (o: number): number => (littleEndian ? buf.readUInt32LE(pos + o) : buf.readUInt32BE(pos + o));
   const versionMajor = u16(4);
   const versionMinor = u16(6);
-  if (versionMajor !== 2) throw new PcapError('TULLE_PCAP_UNSUPPORTED', pos + 4, `pcap version ${versionMajor}.${versionMinor} is not 2.x`);
+  if (versionMajor !== 2) throw new PcapError('TLE_PCAP_UNSUPPORTED', pos + 4, `pcap version ${versionMajor}.${versionMinor} is not 2.x`);
   return { littleEndian, nanosecond: magic === PCAP_MAGIC_NANOSECONDS, versionMajor, versionMinor, snaplen: u32(16), linkType: u32(20) & 0x03ffffff };
 }
 
@@ -72,7 +72,7 @@ export class PcapReader implements FormatReader {
       const caplen = u32(pos + 8);
       const origlen = u32(pos + 12);
       if (caplen > MAX_RECORD_LENGTH) {
-        throw new PcapError('TULLE_PCAP_BAD_LENGTH', base + pos + 8, `record ${this.count} says ${caplen} bytes captured, more than any packet (${MAX_RECORD_LENGTH})`);
+        throw new PcapError('TLE_PCAP_BAD_LENGTH', base + pos + 8, `record ${this.count} says ${caplen} bytes captured, more than any packet (${MAX_RECORD_LENGTH})`);
       }
       const dataStart = pos + PCAP_RECORD_HEADER_LENGTH;
       if (end - dataStart < caplen) break;

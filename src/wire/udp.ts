@@ -44,11 +44,11 @@ export class UdpView {
     this.srcPort = (buf[offset]! << 8) | buf[offset + 1]!;
     this.dstPort = (buf[offset + 2]! << 8) | buf[offset + 3]!;
     const len = (buf[offset + 4]! << 8) | buf[offset + 5]!;
-    if (len < UDP_HEADER_LENGTH) throw new WireError('TULLE_WIRE_MALFORMED', 'udp', offset + 4, `length ${len} is shorter than the UDP header (8)`);
+    if (len < UDP_HEADER_LENGTH) throw new WireError('TLE_WIRE_MALFORMED', 'udp', offset + 4, `length ${len} is shorter than the UDP header (8)`);
     let payloadEnd = offset + len;
     let truncated = false;
     if (payloadEnd > end) {
-      if (complete) throw new WireError('TULLE_WIRE_MALFORMED', 'udp', offset + 4, `length ${len} is past the end of the IP payload (${end - offset} bytes)`);
+      if (complete) throw new WireError('TLE_WIRE_MALFORMED', 'udp', offset + 4, `length ${len} is past the end of the IP payload (${end - offset} bytes)`);
       payloadEnd = end;
       truncated = true;
     }

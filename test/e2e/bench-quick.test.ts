@@ -24,7 +24,7 @@ function committedFigures(): Map<string, string> {
 }
 
 test('--only rejects an unknown benchmark, naming the known ones', () => {
-  assert.throws(() => selectBenchmarks(['scale', 'nope']), (err: any) => err.code === 'TULLE_USAGE' && /"nope"/.test(err.message) && /convergence/.test(err.message));
+  assert.throws(() => selectBenchmarks(['scale', 'nope']), (err: any) => err.code === 'TLE_USAGE' && /"nope"/.test(err.message) && /convergence/.test(err.message));
   assert.deepEqual(selectBenchmarks(['netlink-program,scale']), ['scale', 'netlink-program']);
   assert.deepEqual(selectBenchmarks([]), BENCHMARKS.map((b) => b.name));
 });

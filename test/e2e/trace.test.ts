@@ -143,7 +143,7 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     // The endpoint rejects hostile queries with a 400 naming the field.
     const url = `http://${h2.address}:9465/trace?src=10.77.0.1&dst=1.2.3.4&arrival=vxlan&osrc=1.1.1.1&odst=2.2.2.2&dport=99999&vni=1&imac=00:00:00:00:00:01`;
     const bad = await run(['ip', 'netns', 'exec', h1.namespace, process.execPath, '-e', `fetch(${JSON.stringify(url)}).then(async (r) => console.log(r.status, await r.text()))`]);
-    assert.match(bad.stdout, /^400 \{"error":"dport: \\"99999\\" must be a whole number 1\.\.65535","code":"TULLE_INVALID_VALUE"\}/);
+    assert.match(bad.stdout, /^400 \{"error":"dport: \\"99999\\" must be a whole number 1\.\.65535","code":"TLE_INVALID_VALUE"\}/);
     // From a pod IP: the walk starts where that pod's packet enters h1 (cni0). A probe needs the pod's namespace.
     const byIpArgs = ['trace', '--from', p.address!, pod(state, 'h2-p1').address!, '--json', '--store', state.overlay!.store];
     const byIp = JSON.parse((await runTulleIn(h1.namespace, byIpArgs, { allowFailure: true })).stdout) as TraceResult;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/base/exec.js';
-import { freshNetns, ip } from './netns.js';
+import { freshNetns } from './netns.js';
 
 export const TULLE = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
 
@@ -29,13 +29,7 @@ export async function host(t: { after(fn: () => unknown): void }, label: string,
   return { ns, dir, store, args: ['--store', store, '--subnet-file', join(dir, 'subnet.env'), '--state-dir', join(dir, 'state'), '--cni-socket', join(dir, 'cni.sock')] };
 }
 
-/** Give the namespace an underlay: a veth `name` with `cidr` (its peer stays in the same namespace). */
-export async function underlay(ns: string, name: string, cidr: string): Promise<void> {
-  await ip(ns, 'link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`);
-  await ip(ns, 'link', 'set', name, 'up');
-  await ip(ns, 'link', 'set', `${name}p`, 'up');
-  await ip(ns, 'addr', 'add', cidr, 'dev', name);
-}
+export { underlay } from './netns.js';
 
 /** Run the agent to completion (it must exit by itself within the timeout). */
 export function agentExits(h: Host, extra: string[] = [], timeoutMs = 20_000) {

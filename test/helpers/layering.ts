@@ -25,7 +25,8 @@ export interface Violation {
   rule: string;
 }
 
-function sourceFiles(dir: string): string[] {
+/** Every .ts file under `dir` (not .d.ts), sorted. */
+export function sourceFiles(dir: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);

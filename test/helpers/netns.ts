@@ -49,23 +49,34 @@ export function requireRoot(): void {
   if (process.getuid?.() !== 0) throw new Error('this test creates network namespaces and needs root: run it as root (sudo npm test)');
 }
 
-/**
- * A fresh namespace holding flannel's host layout made with iproute2 (independent of the code under test):
- * eth0 192.0.2.11/24 (a veth whose peer stays inside), flannel.1 vxlan id 1 local 192.0.2.11 dev eth0 dstport
- * 8472 nolearning, up, optionally with its 10.244.1.0/32 address; plus a netlink client bound to it.
- */
-export async function vtepHost(t: Parameters<typeof freshNetns>[0], label: string, options: { vtepAddress?: boolean } = {}): Promise<{ ns: string; nl: NetlinkClient }> {
+/** Give the namespace an underlay: a veth `name` with `cidr` (its peer stays in the same namespace), both up. */
+export async function underlay(ns: string, name: string, cidr: string): Promise<void> {
+  await ip(ns, 'link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`);
+  await ip(ns, 'link', 'set', name, 'up');
+  await ip(ns, 'link', 'set', `${name}p`, 'up');
+  await ip(ns, 'addr', 'add', cidr, 'dev', name);
+}
+
+/** A fresh namespace with an underlay eth0 192.0.2.11/24 (made with iproute2), and a netlink client bound to it. */
+export async function underlayHost(t: Parameters<typeof freshNetns>[0], label: string): Promise<{ ns: string; nl: NetlinkClient }> {
   const ns = await freshNetns(t, label);
-  await ip(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-  await ip(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
-  await ip(ns, 'link', 'set', 'eth0', 'up');
-  await ip(ns, 'link', 'set', 'eth0p', 'up');
-  await ip(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'local', '192.0.2.11', 'dev', 'eth0', 'dstport', '8472', 'nolearning');
-  await ip(ns, 'link', 'set', 'flannel.1', 'up');
-  if (options.vtepAddress) await ip(ns, 'addr', 'add', '10.244.1.0/32', 'dev', 'flannel.1');
+  await underlay(ns, 'eth0', '192.0.2.11/24');
   const nl = await NetlinkClient.open({ netns: ns });
   t.after(() => nl.close());
   return { ns, nl };
+}
+
+/**
+ * underlayHost plus flannel's VTEP made with iproute2 (independent of the code under test): flannel.1 vxlan id 1
+ * local 192.0.2.11 dev eth0 dstport 8472 nolearning, up, optionally with its 10.244.1.0/32 address.
+ */
+export async function vtepHost(t: Parameters<typeof freshNetns>[0], label: string, options: { vtepAddress?: boolean } = {}): Promise<{ ns: string; nl: NetlinkClient }> {
+  const host = await underlayHost(t, label);
+  const { ns } = host;
+  await ip(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'local', '192.0.2.11', 'dev', 'eth0', 'dstport', '8472', 'nolearning');
+  await ip(ns, 'link', 'set', 'flannel.1', 'up');
+  if (options.vtepAddress) await ip(ns, 'addr', 'add', '10.244.1.0/32', 'dev', 'flannel.1');
+  return host;
 }
 
 /**

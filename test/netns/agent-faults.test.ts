@@ -17,7 +17,7 @@ test('no underlay interface: one clear error, non-zero exit, nothing made', asyn
   const h = await host(t, 'nounder');
   const r = await agentExits(h);
   assert.notEqual(r.status, 0);
-  assert.match(lastLine(r.stderr), /^tulle: no interface can carry the overlay: none is up with an IPv4 address .*--iface \[TULLE_UNDERLAY_NOT_FOUND\]$/);
+  assert.match(lastLine(r.stderr), /^tulle: no interface can carry the overlay: none is up with an IPv4 address .*--iface \[TLE_UNDERLAY_NOT_FOUND\]$/);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
   assert.ok(await noVtep(h.ns));
   assert.equal(existsSync(join(h.dir, 'subnet.env')), false);
@@ -30,7 +30,7 @@ test('two candidate interfaces and no default route: the error lists them; --ifa
   await underlay(h.ns, 'eth1', '198.51.100.11/24');
   const r = await agentExits(h);
   assert.notEqual(r.status, 0);
-  assert.match(lastLine(r.stderr), /several interfaces could carry the overlay \((eth0p?, )+eth1(, eth1p)?\).*name one with --iface \[TULLE_UNDERLAY_AMBIGUOUS\]/);
+  assert.match(lastLine(r.stderr), /several interfaces could carry the overlay \((eth0p?, )+eth1(, eth1p)?\).*name one with --iface \[TLE_UNDERLAY_AMBIGUOUS\]/);
   assert.ok(await noVtep(h.ns));
 
   const bad = await agentExits(h, ['--iface', 'eth9']);
@@ -50,7 +50,7 @@ test('a VNI already used by another VXLAN device: clear error naming the clash, 
   await ip(h.ns, 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '1', 'dstport', '8472', 'dev', 'eth0', 'local', '192.0.2.11', 'nolearning');
   const r = await agentExits(h);
   assert.notEqual(r.status, 0);
-  assert.match(lastLine(r.stderr), /cannot create flannel\.1 \(VNI 1, port 8472\): another VXLAN device already uses this VNI and port .* \[TULLE_VTEP\]/);
+  assert.match(lastLine(r.stderr), /cannot create flannel\.1 \(VNI 1, port 8472\): another VXLAN device already uses this VNI and port .* \[TLE_VTEP\]/);
   assert.ok(await noVtep(h.ns));
   const leases = await run([process.execPath, TULLE, 'leases', '--json', '--store', h.store]);
   assert.deepEqual(JSON.parse(leases.stdout), []);

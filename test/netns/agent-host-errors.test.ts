@@ -25,7 +25,7 @@ test('a second agent on the host: "another tulle agent is running?", not an inte
   await waitFor(() => /"msg":"ready"/.test(first.log()), 20_000, 'the first agent to be ready');
   const second = await agentExits(h);
   assert.equal(second.status, 1, second.stderr);
-  assert.match(lastLine(second.stderr), /^tulle: --health-addr: 127\.0\.0\.1:9465 is already in use: is another tulle agent running on this host\? \(stop it, or give this one another --health-addr\) \[TULLE_HEALTH_LISTEN\]$/);
+  assert.match(lastLine(second.stderr), /^tulle: --health-addr: 127\.0\.0\.1:9465 is already in use: is another tulle agent running on this host\? \(stop it, or give this one another --health-addr\) \[TLE_HEALTH_LISTEN\]$/);
   assert.doesNotMatch(second.stderr, /internal error|EADDRINUSE|\n\s+at /);
   assert.equal(await first.stop(), 0, 'the first agent was not disturbed');
 });

@@ -10,7 +10,7 @@ import { run } from '../../src/base/exec.js';
 import { cniInvoke, type CniInvocation, type CniOutcome } from '../../src/cni/invoke.js';
 import { hostVethName } from '../../src/cni/names.js';
 import { resultViolations } from '../../src/cni/validate-result.js';
-import { freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
+import { freshNetns, ip, ipJson, requireRoot, underlay } from '../helpers/netns.js';
 import { CNI_PATHS, cniRoute, type CniPath, type CniRoute } from '../helpers/cni-paths.js';
 
 requireRoot();
@@ -25,10 +25,7 @@ interface Host {
 async function makeHost(t: Parameters<typeof freshNetns>[0], path: CniPath): Promise<Host> {
   const ns = await freshNetns(t, 'host');
   // The node's own underlay interface: one end of a veth pair (the other end stays in the namespace, up).
-  await ip(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-  await ip(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
-  await ip(ns, 'link', 'set', 'eth0', 'up');
-  await ip(ns, 'link', 'set', 'eth0p', 'up');
+  await underlay(ns, 'eth0', '192.0.2.11/24');
   const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-routed-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const subnetFile = join(dir, 'subnet.env');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { run } from '../../src/base/exec.js';
 import { cniInvoke, type CniOutcome } from '../../src/cni/invoke.js';
-import { freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
+import { freshNetns, ipJson, requireRoot, underlay } from '../helpers/netns.js';
 
 import { CNI_PATHS, cniRoute } from '../helpers/cni-paths.js';
 
@@ -41,10 +41,7 @@ for (const path of CNI_PATHS) for (const mode of ['routed', 'bridge'] as const) 
     const host = await freshNetns(t, 'host');
     const route = await cniRoute(t, host, path);
     // The node's underlay address (one end of a veth pair): the source of its pings in routed mode, as on a real node.
-    await ip(host, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-    await ip(host, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
-    await ip(host, 'link', 'set', 'eth0', 'up');
-    await ip(host, 'link', 'set', 'eth0p', 'up');
+    await underlay(host, 'eth0', '192.0.2.11/24');
     const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-scale-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const subnetFile = join(dir, 'subnet.env');

@@ -110,7 +110,7 @@ test('lab up --json, list, exec and down through the CLI', async (t) => {
   assert.deepEqual(logs.map((l) => l.msg), ['step 1/5 done: create namespaces', 'step 2/5 done: create switches', 'step 3/5 done: wire hosts and router to the switches', 'step 4/5 done: address hosts and router', 'step 5/5 done: turn on forwarding']);
 
   const again = await tulle('lab', 'up', '--name', name, '--bare');
-  assertOneLineError(again, new RegExp(`lab "${name}" already exists .*tulle lab down --name ${name} \\[TULLE_LAB_EXISTS\\]`), 'second up');
+  assertOneLineError(again, new RegExp(`lab "${name}" already exists .*tulle lab down --name ${name} \\[TLE_LAB_EXISTS\\]`), 'second up');
   assert.equal(listNetns(labPrefix(name)).length, 6, 'the existing lab is untouched');
 
   const list = await tulle('lab', 'list', '--json');
@@ -130,7 +130,7 @@ test('lab up --json, list, exec and down through the CLI', async (t) => {
   const noTarget = await tulle('lab', 'exec', name, 'h9', '--', 'true');
   assertOneLineError(noTarget, new RegExp(`lab "${name}" has no "h9"; targets: h1, h2, h3, rt, sw1, sw2`), 'unknown target');
   const noLab = await tulle('lab', 'exec', 'nosuchlab', 'h1', '--', 'true');
-  assertOneLineError(noLab, /lab "nosuchlab" does not exist .*\[TULLE_LAB_NOT_FOUND\]/, 'unknown lab');
+  assertOneLineError(noLab, /lab "nosuchlab" does not exist .*\[TLE_LAB_NOT_FOUND\]/, 'unknown lab');
   const noCmd = await tulle('lab', 'exec', name, 'h1');
   assertOneLineError(noCmd, /missing COMMAND/, 'no command');
 

@@ -174,7 +174,7 @@ test('a lab that exists, or left namespaces behind, is refused and left as it wa
   t.after(() => labDown(name, { root }));
   await labUp({ name, nodes: 2, underlay: 'switch', root });
   const before = listNetns(labPrefix(name));
-  await assert.rejects(labUp({ name, nodes: 3, underlay: 'routed', root }), (e: unknown) => e instanceof LabExistsError && e.code === 'TULLE_LAB_EXISTS' && e.message.includes(`tulle lab down --name ${name}`));
+  await assert.rejects(labUp({ name, nodes: 3, underlay: 'routed', root }), (e: unknown) => e instanceof LabExistsError && e.code === 'TLE_LAB_EXISTS' && e.message.includes(`tulle lab down --name ${name}`));
   assert.deepEqual(listNetns(labPrefix(name)), before, 'the existing lab is untouched');
   assert.equal(readLabState(name, root)!.status, 'ready');
 

@@ -16,7 +16,7 @@ test('lab names: lower-case letters and digits, starting with a letter, at most 
   for (const bad of ['', 'Demo', '1lab', 'a-b', 'a_b', 'a.b', 'lab name', 'x'.repeat(MAX_LAB_NAME_LENGTH + 1), 'läb']) {
     assert.throws(
       () => validateLabName(bad, '--name'),
-      (e: unknown) => e instanceof InvalidValueError && e.code === 'TULLE_LAB_INVALID_NAME' && e.message.startsWith(`--name: ${JSON.stringify(bad)} is not a valid lab name`),
+      (e: unknown) => e instanceof InvalidValueError && e.code === 'TLE_LAB_INVALID_NAME' && e.message.startsWith(`--name: ${JSON.stringify(bad)} is not a valid lab name`),
       bad,
     );
   }

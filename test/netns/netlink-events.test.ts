@@ -13,24 +13,14 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../../src/base/exec.js';
-import { freshNetns, ip, requireRoot } from '../helpers/netns.js';
-import { NetlinkClient, type NetlinkEvent } from '../../src/netlink/index.js';
+import { ip, requireRoot, vtepHost as vtepHostIn } from '../helpers/netns.js';
+import type { NetlinkEvent } from '../../src/netlink/index.js';
 
 requireRoot();
 
 const PEER_MAC = '0e:f0:b5:8c:28:f5';
 
-async function vtepHost(t: TestContext): Promise<{ ns: string; nl: NetlinkClient }> {
-  const ns = await freshNetns(t, 'events');
-  await ip(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-  await ip(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
-  await ip(ns, 'link', 'set', 'eth0', 'up');
-  await ip(ns, 'link', 'set', 'eth0p', 'up');
-  const nl = await NetlinkClient.open({ netns: ns });
-  t.after(() => nl.close());
-  await nl.createVxlan({ name: 'flannel.1', vni: 1, local: '192.0.2.11', dev: 'eth0', port: 8472, learning: false, up: true });
-  return { ns, nl };
-}
+const vtepHost = (t: TestContext) => vtepHostIn(t, 'events');
 
 /** Collects events; `next(match)` resolves with the first matching one (already seen or still to come). */
 function recorder() {

@@ -4,23 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { freshNetns, ip, ipJson, isNetlinkError, requireRoot } from '../helpers/netns.js';
+import { freshNetns, ipJson, isNetlinkError, requireRoot, underlayHost } from '../helpers/netns.js';
 import { NetlinkClient } from '../../src/netlink/index.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 
 requireRoot();
 
 /** A namespace with an underlay `eth0` (a veth end, up, 192.0.2.11/24), and a client bound to it. */
-async function host(t: Parameters<typeof freshNetns>[0], label = 'host'): Promise<{ ns: string; nl: NetlinkClient }> {
-  const ns = await freshNetns(t, label);
-  await ip(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p');
-  await ip(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'eth0');
-  await ip(ns, 'link', 'set', 'eth0', 'up');
-  await ip(ns, 'link', 'set', 'eth0p', 'up');
-  const nl = await NetlinkClient.open({ netns: ns });
-  t.after(() => nl.close());
-  return { ns, nl };
-}
+const host = (t: Parameters<typeof freshNetns>[0], label = 'host') => underlayHost(t, label);
 
 async function linkJson(ns: string, name: string): Promise<any> {
   return (await ipJson(ns, 'link', 'show', 'dev', name))[0];

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ip, ipJson, requireRoot, vtepHost } from '../helpers/netns.js';
+import { ip, ipJson, isNetlinkError, requireRoot, vtepHost } from '../helpers/netns.js';
 import { NetlinkError, TULLE_ROUTE_PROTOCOL } from '../../src/netlink/index.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 import { execIn } from '../../src/netns/netns.js';
@@ -45,8 +45,8 @@ test('route get: a forwarded packet (iif) is looked up as the kernel forwards it
   const j = (await ipJson(ns, 'route', 'get', '10.244.2.7', 'from', '192.0.2.99', 'iif', 'eth0p'))[0];
   assert.deepEqual([fwd.result.dev, fwd.result.via, fwd.result.iif, fwd.entry.dst], [j.dev, j.gateway, j.iif, '10.244.2.0/24']);
 
-  await assert.rejects(nl.getRoute({ dst: '203.0.113.9' }), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENETUNREACH' && e.message.startsWith('route get 203.0.113.9: ENETUNREACH'));
-  await assert.rejects(nl.getRoute({ dst: '10.244.2.7', from: '192.0.2.99', iif: 'nosuch0' }), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENODEV' && /Cannot find device "nosuch0"/.test(e.message));
+  await assert.rejects(nl.getRoute({ dst: '203.0.113.9' }), isNetlinkError('ENETUNREACH', /^route get 203\.0\.113\.9: ENETUNREACH/));
+  await assert.rejects(nl.getRoute({ dst: '10.244.2.7', from: '192.0.2.99', iif: 'nosuch0' }), isNetlinkError('ENODEV', /Cannot find device "nosuch0"/));
   for (const [q, field] of [
     [{ dst: '10.244.2.300' }, 'route get dst'],
     [{ dst: '10.244.2.7', from: 'fd00::1' }, 'route get from'],

@@ -150,11 +150,11 @@ test('a caller from another network namespace (or one that does not say) is hand
 
 test('socket path: a stale socket is replaced, a live one or a non-socket file is refused, a bad path is named; close removes the socket', async (t) => {
   const quiet = createLogger({}, { write: () => {} });
-  await assert.rejects(CniServer.start({ path: 'relative.sock', log: quiet }), { code: 'TULLE_INVALID_VALUE', message: /^--cni-socket: "relative.sock" must be an absolute path of at most 107 bytes/ });
+  await assert.rejects(CniServer.start({ path: 'relative.sock', log: quiet }), { code: 'TLE_INVALID_VALUE', message: /^--cni-socket: "relative.sock" must be an absolute path of at most 107 bytes/ });
   await assert.rejects(CniServer.start({ path: `/tmp/${'x'.repeat(120)}`, log: quiet }), { message: /must be an absolute path of at most 107 bytes/ });
   const file = join(dir, 'plain-file');
   writeFileSync(file, 'mine');
-  await assert.rejects(CniServer.start({ path: file, log: quiet }), { code: 'TULLE_CNI_SOCKET', message: /exists and is not a socket/ });
+  await assert.rejects(CniServer.start({ path: file, log: quiet }), { code: 'TLE_CNI_SOCKET', message: /exists and is not a socket/ });
   assert.equal(statSync(file).isFile(), true, 'the file is left alone');
 
   // A live socket, then a stale one: its server process is killed and the file stays behind.
@@ -162,7 +162,7 @@ test('socket path: a stale socket is replaced, a live one or a non-socket file i
   const other = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => other.kill('SIGKILL'));
   await new Promise((r) => other.stdout.once('data', r));
-  await assert.rejects(CniServer.start({ path: stale, log: quiet }), { code: 'TULLE_CNI_SOCKET_IN_USE', message: /another process already serves/ });
+  await assert.rejects(CniServer.start({ path: stale, log: quiet }), { code: 'TLE_CNI_SOCKET_IN_USE', message: /another process already serves/ });
   other.kill('SIGKILL');
   await new Promise((r) => other.once('exit', r));
   assert.ok(existsSync(stale));
@@ -193,7 +193,7 @@ test('tulle agent refuses a malformed --cni-socket (or TULLE_CNI_SOCKET) before 
   ] as const) {
     const r = await run([process.execPath, tulle, 'agent', '--store', store, '--health-addr', '127.0.0.1:0', ...args], { allowFailure: true, env: { ...process.env, ...env } });
     assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stderr, /^tulle: --cni-socket: ".+"(… \(\d+ characters\))? must be an absolute path of at most 107 bytes \(or "" for no CNI socket\) \[TULLE_INVALID_VALUE\]$/m);
+    assert.match(r.stderr, /^tulle: --cni-socket: ".+"(… \(\d+ characters\))? must be an absolute path of at most 107 bytes \(or "" for no CNI socket\) \[TLE_INVALID_VALUE\]$/m);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
   assert.equal(existsSync(join(dir, 'never')), false, 'the store was never opened');

@@ -80,7 +80,7 @@ test('every broken rule is an InvalidValueError naming the field, the value and 
   for (const [text, field, rule] of cases) {
     assert.throws(
       () => parseNetworkConfig(text),
-      (e: unknown) => e instanceof InvalidValueError && e.field === field && rule.test(e.message) && e.code === 'TULLE_INVALID_VALUE',
+      (e: unknown) => e instanceof InvalidValueError && e.field === field && rule.test(e.message) && e.code === 'TLE_INVALID_VALUE',
       `${text} should fail on ${field} with ${rule}`,
     );
   }

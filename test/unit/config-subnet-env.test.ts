@@ -21,7 +21,7 @@ test('subnet.env is written with flannel\'s names and read back', (t) => {
 test('a missing or broken subnet.env is a clear error naming the variable', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tulle-subnetenv-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  assert.throws(() => readSubnetEnv(join(dir, 'subnet.env')), (e: unknown) => e instanceof TulleError && e.code === 'TULLE_SUBNET_ENV_MISSING' && /is the tulle agent running/.test(e.message));
+  assert.throws(() => readSubnetEnv(join(dir, 'subnet.env')), (e: unknown) => e instanceof TulleError && e.code === 'TLE_SUBNET_ENV_MISSING' && /is the tulle agent running/.test(e.message));
   assert.throws(() => parseSubnetEnv('FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_MTU=1450\n'), /FLANNEL_SUBNET: \(missing\) is required/);
   assert.throws(() => parseSubnetEnv('FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=huge\n'), /FLANNEL_MTU: "huge" must be a whole number/);
   writeFileSync(join(dir, 'bad.env'), 'FLANNEL_NETWORK=10.244.0.0/99\n');

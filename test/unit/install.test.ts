@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/base/exec.js';
+import { assertOneLineError } from '../helpers/cli.js';
 
 const TULLE = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
 const TULLE_CNI = fileURLToPath(new URL('../../../bin/tulle-cni', import.meta.url));
@@ -35,13 +36,6 @@ function filesUnder(root: string, dir = ''): string[] {
 }
 
 const mode = (path: string) => lstatSync(path).mode & 0o777;
-
-function assertOneLineError(r: { stderr: string; status: number | null }, status: number, pattern: RegExp): void {
-  assert.equal(r.status, status, r.stderr);
-  assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
-  assert.match(r.stderr, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
-}
 
 const BASE = ['--store', 'etcd://192.0.2.10:2379', '--iface', 'eth0', '--subnet-file', '/run/tulle/subnet.env', '--cni-data-dir', '/var/lib/tulle/cni'];
 
@@ -128,7 +122,7 @@ test('a file tulle did not write is never overwritten (nothing is written then) 
   writeFileSync(join(root, 'etc/cni/net.d/10-tulle.conflist'), '{"mine": true}\n');
   writeFileSync(join(root, 'etc/cni/net.d/87-podman.conflist'), '{}\n');
   const refused = await tulle(['install', '--root', root, ...BASE]);
-  assertOneLineError(refused, 1, /10-tulle\.conflist exists and was not written by tulle install \(or changed since\): not overwritten; move it away or use --force \[TULLE_INSTALL_CONFLICT\]/);
+  assertOneLineError(refused, 1, /10-tulle\.conflist exists and was not written by tulle install \(or changed since\): not overwritten; move it away or use --force \[TLE_INSTALL_CONFLICT\]/);
   assert.deepEqual(filesUnder(root), ['etc/cni/net.d/10-tulle.conflist', 'etc/cni/net.d/87-podman.conflist']);
   assert.equal(readFileSync(join(root, 'etc/cni/net.d/10-tulle.conflist'), 'utf8'), '{"mine": true}\n');
 

@@ -177,7 +177,7 @@ test('address add: IFA_LOCAL and IFA_ADDRESS both hold the address; the prefix l
 test('NetlinkError reads like the iproute2 command, then errno name, strerror text and the kernel message', () => {
   const e = new NetlinkError('route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink', 101);
   assert.equal(e.message, 'route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink: ENETUNREACH (Network is unreachable)');
-  assert.equal(e.code, 'TULLE_NETLINK');
+  assert.equal(e.code, 'TLE_NETLINK');
   assert.equal(e.errno, 'ENETUNREACH');
   const x = new NetlinkError('addr add 10.244.1.0/32 dev flannel.1', 17, 'ipv4: Address already assigned');
   assert.equal(x.message, 'addr add 10.244.1.0/32 dev flannel.1: EEXIST (File exists): ipv4: Address already assigned');

@@ -102,7 +102,7 @@ test('the device check: proxy is required (fixed at creation), learning is switc
   assert.deepEqual(await ensureEndpointDevice(nl(vxlanLink({ learning: true })), DEV), ['ip link set dev vxlan120 type vxlan nolearning']);
   assert.deepEqual(calls, ['vxlan120 false']);
   const refused = async (link: Link | undefined, rule: RegExp) =>
-    assert.rejects(ensureEndpointDevice(nl(link), DEV), (e: unknown) => e instanceof EndpointDeviceError && e.code === 'TULLE_L2_ENDPOINT_DEVICE' && rule.test(e.message));
+    assert.rejects(ensureEndpointDevice(nl(link), DEV), (e: unknown) => e instanceof EndpointDeviceError && e.code === 'TLE_L2_ENDPOINT_DEVICE' && rule.test(e.message));
   await refused(vxlanLink({ proxy: false }), /^vxlan120: has proxy off, .* recreate it with proxy nolearning \(ip link add vxlan120 type vxlan id 120 \.\.\. proxy nolearning\)/);
   await refused(vxlanLink({}, 'bridge'), /^vxlan120: is a bridge device, not a vxlan device/);
   await refused(undefined, /^vxlan120: there is no such device/);

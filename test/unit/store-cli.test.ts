@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/base/exec.js';
+import { assertOneLineError } from '../helpers/cli.js';
 import { openRegistry } from '../../src/store/open.js';
 import { subnetsPrefix, DEFAULT_PREFIX } from '../../src/store/keys.js';
 import { LeaseManager } from '../../src/subnet/manager.js';
@@ -25,15 +26,6 @@ function tempDir(t: { after(fn: () => unknown): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'tulle-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** A failure is exactly one line on stderr, no stack trace. */
-function assertOneLineError(r: { stderr: string; status: number | null }, status: number, pattern: RegExp): void {
-  assert.equal(r.status, status, r.stderr);
-  const lines = r.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
 }
 
 test('config put validates and writes, config get prints it back, leases lists the table and JSON (sqlite)', async (t) => {
@@ -126,5 +118,5 @@ test('config put and leases on etcd; an unreachable etcd is one line and exit 1'
   assert.equal(table.status, 0, table.stderr);
   assert.match(table.stdout, /10\.244\.7\.0\/24\s+198\.51\.100\.7\s+aa:bb:cc:dd:ee:07\s+1\s+never \(reservation\)/);
   await etcd.stop();
-  assertOneLineError(await tulle(['leases', '--store', etcd.url]), 1, /^tulle: store unreachable: etcd:\/\/127\.0\.0\.1:\d+: list: no etcd answers at this address \(connection refused: is etcd running, and is its client port open\?\) \[TULLE_STORE_UNAVAILABLE\]$/);
+  assertOneLineError(await tulle(['leases', '--store', etcd.url]), 1, /^tulle: store unreachable: etcd:\/\/127\.0\.0\.1:\d+: list: no etcd answers at this address \(connection refused: is etcd running, and is its client port open\?\) \[TLE_STORE_UNAVAILABLE\]$/);
 });

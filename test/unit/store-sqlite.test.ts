@@ -157,13 +157,13 @@ test('sqlite: a watcher whose revision was trimmed from the change log resyncs',
 
 test('sqlite: a missing file or a database locked for too long are clear errors', async (t) => {
   const path = tempDb(t);
-  await assert.rejects(openRegistry(`sqlite:${path}`, { create: false }), (e: unknown) => e instanceof StoreError && e.code === 'TULLE_STORE' && e.message.includes(path) && /does not exist/.test(e.message));
+  await assert.rejects(openRegistry(`sqlite:${path}`, { create: false }), (e: unknown) => e instanceof StoreError && e.code === 'TLE_STORE' && e.message.includes(path) && /does not exist/.test(e.message));
   const registry = await openRegistry(`sqlite:${path}`, { busyTimeoutMs: 100 });
   t.after(() => registry.close());
   const locker = new Database(path);
   t.after(() => locker.close());
   locker.exec('BEGIN IMMEDIATE');
-  await assert.rejects(registry.put('/k', 'v'), (e: unknown) => e instanceof StoreUnavailableError && e.code === 'TULLE_STORE_UNAVAILABLE' && /locked/.test(e.message));
+  await assert.rejects(registry.put('/k', 'v'), (e: unknown) => e instanceof StoreUnavailableError && e.code === 'TLE_STORE_UNAVAILABLE' && /locked/.test(e.message));
   locker.exec('ROLLBACK');
   await registry.put('/k', 'v');
   assert.equal((await registry.get('/k'))?.value, 'v');

@@ -37,7 +37,7 @@ test('a full network gives "out of subnets" with the counts', () => {
     () => pickFreeSubnet(small, [lease('10.5.0.16/28'), reserved('10.5.0.32/28'), lease('10.5.0.48/28'), lease('10.5.0.0/28')]),
     (e: unknown) =>
       e instanceof OutOfSubnetsError &&
-      e.code === 'TULLE_OUT_OF_SUBNETS' &&
+      e.code === 'TLE_OUT_OF_SUBNETS' &&
       e.total === 3 &&
       e.leases === 3 &&
       e.reservations === 1 &&

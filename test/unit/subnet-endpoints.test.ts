@@ -37,7 +37,7 @@ async function memoryStore(t: { after(fn: () => unknown): void }): Promise<Regis
 function rejects(value: string, field: string, rule: RegExp, key = KEY): void {
   assert.throws(
     () => parseEndpointRecord(key, value),
-    (e: unknown) => e instanceof MalformedEndpointError && e.code === 'TULLE_MALFORMED_ENDPOINT' && e.field === field && rule.test(e.message) && e.message.length < 400,
+    (e: unknown) => e instanceof MalformedEndpointError && e.code === 'TLE_MALFORMED_ENDPOINT' && e.field === field && rule.test(e.message) && e.message.length < 400,
     `${value.slice(0, 60)} should be refused naming ${field}`,
   );
 }

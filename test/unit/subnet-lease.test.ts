@@ -55,7 +55,7 @@ test('malformed values name the key and the problem', () => {
   for (const [value, k, rule] of cases) {
     assert.throws(
       () => decodeLease(DEFAULT_PREFIX, stored(value, k)),
-      (e: unknown) => e instanceof MalformedLeaseError && e.code === 'TULLE_MALFORMED_LEASE' && e.message.includes(k) && rule.test(e.message),
+      (e: unknown) => e instanceof MalformedLeaseError && e.code === 'TLE_MALFORMED_LEASE' && e.message.includes(k) && rule.test(e.message),
       value,
     );
   }

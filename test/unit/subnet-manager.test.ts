@@ -25,7 +25,7 @@ test('waitForNetworkConfig waits through a missing and an invalid config, loggin
   const admin = await open();
   const { logger, lines } = captureLogger();
   const m = new LeaseManager(await open(), { logger });
-  await assert.rejects(m.getNetworkConfig(), (e: unknown) => e instanceof NetworkConfigMissingError && e.code === 'TULLE_NO_NETWORK_CONFIG' && e.message.includes(configKey(DEFAULT_PREFIX)));
+  await assert.rejects(m.getNetworkConfig(), (e: unknown) => e instanceof NetworkConfigMissingError && e.code === 'TLE_NO_NETWORK_CONFIG' && e.message.includes(configKey(DEFAULT_PREFIX)));
   const waiting = m.waitForNetworkConfig({ pollMs: 20 });
   // Each step waits until the manager has said why it is waiting (not for a time a loaded machine may overrun).
   await waitFor(() => lines.some((l) => /waiting for the network config/.test(l)), 10_000, 'the missing config to be logged');

@@ -68,7 +68,7 @@ test('/trace on the health server: other paths are not its business; a bad query
   assert.equal(route('/healthz', new URLSearchParams()), undefined);
   const answer = await route('/trace', new URLSearchParams('src=1'))!;
   assert.equal(answer.status, 400);
-  assert.deepEqual(answer.body, { error: 'src: "1" must be an IPv4 address', code: 'TULLE_INVALID_VALUE' });
+  assert.deepEqual(answer.body, { error: 'src: "1" must be an IPv4 address', code: 'TLE_INVALID_VALUE' });
 });
 
 test("entries in iproute2's words, and the text walk", () => {

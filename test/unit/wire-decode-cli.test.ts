@@ -99,7 +99,7 @@ test('--json: one object per frame with every layer; --port adds a VXLAN port; -
   assert.equal(f3.inner.arp.targetIp, '10.244.2.0');
   assert.equal(f4.arp.op, 1);
   assert.equal(f5.vxlan, undefined);
-  assert.deepEqual(f6.error, { code: 'TULLE_WIRE_MALFORMED', layer: 'ipv4', offset: 16, reason: 'total length 1500 is past the end of the frame (38 bytes left)' });
+  assert.deepEqual(f6.error, { code: 'TLE_WIRE_MALFORMED', layer: 'ipv4', offset: 16, reason: 'total length 1500 is past the end of the frame (38 bytes left)' });
   assert.equal(f7.ip.version, 6);
   assert.equal(f7.inner.icmpv6.checksumStatus, 'good');
 
@@ -135,7 +135,7 @@ test('a broken file: frames before the bad spot are shown, then one line names t
   const errLines = r.stderr.trim().split('\n');
   assert.equal(errLines.length, 1, r.stderr);
   const lastOffset = whole.length - 16 - 188;
-  assert.equal(errLines[0], `tulle decode: ${cutPath}: offset ${lastOffset}: record 6 says 188 bytes captured but the file ends 168 bytes after its header [TULLE_PCAP_TRUNCATED]`);
+  assert.equal(errLines[0], `tulle decode: ${cutPath}: offset ${lastOffset}: record 6 says 188 bytes captured but the file ends 168 bytes after its header [TLE_PCAP_TRUNCATED]`);
 
   const jsonCut = tulle(['decode', '--json', cutPath]);
   assert.equal(jsonCut.status, 1);
@@ -146,10 +146,10 @@ test('a broken file: frames before the bad spot are shown, then one line names t
   const bad = tulle(['decode', notCapture]);
   assert.equal(bad.status, 1);
   assert.equal(bad.stdout, '');
-  assert.equal(bad.stderr, `tulle decode: ${notCapture}: offset 0: not a pcap or pcapng file: it starts with 68 65 6c 6c [TULLE_PCAP_BAD_MAGIC]\n`);
+  assert.equal(bad.stderr, `tulle decode: ${notCapture}: offset 0: not a pcap or pcapng file: it starts with 68 65 6c 6c [TLE_PCAP_BAD_MAGIC]\n`);
   const missing = tulle(['decode', join(dir, 'nope.pcap')]);
   assert.equal(missing.status, 1);
-  assert.equal(missing.stderr, `tulle decode: ${join(dir, 'nope.pcap')}: no such file [TULLE_CAPTURE_UNREADABLE]\n`);
+  assert.equal(missing.stderr, `tulle decode: ${join(dir, 'nope.pcap')}: no such file [TLE_CAPTURE_UNREADABLE]\n`);
   const usage = tulle(['decode', '--vni', '16777216', notCapture]);
   assert.equal(usage.status, 2);
   assert.match(usage.stderr, /--vni: 16777216 is out of range \(must be 0\.\.16777215\)/);

@@ -63,7 +63,7 @@ test('hostile filter values: the option, the value (cut when long) and the rule;
   writeFileSync(pcap, encodePcap(Object.values(FRAMES).map((data) => ({ data, time: { sec: 1_700_000_000, nsec: 0 } }))));
   const run = (args: string[]) => spawnSync(process.execPath, [MAIN, 'decode', ...args, pcap], { encoding: 'utf8' });
   const cases: Array<[string[], RegExp]> = [
-    [['--host', '999.1.1.1'], /^tulle: tulle decode: --host: "999\.1\.1\.1" is not an IPv4 or IPv6 address \(like 192\.0\.2\.11 or 2001:db8::11\) \[TULLE_USAGE\]$/],
+    [['--host', '999.1.1.1'], /^tulle: tulle decode: --host: "999\.1\.1\.1" is not an IPv4 or IPv6 address \(like 192\.0\.2\.11 or 2001:db8::11\) \[TLE_USAGE\]$/],
     [['--host', ''], /--host: "" is not an IPv4 or IPv6 address/],
     [['--inner-host', '10.244.1.0/24'], /--inner-host: "10\.244\.1\.0\/24" is not an IPv4 or IPv6 address/],
     [['--inner-host', 'fe80::1%eth0'], /--inner-host: "fe80::1%eth0" is not an IPv4 or IPv6 address/],

@@ -272,17 +272,17 @@ test('decoders give typed errors naming layer, offset and reason', () => {
     assert.match(d.error.reason, reason);
     assert.match(d.error.message, new RegExp(`^${layer} at offset ${offset}: `));
   };
-  expectError(frame.subarray(0, 10), 'TULLE_WIRE_TRUNCATED', 'ethernet', 0, /needs 14 bytes but only 10/);
-  expectError(frame.subarray(0, 30), 'TULLE_WIRE_TRUNCATED', 'ipv4', 14, /needs 20 bytes but only 16/);
+  expectError(frame.subarray(0, 10), 'TLE_WIRE_TRUNCATED', 'ethernet', 0, /needs 14 bytes but only 10/);
+  expectError(frame.subarray(0, 30), 'TLE_WIRE_TRUNCATED', 'ipv4', 14, /needs 20 bytes but only 16/);
   const badVersion = Buffer.from(frame);
   badVersion[14] = 0x55;
-  expectError(badVersion, 'TULLE_WIRE_MALFORMED', 'ipv4', 14, /version 5 is not 4/);
+  expectError(badVersion, 'TLE_WIRE_MALFORMED', 'ipv4', 14, /version 5 is not 4/);
   const badIhl = Buffer.from(frame);
   badIhl[14] = 0x44;
-  expectError(badIhl, 'TULLE_WIRE_MALFORMED', 'ipv4', 14, /header length 16 is below 20/);
+  expectError(badIhl, 'TLE_WIRE_MALFORMED', 'ipv4', 14, /header length 16 is below 20/);
   const longTotal = Buffer.from(frame);
   longTotal.writeUInt16BE(1500, 16);
-  expectError(longTotal, 'TULLE_WIRE_MALFORMED', 'ipv4', 16, /total length 1500 is past the end of the frame \(84 bytes left\)/);
+  expectError(longTotal, 'TLE_WIRE_MALFORMED', 'ipv4', 16, /total length 1500 is past the end of the frame \(84 bytes left\)/);
   // The layers before the broken one are still there.
   const d = dissect(frame.subarray(0, 30));
   assert.equal(d.eth?.src, '02:00:00:00:00:01');

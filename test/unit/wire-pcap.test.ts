@@ -168,7 +168,7 @@ test('pcapng: a new section forgets the interfaces of the one before; SPB obeys 
   assert.equal(records[0]!.originalLength, 8);
   assert.equal(records[1]!.data.toString(), 'be');
   const noInterface = Buffer.concat([shb(), idb(1, 0), shb(), epb(0, 0, 0, Buffer.from('x'))]);
-  assertPcapError(readAll(noInterface), 'TULLE_PCAP_MALFORMED', 28 + 20 + 28 + 8, /packet 0 is on interface 0 but the section describes 0/);
+  assertPcapError(readAll(noInterface), 'TLE_PCAP_MALFORMED', 28 + 20 + 28 + 8, /packet 0 is on interface 0 but the section describes 0/);
 });
 
 test('writer and streaming reader: a file is read in chunks, records are views into those chunks, not the whole file', async (t) => {
@@ -213,46 +213,46 @@ test('hostile and broken files: typed error with offset and reason, records befo
     { data: Buffer.alloc(60, 1), time: { sec: 1, nsec: 0 } },
     { data: Buffer.alloc(70, 2), time: { sec: 2, nsec: 0 } },
   ]);
-  assertPcapError(readAll(Buffer.alloc(0)), 'TULLE_PCAP_TRUNCATED', 0, /the file is empty/);
-  assertPcapError(readAll(Buffer.from([0xd4, 0xc3])), 'TULLE_PCAP_TRUNCATED', 0, /2 bytes long, too short/);
-  assertPcapError(readAll(Buffer.from('{"not": "a capture"}')), 'TULLE_PCAP_BAD_MAGIC', 0, /not a pcap or pcapng file: it starts with 7b 22 6e 6f/);
-  assertPcapError(readAll(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0])), 'TULLE_PCAP_BAD_MAGIC', 0, /gzip-compressed/);
-  assertPcapError(readAll(good.subarray(0, 10)), 'TULLE_PCAP_TRUNCATED', 0, /file header needs 24 bytes but the file has only 10/);
+  assertPcapError(readAll(Buffer.alloc(0)), 'TLE_PCAP_TRUNCATED', 0, /the file is empty/);
+  assertPcapError(readAll(Buffer.from([0xd4, 0xc3])), 'TLE_PCAP_TRUNCATED', 0, /2 bytes long, too short/);
+  assertPcapError(readAll(Buffer.from('{"not": "a capture"}')), 'TLE_PCAP_BAD_MAGIC', 0, /not a pcap or pcapng file: it starts with 7b 22 6e 6f/);
+  assertPcapError(readAll(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0])), 'TLE_PCAP_BAD_MAGIC', 0, /gzip-compressed/);
+  assertPcapError(readAll(good.subarray(0, 10)), 'TLE_PCAP_TRUNCATED', 0, /file header needs 24 bytes but the file has only 10/);
   const v3 = Buffer.from(good);
   v3.writeUInt16LE(3, 4);
-  assertPcapError(readAll(v3), 'TULLE_PCAP_UNSUPPORTED', 4, /pcap version 3\.4 is not 2\.x/);
+  assertPcapError(readAll(v3), 'TLE_PCAP_UNSUPPORTED', 4, /pcap version 3\.4 is not 2\.x/);
 
   // A record whose captured length runs past the end: the first record is still read.
   const cut = readAll(good.subarray(0, good.length - 5));
   assert.equal(cut.records.length, 1);
-  assertPcapError(cut, 'TULLE_PCAP_TRUNCATED', 24 + 16 + 60, /record 1 says 70 bytes captured but the file ends 65 bytes after its header/);
+  assertPcapError(cut, 'TLE_PCAP_TRUNCATED', 24 + 16 + 60, /record 1 says 70 bytes captured but the file ends 65 bytes after its header/);
   const halfHeader = readAll(good.subarray(0, 24 + 16 + 60 + 7));
-  assertPcapError(halfHeader, 'TULLE_PCAP_TRUNCATED', 100, /record 1: the record header needs 16 bytes but the file ends after 7/);
+  assertPcapError(halfHeader, 'TLE_PCAP_TRUNCATED', 100, /record 1: the record header needs 16 bytes but the file ends after 7/);
   const huge = Buffer.from(good);
   huge.writeUInt32LE(0xffffffff, 24 + 8);
-  assertPcapError(readAll(huge), 'TULLE_PCAP_BAD_LENGTH', 32, /record 0 says 4294967295 bytes captured, more than any packet/);
+  assertPcapError(readAll(huge), 'TLE_PCAP_BAD_LENGTH', 32, /record 0 says 4294967295 bytes captured, more than any packet/);
 
   // pcapng: zero, odd and mismatched lengths, packets past their block, bad byte-order magic, bad options.
   const head = Buffer.concat([shb(), idb(1, 0)]);
   const zero = Buffer.concat([head, Buffer.from([6, 0, 0, 0, 0, 0, 0, 0]), epb(0, 0, 0, Buffer.alloc(8))]);
-  assertPcapError(readAll(zero), 'TULLE_PCAP_BAD_LENGTH', head.length + 4, /block length 0 is impossible/);
+  assertPcapError(readAll(zero), 'TLE_PCAP_BAD_LENGTH', head.length + 4, /block length 0 is impossible/);
   const odd = Buffer.concat([head, epb(0, 0, 0, Buffer.alloc(8))]);
   odd.writeUInt32LE(42, head.length + 4);
-  assertPcapError(readAll(odd), 'TULLE_PCAP_BAD_LENGTH', head.length + 4, /block length 42 is impossible \(must be a multiple of 4/);
+  assertPcapError(readAll(odd), 'TLE_PCAP_BAD_LENGTH', head.length + 4, /block length 42 is impossible \(must be a multiple of 4/);
   const mismatch = Buffer.concat([head, epb(0, 0, 0, Buffer.alloc(8))]);
   mismatch.writeUInt32LE(1000, mismatch.length - 4);
-  assertPcapError(readAll(mismatch), 'TULLE_PCAP_MALFORMED', mismatch.length - 4, /trailing length 1000 differs from its leading length 40/);
+  assertPcapError(readAll(mismatch), 'TLE_PCAP_MALFORMED', mismatch.length - 4, /trailing length 1000 differs from its leading length 40/);
   const overlong = Buffer.concat([head, epb(0, 0, 0, Buffer.alloc(8))]);
   overlong.writeUInt32LE(9, head.length + 20);
-  assertPcapError(readAll(overlong), 'TULLE_PCAP_BAD_LENGTH', head.length + 20, /packet 0 says 9 bytes captured but its block holds only 8/);
+  assertPcapError(readAll(overlong), 'TLE_PCAP_BAD_LENGTH', head.length + 20, /packet 0 says 9 bytes captured but its block holds only 8/);
   const bom = shb();
   bom.writeUInt32LE(0xdeadbeef, 8);
-  assertPcapError(readAll(bom), 'TULLE_PCAP_MALFORMED', 8, /byte-order magic 0xefbeadde is not 0x1a2b3c4d/);
+  assertPcapError(readAll(bom), 'TLE_PCAP_MALFORMED', 8, /byte-order magic 0xefbeadde is not 0x1a2b3c4d/);
   const badOption = Buffer.concat([shb(), idb(1, 0, true, [option(2, Buffer.from('eth0'), true)])]);
   badOption.writeUInt16LE(200, 28 + 16 + 2);
-  assertPcapError(readAll(badOption), 'TULLE_PCAP_MALFORMED', 28 + 16 + 2, /option 2 length 200 runs past the end of its block/);
+  assertPcapError(readAll(badOption), 'TLE_PCAP_MALFORMED', 28 + 16 + 2, /option 2 length 200 runs past the end of its block/);
   const unfinished = Buffer.concat([head, epb(0, 0, 0, Buffer.alloc(8))]).subarray(0, head.length + 30);
-  assertPcapError(readAll(unfinished), 'TULLE_PCAP_TRUNCATED', head.length, /says it is 40 bytes long but the file ends after 30/);
+  assertPcapError(readAll(unfinished), 'TLE_PCAP_TRUNCATED', head.length, /says it is 40 bytes long but the file ends after 30/);
 });
 
 test('a zero-length pcapng block fails at once in a stream too (no loop waiting for more)', async () => {
@@ -267,7 +267,7 @@ test('a zero-length pcapng block fails at once in a stream too (no loop waiting 
     (async () => {
       for await (const r of readCapture(chunks)) seen.push(r.data.toString());
     })(),
-    (e: unknown) => e instanceof PcapError && e.code === 'TULLE_PCAP_BAD_LENGTH',
+    (e: unknown) => e instanceof PcapError && e.code === 'TLE_PCAP_BAD_LENGTH',
   );
   assert.deepEqual(seen, ['ok']);
 });

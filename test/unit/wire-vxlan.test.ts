@@ -112,15 +112,15 @@ test('decapsulate(encapsulate(inner, outer)) gives back the inner frame and the 
   );
 });
 
-test('decapsulate refuses what is not VXLAN with TULLE_WIRE_UNSUPPORTED, and takes extra ports when told', () => {
+test('decapsulate refuses what is not VXLAN with TLE_WIRE_UNSUPPORTED, and takes extra ports when told', () => {
   const plainUdp = udpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '192.0.2.1', dstIp: '192.0.2.2', srcPort: 5000, dstPort: 53, payload: Buffer.alloc(20) });
-  assert.throws(() => decapsulate(plainUdp), (e: unknown) => e instanceof WireError && e.code === 'TULLE_WIRE_UNSUPPORTED' && /destination port 53 is not a VXLAN port \(4789, 8472\)/.test(e.message));
-  assert.throws(() => decapsulate(seedInner), (e: unknown) => e instanceof WireError && e.code === 'TULLE_WIRE_UNSUPPORTED' && /protocol 1 is not UDP/.test(e.message));
+  assert.throws(() => decapsulate(plainUdp), (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_UNSUPPORTED' && /destination port 53 is not a VXLAN port \(4789, 8472\)/.test(e.message));
+  assert.throws(() => decapsulate(seedInner), (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_UNSUPPORTED' && /protocol 1 is not UDP/.test(e.message));
   const onCustomPort = encapsulate(seedInner, { ...seedOuter, dstPort: 9999 });
   assert.throws(() => decapsulate(onCustomPort), WireError);
   assert.equal(decapsulate(onCustomPort, { ports: new Set([9999]) }).vxlan.vni, 1);
   const truncated = encapsulate(seedInner, seedOuter).subarray(0, 45);
-  assert.throws(() => decapsulate(truncated), (e: unknown) => e instanceof WireError && e.code === 'TULLE_WIRE_MALFORMED');
+  assert.throws(() => decapsulate(truncated), (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_MALFORMED');
 });
 
 const pod = (i: number): string => `10.244.${(i >> 8) & 255}.${i & 255}`;

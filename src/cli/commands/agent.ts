@@ -10,33 +10,33 @@ import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../..
 import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
 import { parseStoreUrl } from '../../store/url.js';
 import { CniServer, DEFAULT_CNI_SOCKET } from '../../cni/server.js';
-import type { CommandSpec, ParsedArgs } from '../spec.js';
-import { openStoreFromOptions, storeOptions } from './config.js';
+import { defineCommand, type OptionsOf } from '../spec.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 import { traceRoute } from '../../trace/endpoint.js';
 
 /** How long shutdown may take after SIGTERM/SIGINT before the process exits regardless. */
 const SHUTDOWN_DEADLINE_MS = 900;
 
-function agentOptions(args: ParsedArgs): AgentOptions {
-  const o = args.options;
-  const s = (k: string): string | undefined => (o[k] as string | undefined) || undefined;
+function agentOptions(o: OptionsOf<typeof agentCommand>): AgentOptions {
+  // An empty value (--iface '') counts as not given.
+  const s = (v: string | undefined): string | undefined => v || undefined;
   return {
-    store: s('store')!,
-    prefix: s('prefix')!,
-    iface: s('iface'),
-    publicIP: s('public-ip'),
-    subnetFile: s('subnet-file')!,
-    stateDir: s('state-dir')!,
+    store: s(o.store)!,
+    prefix: s(o.prefix)!,
+    iface: s(o.iface),
+    publicIP: s(o['public-ip']),
+    subnetFile: s(o['subnet-file'])!,
+    stateDir: s(o['state-dir'])!,
     ipMasq: Boolean(o['ip-masq']),
-    healthAddr: s('health-addr')!,
+    healthAddr: s(o['health-addr'])!,
     healthRoutes: traceRoute(),
-    reconcileInterval: o['reconcile-interval'] as number,
-    rulesInterval: o['rules-interval'] as number,
+    reconcileInterval: o['reconcile-interval'],
+    rulesInterval: o['rules-interval'],
     vxlanGuard: o['vxlan-guard'] !== 'false',
   };
 }
 
-export const agentCommand: CommandSpec = {
+export const agentCommand = defineCommand({
   name: 'tulle agent',
   summary: 'Run the per-host overlay agent: lease a subnet, program the VTEP and one route + neighbour + FDB entry per peer',
   details: [
@@ -70,7 +70,7 @@ export const agentCommand: CommandSpec = {
     'tulle agent --cleanup --store etcd://192.0.2.10:2379',
   ],
   async run(args) {
-    const options = agentOptions(args);
+    const options = agentOptions(args.options);
     const log = createLogger({ component: 'agent' });
     const openStore = async () => (await openStoreFromOptions(args, true, log.child({ component: 'store' }))).registry;
     // A bad store URL is an error before anything is touched (cleanup would otherwise remove the kernel state
@@ -85,7 +85,7 @@ export const agentCommand: CommandSpec = {
     // Next to the agent, not inside it: the CNI server needs only the agent's logger and metrics registry.
     // TULLE_CNI_SOCKET="" turns the socket off, as it makes the shim skip the agent (the option parser reads an
     // empty variable as unset).
-    const socket = process.env.TULLE_CNI_SOCKET === '' && args.options['cni-socket'] === DEFAULT_CNI_SOCKET ? '' : (args.options['cni-socket'] as string | undefined);
+    const socket = process.env.TULLE_CNI_SOCKET === '' && args.options['cni-socket'] === DEFAULT_CNI_SOCKET ? '' : args.options['cni-socket'];
     let cni: CniServer | undefined;
     if (socket) {
       try {
@@ -122,4 +122,4 @@ export const agentCommand: CommandSpec = {
       await Promise.all([agent.close(), cni?.close()]);
     }
   },
-};
+});

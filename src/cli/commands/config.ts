@@ -3,58 +3,16 @@
  * `put` validates with flannel's rules before it writes anything and stores the text as given (so fields
  * tulle does not use, meant for flanneld hosts, stay); `get` prints what is stored.
  *
- * The store options are shared with `tulle leases` (and any command that opens the store): storeOptions and
- * openStoreFromOptions below.
+ * The store options it shares with every command that opens the store are in ../store-options.ts.
  */
 import { readFileSync } from 'node:fs';
-import { InvalidValueError, UsageError } from '../../base/errors.js';
+import { errnoOrMessage, InvalidValueError, UsageError } from '../../base/errors.js';
 import { formatCidr4, parseCidr4 } from '../../base/ip.js';
 import { isSubnetInRange, parseNetworkConfig, subnetRange, type NetworkConfig } from '../../config/network.js';
-import { configKey, DEFAULT_PREFIX, normalizePrefix } from '../../store/keys.js';
-import { openRegistry } from '../../store/open.js';
-import type { Registry } from '../../store/registry.js';
-import { DEFAULT_STORE_URL } from '../../store/url.js';
+import { configKey } from '../../store/keys.js';
 import { LeaseManager, NetworkConfigMissingError } from '../../subnet/manager.js';
-import type { Logger } from '../../base/log.js';
-import type { CommandGroup, CommandSpec, OptionSpec, ParsedArgs } from '../spec.js';
-
-export const storeOptions: Record<string, OptionSpec> = {
-  store: { type: 'string', valueName: 'URL', description: 'Store: sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]', default: DEFAULT_STORE_URL, env: 'TULLE_STORE' },
-  prefix: { type: 'string', valueName: 'P', description: "Key prefix (flannel's --etcd-prefix)", default: DEFAULT_PREFIX, env: 'TULLE_PREFIX' },
-  'etcd-cafile': { type: 'string', valueName: 'FILE', description: 'etcd: CA certificate that signed the server certificate (PEM)', env: 'TULLE_ETCD_CAFILE' },
-  'etcd-certfile': { type: 'string', valueName: 'FILE', description: 'etcd: client certificate (PEM)', env: 'TULLE_ETCD_CERTFILE' },
-  'etcd-keyfile': { type: 'string', valueName: 'FILE', description: "etcd: client certificate's key (PEM)", env: 'TULLE_ETCD_KEYFILE' },
-  'etcd-username': { type: 'string', valueName: 'NAME', description: 'etcd: user name for password authentication', env: 'TULLE_ETCD_USERNAME' },
-  'etcd-password': { type: 'string', valueName: 'PASSWORD', description: 'etcd: password (prefer the environment variable)', env: 'TULLE_ETCD_PASSWORD' },
-};
-
-export interface OpenedStore {
-  registry: Registry;
-  prefix: string;
-}
-
-/**
- * Open the store the options name. `create`: a missing SQLite file is made (for writes); otherwise a missing
- * file is an error, so that a mistyped path does not leave an empty database behind.
- */
-export async function openStoreFromOptions(args: ParsedArgs, create: boolean, logger?: Logger): Promise<OpenedStore> {
-  const o = args.options as Record<string, string | undefined>;
-  const prefix = normalizePrefix(o.prefix ?? DEFAULT_PREFIX);
-  const username = o['etcd-username'];
-  const password = o['etcd-password'];
-  if ((username === undefined) !== (password === undefined)) {
-    throw new UsageError(`--etcd-username and --etcd-password go together (${username === undefined ? '--etcd-username' : '--etcd-password'} is missing)`);
-  }
-  const tls = { caFile: o['etcd-cafile'], certFile: o['etcd-certfile'], keyFile: o['etcd-keyfile'] };
-  const registry = await openRegistry(o.store ?? DEFAULT_STORE_URL, {
-    create,
-    requestTimeoutMs: 5000,
-    ...(logger ? { logger } : {}),
-    ...(tls.caFile || tls.certFile || tls.keyFile ? { tls } : {}),
-    ...(username !== undefined ? { auth: { username, password: password! } } : {}),
-  });
-  return { registry, prefix };
-}
+import { defineCommand, type CommandGroup } from '../spec.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 
 /** One line describing a config: what hosts will get. */
 export function describeNetworkConfig(c: NetworkConfig): string {
@@ -67,7 +25,7 @@ async function readInput(file: string | undefined): Promise<{ text: string; sour
     try {
       return { text: readFileSync(file, 'utf8'), source: file };
     } catch (err) {
-      throw new InvalidValueError('FILE', file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new InvalidValueError('FILE', file, `cannot be read (${errnoOrMessage(err)})`);
     }
   }
   if (process.stdin.isTTY) throw new UsageError("tulle config put: give FILE or pipe the config on standard input (see 'tulle config put --help')");
@@ -76,7 +34,7 @@ async function readInput(file: string | undefined): Promise<{ text: string; sour
   return { text, source: 'standard input' };
 }
 
-const putCommand: CommandSpec = {
+const putCommand = defineCommand({
   name: 'tulle config put',
   summary: "Validate a network config (flannel's net-conf.json) and write it to the store",
   details: [
@@ -90,7 +48,7 @@ const putCommand: CommandSpec = {
     `echo '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}' | tulle config put --store etcd://10.0.0.1:2379`,
   ],
   async run(args) {
-    const { text, source } = await readInput(args.positionals.file as string | undefined);
+    const { text, source } = await readInput(args.positionals.file);
     const config = parseNetworkConfig(text); // throws before the store is even opened
     const { registry, prefix } = await openStoreFromOptions(args, true);
     try {
@@ -110,9 +68,9 @@ const putCommand: CommandSpec = {
       await registry.close();
     }
   },
-};
+});
 
-const getCommand: CommandSpec = {
+const getCommand = defineCommand({
   name: 'tulle config get',
   summary: 'Print the network config stored in the store',
   details: 'Prints the JSON as stored; --effective prints it checked, with every default filled in.',
@@ -138,7 +96,7 @@ const getCommand: CommandSpec = {
       await registry.close();
     }
   },
-};
+});
 
 export const configGroup: CommandGroup = {
   name: 'config',

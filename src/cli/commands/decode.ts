@@ -5,15 +5,16 @@
  * choose frames before anything is formatted. A broken file is decoded up to the bad spot, then one line on
  * stderr names the file offset and the reason, and the exit code is 1.
  */
+import type { Writable } from 'node:stream';
 import { InvalidValueError, UsageError, describeError } from '../../base/errors.js';
 import { DEFAULT_VXLAN_PORTS } from '../../wire/encap.js';
 import { PcapError } from '../../wire/errors.js';
 import { readCaptureBatches } from '../../wire/capture.js';
 import { DecodeSummary } from '../../wire/describe.js';
 import { dissect } from '../../wire/dissect.js';
-import { FILTER_PROTOCOLS, frameFilter, type FilterProtocol } from '../../wire/filter.js';
+import { FILTER_PROTOCOLS, frameFilter } from '../../wire/filter.js';
 import { ByteSink, writeFrameJson, writeFrameText, type FrameMeta } from '../../wire/format.js';
-import type { CommandSpec } from '../spec.js';
+import { defineCommand } from '../spec.js';
 
 /**
  * Output is written in pieces of about this size: a pipe holds 64 KiB, so a writer that hands it that much at a
@@ -29,7 +30,7 @@ class Output {
   failure: Error | undefined = undefined;
   private full = false;
 
-  constructor(private readonly stream: NodeJS.WritableStream) {
+  constructor(private readonly stream: Writable) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
       this.closed = true;
       if (err.code !== 'EPIPE') this.failure = err;
@@ -43,7 +44,7 @@ class Output {
   write(bytes: Buffer): boolean {
     if (bytes.length === 0 || this.closed) return true;
     if (!this.stream.write(bytes)) this.full = true;
-    return (this.stream as NodeJS.WritableStream & { writableLength?: number }).writableLength === 0;
+    return this.stream.writableLength === 0;
   }
 
   /** Write what `sink` holds; reuse its buffer when the stream is done with it (no new memory per write). */
@@ -68,7 +69,7 @@ class Output {
   }
 }
 
-export const decodeCommand: CommandSpec = {
+export const decodeCommand = defineCommand({
   name: 'tulle decode',
   summary: 'Decode a pcap/pcapng capture: outer and inner Ethernet/IP, UDP, VXLAN flags and VNI, ICMP; then a summary',
   details: [
@@ -100,16 +101,16 @@ export const decodeCommand: CommandSpec = {
   ],
 
   async run({ options, positionals }) {
-    const file = positionals.file as string | undefined;
+    const { file } = positionals;
     if (file === undefined) throw new UsageError("tulle decode: missing FILE (see 'tulle decode --help')");
-    const vxlanPorts = new Set([...DEFAULT_VXLAN_PORTS, ...((options.port as number[] | undefined) ?? [])]);
+    const vxlanPorts = new Set([...DEFAULT_VXLAN_PORTS, ...(options.port ?? [])]);
     let filter: ReturnType<typeof frameFilter>;
     try {
       filter = frameFilter({
-        vni: options.vni as number | undefined,
-        host: options.host as string | undefined,
-        innerHost: options['inner-host'] as string | undefined,
-        proto: options.proto as FilterProtocol | undefined,
+        vni: options.vni,
+        host: options.host,
+        innerHost: options['inner-host'],
+        proto: options.proto,
       });
     } catch (err) {
       // A bad filter value is a usage error like any other bad option: same prefix, exit code 2.
@@ -170,4 +171,4 @@ export const decodeCommand: CommandSpec = {
     }
     return 0;
   },
-};
+});

@@ -18,14 +18,12 @@ import {
   STORE_KINDS,
   UNDERLAYS,
   type LabState,
-  type PodMode,
-  type StoreKind,
 } from '../../lab/index.js';
-import type { CommandSpec } from '../spec.js';
+import { defineCommand } from '../spec.js';
 
 const CONCURRENT_PINGS = 8;
 
-export const demoCommand: CommandSpec = {
+export const demoCommand = defineCommand({
   name: 'tulle demo',
   summary: 'Build a cluster of namespace hosts with pods, show that every pod reaches every other over the overlay, and show the kernel state',
   options: {
@@ -39,13 +37,9 @@ export const demoCommand: CommandSpec = {
   },
   examples: ['npm run demo', 'tulle demo --keep', 'tulle demo --store etcd --mode routed --nodes 4'],
   async run({ options }) {
-    const name = validateLabName(options.name as string, '--name');
-    const pods = validatePodCount(options.pods as number, '--pods');
-    // The spec's choices and defaults guarantee these types (typed command specs would make the casts go away).
-    const nodes = options.nodes as number;
-    const underlay = options.underlay as string;
-    const store = options.store as StoreKind;
-    const mode = options.mode as PodMode;
+    const name = validateLabName(options.name, '--name');
+    const pods = validatePodCount(options.pods, '--pods');
+    const { nodes, underlay, store, mode } = options;
     const log = createLogger({ component: 'demo' }, { level: 'warn' });
     const out = (s = ''): boolean => process.stdout.write(s + '\n');
     out(`Building lab ${name}: ${nodes} hosts on a ${underlay} underlay, ${store} store, ${pods} pod(s) per host (${mode} mode)...`);
@@ -92,7 +86,7 @@ export const demoCommand: CommandSpec = {
     }
     return failures === 0 ? 0 : 1;
   },
-};
+});
 
 function hostTable(state: LabState): string {
   const rows = [['HOST', 'UNDERLAY', 'POD SUBNET', 'PODS']];

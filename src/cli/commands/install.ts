@@ -11,49 +11,55 @@ import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
 import { install, uninstall, type FileOutcome, type InstallSettings } from '../../install/index.js';
 import { DEFAULT_PREFIX } from '../../store/keys.js';
 import { DEFAULT_STORE_URL, parseStoreUrl } from '../../store/url.js';
-import type { CommandSpec, OptionSpec, ParsedArgs } from '../spec.js';
-import { storeOptions } from './config.js';
+import { defineCommand, defineOptions, type OptionsOf } from '../spec.js';
+import { storeOptions } from '../store-options.js';
 
 /** This installation: dist/src/cli/commands/ -> the package directory (holding bin/ and dist/). */
 const PACKAGE_DIR = realpathSync(fileURLToPath(new URL('../../../../', import.meta.url))).replace(/\/$/, '');
 
 const ETCD_KEYS = ['etcd-cafile', 'etcd-certfile', 'etcd-keyfile', 'etcd-username', 'etcd-password'] as const;
 /** The agent's etcd options, without their environment variables (install reads its own flags only). */
-const etcdOptions = Object.fromEntries(ETCD_KEYS.map((k) => [k, { ...storeOptions[k]!, env: undefined }]));
+const etcdOptions = defineOptions({
+  'etcd-cafile': { ...storeOptions['etcd-cafile'], env: undefined },
+  'etcd-certfile': { ...storeOptions['etcd-certfile'], env: undefined },
+  'etcd-keyfile': { ...storeOptions['etcd-keyfile'], env: undefined },
+  'etcd-username': { ...storeOptions['etcd-username'], env: undefined },
+  'etcd-password': { ...storeOptions['etcd-password'], env: undefined },
+});
 
-const common: Record<string, OptionSpec> = {
+const common = defineOptions({
   root: { type: 'string', valueName: 'DIR', description: 'Install under this directory (paths inside the files stay the target system\'s, as with DESTDIR)', default: '/' },
   force: { type: 'boolean', description: 'Overwrite (install) or remove (uninstall) files even if tulle install did not write them or they changed since' },
-};
+});
 
-function s(args: ParsedArgs, key: string): string | undefined {
-  const v = args.options[key];
-  return typeof v === 'string' && v !== '' ? v : undefined;
+/** An empty value (--iface '') counts as not given. */
+function s(v: string | undefined): string | undefined {
+  return v !== '' ? v : undefined;
 }
 
-function settings(args: ParsedArgs): InstallSettings {
-  const store = s(args, 'store')!;
+function settings(o: OptionsOf<typeof installCommand>): InstallSettings {
+  const store = s(o.store)!;
   parseStoreUrl(store);
-  const agentEnv: Record<string, string> = { TULLE_STORE: store, TULLE_PREFIX: s(args, 'prefix')! };
+  const agentEnv: Record<string, string> = { TULLE_STORE: store, TULLE_PREFIX: s(o.prefix)! };
   // etcd TLS and password settings, under the variables `tulle agent` reads.
   for (const key of ETCD_KEYS) {
-    const v = s(args, key);
-    if (v) agentEnv[storeOptions[key]!.env!] = v;
+    const v = s(o[key]);
+    if (v) agentEnv[storeOptions[key].env] = v;
   }
-  const iface = s(args, 'iface');
+  const iface = s(o.iface);
   if (iface) agentEnv.TULLE_IFACE = iface;
-  const publicIP = s(args, 'public-ip');
+  const publicIP = s(o['public-ip']);
   if (publicIP) {
     if (!isIPv4(publicIP)) throw new InvalidValueError('--public-ip', publicIP, 'is not an IPv4 address');
     agentEnv.TULLE_PUBLIC_IP = publicIP;
   }
-  if (args.options['ip-masq']) agentEnv.TULLE_IP_MASQ = 'true';
-  const stateDir = s(args, 'state-dir');
+  if (o['ip-masq']) agentEnv.TULLE_IP_MASQ = 'true';
+  const stateDir = s(o['state-dir']);
   if (stateDir) {
     if (!stateDir.startsWith('/')) throw new InvalidValueError('--state-dir', stateDir, 'must be an absolute path');
     agentEnv.TULLE_STATE_DIR = stateDir;
   }
-  const health = s(args, 'health-addr');
+  const health = s(o['health-addr']);
   if (health) {
     parseHostPort(health);
     agentEnv.TULLE_HEALTH_ADDR = health;
@@ -61,15 +67,15 @@ function settings(args: ParsedArgs): InstallSettings {
   return {
     packageDir: PACKAGE_DIR,
     nodePath: process.execPath,
-    cniBinDir: s(args, 'cni-bin-dir')!,
-    cniConfDir: s(args, 'cni-conf-dir')!,
-    cniDataDir: s(args, 'cni-data-dir'),
-    subnetFile: s(args, 'subnet-file')!,
-    mode: s(args, 'mode') as 'bridge' | 'routed',
-    networkName: s(args, 'network-name')!,
-    cniVersion: s(args, 'cni-version')!,
+    cniBinDir: s(o['cni-bin-dir'])!,
+    cniConfDir: s(o['cni-conf-dir'])!,
+    cniDataDir: s(o['cni-data-dir']),
+    subnetFile: s(o['subnet-file'])!,
+    mode: o.mode,
+    networkName: s(o['network-name'])!,
+    cniVersion: s(o['cni-version'])!,
     agentEnv,
-    systemd: !args.options['no-systemd'],
+    systemd: !o['no-systemd'],
   };
 }
 
@@ -77,7 +83,7 @@ function report(outcomes: FileOutcome[]): void {
   for (const o of outcomes) process.stdout.write(`${o.action.padEnd(9)} ${o.path}${o.reason ? ` (${o.reason})` : ''}\n`);
 }
 
-export const installCommand: CommandSpec = {
+export const installCommand = defineCommand({
   name: 'tulle install',
   summary: 'Install the CNI plugin, a conflist, the agent settings and a systemd unit on this host',
   details: [
@@ -109,18 +115,18 @@ export const installCommand: CommandSpec = {
     'tulle install --root /tmp/stage --no-systemd --mode routed',
   ],
   async run(args) {
-    report(install(s(args, 'root')!, settings(args), { force: Boolean(args.options.force) }));
+    report(install(s(args.options.root)!, settings(args.options), { force: Boolean(args.options.force) }));
     return 0;
   },
-};
+});
 
-export const uninstallCommand: CommandSpec = {
+export const uninstallCommand = defineCommand({
   name: 'tulle uninstall',
   summary: 'Remove the files tulle install wrote (and only those)',
   options: common,
   async run(args) {
-    const outcomes = uninstall(s(args, 'root')!, { force: Boolean(args.options.force) });
+    const outcomes = uninstall(s(args.options.root)!, { force: Boolean(args.options.force) });
     report(outcomes);
     return outcomes.some((o) => o.action === 'kept') ? 1 : 0;
   },
-};
+});

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { InvalidValueError, TulleError, UsageError } from '../../base/errors.js';
+import { errnoOrMessage, InvalidValueError, TulleError, UsageError } from '../../base/errors.js';
 import { createLogger, type Logger } from '../../base/log.js';
 import { spawnIn } from '../../netns/netns.js';
 import { parseNetworkConfig } from '../../config/network.js';
@@ -28,18 +28,16 @@ import {
   POD_MODES,
   MAX_PODS,
   DEFAULT_NETWORK_CONFIG,
-  type StoreKind,
-  type PodMode,
   type LabProgress,
   type LabState,
   type LabSummary,
 } from '../../lab/index.js';
-import type { CommandGroup, CommandSpec, OptionSpec } from '../spec.js';
+import { defineCommand, type CommandGroup, type OptionSpec } from '../spec.js';
 import { labTraceCommand } from './trace.js';
 
-const nameOption: OptionSpec = { type: 'string', description: 'Lab name (lower-case letters and digits)', valueName: 'NAME', default: DEFAULT_LAB_NAME, env: 'TULLE_LAB_NAME' };
+const nameOption = { type: 'string', description: 'Lab name (lower-case letters and digits)', valueName: 'NAME', default: DEFAULT_LAB_NAME, env: 'TULLE_LAB_NAME' } as const satisfies OptionSpec;
 
-const up: CommandSpec = {
+const up = defineCommand({
   name: 'tulle lab up',
   summary: 'Build a lab: host namespaces on a switched or routed underlay, a store, one tulle agent per host, and pods',
   details: [
@@ -62,21 +60,21 @@ const up: CommandSpec = {
   },
   examples: ['tulle lab up', 'tulle lab up --name big --nodes 5 --underlay routed --pods 2 --json', 'tulle lab up --store etcd --mode routed', 'tulle lab up --bare --nodes 2'],
   async run({ options }) {
-    const name = validateLabName(options.name as string, '--name');
-    const pods = validatePodCount(options.pods as number, '--pods');
+    const name = validateLabName(options.name, '--name');
+    const pods = validatePodCount(options.pods, '--pods');
     if (options.bare && (pods > 0 || options.config !== undefined)) throw new UsageError(`tulle lab up: --bare builds no overlay, so ${pods > 0 ? '--pods' : '--config'} cannot go with it`);
-    const configText = options.config === undefined ? undefined : readConfigFile(options.config as string);
+    const configText = options.config === undefined ? undefined : readConfigFile(options.config);
     const log = createLogger({ component: 'lab' });
     const progress = progressReporter(log);
     const abort = new AbortController();
     const onSignal = (signal: NodeJS.Signals): void =>
-      abort.abort(new TulleError('TULLE_INTERRUPTED', `lab up interrupted by ${signal}; what was built has been removed`, { exitCode: 130 }));
+      abort.abort(new TulleError('TLE_INTERRUPTED', `lab up interrupted by ${signal}; what was built has been removed`, { exitCode: 130 }));
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     const started = Date.now();
     try {
-      const afterUnderlay = options.bare ? [] : overlaySteps({ store: options.store as StoreKind, mode: options.mode as PodMode, pods, ...(configText ? { configText } : {}) });
-      const state = await labUp({ name, nodes: options.nodes as number, underlay: options.underlay as string, logger: log, onProgress: progress, signal: abort.signal, afterUnderlay });
+      const afterUnderlay = options.bare ? [] : overlaySteps({ store: options.store, mode: options.mode, pods, ...(configText ? { configText } : {}) });
+      const state = await labUp({ name, nodes: options.nodes, underlay: options.underlay, logger: log, onProgress: progress, signal: abort.signal, afterUnderlay });
       progress.finish();
       if (options.json) process.stdout.write(JSON.stringify(labTopology(state), null, 2) + '\n');
       else process.stdout.write(formatLabSummary(state, Date.now() - started));
@@ -87,7 +85,7 @@ const up: CommandSpec = {
       process.removeListener('SIGTERM', onSignal);
     }
   },
-};
+});
 
 /** Read and validate --config FILE before anything is built, so a bad config never leaves a half-made lab. */
 function readConfigFile(file: string): string {
@@ -95,13 +93,13 @@ function readConfigFile(file: string): string {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new InvalidValueError('--config', file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new InvalidValueError('--config', file, `cannot be read (${errnoOrMessage(err)})`);
   }
   parseNetworkConfig(text);
   return text;
 }
 
-const down: CommandSpec = {
+const down = defineCommand({
   name: 'tulle lab down',
   summary: 'Remove a lab: its processes, namespaces and files (also after a crash)',
   options: {
@@ -110,8 +108,8 @@ const down: CommandSpec = {
   },
   examples: ['tulle lab down', 'tulle lab down --name big'],
   async run({ options }) {
-    const name = validateLabName(options.name as string, '--name');
-    const result = await labDown(name, { graceMs: options.grace as number, logger: createLogger({ component: 'lab' }) });
+    const name = validateLabName(options.name, '--name');
+    const result = await labDown(name, { graceMs: options.grace, logger: createLogger({ component: 'lab' }) });
     if (!result.existed) {
       process.stdout.write(`lab ${name} does not exist; nothing to remove\n`);
       return 0;
@@ -119,9 +117,9 @@ const down: CommandSpec = {
     process.stdout.write(`lab ${name} removed: ${plural(result.namespaces.length, 'namespace')}, ${plural(result.stopped.length, 'process', 'processes')} stopped\n`);
     return 0;
   },
-};
+});
 
-const list: CommandSpec = {
+const list = defineCommand({
   name: 'tulle lab list',
   summary: 'List labs (from their state files and from leftover namespaces)',
   options: { json: { type: 'boolean', description: 'Print the list as JSON' } },
@@ -131,9 +129,9 @@ const list: CommandSpec = {
     else process.stdout.write(formatLabList(labs));
     return 0;
   },
-};
+});
 
-const exec: CommandSpec = {
+const exec = defineCommand({
   name: 'tulle lab exec',
   summary: 'Run a command inside a host, router or switch namespace of a lab',
   details: 'The command runs with `ip netns exec`, with this terminal as its stdin/stdout/stderr; its exit code is passed through.',
@@ -144,20 +142,20 @@ const exec: CommandSpec = {
   ],
   examples: ['tulle lab exec demo h1 -- ip addr', 'tulle lab exec demo h1 -- ping -c1 192.0.2.12'],
   async run({ positionals }) {
-    const name = validateLabName(positionals.name as string, 'NAME');
-    const namespace = resolveLabTarget(name, positionals.target as string);
-    return runInherited(namespace, positionals.command as string[]);
+    const name = validateLabName(positionals.name, 'NAME');
+    const namespace = resolveLabTarget(name, positionals.target);
+    return runInherited(namespace, positionals.command);
   },
-};
+});
 
-const status: CommandSpec = {
+const status = defineCommand({
   name: 'tulle lab status',
   summary: 'Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for',
   details: 'Reads the leases from the lab\'s store and each host\'s kernel over netlink, plans as the agent does, and lists any entry that is missing, wrong or stale.',
   options: { name: nameOption, json: { type: 'boolean', description: 'Print the status as JSON' } },
   examples: ['tulle lab status', 'tulle lab status --name big --json'],
   async run({ options }) {
-    const name = validateLabName(options.name as string, '--name');
+    const name = validateLabName(options.name, '--name');
     const hosts = await labStatus(loadLabState(name));
     if (options.json) {
       process.stdout.write(JSON.stringify(hosts, null, 2) + '\n');
@@ -176,7 +174,7 @@ const status: CommandSpec = {
     }
     return hosts.every((h) => h.inSync) ? 0 : 1;
   },
-};
+});
 
 export const labGroup: CommandGroup = {
   name: 'lab',
@@ -205,7 +203,7 @@ interface ProgressReporter {
 function progressReporter(log: Logger): ProgressReporter {
   const tty = process.stderr.isTTY === true;
   let shown = false;
-  const report = ((p: LabProgress) => {
+  const report = (p: LabProgress): void => {
     if (tty) {
       const doneCount = p.phase === 'done' ? p.index : p.index - 1;
       process.stderr.write(`\r\x1b[2K[${doneCount}/${p.total}] ${p.phase === 'start' ? p.step + ' ...' : p.step + ' done'}`);
@@ -213,12 +211,12 @@ function progressReporter(log: Logger): ProgressReporter {
     } else if (p.phase === 'done') {
       log.info(`step ${p.index}/${p.total} done: ${p.step}`, { lab: p.lab, ms: p.ms });
     }
-  }) as ProgressReporter;
-  report.finish = () => {
+  };
+  const finish = (): void => {
     if (shown) process.stderr.write('\r\x1b[2K');
     shown = false;
   };
-  return report;
+  return Object.assign(report, { finish });
 }
 
 /** The human summary after `lab up`. */

@@ -8,8 +8,8 @@ import { parseCidr4 } from '../../base/ip.js';
 import { admitLeases, type Rejection } from '../../overlay/admission.js';
 import type { Lease } from '../../subnet/lease.js';
 import { LeaseManager } from '../../subnet/manager.js';
-import type { CommandSpec } from '../spec.js';
-import { openStoreFromOptions, storeOptions } from './config.js';
+import { defineCommand } from '../spec.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 
 /** "23h59m", "4m05s", "12s", "expired", "never (reservation)". */
 export function formatExpiresIn(lease: Lease, now: number): string {
@@ -46,7 +46,7 @@ function bySubnet(a: Lease, b: Lease): number {
   return x.network - y.network || x.prefix - y.prefix;
 }
 
-export const leasesCommand: CommandSpec = {
+export const leasesCommand = defineCommand({
   name: 'tulle leases',
   summary: 'List the subnet leases in the store: subnet, public IP, VTEP MAC, VNI, expires in, and whether agents reject it',
   details: [
@@ -94,4 +94,4 @@ export const leasesCommand: CommandSpec = {
       await registry.close();
     }
   },
-};
+});

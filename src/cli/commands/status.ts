@@ -13,14 +13,14 @@ import { hostOverlayStatus, localOverlayState } from '../../overlay/status.js';
 import { VxlanGuard, type GuardStatus } from '../../overlay/guard.js';
 import { chooseBackend } from '../../overlay/rules.js';
 import { LeaseManager } from '../../subnet/manager.js';
-import type { CommandSpec } from '../spec.js';
-import { openStoreFromOptions, storeOptions } from './config.js';
+import { defineCommand } from '../spec.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 
 function agentLine(a: AgentProbe): string {
   return a.running ? (a.ready ? 'running, ready' : `running, NOT ready (${a.reason})`) : `NOT running (${a.reason})`;
 }
 
-export const statusCommand: CommandSpec = {
+export const statusCommand = defineCommand({
   name: 'tulle status',
   summary: "This host's lease, VTEP and peers, whether the kernel matches the leases, and whether the agent runs",
   details: 'Exit 0 when the agent is ready and the kernel holds exactly what the leases ask for; 1 otherwise (the output says what).',
@@ -32,7 +32,7 @@ export const statusCommand: CommandSpec = {
   },
   examples: ['tulle status --store etcd://192.0.2.10:2379', 'ip netns exec tulle-demo-h1 tulle status --store sqlite:/run/tulle/labs/demo/store.db'],
   async run(args) {
-    const agent = await probeAgent(args.options['health-addr'] as string);
+    const agent = await probeAgent(args.options['health-addr']);
     let fromStore;
     let storeError: string | undefined;
     try {
@@ -50,7 +50,7 @@ export const statusCommand: CommandSpec = {
     try {
       if (!fromStore) {
         const local = await localOverlayState(nl);
-        const subnetFile = args.options['subnet-file'] as string;
+        const subnetFile = args.options['subnet-file'];
         const out = { store: storeError, agent, subnetEnv: previousSubnet(subnetFile) ?? null, ...local, inSync: false };
         if (args.options.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
         else {
@@ -94,7 +94,7 @@ export const statusCommand: CommandSpec = {
       nl.close();
     }
   },
-};
+});
 
 /** The VXLAN guard's lines: its members (leased peers' public IPs), allowed sources and drops per reason. */
 function guardLines(g: GuardStatus & { missing: string[]; extra: string[] }): string[] {

@@ -5,26 +5,24 @@
 import { hostname } from 'node:os';
 import { InvalidValueError, UsageError } from '../../base/errors.js';
 import { isIP } from '../../base/ip.js';
-import { parseNetworkConfig } from '../../config/network.js';
 import { NetlinkClient } from '../../netlink/index.js';
 import { netnsExists } from '../../netns/netns.js';
 import { LeaseManager } from '../../subnet/manager.js';
-import { loadLabState, runStoreCommand, validateLabName, type LabState } from '../../lab/index.js';
+import { loadLabState, readLabLeases, validateLabName, type LabState } from '../../lab/index.js';
 import { confirmLive, formatTrace, localWalker, remoteWalker, trace, PROTOCOLS, type Probe, type Protocol, type TraceEnv, type TraceLease, type TraceResult, type Walker } from '../../trace/index.js';
-import type { CommandSpec, OptionSpec, ParsedArgs } from '../spec.js';
-import { openStoreFromOptions, storeOptions } from './config.js';
+import { defineCommand, defineOptions, type OptionValues } from '../spec.js';
+import { openStoreFromOptions, storeOptions } from '../store-options.js';
 
-const probeOptions: Record<string, OptionSpec> = {
+const probeOptions = defineOptions({
   proto: { type: 'string', description: 'Probe protocol', choices: PROTOCOLS, default: 'icmp', valueName: 'PROTO' },
   port: { type: 'integer', description: 'Destination port of a udp/tcp probe', min: 1, max: 65535, valueName: 'N' },
   size: { type: 'integer', description: 'ICMP payload bytes of the --live probe (ping -s; 56 = a 98-byte frame); sent with DF set', default: 56, min: 0, max: 65000, valueName: 'BYTES' },
   live: { type: 'boolean', description: 'Send a real probe and capture it at every hop (tcpdump, decoded by tulle)' },
   json: { type: 'boolean', description: 'Print {verdict, reason, hops, outer} as JSON' },
-};
+});
 
-function probeProto(args: ParsedArgs): { proto: Protocol; port?: number } {
-  const proto = args.options.proto as Protocol;
-  const port = args.options.port as number | undefined;
+function probeProto(args: { options: OptionValues<typeof probeOptions> }): { proto: Protocol; port?: number } {
+  const { proto, port } = args.options;
   if (proto !== 'icmp' && port === undefined) throw new UsageError(`--proto ${proto} needs --port N`);
   if (proto === 'icmp' && port !== undefined) throw new UsageError('--port goes with --proto udp or tcp, not icmp');
   return port === undefined ? { proto } : { proto, port };
@@ -50,17 +48,15 @@ class Clients {
 }
 
 async function labLeases(state: LabState): Promise<{ leases: TraceLease[]; network: string; port: number }> {
-  const leases = (JSON.parse((await runStoreCommand(state, ['leases', '--json'])).stdout) as Array<{ subnet: string; publicIP: string; backendData: { VNI?: number; VtepMAC?: string } }>).map((l) => ({
-    subnet: l.subnet,
-    publicIP: l.publicIP,
-    vni: l.backendData.VNI ?? 1,
-    vtepMac: l.backendData.VtepMAC ?? '',
-  }));
-  const config = parseNetworkConfig((await runStoreCommand(state, ['config', 'get'])).stdout);
-  return { leases, network: config.Network, port: config.Backend.Port };
+  const { leases, config } = await readLabLeases(state);
+  return {
+    leases: leases.map((l) => ({ subnet: l.subnet, publicIP: l.publicIP, vni: l.backendData.VNI ?? 1, vtepMac: l.backendData.VtepMAC ?? '' })),
+    network: config.Network,
+    port: config.Backend.Port,
+  };
 }
 
-const labTrace: CommandSpec = {
+const labTrace = defineCommand({
   name: 'tulle lab trace',
   summary: "Walk a packet from SRC to DST through the lab's kernels hop by hop, with the entry used at each; --live confirms it",
   details: [
@@ -77,7 +73,7 @@ const labTrace: CommandSpec = {
   options: probeOptions,
   examples: ['tulle lab trace demo h1-p1 h2-p1', 'tulle lab trace demo h1-p1 h3 --live', 'tulle lab trace demo h2 10.244.7.2 --proto udp --port 5353 --json'],
   async run(args) {
-    const name = validateLabName(args.positionals.LAB as string, 'LAB');
+    const name = validateLabName(args.positionals.LAB, 'LAB');
     const state = loadLabState(name);
     if (!state.overlay) throw new UsageError(`lab ${name} has no overlay (built with --bare): nothing to trace`);
     const { proto, port } = probeProto(args);
@@ -90,8 +86,8 @@ const labTrace: CommandSpec = {
       const known = [...state.hosts.map((h) => h.name), ...state.pods.map((p) => p.name)].join(', ');
       throw new InvalidValueError(field, target.length > 40 ? `${target.slice(0, 40)}…` : target, `is not a pod or host of lab ${name} (${known})${field === 'DST' ? ' nor an IPv4 address' : ''}`);
     };
-    const src = endpoint(args.positionals.SRC as string, 'SRC');
-    const dst = endpoint(args.positionals.DST as string, 'DST');
+    const src = endpoint(args.positionals.SRC, 'SRC');
+    const dst = endpoint(args.positionals.DST, 'DST');
     const probe: Probe = { src: src.address, dst: dst.address, proto, ...(port !== undefined ? { port } : {}) };
     const { leases, network, port: vxlanPort } = await labLeases(state);
     const clients = new Clients();
@@ -119,17 +115,17 @@ const labTrace: CommandSpec = {
         seesAllPods: true,
       };
       let result = await trace(env, probe);
-      if (args.options.live) result = await confirmLive(result, { sourceNamespace: src.namespace, size: args.options.size as number, vxlanPorts: [vxlanPort] });
+      if (args.options.live) result = await confirmLive(result, { sourceNamespace: src.namespace, size: args.options.size, vxlanPorts: [vxlanPort] });
       return print(result, Boolean(args.options.json));
     } finally {
       await clients.closeAll();
     }
   },
-};
+});
 
 export const labTraceCommand = labTrace;
 
-export const traceCommand: CommandSpec = {
+export const traceCommand = defineCommand({
   name: 'tulle trace',
   summary: 'Walk a packet from a local pod to DST hop by hop; the remote half is asked of the destination host\'s agent',
   details: [
@@ -147,9 +143,9 @@ export const traceCommand: CommandSpec = {
   },
   examples: ['tulle trace --from cni-1234 10.244.2.3', 'tulle trace --from 10.244.1.2 10.244.2.3 --json --store etcd://192.0.2.10:2379'],
   async run(args) {
-    const from = args.options.from as string | undefined;
+    const { from } = args.options;
     if (!from) throw new UsageError('tulle trace: --from NETNS|POD-IP is required');
-    const dst = args.positionals.DST as string;
+    const dst = args.positionals.DST;
     if (!isIP(dst) || dst.includes(':')) throw new InvalidValueError('DST', dst.length > 40 ? `${dst.slice(0, 40)}…` : dst, 'must be an IPv4 address');
     const { proto, port } = probeProto(args);
     if (isIP(from) && args.options.live) throw new UsageError('tulle trace: --live needs --from NETNS (the probe is sent from the pod\'s namespace), not a pod IP');
@@ -184,7 +180,7 @@ export const traceCommand: CommandSpec = {
         sourceNamespace = from;
         source = { walker: localWalker({ host: from, namespace: from, nl: podNl }), isPod: true, host };
       }
-      const agentPort = args.options['agent-port'] as number;
+      const agentPort = args.options['agent-port'];
       const env: TraceEnv = {
         leases,
         network: config.Network,
@@ -202,13 +198,13 @@ export const traceCommand: CommandSpec = {
       const probe: Probe = { src: srcAddress, dst, proto, ...(port !== undefined ? { port } : {}) };
       let result = await trace(env, probe);
       if (args.options.live) {
-        result = await confirmLive(result, { sourceNamespace, size: args.options.size as number, vxlanPorts: [config.Backend.Port], canCapture: (h) => h.namespace === '(this host)' || h.namespace === sourceNamespace });
+        result = await confirmLive(result, { sourceNamespace, size: args.options.size, vxlanPorts: [config.Backend.Port], canCapture: (h) => h.namespace === '(this host)' || h.namespace === sourceNamespace });
       }
       return print(result, Boolean(args.options.json));
     } finally {
       await clients.closeAll();
     }
   },
-};
+});
 
 export type { Walker };
