@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { InvalidValueError, UsageError } from '../../base/errors.js';
 import { formatCidr4, parseCidr4 } from '../../base/ip.js';
 import { isSubnetInRange, parseNetworkConfig, subnetRange, type NetworkConfig } from '../../config/network.js';
-import { configKey, DEFAULT_PREFIX, normalizePrefix } from '../../store/keys.js';
+import { checkPrefixForMode, configKey, DEFAULT_PREFIX, normalizePrefix } from '../../store/keys.js';
 import { openRegistry } from '../../store/open.js';
 import type { Registry } from '../../store/registry.js';
 import { DEFAULT_STORE_URL } from '../../store/url.js';
@@ -59,7 +59,8 @@ export async function openStoreFromOptions(args: ParsedArgs, create: boolean, lo
 /** One line describing a config: what hosts will get. */
 export function describeNetworkConfig(c: NetworkConfig): string {
   const range = subnetRange(c);
-  return `Network ${c.Network}, /${c.SubnetLen} subnets ${c.SubnetMin}..${c.SubnetMax} (${range.count}), ${c.Backend.Type} VNI ${c.Backend.VNI} port ${c.Backend.Port}`;
+  const l2 = c.Backend.mode === 'l2' ? `, l2 flood ${c.Backend.flood}${c.Backend.group ? ` group ${c.Backend.group}` : ''} bridge ${c.Backend.bridge}` : '';
+  return `Network ${c.Network}, /${c.SubnetLen} subnets ${c.SubnetMin}..${c.SubnetMax} (${range.count}), ${c.Backend.Type} VNI ${c.Backend.VNI} port ${c.Backend.Port}${l2}`;
 }
 
 async function readInput(file: string | undefined): Promise<{ text: string; source: string }> {
@@ -92,6 +93,7 @@ const putCommand: CommandSpec = {
   async run(args) {
     const { text, source } = await readInput(args.positionals.file as string | undefined);
     const config = parseNetworkConfig(text); // throws before the store is even opened
+    checkPrefixForMode(config.Backend.mode, (args.options.prefix as string | undefined) ?? DEFAULT_PREFIX);
     const { registry, prefix } = await openStoreFromOptions(args, true);
     try {
       const key = configKey(prefix);
