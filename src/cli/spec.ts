@@ -38,6 +38,8 @@ export type ParsedValue = string | number | boolean | string[] | number[] | unde
 export interface ParsedArgs {
   options: Record<string, ParsedValue>;
   positionals: Record<string, string | string[] | undefined>;
+  /** Options that took their default (given neither as a flag nor in the environment). */
+  defaulted?: ReadonlySet<string>;
 }
 
 export interface CommandSpec {
@@ -74,6 +76,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
   }
 
   const options: Record<string, ParsedValue> = {};
+  const defaulted = new Set<string>();
   for (const [name, o] of Object.entries(optionSpecs)) {
     let value = raw.values[name] as string | boolean | string[] | undefined;
     let source = `--${name}`;
@@ -84,6 +87,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
     }
     if (value === undefined && o.default !== undefined) {
       options[name] = o.default;
+      defaulted.add(name);
       continue;
     }
     options[name] = value === undefined ? undefined : convert(spec.name, source, o, value);
@@ -108,7 +112,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
     positionals[p.name] = v;
   }
   if (i < given.length) throw new UsageError(`${spec.name}: unexpected argument ${JSON.stringify(given[i])} (see '${spec.name} --help')`);
-  return { options, positionals };
+  return { options, positionals, defaulted };
 }
 
 function convert(cmd: string, source: string, o: OptionSpec, value: string | boolean | string[]): ParsedValue {

@@ -31,6 +31,7 @@ import {
   IFLA_VXLAN_LOCAL6,
   IFLA_VXLAN_PORT,
   IFLA_VXLAN_PORT_RANGE,
+  IFLA_VXLAN_PROXY,
   IFLA_VXLAN_TTL,
   IFLA_VXLAN_UDP_CSUM,
   NLM_F_CREATE,
@@ -56,6 +57,8 @@ export interface VxlanInfo {
   /** UDP destination port (`dstport`). */
   port: number;
   learning: boolean;
+  /** ARP proxy (`proxy`): the device answers ARP requests from its own neighbour table. Present only when on. */
+  proxy?: true;
   gbp: boolean;
   /** 0 means "inherit from the inner packet" is off and the kernel default (64 via route) applies. */
   ttl: number;
@@ -95,6 +98,7 @@ export interface VxlanOptions {
   dev?: string;
   port?: number;
   learning?: boolean;
+  proxy?: boolean;
   gbp?: boolean;
   ttl?: number;
   udpCsum?: boolean;
@@ -160,13 +164,13 @@ export function checkVxlanOptions(o: VxlanOptions): void {
   if (o.ttl !== undefined) checkInt(o.ttl, 'vxlan ttl', 0, 255);
   checkMtu(o.mtu, 'vxlan mtu');
   if (o.mac !== undefined) checkMac(o.mac, 'vxlan mac');
-  for (const f of ['learning', 'gbp', 'udpCsum', 'up'] as const) checkBool(o[f], `vxlan ${f}`);
+  for (const f of ['learning', 'proxy', 'gbp', 'udpCsum', 'up'] as const) checkBool(o[f], `vxlan ${f}`);
   if (o.remote !== undefined && o.group !== undefined) throw new InvalidValueError('vxlan remote', o.remote, 'cannot be combined with group (a device has one or the other)');
   if (o.remote !== undefined && isMulticast(parseAddress(o.remote, 'vxlan remote').bytes)) throw new InvalidValueError('vxlan remote', o.remote, 'must be a unicast address (use group for multicast)');
   if (o.group !== undefined && !isMulticast(parseAddress(o.group, 'vxlan group').bytes)) throw new InvalidValueError('vxlan group', o.group, 'must be a multicast address (use remote for unicast)');
 }
 
-/** `ip link add NAME [address MAC] [mtu N] [up] type vxlan id VNI [local IP] [remote IP | group IP] [dev DEV] [ttl N] dstport PORT [no]learning [gbp] [no]udpcsum` */
+/** `ip link add NAME [address MAC] [mtu N] [up] type vxlan id VNI [local IP] [remote IP | group IP] [dev DEV] [ttl N] dstport PORT [no]learning [proxy] [gbp] [no]udpcsum` */
 export function encodeCreateVxlan(o: VxlanOptions, devIndex: number | undefined): Request {
   checkVxlanOptions(o);
   const w = new MessageWriter(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, IFINFOMSG_LEN);
@@ -191,6 +195,7 @@ export function encodeCreateVxlan(o: VxlanOptions, devIndex: number | undefined)
   if (o.ttl !== undefined) w.u8(IFLA_VXLAN_TTL, o.ttl);
   if (o.port !== undefined) w.be16(IFLA_VXLAN_PORT, o.port);
   if (o.learning !== undefined) w.u8(IFLA_VXLAN_LEARNING, o.learning ? 1 : 0);
+  if (o.proxy !== undefined) w.u8(IFLA_VXLAN_PROXY, o.proxy ? 1 : 0);
   if (o.gbp) w.flag(IFLA_VXLAN_GBP);
   if (o.udpCsum !== undefined) w.u8(IFLA_VXLAN_UDP_CSUM, o.udpCsum ? 1 : 0);
   w.endNest(data);
@@ -198,7 +203,7 @@ export function encodeCreateVxlan(o: VxlanOptions, devIndex: number | undefined)
   const args =
     `id ${o.vni}${o.local ? ` local ${o.local}` : ''}${o.remote ? ` remote ${o.remote}` : ''}${o.group ? ` group ${o.group}` : ''}` +
     `${o.dev ? ` dev ${o.dev}` : ''}${o.ttl !== undefined ? ` ttl ${o.ttl}` : ''}${o.port !== undefined ? ` dstport ${o.port}` : ''}` +
-    `${o.learning === false ? ' nolearning' : o.learning ? ' learning' : ''}${o.gbp ? ' gbp' : ''}` +
+    `${o.learning === false ? ' nolearning' : o.learning ? ' learning' : ''}${o.proxy ? ' proxy' : ''}${o.gbp ? ' gbp' : ''}` +
     `${o.udpCsum === false ? ' noudpcsum' : o.udpCsum ? ' udpcsum' : ''}`;
   return { message: w.finish(), command: `link add ${o.name}${commonAddArgs(o)} type vxlan ${args}` };
 }
@@ -371,6 +376,7 @@ function decodeVxlan(d: Attrs, nameOf: (index: number) => string | undefined): V
     ttl: d.u8(IFLA_VXLAN_TTL) ?? 0,
     udpCsum: (d.u8(IFLA_VXLAN_UDP_CSUM) ?? 0) !== 0,
   };
+  if (d.u8(IFLA_VXLAN_PROXY)) info.proxy = true;
   if (!isZero(d, localType)) info.local = d.address(localType);
   const range = d.bytes(IFLA_VXLAN_PORT_RANGE);
   if (range && range.length >= 4 && (range.readUInt16BE(0) || range.readUInt16BE(2))) info.srcPortRange = [range.readUInt16BE(0), range.readUInt16BE(2)];

@@ -7,7 +7,8 @@ import { constants as osConstants } from 'node:os';
 import { InvalidValueError, TulleError, UsageError } from '../../base/errors.js';
 import { createLogger, type Logger } from '../../base/log.js';
 import { spawnIn } from '../../netns/netns.js';
-import { parseNetworkConfig } from '../../config/network.js';
+import { FLOODS, parseNetworkConfig } from '../../config/network.js';
+import { checkL2Lab, defaultL2Underlay, validateFlood } from '../../lab/l2.js';
 import {
   DEFAULT_HOSTS,
   DEFAULT_LAB_NAME,
@@ -58,14 +59,28 @@ const up: CommandSpec = {
     config: { type: 'string', description: `Network config (flannel's net-conf.json); default ${DEFAULT_NETWORK_CONFIG}`, valueName: 'FILE' },
     mode: { type: 'string', description: 'Pod attachment: a cni0 bridge (flannel) or routed /32 (Calico)', choices: POD_MODES, default: 'bridge', valueName: 'MODE' },
     bare: { type: 'boolean', description: 'Underlay only: no store, no agents, no pods' },
+    l2: {
+      type: 'string',
+      description: 'An L2 network (seeds 001/002) flooding by FLOOD, under the store prefix /tulle.io/l2; default underlay: switch for multicast and remote, routed otherwise; remote needs --nodes 2',
+      choices: FLOODS,
+      valueName: 'FLOOD',
+    },
     json: { type: 'boolean', description: 'Print the topology as JSON' },
   },
   examples: ['tulle lab up', 'tulle lab up --name big --nodes 5 --underlay routed --pods 2 --json', 'tulle lab up --store etcd --mode routed', 'tulle lab up --bare --nodes 2'],
-  async run({ options }) {
+  async run({ options, defaulted }) {
     const name = validateLabName(options.name as string, '--name');
     const pods = validatePodCount(options.pods as number, '--pods');
     if (options.bare && (pods > 0 || options.config !== undefined)) throw new UsageError(`tulle lab up: --bare builds no overlay, so ${pods > 0 ? '--pods' : '--config'} cannot go with it`);
-    const configText = options.config === undefined ? undefined : readConfigFile(options.config as string);
+    let configText = options.config === undefined ? undefined : readConfigFile(options.config as string);
+    let underlay = options.underlay as string;
+    if (options.l2 !== undefined) {
+      if (options.bare) throw new UsageError('tulle lab up: --bare builds no overlay, so --l2 cannot go with it');
+      const flood = validateFlood(options.l2 as string);
+      if (defaulted?.has('underlay')) underlay = defaultL2Underlay(flood);
+      if (flood === 'remote' && defaulted?.has('nodes')) options.nodes = 2;
+      configText = checkL2Lab(flood, options.nodes as number, underlay, configText);
+    }
     const log = createLogger({ component: 'lab' });
     const progress = progressReporter(log);
     const abort = new AbortController();
@@ -76,7 +91,7 @@ const up: CommandSpec = {
     const started = Date.now();
     try {
       const afterUnderlay = options.bare ? [] : overlaySteps({ store: options.store as StoreKind, mode: options.mode as PodMode, pods, ...(configText ? { configText } : {}) });
-      const state = await labUp({ name, nodes: options.nodes as number, underlay: options.underlay as string, logger: log, onProgress: progress, signal: abort.signal, afterUnderlay });
+      const state = await labUp({ name, nodes: options.nodes as number, underlay, logger: log, onProgress: progress, signal: abort.signal, afterUnderlay });
       progress.finish();
       if (options.json) process.stdout.write(JSON.stringify(labTopology(state), null, 2) + '\n');
       else process.stdout.write(formatLabSummary(state, Date.now() - started));
