@@ -119,13 +119,13 @@ function rootOf(state: LabState): string {
   return join(state.dir, '..');
 }
 
-/** Start `tulle agent` in a host's namespace; resolves with its PID. */
-export function startAgent(state: LabState, host: string): number {
+/** Start `tulle agent` in a host's namespace (with `extraArgs`, e.g. `--bridge NAME`); resolves with its PID. */
+export function startAgent(state: LabState, host: string, extraArgs: readonly string[] = []): number {
   const o = overlayOf(state);
   const dir = hostDir(state, host);
   // The agent's own default periods (reconcile 60 s, rules 30 s): drift is repaired from netlink events at once,
   // and fifty agents re-listing rules every few seconds would load a 2-core machine for nothing.
-  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, ...prefixArgs(o), '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host)];
+  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, ...prefixArgs(o), '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host), ...extraArgs];
   return startProcess(state, namespaceOf(state, host), argv, agentLogOf(state, host), 'agent', host);
 }
 

@@ -3,7 +3,7 @@
  * the pods of every host share one subnet and one broadcast domain. What the device carries between hosts is
  * chosen by Backend.Flood:
  *
- *   unicast    ip link add vxlan<VNI> type vxlan id <VNI> local <public IP> dev <underlay> dstport <port> learning
+ *   unicast    ip link add vxlan<VNI> type vxlan id <VNI> local <public IP> dev <underlay> dstport <port> learning noudpcsum
  *              bridge fdb append 00:00:00:00:00:00 dev vxlan<VNI> dst <peer public IP> self permanent   (per peer)
  *   multicast  ip link add vxlan<VNI> type vxlan id <VNI> local <public IP> group <group> dev <underlay> dstport <port> learning
  *   remote     ip link add vxlan<VNI> type vxlan id <VNI> local <public IP> remote <peer> dev <underlay> dstport <port> learning
@@ -73,6 +73,7 @@ export function l2Incompatibility(link: Link, spec: L2DeviceSpec, underlayIndex:
   if (v.port !== spec.port) diffs.push(`dstport ${v.port} != ${spec.port}`);
   if (Boolean(v.learning) !== want.learning) diffs.push(`learning ${v.learning} != ${want.learning}`);
   if (Boolean(v.proxy) !== want.proxy) diffs.push(`proxy ${Boolean(v.proxy)} != ${want.proxy}`);
+  if (v.udpCsum) diffs.push('udpcsum on != off');
   if ((v.group ?? '') !== (spec.group ?? '')) diffs.push(`group ${v.group ?? 'none'} != ${spec.group ?? 'none'}`);
   if ((v.remote ?? '') !== (spec.remote ?? '')) diffs.push(`remote ${v.remote ?? 'none'} != ${spec.remote ?? 'none'}`);
   return diffs.length ? `${spec.name} has ${diffs.join(', ')}` : undefined;
@@ -132,6 +133,8 @@ export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, owns
       dev: spec.dev,
       port: spec.port,
       ...flags,
+      // noudpcsum, as tulle's L3 VTEP and flannel's (seed 003): the outer checksum adds nothing to the inner frame's.
+      udpCsum: false,
       ...(spec.group ? { group: spec.group } : {}),
       ...(spec.remote ? { remote: spec.remote } : {}),
       mtu: spec.mtu,
