@@ -299,6 +299,7 @@ export function startEtcd(state: LabState, host: string): number {
 
 /** The steps `lab up` appends after the underlay: store, config, agents, convergence, pods. */
 export function overlaySteps(options: OverlayOptions): LabStep[] {
+  const l2Flood = options.configText ? l2FloodOf(options.configText) : undefined;
   const steps: LabStep[] = [
     {
       title: `start the store (${options.store})`,
@@ -343,7 +344,7 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
       },
     },
     {
-      title: 'wait until every host routes to every other',
+      title: l2Flood ? `wait until every host's vxlan device reaches the others (l2, flood ${l2Flood})` : 'wait until every host routes to every other',
       run: async (ctx) => {
         const state = ctx.state();
         await waitConverged(state, state.hosts.slice(0, options.agents ?? state.hosts.length).map((h) => h.name), options.convergeTimeoutMs);
@@ -352,7 +353,7 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
   ];
   if (options.pods > 0) {
     steps.push({
-      title: `attach ${options.pods} pod(s) per host with tulle-cni (${options.mode})`,
+      title: `attach ${options.pods} pod(s) per host with tulle-cni (${l2Flood ? 'l2' : options.mode})`,
       run: async (ctx) => {
         const state = ctx.state();
         const hosts = state.hosts.slice(0, options.agents ?? state.hosts.length);
@@ -365,6 +366,16 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
     });
   }
   return steps;
+}
+
+/** The flood mode of an L2 config, undefined for an L3 one (a bad config is reported by the step that writes it). */
+function l2FloodOf(configText: string): string | undefined {
+  try {
+    const b = parseNetworkConfig(configText).Backend;
+    return b.mode === 'l2' ? b.flood : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface LabHostStatus extends HostOverlayStatus {
