@@ -48,8 +48,8 @@ export function defaultL2Underlay(flood: FloodMode): Underlay {
 export function checkL2Lab(flood: FloodMode, nodes: number, underlay: string, configText: string | undefined): string {
   const text = configText ?? defaultL2Config(flood);
   const config = parseNetworkConfig(text);
-  if (config.Backend.mode !== 'l2') throw new InvalidValueError('--config', 'Backend.Mode "l3"', `does not go with --l2 ${flood} (the config must have "Mode":"l2")`);
-  if (config.Backend.flood !== flood) throw new InvalidValueError('--config', `Backend.Flood "${config.Backend.flood}"`, `does not go with --l2 ${flood} (give the same flood mode in both)`);
+  if (config.Backend.mode !== 'l2') throw new InvalidValueError('Backend.Mode', 'l3', `in --config does not go with --l2 ${flood} (the config must have "Mode":"l2")`);
+  if (config.Backend.flood !== flood) throw new InvalidValueError('Backend.Flood', config.Backend.flood, `in --config does not go with --l2 ${flood} (give the same flood mode in both)`);
   if (flood === 'multicast' && underlay === 'routed') {
     throw new InvalidValueError('--underlay', 'routed', 'cannot carry --l2 multicast (the router does not forward the group; use --underlay switch, or --l2 unicast)');
   }

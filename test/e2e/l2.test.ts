@@ -100,7 +100,15 @@ test('unicast on the routed underlay: one all-zero FDB entry per peer, pods ping
   assert.deepEqual([...copies.keys()].sort(), [addr('h2'), addr('h3')].sort(), 'an ARP broadcast leaves once toward each peer, to no one else');
   assert.ok(copies.get(addr('h2'))! >= 1 && copies.get(addr('h2')) === copies.get(addr('h3')), `one copy per peer per request: ${JSON.stringify([...copies])}`);
 
+  // Drift: an entry deleted and the device taken off its bridge by hand are put back from the kernel's events.
   const l2: LabL2 = state.overlay!.l2!;
+  const three = state.hosts.filter((h) => h.name !== 'h4');
+  await run(['bridge', '-n', host(state, 'h1').namespace, 'fdb', 'del', '00:00:00:00:00:00', 'dev', DEV, 'dst', addr('h2')]);
+  await run(['ip', '-n', host(state, 'h1').namespace, 'link', 'set', DEV, 'nomaster']);
+  await waitL2Converged(three, l2, 20_000);
+  assert.equal((await device(state, 'h1')).master, `tl${VNI}`);
+  assert.deepEqual((await device(state, 'h1')).floodTo, [addr('h2'), addr('h3')].sort());
+
   startAgent(state, 'h4');
   const joined = await timed(() => waitL2Converged(state.hosts, l2, 20_000));
   t.diagnostic(`h4 joined: every host's flood list had it after ${joined} ms (agent start included)`);
@@ -123,6 +131,15 @@ test('multicast on the switch underlay: the group on the device, learning, one m
   await allPairsPing(state);
   const copies = await arpBroadcastCopies(state, '10.33.0.3');
   assert.deepEqual([...copies.keys()], [group], `ARP broadcasts go to the group only: ${JSON.stringify([...copies])}`);
+});
+
+test('multicast where the underlay cannot carry it (behind a router): the agent says so, naming the peers', async (t) => {
+  const state = await overlayLab(t, { nodes: 3, underlay: 'routed', pods: 0, configText: config('multicast', { Group: '239.42.42.43' }) });
+  const far = host(state, 'h2').address;
+  await waitFor(() => /cannot carry group 239\.42\.42\.43/.test(agentLog(state, 'h1')), 20_000, 'h1 to report the unreachable group');
+  const line = agentLog(state, 'h1').split('\n').find((l) => l.includes('cannot carry group'))!;
+  assert.match(line, new RegExp(`to ${far.replace(/\./g, '\\.')} \\(not on this host's underlay network 192\\.0\\.2\\.0/24`));
+  assert.match(line, /use Backend\.Flood \\"unicast\\"/);
 });
 
 test('remote: the point-to-point device of seed 001 between two hosts; a third host is refused and builds nothing', async (t) => {

@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { InvalidValueError } from '../../src/base/errors.js';
 import { parseNetworkConfig } from '../../src/config/network.js';
 import { checkPrefixForMode } from '../../src/store/keys.js';
+import { checkL2Lab, defaultL2Underlay, validateFlood } from '../../src/lab/l2.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 const l2 = (backend: Record<string, unknown>) => JSON.stringify({ Network: '10.33.0.0/24', SubnetLen: 28, Backend: { Type: 'vxlan', Mode: 'l2', VNI: 4242, Port: 4789, ...backend } });
 
@@ -68,4 +71,25 @@ test("an l2 network is refused under flannel's prefix, with the option that fixe
   assert.throws(() => checkPrefixForMode('l2', '/coreos.com/network/'), (err: unknown) => err instanceof InvalidValueError && err.field === 'Backend.Mode' && /--prefix \/tulle\.io\/l2/.test(err.message));
   checkPrefixForMode('l2', '/tulle.io/l2');
   checkPrefixForMode('l3', '/coreos.com/network');
+});
+
+test('lab up --l2: a lab the flood mode cannot serve, or a --config of another mode, is refused before anything is built', () => {
+  const fails = (f: () => unknown, field: string, re: RegExp) =>
+    assert.throws(f, (err: unknown) => err instanceof InvalidValueError && err.field === field && re.test(err.message));
+  assert.equal(parseNetworkConfig(checkL2Lab('multicast', 3, 'switch', undefined)).Backend.group, '239.1.1.120');
+  fails(() => checkL2Lab('multicast', 3, 'routed', undefined), '--underlay', /cannot carry --l2 multicast/);
+  fails(() => checkL2Lab('remote', 3, 'switch', undefined), '--nodes', /must be 2 with --l2 remote/);
+  fails(() => checkL2Lab('unicast', 3, 'routed', '{"Network":"10.244.0.0/16"}'), 'Backend.Mode', /"Mode":"l2"/);
+  fails(() => checkL2Lab('unicast', 3, 'routed', l2({ Flood: 'none' })), 'Backend.Flood', /"none" in --config does not go with --l2 unicast/);
+  fails(() => validateFlood('flood-everything'), '--l2', /one of unicast, multicast, remote, none/);
+  assert.equal(defaultL2Underlay('multicast'), 'switch');
+  assert.equal(defaultL2Underlay('unicast'), 'routed');
+});
+
+test('tulle agent --bridge: a name that is no interface name is refused before anything is touched (exit 2)', () => {
+  const bin = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
+  const r = spawnSync(process.execPath, [bin, 'agent', '--bridge', 'b'.repeat(200), '--store', 'sqlite:/nonexistent/tulle-test.db'], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /--bridge: "b{61}…" is 200 bytes long \(a Linux interface name has at most 15\)/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
 });
