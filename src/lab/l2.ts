@@ -75,31 +75,46 @@ export async function readL2Device(namespace: string, vni: number): Promise<{ li
   return { link: links[0], floodTo: fdb.filter((f) => f.mac === '00:00:00:00:00:00' && f.dst && !f.dst.startsWith('2')).map((f) => f.dst!).sort() };
 }
 
+type LabHostRef = { name: string; namespace: string; address: string };
+
+export interface L2HostStatus {
+  host: string;
+  device: string | null;
+  bridge: string | null;
+  /** What the device floods to: the all-zero FDB list (unicast), `group G`, `remote R`, or `-` (none). */
+  flood: string;
+  /** What is missing, or null when the host is in sync with the others. */
+  lacking: string | null;
+}
+
+/** One host's L2 state as iproute2 shows it, against what the other hosts' addresses ask for. */
+export async function l2HostStatus(h: LabHostRef, hosts: readonly LabHostRef[], l2: LabL2): Promise<L2HostStatus> {
+  const { link, floodTo } = await readL2Device(h.namespace, l2.vni);
+  const others = hosts.filter((o) => o.name !== h.name).map((o) => o.address).sort();
+  const data = link?.linkinfo?.info_data;
+  const flood = data?.group ? `group ${data.group}` : data?.remote ? `remote ${data.remote}` : floodTo.length ? floodTo.join(' ') : '-';
+  let lacking: string | null = null;
+  if (!link) lacking = `no ${l2DeviceName(l2.vni)}`;
+  else if (!link.master) lacking = 'not on a bridge';
+  else if (l2.flood === 'unicast' && floodTo.join() !== others.join()) lacking = `floods to [${floodTo.join(' ')}], not [${others.join(' ')}]`;
+  else if (l2.flood === 'remote' && data?.remote !== others[0]) lacking = `remote ${data?.remote ?? 'none'}, not ${others[0]}`;
+  else if (l2.flood === 'multicast' && data?.group !== l2.group) lacking = `group ${data?.group ?? 'none'}`;
+  return { host: h.name, device: link ? link.ifname : null, bridge: link?.master ?? null, flood, lacking };
+}
+
 /**
  * Wait until every host's vxlan<VNI> is on its bridge and carries the flood mode's state toward the others:
  * unicast, one all-zero FDB entry per other host; remote, `remote <the other host>`; multicast, `group`.
  */
-export async function waitL2Converged(hosts: ReadonlyArray<{ name: string; namespace: string; address: string }>, l2: LabL2, timeoutMs: number): Promise<void> {
-  const lacking = new Map<string, string>();
+export async function waitL2Converged(hosts: readonly LabHostRef[], l2: LabL2, timeoutMs: number): Promise<void> {
+  let lacking: L2HostStatus[] = [];
   await waitFor(
     async () => {
-      lacking.clear();
-      await Promise.all(
-        hosts.map(async (h) => {
-          const { link, floodTo } = await readL2Device(h.namespace, l2.vni);
-          const others = hosts.filter((o) => o !== h).map((o) => o.address).sort();
-          const data = link?.linkinfo?.info_data;
-          if (!link) lacking.set(h.name, `no ${l2DeviceName(l2.vni)}`);
-          else if (!link.master) lacking.set(h.name, 'not on a bridge');
-          else if (l2.flood === 'unicast' && floodTo.join() !== others.join()) lacking.set(h.name, `floods to [${floodTo.join(' ')}], not [${others.join(' ')}]`);
-          else if (l2.flood === 'remote' && data?.remote !== others[0]) lacking.set(h.name, `remote ${data?.remote ?? 'none'}, not ${others[0]}`);
-          else if (l2.flood === 'multicast' && data?.group !== l2.group) lacking.set(h.name, `group ${data?.group ?? 'none'}`);
-        }),
-      );
-      return lacking.size === 0;
+      lacking = (await Promise.all(hosts.map((h) => l2HostStatus(h, hosts, l2)))).filter((s) => s.lacking);
+      return lacking.length === 0;
     },
     timeoutMs,
-    `every host's L2 device to reach the others (${[...lacking].map(([h, why]) => `${h}: ${why}`).join('; ')})`,
+    `every host's L2 device to reach the others (${lacking.map((s) => `${s.host}: ${s.lacking}`).join('; ')})`,
     50,
   );
 }

@@ -11,7 +11,7 @@ import { run, runJson } from '../../src/base/exec.js';
 import { waitFor } from '../../src/base/retry.js';
 import { TULLE_BIN, addPod, removeHostFromOverlay, runStoreCommand, runTulleIn, startAgent, type LabState } from '../../src/lab/index.js';
 import { isAlive } from '../../src/lab/cluster.js';
-import { readL2Device, waitL2Converged, type LabL2 } from '../../src/lab/l2.js';
+import { l2HostStatus, readL2Device, waitL2Converged, type LabL2 } from '../../src/lab/l2.js';
 import { startCapture, stopCapture } from '../helpers/capture.js';
 import { agentLog, overlayLab } from '../helpers/lab.js';
 import { requireRoot } from '../helpers/netns.js';
@@ -211,4 +211,14 @@ test('an existing bridge (a Docker network\'s) is joined: its addresses, ports a
   assert.deepEqual({ ...after, ports: after.ports.filter((p) => p === 'fport0') }, before, 'the bridge keeps its MAC, state, addresses and own port');
   assert.ok(!after.ports.includes(DEV));
   assert.ok(existsSync(join(state.dir, 'h2')));
+});
+
+test('none (until the endpoint records are wired): the device answers ARP itself (proxy) and learns nothing; no flood list', async (t) => {
+  const state = await overlayLab(t, { nodes: 2, underlay: 'routed', pods: 0, configText: config('none') });
+  for (const h of ['h1', 'h2']) {
+    const d = await device(state, h);
+    assert.deepEqual({ master: d.master, id: d.id, learning: d.learning, proxy: d.proxy, floodTo: d.floodTo, group: d.group, remote: d.remote }, { master: `tl${VNI}`, id: VNI, learning: false, proxy: true, floodTo: [], group: undefined, remote: undefined }, h);
+    const status = await l2HostStatus(host(state, h), state.hosts, state.overlay!.l2!);
+    assert.deepEqual([status.device, status.bridge, status.flood, status.lacking], [DEV, `tl${VNI}`, '-', null]);
+  }
 });

@@ -8,7 +8,7 @@ import { InvalidValueError, TulleError, UsageError } from '../../base/errors.js'
 import { createLogger, type Logger } from '../../base/log.js';
 import { spawnIn } from '../../netns/netns.js';
 import { FLOODS, parseNetworkConfig } from '../../config/network.js';
-import { checkL2Lab, defaultL2Underlay, validateFlood } from '../../lab/l2.js';
+import { checkL2Lab, defaultL2Underlay, l2HostStatus, validateFlood, type LabL2 } from '../../lab/l2.js';
 import {
   DEFAULT_HOSTS,
   DEFAULT_LAB_NAME,
@@ -173,7 +173,9 @@ const status: CommandSpec = {
   examples: ['tulle lab status', 'tulle lab status --name big --json'],
   async run({ options }) {
     const name = validateLabName(options.name as string, '--name');
-    const hosts = await labStatus(loadLabState(name));
+    const state = loadLabState(name);
+    if (state.overlay?.l2) return l2Status(state, state.overlay.l2, Boolean(options.json));
+    const hosts = await labStatus(state);
     if (options.json) {
       process.stdout.write(JSON.stringify(hosts, null, 2) + '\n');
     } else {
@@ -192,6 +194,20 @@ const status: CommandSpec = {
     return hosts.every((h) => h.inSync) ? 0 : 1;
   },
 };
+
+/** An L2 lab: per host the device, its bridge and what it floods to, against what the other hosts ask for. */
+async function l2Status(state: LabState, l2: LabL2, json: boolean): Promise<number> {
+  const withAgent = state.hosts.filter((h) => state.processes.some((p) => p.role === 'agent' && p.host === h.name));
+  const hosts = await Promise.all(withAgent.map((h) => l2HostStatus(h, withAgent, l2)));
+  if (json) {
+    process.stdout.write(JSON.stringify(hosts, null, 2) + '\n');
+  } else {
+    const subnet = (n: string) => state.hosts.find((h) => h.name === n)?.subnet ?? '-';
+    const rows = hosts.map((h) => [h.host, subnet(h.host), h.device ?? '-', h.bridge ?? '-', h.flood, h.lacking ? `NO (${h.lacking})` : 'yes']);
+    process.stdout.write(table(['HOST', 'SLICE', 'DEVICE', 'BRIDGE', `FLOOD (${l2.flood})`, 'IN SYNC'], rows).join('\n') + '\n');
+  }
+  return hosts.every((h) => !h.lacking) ? 0 : 1;
+}
 
 export const labGroup: CommandGroup = {
   name: 'lab',
