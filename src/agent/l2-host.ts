@@ -72,10 +72,10 @@ export class L2Host {
   }
 
   /** Make the bridge and device (at start, and again when someone removed or changed them). */
-  async ensureDevice(): Promise<void> {
+  async ensureDevice(expected?: string): Promise<void> {
     const record = readL2Record(this.o.recordFile);
     const ownsBridge = record?.bridge === this.spec.bridge && record.bridgeCreated;
-    const r = await ensureL2Device(this.o.nl, this.spec, ownsBridge, this.o.log);
+    const r = await ensureL2Device(this.o.nl, this.spec, ownsBridge, this.o.log, expected);
     // Written before anything else can fail, so --cleanup always knows what is tulle's.
     writeL2Record(this.o.recordFile, { device: this.spec.name, bridge: this.spec.bridge, bridgeCreated: ownsBridge || r.bridge === 'created' });
     if (r.device !== 'kept' || r.bridge !== 'kept') {
@@ -146,7 +146,7 @@ export class L2Host {
         if (remote !== this.spec.remote) {
           this.spec = { ...this.spec, ...(remote ? { remote } : {}) };
           if (!remote) delete this.spec.remote;
-          await this.ensureDevice();
+          await this.ensureDevice(`the other host is now ${remote ?? 'gone'} (the kernel keeps remote as the device's default destination)`);
           result.added = remote ? [remote] : [];
         }
         break;

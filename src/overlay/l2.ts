@@ -90,7 +90,7 @@ export interface L2EnsureResult {
  * Make the bridge (when missing) and the device, and put the device on the bridge. `ownsBridge`: the state dir
  * says tulle made this bridge earlier (so it may bring it up again). Returns what was done.
  */
-export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, ownsBridge: boolean, log: Logger): Promise<L2EnsureResult> {
+export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, ownsBridge: boolean, log: Logger, expected?: string): Promise<L2EnsureResult> {
   const underlay = await nl.getLink(spec.dev);
   if (!underlay) throw new L2Error('TULLE_L2_DEVICE', `underlay interface ${spec.dev} does not exist`);
   let bridgeAction: L2EnsureResult['bridge'];
@@ -121,7 +121,9 @@ export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, owns
       await nl.setLink(spec.name, change); // ip link set vxlan<VNI> [mtu N] [address MAC] [master BR] [up]
       return { device: 'adjusted', bridge: bridgeAction };
     }
-    log.warn('recreating the L2 device: the existing one is incompatible', { device: spec.name, reason });
+    // `expected`: the caller changed the spec on purpose (remote's new peer), which is news, not a warning.
+    if (expected) log.info(`recreating the L2 device: ${expected}`, { device: spec.name, reason });
+    else log.warn('recreating the L2 device: the existing one is incompatible', { device: spec.name, reason });
     await nl.deleteLink(spec.name); // ip link del vxlan<VNI>
     device = 'recreated';
   }

@@ -13,6 +13,7 @@ import { TULLE_BIN, addPod, removeHostFromOverlay, runStoreCommand, runTulleIn, 
 import { isAlive } from '../../src/lab/cluster.js';
 import { l2HostStatus, readL2Device, waitL2Converged, type LabL2 } from '../../src/lab/l2.js';
 import { startCapture, stopCapture } from '../helpers/capture.js';
+import { deleteRaw, putRaw } from '../faults/helpers.js';
 import { agentLog, overlayLab } from '../helpers/lab.js';
 import { requireRoot } from '../helpers/netns.js';
 
@@ -158,6 +159,18 @@ test('remote: the point-to-point device of seed 001 between two hosts; a third h
   const leases = JSON.parse((await runStoreCommand(state, ['leases', '--json'])).stdout) as Array<{ publicIP: string }>;
   assert.deepEqual(leases.map((l) => l.publicIP).sort(), [a.address, b.address].sort(), 'the third host took no lease');
   assert.equal((await device(state, 'h1')).remote, b.address, 'the first two hosts are unchanged');
+
+  // A third lease appearing in the store (written by hand here): the running hosts say so and change nothing.
+  const taken = new Set(leases.map((l) => (l as { subnet?: string }).subnet));
+  const slice = ['10.33.0.224/28', '10.33.0.208/28', '10.33.0.192/28'].find((x) => !taken.has(x))!;
+  const key = `/tulle.io/l2/subnets/${slice.replace('/', '-')}`;
+  await putRaw(state, key, JSON.stringify({ PublicIP: '192.0.2.99', BackendType: 'vxlan', BackendData: { VNI, VtepMAC: '02:00:00:00:99:01' } }));
+  await waitFor(() => /joins exactly two hosts, but 3 hold leases/.test(agentLog(state, 'h1')), 20_000, 'h1 to report the third lease');
+  assert.equal((await device(state, 'h1')).remote, b.address, 'h1 keeps its device');
+  await deleteRaw(state, key);
+  await waitFor(() => /serves the peers again/.test(agentLog(state, 'h1')), 20_000, 'h1 to see the third lease gone');
+  assert.equal((await device(state, 'h1')).remote, b.address);
+  await allPairsPing(state);
 
   // Bad configs at the CLI: the field named, exit 2, nothing written.
   const long = await runStoreCommand(state, ['config', 'put'], { input: config('remote', { Bridge: 'a-bridge-name-too-long' }), allowFailure: true });
