@@ -249,3 +249,30 @@ export async function removeL2(nl: NetlinkClient, file: string): Promise<string[
   rmSync(file, { force: true });
   return removed;
 }
+
+/**
+ * `tulle status` for an L2 network: what differs on this host's device from what the flood mode and the admitted
+ * peers ask for, as the commands that would fix it (empty when in sync). Read-only.
+ */
+export async function l2StatusProblems(nl: NetlinkClient, want: { vni: number; flood: FloodMode; group?: string }, peers: readonly string[]): Promise<{ device: Link | undefined; floodTo: string[]; pending: string[] }> {
+  const name = l2DeviceName(want.vni);
+  const device = await nl.getLink(name);
+  if (!device) return { device, floodTo: [], pending: [`ip link add ${name} type vxlan id ${want.vni} ... (missing: is the agent running?)`] };
+  const pending: string[] = [];
+  const v = device.vxlan;
+  if (!device.master) pending.push(`ip link set ${name} master <bridge> (it is on no bridge)`);
+  if (!device.up) pending.push(`ip link set ${name} up`);
+  const floodTo = (await nl.listFdb({ dev: name })).filter((f) => f.mac === ZERO_MAC && f.dst?.includes('.') && (parseIPv4(f.dst) >>> 28) !== 0xe).map((f) => f.dst!);
+  if (want.flood === 'unicast') {
+    const sorted = planFloodList('unicast', peers.map((publicIP) => ({ publicIP, subnet: '', vtepMac: '' })));
+    for (const ip of sorted.filter((x) => !floodTo.includes(x))) pending.push(`bridge fdb append ${ZERO_MAC} dev ${name} dst ${ip} self permanent`);
+    for (const ip of floodTo.filter((x) => !sorted.includes(x))) pending.push(`bridge fdb del ${ZERO_MAC} dev ${name} dst ${ip} self (no admitted lease)`);
+  } else if (want.flood === 'multicast' && v?.group !== want.group) {
+    pending.push(`ip link add ${name} type vxlan id ${want.vni} group ${want.group ?? '?'} ... (it has group ${v?.group ?? 'none'})`);
+  } else if (want.flood === 'remote' && peers.length === 1 && v?.remote !== peers[0]) {
+    pending.push(`ip link add ${name} type vxlan id ${want.vni} remote ${peers[0]} ... (it has remote ${v?.remote ?? 'none'})`);
+  } else if (want.flood === 'none' && (v?.learning || !v?.proxy)) {
+    pending.push(`ip link add ${name} type vxlan id ${want.vni} ... nolearning proxy (it has ${v?.learning ? 'learning' : 'nolearning'}${v?.proxy ? ' proxy' : ''})`);
+  }
+  return { device, floodTo, pending };
+}

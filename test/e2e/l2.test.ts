@@ -120,6 +120,7 @@ test('unicast on the routed underlay: one all-zero FDB entry per peer, pods ping
   t.diagnostic(`h2 left: removed from every flood list ${left} ms after its lease was released (${Date.now() - before} ms with the agent's stop and cleanup)`);
   for (const h of ['h1', 'h3', 'h4']) assert.ok(!(await device(state, h)).floodTo.includes(addr('h2')), `${h} still floods to h2`);
   assert.equal((await readL2Device(host(state, 'h2').namespace, VNI)).link, undefined, '--cleanup removed h2\'s device');
+  assert.notEqual((await run(['ip', '-n', host(state, 'h2').namespace, 'link', 'show', `tl${VNI}`], { allowFailure: true })).status, 0, '--cleanup removed the bridge tulle made');
 });
 
 test('multicast on the switch underlay: the group on the device, learning, one multicast frame per ARP broadcast', async (t) => {
@@ -234,4 +235,8 @@ test('none (until the endpoint records are wired): the device answers ARP itself
     const status = await l2HostStatus(host(state, h), state.hosts, state.overlay!.l2!);
     assert.deepEqual([status.device, status.bridge, status.flood, status.lacking], [DEV, `tl${VNI}`, '-', null]);
   }
+  const st = await runTulleIn(host(state, 'h1').namespace, ['status', '--store', state.overlay!.store, '--prefix', '/tulle.io/l2'], { allowFailure: true });
+  assert.match(st.stdout, new RegExp(`device:   ${DEV} vni ${VNI} local ${host(state, 'h1').address} dstport 4789 mtu 1450 on bridge tl${VNI}`));
+  assert.match(st.stdout, /in sync:  yes/);
+  assert.equal(st.status, 0, st.stdout + st.stderr);
 });
