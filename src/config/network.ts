@@ -197,7 +197,7 @@ function withL2Fields(backend: Omit<BackendConfig, 'mode' | 'flood' | 'bridge' |
   let group: string | undefined;
   if (flood === 'multicast') {
     if (groupValue === undefined || groupValue === null || groupValue === '') {
-      throw new InvalidValueError('Backend.Group', groupValue ?? null, 'is required with Backend.Flood "multicast" (an IPv4 multicast group like 239.1.1.1)');
+      throw new InvalidValueError('Backend.Group', groupValue, 'is required with Backend.Flood "multicast" (an IPv4 multicast group like 239.1.1.1)');
     }
     group = validateGroup(groupValue);
   } else if (groupValue !== undefined && groupValue !== null && groupValue !== '') {

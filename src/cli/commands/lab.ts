@@ -74,9 +74,12 @@ const up: CommandSpec = {
     if (options.bare && (pods > 0 || options.config !== undefined)) throw new UsageError(`tulle lab up: --bare builds no overlay, so ${pods > 0 ? '--pods' : '--config'} cannot go with it`);
     let configText = options.config === undefined ? undefined : readConfigFile(options.config as string);
     let underlay = options.underlay as string;
-    if (options.l2 !== undefined) {
+    // An L2 config given without --l2 gets the same checks, with its own flood mode.
+    const configFlood = configText === undefined ? undefined : parseNetworkConfig(configText).Backend;
+    const l2Option = (options.l2 as string | undefined) ?? (configFlood?.mode === 'l2' ? configFlood.flood : undefined);
+    if (l2Option !== undefined) {
       if (options.bare) throw new UsageError('tulle lab up: --bare builds no overlay, so --l2 cannot go with it');
-      const flood = validateFlood(options.l2 as string);
+      const flood = validateFlood(l2Option);
       if (defaulted?.has('underlay')) underlay = defaultL2Underlay(flood);
       if (flood === 'remote' && defaulted?.has('nodes')) options.nodes = 2;
       configText = checkL2Lab(flood, options.nodes as number, underlay, configText);
