@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, runJson } from '../../src/base/exec.js';
 import { waitFor } from '../../src/base/retry.js';
-import { TULLE_BIN, addPod, removeHostFromOverlay, runStoreCommand, runTulleIn, startAgent, type LabState } from '../../src/lab/index.js';
+import { TULLE_BIN, addPod, removeHostFromOverlay, runStoreCommand, runTulleIn, startAgent, stopAgent, type LabState } from '../../src/lab/index.js';
 import { isAlive } from '../../src/lab/cluster.js';
 import { l2HostStatus, readL2Device, waitL2Converged, type LabL2 } from '../../src/lab/l2.js';
 import { startCapture, stopCapture } from '../helpers/capture.js';
@@ -109,6 +109,15 @@ test('unicast on the routed underlay: one all-zero FDB entry per peer, pods ping
   await waitL2Converged(three, l2, 20_000);
   assert.equal((await device(state, 'h1')).master, `tl${VNI}`);
   assert.deepEqual((await device(state, 'h1')).floodTo, [addr('h2'), addr('h3')].sort());
+
+  // A restarted agent keeps the device as it is (same interface, same entries): traffic is not disturbed.
+  const ifindex = async () => (await runJson<Array<{ ifindex: number }>>(['ip', '-n', host(state, 'h1').namespace, '-j', 'link', 'show', DEV]))[0]!.ifindex;
+  const indexBefore = await ifindex();
+  await stopAgent(state, 'h1');
+  startAgent(state, 'h1');
+  await waitFor(() => (agentLog(state, 'h1').match(/"msg":"ready"/g) ?? []).length >= 2, 20_000, 'h1\'s agent to be ready again');
+  assert.equal(await ifindex(), indexBefore, 'the device was kept');
+  await waitL2Converged(three, l2, 20_000);
 
   startAgent(state, 'h4');
   const joined = await timed(() => waitL2Converged(state.hosts, l2, 20_000));
