@@ -215,6 +215,14 @@ test('an existing bridge (a Docker network\'s) is joined: its addresses, ports a
   };
   const before = await snapshot();
 
+  // --bridge naming a device that is no bridge: refused, nothing built, the subnet just taken given back.
+  const wrong = startAgent(state, 'h2', ['--bridge', 'eth0']);
+  await waitFor(() => !isAlive(wrong), 20_000, 'the agent with --bridge eth0 to exit');
+  assert.match(agentLog(state, 'h2'), /bridge eth0: the device exists but is a veth device/);
+  assert.equal((await readL2Device(ns, VNI)).link, undefined);
+  const leases = JSON.parse((await runStoreCommand(state, ['leases', '--json'])).stdout) as Array<{ publicIP: string }>;
+  assert.deepEqual(leases.map((l) => l.publicIP), [host(state, 'h1').address], 'h2 holds no lease');
+
   startAgent(state, 'h2', ['--bridge', br]);
   await waitL2Converged(state.hosts, state.overlay!.l2!, 20_000);
   assert.equal((await device(state, 'h2')).master, br);
