@@ -5,6 +5,7 @@
  * peer (multicast) — and kept that way when the kernel changes under it. Syncs run one at a time; requests
  * made meanwhile share the next run.
  */
+import { rmSync } from 'node:fs';
 import { describeError } from '../base/errors.js';
 import { cidrsOverlap } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
@@ -74,10 +75,22 @@ export class L2Host {
   /** Make the bridge and device (at start, and again when someone removed or changed them). */
   async ensureDevice(expected?: string): Promise<void> {
     const record = readL2Record(this.o.recordFile);
-    const ownsBridge = record?.bridge === this.spec.bridge && record.bridgeCreated;
-    const r = await ensureL2Device(this.o.nl, this.spec, ownsBridge, this.o.log, expected);
-    // Written before anything else can fail, so --cleanup always knows what is tulle's.
-    writeL2Record(this.o.recordFile, { device: this.spec.name, bridge: this.spec.bridge, bridgeCreated: ownsBridge || r.bridge === 'created' });
+    const owns = { bridge: record?.bridge === this.spec.bridge && record.bridgeCreated, device: record?.device === this.spec.name };
+    const bridgeExists = (await this.o.nl.getLink(this.spec.bridge)) !== undefined;
+    const deviceExists = (await this.o.nl.getLink(this.spec.name)) !== undefined;
+    // Intent first, like the lab's state file: --cleanup must know what is tulle's even if the agent dies midway.
+    // A device that exists and is not recorded stays someone else's (ensureL2Device refuses it).
+    if (!deviceExists || owns.device) {
+      writeL2Record(this.o.recordFile, { device: this.spec.name, bridge: this.spec.bridge, bridgeCreated: owns.bridge || !bridgeExists });
+    }
+    let r;
+    try {
+      r = await ensureL2Device(this.o.nl, this.spec, { bridge: owns.bridge, device: owns.device || !deviceExists }, this.o.log, expected);
+    } catch (err) {
+      // Nothing was made (ensureL2Device undoes its part): a record written just now names nothing of tulle's.
+      if (!record && !(await this.o.nl.getLink(this.spec.name))) rmSync(this.o.recordFile, { force: true });
+      throw err;
+    }
     if (r.device !== 'kept' || r.bridge !== 'kept') {
       this.o.log.info(`L2 device ${r.device}`, { device: this.spec.name, bridge: this.spec.bridge, bridgeAction: r.bridge, flood: this.spec.flood, ...(r.reason ? { reason: r.reason } : {}) });
     }

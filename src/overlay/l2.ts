@@ -87,10 +87,11 @@ export interface L2EnsureResult {
 }
 
 /**
- * Make the bridge (when missing) and the device, and put the device on the bridge. `ownsBridge`: the state dir
- * says tulle made this bridge earlier (so it may bring it up again). Returns what was done.
+ * Make the bridge (when missing) and the device, and put the device on the bridge. `owns`: the state dir says
+ * tulle made this bridge (so it may bring it up again) and this device (so it may adjust or recreate it; a device
+ * of that name tulle did not make is refused). Returns what was done.
  */
-export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, ownsBridge: boolean, log: Logger, expected?: string): Promise<L2EnsureResult> {
+export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, owns: { bridge: boolean; device: boolean }, log: Logger, expected?: string): Promise<L2EnsureResult> {
   const underlay = await nl.getLink(spec.dev);
   if (!underlay) throw new L2Error('TULLE_L2_DEVICE', `underlay interface ${spec.dev} does not exist`);
   let bridgeAction: L2EnsureResult['bridge'];
@@ -101,14 +102,18 @@ export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, owns
   } else if (bridge.kind !== 'bridge') {
     throw new L2Error('TULLE_L2_BRIDGE', `bridge ${spec.bridge}: the device exists but is a ${bridge.kind ?? 'non-bridge'} device (name a bridge with Backend.Bridge or --bridge)`);
   } else {
-    bridgeAction = ownsBridge ? 'kept' : 'joined';
-    if (ownsBridge && !bridge.up) await nl.setLink(spec.bridge, { up: true }); // ip link set <bridge> up
+    bridgeAction = owns.bridge ? 'kept' : 'joined';
+    if (owns.bridge && !bridge.up) await nl.setLink(spec.bridge, { up: true }); // ip link set <bridge> up
   }
 
   const flags = deviceFlags(spec.flood);
   const existing = await nl.getLink(spec.name);
   let reason: string | undefined;
   let device: L2EnsureResult['device'] = 'created';
+  if (existing && !owns.device) {
+    // A vxlan<VNI> someone made by hand (seed 001's way): tulle neither adopts, changes nor deletes it.
+    throw new L2Error('TULLE_L2_DEVICE_FOREIGN', `${spec.name} exists and tulle did not make it (the state dir records no such device): tulle does not change or delete it; remove it (ip link del ${spec.name}) or choose another Backend.VNI`);
+  }
   if (existing) {
     reason = l2Incompatibility(existing, spec, underlay.index);
     if (!reason) {

@@ -215,6 +215,16 @@ test('an existing bridge (a Docker network\'s) is joined: its addresses, ports a
   };
   const before = await snapshot();
 
+  // A vxlan4242 made by hand (seed 001's way) is someone else's: refused, left exactly as it was.
+  await run(['ip', '-n', ns, 'link', 'add', DEV, 'type', 'vxlan', 'id', String(VNI), 'dstport', '4789', 'dev', 'eth0']);
+  const foreign = await runJson<Array<{ ifindex: number; master?: string }>>(['ip', '-n', ns, '-j', 'link', 'show', DEV]);
+  const refusedPid = startAgent(state, 'h2', ['--bridge', br]);
+  await waitFor(() => !isAlive(refusedPid), 20_000, 'the agent to refuse the hand-made device');
+  assert.match(agentLog(state, 'h2'), new RegExp(`${DEV} exists and tulle did not make it`));
+  assert.deepEqual(await runJson(['ip', '-n', ns, '-j', 'link', 'show', DEV]), foreign, 'the hand-made device is untouched (not on the bridge either)');
+  assert.deepEqual(await snapshot(), before);
+  await run(['ip', '-n', ns, 'link', 'del', DEV]);
+
   // --bridge naming a device that is no bridge: refused, nothing built, the subnet just taken given back.
   const wrong = startAgent(state, 'h2', ['--bridge', 'eth0']);
   await waitFor(() => !isAlive(wrong), 20_000, 'the agent with --bridge eth0 to exit');
