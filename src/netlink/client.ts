@@ -24,6 +24,7 @@ import {
   encodeDumpLinks,
   encodeGetLink,
   encodeSetLink,
+  encodeSetVxlanLearning,
   type BridgeOptions,
   type Link,
   type LinkChanges,
@@ -223,6 +224,11 @@ export class NetlinkClient {
     } finally {
       closeSync(nsFd);
     }
+  }
+
+  /** `ip link set dev NAME type vxlan [no]learning` (EOPNOTSUPP if NAME is not a vxlan device). */
+  async setVxlanLearning(name: string, learning: boolean): Promise<void> {
+    await this.socket.request(encodeSetVxlanLearning(name, learning));
   }
 
   // ---------------------------------------------------------------------------------------------------------

@@ -57,8 +57,8 @@ export interface VxlanInfo {
   /** UDP destination port (`dstport`). */
   port: number;
   learning: boolean;
-  /** ARP proxy (`proxy`): the device answers ARP requests from its own neighbour table. Present only when on. */
-  proxy?: true;
+  /** ARP/ND answered by the device from its own neighbour table (`proxy`), instead of sent to the remotes. */
+  proxy: boolean;
   gbp: boolean;
   /** 0 means "inherit from the inner packet" is off and the kernel default (64 via route) applies. */
   ttl: number;
@@ -98,6 +98,7 @@ export interface VxlanOptions {
   dev?: string;
   port?: number;
   learning?: boolean;
+  /** Answer ARP/ND from the device's neighbour table; the kernel takes it at creation only. */
   proxy?: boolean;
   gbp?: boolean;
   ttl?: number;
@@ -203,7 +204,7 @@ export function encodeCreateVxlan(o: VxlanOptions, devIndex: number | undefined)
   const args =
     `id ${o.vni}${o.local ? ` local ${o.local}` : ''}${o.remote ? ` remote ${o.remote}` : ''}${o.group ? ` group ${o.group}` : ''}` +
     `${o.dev ? ` dev ${o.dev}` : ''}${o.ttl !== undefined ? ` ttl ${o.ttl}` : ''}${o.port !== undefined ? ` dstport ${o.port}` : ''}` +
-    `${o.learning === false ? ' nolearning' : o.learning ? ' learning' : ''}${o.proxy ? ' proxy' : ''}${o.gbp ? ' gbp' : ''}` +
+    `${o.learning === false ? ' nolearning' : o.learning ? ' learning' : ''}${o.proxy ? ' proxy' : o.proxy === false ? ' noproxy' : ''}${o.gbp ? ' gbp' : ''}` +
     `${o.udpCsum === false ? ' noudpcsum' : o.udpCsum ? ' udpcsum' : ''}`;
   return { message: w.finish(), command: `link add ${o.name}${commonAddArgs(o)} type vxlan ${args}` };
 }
@@ -302,6 +303,24 @@ export function encodeSetLink(name: string, o: LinkChanges, resolved: { index?: 
   return { message: w.finish(), command: `link set dev ${name}${args}` };
 }
 
+/**
+ * `ip link set dev NAME type vxlan [no]learning`: the one vxlan attribute tulle changes on a live device (the
+ * kernel refuses to change most others, `proxy` among them, with EOPNOTSUPP: those need a new device).
+ */
+export function encodeSetVxlanLearning(name: string, learning: boolean): Request {
+  checkIfName(name, 'link name');
+  checkBool(learning, 'vxlan learning');
+  const w = new MessageWriter(RTM_NEWLINK, 0, IFINFOMSG_LEN);
+  w.string(IFLA_IFNAME, name);
+  const info = w.beginNest(IFLA_LINKINFO);
+  w.string(IFLA_INFO_KIND, 'vxlan');
+  const data = w.beginNest(IFLA_INFO_DATA);
+  w.u8(IFLA_VXLAN_LEARNING, learning ? 1 : 0);
+  w.endNest(data);
+  w.endNest(info);
+  return { message: w.finish(), command: `link set dev ${name} type vxlan ${learning ? 'learning' : 'nolearning'}` };
+}
+
 /** `ip link show dev NAME` (by name) or the link with that index. */
 export function encodeGetLink(nameOrIndex: string | number): Request {
   const w = new MessageWriter(RTM_GETLINK, 0, IFINFOMSG_LEN);
@@ -372,11 +391,11 @@ function decodeVxlan(d: Attrs, nameOf: (index: number) => string | undefined): V
     vni: d.u32(IFLA_VXLAN_ID) ?? 0,
     port: d.be16(IFLA_VXLAN_PORT) ?? 0,
     learning: (d.u8(IFLA_VXLAN_LEARNING) ?? 0) !== 0,
+    proxy: (d.u8(IFLA_VXLAN_PROXY) ?? 0) !== 0,
     gbp: d.has(IFLA_VXLAN_GBP),
     ttl: d.u8(IFLA_VXLAN_TTL) ?? 0,
     udpCsum: (d.u8(IFLA_VXLAN_UDP_CSUM) ?? 0) !== 0,
   };
-  if (d.u8(IFLA_VXLAN_PROXY)) info.proxy = true;
   if (!isZero(d, localType)) info.local = d.address(localType);
   const range = d.bytes(IFLA_VXLAN_PORT_RANGE);
   if (range && range.length >= 4 && (range.readUInt16BE(0) || range.readUInt16BE(2))) info.srcPortRange = [range.readUInt16BE(0), range.readUInt16BE(2)];

@@ -37,7 +37,7 @@ test('createVxlan makes the VTEP as asked, and getLink/listLinks report it as ip
   assert.equal(j.address, '66:0a:7b:9f:d4:11');
   assert.ok(j.flags.includes('UP'));
   const eth0 = await linkJson(ns, 'eth0');
-  assert.deepEqual(link.vxlan, { vni: 4096, local: '192.0.2.11', link: eth0.ifindex, dev: 'eth0', port: 4789, learning: false, gbp: true, ttl: 32, udpCsum: false });
+  assert.deepEqual(link.vxlan, { vni: 4096, local: '192.0.2.11', link: eth0.ifindex, dev: 'eth0', port: 4789, learning: false, proxy: false, gbp: true, ttl: 32, udpCsum: false });
   assert.deepEqual([link.index, link.name, link.kind, link.mtu, link.mac, link.up], [j.ifindex, 'vxlan.calico', 'vxlan', 1410, '66:0a:7b:9f:d4:11', true]);
   assert.deepEqual(await nl.getLink('vxlan.calico'), link);
   const names = (await nl.listLinks()).map((l) => l.name).sort();

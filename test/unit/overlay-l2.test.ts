@@ -44,7 +44,7 @@ test('an existing device is kept only when every VXLAN attribute matches the mod
   const spec: L2DeviceSpec = { name: 'vxlan4242', vni: 4242, local: '192.0.2.11', dev: 'eth0', port: 4789, mtu: 1450, mac: '02:00:00:00:00:01', flood: 'remote', remote: '192.0.2.12', bridge: 'tl4242' };
   const link: Link = {
     index: 7, name: 'vxlan4242', kind: 'vxlan', mtu: 1400, mac: '02:00:00:00:00:09', up: false, lowerUp: false, operState: 'down', master: undefined, masterIndex: undefined, linkIndex: undefined, linkNetnsId: undefined,
-    vxlan: { vni: 4242, local: '192.0.2.11', link: 2, port: 4789, learning: true, gbp: false, ttl: 0, udpCsum: false, remote: '192.0.2.12' },
+    vxlan: { vni: 4242, local: '192.0.2.11', link: 2, port: 4789, learning: true, proxy: false, gbp: false, ttl: 0, udpCsum: false, remote: '192.0.2.12' },
   };
   assert.equal(l2Incompatibility(link, spec, 2), undefined, 'MTU, MAC, state and master are adjusted, not reasons');
   assert.match(l2Incompatibility(link, { ...spec, remote: '192.0.2.13' }, 2)!, /remote 192\.0\.2\.12 != 192\.0\.2\.13/);
