@@ -70,7 +70,7 @@ export const agentCommand: CommandSpec = {
       description: "L2 networks: the bridge this host's vxlan<VNI> joins, instead of Backend.Bridge (an existing one, e.g. a Docker network's br-<id>, is only joined)",
       env: 'TULLE_BRIDGE',
     },
-    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file), release its lease, and exit' },
+    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file; the device of an L2 network and a bridge tulle made), release its lease, and exit' },
   },
   examples: [
     'tulle agent --store etcd://192.0.2.10:2379 --iface eth0 --ip-masq',
