@@ -40,6 +40,16 @@ import { LeaseManager, type Lease, type LeaseWatcher } from '../subnet/index.js'
 import { AgentMetrics, startHealthServer, type HealthState } from './health.js';
 import type { AgentOptions } from './options.js';
 import { chooseVtepMac } from './vtep-mac.js';
+import { L2Host } from './l2-host.js';
+import { L2Error, l2DeviceName, l2Incompatibility, remoteProblem, removeL2, type L2DeviceSpec } from '../overlay/l2.js';
+
+/** In the state dir: what tulle made for an L2 network (device, bridge), so that --cleanup removes only that. */
+export const L2_RECORD_FILE = 'l2.json';
+
+/** Kernel events an L2 host watches: its device and bridge, and the device's FDB. */
+function subscribeL2(nl: NetlinkClient, onEvent: (e: NetlinkEvent) => void) {
+  return nl.subscribe(['link', 'fdb'], onEvent);
+}
 
 /** How long kernel events are gathered before one repair reconcile runs. */
 const DRIFT_DEBOUNCE_MS = 20;
@@ -174,6 +184,7 @@ export class Agent {
   private async start(): Promise<void> {
     const store = await this.phase('store', () => this.openStorePhase());
     const config = await this.phase('config', () => this.configPhase(store));
+    if (config.Backend.mode === 'l2') return this.startL2(store, config);
     const host = await this.phase('underlay', () => this.underlayPhase(config));
     const lease = await this.phase('lease', () => this.leasePhase(store, config, host));
     await this.phase('vtep', () => this.vtepPhase(store, config, host, lease));
@@ -224,7 +235,7 @@ export class Agent {
     return { nl, underlay, spec };
   }
 
-  private async leasePhase({ manager }: StoreSide, config: NetworkConfig, { underlay, spec }: HostSide): Promise<Lease> {
+  private async leasePhase({ manager }: StoreSide, config: NetworkConfig, { underlay, spec }: { underlay: Underlay; spec: { mac: string } }): Promise<Lease> {
     this.setHealth(false, 'acquiring a lease');
     const lease = await manager.acquire({
       publicIP: underlay.publicIP,
@@ -354,6 +365,149 @@ export class Agent {
         this.setHealth(true, 'programmed', { subnet: lease.subnet, peers });
         log.info('ready', { subnet: lease.subnet, peers, rejected: reconciler.lastAdmission.rejected.length, programmed: r.programmed, writes: r.writes });
       }
+    }
+  }
+
+  /**
+   * An L2 network (src/overlay/l2.ts): underlay -> lease -> bridge and device -> subnet.env -> traffic rules and
+   * guard -> watch, with the same registration of every handle as the L3 start-up. Flood "remote" refuses to
+   * start a third host before it takes a lease, so such a host builds nothing.
+   */
+  private async startL2(store: StoreSide, config: NetworkConfig): Promise<void> {
+    const { log, options, signal } = this;
+    const { nl, underlay, spec } = await this.phase('underlay', async () => {
+      const nl = (this.nl = this.own(await NetlinkClient.open(), (c) => c.close()));
+      const underlay = await pickUnderlay(nl, { iface: options.iface, publicIP: options.publicIP });
+      this.checkpoint();
+      log.info('underlay', { iface: underlay.name, publicIP: underlay.publicIP, mtu: underlay.mtu });
+      const name = l2DeviceName(config.Backend.VNI);
+      const base: L2DeviceSpec = {
+        name,
+        vni: config.Backend.VNI,
+        local: underlay.publicIP,
+        dev: underlay.name,
+        port: config.Backend.Port,
+        mtu: config.Backend.MTU || underlay.mtu - VXLAN_OVERHEAD_IPV4,
+        mac: '',
+        flood: config.Backend.flood,
+        ...(config.Backend.group ? { group: config.Backend.group } : {}),
+        bridge: options.bridge ?? config.Backend.bridge,
+      };
+      if (base.flood === 'remote') {
+        const others = [...new Set((await store.manager.listLeases()).leases.map((l) => l.publicIP).filter((ip) => ip !== underlay.publicIP))];
+        if (others.length > 1) {
+          throw new L2Error('TLE_L2_REMOTE_HOSTS', `${remoteProblem(others.map((publicIP) => ({ publicIP, subnet: '', vtepMac: '' })), underlay.publicIP)} (this host took no lease and built nothing)`);
+        }
+        if (others[0]) base.remote = others[0];
+      }
+      const existing = await nl.getLink(name);
+      const keepable = existing && !l2Incompatibility(existing, base, underlay.index) ? existing.mac : undefined;
+      const spec = { ...base, mac: chooseVtepMac(keepable, options.stateDir, name) };
+      const clash = await vniClash(nl, spec);
+      if (clash) throw clash;
+      return { nl, underlay, spec };
+    });
+    const lease = await this.phase('lease', () => this.leasePhase(store, config, { underlay, spec }));
+    const l2 = new L2Host({
+      nl,
+      spec,
+      underlay,
+      ownSubnet: lease.subnet,
+      recordFile: join(options.stateDir, L2_RECORD_FILE),
+      log,
+      admission: {
+        network: parseCidr4(config.Network),
+        subnetLen: config.SubnetLen,
+        vni: config.Backend.VNI,
+        ownVtepMac: spec.mac,
+        localAddresses: new Set((await nl.listAddresses()).filter((a) => a.family === 4).map((a) => a.address)),
+      },
+      onAdmission: (a) => this.reportRejections(a.rejected),
+      onWrites: (n) => this.metrics.kernelWrites.inc({ kind: 'fdb', op: 'l2' }, n),
+    });
+    await this.phase('vtep', async () => {
+      try {
+        await l2.ensureDevice();
+      } catch (err) {
+        if (lease.created === lease.revision && !signal.aborted) {
+          const released = await store.manager.revoke(lease).catch(() => false);
+          log.warn('the L2 device could not be made; released the subnet just taken', { subnet: lease.subnet, released });
+        }
+        throw err;
+      }
+      const subnet = parseCidr4(lease.subnet, 'subnet');
+      writeSubnetEnv(options.subnetFile, { network: config.Network, subnet: lease.subnet, gateway: formatIPv4(subnet.network + 1), mtu: spec.mtu, ipMasq: options.ipMasq, l2Bridge: spec.bridge });
+    });
+    const rulesSide = await this.phase('rules', () => this.rulesPhase(config, lease));
+    await this.phase('watch', () => this.watchL2(store, l2, lease, rulesSide));
+  }
+
+  private async watchL2(store: StoreSide, l2: L2Host, lease: Lease, { rules, spec, stateFile, guard }: RulesSide): Promise<void> {
+    const { options, log, signal, metrics } = this;
+    const { registry, manager, outage } = store;
+    if (guard) l2.beforeProgram = (admitted) => this.updateGuard(guard, admitted.map((p) => p.publicIP));
+    let timer: NodeJS.Timeout | undefined;
+    let repairWhy: string | undefined;
+    const sync = async (reason: string) => {
+      if (signal.aborted) return undefined;
+      try {
+        const r = await l2.sync();
+        metrics.reconciles.inc();
+        metrics.peersProgrammed.set(r.peers);
+        if (!this.health.ready || this.health.reason !== (r.problem ?? 'programmed')) {
+          this.setHealth(!r.problem, r.problem ?? 'programmed', { subnet: lease.subnet, peers: r.peers });
+          if (!r.problem) log.info('ready', { subnet: lease.subnet, peers: r.peers, rejected: l2.lastAdmission.rejected.length, device: l2.device });
+        }
+        return r;
+      } catch (err) {
+        metrics.kernelErrors.inc();
+        if (!signal.aborted) log.error('L2 sync failed', { reason, error: describeError(err) });
+        return undefined;
+      }
+    };
+    this.own(
+      await subscribeL2(this.nl!, (e) => {
+        const what = l2.concerns(e);
+        if (!what || signal.aborted) return;
+        if (what === 'device') repairWhy ??= e.kind === 'link' ? `${e.link.name} ${e.action === 'del' ? 'deleted' : 'changed'}` : 'kernel events lost';
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          const why = repairWhy;
+          repairWhy = undefined;
+          if (why) {
+            metrics.repairs.inc();
+            void l2.repair(why).catch(() => {});
+          } else void sync('drift');
+        }, DRIFT_DEBOUNCE_MS);
+      }),
+      (sub) => {
+        clearTimeout(timer);
+        sub.close();
+      },
+    );
+    const renewing = manager
+      .keepRenewed(lease, {
+        signal,
+        onRenewed: (l) => {
+          this.lease = l;
+          this.setLeaseExpiry(l);
+        },
+        onError: () => metrics.storeErrors.inc(),
+      })
+      .catch((err: unknown) => {
+        log.error('lease lost; stopping', { error: describeError(err) });
+        this.fatal = err instanceof Error ? err : new AgentError(String(err));
+        this.stop();
+      });
+    void this.own(renewing, (p) => p);
+    this.own(setInterval(() => void sync('periodic'), options.reconcileInterval * 1000), clearInterval);
+    this.own(setInterval(() => void this.checkRules(rules, spec, stateFile), options.rulesInterval * 1000), clearInterval);
+    if (guard) this.own(setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000), clearInterval);
+    this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
+    const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
+    for await (const batch of watcher) {
+      l2.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
+      await sync('leases');
     }
   }
 
@@ -569,7 +723,9 @@ export async function cleanupHost(options: AgentOptions, log: Logger, openStore:
     const routes = await nl.listRoutes({ table: 254, protocol: TULLE_ROUTE_PROTOCOL });
     const results = routes.length ? await nl.batch(routes.map((r) => ({ op: 'deleteRoute' as const, args: r }))) : [];
     for (const v of vteps) await nl.deleteLink(v.name);
-    log.info('removed kernel state', { routes: results.filter((r) => r.ok).length, vteps: vteps.map((v) => v.name) });
+    // An L2 network's device, and its bridge only when tulle made it (a joined bridge keeps everything else).
+    const l2 = await removeL2(nl, join(options.stateDir, L2_RECORD_FILE));
+    log.info('removed kernel state', { routes: results.filter((r) => r.ok).length, vteps: vteps.map((v) => v.name), ...(l2.length ? { l2 } : {}) });
   } finally {
     nl.close();
   }

@@ -25,4 +25,6 @@ export interface AgentOptions {
   rulesInterval: number;
   /** Drop VXLAN packets for the network's VNI from hosts without a lease (src/overlay/guard.ts); default on. */
   vxlanGuard?: boolean;
+  /** L2 networks: the bridge to join instead of the config's Backend.Bridge (`--bridge`). */
+  bridge?: string;
 }

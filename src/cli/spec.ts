@@ -67,6 +67,8 @@ export type PositionalValues<P extends readonly PositionalSpec[]> = { [E in P[nu
 export interface ParsedArgs<O extends Record<string, OptionSpec> = Record<string, OptionSpec>, P extends readonly PositionalSpec[] = readonly PositionalSpec[]> {
   options: OptionValues<O>;
   positionals: PositionalValues<P>;
+  /** Options that took their default (given neither as a flag nor in the environment). */
+  defaulted?: ReadonlySet<string>;
 }
 
 export interface CommandSpec<O extends Record<string, OptionSpec> = Record<string, OptionSpec>, P extends readonly PositionalSpec[] = readonly PositionalSpec[]> {
@@ -126,6 +128,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
   }
 
   const options: Record<string, ParsedValue> = {};
+  const defaulted = new Set<string>();
   for (const [name, o] of Object.entries(optionSpecs)) {
     let value = raw.values[name];
     let source = `--${name}`;
@@ -136,6 +139,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
     }
     if (value === undefined && o.default !== undefined) {
       options[name] = o.default;
+      defaulted.add(name);
       continue;
     }
     options[name] = value === undefined ? undefined : convert(spec.name, source, o, value);
@@ -161,7 +165,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: No
     positionals[p.name] = v;
   }
   if (i < given.length) throw new UsageError(`${spec.name}: unexpected argument ${JSON.stringify(given[i])} (see '${spec.name} --help')`);
-  return { options, positionals };
+  return { options, positionals, defaulted };
 }
 
 function convert(cmd: string, source: string, o: OptionSpec, value: string | boolean | (string | boolean)[]): ParsedValue {

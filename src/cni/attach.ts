@@ -77,12 +77,12 @@ export async function addAttachment(spec: AttachmentSpec): Promise<Attached> {
     if (await ctr.getLink(spec.ifName)) {
       throw new CniError(CNI_CODES.INTERFACE_EXISTS, `CNI_IFNAME: ${spec.ifName} already exists in ${spec.netns} (an interface plugin must create it)`);
     }
-    const bridge = spec.mode === 'bridge' ? await ensureBridge(host, spec) : undefined;
+    const bridge = spec.mode === 'bridge' ? await ensureBridge(host, spec) : spec.mode === 'l2' ? await l2Bridge(host, spec) : undefined;
     const hostEnd = await createVeth(host, spec);
     vethMade = true;
-    if (spec.mode === 'bridge') await setUpBridgePort(host, spec);
-    else await setUpRoutedHostEnd(host, spec);
-    await applyAll(ctr, spec.mode === 'bridge' ? bridgeContainerOps(spec) : routedContainerOps(spec, hostEnd.mac!));
+    if (spec.mode === 'routed') await setUpRoutedHostEnd(host, spec);
+    else await setUpBridgePort(host, spec);
+    await applyAll(ctr, spec.mode === 'bridge' ? bridgeContainerOps(spec) : spec.mode === 'l2' ? l2ContainerOps(spec) : routedContainerOps(spec, hostEnd.mac!));
     if (spec.mode === 'routed') await host.replaceRoute({ dst: `${spec.address}/32`, dev: spec.hostVeth, scope: 'link', protocol: POD_ROUTE_PROTOCOL });
     const ctrEnd = await ctr.getLink(spec.ifName);
     if (!ctrEnd) throw new CniError(CNI_CODES.KERNEL, `${spec.ifName} vanished from ${spec.netns} while it was being set up`);
@@ -151,6 +151,17 @@ async function ensureBridge(host: NetlinkClient, spec: AttachmentSpec): Promise<
   }
   // Pods reach other hosts through this host: the reference bridge plugin's isGateway does the same.
   if ((await getSysctl(undefined, 'net.ipv4.ip_forward')) !== '1') await setSysctl(undefined, 'net.ipv4.ip_forward', 1);
+  return link;
+}
+
+/**
+ * L2: the bridge is the agent's network's (tulle's own or a joined one, e.g. Docker's): the plugin only checks it
+ * is there and never changes it — no address, no state.
+ */
+async function l2Bridge(host: NetlinkClient, spec: AttachmentSpec): Promise<Link> {
+  const link = await host.getLink(spec.bridge);
+  if (!link) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `bridge: ${spec.bridge} does not exist: is the tulle agent running with this l2 network on this host?`);
+  if (link.kind !== 'bridge') throw new CniError(CNI_CODES.BRIDGE_CONFLICT, `bridge: ${spec.bridge} exists but is ${link.kind ? `a ${link.kind} device` : 'not a bridge'}`);
   return link;
 }
 
@@ -249,6 +260,14 @@ function bridgeContainerOps(spec: AttachmentSpec): NetlinkOp[] {
   return ops;
 }
 
+/** `ip addr add IP/<Network prefix> dev eth0; ip link set eth0 up`: every pod of the network is on-link, no gateway. */
+function l2ContainerOps(spec: AttachmentSpec): NetlinkOp[] {
+  return [
+    { op: 'addAddress', args: { dev: spec.ifName, cidr: `${spec.address}/${spec.prefix}` } },
+    { op: 'setLink', args: { name: spec.ifName, up: true } },
+  ];
+}
+
 /**
  * `ip addr add IP/32 dev eth0; ip link set eth0 up; ip route replace 169.254.1.1 dev eth0 scope link;
  * ip route replace default via 169.254.1.1 dev eth0; ip neigh replace 169.254.1.1 lladdr HOSTMAC dev eth0 nud permanent`
@@ -282,6 +301,7 @@ function describe(spec: AttachmentSpec, bridge: Link | undefined, hostEnd: Link,
     if (spec.isDefaultGateway) routes.push({ dst: '0.0.0.0/0', gw: spec.gateway });
     return { interfaces, ips: [{ address: `${spec.address}/${spec.prefix}`, gateway: spec.gateway, interface: podIndex }], routes };
   }
+  if (spec.mode === 'l2') return { interfaces, ips: [{ address: `${spec.address}/${spec.prefix}`, interface: podIndex }], routes: [] };
   return { interfaces, ips: [{ address: `${spec.address}/32`, interface: podIndex }], routes: [{ dst: '0.0.0.0/0', gw: ROUTED_GATEWAY }] };
 }
 
@@ -346,7 +366,7 @@ export async function checkAttachment(spec: CheckSpec, prev: CniResult): Promise
       problems.push(`host end ${spec.hostVeth} is missing`);
     } else {
       if (!hostEnd.up) problems.push(`host end ${spec.hostVeth} is down`);
-      if (spec.mode === 'bridge' && hostEnd.master !== spec.bridge) problems.push(`host end ${spec.hostVeth} is not a port of ${spec.bridge} (master ${hostEnd.master ?? 'none'})`);
+      if (spec.mode !== 'routed' && hostEnd.master !== spec.bridge) problems.push(`host end ${spec.hostVeth} is not a port of ${spec.bridge} (master ${hostEnd.master ?? 'none'})`);
       if (spec.mode === 'routed') {
         const own = addresses.filter((a) => !a.includes(':')).map((a) => `${a.split('/')[0]}/32`);
         const hostRoutes = await host.listRoutes({ dev: spec.hostVeth });

@@ -5,12 +5,12 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatIPv4 } from '../base/ip.js';
+import { formatIPv4, parseCidr4 } from '../base/ip.js';
 import { readSubnetEnv, type SubnetEnv } from '../config/subnet-env.js';
 import { addAttachment, checkAttachment, removeAttachment } from './attach.js';
 import { CNI_CODES, CniError, asCniError, invalidConfig, invalidEnvironment, type CniVersion } from './errors.js';
 import { readEnv, type CniEnv } from './env.js';
-import { IpamStore, allocate, describeRange, freeAddresses, hostRange, ownedBy, type Allocation, type Requested } from './ipam.js';
+import { IpamStore, allocate, describeRange, freeAddresses, hostRange, ownedBy, type AddressRange, type Allocation, type Requested } from './ipam.js';
 import { hostVethName } from './names.js';
 import { checkMac, checkRequestedIP, parseNetConf, type NetConf } from './netconf.js';
 import { appendResult, formatResult, parseResult } from './result.js';
@@ -85,11 +85,36 @@ function requestedAttachment(e: CniEnv, conf: NetConf): { ip: Requested | undefi
   return { ip, mac };
 }
 
+/**
+ * What an attachment uses from subnet.env. L2 (seeds 001/002): the host's lease is only a slice to hand out
+ * addresses from; the pod gets the whole Network's prefix (every pod of every host is on-link), no gateway, and
+ * joins the bridge the agent's network uses (netconf `bridge`, else TULLE_L2_BRIDGE in subnet.env).
+ */
+function attachmentBasis(conf: NetConf, subnet: SubnetEnv): { range: AddressRange; prefix: number; bridge: string } {
+  if (conf.mode !== 'l2') {
+    if (subnet.l2Bridge) throw invalidConfig('mode', conf.mode, `does not fit ${conf.subnetFile}, which describes an l2 network (TULLE_L2_BRIDGE=${subnet.l2Bridge}); use "mode": "l2"`);
+    const range = hostRange(subnet.subnet, subnet.gateway);
+    return { range, prefix: range.subnet.prefix, bridge: conf.bridge };
+  }
+  const bridge = conf.defaulted.has('bridge') ? subnet.l2Bridge : conf.bridge;
+  if (!bridge) throw invalidConfig('mode', 'l2', `needs the bridge: ${conf.subnetFile} names none (the agent's network is not an l2 one?) and the config has no "bridge"`);
+  // No gateway: the slice's own network address (never handed out) stands in, so .1 is a pod address too.
+  const range = hostRange(subnet.subnet, subnet.subnet.split('/')[0]!);
+  return { range, prefix: parseCidr4(subnet.network, 'FLANNEL_NETWORK').prefix, bridge };
+}
+
+/**
+ * INTEGRATOR: Flood "none" publishes the pod's endpoint record here after ADD and withdraws it on DEL (branch
+ * l2none: publishEndpoint / withdrawEndpoint in src/subnet/endpoints.ts, with the record
+ * {IP, MAC, PublicIP}). Until it is wired this does nothing.
+ */
+export async function publishEndpointHook(_action: 'publish' | 'withdraw', _conf: NetConf, _pod: { ip: string; mac: string | undefined }): Promise<void> {}
+
 async function add(e: CniEnv, conf: NetConf): Promise<object> {
   const prev = conf.prevResult === undefined ? undefined : parseResult(conf.prevResult);
   const wanted = requestedAttachment(e, conf);
   const subnet = loadSubnetEnv(conf);
-  const range = hostRange(subnet.subnet, subnet.gateway);
+  const { range, prefix, bridge } = attachmentBasis(conf, subnet);
   const store = IpamStore.open(conf.dataDir, conf.name);
   try {
     const ip = await allocate(store, range, e.containerId, e.ifName, wanted.ip);
@@ -100,16 +125,17 @@ async function add(e: CniEnv, conf: NetConf): Promise<object> {
         ifName: e.ifName,
         netns: e.netns!,
         hostVeth: hostVethName(e.containerId, e.ifName),
-        bridge: conf.bridge,
+        bridge,
         hairpin: conf.hairpinMode,
         mtu: conf.mtu ?? subnet.mtu,
         address: formatIPv4(ip),
-        prefix: range.subnet.prefix,
+        prefix,
         gateway: subnet.gateway,
         network: subnet.network,
         isDefaultGateway: conf.isDefaultGateway,
         mac: wanted.mac,
       });
+      if (conf.mode === 'l2') await publishEndpointHook('publish', conf, { ip: formatIPv4(ip), mac: attached.interfaces.at(-1)?.mac });
       return formatResult(appendResult(prev, attached, conf.dns), conf.cniVersion);
     } catch (err) {
       await store.withLock(() => store.releaseAddress(formatIPv4(ip)));
@@ -122,6 +148,7 @@ async function add(e: CniEnv, conf: NetConf): Promise<object> {
 
 /** Idempotent, and needs neither the namespace nor subnet.env: the host end's name and the IPAM files suffice. */
 async function del(e: CniEnv, conf: NetConf): Promise<undefined> {
+  if (conf.mode === 'l2') await publishEndpointHook('withdraw', conf, { ip: '', mac: undefined });
   await removeAttachment(hostVethName(e.containerId, e.ifName));
   const store = IpamStore.open(conf.dataDir, conf.name);
   try {
@@ -136,16 +163,16 @@ async function check(e: CniEnv, conf: NetConf): Promise<undefined> {
   if (conf.prevResult === undefined) throw invalidConfig('prevResult', undefined, 'is required for CHECK (the result of the ADD being checked)');
   const prev = parseResult(conf.prevResult);
   const subnet = loadSubnetEnv(conf);
-  const range = hostRange(subnet.subnet, subnet.gateway);
+  const { bridge, prefix } = attachmentBasis(conf, subnet);
   const problems = await checkAttachment(
     {
       mode: conf.mode,
       ifName: e.ifName,
       netns: e.netns!,
       hostVeth: hostVethName(e.containerId, e.ifName),
-      bridge: conf.bridge,
+      bridge,
       gateway: subnet.gateway,
-      prefix: range.subnet.prefix,
+      prefix,
     },
     prev,
   );
@@ -189,7 +216,7 @@ async function status(conf: NetConf): Promise<undefined> {
   } catch (err) {
     throw new CniError(CNI_CODES.NOT_AVAILABLE, `not available: ${(err as Error).message}`, { cause: err });
   }
-  const range = hostRange(subnet.subnet, subnet.gateway);
+  const { range } = attachmentBasis(conf, subnet);
   if (existsSync(join(conf.dataDir, conf.name))) {
     const store = IpamStore.open(conf.dataDir, conf.name);
     try {

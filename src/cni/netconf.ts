@@ -14,7 +14,7 @@
 import { isIPv4 } from 'node:net';
 import { CNI_CODES, CniError, SUPPORTED_VERSIONS, invalidConfig, type CniVersion } from './errors.js';
 
-export type Mode = 'bridge' | 'routed';
+export type Mode = 'bridge' | 'routed' | 'l2';
 
 export interface Dns {
   nameservers?: string[];
@@ -92,7 +92,7 @@ export function parseNetConf(text: string): NetConf {
   const name = requiredString(c, 'name');
   if (!NETWORK_NAME_RE.test(name)) throw invalidConfig('name', name, 'is not a network name (must start with a letter or digit, then letters, digits, "_", "." or "-")');
   const mode = optional(c, 'mode', DEFAULTS.mode, (v) => {
-    if (v !== 'bridge' && v !== 'routed') throw invalidConfig('mode', v, 'is not a mode (must be "bridge" or "routed")');
+    if (v !== 'bridge' && v !== 'routed' && v !== 'l2') throw invalidConfig('mode', v, 'is not a mode (must be "bridge", "routed" or "l2")');
     return v;
   });
   return {

@@ -19,6 +19,19 @@ export const DEFAULT_VXLAN_PORT = 8472;
 export const MAX_ALLOWED_SOURCES = 1024;
 /** The only backend tulle implements; flannel's others (udp, host-gw, wireguard, ...) are refused by name. */
 export const SUPPORTED_BACKENDS = ['vxlan'] as const;
+/** Backend.Mode: flannel's routed overlay (l3), or one shared subnet and broadcast domain (l2, seeds 001/002). */
+export const MODES = ['l3', 'l2'] as const;
+export type OverlayMode = (typeof MODES)[number];
+/** Backend.Flood: how an L2 network carries broadcasts and unknown destinations between hosts. */
+export const FLOODS = ['unicast', 'multicast', 'remote', 'none'] as const;
+export type FloodMode = (typeof FLOODS)[number];
+/** Linux interface names are at most 15 bytes (IFNAMSIZ 16 with the terminating NUL). */
+export const MAX_IFNAME_BYTES = 15;
+
+/** The bridge an L2 network's device joins unless Backend.Bridge or the agent's --bridge names another. */
+export function defaultBridgeName(vni: number): string {
+  return `tl${vni}`;
+}
 
 export interface BackendConfig {
   Type: 'vxlan';
@@ -38,6 +51,14 @@ export interface BackendConfig {
    * besides the leased peers'. Present only when the config names it, so flannel's own config reads back unchanged.
    */
   AllowedSources?: string[];
+  /** tulle's own (issue 13): l3 (default) or l2. */
+  mode: OverlayMode;
+  /** L2 only: how broadcasts reach the other hosts; default unicast (head-end replication). */
+  flood: FloodMode;
+  /** L2 multicast only: the IPv4 multicast group (`group` on the device). */
+  group?: string;
+  /** L2 only: the bridge the device joins; default `tl<VNI>`, at most 15 bytes. */
+  bridge: string;
 }
 
 /** A validated network config with every default filled in. Field names are flannel's. */
@@ -136,8 +157,8 @@ function validateBackend(raw: unknown): BackendConfig {
   }
 
   const allowedSources = validateAllowedSources(getField(b, 'AllowedSources'));
-  return {
-    Type: 'vxlan',
+  const backend = {
+    Type: 'vxlan' as const,
     VNI: vni,
     Port: port === 0 ? DEFAULT_VXLAN_PORT : port,
     MTU: mtu,
@@ -146,6 +167,72 @@ function validateBackend(raw: unknown): BackendConfig {
     Learning: optionalBoolean(b, 'Learning', false, 'Backend.Learning'),
     ...(allowedSources ? { AllowedSources: allowedSources } : {}),
   };
+  return withL2Fields(backend, b, vni);
+}
+
+/**
+ * Backend.Mode, Flood, Group, Bridge. An L3 config gets the defaults as non-enumerable properties, so that it
+ * reads (and prints, and compares) exactly as flannel's did; an L2 config carries them as ordinary fields.
+ */
+function withL2Fields(backend: Omit<BackendConfig, 'mode' | 'flood' | 'bridge' | 'group'>, b: JsonObject, vni: number): BackendConfig {
+  const mode = optionalEnum(b, 'Mode', MODES, 'l3');
+  const flood = optionalEnum(b, 'Flood', FLOODS, 'unicast');
+  const groupValue = getField(b, 'Group');
+  const bridgeValue = getField(b, 'Bridge');
+  if (mode === 'l3') {
+    for (const [field, value] of [['Flood', getField(b, 'Flood')], ['Group', groupValue], ['Bridge', bridgeValue]] as const) {
+      if (value !== undefined && value !== null && value !== '') {
+        throw new InvalidValueError(`Backend.${field}`, shorten(value), 'is only meaningful with Backend.Mode "l2" (this config is an l3 network)');
+      }
+    }
+    const l3 = backend as BackendConfig;
+    Object.defineProperties(l3, {
+      mode: { value: 'l3', enumerable: false },
+      flood: { value: 'unicast', enumerable: false },
+      bridge: { value: defaultBridgeName(vni), enumerable: false },
+    });
+    return l3;
+  }
+  const bridge = bridgeValue === undefined || bridgeValue === null || bridgeValue === '' ? defaultBridgeName(vni) : validateBridgeName(bridgeValue, 'Backend.Bridge');
+  let group: string | undefined;
+  if (flood === 'multicast') {
+    if (groupValue === undefined || groupValue === null || groupValue === '') {
+      throw new InvalidValueError('Backend.Group', groupValue, 'is required with Backend.Flood "multicast" (an IPv4 multicast group like 239.1.1.1)');
+    }
+    group = validateGroup(groupValue);
+  } else if (groupValue !== undefined && groupValue !== null && groupValue !== '') {
+    throw new InvalidValueError('Backend.Group', shorten(groupValue), `is only meaningful with Backend.Flood "multicast" (this config floods by ${flood})`);
+  }
+  if (backend.DirectRouting) throw new InvalidValueError('Backend.DirectRouting', true, 'is an l3 feature (an l2 network has no routes to make direct)');
+  return { ...backend, mode, flood, ...(group ? { group } : {}), bridge };
+}
+
+/** A Linux interface name: 1..15 bytes, no "/", ":", whitespace or NUL, not "." or "..". */
+export function validateBridgeName(value: unknown, field: string): string {
+  if (typeof value !== 'string') throw new InvalidValueError(field, shorten(value), 'is not a string (a bridge name like tl120 or br-mylan)');
+  const bytes = Buffer.byteLength(value);
+  if (bytes > MAX_IFNAME_BYTES) throw new InvalidValueError(field, shorten(value), `is ${bytes} bytes long (a Linux interface name has at most ${MAX_IFNAME_BYTES})`);
+  if (value === '.' || value === '..' || /[\s/:\0]/.test(value)) {
+    throw new InvalidValueError(field, shorten(value), 'is not a valid interface name (no "/", ":", whitespace or NUL; not "." or "..")');
+  }
+  return value;
+}
+
+function validateGroup(value: unknown): string {
+  if (typeof value !== 'string' || !isIPv4(value)) throw new InvalidValueError('Backend.Group', shorten(value), 'is not an IPv4 address (a multicast group like 239.1.1.1)');
+  const first = Number(value.split('.')[0]);
+  if (first < 224 || first > 239) throw new InvalidValueError('Backend.Group', value, 'is not a multicast address (224.0.0.0/4, like 239.1.1.1)');
+  if (value.startsWith('224.0.0.')) throw new InvalidValueError('Backend.Group', value, 'is in 224.0.0.0/24, reserved for link-local protocols (use 239.x.x.x)');
+  return value;
+}
+
+/** One of `allowed`, compared case-insensitively; missing, null or "" gives `fallback`. */
+function optionalEnum<T extends string>(doc: JsonObject, key: string, allowed: readonly T[], fallback: T): T {
+  const value = getField(doc, key);
+  if (value === undefined || value === null || value === '') return fallback;
+  const found = typeof value === 'string' ? allowed.find((a) => a === value.toLowerCase()) : undefined;
+  if (!found) throw new InvalidValueError(`Backend.${key}`, shorten(value), `is not one of ${allowed.join(', ')}`);
+  return found;
 }
 
 /** Backend.AllowedSources: a list of IPv4 CIDRs (a bare address is a /32), returned in canonical form. */

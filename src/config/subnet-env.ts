@@ -11,6 +11,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidValueError, TulleError } from '../base/errors.js';
 import { formatCidr4, formatIPv4, parseCidr4, parseIPv4 } from '../base/ip.js';
+import { validateBridgeName } from './network.js';
 
 export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
 
@@ -23,6 +24,8 @@ export interface SubnetEnv {
   gateway: string;
   mtu: number;
   ipMasq: boolean;
+  /** tulle's own, L2 networks only (TULLE_L2_BRIDGE): the bridge pods join; the subnet is then a slice of the Network. */
+  l2Bridge?: string;
 }
 
 export class SubnetEnvError extends TulleError {
@@ -33,7 +36,7 @@ export class SubnetEnvError extends TulleError {
 
 export function formatSubnetEnv(env: SubnetEnv): string {
   const prefix = parseCidr4(env.subnet, 'subnet').prefix;
-  return [`FLANNEL_NETWORK=${env.network}`, `FLANNEL_SUBNET=${env.gateway}/${prefix}`, `FLANNEL_MTU=${env.mtu}`, `FLANNEL_IPMASQ=${env.ipMasq}`, ''].join('\n');
+  return [`FLANNEL_NETWORK=${env.network}`, `FLANNEL_SUBNET=${env.gateway}/${prefix}`, `FLANNEL_MTU=${env.mtu}`, `FLANNEL_IPMASQ=${env.ipMasq}`, ...(env.l2Bridge ? [`TULLE_L2_BRIDGE=${env.l2Bridge}`] : []), ''].join('\n');
 }
 
 export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
@@ -54,7 +57,15 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
   const mtuText = need('FLANNEL_MTU');
   const mtu = Number(mtuText);
   if (!/^\d+$/.test(mtuText) || mtu < 68 || mtu > 65535) throw new InvalidValueError(`${source}: FLANNEL_MTU`, mtuText, 'must be a whole number in 68..65535');
-  return { network, subnet: formatCidr4(withHost), gateway, mtu, ipMasq: vars.get('FLANNEL_IPMASQ') === 'true' };
+  const l2Bridge = vars.get('TULLE_L2_BRIDGE');
+  return {
+    network,
+    subnet: formatCidr4(withHost),
+    gateway,
+    mtu,
+    ipMasq: vars.get('FLANNEL_IPMASQ') === 'true',
+    ...(l2Bridge ? { l2Bridge: validateBridgeName(l2Bridge, `${source}: TULLE_L2_BRIDGE`) } : {}),
+  };
 }
 
 /** Read and parse; a missing file is SubnetEnvError code TLE_SUBNET_ENV_MISSING (the agent is not up yet). */

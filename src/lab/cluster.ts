@@ -21,6 +21,7 @@ import { labNamespace } from './names.js';
 import { agentLogOf, hostDir, loadLabState, registerLabProcess, subnetFileOf, unregisterLabProcess, updateLabState, type LabState } from './state.js';
 import type { LabPod } from './topology.js';
 import type { LabStep } from './up.js';
+import { L2_PREFIX, waitL2Converged, type LabL2 } from './l2.js';
 
 /** bin/tulle of this checkout (this file runs from dist/src/lab/). */
 export const TULLE_BIN = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
@@ -28,7 +29,8 @@ export const TULLE_BIN = fileURLToPath(new URL('../../../bin/tulle', import.meta
 export const STORE_KINDS = ['sqlite', 'etcd'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
 export const POD_MODES = ['bridge', 'routed'] as const;
-export type PodMode = (typeof POD_MODES)[number];
+/** 'l2' is not a --mode choice: an L2 network's config sets it (pods join the network's bridge). */
+export type PodMode = (typeof POD_MODES)[number] | 'l2';
 export const DEFAULT_NETWORK_CONFIG = '{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1,"Port":8472}}';
 export const MAX_PODS = 16;
 const ETCD_CLIENT_PORT = 2379;
@@ -53,6 +55,10 @@ export interface LabOverlay {
   /** The host whose namespace runs store commands (and etcd). */
   storeHost: string;
   mode: PodMode;
+  /** The store prefix, when not flannel's (an L2 network lives under its own). */
+  prefix?: string;
+  /** An L2 network's settings (the lab then waits on, and shows, its device instead of routes). */
+  l2?: LabL2;
 }
 
 export class LabOverlayError extends TulleError {
@@ -87,7 +93,11 @@ export function runTulleIn(namespace: string, args: readonly string[], options: 
 /** `tulle <args> --store URL` in the store host's namespace (the store is reachable from there, also etcd). */
 export function runStoreCommand(state: LabState, args: readonly string[], options: { input?: string; allowFailure?: boolean } = {}): Promise<RunResult> {
   const o = overlayOf(state);
-  return runTulleIn(namespaceOf(state, o.storeHost), [...args, '--store', o.store], options);
+  return runTulleIn(namespaceOf(state, o.storeHost), [...args, '--store', o.store, ...prefixArgs(o)], options);
+}
+
+function prefixArgs(o: LabOverlay): string[] {
+  return o.prefix ? ['--prefix', o.prefix] : [];
 }
 
 /** Start a long-running process in a lab namespace, output to `logFile`, recorded in the state file. */
@@ -109,13 +119,13 @@ function rootOf(state: LabState): string {
   return join(state.dir, '..');
 }
 
-/** Start `tulle agent` in a host's namespace; resolves with its PID. */
-export function startAgent(state: LabState, host: string): number {
+/** Start `tulle agent` in a host's namespace (with `extraArgs`, e.g. `--bridge NAME`); resolves with its PID. */
+export function startAgent(state: LabState, host: string, extraArgs: readonly string[] = []): number {
   const o = overlayOf(state);
   const dir = hostDir(state, host);
   // The agent's own default periods (reconcile 60 s, rules 30 s): drift is repaired from netlink events at once,
   // and fifty agents re-listing rules every few seconds would load a 2-core machine for nothing.
-  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host)];
+  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, ...prefixArgs(o), '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host), ...extraArgs];
   return startProcess(state, namespaceOf(state, host), argv, agentLogOf(state, host), 'agent', host);
 }
 
@@ -156,7 +166,7 @@ export function isAlive(pid: number): boolean {
 export async function removeHostFromOverlay(state: LabState, host: string): Promise<void> {
   await stopAgent(state, host);
   const o = overlayOf(state);
-  await runTulleIn(namespaceOf(state, host), ['agent', '--cleanup', '--store', o.store, '--subnet-file', subnetFileOf(state, host), '--state-dir', hostDir(state, host)]);
+  await runTulleIn(namespaceOf(state, host), ['agent', '--cleanup', '--store', o.store, ...prefixArgs(o), '--subnet-file', subnetFileOf(state, host), '--state-dir', hostDir(state, host)]);
   updateLabState(state.name, (s) => void (s.hosts.find((h) => h.name === host)!.subnet = null), { root: rootOf(state) });
 }
 
@@ -189,6 +199,17 @@ export async function waitConverged(state: LabState, hosts: readonly string[], t
     const log = join(hostDir(state, dead.host), 'agent.log');
     const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-2).join(' | ') : '(no log)';
     throw new LabOverlayError(`the agent of ${dead.host} (pid ${dead.pid}) exited: ${tail}`, 'TLE_LAB_AGENT_EXITED');
+  }
+  const l2 = state.overlay?.l2;
+  if (l2) {
+    await waitL2Converged(state.hosts.filter((h) => hosts.includes(h.name)), l2, timeoutMs);
+    return updateLabState(
+      state.name,
+      (s) => {
+        for (const h of s.hosts) if (subnets.has(h.name)) h.subnet = subnets.get(h.name)!;
+      },
+      { root: rootOf(state) },
+    );
   }
   const want = (h: string) => new Set([...subnets].filter(([x]) => x !== h).map(([, s]) => s));
   const missing = new Map<string, string[]>();
@@ -278,6 +299,7 @@ export function startEtcd(state: LabState, host: string): number {
 
 /** The steps `lab up` appends after the underlay: store, config, agents, convergence, pods. */
 export function overlaySteps(options: OverlayOptions): LabStep[] {
+  const l2Flood = options.configText ? l2FloodOf(options.configText) : undefined;
   const steps: LabStep[] = [
     {
       title: `start the store (${options.store})`,
@@ -291,7 +313,10 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
           store = `etcd://${storeHost.address}:${ETCD_CLIENT_PORT}`;
           startEtcd(state, storeHost.name);
         }
-        ctx.update((s) => void (s.overlay = { storeKind: options.store, store, storeHost: storeHost.name, mode: options.mode }));
+        const config = parseNetworkConfig(options.configText ?? DEFAULT_NETWORK_CONFIG);
+        const b = config.Backend;
+        const l2: LabL2 | undefined = b.mode === 'l2' ? { vni: b.VNI, flood: b.flood, bridge: b.bridge, ...(b.group ? { group: b.group } : {}) } : undefined;
+        ctx.update((s) => void (s.overlay = { storeKind: options.store, store, storeHost: storeHost.name, mode: l2 ? 'l2' : options.mode, ...(l2 ? { prefix: L2_PREFIX, l2 } : {}) }));
       },
     },
     {
@@ -319,7 +344,7 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
       },
     },
     {
-      title: 'wait until every host routes to every other',
+      title: l2Flood ? `wait until every host's vxlan device reaches the others (l2, flood ${l2Flood})` : 'wait until every host routes to every other',
       run: async (ctx) => {
         const state = ctx.state();
         await waitConverged(state, state.hosts.slice(0, options.agents ?? state.hosts.length).map((h) => h.name), options.convergeTimeoutMs);
@@ -328,7 +353,7 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
   ];
   if (options.pods > 0) {
     steps.push({
-      title: `attach ${options.pods} pod(s) per host with tulle-cni (${options.mode})`,
+      title: `attach ${options.pods} pod(s) per host with tulle-cni (${l2Flood ? 'l2' : options.mode})`,
       run: async (ctx) => {
         const state = ctx.state();
         const hosts = state.hosts.slice(0, options.agents ?? state.hosts.length);
@@ -341,6 +366,16 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
     });
   }
   return steps;
+}
+
+/** The flood mode of an L2 config, undefined for an L3 one (a bad config is reported by the step that writes it). */
+function l2FloodOf(configText: string): string | undefined {
+  try {
+    const b = parseNetworkConfig(configText).Backend;
+    return b.mode === 'l2' ? b.flood : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface LabHostStatus extends HostOverlayStatus {

@@ -8,6 +8,18 @@ import { InvalidValueError } from '../base/errors.js';
 import { formatIPv4, parseCidr4, type Cidr4 } from '../base/ip.js';
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
+/** Where L2 networks (Backend.Mode "l2") live by default: never under flannel's prefix, so they cannot mix. */
+export const DEFAULT_L2_PREFIX = '/tulle.io/l2';
+
+/**
+ * An L2 network config under flannel's prefix would be read by flanneld hosts as a routed network (and the
+ * other way round): refused, naming both the field and the option that fixes it.
+ */
+export function checkPrefixForMode(mode: string, prefix: string): void {
+  if (mode === 'l2' && normalizePrefix(prefix) === DEFAULT_PREFIX) {
+    throw new InvalidValueError('Backend.Mode', 'l2', `cannot live under flannel's prefix ${DEFAULT_PREFIX} (flanneld hosts would read it as a routed network): give --prefix ${DEFAULT_L2_PREFIX}`);
+  }
+}
 
 /** Check and normalise a key prefix: starts with "/", no trailing "/". */
 export function normalizePrefix(prefix: string, field = '--prefix'): string {

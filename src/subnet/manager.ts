@@ -18,7 +18,7 @@ import { formatCidr4, parseCidr4, type Cidr4 } from '../base/ip.js';
 import { silentLogger, type Logger } from '../base/log.js';
 import { Backoff, sleep } from '../base/retry.js';
 import { isSubnetInRange, parseNetworkConfig, type NetworkConfig } from '../config/network.js';
-import { configKey, DEFAULT_PREFIX, normalizePrefix, subnetKey, subnetsPrefix } from '../store/keys.js';
+import { checkPrefixForMode, configKey, DEFAULT_PREFIX, normalizePrefix, subnetKey, subnetsPrefix } from '../store/keys.js';
 import { isStoreUnavailable, systemClock, type Clock, type Registry, type StoredValue } from '../store/registry.js';
 import type { StoreOutage } from '../store/outage.js';
 import { retryWhileUnavailable } from '../store/retry.js';
@@ -122,7 +122,9 @@ export class LeaseManager {
     const key = configKey(this.prefix);
     const stored = await this.registry.get(key);
     if (!stored) throw new NetworkConfigMissingError(key, this.registry.url);
-    return parseNetworkConfig(stored.value);
+    const config = parseNetworkConfig(stored.value);
+    checkPrefixForMode(config.Backend.mode, this.prefix);
+    return config;
   }
 
   /** Wait until a valid network config exists, logging why it is not there yet (once per reason). */

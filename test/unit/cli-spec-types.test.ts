@@ -75,5 +75,5 @@ test('a command without options or positionals gets empty, typed values', () => 
   const bare = defineCommand({ name: 'tulle bare', summary: 'nothing to give', run: async ({ options, positionals }) => Object.keys(options).length + Object.keys(positionals).length });
   const a = parseCommand(bare, [], {});
   check<Equal<keyof typeof a.options, never>>(true);
-  assert.deepEqual(a, { options: {}, positionals: {} });
+  assert.deepEqual(a, { options: {}, positionals: {}, defaulted: new Set() });
 });

@@ -62,7 +62,7 @@ test('missing or wrong fields: error 7 naming field, value and rule; version and
   await expectError(add({ config: without('name') }), 7, /^name: \(missing\) is required$/);
   await expectError(add({ config: without('type') }), 7, /^type: \(missing\) is required$/);
   await expectError(add({ config: without('cniVersion') }), 7, /^cniVersion: \(missing\) is required \(one of 0\.4\.0, 1\.0\.0, 1\.1\.0\)$/);
-  await expectError(add({ config: config({ mode: 'vxlan' }) }), 7, /^mode: "vxlan" is not a mode \(must be "bridge" or "routed"\)$/);
+  await expectError(add({ config: config({ mode: 'vxlan' }) }), 7, /^mode: "vxlan" is not a mode \(must be "bridge", "routed" or "l2"\)$/);
   await expectError(add({ config: config({ name: '../etc' }) }), 7, /^name: "\.\.\/etc" is not a network name/);
   await expectError(add({ config: config({ mtu: 10 }) }), 7, /^mtu: 10 is out of range \(must be an integer 68\.\.65535\)$/);
   await expectError(add({ config: config({ bridge: 'a-bridge-name-too-long' }) }), 7, /^bridge: "a-bridge-name-too-long" is not an interface name/);

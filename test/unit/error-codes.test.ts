@@ -66,8 +66,9 @@ test('no error code uses the TULLE_ prefix of the environment variables', () => 
     readFileSync(abs, 'utf8')
       .split('\n')
       .forEach((line, i) => {
-        // A TULLE_ name in quotes is an environment variable: given as an option's env, or written/read as one.
-        if (/['"`]TULLE_[A-Z0-9_]+['"`]/.test(line) && !/env: '|envQuote\(|process\.env|getenv/.test(line)) offenders.push(`${relative(ROOT, abs)}:${i + 1}: ${line.trim()}`);
+        // A TULLE_ name in quotes is an environment variable: given as an option's env, or written/read as one
+        // (in the process environment or in an env file such as subnet.env).
+        if (/['"`]TULLE_[A-Z0-9_]+['"`]/.test(line) && !/env: '|envQuote\(|process\.env|getenv|vars\.get\(/.test(line)) offenders.push(`${relative(ROOT, abs)}:${i + 1}: ${line.trim()}`);
       });
   }
   assert.deepEqual(offenders, []);

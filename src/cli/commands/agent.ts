@@ -8,6 +8,7 @@ import { InvalidValueError, describeError } from '../../base/errors.js';
 import { Agent, cleanupHost } from '../../agent/agent.js';
 import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
 import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
+import { validateBridgeName } from '../../config/network.js';
 import { parseStoreUrl } from '../../store/url.js';
 import { CniServer, DEFAULT_CNI_SOCKET } from '../../cni/server.js';
 import { defineCommand, type OptionsOf } from '../spec.js';
@@ -33,6 +34,7 @@ function agentOptions(o: OptionsOf<typeof agentCommand>): AgentOptions {
     reconcileInterval: o['reconcile-interval'],
     rulesInterval: o['rules-interval'],
     vxlanGuard: o['vxlan-guard'] !== 'false',
+    ...(s(o.bridge) ? { bridge: validateBridgeName(o.bridge, '--bridge') } : {}),
   };
 }
 
@@ -62,7 +64,13 @@ export const agentCommand = defineCommand({
       env: 'TULLE_VXLAN_GUARD',
     },
     'cni-socket': { type: 'string', valueName: 'PATH', description: 'Serve CNI requests from the tulle-cni shim on this unix socket (root only); "" serves none', default: DEFAULT_CNI_SOCKET, env: 'TULLE_CNI_SOCKET' },
-    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file), release its lease, and exit' },
+    bridge: {
+      type: 'string',
+      valueName: 'NAME',
+      description: "L2 networks: the bridge this host's vxlan<VNI> joins, instead of Backend.Bridge (an existing one, e.g. a Docker network's br-<id>, is only joined)",
+      env: 'TULLE_BRIDGE',
+    },
+    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file; the device of an L2 network and a bridge tulle made), release its lease, and exit' },
   },
   examples: [
     'tulle agent --store etcd://192.0.2.10:2379 --iface eth0 --ip-masq',

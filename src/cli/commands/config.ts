@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { errnoOrMessage, InvalidValueError, UsageError } from '../../base/errors.js';
 import { formatCidr4, parseCidr4 } from '../../base/ip.js';
 import { isSubnetInRange, parseNetworkConfig, subnetRange, type NetworkConfig } from '../../config/network.js';
-import { configKey } from '../../store/keys.js';
+import { checkPrefixForMode, configKey, DEFAULT_PREFIX } from '../../store/keys.js';
 import { LeaseManager, NetworkConfigMissingError } from '../../subnet/manager.js';
 import { defineCommand, type CommandGroup } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from '../store-options.js';
@@ -17,7 +17,8 @@ import { openStoreFromOptions, storeOptions } from '../store-options.js';
 /** One line describing a config: what hosts will get. */
 export function describeNetworkConfig(c: NetworkConfig): string {
   const range = subnetRange(c);
-  return `Network ${c.Network}, /${c.SubnetLen} subnets ${c.SubnetMin}..${c.SubnetMax} (${range.count}), ${c.Backend.Type} VNI ${c.Backend.VNI} port ${c.Backend.Port}`;
+  const l2 = c.Backend.mode === 'l2' ? `, l2 flood ${c.Backend.flood}${c.Backend.group ? ` group ${c.Backend.group}` : ''} bridge ${c.Backend.bridge}` : '';
+  return `Network ${c.Network}, /${c.SubnetLen} subnets ${c.SubnetMin}..${c.SubnetMax} (${range.count}), ${c.Backend.Type} VNI ${c.Backend.VNI} port ${c.Backend.Port}${l2}`;
 }
 
 async function readInput(file: string | undefined): Promise<{ text: string; source: string }> {
@@ -50,6 +51,7 @@ const putCommand = defineCommand({
   async run(args) {
     const { text, source } = await readInput(args.positionals.file);
     const config = parseNetworkConfig(text); // throws before the store is even opened
+    checkPrefixForMode(config.Backend.mode, args.options.prefix ?? DEFAULT_PREFIX);
     const { registry, prefix } = await openStoreFromOptions(args, true);
     try {
       const key = configKey(prefix);

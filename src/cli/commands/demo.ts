@@ -6,7 +6,7 @@
  */
 import { describeError } from '../../base/errors.js';
 import { createLogger } from '../../base/log.js';
-import { run } from '../../base/exec.js';
+import { run, runJson } from '../../base/exec.js';
 import {
   labDown,
   labUp,
@@ -20,6 +20,10 @@ import {
   type LabState,
 } from '../../lab/index.js';
 import { defineCommand } from '../spec.js';
+import { readFileSync } from 'node:fs';
+import { UsageError } from '../../base/errors.js';
+import { FLOODS } from '../../config/network.js';
+import { checkL2Lab, defaultL2Underlay, validateFlood } from '../../lab/l2.js';
 
 const CONCURRENT_PINGS = 8;
 
@@ -34,15 +38,27 @@ export const demoCommand = defineCommand({
     store: { type: 'string', valueName: 'KIND', description: 'Lease store', choices: STORE_KINDS, default: 'sqlite' },
     mode: { type: 'string', valueName: 'MODE', description: 'Pod attachment', choices: POD_MODES, default: 'bridge' },
     keep: { type: 'boolean', description: 'Keep the lab afterwards (remove it with: tulle lab down --name NAME)' },
+    l2: { type: 'string', valueName: 'FLOOD', description: 'An L2 network (seeds 001/002) flooding by FLOOD; see tulle lab up --help', choices: FLOODS },
+    config: { type: 'string', valueName: 'FILE', description: 'With --l2: the L2 network config (Mode "l2", the same Flood)' },
   },
-  examples: ['npm run demo', 'tulle demo --keep', 'tulle demo --store etcd --mode routed --nodes 4'],
-  async run({ options }) {
+  examples: ['npm run demo', 'tulle demo --keep', 'tulle demo --store etcd --mode routed --nodes 4', 'tulle demo --l2 unicast', 'tulle demo --l2 remote'],
+  async run({ options, defaulted }) {
     const name = validateLabName(options.name, '--name');
     const pods = validatePodCount(options.pods, '--pods');
-    const { nodes, underlay, store, mode } = options;
+    const { store, mode } = options;
+    let { nodes, underlay } = options;
+    let configText: string | undefined;
+    const flood = options.l2 === undefined ? undefined : validateFlood(options.l2);
+    if (flood) {
+      if (defaulted?.has('underlay')) underlay = defaultL2Underlay(flood);
+      if (flood === 'remote' && defaulted?.has('nodes')) nodes = 2;
+      configText = checkL2Lab(flood, nodes, underlay, options.config === undefined ? undefined : readFileSync(options.config, 'utf8'));
+    } else if (options.config !== undefined) {
+      throw new UsageError('tulle demo: --config goes with --l2 (the demo\'s L3 network is the lab default)');
+    }
     const log = createLogger({ component: 'demo' }, { level: 'warn' });
     const out = (s = ''): boolean => process.stdout.write(s + '\n');
-    out(`Building lab ${name}: ${nodes} hosts on a ${underlay} underlay, ${store} store, ${pods} pod(s) per host (${mode} mode)...`);
+    out(`Building lab ${name}: ${nodes} hosts on a ${underlay} underlay, ${store} store, ${pods} pod(s) per host (${flood ? `l2 network, flood ${flood}` : `${mode} mode`})...`);
     const started = Date.now();
     const state = await labUp({
       name,
@@ -52,7 +68,7 @@ export const demoCommand = defineCommand({
       onProgress: (p) => {
         if (p.phase === 'done') out(`  [${p.index}/${p.total}] ${p.step} (${p.ms} ms)`);
       },
-      afterUnderlay: overlaySteps({ store, mode, pods }),
+      afterUnderlay: overlaySteps({ store, mode, pods, ...(configText ? { configText } : {}) }),
     });
     let failures: number;
     try {
@@ -61,10 +77,11 @@ export const demoCommand = defineCommand({
       out(hostTable(state));
       out();
       failures = await connectivityMatrix(state, out);
+      const l2 = state.overlay?.l2;
       for (const h of state.hosts) {
         out();
-        out(`== ${h.name} (${h.namespace}): underlay ${h.address}, pods ${h.subnet} ==`);
-        for (const argv of [['ip', 'route'], ['ip', 'neigh', 'show', 'dev', 'flannel.1'], ['bridge', 'fdb', 'show', 'dev', 'flannel.1'], ['ip', '-d', 'link', 'show', 'flannel.1']]) {
+        out(`== ${h.name} (${h.namespace}): underlay ${h.address}, pods ${h.subnet}${l2 ? ' (a slice of the one shared subnet)' : ''} ==`);
+        for (const argv of l2 ? await l2Commands(h.namespace, l2.vni) : [['ip', 'route'], ['ip', 'neigh', 'show', 'dev', 'flannel.1'], ['bridge', 'fdb', 'show', 'dev', 'flannel.1'], ['ip', '-d', 'link', 'show', 'flannel.1']]) {
           out(`$ ${argv.join(' ')}`);
           const r = await run(['ip', 'netns', 'exec', h.namespace, ...argv], { allowFailure: true });
           out((r.stdout || r.stderr).trimEnd());
@@ -87,6 +104,16 @@ export const demoCommand = defineCommand({
     return failures === 0 ? 0 : 1;
   },
 });
+
+/**
+ * The L2 state as seeds 001/002 print it: the device, its FDB (the all-zero flood entries, or the group, or the
+ * remote), and the bridge's ports (what `brctl show` lists, with iproute2: `ip -br link show master BR`).
+ */
+async function l2Commands(namespace: string, vni: number): Promise<string[][]> {
+  const dev = `vxlan${vni}`;
+  const [link] = await runJson<Array<{ master?: string }>>(['ip', '-n', namespace, '-j', 'link', 'show', dev]).catch(() => []);
+  return [['ip', '-d', 'link', 'show', dev], ['bridge', 'fdb', 'show', 'dev', dev], ...(link?.master ? [['ip', '-br', 'link', 'show', 'master', link.master]] : [])];
+}
 
 function hostTable(state: LabState): string {
   const rows = [['HOST', 'UNDERLAY', 'POD SUBNET', 'PODS']];

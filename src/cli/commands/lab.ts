@@ -7,7 +7,8 @@ import { constants as osConstants } from 'node:os';
 import { errnoOrMessage, InvalidValueError, TulleError, UsageError } from '../../base/errors.js';
 import { createLogger, type Logger } from '../../base/log.js';
 import { spawnIn } from '../../netns/netns.js';
-import { parseNetworkConfig } from '../../config/network.js';
+import { FLOODS, parseNetworkConfig } from '../../config/network.js';
+import { checkL2Lab, defaultL2Underlay, l2HostStatus, validateFlood, type LabL2 } from '../../lab/l2.js';
 import {
   DEFAULT_HOSTS,
   DEFAULT_LAB_NAME,
@@ -56,14 +57,31 @@ const up = defineCommand({
     config: { type: 'string', description: `Network config (flannel's net-conf.json); default ${DEFAULT_NETWORK_CONFIG}`, valueName: 'FILE' },
     mode: { type: 'string', description: 'Pod attachment: a cni0 bridge (flannel) or routed /32 (Calico)', choices: POD_MODES, default: 'bridge', valueName: 'MODE' },
     bare: { type: 'boolean', description: 'Underlay only: no store, no agents, no pods' },
+    l2: {
+      type: 'string',
+      description: 'An L2 network (seeds 001/002) flooding by FLOOD, under the store prefix /tulle.io/l2; default underlay: switch for multicast and remote, routed otherwise; remote needs --nodes 2',
+      choices: FLOODS,
+      valueName: 'FLOOD',
+    },
     json: { type: 'boolean', description: 'Print the topology as JSON' },
   },
   examples: ['tulle lab up', 'tulle lab up --name big --nodes 5 --underlay routed --pods 2 --json', 'tulle lab up --store etcd --mode routed', 'tulle lab up --bare --nodes 2'],
-  async run({ options }) {
+  async run({ options, defaulted }) {
     const name = validateLabName(options.name, '--name');
     const pods = validatePodCount(options.pods, '--pods');
     if (options.bare && (pods > 0 || options.config !== undefined)) throw new UsageError(`tulle lab up: --bare builds no overlay, so ${pods > 0 ? '--pods' : '--config'} cannot go with it`);
-    const configText = options.config === undefined ? undefined : readConfigFile(options.config);
+    let configText = options.config === undefined ? undefined : readConfigFile(options.config);
+    let { underlay, nodes } = options;
+    // An L2 config given without --l2 gets the same checks, with its own flood mode.
+    const configFlood = configText === undefined ? undefined : parseNetworkConfig(configText).Backend;
+    const l2Option = options.l2 ?? (configFlood?.mode === 'l2' ? configFlood.flood : undefined);
+    if (l2Option !== undefined) {
+      if (options.bare) throw new UsageError('tulle lab up: --bare builds no overlay, so --l2 cannot go with it');
+      const flood = validateFlood(l2Option);
+      if (defaulted?.has('underlay')) underlay = defaultL2Underlay(flood);
+      if (flood === 'remote' && defaulted?.has('nodes')) nodes = 2;
+      configText = checkL2Lab(flood, nodes, underlay, configText);
+    }
     const log = createLogger({ component: 'lab' });
     const progress = progressReporter(log);
     const abort = new AbortController();
@@ -74,7 +92,7 @@ const up = defineCommand({
     const started = Date.now();
     try {
       const afterUnderlay = options.bare ? [] : overlaySteps({ store: options.store, mode: options.mode, pods, ...(configText ? { configText } : {}) });
-      const state = await labUp({ name, nodes: options.nodes, underlay: options.underlay, logger: log, onProgress: progress, signal: abort.signal, afterUnderlay });
+      const state = await labUp({ name, nodes, underlay, logger: log, onProgress: progress, signal: abort.signal, afterUnderlay });
       progress.finish();
       if (options.json) process.stdout.write(JSON.stringify(labTopology(state), null, 2) + '\n');
       else process.stdout.write(formatLabSummary(state, Date.now() - started));
@@ -156,7 +174,9 @@ const status = defineCommand({
   examples: ['tulle lab status', 'tulle lab status --name big --json'],
   async run({ options }) {
     const name = validateLabName(options.name, '--name');
-    const hosts = await labStatus(loadLabState(name));
+    const state = loadLabState(name);
+    if (state.overlay?.l2) return l2Status(state, state.overlay.l2, Boolean(options.json));
+    const hosts = await labStatus(state);
     if (options.json) {
       process.stdout.write(JSON.stringify(hosts, null, 2) + '\n');
     } else {
@@ -175,6 +195,20 @@ const status = defineCommand({
     return hosts.every((h) => h.inSync) ? 0 : 1;
   },
 });
+
+/** An L2 lab: per host the device, its bridge and what it floods to, against what the other hosts ask for. */
+async function l2Status(state: LabState, l2: LabL2, json: boolean): Promise<number> {
+  const withAgent = state.hosts.filter((h) => state.processes.some((p) => p.role === 'agent' && p.host === h.name));
+  const hosts = await Promise.all(withAgent.map((h) => l2HostStatus(h, withAgent, l2)));
+  if (json) {
+    process.stdout.write(JSON.stringify(hosts, null, 2) + '\n');
+  } else {
+    const subnet = (n: string) => state.hosts.find((h) => h.name === n)?.subnet ?? '-';
+    const rows = hosts.map((h) => [h.host, subnet(h.host), h.device ?? '-', h.bridge ?? '-', h.flood, h.lacking ? `NO (${h.lacking})` : 'yes']);
+    process.stdout.write(table(['HOST', 'SLICE', 'DEVICE', 'BRIDGE', `FLOOD (${l2.flood})`, 'IN SYNC'], rows).join('\n') + '\n');
+  }
+  return hosts.every((h) => !h.lacking) ? 0 : 1;
+}
 
 export const labGroup: CommandGroup = {
   name: 'lab',

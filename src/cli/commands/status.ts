@@ -11,6 +11,7 @@ import { DEFAULT_SUBNET_FILE, previousSubnet } from '../../config/subnet-env.js'
 import { NetlinkClient } from '../../netlink/index.js';
 import { hostOverlayStatus, localOverlayState } from '../../overlay/status.js';
 import { VxlanGuard, type GuardStatus } from '../../overlay/guard.js';
+import { l2StatusProblems } from '../../overlay/l2.js';
 import { chooseBackend } from '../../overlay/rules.js';
 import { LeaseManager } from '../../subnet/manager.js';
 import { defineCommand } from '../spec.js';
@@ -74,6 +75,29 @@ export const statusCommand = defineCommand({
       const peerIPs = listing.leases.filter((l) => l.subnet !== s.subnet && !refused.has(l.key)).map((l) => l.publicIP);
       const guard = await new VxlanGuard(chooseBackend()).status();
       const guardView = { ...guard, missing: peerIPs.filter((ip) => !guard.members.includes(ip)), extra: guard.members.filter((ip) => !peerIPs.includes(ip)) };
+      if (config.Backend.mode === 'l2') {
+        // An L2 network: the device, its bridge and its flood state, not flannel's VTEP, routes and neighbours.
+        const b = config.Backend;
+        const l2 = await l2StatusProblems(nl, { vni: b.VNI, flood: b.flood, ...(b.group ? { group: b.group } : {}) }, [...new Set(peerIPs)]);
+        const inSync = l2.pending.length === 0;
+        if (args.options.json) {
+          process.stdout.write(JSON.stringify({ subnet: s.subnet, publicIP: s.publicIP, mode: 'l2', flood: b.flood, device: l2.device ?? null, floodTo: l2.floodTo, peers: peerIPs.length, rejected, pending: l2.pending, inSync, agent, guard: guardView }, null, 2) + '\n');
+        } else {
+          const d = l2.device;
+          const lines = [
+            `agent:    ${agentLine(agent)}`,
+            `lease:    ${s.subnet ? `${s.subnet} (a slice of the l2 network ${config.Network}; public IP ${s.publicIP})` : 'none: no lease in the store has a public IP of this host'}`,
+            `device:   ${d ? `${d.name} vni ${d.vxlan?.vni} local ${d.vxlan?.local} dstport ${d.vxlan?.port} mtu ${d.mtu} on bridge ${d.master ?? 'none'}${d.up ? '' : ' (DOWN)'}` : 'missing'}`,
+            `flood:    ${b.flood}${b.flood === 'unicast' ? ` to ${l2.floodTo.join(' ') || '(nobody)'}` : b.flood === 'multicast' ? ` group ${d?.vxlan?.group ?? 'none'}` : b.flood === 'remote' ? ` remote ${d?.vxlan?.remote ?? 'none'}` : ''}; ${peerIPs.length} admitted peer(s)`,
+            ...(rejected.length ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)] : []),
+            `in sync:  ${inSync ? 'yes' : 'NO'}`,
+            ...(l2.pending.length ? ['would need:', ...l2.pending.map((p) => `  ${p}`)] : []),
+            ...guardLines(guardView),
+          ];
+          process.stdout.write(lines.join('\n') + '\n');
+        }
+        return inSync && agent.ready ? 0 : 1;
+      }
       if (args.options.json) {
         process.stdout.write(JSON.stringify({ ...s, rejected, agent, guard: guardView }, null, 2) + '\n');
       } else {

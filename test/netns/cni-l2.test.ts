@@ -1,0 +1,117 @@
+// tulle-cni with "mode": "l2" (issue 13): the pod joins the L2 network's bridge with an address from the host's
+// slice and the whole Network's prefix, no gateway and no route; the bridge is never changed; DEL undoes ADD.
+// Called as a runtime calls the plugin, in a fresh host namespace; kernel state read back with `ip -j`/`bridge -j`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cniInvoke, type CniOutcome } from '../../src/cni/invoke.js';
+import { hostVethName } from '../../src/cni/names.js';
+import { resultViolations } from '../../src/cni/validate-result.js';
+import { CNI_PATHS, cniRoute, type CniPath, type CniRoute } from '../helpers/cni-paths.js';
+import { freshNetns, ip, ipJson, requireRoot, uniqueName } from '../helpers/netns.js';
+
+requireRoot();
+
+interface Host {
+  ns: string;
+  route: CniRoute;
+  subnetFile: string;
+  dataDir: string;
+  bridge: string;
+  config(extra?: Record<string, unknown>): Record<string, unknown>;
+}
+
+/** A host with the L2 agent's subnet.env (slice 10.33.0.16/28 of 10.33.0.0/24) and its bridge holding a foreign address. */
+async function makeHost(t: Parameters<typeof freshNetns>[0], path: CniPath, env?: string): Promise<Host> {
+  const ns = await freshNetns(t, 'host');
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-l2-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bridge = uniqueName('b').slice(0, 15);
+  await ip(ns, 'link', 'add', bridge, 'address', '02:42:0a:21:00:01', 'type', 'bridge');
+  await ip(ns, 'addr', 'add', '10.33.0.1/24', 'dev', bridge);
+  await ip(ns, 'link', 'set', bridge, 'up');
+  const subnetFile = join(dir, 'subnet.env');
+  writeFileSync(subnetFile, env ?? `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\nTULLE_L2_BRIDGE=${bridge}\n`);
+  const dataDir = join(dir, 'ipam');
+  return { ns, bridge, route: await cniRoute(t, ns, path), subnetFile, dataDir, config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'l2', subnetFile, dataDir, ...extra }) };
+}
+
+function call(host: Host, command: 'ADD' | 'DEL', containerId: string, podNs: string, config: Record<string, unknown>): Promise<CniOutcome> {
+  return cniInvoke({ command, containerId, ifName: 'eth0', netns: `/run/netns/${podNs}`, config, hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env });
+}
+
+const ipamFiles = (host: Host) => (existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : []);
+
+for (const path of CNI_PATHS) {
+  test(`[${path}] l2 mode: the pod joins the network's bridge with the whole Network on-link and no route; the bridge is untouched; DEL undoes ADD`, async (t) => {
+    const host = await makeHost(t, path);
+    const pod = await freshNetns(t, 'pod');
+    const bridgeAddrs = async () => (await ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>>(host.ns, '-4', 'addr', 'show', 'dev', host.bridge))[0]!.addr_info.map((a) => `${a.local}/${a.prefixlen}`);
+    const before = await bridgeAddrs();
+
+    const out = await call(host, 'ADD', 'c1', pod, host.config());
+    assert.equal(out.exitCode, 0, out.stdout + out.stderr);
+    const result = out.result as { ips: Array<{ address: string; gateway?: string }>; routes?: unknown[]; interfaces: Array<{ name: string }> };
+    assert.deepEqual(resultViolations(result, '1.1.0'), []);
+    assert.equal(result.ips.length, 1);
+    assert.match(result.ips[0]!.address, /^10\.33\.0\.(1[7-9]|2\d|30)\/24$/, 'an address of the slice, with the Network\'s prefix');
+    assert.equal(result.ips[0]!.gateway, undefined);
+    assert.deepEqual(result.routes ?? [], []);
+
+    const [eth0] = await ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>>(pod, '-4', 'addr', 'show', 'dev', 'eth0');
+    assert.deepEqual(eth0!.addr_info.map((a) => `${a.local}/${a.prefixlen}`), [result.ips[0]!.address]);
+    const routes = await ipJson<Array<{ dst: string; gateway?: string }>>(pod, 'route', 'show');
+    assert.deepEqual(routes.map((r) => [r.dst, r.gateway]), [['10.33.0.0/24', undefined]], 'only the on-link Network, no default route');
+    const veth = hostVethName('c1', 'eth0');
+    const [port] = await ipJson<Array<{ master?: string }>>(host.ns, 'link', 'show', veth);
+    assert.equal(port!.master, host.bridge);
+    assert.deepEqual(await bridgeAddrs(), before, 'the bridge keeps its addresses');
+    // The pod reaches what else is on the bridge (here the bridge's own foreign address).
+    await ip(host.ns, 'neigh', 'flush', 'dev', host.bridge);
+    assert.equal((await cniPing(pod, '10.33.0.1')), true);
+
+    const del = await call(host, 'DEL', 'c1', pod, host.config());
+    assert.equal(del.exitCode, 0, del.stdout + del.stderr);
+    assert.equal((await ipJson<unknown[]>(host.ns, 'link', 'show', 'master', host.bridge)).length, 0, 'the veth is gone');
+    assert.deepEqual(ipamFiles(host), [], 'the address is released');
+    assert.deepEqual(await bridgeAddrs(), before);
+    assert.equal((await call(host, 'DEL', 'c1', pod, host.config())).exitCode, 0, 'DEL again is fine');
+  });
+}
+
+test('l2 mode, wrong setups: a clear error naming the field, nothing left behind', async (t) => {
+  const [path] = CNI_PATHS;
+  const host = await makeHost(t, path!);
+  const pod = await freshNetns(t, 'pod');
+  const linksBefore = (await ipJson<Array<{ ifname: string }>>(host.ns, 'link', 'show')).map((l) => l.ifname).sort();
+
+  const missing = await call(host, 'ADD', 'c2', pod, host.config({ bridge: 'tlnonexistent' }));
+  assert.equal(missing.exitCode, 1);
+  assert.equal(missing.error?.code, 11);
+  assert.match(missing.error?.msg ?? '', /bridge: tlnonexistent does not exist: is the tulle agent running/);
+
+  const bridgeMode = await call(host, 'ADD', 'c3', pod, host.config({ mode: 'bridge' }));
+  assert.equal(bridgeMode.error?.code, 7);
+  assert.match(bridgeMode.error?.msg ?? '', /^mode: "bridge" does not fit .*describes an l2 network \(TULLE_L2_BRIDGE=/);
+
+  const notL2 = await makeHost(t, path!, 'FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
+  const noBridge = await call(notL2, 'ADD', 'c4', pod, notL2.config());
+  assert.equal(noBridge.error?.code, 7);
+  assert.match(noBridge.error?.msg ?? '', /^mode: "l2" needs the bridge/);
+
+  const hostile = await makeHost(t, path!, `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nTULLE_L2_BRIDGE=${'x'.repeat(300)}\n`);
+  const bad = await call(hostile, 'ADD', 'c5', pod, hostile.config());
+  assert.notEqual(bad.exitCode, 0);
+  assert.match(bad.error?.msg ?? '', /TULLE_L2_BRIDGE: "x{61}…" is 300 bytes long/);
+
+  assert.deepEqual((await ipJson<Array<{ ifname: string }>>(host.ns, 'link', 'show')).map((l) => l.ifname).sort(), linksBefore, 'no veth left behind');
+  assert.deepEqual(ipamFiles(host), []);
+  assert.deepEqual(await ipJson<unknown[]>(pod, 'link', 'show', 'eth0').catch(() => []), []);
+});
+
+async function cniPing(ns: string, address: string): Promise<boolean> {
+  const { run } = await import('../../src/base/exec.js');
+  return (await run(['ip', 'netns', 'exec', ns, 'ping', '-c1', '-W2', address], { allowFailure: true })).status === 0;
+}
