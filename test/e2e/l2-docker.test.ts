@@ -1,13 +1,13 @@
 /**
  * Seed 001 for real: Debian's dockerd 20.10 in each of two lab hosts (routed underlay, 192.0.2.11 and
  * 198.51.100.12), a user-defined bridge network `mylan` on the same subnet in each (fixed Linux bridge name, the
- * overlay's MTU), the two bridges joined by VXLAN, and real containers 10.47.0.8 (h1) and 10.47.0.9 (h2) pinging
- * each other at L2 with full-size packets, both ways. Values the seeds never use: subnet 10.47.0.0/24, VNI 47.
+ * overlay's MTU), the two bridges joined by tulle's agent in L2 mode (Flood "remote": the `vxlan47` it makes
+ * joins Docker's `br-mylan`), and real containers 10.47.0.8 (h1) and 10.47.0.9 (h2) pinging each other at L2 with
+ * full-size packets, both ways. Values the seeds never use: subnet 10.47.0.0/24, VNI 47.
  *
- * For now the hosts are joined by seed 001's own commands (the block marked JOIN below); once tulle's agent has
- * its L2 mode, the integrator replaces that one block with the agent joining `br-mylan`, and everything else stays.
- *
- * Also shown: the root namespace's iptables/ip6tables/nft rulesets are byte-identical before and after (dockerd's
+ * Also shown: Docker's bridge keeps its addresses, MAC, MTU, settings and container port while tulle's device is
+ * on it and after `tulle agent --cleanup` took the device off (the host's rulesets are then as dockerd left them);
+ * the root namespace's iptables/ip6tables/nft rulesets are byte-identical before and after (dockerd's and tulle's
  * rules stayed in the lab hosts), no docker0 or other test link appeared there, and nothing docker started is left:
  * no process in the holders' mount namespaces, no cgroup, no mount.
  */
@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/base/exec.js';
-import { labDown, labUp, type LabHost } from '../../src/lab/index.js';
+import { hostDir, labDown, labUp, overlaySteps, runStoreCommand, runTulleIn, startAgent, stopAgent, subnetFileOf, waitConverged, type LabState } from '../../src/lab/index.js';
 import { bridgeOf, busyboxTarball, cgroupDirs, createBridgeNetwork, DockerUnsupportedError, importImage, pidsInMountNs, pingIn, runContainer, startDockerd, type DockerHost } from '../helpers/dockerd.js';
 import { labRoot, uniqueLabName } from '../helpers/lab.js';
 import { ip, ipJson, bridgeJson, requireRoot } from '../helpers/netns.js';
@@ -39,32 +39,68 @@ const PLAN = [
   { gateway: '10.47.0.2', container: 'c9', ip: '10.47.0.9' },
 ] as const;
 
-// ---------------------------------------------------------------------------------------------------------------
-// JOIN — seed 001's manual setup. INTEGRATOR: replace this block with tulle's agent in L2 mode, e.g. the network
-// config {"Network":"10.47.0.0/24","SubnetLen":28,"Backend":{"Type":"vxlan","Mode":"l2","VNI":47,"Port":4789,
-// "Flood":"remote"}} under its own prefix, and on each host `tulle agent ... --bridge br-mylan`; then wait until
-// `vxlan47` is a port of `br-mylan`. The assertions after the block read the kernel with iproute2 and hold for both.
-async function joinBridges(hosts: readonly LabHost[]): Promise<void> {
-  await Promise.all(
-    hosts.map(async (h, i) => {
-      const peer = hosts[1 - i]!;
-      // ip link add vxlan47 type vxlan id 47 dstport 4789 remote <peer> dev eth0; brctl addif br-mylan vxlan47
-      await ip(h.namespace, 'link', 'add', DEVICE, 'type', 'vxlan', 'id', String(VNI), 'dstport', String(PORT), 'remote', peer.address, 'dev', h.interface);
-      await ip(h.namespace, 'link', 'set', DEVICE, 'master', BRIDGE);
-      await ip(h.namespace, 'link', 'set', DEVICE, 'up');
-    }),
-  );
-}
-// END JOIN ------------------------------------------------------------------------------------------------------
+/**
+ * The L2 network that joins the two bridges: seed 001's point-to-point device (`remote <peer>`), because the seed
+ * shows exactly that between two hosts, and its Docker step's `group 229.1.1.1` cannot cross the lab's routed
+ * underlay. Written once with `tulle config put --prefix /tulle.io/l2` (the lab's overlay step, SQLite store).
+ */
+const CONFIG = JSON.stringify({ Network: SUBNET, SubnetLen: 28, Backend: { Type: 'vxlan', Mode: 'l2', VNI, Port: PORT, Flood: 'remote' } });
 
-/** The root namespace's packet filter as the tools print it (the *-save header/footer comments carry a time). */
-async function rootFirewall(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const argv of [['iptables-save'], ['ip6tables-save'], ['nft', 'list', 'ruleset']]) {
-    const r = await run(argv);
-    out[argv.join(' ')] = r.stdout.split('\n').filter((l) => !l.startsWith('#')).join('\n');
-  }
-  return out;
+/** The options every `tulle agent` of this test gets besides the lab's own (store, prefix, files under the host's dir). */
+const AGENT_ARGS = ['--bridge', BRIDGE] as const;
+
+/**
+ * JOIN: one `tulle agent --bridge br-mylan` per host, in the host's namespace (after `docker network create`: the
+ * bridge exists only then), recorded in the lab state so that `lab down` ends it by PID also when the test fails;
+ * resolves once each host leased a slice and its vxlan47 names the other host as `remote` and sits on a bridge.
+ */
+async function joinBridges(state: LabState): Promise<void> {
+  for (const h of state.hosts) startAgent(state, h.name, AGENT_ARGS);
+  await waitConverged(state, state.hosts.map((h) => h.name), 30_000);
+}
+
+/** The agent leaves: SIGTERM by PID, then `tulle agent --cleanup` with the same options. */
+async function leave(state: LabState, host: string): Promise<void> {
+  await stopAgent(state, host);
+  const h = state.hosts.find((x) => x.name === host)!;
+  const o = state.overlay!;
+  await runTulleIn(h.namespace, ['agent', '--cleanup', '--store', o.store, '--prefix', o.prefix!, '--subnet-file', subnetFileOf(state, host), '--state-dir', hostDir(state, host), ...AGENT_ARGS]);
+}
+
+/**
+ * A namespace's packet filter as the tools print it: the root namespace's (`ns` undefined) or a lab host's. The
+ * *-save header/footer comments carry a time, and `nft -s` leaves out the counters that traffic moves.
+ */
+async function firewall(ns?: string): Promise<{ iptables: string; ip6tables: string; nft: string }> {
+  const read = async (argv: string[]) => (await run(ns ? ['ip', 'netns', 'exec', ns, ...argv] : argv)).stdout.split('\n').filter((l) => !l.startsWith('#')).join('\n');
+  return { iptables: await read(['iptables-save']), ip6tables: await read(['ip6tables-save']), nft: await read(['nft', '-s', 'list', 'ruleset']) };
+}
+
+/** A bridge's or bridge port's settings as `ip -d -j` reports them, without the timers that run by themselves. */
+function withoutTimers(data: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(data).filter(([k]) => !k.endsWith('_timer')));
+}
+
+/**
+ * What dockerd set on its bridge, as iproute2 reports it: the link (MAC, MTU, flags, the bridge's settings without
+ * its running timers), its addresses and its container ports with their bridge-port settings. tulle's device
+ * joining is the only difference allowed while the agent runs, and none after it left.
+ */
+async function dockerBridge(ns: string) {
+  const [link] = await ipJson(ns, 'link', 'show', BRIDGE);
+  const settings = withoutTimers(link.linkinfo.info_data);
+  const [addr] = await ipJson(ns, 'addr', 'show', 'dev', BRIDGE);
+  const ports = (await ipJson<Array<{ ifname: string; address: string; mtu: number; linkinfo: { info_slave_data: Record<string, unknown> } }>>(ns, 'link', 'show', 'master', BRIDGE))
+    .filter((p) => p.ifname !== DEVICE)
+    .map((p) => ({ ifname: p.ifname, address: p.address, mtu: p.mtu, port: withoutTimers(p.linkinfo.info_slave_data) }));
+  return {
+    mac: link.address,
+    mtu: link.mtu,
+    flags: [...link.flags].sort(),
+    settings,
+    addrs: (addr.addr_info as Array<{ family: string; local: string; prefixlen: number }>).map((a) => `${a.local}/${a.prefixlen}`).sort(),
+    ports,
+  };
 }
 
 async function rootLinkNames(): Promise<string[]> {
@@ -85,9 +121,9 @@ async function vxlanUnsupported(ns: string): Promise<string | undefined> {
   return undefined;
 }
 
-test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by VXLAN, containers ping at L2 with full-size DF packets both ways; root namespace untouched, nothing left', { timeout: 300_000 }, async (t) => {
+test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by tulle\'s L2 agent, containers ping at L2 with full-size DF packets both ways; Docker\'s bridge untouched also after the agent leaves; root namespace untouched, nothing left', { timeout: 300_000 }, async (t) => {
   const started = Date.now();
-  const firewallBefore = await rootFirewall();
+  const firewallBefore = await firewall();
   const rootLinksBefore = await rootLinkNames();
   const dir = mkdtempSync(join(tmpdir(), 'tulle-docker-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -96,7 +132,9 @@ test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by VXLAN
 
   const lab = uniqueLabName('d');
   t.after(() => labDown(lab, { root: labRoot, graceMs: 2000 }));
-  const state = await labUp({ name: lab, nodes: 2, underlay: 'routed', root: labRoot });
+  // The lab's SQLite store with the L2 network config (`tulle config put --prefix /tulle.io/l2`), no agent yet.
+  const state = await labUp({ name: lab, nodes: 2, underlay: 'routed', root: labRoot, afterUnderlay: overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 0, agents: 0, configText: CONFIG }) });
+  assert.equal(state.overlay?.prefix, '/tulle.io/l2');
   const labHosts = state.hosts;
   const skip = await vxlanUnsupported(labHosts[0]!.namespace);
   if (skip) return t.skip(skip);
@@ -124,8 +162,12 @@ test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by VXLAN
   assert.match(generated, /^br-[0-9a-f]{12}$/);
   assert.equal((await ipJson(labHosts[0]!.namespace, 'link', 'show', generated))[0].linkinfo.info_kind, 'bridge');
   t.diagnostic(`dockerd up, images imported, containers running after ${Date.now() - started} ms`);
+  const dockerBefore = await Promise.all(labHosts.map((h) => dockerBridge(h.namespace)));
+  const hostFirewallBefore = await Promise.all(labHosts.map((h) => firewall(h.namespace)));
+  assert.ok(dockerBefore.every((b) => b.ports.length === 1 && b.ports[0]!.ifname.startsWith('veth')), `one container port per bridge: ${JSON.stringify(dockerBefore.map((b) => b.ports))}`);
+  assert.match(hostFirewallBefore[0]!.iptables, /-A POSTROUTING -s 10\.47\.0\.0\/24 ! -o br-mylan -j MASQUERADE/, 'dockerd\'s own rules are in the lab host');
 
-  await joinBridges(labHosts);
+  await joinBridges(state);
 
   // The kernel state the join must leave, read with iproute2 on each host.
   for (const [i, h] of labHosts.entries()) {
@@ -133,12 +175,19 @@ test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by VXLAN
     const [link] = await ipJson(h.namespace, 'link', 'show', DEVICE);
     assert.equal(link.linkinfo.info_kind, 'vxlan', `${h.name}: ${DEVICE} kind`);
     const vx = link.linkinfo.info_data;
-    assert.deepEqual({ id: vx.id, port: vx.port, remote: vx.remote, link: vx.link, master: link.master, mtu: link.mtu, up: link.flags.includes('UP') }, { id: VNI, port: PORT, remote: peer.address, link: h.interface, master: BRIDGE, mtu, up: true }, `${h.name}: ${DEVICE}`);
+    // As src/overlay/l2.ts designs "remote": ip link add vxlan47 type vxlan id 47 local <own> remote <peer> dev eth0
+    // dstport 4789 learning noudpcsum; ip link set vxlan47 mtu <underlay - 50> master br-mylan up.
+    const got = { id: vx.id, port: vx.port, local: vx.local, remote: vx.remote, group: vx.group, link: vx.link, learning: vx.learning, udpCsum: vx.udp_csum, master: link.master, mtu: link.mtu, up: link.flags.includes('UP') };
+    assert.deepEqual(got, { id: VNI, port: PORT, local: h.address, remote: peer.address, group: undefined, link: h.interface, learning: true, udpCsum: false, master: BRIDGE, mtu, up: true }, `${h.name}: ${DEVICE}`);
     const ports = ((await ipJson<Array<{ ifname: string; mtu: number }>>(h.namespace, 'link', 'show', 'master', BRIDGE))).map((p) => p.ifname).sort();
-    assert.equal(ports.length, 2, `${h.name}: ${BRIDGE} has the VXLAN device and one container veth: ${ports.join(' ')}`);
-    assert.ok(ports.includes(DEVICE) && ports.some((p) => p.startsWith('veth')), `${h.name}: ${BRIDGE} ports ${ports.join(' ')}`);
-    const fdb = (await bridgeJson<Array<{ mac: string; dst?: string }>>(h.namespace, 'fdb', 'show', 'dev', DEVICE)).filter((e) => e.dst);
-    assert.ok(fdb.some((e) => e.mac === '00:00:00:00:00:00' && e.dst === peer.address), `${h.name}: flood entry to ${peer.address}: ${JSON.stringify(fdb)}`);
+    assert.deepEqual(ports, [dockerBefore[i]!.ports[0]!.ifname, DEVICE].sort(), `${h.name}: ${BRIDGE} has its container veth and tulle's device`);
+    assert.deepEqual(await dockerBridge(h.namespace), dockerBefore[i], `${h.name}: ${BRIDGE} itself is as dockerd made it while tulle's device is on it`);
+    // The flood entry of a point-to-point device is the kernel's own default entry, the one toward the peer.
+    const flood = (await bridgeJson<Array<{ mac: string; dst?: string; state?: string }>>(h.namespace, 'fdb', 'show', 'dev', DEVICE)).filter((e) => e.mac === '00:00:00:00:00:00');
+    assert.deepEqual(flood.map((e) => ({ dst: e.dst, state: e.state })), [{ dst: peer.address, state: 'permanent' }], `${h.name}: one flood entry, to ${peer.address}`);
+    // What dockerd wrote in the host stays; tulle's rules come on top.
+    const rules = await firewall(h.namespace);
+    for (const line of hostFirewallBefore[i]!.iptables.split('\n').filter((l) => l.startsWith('-A'))) assert.ok(rules.iptables.includes(line), `${h.name}: dockerd's rule ${line} is still there`);
     const [eth0] = await containerIp(pids[i]!, 'link', 'show', 'eth0');
     assert.equal(eth0.mtu, mtu, `${h.name}: ${PLAN[i]!.container} eth0 has the overlay MTU`);
   }
@@ -169,6 +218,19 @@ test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by VXLAN
   }
 
   t.diagnostic(`pings done after ${Date.now() - started} ms`);
+  // The agents leave (SIGTERM by PID, then `tulle agent --cleanup` with the same options): tulle's device is gone,
+  // Docker's bridge, its container port and the host's rulesets are as dockerd left them, the leases are released.
+  for (const h of labHosts) await leave(state, h.name);
+  for (const [i, h] of labHosts.entries()) {
+    assert.notEqual((await run(['ip', '-n', h.namespace, 'link', 'show', DEVICE], { allowFailure: true })).status, 0, `${h.name}: ${DEVICE} is gone`);
+    assert.deepEqual(await dockerBridge(h.namespace), dockerBefore[i], `${h.name}: ${BRIDGE}, its addresses, settings and container port are as dockerd made them`);
+    assert.deepEqual(await firewall(h.namespace), hostFirewallBefore[i], `${h.name}: the host's rulesets are as dockerd left them`);
+  }
+  assert.deepEqual(JSON.parse((await runStoreCommand(state, ['leases', '--json'])).stdout), [], 'both leases released');
+  // The containers are on one segment no more: the join was tulle's alone.
+  const apart = await run(['nsenter', '-t', String(pids[0]), '-n', 'ping', '-c', '1', '-W', '1', PLAN[1].ip], { allowFailure: true });
+  assert.notEqual(apart.status, 0, `${PLAN[0].container} still reaches ${PLAN[1].ip} without tulle's device: ${apart.stdout}`);
+  t.diagnostic(`agents left after ${Date.now() - started} ms`);
   // Stop both daemons (the same as after a failure), then nothing of theirs may be left.
   await Promise.all(hosts.map((h) => h.stop()));
   t.diagnostic(`daemons stopped after ${Date.now() - started} ms`);
@@ -180,7 +242,7 @@ test('seed 001 for real: dockerd in two lab hosts, mylan bridges joined by VXLAN
   assert.deepEqual(mounts, [], 'no docker mount in the root mount namespace');
   const rootLinksAfter = await rootLinkNames();
   assert.deepEqual(rootLinksAfter.filter((n) => !rootLinksBefore.includes(n) && /^(docker0|br-|veth|vxlan)/.test(n)), [], 'no docker0, bridge, veth or vxlan device in the root namespace');
-  assert.deepEqual(await rootFirewall(), firewallBefore, 'the root namespace rulesets are unchanged');
+  assert.deepEqual(await firewall(), firewallBefore, 'the root namespace rulesets are unchanged');
   const active = await run(['systemctl', 'is-active', 'docker'], { allowFailure: true });
   assert.notEqual(active.stdout.trim(), 'active', 'the packaged docker service is not running');
   t.diagnostic(`whole run ${Date.now() - started} ms`);
