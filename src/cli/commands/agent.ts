@@ -6,7 +6,7 @@
 import { createLogger } from '../../base/log.js';
 import { InvalidValueError, describeError } from '../../base/errors.js';
 import { Agent, cleanupHost } from '../../agent/agent.js';
-import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
+import { DEFAULT_CNI_IPAM_DIR, DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
 import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
 import { validateBridgeName } from '../../config/network.js';
 import { parseStoreUrl } from '../../store/url.js';
@@ -34,6 +34,8 @@ function agentOptions(o: OptionsOf<typeof agentCommand>): AgentOptions {
     reconcileInterval: o['reconcile-interval'],
     rulesInterval: o['rules-interval'],
     vxlanGuard: o['vxlan-guard'] !== 'false',
+    // "" prunes nothing (an agent that cannot know the plugin's directory must not take it as empty).
+    ...(s(o['cni-ipam-dir']) ? { cniIpamDir: o['cni-ipam-dir'] } : {}),
     ...(s(o.bridge) ? { bridge: validateBridgeName(o.bridge, '--bridge') } : {}),
   };
 }
@@ -70,6 +72,13 @@ export const agentCommand = defineCommand({
       description: "L2 networks: the bridge this host's vxlan<VNI> joins, instead of Backend.Bridge (an existing one, e.g. a Docker network's br-<id>, is only joined)",
       env: 'TULLE_BRIDGE',
     },
+    'cni-ipam-dir': {
+      type: 'string',
+      valueName: 'DIR',
+      description: 'L2 Flood "none": the CNI plugin\'s address reservations for this network (<cni data dir>/<network name>); at start, endpoint records of this host for addresses not reserved there are deleted; "" deletes none',
+      default: DEFAULT_CNI_IPAM_DIR,
+      env: 'TULLE_CNI_IPAM_DIR',
+    },
     cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file; the device of an L2 network and a bridge tulle made), release its lease, and exit' },
   },
   examples: [
@@ -98,7 +107,7 @@ export const agentCommand = defineCommand({
     if (socket) {
       try {
         // In-flight requests get half a second at shutdown: one cut short answers 11 (ADD) or falls back in the shim.
-        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry, drainMs: 500 });
+        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry, drainMs: 500, endpointHooks: () => agent.podEndpointHooks });
       } catch (err) {
         // A malformed path is the operator's typo: refuse to start. A socket that cannot be served (another agent's,
         // a directory that cannot be made) is not fatal: the shim falls back to the Node plugin, so pods still get
