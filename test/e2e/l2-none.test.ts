@@ -11,13 +11,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, runJson } from '../../src/base/exec.js';
+import { waitFor } from '../../src/base/retry.js';
 import { cniInvoke, cniInvokeOk, TULLE_CNI_SHIM } from '../../src/cni/invoke.js';
-import { TULLE_BIN, addPod, cniSocketOf, podNetconf, runStoreCommand, startAgent, waitConverged, type LabState } from '../../src/lab/index.js';
+import { TULLE_BIN, addPod, cniSocketOf, podNetconf, runStoreCommand, startAgent, stopAgent, waitConverged, type LabState } from '../../src/lab/index.js';
 import { expectedL2Endpoints, labEndpoints, readL2Device, readL2Endpoints, waitL2Endpoints } from '../../src/lab/l2.js';
 import { openRegistry } from '../../src/store/index.js';
 import { listEndpoints } from '../../src/subnet/endpoints.js';
 import { startCapture, stopCapture } from '../helpers/capture.js';
-import { overlayLab } from '../helpers/lab.js';
+import { agentLog, overlayLab } from '../helpers/lab.js';
 import { freshNetns, requireRoot } from '../helpers/netns.js';
 
 requireRoot();
@@ -160,4 +161,41 @@ test('none: without the agent, the Node plugin refuses ADD, naming why, and leav
   const del = await cniInvoke({ command: 'DEL', containerId: `${state.name}-alone`, netns: `/run/netns/${podNs}`, ifName: 'eth0', config: podNetconf(state, 'h1'), hostNetns: h1.namespace });
   assert.equal(del.exitCode, 0, del.stdout);
   assert.equal((await runStoreCommand(state, ['config', 'get'])).status, 0);
+});
+
+test('unicast switched to none (config rewritten, agents restarted): the device is recreated with proxy, no all-zero entry stays; entries removed by hand come back', async (t) => {
+  const state = await overlayLab(t, { nodes: 2, underlay: 'routed', pods: 0, configText: config('unicast') });
+  const [h1, h2] = state.hosts as [LabState['hosts'][number], LabState['hosts'][number]];
+  assert.deepEqual((await readL2Device(h1.namespace, VNI)).floodTo, [h2.address], 'unicast: the flood entry toward h2');
+  await runStoreCommand(state, ['config', 'put'], { input: config('none') });
+  for (const h of ['h1', 'h2']) {
+    await stopAgent(state, h);
+    startAgent(state, h);
+  }
+  await waitFor(
+    async () => {
+      const devices = await Promise.all([h1, h2].map((h) => readL2Device(h.namespace, VNI)));
+      return devices.every((d) => (d.link?.linkinfo?.info_data as { proxy?: boolean } | undefined)?.proxy === true && d.floodTo.length === 0);
+    },
+    20_000,
+    'both devices to be recreated for Flood none',
+  );
+  for (const h of [h1, h2]) {
+    const fdb = await runJson<Array<{ mac: string }>>(['bridge', '-n', h.namespace, '-j', 'fdb', 'show', 'dev', DEV]);
+    assert.ok(!fdb.some((f) => f.mac === '00:00:00:00:00:00'), `${h.name} kept an all-zero entry: ${JSON.stringify(fdb)}`);
+  }
+  assert.match(agentLog(state, 'h1'), /recreating the L2 device: the existing one is incompatible.*proxy false != true/);
+
+  const pods = [await addPod(state, 'h1', 'h1-p1'), await addPod(state, 'h2', 'h2-p1')];
+  await waitL2Endpoints(state.hosts, pods, VNI, 10_000);
+  await allPairsPing(pods);
+  // Someone removes h1's entries for h2's pod (and adds an all-zero one): the agent puts the store's view back.
+  const remote = pods[1]!;
+  const [{ address: mac }] = await runJson<Array<{ address: string }>>(['ip', '-n', remote.namespace, '-j', 'link', 'show', 'eth0']) as [{ address: string }];
+  await run(['bridge', '-n', h1.namespace, 'fdb', 'del', mac, 'dev', DEV, 'dst', h2.address, 'self']);
+  await run(['ip', '-n', h1.namespace, 'neigh', 'del', remote.address!, 'dev', DEV]);
+  await run(['bridge', '-n', h1.namespace, 'fdb', 'append', '00:00:00:00:00:00', 'dev', DEV, 'dst', h2.address]);
+  await waitL2Endpoints(state.hosts, pods, VNI, 10_000);
+  await waitFor(async () => (await readL2Device(h1.namespace, VNI)).floodTo.length === 0, 10_000, 'the all-zero entry to go');
+  await allPairsPing(pods);
 });
