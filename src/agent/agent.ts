@@ -476,6 +476,7 @@ export class Agent {
           device: l2.device,
           ownPublicIP: lease.publicIP,
           leases: () => [own, ...l2.lastAdmission.admitted],
+          signal,
           ...(options.cniIpamDir ? { ipamDir: options.cniIpamDir } : {}),
           logger: log,
         }),

@@ -33,6 +33,8 @@ export interface EndpointSyncOptions {
   logger?: Logger;
   /** Pause before a run the kernel refused is tried again. */
   retryMs?: number;
+  /** Aborting it closes the sync, also while start() still waits for a store that does not answer. */
+  signal?: AbortSignal;
 }
 
 export class EndpointSync {
@@ -56,11 +58,19 @@ export class EndpointSync {
   /** Prune, check the device, start watching; resolves after the first run. Throws EndpointDeviceError for an unfit device. */
   static async start(o: EndpointSyncOptions): Promise<EndpointSync> {
     const sync = new EndpointSync(o);
+    o.signal?.throwIfAborted();
+    o.signal?.addEventListener('abort', () => void sync.close(), { once: true });
     if (o.ipamDir !== undefined) {
-      const removed = await pruneStaleEndpoints(o.registry, o.prefix, o.ownPublicIP, o.ipamDir);
-      if (removed.length) sync.log.info('removed records of pods this host no longer has', { keys: removed });
+      try {
+        const removed = await pruneStaleEndpoints(o.registry, o.prefix, o.ownPublicIP, o.ipamDir);
+        if (removed.length) sync.log.info('removed records of pods this host no longer has', { keys: removed });
+      } catch (err) {
+        // Stale records only send frames for gone pods here (where they are dropped): not worth failing the start.
+        sync.log.warn('could not remove records of pods this host no longer has; the next start tries again', { ipamDir: o.ipamDir, error: describeError(err) });
+      }
     }
     for (const change of await ensureEndpointDevice(o.nl, o.device)) sync.log.info('changed the L2 device', { command: change });
+    if (sync.closed) return sync;
     sync.watcher = new EndpointWatcher(o.registry, o.prefix, (s) => {
       sync.snapshot = s;
       sync.changed();

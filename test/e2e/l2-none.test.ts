@@ -198,4 +198,15 @@ test('unicast switched to none (config rewritten, agents restarted): the device 
   await waitL2Endpoints(state.hosts, pods, VNI, 10_000);
   await waitFor(async () => (await readL2Device(h1.namespace, VNI)).floodTo.length === 0, 10_000, 'the all-zero entry to go');
   await allPairsPing(pods);
+
+  // DEL while h2's agent is down runs the Node plugin alone: the pod goes, its record cannot. h2's agent, started
+  // again, finds no reservation for that address in its IPAM directory and deletes the record; h1 follows.
+  await stopAgent(state, 'h2');
+  const del = await cniInvoke({ command: 'DEL', containerId: `${state.name}-h2-p1`, ifName: 'eth0', config: podNetconf(state, 'h2'), hostNetns: h2.namespace, plugin: TULLE_CNI_SHIM, env: { TULLE_CNI_SOCKET: cniSocketOf(state, 'h2') } });
+  assert.equal(del.exitCode, 0, del.stdout + del.stderr);
+  assert.equal((await storedEndpoints(state)).length, 2, 'the record stays while no agent runs');
+  startAgent(state, 'h2');
+  await waitL2Endpoints(state.hosts, [pods[0]!], VNI, 20_000);
+  assert.deepEqual(await storedEndpoints(state), (await labEndpoints(state.hosts, [pods[0]!])).map((e) => `${e.ip} ${e.mac} ${e.publicIP}`));
+  assert.match(agentLog(state, 'h2'), /removed records of pods this host no longer has/);
 });
