@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { run, runJson } from '../../src/base/exec.js';
 import { waitFor } from '../../src/base/retry.js';
 import { cniInvoke, cniInvokeOk, TULLE_CNI_SHIM } from '../../src/cni/invoke.js';
-import { TULLE_BIN, addPod, cniSocketOf, podNetconf, runStoreCommand, startAgent, stopAgent, waitConverged, type LabState } from '../../src/lab/index.js';
+import { TULLE_BIN, addPod, cniSocketOf, podNetconf, runStoreCommand, runTulleIn, startAgent, stopAgent, waitConverged, type LabState } from '../../src/lab/index.js';
 import { expectedL2Endpoints, labEndpoints, readL2Device, readL2Endpoints, waitL2Endpoints } from '../../src/lab/l2.js';
 import { openRegistry } from '../../src/store/index.js';
 import { listEndpoints } from '../../src/subnet/endpoints.js';
@@ -97,6 +97,10 @@ test('none: pods of 4 hosts reach each other from endpoint records alone; no bro
     assert.deepEqual(have, want, `${h.name}'s endpoint entries`);
   }
   assert.deepEqual(await storedEndpoints(state), endpoints.map((e) => `${e.ip} ${e.mac} ${e.publicIP}`).sort(), 'one record per pod');
+  const status = await runTulleIn(hosts[0]!.namespace, ['status', '--store', state.overlay!.store, '--prefix', PREFIX], { allowFailure: true });
+  assert.match(status.stdout, /^pods: {5}2 remote pod\(s\) from the store's endpoint records$/m);
+  assert.match(status.stdout, /^in sync: {2}yes$/m);
+  assert.equal(status.status, 0, status.stdout + status.stderr);
 
   // No broadcast: warm the underlay up, pin its neighbours, forget what the pods know, then capture every host's
   // underlay interface during an all-pairs ping (each ping starts with an ARP request the device answers itself).
@@ -198,6 +202,16 @@ test('unicast switched to none (config rewritten, agents restarted): the device 
   await waitL2Endpoints(state.hosts, pods, VNI, 10_000);
   await waitFor(async () => (await readL2Device(h1.namespace, VNI)).floodTo.length === 0, 10_000, 'the all-zero entry to go');
   await allPairsPing(pods);
+
+  // With h1's agent stopped, an entry deleted by hand stays deleted, and `tulle status` names the command that is missing.
+  await stopAgent(state, 'h1');
+  await run(['ip', '-n', h1.namespace, 'neigh', 'del', remote.address!, 'dev', DEV]);
+  const st = await runTulleIn(h1.namespace, ['status', '--store', state.overlay!.store, '--prefix', PREFIX], { allowFailure: true });
+  assert.equal(st.status, 1);
+  assert.match(st.stdout, /^in sync: {2}NO$/m);
+  assert.match(st.stdout, new RegExp(`^ {2}ip neigh replace ${remote.address!.replace(/\./g, '\\.')} lladdr ${mac} dev ${DEV} nud permanent$`, 'm'));
+  startAgent(state, 'h1');
+  await waitL2Endpoints(state.hosts, pods, VNI, 20_000);
 
   // DEL while h2's agent is down runs the Node plugin alone: the pod goes, its record cannot. h2's agent, started
   // again, finds no reservation for that address in its IPAM directory and deletes the record; h1 follows.
