@@ -116,7 +116,7 @@ function endpointHooksFor(conf: NetConf, subnet: SubnetEnv, hooks: PodEndpointHo
   if (!hooks) {
     throw new CniError(
       CNI_CODES.AGENT_REQUIRED,
-      `${conf.subnetFile} describes an l2 network with Backend.Flood "none" (TULLE_L2_FLOOD=none): a pod there is reachable only once the tulle agent publishes its endpoint in the store, so ADD needs the agent running on this host and serving its CNI socket (TULLE_CNI_SOCKET); this plugin alone cannot do it`,
+      `${conf.subnetFile} describes an l2 network with Backend.Flood "none" (TULLE_L2_FLOOD=none): a pod there is reachable only once the tulle agent publishes its endpoint in the store, so ADD needs the agent running on this host, past its start-up (its lease taken), and serving its CNI socket (TULLE_CNI_SOCKET); this plugin alone cannot do it`,
     );
   }
   return hooks;
