@@ -3,6 +3,7 @@
  * --public-ip, --subnet-file, --ip-masq, --etcd-prefix as --prefix); every flag is also a TULLE_* variable, as a
  * DaemonSet would set them. `--cleanup` removes what the agent made on this host instead of running it.
  */
+import { isAbsolute } from 'node:path';
 import { createLogger } from '../../base/log.js';
 import { InvalidValueError, describeError } from '../../base/errors.js';
 import { Agent, cleanupHost } from '../../agent/agent.js';
@@ -35,9 +36,19 @@ function agentOptions(o: OptionsOf<typeof agentCommand>): AgentOptions {
     rulesInterval: o['rules-interval'],
     vxlanGuard: o['vxlan-guard'] !== 'false',
     // "" prunes nothing (an agent that cannot know the plugin's directory must not take it as empty).
-    ...(s(o['cni-ipam-dir']) ? { cniIpamDir: o['cni-ipam-dir'] } : {}),
+    ...(s(o['cni-ipam-dir']) ? { cniIpamDir: ipamDirOption(o['cni-ipam-dir']) } : {}),
     ...(s(o.bridge) ? { bridge: validateBridgeName(o.bridge, '--bridge') } : {}),
   };
+}
+
+/**
+ * --cni-ipam-dir: an absolute path. A relative one would be read against whatever directory the agent runs in,
+ * where it finds no reservations, and the agent would then delete the records of this host's live pods.
+ */
+function ipamDirOption(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!isAbsolute(value) || /[\x00-\x1f\x7f]/.test(value)) throw new InvalidValueError('--cni-ipam-dir', value, "must be an absolute path without control characters (the plugin's <dataDir>/<network name>)");
+  return value;
 }
 
 export const agentCommand = defineCommand({
