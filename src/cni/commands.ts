@@ -174,8 +174,13 @@ async function publishOrUndo(hooks: PodEndpointHooks, attached: Parameters<typeo
 
 /** DEL's withdraw: the pod as prevResult shows it (with its MAC), else every address this attachment holds. */
 async function withdrawPod(e: CniEnv, conf: NetConf, store: IpamStore, hooks: PodEndpointHooks): Promise<void> {
-  const prev = conf.prevResult === undefined ? undefined : parseResult(conf.prevResult);
-  const fromPrev = prev && podEndpointOf(prev, e.ifName);
+  // A prevResult DEL cannot read is no reason to keep a pod's record: the IPAM files name its address too.
+  let fromPrev;
+  try {
+    fromPrev = conf.prevResult === undefined ? undefined : podEndpointOf(parseResult(conf.prevResult), e.ifName);
+  } catch {
+    fromPrev = undefined;
+  }
   const pods = fromPrev ? [fromPrev] : store.allocations().filter((a) => ownedBy(a, e.containerId, e.ifName)).map((a) => ({ ip: a.ip }));
   try {
     for (const pod of pods) await hooks.withdraw(pod);

@@ -170,6 +170,15 @@ test('l2 Flood "none" through the agent\'s CNI server: ADD publishes the pod (un
   const n3 = { ip: prev.ips[0]!.address.split('/')[0]!, mac: prev.interfaces.find((i) => i.sandbox)!.mac };
   assert.equal((await call(host, 'DEL', 'n3', pod, host.config({ prevResult: prev }))).exitCode, 0);
   assert.deepEqual(calls().slice(-2), [{ op: 'publish', ...n3 }, { op: 'withdraw', ...n3 }]);
+
+  // A prevResult that says nothing usable about the pod: the address comes from the IPAM files instead.
+  const n4 = await call(host, 'ADD', 'n4', pod, host.config());
+  assert.equal(n4.exitCode, 0, n4.stdout);
+  const n4ip = (n4.result as typeof result).ips[0]!.address.split('/')[0]!;
+  const odd = await call(host, 'DEL', 'n4', pod, host.config({ prevResult: { cniVersion: '1.1.0', interfaces: [{ name: 'other0', sandbox: '/x' }], ips: [] } }));
+  assert.equal(odd.exitCode, 0, odd.stdout);
+  assert.deepEqual(calls().at(-1), { op: 'withdraw', ip: n4ip });
+  assert.deepEqual(ipamFiles(host), []);
 });
 
 async function cniPing(ns: string, address: string): Promise<boolean> {
