@@ -465,9 +465,12 @@ export class Agent {
     const { options, log, signal, metrics } = this;
     const { registry, manager, outage } = store;
     if (guard) l2.beforeProgram = (admitted) => this.updateGuard(guard, admitted.map((p) => p.publicIP));
-    if (this.endpointHooks) {
-      // Believed against this host's lease and the admitted peers' (each read when the sync runs).
-      const own = { subnet: lease.subnet, publicIP: lease.publicIP };
+    // Flood "none": records are believed against this host's lease and the admitted peers' (read at every run), so
+    // the endpoint sync starts once the first lease snapshot is admitted, not before (it would refuse every
+    // remote pod once, and say so).
+    const own = { subnet: lease.subnet, publicIP: lease.publicIP };
+    const startEndpoints = async (): Promise<void> => {
+      if (!this.endpointHooks || this.endpointSync) return;
       this.endpointSync = this.own(
         await EndpointSync.start({
           registry,
@@ -480,9 +483,9 @@ export class Agent {
           ...(options.cniIpamDir ? { ipamDir: options.cniIpamDir } : {}),
           logger: log,
         }),
-        (s) => s.close(),
+        (sync) => sync.close(),
       );
-    }
+    };
     let timer: NodeJS.Timeout | undefined;
     let repairWhy: string | undefined;
     const sync = async (reason: string) => {
@@ -545,6 +548,7 @@ export class Agent {
     for await (const batch of watcher) {
       l2.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
       await sync('leases');
+      await startEndpoints();
     }
   }
 

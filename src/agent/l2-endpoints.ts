@@ -47,6 +47,7 @@ export class EndpointSync {
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private lastRejected: EndpointRejection[] = [];
+  private reported = new Map<string, string>();
   /** Completed runs (for status and tests). */
   runs = 0;
 
@@ -102,6 +103,14 @@ export class EndpointSync {
     await this.running;
   }
 
+  /** Each record not believed is logged once (again when the reason changes); one believed again, once more. */
+  private reportRejections(): void {
+    const now = new Map(this.lastRejected.map((r) => [r.key, `${r.reason}: ${r.detail}`]));
+    for (const [key, words] of now) if (this.reported.get(key) !== words) this.log.warn('not programming an endpoint record', { key, why: words });
+    for (const key of this.reported.keys()) if (!now.has(key)) this.log.info('an endpoint record not believed before is gone or believed now', { key });
+    this.reported = now;
+  }
+
   private async loop(): Promise<void> {
     do {
       this.again = false;
@@ -109,6 +118,7 @@ export class EndpointSync {
       if (!snap) return;
       const { accepted, rejected } = admitEndpoints(snap.records, this.o.leases(), this.o.ownPublicIP);
       this.lastRejected = [...snap.malformed, ...rejected];
+      this.reportRejections();
       try {
         await this.reconciler.reconcile(accepted, this.o.ownPublicIP);
       } catch (err) {

@@ -18,6 +18,7 @@ import { expectedL2Endpoints, labEndpoints, readL2Device, readL2Endpoints, waitL
 import { openRegistry } from '../../src/store/index.js';
 import { listEndpoints } from '../../src/subnet/endpoints.js';
 import { startCapture, stopCapture } from '../helpers/capture.js';
+import { deleteRaw, putRaw } from '../faults/helpers.js';
 import { agentLog, overlayLab } from '../helpers/lab.js';
 import { freshNetns, requireRoot } from '../helpers/netns.js';
 
@@ -97,6 +98,19 @@ test('none: pods of 4 hosts reach each other from endpoint records alone; no bro
     assert.deepEqual(have, want, `${h.name}'s endpoint entries`);
   }
   assert.deepEqual(await storedEndpoints(state), endpoints.map((e) => `${e.ip} ${e.mac} ${e.publicIP}`).sort(), 'one record per pod');
+  // Hostile records (anyone reaching the store can write one): an address of h1's slice claimed for h2's
+  // underlay, and junk. No host programs them; each agent says which and why; the kernel stays as it was.
+  const h1Pod = endpoints.find((e) => e.publicIP === hosts[0]!.address)!;
+  const stolen = `${PREFIX}/endpoints/${h1Pod.ip.replace(/\d+$/, (n) => String(Number(n) + 1))}`;
+  await putRaw(state, stolen, JSON.stringify({ IP: stolen.split('/').pop(), MAC: '02:00:00:00:66:01', PublicIP: hosts[1]!.address }));
+  await putRaw(state, `${PREFIX}/endpoints/10.34.0.250`, '{"IP":"10.34.0.250","MAC":"ff:ff:ff:ff:ff:ff","PublicIP":"192.0.2.11","Extra":1}');
+  await waitFor(() => hosts.every((h) => agentLog(state, h.name).includes(`"key":"${stolen}"`)), 10_000, 'every agent to report the stolen address');
+  assert.match(agentLog(state, 'h3'), /not programming an endpoint record.*lies in the slice of the host 192\.0\.2\.11, not of PublicIP 198\.51\.100\.12/);
+  assert.match(agentLog(state, 'h3'), /not programming an endpoint record.*10\.34\.0\.250.*malformed/);
+  for (const h of hosts) assert.deepEqual(await readL2Endpoints(h.namespace, VNI), expectedL2Endpoints(endpoints, h.address), `${h.name} programmed a hostile record`);
+  await deleteRaw(state, stolen);
+  await deleteRaw(state, `${PREFIX}/endpoints/10.34.0.250`);
+
   const status = await runTulleIn(hosts[0]!.namespace, ['status', '--store', state.overlay!.store, '--prefix', PREFIX], { allowFailure: true });
   assert.match(status.stdout, /^pods: {5}2 remote pod\(s\) from the store's endpoint records$/m);
   assert.match(status.stdout, /^in sync: {2}yes$/m);
