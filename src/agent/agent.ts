@@ -41,15 +41,20 @@ import { AgentMetrics, startHealthServer, type HealthState } from './health.js';
 import type { AgentOptions } from './options.js';
 import { chooseVtepMac } from './vtep-mac.js';
 import { L2Host } from './l2-host.js';
+import { EndpointSync } from './l2-endpoints.js';
+import { storePodEndpointHooks } from '../subnet/pod-endpoints.js';
 import { L2Error, l2DeviceName, l2Incompatibility, remoteProblem, removeL2, type L2DeviceSpec } from '../overlay/l2.js';
 
 /** In the state dir: what tulle made for an L2 network (device, bridge), so that --cleanup removes only that. */
 export const L2_RECORD_FILE = 'l2.json';
 
-/** Kernel events an L2 host watches: its device and bridge, and the device's FDB. */
+/** Kernel events an L2 host watches: its device and bridge, the device's FDB and (Flood "none") its neighbours. */
 function subscribeL2(nl: NetlinkClient, onEvent: (e: NetlinkEvent) => void) {
-  return nl.subscribe(['link', 'fdb'], onEvent);
+  return nl.subscribe(['link', 'fdb', 'neighbor'], onEvent);
 }
+
+/** The pod endpoint hooks the agent's CNI server passes to the plugin's commands (src/cni/l2-endpoint.ts). */
+export type AgentPodEndpointHooks = ReturnType<typeof storePodEndpointHooks>;
 
 /** How long kernel events are gathered before one repair reconcile runs. */
 const DRIFT_DEBOUNCE_MS = 20;
@@ -107,6 +112,9 @@ export class Agent {
   private reported = new Map<string, string>();
   /** Set when the agent must stop for a reason it cannot retry past (its lease was lost). */
   private fatal: Error | undefined;
+  private endpointHooks: AgentPodEndpointHooks | undefined;
+  /** L2 Flood "none": the remote pods' entries on the device, from the store's endpoint records. */
+  private endpointSync: EndpointSync | undefined;
 
   constructor(
     private readonly options: AgentOptions,
@@ -117,6 +125,15 @@ export class Agent {
 
   get signal(): AbortSignal {
     return this.abort.signal;
+  }
+
+  /**
+   * L2 Flood "none": how a CNI ADD/DEL on this host publishes and withdraws its pod's endpoint record (the CNI
+   * server passes them to the plugin's commands). Set once the lease is held, before subnet.env tells the plugin
+   * the network is up; undefined for every other network.
+   */
+  get podEndpointHooks(): AgentPodEndpointHooks | undefined {
+    return this.endpointHooks;
   }
 
   /** Run until stop() is called; rejects only for a failure the agent cannot get past by retrying. */
@@ -424,7 +441,9 @@ export class Agent {
       },
       onAdmission: (a) => this.reportRejections(a.rejected),
       onWrites: (n) => this.metrics.kernelWrites.inc({ kind: 'fdb', op: 'l2' }, n),
+      onEndpoints: () => this.endpointSync?.changed(),
     });
+    if (spec.flood === 'none') this.endpointHooks = storePodEndpointHooks(store.registry, store.manager.prefix, lease.publicIP);
     await this.phase('vtep', async () => {
       try {
         await l2.ensureDevice();
@@ -436,7 +455,7 @@ export class Agent {
         throw err;
       }
       const subnet = parseCidr4(lease.subnet, 'subnet');
-      writeSubnetEnv(options.subnetFile, { network: config.Network, subnet: lease.subnet, gateway: formatIPv4(subnet.network + 1), mtu: spec.mtu, ipMasq: options.ipMasq, l2Bridge: spec.bridge });
+      writeSubnetEnv(options.subnetFile, { network: config.Network, subnet: lease.subnet, gateway: formatIPv4(subnet.network + 1), mtu: spec.mtu, ipMasq: options.ipMasq, l2Bridge: spec.bridge, l2Flood: spec.flood });
     });
     const rulesSide = await this.phase('rules', () => this.rulesPhase(config, lease));
     await this.phase('watch', () => this.watchL2(store, l2, lease, rulesSide));
@@ -446,6 +465,27 @@ export class Agent {
     const { options, log, signal, metrics } = this;
     const { registry, manager, outage } = store;
     if (guard) l2.beforeProgram = (admitted) => this.updateGuard(guard, admitted.map((p) => p.publicIP));
+    // Flood "none": records are believed against this host's lease and the admitted peers' (read at every run), so
+    // the endpoint sync starts once the first lease snapshot is admitted, not before (it would refuse every
+    // remote pod once, and say so).
+    const own = { subnet: lease.subnet, publicIP: lease.publicIP };
+    const startEndpoints = async (): Promise<void> => {
+      if (!this.endpointHooks || this.endpointSync) return;
+      this.endpointSync = this.own(
+        await EndpointSync.start({
+          registry,
+          prefix: manager.prefix,
+          nl: this.nl!,
+          device: l2.device,
+          ownPublicIP: lease.publicIP,
+          leases: () => [own, ...l2.lastAdmission.admitted],
+          signal,
+          ...(options.cniIpamDir ? { ipamDir: options.cniIpamDir } : {}),
+          logger: log,
+        }),
+        (sync) => sync.close(),
+      );
+    };
     let timer: NodeJS.Timeout | undefined;
     let repairWhy: string | undefined;
     const sync = async (reason: string) => {
@@ -508,6 +548,7 @@ export class Agent {
     for await (const batch of watcher) {
       l2.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
       await sync('leases');
+      await startEndpoints();
     }
   }
 

@@ -33,6 +33,8 @@ export interface EndpointSyncOptions {
   logger?: Logger;
   /** Pause before a run the kernel refused is tried again. */
   retryMs?: number;
+  /** Aborting it closes the sync, also while start() still waits for a store that does not answer. */
+  signal?: AbortSignal;
 }
 
 export class EndpointSync {
@@ -45,6 +47,7 @@ export class EndpointSync {
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private lastRejected: EndpointRejection[] = [];
+  private reported = new Map<string, string>();
   /** Completed runs (for status and tests). */
   runs = 0;
 
@@ -56,11 +59,19 @@ export class EndpointSync {
   /** Prune, check the device, start watching; resolves after the first run. Throws EndpointDeviceError for an unfit device. */
   static async start(o: EndpointSyncOptions): Promise<EndpointSync> {
     const sync = new EndpointSync(o);
+    o.signal?.throwIfAborted();
+    o.signal?.addEventListener('abort', () => void sync.close(), { once: true });
     if (o.ipamDir !== undefined) {
-      const removed = await pruneStaleEndpoints(o.registry, o.prefix, o.ownPublicIP, o.ipamDir);
-      if (removed.length) sync.log.info('removed records of pods this host no longer has', { keys: removed });
+      try {
+        const removed = await pruneStaleEndpoints(o.registry, o.prefix, o.ownPublicIP, o.ipamDir);
+        if (removed.length) sync.log.info('removed records of pods this host no longer has', { keys: removed });
+      } catch (err) {
+        // Stale records only send frames for gone pods here (where they are dropped): not worth failing the start.
+        sync.log.warn('could not remove records of pods this host no longer has; the next start tries again', { ipamDir: o.ipamDir, error: describeError(err) });
+      }
     }
     for (const change of await ensureEndpointDevice(o.nl, o.device)) sync.log.info('changed the L2 device', { command: change });
+    if (sync.closed) return sync;
     sync.watcher = new EndpointWatcher(o.registry, o.prefix, (s) => {
       sync.snapshot = s;
       sync.changed();
@@ -92,6 +103,14 @@ export class EndpointSync {
     await this.running;
   }
 
+  /** Each record not believed is logged once (again when the reason changes); one believed again, once more. */
+  private reportRejections(): void {
+    const now = new Map(this.lastRejected.map((r) => [r.key, `${r.reason}: ${r.detail}`]));
+    for (const [key, words] of now) if (this.reported.get(key) !== words) this.log.warn('not programming an endpoint record', { key, why: words });
+    for (const key of this.reported.keys()) if (!now.has(key)) this.log.info('an endpoint record not believed before is gone or believed now', { key });
+    this.reported = now;
+  }
+
   private async loop(): Promise<void> {
     do {
       this.again = false;
@@ -99,6 +118,7 @@ export class EndpointSync {
       if (!snap) return;
       const { accepted, rejected } = admitEndpoints(snap.records, this.o.leases(), this.o.ownPublicIP);
       this.lastRejected = [...snap.malformed, ...rejected];
+      this.reportRejections();
       try {
         await this.reconciler.reconcile(accepted, this.o.ownPublicIP);
       } catch (err) {

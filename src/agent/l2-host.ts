@@ -2,7 +2,8 @@
  * The agent's side of an L2 network (src/overlay/l2.ts has the kernel state): the peer leases as the watch
  * reported them, admitted with the same rules as an L3 network's (src/overlay/admission.ts), turned into the
  * flood mode's state on `vxlan<VNI>` — the all-zero FDB list (unicast), the one `remote` (remote), nothing per
- * peer (multicast) — and kept that way when the kernel changes under it. Syncs run one at a time; requests
+ * peer (multicast), per remote pod an entry from the store (none, by the agent's EndpointSync) — and kept that
+ * way when the kernel changes under it. Syncs run one at a time; requests
  * made meanwhile share the next run.
  */
 import { rmSync } from 'node:fs';
@@ -49,6 +50,8 @@ export interface L2HostOptions {
   log: Logger;
   onAdmission?: (a: AdmissionResult) => void;
   onWrites?: (n: number) => void;
+  /** Flood "none": the admitted peers changed or a repair ran; the endpoint entries follow (EndpointSync.changed). */
+  onEndpoints?: () => void;
 }
 
 export class L2Host {
@@ -130,7 +133,13 @@ export class L2Host {
       if (e.action === 'del' || !e.link.up || e.link.master !== this.spec.bridge || e.link.mtu !== this.spec.mtu) return 'device';
       return l2Incompatibility(e.link, this.spec, this.o.underlay.index) ? 'device' : undefined;
     }
-    if (e.kind === 'fdb' && e.fdb.dev === this.spec.name && e.fdb.mac === ZERO_MAC && this.spec.flood === 'unicast') return 'flood';
+    if (e.kind === 'fdb' && e.fdb.dev === this.spec.name) {
+      if (this.spec.flood === 'unicast' && e.fdb.mac === ZERO_MAC) return 'flood';
+      // none: the device's own entries (not what the bridge learns on its port) are the store's pods, or must go.
+      if (this.spec.flood === 'none' && e.fdb.master === undefined) return 'flood';
+    }
+    // none: a pod's neighbour entry deleted or rewritten by hand is put back from the store.
+    if (e.kind === 'neighbor' && e.neighbor.dev === this.spec.name && this.spec.flood === 'none') return 'flood';
     return undefined;
   }
 
@@ -165,10 +174,14 @@ export class L2Host {
         }
         break;
       }
-      case 'none':
-        // INTEGRATOR: Flood "none" programs the accepted remote endpoints here (branch l2none:
-        // src/overlay/l2-endpoints.ts, EndpointReconciler on this.spec.name with the admitted leases).
+      case 'none': {
+        // No flooding at all: an all-zero entry (left by hand, or by a unicast run on a device kept since) goes.
+        const r = await syncFloodList(nl, this.spec.name, planFloodList('none', admitted));
+        result.removed = r.removed;
+        // The per-pod entries are EndpointSync's (it reads the admitted leases when it runs).
+        this.o.onEndpoints?.();
         break;
+      }
     }
     this.o.onWrites?.(result.added.length + result.removed.length);
     if (result.problem !== this.reportedProblem) {

@@ -11,26 +11,30 @@ import { addAttachment, checkAttachment, removeAttachment } from './attach.js';
 import { CNI_CODES, CniError, asCniError, invalidConfig, invalidEnvironment, type CniVersion } from './errors.js';
 import { readEnv, type CniEnv } from './env.js';
 import { IpamStore, allocate, describeRange, freeAddresses, hostRange, ownedBy, type AddressRange, type Allocation, type Requested } from './ipam.js';
+import { podEndpointOf, type PodEndpointHooks } from './l2-endpoint.js';
 import { hostVethName } from './names.js';
 import { checkMac, checkRequestedIP, parseNetConf, type NetConf } from './netconf.js';
 import { appendResult, formatResult, parseResult } from './result.js';
 
-/** Run the command named in `env` with `stdin` as the network configuration. */
-export async function runCommand(env: NodeJS.ProcessEnv, stdin: string): Promise<object | undefined> {
+/**
+ * Run the command named in `env` with `stdin` as the network configuration. `hooks`: how this host publishes and
+ * withdraws pod endpoint records (L2 Flood "none"); only the agent has them, since only it holds the store.
+ */
+export async function runCommand(env: NodeJS.ProcessEnv, stdin: string, hooks?: PodEndpointHooks): Promise<object | undefined> {
   const e = readEnv(env);
   const conf = parseNetConf(stdin);
   try {
     switch (e.command) {
       case 'ADD':
-        return await add(e, conf);
+        return await add(e, conf, hooks);
       case 'DEL':
-        return await del(e, conf);
+        return await del(e, conf, hooks);
       case 'CHECK':
         return await check(e, conf);
       case 'STATUS':
         return await status(conf);
       case 'GC':
-        return await gc(conf);
+        return await gc(conf, hooks);
       default:
         throw new Error(`runCommand: ${e.command} is handled by main`);
     }
@@ -104,27 +108,37 @@ function attachmentBasis(conf: NetConf, subnet: SubnetEnv): { range: AddressRang
 }
 
 /**
- * INTEGRATOR: Flood "none" publishes the pod's endpoint record here after ADD and withdraws it on DEL (branch
- * l2none: publishEndpoint / withdrawEndpoint in src/subnet/endpoints.ts, with the record
- * {IP, MAC, PublicIP}). Until it is wired this does nothing.
+ * L2 Flood "none" (subnet.env's TULLE_L2_FLOOD): a pod is reachable from other hosts only through its endpoint
+ * record, and only the agent holds the store to write it. The hooks, or why this ADD cannot be served.
  */
-export async function publishEndpointHook(_action: 'publish' | 'withdraw', _conf: NetConf, _pod: { ip: string; mac: string | undefined }): Promise<void> {}
+function endpointHooksFor(conf: NetConf, subnet: SubnetEnv, hooks: PodEndpointHooks | undefined): PodEndpointHooks | undefined {
+  if (conf.mode !== 'l2' || subnet.l2Flood !== 'none') return undefined;
+  if (!hooks) {
+    throw new CniError(
+      CNI_CODES.AGENT_REQUIRED,
+      `${conf.subnetFile} describes an l2 network with Backend.Flood "none" (TULLE_L2_FLOOD=none): a pod there is reachable only once the tulle agent publishes its endpoint in the store, so ADD needs the agent running on this host, past its start-up (its lease taken), and serving its CNI socket (TULLE_CNI_SOCKET); this plugin alone cannot do it`,
+    );
+  }
+  return hooks;
+}
 
-async function add(e: CniEnv, conf: NetConf): Promise<object> {
+async function add(e: CniEnv, conf: NetConf, hooks?: PodEndpointHooks): Promise<object> {
   const prev = conf.prevResult === undefined ? undefined : parseResult(conf.prevResult);
   const wanted = requestedAttachment(e, conf);
   const subnet = loadSubnetEnv(conf);
   const { range, prefix, bridge } = attachmentBasis(conf, subnet);
+  const publisher = endpointHooksFor(conf, subnet, hooks);
   const store = IpamStore.open(conf.dataDir, conf.name);
   try {
     const ip = await allocate(store, range, e.containerId, e.ifName, wanted.ip);
     try {
+      const hostVeth = hostVethName(e.containerId, e.ifName);
       const attached = await addAttachment({
         mode: conf.mode,
         containerId: e.containerId,
         ifName: e.ifName,
         netns: e.netns!,
-        hostVeth: hostVethName(e.containerId, e.ifName),
+        hostVeth,
         bridge,
         hairpin: conf.hairpinMode,
         mtu: conf.mtu ?? subnet.mtu,
@@ -135,7 +149,7 @@ async function add(e: CniEnv, conf: NetConf): Promise<object> {
         isDefaultGateway: conf.isDefaultGateway,
         mac: wanted.mac,
       });
-      if (conf.mode === 'l2') await publishEndpointHook('publish', conf, { ip: formatIPv4(ip), mac: attached.interfaces.at(-1)?.mac });
+      if (publisher) await publishOrUndo(publisher, attached, e.ifName, hostVeth);
       return formatResult(appendResult(prev, attached, conf.dns), conf.cniVersion);
     } catch (err) {
       await store.withLock(() => store.releaseAddress(formatIPv4(ip)));
@@ -146,12 +160,44 @@ async function add(e: CniEnv, conf: NetConf): Promise<object> {
   }
 }
 
+/** Publish the pod's endpoint record; when that fails the attachment goes again (the caller releases the address). */
+async function publishOrUndo(hooks: PodEndpointHooks, attached: Parameters<typeof podEndpointOf>[0], ifName: string, hostVeth: string): Promise<void> {
+  const pod = podEndpointOf(attached, ifName);
+  try {
+    if (!pod?.mac) throw new Error(`the attachment reports no address and MAC for ${ifName}`);
+    await hooks.publish({ ip: pod.ip, mac: pod.mac });
+  } catch (err) {
+    await removeAttachment(hostVeth).catch(() => {});
+    throw new CniError(CNI_CODES.ENDPOINT_PUBLISH, `cannot publish the endpoint record of ${pod?.ip ?? ifName} (Backend.Flood "none" needs it to reach the pod), so the attachment was undone: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** DEL's withdraw: the pod as prevResult shows it (with its MAC), else every address this attachment holds. */
+async function withdrawPod(e: CniEnv, conf: NetConf, store: IpamStore, hooks: PodEndpointHooks): Promise<void> {
+  // A prevResult DEL cannot read is no reason to keep a pod's record: the IPAM files name its address too.
+  let fromPrev;
+  try {
+    fromPrev = conf.prevResult === undefined ? undefined : podEndpointOf(parseResult(conf.prevResult), e.ifName);
+  } catch {
+    fromPrev = undefined;
+  }
+  const pods = fromPrev ? [fromPrev] : store.allocations().filter((a) => ownedBy(a, e.containerId, e.ifName)).map((a) => ({ ip: a.ip }));
+  try {
+    for (const pod of pods) await hooks.withdraw(pod);
+  } catch (err) {
+    throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `cannot withdraw the endpoint record of ${pods.map((p) => p.ip).join(', ')}; nothing was removed, try DEL again: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Idempotent, and needs neither the namespace nor subnet.env: the host end's name and the IPAM files suffice. */
-async function del(e: CniEnv, conf: NetConf): Promise<undefined> {
-  if (conf.mode === 'l2') await publishEndpointHook('withdraw', conf, { ip: '', mac: undefined });
-  await removeAttachment(hostVethName(e.containerId, e.ifName));
+async function del(e: CniEnv, conf: NetConf, hooks?: PodEndpointHooks): Promise<undefined> {
   const store = IpamStore.open(conf.dataDir, conf.name);
   try {
+    // The record goes before the address file: the agent prunes, at its start, records of addresses no file
+    // holds, so a DEL that fails here (store away) keeps both, and the runtime's retry finds them. Without the
+    // agent (no hooks) the record stays until that prune.
+    if (conf.mode === 'l2' && hooks) await withdrawPod(e, conf, store, hooks);
+    await removeAttachment(hostVethName(e.containerId, e.ifName));
     await store.withLock(() => store.release(e.containerId, e.ifName));
   } finally {
     store.close();
@@ -232,7 +278,7 @@ async function status(conf: NetConf): Promise<undefined> {
  * Release every allocation whose (containerID, ifname) is not in `cni.dev/valid-attachments`, and remove its
  * host veth if one is left. Goes on past failures and reports them all at the end.
  */
-async function gc(conf: NetConf): Promise<undefined> {
+async function gc(conf: NetConf, hooks?: PodEndpointHooks): Promise<undefined> {
   requireVersion(conf, 'GC', '1.1.0');
   if (conf.validAttachments === undefined) throw invalidConfig('cni.dev/valid-attachments', undefined, 'is required for GC (the attachments still in use)');
   const valid = new Set(conf.validAttachments.map((a) => `${a.containerID}\0${a.ifname}`));
@@ -245,6 +291,7 @@ async function gc(conf: NetConf): Promise<undefined> {
       for (const a of store.allocations()) {
         if (isValid(a)) continue;
         try {
+          if (conf.mode === 'l2' && hooks) await hooks.withdraw({ ip: a.ip });
           if (a.ifName !== '') await removeAttachment(hostVethName(a.containerId, a.ifName));
           store.releaseAddress(a.ip);
         } catch (err) {

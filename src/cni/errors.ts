@@ -47,6 +47,10 @@ export const CNI_CODES = {
   SUBNET_ENV_INVALID: 105,
   /** The address the runtime asked for (CNI_ARGS IP=, runtimeConfig.ips) is held by another attachment. */
   ADDRESS_IN_USE: 106,
+  /** L2 Flood "none": ADD needs the agent (only it can publish the pod's endpoint record); the plugin ran alone. */
+  AGENT_REQUIRED: 107,
+  /** L2 Flood "none": the pod's endpoint record could not be published; the attachment was undone. */
+  ENDPOINT_PUBLISH: 108,
   /** A kernel operation failed (the message names the `ip` command and errno). */
   KERNEL: 110,
   /** Anything unexpected (the Go library's ErrInternal). */

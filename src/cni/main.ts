@@ -7,6 +7,7 @@
  */
 import { LATEST_VERSION, SUPPORTED_VERSIONS, toErrorObject } from './errors.js';
 import { readCommand } from './env.js';
+import type { PodEndpointHooks } from './l2-endpoint.js';
 
 /** What a plugin process would print on stdout, and its exit code. */
 export interface Answer {
@@ -14,8 +15,11 @@ export interface Answer {
   stdout: string;
 }
 
-/** One CNI call: `env` holds CNI_*, `readInput` yields stdin (not read for VERSION). Never throws. */
-export async function answer(env: NodeJS.ProcessEnv, readInput: () => Promise<string>): Promise<Answer> {
+/**
+ * One CNI call: `env` holds CNI_*, `readInput` yields stdin (not read for VERSION). `hooks`: the agent's store
+ * side for L2 Flood "none" (the plugin process alone has none). Never throws.
+ */
+export async function answer(env: NodeJS.ProcessEnv, readInput: () => Promise<string>, hooks?: PodEndpointHooks): Promise<Answer> {
   let input = '';
   try {
     const command = readCommand(env);
@@ -24,7 +28,7 @@ export async function answer(env: NodeJS.ProcessEnv, readInput: () => Promise<st
     }
     input = await readInput();
     const { runCommand } = await import('./commands.js');
-    const output = await runCommand(env, input);
+    const output = await runCommand(env, input, hooks);
     return { exitCode: 0, stdout: output !== undefined ? JSON.stringify(output) + '\n' : '' };
   } catch (err) {
     return { exitCode: 1, stdout: JSON.stringify(toErrorObject(err, requestedVersion(input))) + '\n' };

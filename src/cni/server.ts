@@ -30,6 +30,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { InvalidValueError, TulleError, describeError } from '../base/errors.js';
 import type { Logger } from '../base/log.js';
 import { CNI_CODES, LATEST_VERSION } from './errors.js';
+import type { PodEndpointHooks } from './l2-endpoint.js';
 import { answer, type Answer } from './main.js';
 
 export const DEFAULT_CNI_SOCKET = '/run/tulle/cni.sock';
@@ -57,6 +58,11 @@ export interface CniServerOptions {
   readTimeoutMs?: number;
   /** On close, how long in-flight requests may take to finish before their connections are cut. */
   drainMs?: number;
+  /**
+   * The agent's pod endpoint hooks (L2 Flood "none"), read at every request: undefined until the agent holds its
+   * lease, and for any other network.
+   */
+  endpointHooks?: () => PodEndpointHooks | undefined;
 }
 
 /** Per-command latency and outcome, on the agent's /metrics. */
@@ -188,7 +194,7 @@ export class CniServer {
   private constructor(
     private readonly server: Server,
     readonly path: string,
-    private readonly o: Required<Omit<CniServerOptions, 'registry'>>,
+    private readonly o: Required<Omit<CniServerOptions, 'registry' | 'endpointHooks'>> & Pick<CniServerOptions, 'endpointHooks'>,
     registry: Registry,
   ) {
     this.metrics = new CniServerMetrics(registry);
@@ -210,6 +216,7 @@ export class CniServer {
       maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
       readTimeoutMs: options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
       drainMs: options.drainMs ?? 10_000,
+      endpointHooks: options.endpointHooks,
     };
     const server = createServer({ allowHalfOpen: true });
     const self = new CniServer(server, path, o, options.registry ?? new Registry());
@@ -348,7 +355,7 @@ export class CniServer {
     this.metrics.inFlight.inc();
     let a: Answer;
     try {
-      a = await answer(req.env, async () => req.stdin);
+      a = await answer(req.env, async () => req.stdin, this.o.endpointHooks?.());
     } finally {
       this.metrics.inFlight.dec();
     }

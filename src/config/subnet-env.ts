@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidValueError, TulleError } from '../base/errors.js';
 import { formatCidr4, formatIPv4, parseCidr4, parseIPv4 } from '../base/ip.js';
-import { validateBridgeName } from './network.js';
+import { FLOODS, validateBridgeName, type FloodMode } from './network.js';
 
 export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
 
@@ -26,6 +26,11 @@ export interface SubnetEnv {
   ipMasq: boolean;
   /** tulle's own, L2 networks only (TULLE_L2_BRIDGE): the bridge pods join; the subnet is then a slice of the Network. */
   l2Bridge?: string;
+  /**
+   * tulle's own, L2 networks only (TULLE_L2_FLOOD): the network's Backend.Flood. The plugin needs it for "none",
+   * where a pod is reachable only once its endpoint record is in the store, which only the agent can write.
+   */
+  l2Flood?: FloodMode;
 }
 
 export class SubnetEnvError extends TulleError {
@@ -36,7 +41,7 @@ export class SubnetEnvError extends TulleError {
 
 export function formatSubnetEnv(env: SubnetEnv): string {
   const prefix = parseCidr4(env.subnet, 'subnet').prefix;
-  return [`FLANNEL_NETWORK=${env.network}`, `FLANNEL_SUBNET=${env.gateway}/${prefix}`, `FLANNEL_MTU=${env.mtu}`, `FLANNEL_IPMASQ=${env.ipMasq}`, ...(env.l2Bridge ? [`TULLE_L2_BRIDGE=${env.l2Bridge}`] : []), ''].join('\n');
+  return [`FLANNEL_NETWORK=${env.network}`, `FLANNEL_SUBNET=${env.gateway}/${prefix}`, `FLANNEL_MTU=${env.mtu}`, `FLANNEL_IPMASQ=${env.ipMasq}`, ...(env.l2Bridge ? [`TULLE_L2_BRIDGE=${env.l2Bridge}`] : []), ...(env.l2Flood ? [`TULLE_L2_FLOOD=${env.l2Flood}`] : []), ''].join('\n');
 }
 
 export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
@@ -58,6 +63,9 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
   const mtu = Number(mtuText);
   if (!/^\d+$/.test(mtuText) || mtu < 68 || mtu > 65535) throw new InvalidValueError(`${source}: FLANNEL_MTU`, mtuText, 'must be a whole number in 68..65535');
   const l2Bridge = vars.get('TULLE_L2_BRIDGE');
+  const floodText = vars.get('TULLE_L2_FLOOD');
+  const l2Flood: FloodMode | undefined = FLOODS.find((f) => f === floodText);
+  if (floodText !== undefined && !l2Flood) throw new InvalidValueError(`${source}: TULLE_L2_FLOOD`, floodText, `is not a flood mode (one of ${FLOODS.join(', ')})`);
   return {
     network,
     subnet: formatCidr4(withHost),
@@ -65,6 +73,7 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
     mtu,
     ipMasq: vars.get('FLANNEL_IPMASQ') === 'true',
     ...(l2Bridge ? { l2Bridge: validateBridgeName(l2Bridge, `${source}: TULLE_L2_BRIDGE`) } : {}),
+    ...(l2Flood ? { l2Flood } : {}),
   };
 }
 

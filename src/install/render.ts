@@ -10,7 +10,9 @@
  *   /etc/default/tulle                    the agent's settings as TULLE_* variables
  *   /etc/systemd/system/tulle-agent.service   the agent, after network-online, restarted always
  */
+import { join } from 'node:path';
 import { InvalidValueError } from '../base/errors.js';
+import { DEFAULTS as CNI_DEFAULTS } from '../cni/netconf.js';
 
 export interface InstallSettings {
   /** Directory of the tulle installation (holds bin/ and dist/). */
@@ -76,7 +78,14 @@ export function renderConflist(s: InstallSettings): string {
 
 /** systemd EnvironmentFile syntax; values are checked to hold no newline or control character. */
 export function renderEnvFile(s: InstallSettings): string {
-  const lines = ['# Written by `tulle install`: settings of the tulle agent (see `tulle agent --help`).', `TULLE_SUBNET_FILE=${envQuote('TULLE_SUBNET_FILE', s.subnetFile)}`];
+  // The plugin's IPAM directory for this network: an L2 Flood "none" agent prunes its endpoint records against it,
+  // so it must be the very directory the conflist's plugin writes (a wrong one would look empty).
+  const ipamDir = join(s.cniDataDir ?? CNI_DEFAULTS.dataDir, s.networkName);
+  const lines = [
+    '# Written by `tulle install`: settings of the tulle agent (see `tulle agent --help`).',
+    `TULLE_SUBNET_FILE=${envQuote('TULLE_SUBNET_FILE', s.subnetFile)}`,
+    `TULLE_CNI_IPAM_DIR=${envQuote('TULLE_CNI_IPAM_DIR', ipamDir)}`,
+  ];
   for (const [k, v] of Object.entries(s.agentEnv)) lines.push(`${k}=${envQuote(k, v)}`);
   return lines.join('\n') + '\n';
 }

@@ -21,7 +21,7 @@ import { labNamespace } from './names.js';
 import { agentLogOf, hostDir, loadLabState, registerLabProcess, subnetFileOf, unregisterLabProcess, updateLabState, type LabState } from './state.js';
 import type { LabPod } from './topology.js';
 import type { LabStep } from './up.js';
-import { L2_PREFIX, waitL2Converged, type LabL2 } from './l2.js';
+import { L2_PREFIX, waitL2Converged, waitL2Endpoints, type LabL2 } from './l2.js';
 
 /** bin/tulle of this checkout (this file runs from dist/src/lab/). */
 export const TULLE_BIN = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
@@ -125,7 +125,7 @@ export function startAgent(state: LabState, host: string, extraArgs: readonly st
   const dir = hostDir(state, host);
   // The agent's own default periods (reconcile 60 s, rules 30 s): drift is repaired from netlink events at once,
   // and fifty agents re-listing rules every few seconds would load a 2-core machine for nothing.
-  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, ...prefixArgs(o), '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host), ...extraArgs];
+  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, ...prefixArgs(o), '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host), '--cni-ipam-dir', join(cniDataDirOf(state, host), LAB_CNI_NETWORK), ...extraArgs];
   return startProcess(state, namespaceOf(state, host), argv, agentLogOf(state, host), 'agent', host);
 }
 
@@ -244,9 +244,17 @@ async function recordAndCreate(state: LabState, namespaces: readonly string[]): 
   for (const ns of namespaces) await createNetns(ns);
 }
 
+/** The name of the lab pods' CNI network (also the IPAM directory's name under the data dir). */
+const LAB_CNI_NETWORK = 'tulle';
+
+/** Where a host's tulle-cni keeps its address reservations (host-local's format, one directory per network). */
+function cniDataDirOf(state: LabState, host: string): string {
+  return join(hostDir(state, host), 'ipam');
+}
+
 /** The CNI network config the lab's pods are attached with. */
 export function podNetconf(state: LabState, host: string): Record<string, unknown> {
-  return { cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: overlayOf(state).mode, subnetFile: subnetFileOf(state, host), dataDir: join(hostDir(state, host), 'ipam') };
+  return { cniVersion: '1.1.0', name: LAB_CNI_NETWORK, type: 'tulle', mode: overlayOf(state).mode, subnetFile: subnetFileOf(state, host), dataDir: cniDataDirOf(state, host) };
 }
 
 /**
@@ -364,6 +372,15 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
         );
       },
     });
+    if (l2Flood === 'none') {
+      steps.push({
+        title: "wait until every host's vxlan device holds every remote pod (l2, flood none: from the store's endpoint records)",
+        run: async (ctx) => {
+          const state = ctx.state();
+          await waitL2Endpoints(state.hosts.filter((h) => state.pods.some((p) => p.host === h.name)), state.pods, overlayOf(state).l2!.vni, options.convergeTimeoutMs ?? 30_000);
+        },
+      });
+    }
   }
   return steps;
 }

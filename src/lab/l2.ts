@@ -118,3 +118,65 @@ export async function waitL2Converged(hosts: readonly LabHostRef[], l2: LabL2, t
     50,
   );
 }
+
+/** A pod's endpoint as the kernel shows it: its address, its eth0 MAC (`ip -n <pod> -j link show eth0`), its host. */
+export interface LabEndpoint {
+  ip: string;
+  mac: string;
+  publicIP: string;
+}
+
+/** The endpoints of the lab's pods (those with an address), each with its host's underlay address. */
+export async function labEndpoints(hosts: readonly LabHostRef[], pods: readonly { namespace: string; host: string; address: string | null }[]): Promise<LabEndpoint[]> {
+  return Promise.all(
+    pods
+      .filter((p) => p.address)
+      .map(async (p) => {
+        const [link] = await runJson<Array<{ address: string }>>(['ip', '-n', p.namespace, '-j', 'link', 'show', 'eth0']);
+        return { ip: p.address!, mac: link!.address, publicIP: hosts.find((h) => h.name === p.host)?.address ?? '?' };
+      }),
+  );
+}
+
+/**
+ * Flood "none": a host's endpoint entries as iproute2 shows them, one line each — `<MAC> dst <host>` for the
+ * device's own FDB entries (`bridge -j fdb show dev vxlan<VNI>`, not the bridge's learned ones) and `<IP> lladdr
+ * <MAC> permanent` for its neighbours (`ip -j neigh show dev vxlan<VNI>`), sorted.
+ */
+export async function readL2Endpoints(namespace: string, vni: number): Promise<{ fdb: string[]; neigh: string[] }> {
+  const dev = l2DeviceName(vni);
+  const fdb = await runJson<Array<BridgeFdb & { master?: string; state?: string }>>(['bridge', '-n', namespace, '-j', 'fdb', 'show', 'dev', dev]);
+  const neigh = await runJson<Array<{ dst: string; lladdr?: string; state?: string[] }>>(['ip', '-n', namespace, '-j', 'neigh', 'show', 'dev', dev]);
+  return {
+    fdb: fdb.filter((f) => !f.master && f.dst).map((f) => `${f.mac} dst ${f.dst}${f.state === 'permanent' ? '' : ` ${f.state ?? 'dynamic'}`}`).sort(),
+    neigh: neigh.map((n) => `${n.dst} lladdr ${n.lladdr ?? '-'} ${(n.state ?? []).join(',').toLowerCase()}`).sort(),
+  };
+}
+
+/** What a host's device must hold for `endpoints` (the remote ones only), in readL2Endpoints' lines. */
+export function expectedL2Endpoints(endpoints: readonly LabEndpoint[], ownAddress: string): { fdb: string[]; neigh: string[] } {
+  const remote = endpoints.filter((e) => e.publicIP !== ownAddress);
+  return { fdb: remote.map((e) => `${e.mac} dst ${e.publicIP}`).sort(), neigh: remote.map((e) => `${e.ip} lladdr ${e.mac} permanent`).sort() };
+}
+
+/** Wait until every host's device holds exactly the entries of every remote pod (Flood "none"). */
+export async function waitL2Endpoints(hosts: readonly LabHostRef[], pods: readonly { namespace: string; host: string; address: string | null }[], vni: number, timeoutMs: number): Promise<void> {
+  const endpoints = await labEndpoints(hosts, pods);
+  let lacking: string[] = [];
+  await waitFor(
+    async () => {
+      lacking = [];
+      for (const h of hosts) {
+        const [have, want] = [await readL2Endpoints(h.namespace, vni), expectedL2Endpoints(endpoints, h.address)];
+        if (have.fdb.join() !== want.fdb.join() || have.neigh.join() !== want.neigh.join()) lacking.push(`${h.name} has [${have.fdb.join(', ')}], not [${want.fdb.join(', ')}]`);
+      }
+      return lacking.length === 0;
+    },
+    timeoutMs,
+    `every host's ${l2DeviceName(vni)} to hold every remote pod`,
+    50,
+  ).catch((err: unknown) => {
+    // The message of waitFor is fixed when it starts; what was still lacking at the deadline is the useful part.
+    throw err instanceof Error ? Object.assign(err, { message: `${err.message} (${lacking.join('; ')})` }) : err;
+  });
+}

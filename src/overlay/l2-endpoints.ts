@@ -191,3 +191,30 @@ export class EndpointReconciler {
     return { writes };
   }
 }
+
+/** An endpoint write as the iproute2 command it equals (for `tulle status`'s "would need" list). */
+export function endpointOpCommand(op: NetlinkOp): string {
+  const a = op.args as { dev: string; mac?: string; dst?: string; ip?: string };
+  switch (op.op) {
+    case 'replaceFdb':
+      return `bridge fdb replace ${a.mac} dev ${a.dev} dst ${a.dst} self permanent`;
+    case 'deleteFdb':
+      return `bridge fdb del ${a.mac} dev ${a.dev}${a.dst ? ` dst ${a.dst}` : ''} self`;
+    case 'replaceNeighbor':
+      return `ip neigh replace ${a.ip} lladdr ${a.mac} dev ${a.dev} nud permanent`;
+    case 'deleteNeighbor':
+      return `ip neigh del ${a.ip} dev ${a.dev}`;
+    default:
+      return op.op;
+  }
+}
+
+/**
+ * `tulle status` for Flood "none": how many remote pods the device holds as planned, and the commands that would
+ * make it hold exactly `accepted`'s remote endpoints (empty when in sync). Read-only.
+ */
+export async function endpointStatus(nl: Pick<EndpointKernel, 'listFdb' | 'listNeighbors'>, device: string, accepted: Iterable<EndpointRecord>, ownPublicIP: string): Promise<{ remote: number; pending: string[] }> {
+  const want = planEndpointEntries(device, accepted, ownPublicIP);
+  const [fdb, neighbors] = await Promise.all([nl.listFdb({ dev: device }), nl.listNeighbors({ dev: device, all: true })]);
+  return { remote: want.fdb.length, pending: diffEndpointEntries(want, { fdb, neighbors }, device).map(endpointOpCommand) };
+}

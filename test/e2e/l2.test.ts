@@ -254,7 +254,7 @@ test('an existing bridge (a Docker network\'s) is joined: its addresses, ports a
   assert.ok(existsSync(join(state.dir, 'h2')));
 });
 
-test('none (until the endpoint records are wired): the device answers ARP itself (proxy) and learns nothing; no flood list', async (t) => {
+test('none, no pods yet: the device answers ARP itself (proxy) and learns nothing; no flood list (pods: test/e2e/l2-none.test.ts)', async (t) => {
   const state = await overlayLab(t, { nodes: 2, underlay: 'routed', pods: 0, configText: config('none') });
   for (const h of ['h1', 'h2']) {
     const d = await device(state, h);

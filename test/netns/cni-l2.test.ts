@@ -3,13 +3,13 @@
 // Called as a runtime calls the plugin, in a fresh host namespace; kernel state read back with `ip -j`/`bridge -j`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cniInvoke, type CniOutcome } from '../../src/cni/invoke.js';
 import { hostVethName } from '../../src/cni/names.js';
 import { resultViolations } from '../../src/cni/validate-result.js';
-import { CNI_PATHS, cniRoute, type CniPath, type CniRoute } from '../helpers/cni-paths.js';
+import { CNI_PATHS, SHIM, cniRoute, startCniServer, type CniPath, type CniRoute } from '../helpers/cni-paths.js';
 import { freshNetns, ip, ipJson, requireRoot, uniqueName } from '../helpers/netns.js';
 
 requireRoot();
@@ -109,6 +109,76 @@ test('l2 mode, wrong setups: a clear error naming the field, nothing left behind
   assert.deepEqual((await ipJson<Array<{ ifname: string }>>(host.ns, 'link', 'show')).map((l) => l.ifname).sort(), linksBefore, 'no veth left behind');
   assert.deepEqual(ipamFiles(host), []);
   assert.deepEqual(await ipJson<unknown[]>(pod, 'link', 'show', 'eth0').catch(() => []), []);
+});
+
+test('l2 Flood "none" through the agent\'s CNI server: ADD publishes the pod (undone when that fails), DEL withdraws it first (and keeps everything when that fails)', async (t) => {
+  const ns = await freshNetns(t, 'host');
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-l2none-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bridge = uniqueName('b').slice(0, 15);
+  await ip(ns, 'link', 'add', bridge, 'type', 'bridge');
+  await ip(ns, 'link', 'set', bridge, 'up');
+  const subnetFile = join(dir, 'subnet.env');
+  writeFileSync(subnetFile, `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\nTULLE_L2_BRIDGE=${bridge}\nTULLE_L2_FLOOD=none\n`);
+  // The hooks the agent would pass (its store side), recording each call to a file instead of writing a store.
+  const hooksFile = join(dir, 'hooks.jsonl');
+  const server = await startCniServer(t, ns, { hooksFile });
+  const host: Host = { ns, bridge, route: { plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket } }, subnetFile, dataDir: join(dir, 'ipam'), config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'l2', subnetFile, dataDir: join(dir, 'ipam'), ...extra }) };
+  const calls = () => (existsSync(hooksFile) ? readFileSync(hooksFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>) : []);
+  const ports = async () => (await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show', 'master', bridge)).map((l) => l.ifname);
+  const pod = await freshNetns(t, 'pod');
+
+  const added = await call(host, 'ADD', 'n1', pod, host.config());
+  assert.equal(added.exitCode, 0, added.stdout + added.stderr);
+  const result = added.result as { ips: Array<{ address: string }>; interfaces: Array<{ name: string; mac: string; sandbox?: string }> };
+  const mac = result.interfaces.find((i) => i.sandbox)!.mac;
+  const [eth0] = await ipJson<Array<{ address: string }>>(pod, 'link', 'show', 'eth0');
+  assert.equal(mac, eth0!.address, 'the result names the pod\'s real MAC');
+  const address = result.ips[0]!.address.split('/')[0]!;
+  assert.deepEqual(calls(), [{ op: 'publish', ip: address, mac }]);
+
+  // DEL while the store is away: a retryable error, and nothing removed (veth, address file), so the retry can work.
+  writeFileSync(`${hooksFile}.fail`, 'withdraw');
+  const failedDel = await call(host, 'DEL', 'n1', pod, host.config());
+  assert.equal(failedDel.exitCode, 1);
+  assert.equal(failedDel.error?.code, 11);
+  assert.match(failedDel.error?.msg ?? '', new RegExp(`cannot withdraw the endpoint record of ${address.replace(/\./g, '\\.')}; nothing was removed, try DEL again: the store is away`));
+  assert.deepEqual(await ports(), [hostVethName('n1', 'eth0')]);
+  assert.deepEqual(ipamFiles(host), [address]);
+  // The retry, without prevResult: the address comes from the IPAM file, the MAC is not known.
+  writeFileSync(`${hooksFile}.fail`, '');
+  assert.equal((await call(host, 'DEL', 'n1', pod, host.config())).exitCode, 0);
+  assert.deepEqual(calls().slice(1), [{ op: 'withdraw', ip: address }]);
+  assert.deepEqual(await ports(), []);
+  assert.deepEqual(ipamFiles(host), []);
+
+  // ADD while the store is away: error 108 naming the address, the attachment undone, the address free again.
+  writeFileSync(`${hooksFile}.fail`, 'publish');
+  const failedAdd = await call(host, 'ADD', 'n2', pod, host.config());
+  assert.equal(failedAdd.exitCode, 1);
+  assert.equal(failedAdd.error?.code, 108);
+  assert.match(failedAdd.error?.msg ?? '', /^cannot publish the endpoint record of 10\.33\.0\.\d+ \(Backend\.Flood "none" needs it to reach the pod\), so the attachment was undone: the store is away/);
+  assert.deepEqual(await ports(), []);
+  assert.deepEqual(ipamFiles(host), []);
+  assert.deepEqual(await ipJson<unknown[]>(pod, 'link', 'show', 'eth0').catch(() => []), [], 'no interface left in the pod');
+
+  // DEL with prevResult withdraws exactly that pod (IP and MAC).
+  writeFileSync(`${hooksFile}.fail`, '');
+  const again = await call(host, 'ADD', 'n3', pod, host.config());
+  assert.equal(again.exitCode, 0, again.stdout);
+  const prev = again.result as typeof result;
+  const n3 = { ip: prev.ips[0]!.address.split('/')[0]!, mac: prev.interfaces.find((i) => i.sandbox)!.mac };
+  assert.equal((await call(host, 'DEL', 'n3', pod, host.config({ prevResult: prev }))).exitCode, 0);
+  assert.deepEqual(calls().slice(-2), [{ op: 'publish', ...n3 }, { op: 'withdraw', ...n3 }]);
+
+  // A prevResult that says nothing usable about the pod: the address comes from the IPAM files instead.
+  const n4 = await call(host, 'ADD', 'n4', pod, host.config());
+  assert.equal(n4.exitCode, 0, n4.stdout);
+  const n4ip = (n4.result as typeof result).ips[0]!.address.split('/')[0]!;
+  const odd = await call(host, 'DEL', 'n4', pod, host.config({ prevResult: { cniVersion: '1.1.0', interfaces: [{ name: 'other0', sandbox: '/x' }], ips: [] } }));
+  assert.equal(odd.exitCode, 0, odd.stdout);
+  assert.deepEqual(calls().at(-1), { op: 'withdraw', ip: n4ip });
+  assert.deepEqual(ipamFiles(host), []);
 });
 
 async function cniPing(ns: string, address: string): Promise<boolean> {

@@ -6,7 +6,7 @@ import { checkPrefixForMode } from '../../src/store/keys.js';
 import { checkL2Lab, defaultL2Underlay, validateFlood } from '../../src/lab/l2.js';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -100,4 +100,24 @@ test('tulle agent --bridge: a name that is no interface name is refused before a
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /--bridge: "b{61}…" is 200 bytes long \(a Linux interface name has at most 15\)/);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+});
+
+test('tulle agent --cni-ipam-dir: a relative or control-character path is refused before anything is touched (exit 2)', (t) => {
+  const bin = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-l2-ipamdir-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const args = ['--store', 'sqlite:/nonexistent/tulle-test.db', '--state-dir', dir, '--subnet-file', join(dir, 'subnet.env'), '--cni-socket', join(dir, 'cni.sock'), '--health-addr', '127.0.0.1:0'];
+  const cases: Array<[string, RegExp]> = [
+    ['ipam/tulle', /--cni-ipam-dir: "ipam\/tulle" must be an absolute path/],
+    ['/var/lib/cni/networks/tu\nlle', /--cni-ipam-dir: "\/var\/lib\/cni\/networks\/tu\\nlle" must be an absolute path without control characters/],
+    ['x'.repeat(500), /--cni-ipam-dir: "x+"… \(500 characters\) must be an absolute path/],
+  ];
+  for (const [value, message] of cases) {
+    const r = spawnSync(process.execPath, [bin, 'agent', '--cni-ipam-dir', value, ...args], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, message);
+    assert.ok(r.stderr.length < 400, `the value is cut: ${r.stderr.length} characters`);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  assert.deepEqual(readdirSync(dir), [], 'nothing written');
 });

@@ -57,7 +57,7 @@ test('install writes the plugin, the conflist, the agent settings and the unit w
   assert.deepEqual(list.plugins[1].capabilities, { portMappings: true });
 
   const env = readFileSync(join(root, 'etc/default/tulle'), 'utf8');
-  for (const line of ['TULLE_SUBNET_FILE=/run/tulle/subnet.env', 'TULLE_STORE=etcd://192.0.2.10:2379', 'TULLE_IFACE=eth0', 'TULLE_IP_MASQ=true']) assert.match(env, new RegExp(`^${line}$`, 'm'));
+  for (const line of ['TULLE_SUBNET_FILE=/run/tulle/subnet.env', 'TULLE_CNI_IPAM_DIR=/var/lib/tulle/cni/tulle', 'TULLE_STORE=etcd://192.0.2.10:2379', 'TULLE_IFACE=eth0', 'TULLE_IP_MASQ=true']) assert.match(env, new RegExp(`^${line}$`, 'm'));
   const unit = readFileSync(join(root, 'etc/systemd/system/tulle-agent.service'), 'utf8');
   assert.match(unit, /^After=network-online\.target$/m);
   assert.match(unit, /^Restart=always$/m);
@@ -75,6 +75,8 @@ test('install writes the plugin, the conflist, the agent settings and the unit w
   assert.equal(routed.status, 0, routed.stderr);
   const list2 = JSON.parse(readFileSync(join(root, 'etc/cni/net.d/10-tulle.conflist'), 'utf8'));
   assert.deepEqual([list2.cniVersion, list2.name, list2.plugins[0].mode, list2.plugins[0].isDefaultGateway], ['1.1.0', 'pods', 'routed', undefined]);
+  // The agent's view of the plugin's reservations follows the network name (its Flood "none" prune reads there).
+  assert.match(readFileSync(join(root, 'etc/default/tulle'), 'utf8'), /^TULLE_CNI_IPAM_DIR=\/var\/lib\/tulle\/cni\/pods$/m);
 });
 
 test('the unit passes systemd-analyze verify', async (t) => {

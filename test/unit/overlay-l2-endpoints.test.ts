@@ -1,7 +1,7 @@
 /** Flood "none": the plan of FDB + neighbour entries per remote pod, and the diff against what the device holds. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { diffEndpointEntries, ensureEndpointDevice, EndpointDeviceError, L2_NONE_VXLAN_ATTRS, planEndpointEntries } from '../../src/overlay/l2-endpoints.js';
+import { diffEndpointEntries, endpointOpCommand, endpointStatus, ensureEndpointDevice, EndpointDeviceError, L2_NONE_VXLAN_ATTRS, planEndpointEntries } from '../../src/overlay/l2-endpoints.js';
 import type { Fdb, Link, Neighbor } from '../../src/netlink/index.js';
 
 const DEV = 'vxlan120';
@@ -106,4 +106,28 @@ test('the device check: proxy is required (fixed at creation), learning is switc
   await refused(vxlanLink({ proxy: false }), /^vxlan120: has proxy off, .* recreate it with proxy nolearning \(ip link add vxlan120 type vxlan id 120 \.\.\. proxy nolearning\)/);
   await refused(vxlanLink({}, 'bridge'), /^vxlan120: is a bridge device, not a vxlan device/);
   await refused(undefined, /^vxlan120: there is no such device/);
+});
+
+test('status: the writes still missing, as the iproute2 commands they equal; none once the device holds the plan', async () => {
+  const fdb: Fdb[] = [];
+  const neighbors: Neighbor[] = [];
+  const view = { listFdb: async () => fdb, listNeighbors: async () => neighbors };
+  const missing = await endpointStatus(view, DEV, pods, OWN);
+  assert.deepEqual(missing, {
+    remote: 2,
+    pending: [
+      'bridge fdb replace 0a:00:00:00:00:02 dev vxlan120 dst 192.0.2.12 self permanent',
+      'bridge fdb replace 0a:00:00:00:00:03 dev vxlan120 dst 192.0.2.13 self permanent',
+      'ip neigh replace 10.17.0.34 lladdr 0a:00:00:00:00:02 dev vxlan120 nud permanent',
+      'ip neigh replace 10.17.0.50 lladdr 0a:00:00:00:00:03 dev vxlan120 nud permanent',
+    ],
+  });
+  for (const p of pods.slice(1)) {
+    fdb.push({ dev: DEV, mac: p.mac, dst: p.publicIP, self: true, permanent: true });
+    neighbors.push({ dev: DEV, ip: p.ip, mac: p.mac, state: 'permanent' });
+  }
+  assert.deepEqual(await endpointStatus(view, DEV, pods, OWN), { remote: 2, pending: [] });
+  // A pod gone from the store: its entries are what is left to delete.
+  assert.deepEqual((await endpointStatus(view, DEV, pods.slice(0, 2), OWN)).pending, ['ip neigh del 10.17.0.50 dev vxlan120', 'bridge fdb del 0a:00:00:00:00:03 dev vxlan120 dst 192.0.2.13 self']);
+  assert.equal(endpointOpCommand({ op: 'deleteFdb', args: { dev: DEV, mac: '0a:00:00:00:00:09', self: true } }), 'bridge fdb del 0a:00:00:00:00:09 dev vxlan120 self');
 });

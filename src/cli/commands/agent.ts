@@ -3,10 +3,11 @@
  * --public-ip, --subnet-file, --ip-masq, --etcd-prefix as --prefix); every flag is also a TULLE_* variable, as a
  * DaemonSet would set them. `--cleanup` removes what the agent made on this host instead of running it.
  */
+import { isAbsolute } from 'node:path';
 import { createLogger } from '../../base/log.js';
 import { InvalidValueError, describeError } from '../../base/errors.js';
 import { Agent, cleanupHost } from '../../agent/agent.js';
-import { DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
+import { DEFAULT_CNI_IPAM_DIR, DEFAULT_HEALTH_ADDR, DEFAULT_STATE_DIR, type AgentOptions } from '../../agent/options.js';
 import { DEFAULT_SUBNET_FILE } from '../../config/subnet-env.js';
 import { validateBridgeName } from '../../config/network.js';
 import { parseStoreUrl } from '../../store/url.js';
@@ -34,8 +35,20 @@ function agentOptions(o: OptionsOf<typeof agentCommand>): AgentOptions {
     reconcileInterval: o['reconcile-interval'],
     rulesInterval: o['rules-interval'],
     vxlanGuard: o['vxlan-guard'] !== 'false',
+    // "" prunes nothing (an agent that cannot know the plugin's directory must not take it as empty).
+    ...(s(o['cni-ipam-dir']) ? { cniIpamDir: ipamDirOption(o['cni-ipam-dir']) } : {}),
     ...(s(o.bridge) ? { bridge: validateBridgeName(o.bridge, '--bridge') } : {}),
   };
+}
+
+/**
+ * --cni-ipam-dir: an absolute path. A relative one would be read against whatever directory the agent runs in,
+ * where it finds no reservations, and the agent would then delete the records of this host's live pods.
+ */
+function ipamDirOption(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!isAbsolute(value) || /[\x00-\x1f\x7f]/.test(value)) throw new InvalidValueError('--cni-ipam-dir', value, "must be an absolute path without control characters (the plugin's <dataDir>/<network name>)");
+  return value;
 }
 
 export const agentCommand = defineCommand({
@@ -70,6 +83,13 @@ export const agentCommand = defineCommand({
       description: "L2 networks: the bridge this host's vxlan<VNI> joins, instead of Backend.Bridge (an existing one, e.g. a Docker network's br-<id>, is only joined)",
       env: 'TULLE_BRIDGE',
     },
+    'cni-ipam-dir': {
+      type: 'string',
+      valueName: 'DIR',
+      description: 'L2 Flood "none": the CNI plugin\'s address reservations for this network (<cni data dir>/<network name>); at start, endpoint records of this host for addresses not reserved there are deleted; "" deletes none',
+      default: DEFAULT_CNI_IPAM_DIR,
+      env: 'TULLE_CNI_IPAM_DIR',
+    },
     cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file; the device of an L2 network and a bridge tulle made), release its lease, and exit' },
   },
   examples: [
@@ -98,7 +118,7 @@ export const agentCommand = defineCommand({
     if (socket) {
       try {
         // In-flight requests get half a second at shutdown: one cut short answers 11 (ADD) or falls back in the shim.
-        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry, drainMs: 500 });
+        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry, drainMs: 500, endpointHooks: () => agent.podEndpointHooks });
       } catch (err) {
         // A malformed path is the operator's typo: refuse to start. A socket that cannot be served (another agent's,
         // a directory that cannot be made) is not fatal: the shim falls back to the Node plugin, so pods still get

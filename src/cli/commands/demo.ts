@@ -81,7 +81,7 @@ export const demoCommand = defineCommand({
       for (const h of state.hosts) {
         out();
         out(`== ${h.name} (${h.namespace}): underlay ${h.address}, pods ${h.subnet}${l2 ? ' (a slice of the one shared subnet)' : ''} ==`);
-        for (const argv of l2 ? await l2Commands(h.namespace, l2.vni) : [['ip', 'route'], ['ip', 'neigh', 'show', 'dev', 'flannel.1'], ['bridge', 'fdb', 'show', 'dev', 'flannel.1'], ['ip', '-d', 'link', 'show', 'flannel.1']]) {
+        for (const argv of l2 ? await l2Commands(h.namespace, l2) : [['ip', 'route'], ['ip', 'neigh', 'show', 'dev', 'flannel.1'], ['bridge', 'fdb', 'show', 'dev', 'flannel.1'], ['ip', '-d', 'link', 'show', 'flannel.1']]) {
           out(`$ ${argv.join(' ')}`);
           const r = await run(['ip', 'netns', 'exec', h.namespace, ...argv], { allowFailure: true });
           out((r.stdout || r.stderr).trimEnd());
@@ -107,12 +107,18 @@ export const demoCommand = defineCommand({
 
 /**
  * The L2 state as seeds 001/002 print it: the device, its FDB (the all-zero flood entries, or the group, or the
- * remote), and the bridge's ports (what `brctl show` lists, with iproute2: `ip -br link show master BR`).
+ * remote, or per remote pod its entry), for Flood "none" the neighbours the device answers ARP from, and the
+ * bridge's ports (what `brctl show` lists, with iproute2: `ip -br link show master BR`).
  */
-async function l2Commands(namespace: string, vni: number): Promise<string[][]> {
-  const dev = `vxlan${vni}`;
+async function l2Commands(namespace: string, l2: { vni: number; flood: string }): Promise<string[][]> {
+  const dev = `vxlan${l2.vni}`;
   const [link] = await runJson<Array<{ master?: string }>>(['ip', '-n', namespace, '-j', 'link', 'show', dev]).catch(() => []);
-  return [['ip', '-d', 'link', 'show', dev], ['bridge', 'fdb', 'show', 'dev', dev], ...(link?.master ? [['ip', '-br', 'link', 'show', 'master', link.master]] : [])];
+  return [
+    ['ip', '-d', 'link', 'show', dev],
+    ['bridge', 'fdb', 'show', 'dev', dev],
+    ...(l2.flood === 'none' ? [['ip', 'neigh', 'show', 'dev', dev]] : []),
+    ...(link?.master ? [['ip', '-br', 'link', 'show', 'master', link.master]] : []),
+  ];
 }
 
 function hostTable(state: LabState): string {

@@ -11,7 +11,9 @@ import { DEFAULT_SUBNET_FILE, previousSubnet } from '../../config/subnet-env.js'
 import { NetlinkClient } from '../../netlink/index.js';
 import { hostOverlayStatus, localOverlayState } from '../../overlay/status.js';
 import { VxlanGuard, type GuardStatus } from '../../overlay/guard.js';
-import { l2StatusProblems } from '../../overlay/l2.js';
+import { l2DeviceName, l2StatusProblems } from '../../overlay/l2.js';
+import { endpointStatus } from '../../overlay/l2-endpoints.js';
+import { admitEndpoints, listEndpoints, type EndpointListing } from '../../subnet/endpoints.js';
 import { chooseBackend } from '../../overlay/rules.js';
 import { LeaseManager } from '../../subnet/manager.js';
 import { defineCommand } from '../spec.js';
@@ -40,7 +42,10 @@ export const statusCommand = defineCommand({
       const { registry, prefix } = await openStoreFromOptions(args, false);
       try {
         const manager = new LeaseManager(registry, { prefix });
-        fromStore = { config: await manager.getNetworkConfig(), listing: await manager.listLeases() };
+        const config = await manager.getNetworkConfig();
+        // Flood "none": the pods' endpoint records, which the device's entries must follow.
+        const endpoints: EndpointListing | undefined = config.Backend.mode === 'l2' && config.Backend.flood === 'none' ? await listEndpoints(registry, prefix) : undefined;
+        fromStore = { config, listing: await manager.listLeases(), endpoints };
       } finally {
         await registry.close();
       }
@@ -67,7 +72,7 @@ export const statusCommand = defineCommand({
         }
         return 1;
       }
-      const { config, listing } = fromStore;
+      const { config, listing, endpoints } = fromStore;
       const s = await hostOverlayStatus(nl, { leases: listing.leases, config });
       const rejected = [...listing.malformed.map((m) => ({ key: m.key, reason: 'malformed', detail: m.message })), ...s.rejected];
       // The guard's members must be exactly the peers this host admits.
@@ -79,9 +84,18 @@ export const statusCommand = defineCommand({
         // An L2 network: the device, its bridge and its flood state, not flannel's VTEP, routes and neighbours.
         const b = config.Backend;
         const l2 = await l2StatusProblems(nl, { vni: b.VNI, flood: b.flood, ...(b.group ? { group: b.group } : {}) }, [...new Set(peerIPs)]);
+        let pods: { remote: number; rejected: number } | undefined;
+        if (endpoints && l2.device && s.subnet && s.publicIP) {
+          // Believed as the agent believes them: against this host's lease and the peers it admits.
+          const admitted = [{ subnet: s.subnet, publicIP: s.publicIP }, ...listing.leases.filter((l) => l.subnet !== s.subnet && !refused.has(l.key))];
+          const { accepted, rejected: notBelieved } = admitEndpoints(endpoints.records, admitted, s.publicIP);
+          const e = await endpointStatus(nl, l2DeviceName(b.VNI), accepted, s.publicIP);
+          l2.pending.push(...e.pending);
+          pods = { remote: e.remote, rejected: notBelieved.length + endpoints.malformed.length };
+        }
         const inSync = l2.pending.length === 0;
         if (args.options.json) {
-          process.stdout.write(JSON.stringify({ subnet: s.subnet, publicIP: s.publicIP, mode: 'l2', flood: b.flood, device: l2.device ?? null, floodTo: l2.floodTo, peers: peerIPs.length, rejected, pending: l2.pending, inSync, agent, guard: guardView }, null, 2) + '\n');
+          process.stdout.write(JSON.stringify({ subnet: s.subnet, publicIP: s.publicIP, mode: 'l2', flood: b.flood, device: l2.device ?? null, floodTo: l2.floodTo, peers: peerIPs.length, ...(pods ? { endpoints: pods } : {}), rejected, pending: l2.pending, inSync, agent, guard: guardView }, null, 2) + '\n');
         } else {
           const d = l2.device;
           const lines = [
@@ -89,6 +103,7 @@ export const statusCommand = defineCommand({
             `lease:    ${s.subnet ? `${s.subnet} (a slice of the l2 network ${config.Network}; public IP ${s.publicIP})` : 'none: no lease in the store has a public IP of this host'}`,
             `device:   ${d ? `${d.name} vni ${d.vxlan?.vni} local ${d.vxlan?.local} dstport ${d.vxlan?.port} mtu ${d.mtu} on bridge ${d.master ?? 'none'}${d.up ? '' : ' (DOWN)'}` : 'missing'}`,
             `flood:    ${b.flood}${b.flood === 'unicast' ? ` to ${l2.floodTo.join(' ') || '(nobody)'}` : b.flood === 'multicast' ? ` group ${d?.vxlan?.group ?? 'none'}` : b.flood === 'remote' ? ` remote ${d?.vxlan?.remote ?? 'none'}` : ''}; ${peerIPs.length} admitted peer(s)`,
+            ...(pods ? [`pods:     ${pods.remote} remote pod(s) from the store's endpoint records${pods.rejected ? `; ${pods.rejected} record(s) not believed` : ''}`] : []),
             ...(rejected.length ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)] : []),
             `in sync:  ${inSync ? 'yes' : 'NO'}`,
             ...(l2.pending.length ? ['would need:', ...l2.pending.map((p) => `  ${p}`)] : []),
