@@ -310,9 +310,9 @@ export class Agent {
 
   /** Program the peers and keep them right until stop(): returns only when the lease watch ends. */
   private async watchPhase(store: StoreSide, config: NetworkConfig, { nl, underlay, spec }: HostSide, lease: Lease, rulesSide: RulesSide): Promise<void> {
-    const { options, log, signal, metrics } = this;
-    const { registry, manager, outage } = store;
-    const { rules, guard } = rulesSide;
+    const { log, metrics } = this;
+    const { manager } = store;
+    const { guard } = rulesSide;
     const reconciler = (this.reconciler = new Reconciler(
       nl,
       {
@@ -349,28 +349,7 @@ export class Agent {
     // Kernel events first, so that nothing changed between the first reconcile and the subscription is missed.
     this.own(await nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e)), (s) => s.close());
 
-    const renewing = manager
-      .keepRenewed(lease, {
-        signal,
-        onRenewed: (l) => {
-          this.lease = l;
-          this.setLeaseExpiry(l);
-        },
-        onError: () => metrics.storeErrors.inc(),
-      })
-      .catch((err: unknown) => {
-        // Our subnet went to someone else: continuing would route another host's pods here. flannel exits too.
-        log.error('lease lost; stopping', { error: describeError(err) });
-        this.fatal = err instanceof Error ? err : new AgentError(String(err));
-        this.stop();
-      });
-    // Closing waits for the renewal loop to end (it does once the stop signal aborts its sleep).
-    void this.own(renewing, (p) => p);
-
-    this.own(setInterval(() => void this.reconcile('periodic'), options.reconcileInterval * 1000), clearInterval);
-    this.own(setInterval(() => void this.checkRules(rules, rulesSide.spec, rulesSide.stateFile), options.rulesInterval * 1000), clearInterval);
-    if (guard) this.own(setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000), clearInterval);
-    this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
+    this.keepLeaseAndChecks(store, lease, rulesSide, () => void this.reconcile('periodic'));
 
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
     for await (const batch of watcher) {
@@ -461,9 +440,10 @@ export class Agent {
     await this.phase('watch', () => this.watchL2(store, l2, lease, rulesSide));
   }
 
-  private async watchL2(store: StoreSide, l2: L2Host, lease: Lease, { rules, spec, stateFile, guard }: RulesSide): Promise<void> {
+  private async watchL2(store: StoreSide, l2: L2Host, lease: Lease, rulesSide: RulesSide): Promise<void> {
     const { options, log, signal, metrics } = this;
-    const { registry, manager, outage } = store;
+    const { registry, manager } = store;
+    const { guard } = rulesSide;
     if (guard) l2.beforeProgram = (admitted) => this.updateGuard(guard, admitted.map((p) => p.publicIP));
     // Flood "none": records are believed against this host's lease and the admitted peers' (read at every run), so
     // the endpoint sync starts once the first lease snapshot is admitted, not before (it would refuse every
@@ -525,25 +505,7 @@ export class Agent {
         sub.close();
       },
     );
-    const renewing = manager
-      .keepRenewed(lease, {
-        signal,
-        onRenewed: (l) => {
-          this.lease = l;
-          this.setLeaseExpiry(l);
-        },
-        onError: () => metrics.storeErrors.inc(),
-      })
-      .catch((err: unknown) => {
-        log.error('lease lost; stopping', { error: describeError(err) });
-        this.fatal = err instanceof Error ? err : new AgentError(String(err));
-        this.stop();
-      });
-    void this.own(renewing, (p) => p);
-    this.own(setInterval(() => void sync('periodic'), options.reconcileInterval * 1000), clearInterval);
-    this.own(setInterval(() => void this.checkRules(rules, spec, stateFile), options.rulesInterval * 1000), clearInterval);
-    if (guard) this.own(setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000), clearInterval);
-    this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
+    this.keepLeaseAndChecks(store, lease, rulesSide, () => void sync('periodic'));
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
     for await (const batch of watcher) {
       l2.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
@@ -624,6 +586,37 @@ export class Agent {
     const existing = await this.nl!.getLink(name);
     const keepable = existing && !incompatibility(existing, { ...base, mac: '' }, underlay.index) ? existing.mac : undefined;
     return { ...base, mac: chooseVtepMac(keepable, this.options.stateDir, name) };
+  }
+
+  /**
+   * What runs beside the lease watch, in L3 and L2 alike: the lease renewal (a lease lost stops the agent), the
+   * periodic resync, the traffic-rule and guard checks, and the store probe. All end with the agent.
+   */
+  private keepLeaseAndChecks(store: StoreSide, lease: Lease, rulesSide: RulesSide, resync: () => void): void {
+    const { options, log, signal, metrics } = this;
+    const { registry, manager, outage } = store;
+    const { rules, guard } = rulesSide;
+    const renewing = manager
+      .keepRenewed(lease, {
+        signal,
+        onRenewed: (l) => {
+          this.lease = l;
+          this.setLeaseExpiry(l);
+        },
+        onError: () => metrics.storeErrors.inc(),
+      })
+      .catch((err: unknown) => {
+        // Our subnet went to someone else: continuing would route another host's pods here. flannel exits too.
+        log.error('lease lost; stopping', { error: describeError(err) });
+        this.fatal = err instanceof Error ? err : new AgentError(String(err));
+        this.stop();
+      });
+    // Closing waits for the renewal loop to end (it does once the stop signal aborts its sleep).
+    void this.own(renewing, (p) => p);
+    this.own(setInterval(resync, options.reconcileInterval * 1000), clearInterval);
+    this.own(setInterval(() => void this.checkRules(rules, rulesSide.spec, rulesSide.stateFile), options.rulesInterval * 1000), clearInterval);
+    if (guard) this.own(setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000), clearInterval);
+    this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
   }
 
   /** Lease changes run incrementally; start, the periodic resync and drift (overflow included) run in full. */

@@ -7,6 +7,7 @@
  * made meanwhile share the next run.
  */
 import { rmSync } from 'node:fs';
+import { Coalescer } from '../base/coalesce.js';
 import { describeError } from '../base/errors.js';
 import { cidrsOverlap } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
@@ -57,8 +58,7 @@ export interface L2HostOptions {
 export class L2Host {
   private readonly leases = new Map<string, Lease>();
   private admission: AdmissionResult = { admitted: [], rejected: [] };
-  private running: Promise<L2SyncResult> | undefined;
-  private pending: Promise<L2SyncResult> | undefined;
+  private readonly runs = new Coalescer<L2SyncResult>();
   private reportedProblem: string | undefined;
   private spec: L2DeviceSpec;
   /** Called with the admitted peers before the kernel is written (the VXLAN guard's members). */
@@ -109,19 +109,7 @@ export class L2Host {
 
   /** Sync now, or right after the run in progress (requests made meanwhile share that one run). */
   sync(): Promise<L2SyncResult> {
-    if (!this.running) {
-      this.running = this.syncOnce().finally(() => {
-        this.running = undefined;
-      });
-      return this.running;
-    }
-    this.pending ??= this.running
-      .catch(() => undefined)
-      .then(() => {
-        this.pending = undefined;
-        return this.sync();
-      });
-    return this.pending;
+    return this.runs.run(() => this.syncOnce());
   }
 
   /** Does this kernel event touch what tulle owns here? Then the caller schedules a repair. */

@@ -17,6 +17,7 @@
  *
  * Runs are serialised and coalesced: asking for a reconcile while one runs schedules exactly one more.
  */
+import { Coalescer } from '../base/coalesce.js';
 import type { Cidr4 } from '../base/ip.js';
 import { cidrContainsCidr, cidrsOverlap, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
@@ -100,8 +101,7 @@ export class Reconciler {
   private wantFull = false;
   /** Destinations of the routes tulle does not own inside the overlay network: from the last dump, then events. */
   private foreign: Cidr4[] = [];
-  private running: Promise<ReconcileResult> | undefined;
-  private pending: Promise<ReconcileResult> | undefined;
+  private readonly runs = new Coalescer<ReconcileResult>();
   private readonly failing = new Map<string, Failing>();
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -149,19 +149,7 @@ export class Reconciler {
    */
   reconcile(reason: string, mode: ReconcileMode = 'full'): Promise<ReconcileResult> {
     if (mode === 'full') this.wantFull = true;
-    if (!this.running) {
-      this.running = this.runOnce(reason).finally(() => {
-        this.running = undefined;
-      });
-      return this.running;
-    }
-    this.pending ??= this.running
-      .catch(() => undefined)
-      .then(() => {
-        this.pending = undefined;
-        return this.reconcile(reason, 'incremental');
-      });
-    return this.pending;
+    return this.runs.run(() => this.runOnce(reason));
   }
 
   /** Stop the retry timer; runs already started finish. */
