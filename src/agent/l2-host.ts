@@ -11,7 +11,7 @@ import { Coalescer } from '../base/coalesce.js';
 import { describeError } from '../base/errors.js';
 import { cidrsOverlap } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
-import type { NetlinkClient, NetlinkEvent } from '../netlink/index.js';
+import type { Link, NetlinkClient, NetlinkEvent } from '../netlink/index.js';
 import { admitLeases, type AdmissionResult } from '../overlay/admission.js';
 import {
   ZERO_MAC,
@@ -118,8 +118,7 @@ export class L2Host {
     if (e.kind === 'link') {
       if (e.link.name === this.spec.bridge && e.action === 'del') return 'device';
       if (e.link.name !== this.spec.name) return undefined;
-      if (e.action === 'del' || !e.link.up || e.link.master !== this.spec.bridge || e.link.mtu !== this.spec.mtu) return 'device';
-      return l2Incompatibility(e.link, this.spec, this.o.underlay.index) ? 'device' : undefined;
+      return e.action === 'del' || this.deviceProblem(e.link) ? 'device' : undefined;
     }
     if (e.kind === 'fdb' && e.fdb.dev === this.spec.name) {
       if (this.spec.flood === 'unicast' && e.fdb.mac === ZERO_MAC) return 'flood';
@@ -183,8 +182,24 @@ export class L2Host {
     return result;
   }
 
+  /** What is wrong with the device as the kernel shows it (down, off its bridge, another MTU or kind), if anything. */
+  private deviceProblem(link: Link): string | undefined {
+    if (!link.up) return 'down';
+    if (link.master !== this.spec.bridge) return `not on bridge ${this.spec.bridge}`;
+    if (link.mtu !== this.spec.mtu) return `mtu ${link.mtu} != ${this.spec.mtu}`;
+    return l2Incompatibility(link, this.spec, this.o.underlay.index);
+  }
+
   /** Put the device back (deleted, downed, taken off the bridge, changed), then sync. */
   async repair(why: string): Promise<void> {
+    // The events may have been tulle's own (a remote device made anew for its new peer): then nothing is wrong.
+    const link = await this.o.nl.getLink(this.spec.name).catch(() => undefined);
+    const bridge = await this.o.nl.getLink(this.spec.bridge).catch(() => undefined);
+    if (link && bridge && !this.deviceProblem(link)) {
+      this.o.log.debug('L2 device events seen; the device is as designed', { device: this.spec.name, why });
+      await this.sync();
+      return;
+    }
     this.o.log.warn('repairing the L2 device', { device: this.spec.name, why });
     try {
       await this.ensureDevice();
