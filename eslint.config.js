@@ -1,6 +1,6 @@
 // `npm run lint`: ESLint with typescript-eslint's type-aware rules over src/, test/ and bench/ (the types come
 // from tsconfig.json through the project service), and the plain JavaScript rules over scripts/ and bin/.
-// Formatting is not a lint concern here.
+// Formatting is Prettier's (.prettierrc.json), checked by the same `npm run lint`.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -14,7 +14,14 @@ export default tseslint.config(
     },
     rules: {
       // node:test's test()/describe() return promises the runner itself awaits.
-      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }] }],
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] },
+          ],
+        },
+      ],
       // An async function without await is how an interface's async method is implemented synchronously.
       '@typescript-eslint/require-await': 'off',
       // Rejecting with an AbortSignal's reason, or rethrowing what a caller threw, is how Node's own APIs behave.

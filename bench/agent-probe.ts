@@ -38,7 +38,19 @@ export interface AgentProbe {
 
 /** Wait (from inside `namespace`) until the agent there is ready; resolves with when, and its metrics. */
 export async function probeAgent(namespace: string, options: { intervalMs?: number; timeoutMs?: number } = {}): Promise<AgentProbe> {
-  const r = await run(['ip', 'netns', 'exec', namespace, process.execPath, '--input-type=module', '-e', PROBE, DEFAULT_HEALTH_ADDR, String(options.intervalMs ?? 5), String(options.timeoutMs ?? 120_000)]);
+  const r = await run([
+    'ip',
+    'netns',
+    'exec',
+    namespace,
+    process.execPath,
+    '--input-type=module',
+    '-e',
+    PROBE,
+    DEFAULT_HEALTH_ADDR,
+    String(options.intervalMs ?? 5),
+    String(options.timeoutMs ?? 120_000),
+  ]);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as AgentProbe;
 }
 

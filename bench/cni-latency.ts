@@ -97,8 +97,6 @@ async function namespace(label: string): Promise<string> {
   return ns;
 }
 
-
-
 /** One call through `runner`, as a runtime makes it; the time is the executor's, spawn to exit. */
 async function timed(runner: PluginRunner, inv: CniInvocation, what: string): Promise<number> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: inv.command, ...inv.env };
@@ -113,7 +111,9 @@ async function timed(runner: PluginRunner, inv: CniInvocation, what: string): Pr
 
 /** Links other than lo and cni0, and address files, left in a host: both must be empty after the DELs. */
 async function leftovers(host: string, netDir: string): Promise<string[]> {
-  const links = ((await runJson<Array<{ ifname: string }>>(['ip', '-n', host, '-j', 'link', 'show'])) ?? []).map((l) => l.ifname).filter((n) => n !== 'lo' && n !== 'cni0');
+  const links = ((await runJson<Array<{ ifname: string }>>(['ip', '-n', host, '-j', 'link', 'show'])) ?? [])
+    .map((l) => l.ifname)
+    .filter((n) => n !== 'lo' && n !== 'cni0');
   const files = existsSync(netDir) ? readdirSync(netDir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
   return [...links.map((l) => `link ${l}`), ...files.map((f) => `address file ${f}`)];
 }
@@ -124,7 +124,8 @@ async function leftovers(host: string, netDir: string): Promise<string[]> {
  */
 export async function run(options: RunOptions): Promise<BenchResult> {
   for (const p of ['bridge', 'host-local']) {
-    if (!existsSync(join(REFERENCE_DIR, p))) throw new Error(`${REFERENCE_DIR}/${p} is missing: install containernetworking-plugins (bash scripts/install-deps.sh)`);
+    if (!existsSync(join(REFERENCE_DIR, p)))
+      throw new Error(`${REFERENCE_DIR}/${p} is missing: install containernetworking-plugins (bash scripts/install-deps.sh)`);
   }
   if (!existsSync(SHIM)) throw new Error(`${SHIM} is missing: build it with npm ci (or node-gyp rebuild)`);
   const pods = options.quick ? 8 : 60;
@@ -158,16 +159,53 @@ export async function run(options: RunOptions): Promise<BenchResult> {
       bridge: 'cni0',
       isGateway: true,
       mtu: 1450,
-      ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: '10.244.1.0/24', gateway: '10.244.1.1' }]], routes: [{ dst: '10.244.0.0/16' }] },
+      ipam: {
+        type: 'host-local',
+        dataDir: join(dir, 'ipam'),
+        ranges: [[{ subnet: '10.244.1.0/24', gateway: '10.244.1.1' }]],
+        routes: [{ dst: '10.244.0.0/16' }],
+      },
     };
     const call = {
-      tulle: (command: 'ADD' | 'DEL', i: number): CniInvocation => ({ command, containerId: `bench-${i}`, ifName: 'eth0', netns: `/run/netns/${podNs[i]![0]}`, config: tulleConfig('bench-tulle'), path: [REFERENCE_DIR], hostNetns: tulleHost, ...resident }),
-      fallback: (command: 'ADD' | 'DEL', i: number): CniInvocation => ({ command, containerId: `bench-${i}`, ifName: 'eth0', netns: `/run/netns/${podNs[i]![1]}`, config: tulleConfig('bench-fallback'), path: [REFERENCE_DIR], hostNetns: fallbackHost, ...fallback }),
-      reference: (command: 'ADD' | 'DEL', i: number): CniInvocation => ({ command, containerId: `bench-${i}`, ifName: 'eth0', netns: `/run/netns/${podNs[i]![2]}`, config: refConfig, path: [REFERENCE_DIR], plugin: join(REFERENCE_DIR, 'bridge'), hostNetns: refHost }),
+      tulle: (command: 'ADD' | 'DEL', i: number): CniInvocation => ({
+        command,
+        containerId: `bench-${i}`,
+        ifName: 'eth0',
+        netns: `/run/netns/${podNs[i]![0]}`,
+        config: tulleConfig('bench-tulle'),
+        path: [REFERENCE_DIR],
+        hostNetns: tulleHost,
+        ...resident,
+      }),
+      fallback: (command: 'ADD' | 'DEL', i: number): CniInvocation => ({
+        command,
+        containerId: `bench-${i}`,
+        ifName: 'eth0',
+        netns: `/run/netns/${podNs[i]![1]}`,
+        config: tulleConfig('bench-fallback'),
+        path: [REFERENCE_DIR],
+        hostNetns: fallbackHost,
+        ...fallback,
+      }),
+      reference: (command: 'ADD' | 'DEL', i: number): CniInvocation => ({
+        command,
+        containerId: `bench-${i}`,
+        ifName: 'eth0',
+        netns: `/run/netns/${podNs[i]![2]}`,
+        config: refConfig,
+        path: [REFERENCE_DIR],
+        plugin: join(REFERENCE_DIR, 'bridge'),
+        hostNetns: refHost,
+      }),
     };
     const status = {
       tulle: (): CniInvocation => ({ command: 'STATUS', config: { ...tulleConfig('bench-tulle'), cniVersion: '1.1.0' }, hostNetns: tulleHost, ...resident }),
-      fallback: (): CniInvocation => ({ command: 'STATUS', config: { ...tulleConfig('bench-fallback'), cniVersion: '1.1.0' }, hostNetns: fallbackHost, ...fallback }),
+      fallback: (): CniInvocation => ({
+        command: 'STATUS',
+        config: { ...tulleConfig('bench-fallback'), cniVersion: '1.1.0' },
+        hostNetns: fallbackHost,
+        ...fallback,
+      }),
     };
 
     // One untimed pod each first: the page cache holds every executable and the bridges exist, as on a busy node.
@@ -193,7 +231,8 @@ export async function run(options: RunOptions): Promise<BenchResult> {
           if (i > 0) {
             const node = await runners.tulle.call({ plugin: process.execPath, args: ['-e', '0'], env: {}, stdin: '' });
             const floor = await runners.tulle.call({ plugin: 'true', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdin: '' });
-            if (node.exitCode !== 0 || floor.exitCode !== 0) throw new Error(`floors: node -e 0 exit ${node.exitCode}, true exit ${floor.exitCode}: ${node.stderr}${floor.stderr}`);
+            if (node.exitCode !== 0 || floor.exitCode !== 0)
+              throw new Error(`floors: node -e 0 exit ${node.exitCode}, true exit ${floor.exitCode}: ${node.stderr}${floor.stderr}`);
             nodeStartup.push(node.ms);
             execFloor.push(floor.ms);
           }
@@ -217,10 +256,25 @@ export async function run(options: RunOptions): Promise<BenchResult> {
       const ratio = round(t.p50 / r.p50, 2);
       const ratioP99 = round(t.p99 / r.p99, 2);
       const fallbackRatio = round(f.p50 / r.p50, 2);
-      return { tulle: t, fallback: f, reference: r, ratio, ratioP99, goal: GOAL, goalP99: GOAL_P99, fallbackRatio, fallbackGoal: FALLBACK_GOAL, met: t.p50 <= GOAL * r.p50 && t.p99 <= GOAL_P99 * r.p99 };
+      return {
+        tulle: t,
+        fallback: f,
+        reference: r,
+        ratio,
+        ratioP99,
+        goal: GOAL,
+        goalP99: GOAL_P99,
+        fallbackRatio,
+        fallbackGoal: FALLBACK_GOAL,
+        met: t.p50 <= GOAL * r.p50 && t.p99 <= GOAL_P99 * r.p99,
+      };
     };
     const st = percentiles(samples.STATUS.tulle);
-    const results = { ADD: summarize('ADD'), DEL: summarize('DEL'), STATUS: { tulle: st, fallback: percentiles(samples.STATUS.fallback), goalMs: STATUS_GOAL_MS, met: st.p50 <= STATUS_GOAL_MS } };
+    const results = {
+      ADD: summarize('ADD'),
+      DEL: summarize('DEL'),
+      STATUS: { tulle: st, fallback: percentiles(samples.STATUS.fallback), goalMs: STATUS_GOAL_MS, met: st.p50 <= STATUS_GOAL_MS },
+    };
     const result: BenchResult = {
       name: NAME,
       date: new Date().toISOString(),
@@ -262,7 +316,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
         );
       }
       const s = r.results.STATUS;
-      console.log(`${NAME} STATUS: resident p50 ${s.tulle.p50} ms p99 ${s.tulle.p99} ms; fallback p50 ${s.fallback.p50} ms (goal <= ${s.goalMs} ms: ${s.met ? 'met' : 'NOT met'})`);
+      console.log(
+        `${NAME} STATUS: resident p50 ${s.tulle.p50} ms p99 ${s.tulle.p99} ms; fallback p50 ${s.fallback.p50} ms (goal <= ${s.goalMs} ms: ${s.met ? 'met' : 'NOT met'})`,
+      );
       console.log(`${NAME} floors: node -e 0 p50 ${r.nodeStartup.p50} ms; true p50 ${r.execFloor.p50} ms`);
       if (!quick) console.log(`wrote ${RESULT_FILE}`);
     })

@@ -73,7 +73,9 @@ export function versions(): Promise<Versions> {
       toolVersion(['iperf3', '-v']),
       toolVersion(['etcd', '--version']),
       // The plugins print "version unknown" on Debian; the package manager knows.
-      toolVersion(['dpkg-query', '-W', '-f', '${Version}', 'containernetworking-plugins'], (t) => (/^\d/.test(t) ? `containernetworking-plugins ${t}` : undefined)),
+      toolVersion(['dpkg-query', '-W', '-f', '${Version}', 'containernetworking-plugins'], (t) =>
+        /^\d/.test(t) ? `containernetworking-plugins ${t}` : undefined,
+      ),
     ]);
     return { tulle: `${pkg.version}${/^[0-9a-f]{4,}$/.test(commit) ? ` (${commit})` : ''}`, iproute2, tshark, iperf3, etcd, cniPlugins };
   })();
@@ -144,7 +146,14 @@ export function percentiles(samples: readonly number[]): Percentiles {
   if (samples.length === 0) throw new Error('no samples to take percentiles of');
   const s = [...samples].sort((a, b) => a - b);
   const at = (q: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
-  return { p50: round(at(0.5), 3), p99: round(at(0.99), 3), min: round(s[0]!, 3), max: round(s[s.length - 1]!, 3), mean: round(s.reduce((a, b) => a + b, 0) / s.length, 3), samples: s.length };
+  return {
+    p50: round(at(0.5), 3),
+    p99: round(at(0.99), 3),
+    min: round(s[0]!, 3),
+    max: round(s[s.length - 1]!, 3),
+    mean: round(s.reduce((a, b) => a + b, 0) / s.length, 3),
+    samples: s.length,
+  };
 }
 
 export function median(xs: readonly number[]): number {

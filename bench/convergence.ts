@@ -24,11 +24,25 @@ import { pathToFileURL } from 'node:url';
 import { run as runCommand, runJson } from '../src/base/exec.js';
 import { formatIPv4, parseCidr4 } from '../src/base/ip.js';
 import { sleep, waitFor } from '../src/base/retry.js';
-import { hostDir, labNamespace, loadLabState, overlayRoutes, overlaySteps, removeHostFromOverlay, startAgent, } from '../src/lab/index.js';
+import { hostDir, labNamespace, loadLabState, overlayRoutes, overlaySteps, removeHostFromOverlay, startAgent } from '../src/lab/index.js';
 import { DEFAULT_PREFIX, openRegistry, subnetsPrefix, type Registry, type WatchHandle } from '../src/store/index.js';
 import { decodeLease } from '../src/subnet/index.js';
 import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
-import { environment, labRoot, percentiles, sumCpuMs, resultFile, round, row, withLab, withVxlanGuard, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
+import {
+  environment,
+  labRoot,
+  percentiles,
+  sumCpuMs,
+  resultFile,
+  round,
+  row,
+  withLab,
+  withVxlanGuard,
+  writeResult,
+  type BenchRow,
+  type Environment,
+  type Percentiles,
+} from './common.js';
 import { PeerObserver, VTEP, entryKeys, type PeerEntries } from './peer-observer.js';
 import { spareNamespacesStep } from './spare-host.js';
 
@@ -49,7 +63,15 @@ export interface SizeResult {
    * Each join: the subnet the joining host got, the slowest host, and the CPU time all N-1 other agents used
    * from the lease's appearance until the last host was done (with 2 cores, at least half of that is wall time).
    */
-  joins: Array<{ subnet: string; startMark: 'agent log' | 'store watch'; watchLateMs: number; p50: number; max: number; baselineMax: number; peerAgentsCpuMs: number }>;
+  joins: Array<{
+    subnet: string;
+    startMark: 'agent log' | 'store watch';
+    watchLateMs: number;
+    p50: number;
+    max: number;
+    baselineMax: number;
+    peerAgentsCpuMs: number;
+  }>;
   /** Host-joins whose entries were announced before the start mark (counted as 0 ms): both marks were late. */
   announcedBeforeStartMark: number;
   /** CPU the N-1 agents use while nothing happens, in % of the whole machine (all cores). */
@@ -151,7 +173,9 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
   return withLab('cv', { nodes: n, underlay: 'switch', afterUnderlay }, async (state) => {
     const joining = state.hosts[n - 1]!;
     const observed = state.hosts.slice(0, n - 1).map((h) => h.namespace);
-    const peerAgents = loadLabState(state.name, { root: labRoot(state) }).processes.filter((p) => p.role === 'agent' && p.host !== joining.name).map((p) => p.pid);
+    const peerAgents = loadLabState(state.name, { root: labRoot(state) })
+      .processes.filter((p) => p.role === 'agent' && p.host !== joining.name)
+      .map((p) => p.pid);
     const spareNs = spares.map((s) => labNamespace(state.name, s));
     const leases = await LeaseAppearances.open(state.overlay!.store);
     const observer = await PeerObserver.open(observed).catch(async (err) => {
@@ -188,10 +212,23 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
         const fanout = await fanOut(spareNs, peer);
         tulle.push(...ms.map((x) => Math.max(0, x)));
         baseline.push(...fanout);
-        joins.push({ subnet: peer.subnet, startMark: loggedAt !== undefined && loggedAt < watchedAt ? 'agent log' : 'store watch', watchLateMs: round(watchedAt - leaseAt, 2), p50: percentiles(ms).p50, max: round(Math.max(...ms), 2), baselineMax: round(Math.max(...fanout), 2), peerAgentsCpuMs: round(cpuSpent) });
+        joins.push({
+          subnet: peer.subnet,
+          startMark: loggedAt !== undefined && loggedAt < watchedAt ? 'agent log' : 'store watch',
+          watchLateMs: round(watchedAt - leaseAt, 2),
+          p50: percentiles(ms).p50,
+          max: round(Math.max(...ms), 2),
+          baselineMax: round(Math.max(...fanout), 2),
+          peerAgentsCpuMs: round(cpuSpent),
+        });
         // Leave: the agent stops, --cleanup releases the lease, every host drops the peer; then join again.
         await removeHostFromOverlay(state, joining.name);
-        await waitFor(async () => (await Promise.all(observed.map(async (ns) => (await overlayRoutes(ns)).some((r) => r.dst === peer.subnet)))).every((has) => !has), 60_000, `every host to drop ${peer.subnet}`, 100);
+        await waitFor(
+          async () => (await Promise.all(observed.map(async (ns) => (await overlayRoutes(ns)).some((r) => r.dst === peer.subnet)))).every((has) => !has),
+          60_000,
+          `every host to drop ${peer.subnet}`,
+          100,
+        );
       }
     } finally {
       observer.close();
@@ -199,7 +236,19 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
     }
     const tulleMs = percentiles(tulle);
     const iprouteMs = percentiles(baseline);
-    return { hosts: n, repetitions, tulleMs, iprouteMs, joins, idleCpuPercent, announcedBeforeStartMark: early, ratioP99: round(tulleMs.p99 / iprouteMs.p99, 3), goal: goalP99Ms(n), met: tulleMs.p99 < goalP99Ms(n), lab: state.name };
+    return {
+      hosts: n,
+      repetitions,
+      tulleMs,
+      iprouteMs,
+      joins,
+      idleCpuPercent,
+      announcedBeforeStartMark: early,
+      ratioP99: round(tulleMs.p99 / iprouteMs.p99, 3),
+      goal: goalP99Ms(n),
+      met: tulleMs.p99 < goalP99Ms(n),
+      lab: state.name,
+    };
   });
 }
 
@@ -264,7 +313,10 @@ class LeaseAppearances {
 
   next(timeoutMs = 180_000): Promise<{ at: number; peer: PeerEntries }> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no new lease appeared within ${timeoutMs} ms (is the joining agent running? see its agent.log)`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no new lease appeared within ${timeoutMs} ms (is the joining agent running? see its agent.log)`)),
+        timeoutMs,
+      );
       this.waiter = (x) => {
         clearTimeout(timer);
         resolve(x);

@@ -24,8 +24,33 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { run as runCommand } from '../src/base/exec.js';
 import { sleep, waitFor } from '../src/base/retry.js';
-import { labNamespace, loadLabState, overlaySteps, registerLabProcess, startAgent, stopAgent, waitConverged, type LabState, type LabStep } from '../src/lab/index.js';
-import { environment, labRoot, median, percentiles, resultFile, round, row, sumCpuMs, withLab, withVxlanGuard, writeResult, type BenchRow, type Environment, type Percentiles } from './common.js';
+import {
+  labNamespace,
+  loadLabState,
+  overlaySteps,
+  registerLabProcess,
+  startAgent,
+  stopAgent,
+  waitConverged,
+  type LabState,
+  type LabStep,
+} from '../src/lab/index.js';
+import {
+  environment,
+  labRoot,
+  median,
+  percentiles,
+  resultFile,
+  round,
+  row,
+  sumCpuMs,
+  withLab,
+  withVxlanGuard,
+  writeResult,
+  type BenchRow,
+  type Environment,
+  type Percentiles,
+} from './common.js';
 
 export const NAME = 'dataplane';
 const GOAL_HAND = 0.99;
@@ -65,7 +90,18 @@ export interface DataplaneResult {
   date: string;
   quick: boolean;
   environment: Environment;
-  sizes: { hosts: number; podsPerHost: number; underlay: string; overlayMtu: number; iperfSeconds: number; iperfOmitSeconds: number; throughputRuns: number; pingRounds: number; pingsPerRound: number; pingIntervalMs: number };
+  sizes: {
+    hosts: number;
+    podsPerHost: number;
+    underlay: string;
+    overlayMtu: number;
+    iperfSeconds: number;
+    iperfOmitSeconds: number;
+    throughputRuns: number;
+    pingRounds: number;
+    pingsPerRound: number;
+    pingIntervalMs: number;
+  };
   /** Phase one: every path, the guard on in the first tulle lab and off in the second. */
   paths: Record<PathName, PathResult>;
   /**
@@ -111,125 +147,141 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
   const noGuardOverlay = overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 1 });
   return withLab('dpt', { nodes: 2, underlay: 'routed', afterUnderlay: overlay }, (tulleLab) =>
     withLab('dph', { nodes: 2, underlay: 'routed', afterUnderlay: [handMadeOverlay()] }, (handLab) =>
-    withVxlanGuard(false, () => withLab('dpn', { nodes: 2, underlay: 'routed', afterUnderlay: noGuardOverlay }, async (noGuardLab) => {
-      const paths = [tullePath(tulleLab), handPath(handLab), underlayPath(tulleLab), { ...tullePath(noGuardLab), name: 'noguard' as const, label: 'tulle overlay, --vxlan-guard=false' }];
-      const labOf = { tulle: tulleLab, underlay: tulleLab, hand: handLab, noguard: noGuardLab };
-      // The comparison only means something if the guard is the difference: on in one lab, off in the other.
-      await expectGuard(tulleLab, true);
-      await expectGuard(noGuardLab, false);
-      const servers = paths.map((p) => startIperfServer(labOf[p.name], p.serverNs));
-      try {
-        await Promise.all(servers.map((s) => s.ready));
-        // Untimed: ARP/neighbour resolution and a first TCP connection on every path.
-        for (const p of paths) {
-          await pingRtts(p, 3, sizes.pingIntervalMs);
-          await iperf(p, 1, 0);
-        }
-        const agents = loadLabState(tulleLab.name, { root: labRoot(tulleLab) }).processes.filter((p) => p.role === 'agent').map((p) => p.pid);
-        const agentCpuBefore = sumCpuMs(agents);
-        const measuringSince = performance.now();
-        const throughput = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
-        for (let i = 0; i < sizes.throughputRuns; i++) {
-          for (const p of rotate(paths, i)) throughput.get(p.name)!.push(await iperf(p, sizes.iperfSeconds, sizes.iperfOmitSeconds));
-        }
-        const rtts = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
-        const lost = new Map<PathName, number>(paths.map((p) => [p.name, 0]));
-        for (let i = 0; i < sizes.pingRounds; i++) {
-          for (const p of rotate(paths, i)) {
-            const r = await pingRtts(p, sizes.pingsPerRound, sizes.pingIntervalMs);
-            rtts.get(p.name)!.push(...r.rtts);
-            lost.set(p.name, lost.get(p.name)! + r.lost);
-          }
-        }
-        const agentCpuPercent = round(((sumCpuMs(agents) - agentCpuBefore) / ((performance.now() - measuringSince) * cpus().length)) * 100, 2);
-        // Second half of the guard comparison: the guard changes sides (each lab's agents restart with the other
-        // setting), and the same rounds run again. Two labs differ by a few microseconds of RTT whatever runs in them
-        // (the hand-made overlay, with no guard, is one of them); pooling both halves cancels that out, so what is
-        // left between "guard" and "no guard" is the guard.
-        await setGuard(tulleLab, false);
-        await setGuard(noGuardLab, true);
-        const swapped = { guardOn: tullePath(noGuardLab), guardOff: tullePath(tulleLab) };
-        await pingRtts(swapped.guardOn, 3, sizes.pingIntervalMs);
-        const guardOnRuns = [...throughput.get('tulle')!];
-        const guardOffRuns = [...throughput.get('noguard')!];
-        const guardOnRtts = [...rtts.get('tulle')!];
-        const guardOffRtts = [...rtts.get('noguard')!];
-        let guardOnLost = lost.get('tulle')!;
-        let guardOffLost = lost.get('noguard')!;
-        for (let i = 0; i < sizes.throughputRuns; i++) {
-          const order = i % 2 === 0 ? (['guardOn', 'guardOff'] as const) : (['guardOff', 'guardOn'] as const);
-          for (const side of order) (side === 'guardOn' ? guardOnRuns : guardOffRuns).push(await iperf(swapped[side], sizes.iperfSeconds, sizes.iperfOmitSeconds));
-        }
-        for (let i = 0; i < sizes.pingRounds; i++) {
-          const order = i % 2 === 0 ? (['guardOn', 'guardOff'] as const) : (['guardOff', 'guardOn'] as const);
-          for (const side of order) {
-            const r = await pingRtts(swapped[side], sizes.pingsPerRound, sizes.pingIntervalMs);
-            if (side === 'guardOn') {
-              guardOnRtts.push(...r.rtts);
-              guardOnLost += r.lost;
-            } else {
-              guardOffRtts.push(...r.rtts);
-              guardOffLost += r.lost;
+      withVxlanGuard(false, () =>
+        withLab('dpn', { nodes: 2, underlay: 'routed', afterUnderlay: noGuardOverlay }, async (noGuardLab) => {
+          const paths = [
+            tullePath(tulleLab),
+            handPath(handLab),
+            underlayPath(tulleLab),
+            { ...tullePath(noGuardLab), name: 'noguard' as const, label: 'tulle overlay, --vxlan-guard=false' },
+          ];
+          const labOf = { tulle: tulleLab, underlay: tulleLab, hand: handLab, noguard: noGuardLab };
+          // The comparison only means something if the guard is the difference: on in one lab, off in the other.
+          await expectGuard(tulleLab, true);
+          await expectGuard(noGuardLab, false);
+          const servers = paths.map((p) => startIperfServer(labOf[p.name], p.serverNs));
+          try {
+            await Promise.all(servers.map((s) => s.ready));
+            // Untimed: ARP/neighbour resolution and a first TCP connection on every path.
+            for (const p of paths) {
+              await pingRtts(p, 3, sizes.pingIntervalMs);
+              await iperf(p, 1, 0);
             }
+            const agents = loadLabState(tulleLab.name, { root: labRoot(tulleLab) })
+              .processes.filter((p) => p.role === 'agent')
+              .map((p) => p.pid);
+            const agentCpuBefore = sumCpuMs(agents);
+            const measuringSince = performance.now();
+            const throughput = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
+            for (let i = 0; i < sizes.throughputRuns; i++) {
+              for (const p of rotate(paths, i)) throughput.get(p.name)!.push(await iperf(p, sizes.iperfSeconds, sizes.iperfOmitSeconds));
+            }
+            const rtts = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
+            const lost = new Map<PathName, number>(paths.map((p) => [p.name, 0]));
+            for (let i = 0; i < sizes.pingRounds; i++) {
+              for (const p of rotate(paths, i)) {
+                const r = await pingRtts(p, sizes.pingsPerRound, sizes.pingIntervalMs);
+                rtts.get(p.name)!.push(...r.rtts);
+                lost.set(p.name, lost.get(p.name)! + r.lost);
+              }
+            }
+            const agentCpuPercent = round(((sumCpuMs(agents) - agentCpuBefore) / ((performance.now() - measuringSince) * cpus().length)) * 100, 2);
+            // Second half of the guard comparison: the guard changes sides (each lab's agents restart with the other
+            // setting), and the same rounds run again. Two labs differ by a few microseconds of RTT whatever runs in them
+            // (the hand-made overlay, with no guard, is one of them); pooling both halves cancels that out, so what is
+            // left between "guard" and "no guard" is the guard.
+            await setGuard(tulleLab, false);
+            await setGuard(noGuardLab, true);
+            const swapped = { guardOn: tullePath(noGuardLab), guardOff: tullePath(tulleLab) };
+            await pingRtts(swapped.guardOn, 3, sizes.pingIntervalMs);
+            const guardOnRuns = [...throughput.get('tulle')!];
+            const guardOffRuns = [...throughput.get('noguard')!];
+            const guardOnRtts = [...rtts.get('tulle')!];
+            const guardOffRtts = [...rtts.get('noguard')!];
+            let guardOnLost = lost.get('tulle')!;
+            let guardOffLost = lost.get('noguard')!;
+            for (let i = 0; i < sizes.throughputRuns; i++) {
+              const order = i % 2 === 0 ? (['guardOn', 'guardOff'] as const) : (['guardOff', 'guardOn'] as const);
+              for (const side of order)
+                (side === 'guardOn' ? guardOnRuns : guardOffRuns).push(await iperf(swapped[side], sizes.iperfSeconds, sizes.iperfOmitSeconds));
+            }
+            for (let i = 0; i < sizes.pingRounds; i++) {
+              const order = i % 2 === 0 ? (['guardOn', 'guardOff'] as const) : (['guardOff', 'guardOn'] as const);
+              for (const side of order) {
+                const r = await pingRtts(swapped[side], sizes.pingsPerRound, sizes.pingIntervalMs);
+                if (side === 'guardOn') {
+                  guardOnRtts.push(...r.rtts);
+                  guardOnLost += r.lost;
+                } else {
+                  guardOffRtts.push(...r.rtts);
+                  guardOffLost += r.lost;
+                }
+              }
+            }
+            // Run i of every path is one round: its tulle / hand-made ratio shows how much the machine moved meanwhile.
+            const roundRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('hand')![i]!, 3));
+            const guardRatios = guardOnRuns.map((t, i) => round(t / guardOffRuns[i]!, 3));
+            const results = Object.fromEntries(
+              paths.map((p) => [
+                p.name,
+                {
+                  label: p.label,
+                  from: p.clientNs,
+                  to: `${p.serverNs} (${p.server})`,
+                  throughputGbps: round(median(throughput.get(p.name)!), 3),
+                  throughputRunsGbps: throughput.get(p.name)!.map((x) => round(x, 3)),
+                  rttMs: percentiles(rtts.get(p.name)!.map((x) => x)),
+                  pingsLost: lost.get(p.name)!,
+                },
+              ]),
+            ) as Record<PathName, PathResult>;
+            const pooled = (label: string, runs: number[], pings: number[], lostPings: number, from: string): PathResult => ({
+              label,
+              from,
+              to: "h2's pod, in each lab in turn",
+              throughputGbps: round(median(runs), 3),
+              throughputRunsGbps: runs.map((x) => round(x, 3)),
+              rttMs: percentiles(pings),
+              pingsLost: lostPings,
+            });
+            const guard = {
+              on: pooled('tulle with the guard (both labs)', guardOnRuns, guardOnRtts, guardOnLost, `${tulleLab.name}, then ${noGuardLab.name}`),
+              off: pooled(
+                'tulle overlay, --vxlan-guard=false (both labs)',
+                guardOffRuns,
+                guardOffRtts,
+                guardOffLost,
+                `${noGuardLab.name}, then ${tulleLab.name}`,
+              ),
+            };
+            const result: DataplaneResult = {
+              name: NAME,
+              date: new Date().toISOString(),
+              quick,
+              environment: env,
+              sizes,
+              paths: results,
+              guard,
+              handOverUnderlay: {
+                throughput: round(results.hand.throughputGbps / results.underlay.throughputGbps, 3),
+                rttP50: round(results.underlay.rttMs.p50 / results.hand.rttMs.p50, 3),
+                rttP99: round(results.underlay.rttMs.p99 / results.hand.rttMs.p99, 3),
+              },
+              tulleOverHandPerRound: roundRatios,
+              tulleOverNoGuardPerRound: guardRatios,
+              tulleOverNoGuardMedianOfRounds: round(median(guardRatios), 3),
+              agentCpuPercent,
+              labs: [tulleLab.name, handLab.name, noGuardLab.name],
+              rows: rows(results, guard),
+            };
+            const file = resultFile(NAME, options);
+            if (file) writeResult(file, result);
+            return result;
+          } finally {
+            await Promise.all(servers.map((s) => s.stop()));
           }
-        }
-        // Run i of every path is one round: its tulle / hand-made ratio shows how much the machine moved meanwhile.
-        const roundRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('hand')![i]!, 3));
-        const guardRatios = guardOnRuns.map((t, i) => round(t / guardOffRuns[i]!, 3));
-        const results = Object.fromEntries(
-          paths.map((p) => [
-            p.name,
-            {
-              label: p.label,
-              from: p.clientNs,
-              to: `${p.serverNs} (${p.server})`,
-              throughputGbps: round(median(throughput.get(p.name)!), 3),
-              throughputRunsGbps: throughput.get(p.name)!.map((x) => round(x, 3)),
-              rttMs: percentiles(rtts.get(p.name)!.map((x) => x)),
-              pingsLost: lost.get(p.name)!,
-            },
-          ]),
-        ) as Record<PathName, PathResult>;
-        const pooled = (label: string, runs: number[], pings: number[], lostPings: number, from: string): PathResult => ({
-          label,
-          from,
-          to: 'h2\'s pod, in each lab in turn',
-          throughputGbps: round(median(runs), 3),
-          throughputRunsGbps: runs.map((x) => round(x, 3)),
-          rttMs: percentiles(pings),
-          pingsLost: lostPings,
-        });
-        const guard = {
-          on: pooled('tulle with the guard (both labs)', guardOnRuns, guardOnRtts, guardOnLost, `${tulleLab.name}, then ${noGuardLab.name}`),
-          off: pooled('tulle overlay, --vxlan-guard=false (both labs)', guardOffRuns, guardOffRtts, guardOffLost, `${noGuardLab.name}, then ${tulleLab.name}`),
-        };
-        const result: DataplaneResult = {
-          name: NAME,
-          date: new Date().toISOString(),
-          quick,
-          environment: env,
-          sizes,
-          paths: results,
-          guard,
-          handOverUnderlay: {
-            throughput: round(results.hand.throughputGbps / results.underlay.throughputGbps, 3),
-            rttP50: round(results.underlay.rttMs.p50 / results.hand.rttMs.p50, 3),
-            rttP99: round(results.underlay.rttMs.p99 / results.hand.rttMs.p99, 3),
-          },
-          tulleOverHandPerRound: roundRatios,
-          tulleOverNoGuardPerRound: guardRatios,
-          tulleOverNoGuardMedianOfRounds: round(median(guardRatios), 3),
-          agentCpuPercent,
-          labs: [tulleLab.name, handLab.name, noGuardLab.name],
-          rows: rows(results, guard),
-        };
-        const file = resultFile(NAME, options);
-        if (file) writeResult(file, result);
-        return result;
-      } finally {
-        await Promise.all(servers.map((s) => s.stop()));
-      }
-    })),
+        }),
+      ),
     ),
   );
 }
@@ -247,9 +299,42 @@ function rows(paths: Record<PathName, PathResult>, guard: { on: PathResult; off:
     const b = base === 'noguard' ? guard.off : paths[base];
     const g = { on: 'ratio' as const, op: '>=' as const, value: goal };
     out.push(
-      row({ benchmark: NAME, metric: 'TCP throughput pod to pod (iperf3, median)', size, figure: r.tulle.throughputGbps, unit: 'Gbit/s', baseline: b.throughputGbps, baselineLabel: b.label, ratio: round(r.tulle.throughputGbps / b.throughputGbps, 3), ratioLabel: `tulle / ${base}`, goal: { ...g, text: `tulle / ${base} >= ${goal}` } }),
-      row({ benchmark: NAME, metric: 'ping RTT p50 pod to pod', size, figure: r.tulle.rttMs.p50, unit: 'ms', baseline: b.rttMs.p50, baselineLabel: b.label, ratio: round(b.rttMs.p50 / r.tulle.rttMs.p50, 3), ratioLabel: `${base} RTT / tulle RTT`, goal: { ...g, text: `${base} / tulle >= ${goal}` } }),
-      row({ benchmark: NAME, metric: 'ping RTT p99 pod to pod', size, figure: r.tulle.rttMs.p99, unit: 'ms', baseline: b.rttMs.p99, baselineLabel: b.label, ratio: round(b.rttMs.p99 / r.tulle.rttMs.p99, 3), ratioLabel: `${base} RTT / tulle RTT`, goal: { ...g, text: `${base} / tulle >= ${goal}` } }),
+      row({
+        benchmark: NAME,
+        metric: 'TCP throughput pod to pod (iperf3, median)',
+        size,
+        figure: r.tulle.throughputGbps,
+        unit: 'Gbit/s',
+        baseline: b.throughputGbps,
+        baselineLabel: b.label,
+        ratio: round(r.tulle.throughputGbps / b.throughputGbps, 3),
+        ratioLabel: `tulle / ${base}`,
+        goal: { ...g, text: `tulle / ${base} >= ${goal}` },
+      }),
+      row({
+        benchmark: NAME,
+        metric: 'ping RTT p50 pod to pod',
+        size,
+        figure: r.tulle.rttMs.p50,
+        unit: 'ms',
+        baseline: b.rttMs.p50,
+        baselineLabel: b.label,
+        ratio: round(b.rttMs.p50 / r.tulle.rttMs.p50, 3),
+        ratioLabel: `${base} RTT / tulle RTT`,
+        goal: { ...g, text: `${base} / tulle >= ${goal}` },
+      }),
+      row({
+        benchmark: NAME,
+        metric: 'ping RTT p99 pod to pod',
+        size,
+        figure: r.tulle.rttMs.p99,
+        unit: 'ms',
+        baseline: b.rttMs.p99,
+        baselineLabel: b.label,
+        ratio: round(b.rttMs.p99 / r.tulle.rttMs.p99, 3),
+        ratioLabel: `${base} RTT / tulle RTT`,
+        goal: { ...g, text: `${base} / tulle >= ${goal}` },
+      }),
     );
   }
   return out;
@@ -258,7 +343,8 @@ function rows(paths: Record<PathName, PathResult>, guard: { on: PathResult; off:
 /** Fail unless host h2 of the lab has the guard table exactly when `want` says so. */
 async function expectGuard(lab: LabState, want: boolean): Promise<void> {
   const tables = (await runCommand(['ip', 'netns', 'exec', lab.hosts[1]!.namespace, 'nft', 'list', 'tables'])).stdout;
-  if (/tulle-guard/.test(tables) !== want) throw new Error(`lab ${lab.name}: the VXLAN guard is ${want ? 'missing' : 'present'}; the guard comparison would be wrong`);
+  if (/tulle-guard/.test(tables) !== want)
+    throw new Error(`lab ${lab.name}: the VXLAN guard is ${want ? 'missing' : 'present'}; the guard comparison would be wrong`);
 }
 
 /** Restart every agent of the lab with the guard on or off (an agent started with it off removes the table), and wait until it is so. */
@@ -270,7 +356,12 @@ async function setGuard(lab: LabState, on: boolean): Promise<void> {
   });
   await waitConverged(loadLabState(lab.name, { root: labRoot(lab) }), hosts);
   for (const h of lab.hosts) {
-    await waitFor(async () => /tulle-guard/.test((await runCommand(['ip', 'netns', 'exec', h.namespace, 'nft', 'list', 'tables'])).stdout) === on, 30_000, `${h.name} of lab ${lab.name}: the guard to be ${on ? 'on' : 'off'}`, 100);
+    await waitFor(
+      async () => /tulle-guard/.test((await runCommand(['ip', 'netns', 'exec', h.namespace, 'nft', 'list', 'tables'])).stdout) === on,
+      30_000,
+      `${h.name} of lab ${lab.name}: the guard to be ${on ? 'on' : 'off'}`,
+      100,
+    );
   }
   await expectGuard(lab, on);
 }
@@ -342,7 +433,24 @@ export function handMadeOverlay(): LabStep {
       await Promise.all(
         hosts.map(async (h) => {
           const ns = h.namespace;
-          await ipIn(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', String(VNI), 'local', h.address, 'dev', h.interface, 'dstport', String(PORT), 'nolearning', 'noudpcsum');
+          await ipIn(
+            ns,
+            'link',
+            'add',
+            'flannel.1',
+            'type',
+            'vxlan',
+            'id',
+            String(VNI),
+            'local',
+            h.address,
+            'dev',
+            h.interface,
+            'dstport',
+            String(PORT),
+            'nolearning',
+            'noudpcsum',
+          );
           await ipIn(ns, 'link', 'set', 'flannel.1', 'mtu', String(MTU), 'up');
           await ipIn(ns, 'addr', 'add', `10.244.${h.i}.0/32`, 'dev', 'flannel.1');
           await ipIn(ns, 'link', 'add', 'cni0', 'type', 'bridge');
@@ -396,7 +504,12 @@ function startIperfServer(state: LabState, ns: string): Server {
       child.once('error', reject);
       child.once('exit', (code) => reject(new Error(`iperf3 -s in ${ns} exited ${code}: ${stderr.trim()}`)));
     });
-    const listening = waitFor(async () => (await runCommand(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', `sport = :${IPERF_PORT}`])).stdout.trim() !== '', 15_000, `iperf3 -s to listen in ${ns}`, 20);
+    const listening = waitFor(
+      async () => (await runCommand(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', `sport = :${IPERF_PORT}`])).stdout.trim() !== '',
+      15_000,
+      `iperf3 -s to listen in ${ns}`,
+      20,
+    );
     await Promise.race([listening, failed]);
   })();
   ready.catch(() => {});
@@ -414,7 +527,10 @@ function startIperfServer(state: LabState, ns: string): Server {
 /** One iperf3 run (`iperf3 -c SERVER -t T -O OMIT -J`) from the path's client namespace; Gbit/s received. */
 async function iperf(p: Path, seconds: number, omit: number): Promise<number> {
   for (let attempt = 0; ; attempt++) {
-    const r = await runCommand(['ip', 'netns', 'exec', p.clientNs, 'iperf3', '-c', p.server, '-p', String(IPERF_PORT), '-t', String(seconds), '-O', String(omit), '-J'], { allowFailure: true });
+    const r = await runCommand(
+      ['ip', 'netns', 'exec', p.clientNs, 'iperf3', '-c', p.server, '-p', String(IPERF_PORT), '-t', String(seconds), '-O', String(omit), '-J'],
+      { allowFailure: true },
+    );
     let report: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
     try {
       report = JSON.parse(r.stdout);
@@ -434,7 +550,9 @@ async function iperf(p: Path, seconds: number, omit: number): Promise<number> {
 
 /** `ping -n -c COUNT -i INTERVAL SERVER` from the client namespace; the per-packet RTTs in ms. */
 async function pingRtts(p: Path, count: number, intervalMs: number): Promise<{ rtts: number[]; lost: number }> {
-  const r = await runCommand(['ip', 'netns', 'exec', p.clientNs, 'ping', '-n', '-c', String(count), '-i', String(intervalMs / 1000), '-W', '1', p.server], { allowFailure: true });
+  const r = await runCommand(['ip', 'netns', 'exec', p.clientNs, 'ping', '-n', '-c', String(count), '-i', String(intervalMs / 1000), '-W', '1', p.server], {
+    allowFailure: true,
+  });
   const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   if (rtts.length === 0) throw new Error(`ping ${p.server} (${p.label}) got no reply: ${r.stdout.trim().split('\n').pop()} ${r.stderr.trim()}`);
   return { rtts, lost: count - rtts.length };
@@ -444,7 +562,10 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const quick = process.argv.includes('--quick');
   run({ quick })
     .then((r) => {
-      for (const x of r.rows) console.log(`${x.metric}: tulle ${x.figure} ${x.unit}, ${x.baselineLabel} ${x.baseline} ${x.unit}, ${x.ratioLabel} ${x.ratio} (${x.goal.text}: ${x.met ? 'met' : 'NOT met'})`);
+      for (const x of r.rows)
+        console.log(
+          `${x.metric}: tulle ${x.figure} ${x.unit}, ${x.baselineLabel} ${x.baseline} ${x.unit}, ${x.ratioLabel} ${x.ratio} (${x.goal.text}: ${x.met ? 'met' : 'NOT met'})`,
+        );
     })
     .catch((err) => {
       console.error(`${NAME}: ${err instanceof Error ? err.message : String(err)}`);

@@ -80,7 +80,14 @@ export interface DecodeBenchResult {
 export async function writeVxlanCapture(path: string, frames: number): Promise<void> {
   const templates: Buffer[] = [];
   for (let i = 0; i < 256; i++) {
-    const inner = icmpEchoFrame({ srcMac: 'd2:ba:c1:db:b3:77', dstMac: '0e:f0:b5:8c:28:f5', srcIp: `10.244.0.${i}`, dstIp: `10.244.1.${255 - i}`, id: 16640 + i, seq: i });
+    const inner = icmpEchoFrame({
+      srcMac: 'd2:ba:c1:db:b3:77',
+      dstMac: '0e:f0:b5:8c:28:f5',
+      srcIp: `10.244.0.${i}`,
+      dstIp: `10.244.1.${255 - i}`,
+      id: 16640 + i,
+      seq: i,
+    });
     templates.push(encapsulate(inner, { srcMac: '52:54:00:9c:09:d7', dstMac: 'fe:ee:8f:bf:86:99', srcIp: '10.0.4.2', dstIp: '10.0.4.14', vni: 1 }));
   }
   const writer = PcapWriter.toFile(path);
@@ -105,7 +112,8 @@ async function tulleDecode(path: string, expected: number): Promise<number> {
     }
   }
   const seconds = (performance.now() - start) / 1000;
-  if (frames !== expected || vni1 !== expected || !Number.isFinite(sink)) throw new Error(`tulle decoded ${frames} frames (${vni1} with VNI 1), expected ${expected}`);
+  if (frames !== expected || vni1 !== expected || !Number.isFinite(sink))
+    throw new Error(`tulle decoded ${frames} frames (${vni1} with VNI 1), expected ${expected}`);
   return frames / seconds;
 }
 
@@ -120,7 +128,9 @@ function tsharkRun(path: string, expected: number): Promise<number> {
     child.stdout.on('data', (d: Buffer) => {
       for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) lines++;
     });
-    child.on('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new MissingRequirementError('the program tshark', 'install it (bash scripts/install-deps.sh)') : err));
+    child.on('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'ENOENT' ? new MissingRequirementError('the program tshark', 'install it (bash scripts/install-deps.sh)') : err),
+    );
     child.on('close', (status) => {
       const ms = performance.now() - start;
       if (status !== 0) reject(new Error(`tshark exited ${status}`));
@@ -171,7 +181,8 @@ function timeCommand(command: string): { wall: number; cpu: number } {
 function endToEnd(file: string, frames: number, rounds: number): EndToEnd {
   const count = spawnSync(process.execPath, [TULLE_MAIN, 'decode', '--count', '--json', file], { encoding: 'utf8' });
   const counted = count.status === 0 ? (JSON.parse(count.stdout) as { frames: number; vxlanFrames: number }) : undefined;
-  if (!counted || counted.frames !== frames || counted.vxlanFrames !== frames) throw new Error(`tulle decode --count: ${count.stdout}${count.stderr}, expected ${frames} VXLAN frames`);
+  if (!counted || counted.frames !== frames || counted.vxlanFrames !== frames)
+    throw new Error(`tulle decode --count: ${count.stdout}${count.stderr}, expected ${frames} VXLAN frames`);
   if (spawnSync('tcpdump', ['--version']).error) throw new MissingRequirementError('the program tcpdump', 'install it (bash scripts/install-deps.sh)');
   const cases: EndToEndCase[] = ['tcpdump', 'text', 'json', 'count', 'stdin'];
   const wall = Object.fromEntries(cases.map((c) => [c, [] as number[]])) as Record<EndToEndCase, number[]>;
@@ -185,7 +196,12 @@ function endToEnd(file: string, frames: number, rounds: number): EndToEnd {
     }
   }
   const medians = (x: Record<EndToEndCase, number[]>) => Object.fromEntries(cases.map((c) => [c, median(x[c])])) as Record<EndToEndCase, number>;
-  const ratiosOf = (x: Record<EndToEndCase, number>) => ({ text: x.text / x.tcpdump, json: x.json / x.tcpdump, count: x.count / x.tcpdump, stdin: x.stdin / x.text });
+  const ratiosOf = (x: Record<EndToEndCase, number>) => ({
+    text: x.text / x.tcpdump,
+    json: x.json / x.tcpdump,
+    count: x.count / x.tcpdump,
+    stdin: x.stdin / x.text,
+  });
   const rounded = <T extends Record<string, number>>(x: T): T => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, round(v, 3)])) as T;
   const wallSec = medians(wall);
   const exact = ratiosOf(wallSec);
@@ -199,7 +215,12 @@ function endToEnd(file: string, frames: number, rounds: number): EndToEnd {
     ratios: rounded(exact),
     cpuRatios: rounded(ratiosOf(medians(cpu))),
     goals: E2E_GOALS,
-    met: { text: exact.text <= E2E_GOALS.text, json: exact.json <= E2E_GOALS.json, count: exact.count <= E2E_GOALS.count, stdin: exact.stdin <= E2E_GOALS.stdin },
+    met: {
+      text: exact.text <= E2E_GOALS.text,
+      json: exact.json <= E2E_GOALS.json,
+      count: exact.count <= E2E_GOALS.count,
+      stdin: exact.stdin <= E2E_GOALS.stdin,
+    },
   };
 }
 
@@ -244,7 +265,14 @@ export async function run(options: { quick: boolean; output?: string }): Promise
       date: new Date().toISOString(),
       quick: options.quick,
       machine: { cores: cpus().length, cpu: cpus()[0]?.model.trim() ?? 'unknown', kernel: release(), node: process.version, tshark: version },
-      sizes: { frameBytes: 148, tulleFrames, tulleFileBytes: statSync(big).size, tsharkFrames, tsharkFileBytes: statSync(small).size, tulleRepetitions: repetitions },
+      sizes: {
+        frameBytes: 148,
+        tulleFrames,
+        tulleFileBytes: statSync(big).size,
+        tsharkFrames,
+        tsharkFileBytes: statSync(small).size,
+        tulleRepetitions: repetitions,
+      },
       tullePps: Math.round(tullePps),
       tulleRunsPps: runs.map(Math.round),
       tulleSameFilePps: Math.round(tulleSameFilePps),

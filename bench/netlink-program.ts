@@ -102,7 +102,12 @@ async function programWithIproute(ns: string, list: Peer[], dir: string): Promis
   const bridgeFile = join(dir, `${ns}.bridge`);
   writeFileSync(
     ipFile,
-    list.map((p) => `neigh replace ${p.vtepIP} lladdr ${p.mac} dev ${VTEP} nud permanent\nroute replace ${p.subnet} via ${p.vtepIP} dev ${VTEP} onlink proto ${TULLE_ROUTE_PROTOCOL}\n`).join(''),
+    list
+      .map(
+        (p) =>
+          `neigh replace ${p.vtepIP} lladdr ${p.mac} dev ${VTEP} nud permanent\nroute replace ${p.subnet} via ${p.vtepIP} dev ${VTEP} onlink proto ${TULLE_ROUTE_PROTOCOL}\n`,
+      )
+      .join(''),
   );
   writeFileSync(bridgeFile, list.map((p) => `fdb replace ${p.mac} dev ${VTEP} dst ${p.publicIP} self permanent\n`).join(''));
   const started = performance.now();
@@ -138,7 +143,6 @@ export interface BenchResult {
   /** Both sides ended with exactly N neighbours, N FDB entries and N routes on the VTEP, every time. */
   verified: boolean;
 }
-
 
 function checkDumped(side: string, dumped: Dumped, n: number): void {
   // The VTEP also holds the kernel's own IPv6 multicast neighbour entries, which `ip neigh` and tulle hide alike.
@@ -217,13 +221,14 @@ export async function run(options: RunOptions): Promise<BenchResult> {
   return result;
 }
 
-
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const quick = process.argv.includes('--quick');
   run({ quick })
     .then((r) => {
       for (const s of r.results) {
-        console.log(`${NAME} N=${s.size}: tulle ${s.tulleMs} ms, iproute2 ${s.iprouteMs} ms, ratio ${s.ratio} (goal <= ${s.goal}: ${s.met ? 'met' : 'NOT met'})`);
+        console.log(
+          `${NAME} N=${s.size}: tulle ${s.tulleMs} ms, iproute2 ${s.iprouteMs} ms, ratio ${s.ratio} (goal <= ${s.goal}: ${s.met ? 'met' : 'NOT met'})`,
+        );
       }
       if (!quick) console.log(`wrote ${RESULT_FILE}`);
     })

@@ -75,7 +75,8 @@ export class PeerObserver {
       return;
     }
     if (e.kind === 'route' && e.action === 'new' && e.route.dev === VTEP) key = `route ${e.route.dst}`;
-    else if (e.kind === 'neighbor' && e.action === 'new' && e.neighbor.dev === VTEP && e.neighbor.mac) key = `neigh ${e.neighbor.ip} ${e.neighbor.mac.toLowerCase()}`;
+    else if (e.kind === 'neighbor' && e.action === 'new' && e.neighbor.dev === VTEP && e.neighbor.mac)
+      key = `neigh ${e.neighbor.ip} ${e.neighbor.mac.toLowerCase()}`;
     else if (e.kind === 'fdb' && e.action === 'new' && e.fdb.dev === VTEP && e.fdb.dst) key = `fdb ${e.fdb.mac.toLowerCase()} ${e.fdb.dst}`;
     if (key === undefined || host.first.has(key)) return;
     host.first.set(key, now);
@@ -124,7 +125,15 @@ export class PeerObserver {
     host.expectation = x;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${ns}: ${x.wanted.size - x.seen.size} of ${x.wanted.size} expected entries not announced after ${timeoutMs} ms (e.g. ${[...x.wanted].find((k) => !x.seen.has(k))})`)), timeoutMs);
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${ns}: ${x.wanted.size - x.seen.size} of ${x.wanted.size} expected entries not announced after ${timeoutMs} ms (e.g. ${[...x.wanted].find((k) => !x.seen.has(k))})`,
+            ),
+          ),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([finished, timeout]);

@@ -52,7 +52,10 @@ export interface SuiteResult {
 
 /** Check `--only` names; throws UsageError naming the unknown one and the known ones. */
 export function selectBenchmarks(only: readonly string[] | undefined): string[] {
-  const names = (only ?? []).flatMap((n) => n.split(',')).map((n) => n.trim()).filter(Boolean);
+  const names = (only ?? [])
+    .flatMap((n) => n.split(','))
+    .map((n) => n.trim())
+    .filter(Boolean);
   if (names.length === 0) return BENCHMARKS.map((b) => b.name);
   for (const n of names) {
     if (!benchmarkNamed(n)) throw new UsageError(`--only: ${JSON.stringify(n)} is not a benchmark (one of ${BENCHMARKS.map((b) => b.name).join(', ')})`);
@@ -80,7 +83,10 @@ export async function runBenchmarks(options: SuiteOptions): Promise<SuiteResult>
       const rows = benchmark.rows(result);
       const seconds = Math.round((Date.now() - started) / 100) / 10;
       outcomes.push({ name, ok: true, resultFile: file, rows, seconds });
-      for (const r of rows) log(`bench: ${name} ${r.size}: ${r.metric}: ${r.figure} ${r.unit} vs ${r.baseline} ${r.unit}, ratio ${r.ratio} (${r.goal.text}: ${r.met ? 'met' : 'NOT met'})`);
+      for (const r of rows)
+        log(
+          `bench: ${name} ${r.size}: ${r.metric}: ${r.figure} ${r.unit} vs ${r.baseline} ${r.unit}, ratio ${r.ratio} (${r.goal.text}: ${r.met ? 'met' : 'NOT met'})`,
+        );
       log(`bench: ${name} done in ${seconds} s`);
     } catch (err) {
       const seconds = Math.round((Date.now() - started) / 100) / 10;
@@ -127,7 +133,9 @@ const benchCommand: CommandSpec = {
     });
     const failed = suite.outcomes.filter((x) => !x.ok);
     const rows = suite.outcomes.flatMap((x) => x.rows);
-    console.log(`bench: ${rows.filter((r) => r.met).length} of ${rows.length} goals met; ${failed.length} benchmark(s) failed${failed.length ? `: ${failed.map((x) => x.name).join(', ')}` : ''}`);
+    console.log(
+      `bench: ${rows.filter((r) => r.met).length} of ${rows.length} goals met; ${failed.length} benchmark(s) failed${failed.length ? `: ${failed.map((x) => x.name).join(', ')}` : ''}`,
+    );
     console.log(`bench: results in ${suite.resultsDir}, report ${suite.reportFile}`);
     return failed.length ? 1 : 0;
   },
@@ -139,7 +147,8 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(formatCommandHelp(benchCommand));
     return 0;
   }
-  if (process.getuid?.() !== 0) throw new TulleError('TLE_MISSING_REQUIREMENT', 'the benchmarks build labs of network namespaces and need root: run as root (sudo npm run bench)');
+  if (process.getuid?.() !== 0)
+    throw new TulleError('TLE_MISSING_REQUIREMENT', 'the benchmarks build labs of network namespaces and need root: run as root (sudo npm run bench)');
   // Interrupted: remove the labs still up (their own `finally` blocks will not run), then stop.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {

@@ -26,7 +26,9 @@ export async function setUpSpare(ns: string): Promise<void> {
 
 /** `ip -n NS link del flannel.1` and make it again: an empty VTEP for the next baseline run. */
 export async function resetSpareVtep(ns: string): Promise<void> {
-  await run(['ip', '-n', ns, '-batch', '-'], { input: `link del ${VTEP}\nlink add ${VTEP} type vxlan id 1 local ${SPARE_ADDRESS} dev eth0 dstport 8472 nolearning noudpcsum\nlink set ${VTEP} up\n` });
+  await run(['ip', '-n', ns, '-batch', '-'], {
+    input: `link del ${VTEP}\nlink add ${VTEP} type vxlan id 1 local ${SPARE_ADDRESS} dev eth0 dstport 8472 nolearning noudpcsum\nlink set ${VTEP} up\n`,
+  });
 }
 
 /** A lab step (put before the overlay steps) creating spare namespaces `tulle-<lab>-<target>` for `targets`. */

@@ -31,15 +31,26 @@ export const BENCHMARKS: readonly Benchmark[] = [
     title: 'Data plane: pod-to-pod TCP throughput and ping RTT',
     summary:
       'iperf3 and ping from a pod on host h1 to a pod on host h2 of a 2-host lab on a routed underlay, through the overlay tulle configured; ' +
-      'against the underlay host to host in the same lab, and against the same overlay built by hand with iproute2 (flannel\'s layout as in seeds 001-003: flannel.1 nolearning noudpcsum, cni0, MTU 1450 everywhere) in a second lab. ' +
+      "against the underlay host to host in the same lab, and against the same overlay built by hand with iproute2 (flannel's layout as in seeds 001-003: flannel.1 nolearning noudpcsum, cni0, MTU 1450 everywhere) in a second lab. " +
       'The paths take turns; medians over the runs, RTT percentiles over every ping. The guard rows compare tulle with and without its VXLAN guard in two labs that swap the setting half-way. For RTT the ratio is baseline RTT / tulle RTT, so higher is better in every row.',
     run: (o) => dataplane.run(o),
     rows: ownRows,
     notes: (r: dataplane.DataplaneResult) => [
-      ...[...Object.values(r.paths), ...(r.guard ? [r.guard.on, r.guard.off] : [])].map((p) => `${p.label}: throughput runs ${p.throughputRunsGbps.join(', ')} Gbit/s; RTT p50 ${p.rttMs.p50} ms, p99 ${p.rttMs.p99} ms, max ${p.rttMs.max} ms over ${p.rttMs.samples} pings (${p.pingsLost} lost)`),
-      ...(r.guard ? ['guard rows: each lab ran half of its rounds with the guard and half without (the agents restarted with the other setting between the halves), so the two labs\' own difference cancels out'] : []),
+      ...[...Object.values(r.paths), ...(r.guard ? [r.guard.on, r.guard.off] : [])].map(
+        (p) =>
+          `${p.label}: throughput runs ${p.throughputRunsGbps.join(', ')} Gbit/s; RTT p50 ${p.rttMs.p50} ms, p99 ${p.rttMs.p99} ms, max ${p.rttMs.max} ms over ${p.rttMs.samples} pings (${p.pingsLost} lost)`,
+      ),
+      ...(r.guard
+        ? [
+            "guard rows: each lab ran half of its rounds with the guard and half without (the agents restarted with the other setting between the halves), so the two labs' own difference cancels out",
+          ]
+        : []),
       `hand-made overlay / underlay (what VXLAN itself costs here, whoever configures it): throughput ${r.handOverUnderlay.throughput}, RTT p50 ${r.handOverUnderlay.rttP50}, RTT p99 ${r.handOverUnderlay.rttP99}`,
-      ...(r.tulleOverHandPerRound ? [`throughput tulle / hand-made per round (back-to-back runs): ${r.tulleOverHandPerRound.join(', ')}; tulle's two agents used ${r.agentCpuPercent}% of the machine's CPU meanwhile`] : []),
+      ...(r.tulleOverHandPerRound
+        ? [
+            `throughput tulle / hand-made per round (back-to-back runs): ${r.tulleOverHandPerRound.join(', ')}; tulle's two agents used ${r.agentCpuPercent}% of the machine's CPU meanwhile`,
+          ]
+        : []),
     ],
   },
   {
@@ -47,7 +58,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
     title: 'Convergence: a new host reaches every other host',
     summary:
       'Agents on N-1 hosts of an N-host lab; the N-th agent starts, and the time from its lease appearing in the store (a watch in the benchmark) ' +
-      'to each other host\'s kernel announcing the route, neighbour and FDB entry for it (netlink events per host namespace) is taken; the host then leaves and joins again. ' +
+      "to each other host's kernel announcing the route, neighbour and FDB entry for it (netlink events per host namespace) is taken; the host then leaves and joins again. " +
       'Baseline: the same three entries written by iproute2 into N-1 spare namespaces at once.',
     run: (o) => convergence.run(o),
     rows: ownRows,
@@ -74,11 +85,38 @@ export const BENCHMARKS: readonly Benchmark[] = [
     rows: (r: cniLatency.BenchResult) => [
       ...(['ADD', 'DEL'] as const).flatMap((c) => {
         const x = r.results[c];
-        const base = { benchmark: cniLatency.NAME, size: `${r.sizes.pods} pods`, unit: 'ms', baselineLabel: 'reference bridge + host-local', ratioLabel: 'tulle / reference' };
+        const base = {
+          benchmark: cniLatency.NAME,
+          size: `${r.sizes.pods} pods`,
+          unit: 'ms',
+          baselineLabel: 'reference bridge + host-local',
+          ratioLabel: 'tulle / reference',
+        };
         return [
-          row({ ...base, metric: `CNI ${c} latency p50, resident`, figure: x.tulle.p50, baseline: x.reference.p50, ratio: x.ratio, goal: { on: 'ratio', op: '<=', value: x.goal, text: `tulle / reference <= ${x.goal}` } }),
-          row({ ...base, metric: `CNI ${c} latency p99, resident`, figure: x.tulle.p99, baseline: x.reference.p99, ratio: x.ratioP99, goal: { on: 'ratio', op: '<=', value: x.goalP99, text: `tulle / reference <= ${x.goalP99}` } }),
-          row({ ...base, metric: `CNI ${c} latency p50, fallback (Node plugin)`, figure: x.fallback.p50, baseline: x.reference.p50, ratio: x.fallbackRatio, goal: { on: 'ratio', op: '<=', value: x.fallbackGoal, text: `tulle / reference <= ${x.fallbackGoal}` } }),
+          row({
+            ...base,
+            metric: `CNI ${c} latency p50, resident`,
+            figure: x.tulle.p50,
+            baseline: x.reference.p50,
+            ratio: x.ratio,
+            goal: { on: 'ratio', op: '<=', value: x.goal, text: `tulle / reference <= ${x.goal}` },
+          }),
+          row({
+            ...base,
+            metric: `CNI ${c} latency p99, resident`,
+            figure: x.tulle.p99,
+            baseline: x.reference.p99,
+            ratio: x.ratioP99,
+            goal: { on: 'ratio', op: '<=', value: x.goalP99, text: `tulle / reference <= ${x.goalP99}` },
+          }),
+          row({
+            ...base,
+            metric: `CNI ${c} latency p50, fallback (Node plugin)`,
+            figure: x.fallback.p50,
+            baseline: x.reference.p50,
+            ratio: x.fallbackRatio,
+            goal: { on: 'ratio', op: '<=', value: x.fallbackGoal, text: `tulle / reference <= ${x.fallbackGoal}` },
+          }),
         ];
       }),
       row({
@@ -107,12 +145,22 @@ export const BENCHMARKS: readonly Benchmark[] = [
     name: decodeThroughput.NAME,
     title: 'Codec and `tulle decode`: decoding VXLAN frames',
     summary:
-      'tulle\'s decoder on 148-byte VXLAN frames against tshark printing the same fields, tshark\'s start-up time subtracted. ' +
+      "tulle's decoder on 148-byte VXLAN frames against tshark printing the same fields, tshark's start-up time subtracted. " +
       'End to end: the `tulle decode` command on the same million-frame file (text, --json, --count, and the text read from a pipe) against `tcpdump -nn -e -r` of that file, ' +
       'all writing to /dev/null, taking turns round by round; medians of the wall times, the CPU times in the notes.',
     run: (o) => decodeThroughput.run(o),
     rows: (r: decodeThroughput.DecodeBenchResult) => {
-      const base = { benchmark: decodeThroughput.NAME, metric: 'decode 148-byte VXLAN frames', size: `${r.sizes.tulleFrames.toLocaleString('en-US')} frames`, figure: r.tullePps, unit: 'frames/s', baseline: r.tsharkPps, baselineLabel: 'tshark (start-up excluded)', ratio: r.ratio, ratioLabel: 'tulle / tshark' };
+      const base = {
+        benchmark: decodeThroughput.NAME,
+        metric: 'decode 148-byte VXLAN frames',
+        size: `${r.sizes.tulleFrames.toLocaleString('en-US')} frames`,
+        figure: r.tullePps,
+        unit: 'frames/s',
+        baseline: r.tsharkPps,
+        baselineLabel: 'tshark (start-up excluded)',
+        ratio: r.ratio,
+        ratioLabel: 'tulle / tshark',
+      };
       const rows = [
         row({ ...base, goal: { on: 'ratio', op: '>=', value: r.goals.ratio, text: `tulle / tshark >= ${r.goals.ratio}` } }),
         row({ ...base, goal: { on: 'figure', op: '>=', value: r.goals.tullePps, text: `>= ${r.goals.tullePps.toLocaleString('en-US')} frames/s` } }),
@@ -120,10 +168,40 @@ export const BENCHMARKS: readonly Benchmark[] = [
       const e = r.endToEnd;
       if (!e) return rows; // results from before the end-to-end rows
       const size = `${e.frames.toLocaleString('en-US')} frames`;
-      for (const [k, metric] of [['text', 'tulle decode FILE, end to end'], ['json', 'tulle decode --json FILE, end to end'], ['count', 'tulle decode --count FILE, end to end']] as const) {
-        rows.push(row({ benchmark: decodeThroughput.NAME, metric, size, figure: e.wallSec[k], unit: 's', baseline: e.wallSec.tcpdump, baselineLabel: 'tcpdump -nn -e -r FILE', ratio: e.ratios[k], ratioLabel: 'tulle / tcpdump', goal: { on: 'ratio', op: '<=', value: e.goals[k], text: `tulle / tcpdump <= ${e.goals[k]}` } }));
+      for (const [k, metric] of [
+        ['text', 'tulle decode FILE, end to end'],
+        ['json', 'tulle decode --json FILE, end to end'],
+        ['count', 'tulle decode --count FILE, end to end'],
+      ] as const) {
+        rows.push(
+          row({
+            benchmark: decodeThroughput.NAME,
+            metric,
+            size,
+            figure: e.wallSec[k],
+            unit: 's',
+            baseline: e.wallSec.tcpdump,
+            baselineLabel: 'tcpdump -nn -e -r FILE',
+            ratio: e.ratios[k],
+            ratioLabel: 'tulle / tcpdump',
+            goal: { on: 'ratio', op: '<=', value: e.goals[k], text: `tulle / tcpdump <= ${e.goals[k]}` },
+          }),
+        );
       }
-      rows.push(row({ benchmark: decodeThroughput.NAME, metric: 'cat FILE | tulle decode -, end to end', size, figure: e.wallSec.stdin, unit: 's', baseline: e.wallSec.text, baselineLabel: 'tulle decode FILE', ratio: e.ratios.stdin, ratioLabel: 'pipe / file', goal: { on: 'ratio', op: '<=', value: e.goals.stdin, text: `pipe / file <= ${e.goals.stdin}` } }));
+      rows.push(
+        row({
+          benchmark: decodeThroughput.NAME,
+          metric: 'cat FILE | tulle decode -, end to end',
+          size,
+          figure: e.wallSec.stdin,
+          unit: 's',
+          baseline: e.wallSec.text,
+          baselineLabel: 'tulle decode FILE',
+          ratio: e.ratios.stdin,
+          ratioLabel: 'pipe / file',
+          goal: { on: 'ratio', op: '<=', value: e.goals.stdin, text: `pipe / file <= ${e.goals.stdin}` },
+        }),
+      );
       return rows;
     },
     notes: (r: decodeThroughput.DecodeBenchResult) => [
@@ -131,7 +209,9 @@ export const BENCHMARKS: readonly Benchmark[] = [
       ...(r.endToEnd
         ? [
             `end to end, CPU time (user + system) medians: tcpdump ${r.endToEnd.cpuSec.tcpdump} s, tulle text ${r.endToEnd.cpuSec.text} s (${r.endToEnd.cpuRatios.text}x), --json ${r.endToEnd.cpuSec.json} s (${r.endToEnd.cpuRatios.json}x), --count ${r.endToEnd.cpuSec.count} s (${r.endToEnd.cpuRatios.count}x), from a pipe ${r.endToEnd.cpuSec.stdin} s with cat (${r.endToEnd.cpuRatios.stdin}x the file)`,
-            `end to end, wall times per round (s): ${Object.entries(r.endToEnd.runsWallSec).map(([k, v]) => `${k} ${v.join(', ')}`).join('; ')}`,
+            `end to end, wall times per round (s): ${Object.entries(r.endToEnd.runsWallSec)
+              .map(([k, v]) => `${k} ${v.join(', ')}`)
+              .join('; ')}`,
           ]
         : []),
     ],
@@ -139,7 +219,8 @@ export const BENCHMARKS: readonly Benchmark[] = [
   {
     name: netlinkProgram.NAME,
     title: 'Netlink: programming peers',
-    summary: 'tulle\'s netlink client programming N peers (neighbour, FDB entry, route each) onto a VTEP and dumping them back, against ip -batch + bridge -batch and the -j dumps, fresh namespace per run.',
+    summary:
+      "tulle's netlink client programming N peers (neighbour, FDB entry, route each) onto a VTEP and dumping them back, against ip -batch + bridge -batch and the -j dumps, fresh namespace per run.",
     run: (o) => netlinkProgram.run(o),
     rows: (r: netlinkProgram.BenchResult) =>
       r.results.map((x) =>
@@ -156,7 +237,9 @@ export const BENCHMARKS: readonly Benchmark[] = [
           goal: { on: 'ratio', op: '<=', value: x.goal, text: `tulle / iproute2 <= ${x.goal.toFixed(1)}` },
         }),
       ),
-    notes: (r: netlinkProgram.BenchResult) => [`medians of ${r.results[0]?.repetitions ?? '?'} runs per size; ratios: ${r.results.map((x) => `${x.size}: ${round(x.ratio, 3)}`).join(', ')}`],
+    notes: (r: netlinkProgram.BenchResult) => [
+      `medians of ${r.results[0]?.repetitions ?? '?'} runs per size; ratios: ${r.results.map((x) => `${x.size}: ${round(x.ratio, 3)}`).join(', ')}`,
+    ],
   },
 ];
 

@@ -236,7 +236,13 @@ export class Agent {
   private async configPhase({ manager }: StoreSide): Promise<NetworkConfig> {
     this.setHealth(false, 'waiting for the network config');
     const config = await manager.waitForNetworkConfig({ signal: this.signal });
-    this.log.info('network config', { network: config.Network, subnetLen: config.SubnetLen, vni: config.Backend.VNI, port: config.Backend.Port, directRouting: config.Backend.DirectRouting });
+    this.log.info('network config', {
+      network: config.Network,
+      subnetLen: config.SubnetLen,
+      vni: config.Backend.VNI,
+      port: config.Backend.Port,
+      directRouting: config.Backend.DirectRouting,
+    });
     return config;
   }
 
@@ -284,7 +290,13 @@ export class Agent {
       }
       throw err;
     }
-    writeSubnetEnv(options.subnetFile, { network: config.Network, subnet: lease.subnet, gateway: formatIPv4(subnet.network + 1), mtu: spec.mtu, ipMasq: options.ipMasq });
+    writeSubnetEnv(options.subnetFile, {
+      network: config.Network,
+      subnet: lease.subnet,
+      gateway: formatIPv4(subnet.network + 1),
+      mtu: spec.mtu,
+      ipMasq: options.ipMasq,
+    });
   }
 
   private async rulesPhase(config: NetworkConfig, lease: Lease): Promise<RulesSide> {
@@ -341,7 +353,15 @@ export class Agent {
           if (reason === 'drift' || reason === 'periodic') metrics.repairs.inc(r.writes);
         },
         onAdmission: (a) => this.reportRejections(a.rejected),
-        ...(guard ? { beforeProgram: (admitted) => this.updateGuard(guard, admitted.map((p) => p.publicIP)) } : {}),
+        ...(guard
+          ? {
+              beforeProgram: (admitted) =>
+                this.updateGuard(
+                  guard,
+                  admitted.map((p) => p.publicIP),
+                ),
+            }
+          : {}),
       },
     ));
     this.own(reconciler, (r) => r.close());
@@ -392,7 +412,13 @@ export class Agent {
       if (base.flood === 'remote') {
         const others = [...new Set((await store.manager.listLeases()).leases.map((l) => l.publicIP).filter((ip) => ip !== underlay.publicIP))];
         if (others.length > 1) {
-          throw new L2Error('TLE_L2_REMOTE_HOSTS', `${remoteProblem(others.map((publicIP) => ({ publicIP, subnet: '', vtepMac: '' })), underlay.publicIP)} (this host took no lease and built nothing)`);
+          throw new L2Error(
+            'TLE_L2_REMOTE_HOSTS',
+            `${remoteProblem(
+              others.map((publicIP) => ({ publicIP, subnet: '', vtepMac: '' })),
+              underlay.publicIP,
+            )} (this host took no lease and built nothing)`,
+          );
         }
         if (others[0]) base.remote = others[0];
       }
@@ -434,7 +460,15 @@ export class Agent {
         throw err;
       }
       const subnet = parseCidr4(lease.subnet, 'subnet');
-      writeSubnetEnv(options.subnetFile, { network: config.Network, subnet: lease.subnet, gateway: formatIPv4(subnet.network + 1), mtu: spec.mtu, ipMasq: options.ipMasq, l2Bridge: spec.bridge, l2Flood: spec.flood });
+      writeSubnetEnv(options.subnetFile, {
+        network: config.Network,
+        subnet: lease.subnet,
+        gateway: formatIPv4(subnet.network + 1),
+        mtu: spec.mtu,
+        ipMasq: options.ipMasq,
+        l2Bridge: spec.bridge,
+        l2Flood: spec.flood,
+      });
     });
     const rulesSide = await this.phase('rules', () => this.rulesPhase(config, lease));
     await this.phase('watch', () => this.watchL2(store, l2, lease, rulesSide));
@@ -444,7 +478,12 @@ export class Agent {
     const { options, log, signal, metrics } = this;
     const { registry, manager } = store;
     const { guard } = rulesSide;
-    if (guard) l2.beforeProgram = (admitted) => this.updateGuard(guard, admitted.map((p) => p.publicIP));
+    if (guard)
+      l2.beforeProgram = (admitted) =>
+        this.updateGuard(
+          guard,
+          admitted.map((p) => p.publicIP),
+        );
     // Flood "none": records are believed against this host's lease and the admitted peers' (read at every run), so
     // the endpoint sync starts once the first lease snapshot is admitted, not before (it would refuse every
     // remote pod once, and say so).
@@ -554,7 +593,8 @@ export class Agent {
       now.set(r.key, words);
       counts.set(r.reason, (counts.get(r.reason) ?? 0) + 1);
       // The watcher already logged a malformed value once; admission rejections are logged here.
-      if (r.reason !== 'malformed' && this.reported.get(r.key) !== words) this.log.warn('rejecting a peer lease; it is not programmed', { key: r.key, reason: r.reason, detail: r.detail });
+      if (r.reason !== 'malformed' && this.reported.get(r.key) !== words)
+        this.log.warn('rejecting a peer lease; it is not programmed', { key: r.key, reason: r.reason, detail: r.detail });
     }
     for (const key of this.reported.keys()) if (!now.has(key)) this.log.info('a rejected lease is gone or acceptable now', { key });
     this.reported = now;
@@ -614,8 +654,15 @@ export class Agent {
     // Closing waits for the renewal loop to end (it does once the stop signal aborts its sleep).
     void this.own(renewing, (p) => p);
     this.own(setInterval(resync, options.reconcileInterval * 1000), clearInterval);
-    this.own(setInterval(() => void this.checkRules(rules, rulesSide.spec, rulesSide.stateFile), options.rulesInterval * 1000), clearInterval);
-    if (guard) this.own(setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000), clearInterval);
+    this.own(
+      setInterval(() => void this.checkRules(rules, rulesSide.spec, rulesSide.stateFile), options.rulesInterval * 1000),
+      clearInterval,
+    );
+    if (guard)
+      this.own(
+        setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000),
+        clearInterval,
+      );
     this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
   }
 
@@ -753,7 +800,11 @@ export async function cleanupHost(options: AgentOptions, log: Logger, openStore:
     const vteps = (await nl.listLinks()).filter((l) => l.kind === 'vxlan' && /^flannel\.\d+$/.test(l.name));
     const vtepAddr = vteps.length === 1 ? (await nl.listAddresses(vteps[0]!.name)).find((a) => a.family === 4 && a.prefix === 32) : undefined;
     if (vtepAddr) vtepSubnet = vtepAddr.address;
-    if (!publicIP) publicIP = await pickUnderlay(nl, { iface: options.iface }).then((u) => u.publicIP, () => undefined);
+    if (!publicIP)
+      publicIP = await pickUnderlay(nl, { iface: options.iface }).then(
+        (u) => u.publicIP,
+        () => undefined,
+      );
     const routes = await nl.listRoutes({ table: 254, protocol: TULLE_ROUTE_PROTOCOL });
     const results = routes.length ? await nl.batch(routes.map((r) => ({ op: 'deleteRoute' as const, args: r }))) : [];
     for (const v of vteps) await nl.deleteLink(v.name);

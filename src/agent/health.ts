@@ -9,26 +9,55 @@ import { InvalidValueError, TulleError } from '../base/errors.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly peersProgrammed = new Gauge({ name: 'tulle_peers_programmed', help: 'Peers whose route, neighbour and FDB entry are in the kernel', registers: [this.registry] });
-  readonly reconciles = new Counter({ name: 'tulle_reconciles_total', help: 'Full reconciles of the kernel state against the leases', registers: [this.registry] });
+  readonly peersProgrammed = new Gauge({
+    name: 'tulle_peers_programmed',
+    help: 'Peers whose route, neighbour and FDB entry are in the kernel',
+    registers: [this.registry],
+  });
+  readonly reconciles = new Counter({
+    name: 'tulle_reconciles_total',
+    help: 'Full reconciles of the kernel state against the leases',
+    registers: [this.registry],
+  });
   readonly reconcileSeconds = new Histogram({
     name: 'tulle_reconcile_duration_seconds',
     help: 'Time a full reconcile took',
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
     registers: [this.registry],
   });
-  readonly repairs = new Counter({ name: 'tulle_repairs_total', help: 'Kernel entries rewritten because they had drifted (deleted or changed by someone else)', registers: [this.registry] });
-  readonly kernelWrites = new Counter({ name: 'tulle_kernel_writes_total', help: 'Route, neighbour and FDB writes made', labelNames: ['kind', 'op'] as const, registers: [this.registry] });
+  readonly repairs = new Counter({
+    name: 'tulle_repairs_total',
+    help: 'Kernel entries rewritten because they had drifted (deleted or changed by someone else)',
+    registers: [this.registry],
+  });
+  readonly kernelWrites = new Counter({
+    name: 'tulle_kernel_writes_total',
+    help: 'Route, neighbour and FDB writes made',
+    labelNames: ['kind', 'op'] as const,
+    registers: [this.registry],
+  });
   readonly kernelErrors = new Counter({ name: 'tulle_kernel_errors_total', help: 'Kernel writes that failed', registers: [this.registry] });
-  readonly leaseExpiry = new Gauge({ name: 'tulle_lease_expiry_timestamp_seconds', help: 'When this host\'s lease expires unless renewed (Unix time)', registers: [this.registry] });
-  readonly storeErrors = new Counter({ name: 'tulle_store_errors_total', help: 'Failed store operations (the data plane is kept as it is)', registers: [this.registry] });
+  readonly leaseExpiry = new Gauge({
+    name: 'tulle_lease_expiry_timestamp_seconds',
+    help: "When this host's lease expires unless renewed (Unix time)",
+    registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: 'tulle_store_errors_total',
+    help: 'Failed store operations (the data plane is kept as it is)',
+    registers: [this.registry],
+  });
   readonly leasesRejected = new Gauge({
     name: 'tulle_leases_rejected',
     help: 'Peer leases in the store that this host refuses to program, by reason (malformed, outside-network, foreign-route, duplicate-vtep-mac, ...)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly storeUp = new Gauge({ name: 'tulle_store_up', help: '1 while the store answers, 0 while it is unreachable or does not answer in time', registers: [this.registry] });
+  readonly storeUp = new Gauge({
+    name: 'tulle_store_up',
+    help: '1 while the store answers, 0 while it is unreachable or does not answer in time',
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tulle_' });

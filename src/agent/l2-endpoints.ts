@@ -67,15 +67,23 @@ export class EndpointSync {
         if (removed.length) sync.log.info('removed records of pods this host no longer has', { keys: removed });
       } catch (err) {
         // Stale records only send frames for gone pods here (where they are dropped): not worth failing the start.
-        sync.log.warn('could not remove records of pods this host no longer has; the next start tries again', { ipamDir: o.ipamDir, error: describeError(err) });
+        sync.log.warn('could not remove records of pods this host no longer has; the next start tries again', {
+          ipamDir: o.ipamDir,
+          error: describeError(err),
+        });
       }
     }
     for (const change of await ensureEndpointDevice(o.nl, o.device)) sync.log.info('changed the L2 device', { command: change });
     if (sync.closed) return sync;
-    sync.watcher = new EndpointWatcher(o.registry, o.prefix, (s) => {
-      sync.snapshot = s;
-      sync.changed();
-    }, { logger: o.logger });
+    sync.watcher = new EndpointWatcher(
+      o.registry,
+      o.prefix,
+      (s) => {
+        sync.snapshot = s;
+        sync.changed();
+      },
+      { logger: o.logger },
+    );
     await sync.watcher.ready;
     await sync.running;
     return sync;

@@ -96,7 +96,13 @@ export class L2Host {
       throw err;
     }
     if (r.device !== 'kept' || r.bridge !== 'kept') {
-      this.o.log.info(`L2 device ${r.device}`, { device: this.spec.name, bridge: this.spec.bridge, bridgeAction: r.bridge, flood: this.spec.flood, ...(r.reason ? { reason: r.reason } : {}) });
+      this.o.log.info(`L2 device ${r.device}`, {
+        device: this.spec.name,
+        bridge: this.spec.bridge,
+        bridgeAction: r.bridge,
+        flood: this.spec.flood,
+        ...(r.reason ? { reason: r.reason } : {}),
+      });
     }
   }
 
@@ -172,12 +178,19 @@ export class L2Host {
     }
     this.o.onWrites?.(result.added.length + result.removed.length);
     if (result.problem !== this.reportedProblem) {
-      if (result.problem) this.o.log.error('the L2 network cannot serve these peers; nothing more is built', { flood: this.spec.flood, problem: result.problem });
+      if (result.problem)
+        this.o.log.error('the L2 network cannot serve these peers; nothing more is built', { flood: this.spec.flood, problem: result.problem });
       else if (this.reportedProblem) this.o.log.info('the L2 flood mode serves the peers again', { flood: this.spec.flood });
       this.reportedProblem = result.problem;
     }
     if (result.added.length || result.removed.length) {
-      this.o.log.info('L2 flood list', { device: this.spec.name, flood: this.spec.flood, added: result.added, removed: result.removed, peers: admitted.length });
+      this.o.log.info('L2 flood list', {
+        device: this.spec.name,
+        flood: this.spec.flood,
+        added: result.added,
+        removed: result.removed,
+        peers: admitted.length,
+      });
     }
     return result;
   }

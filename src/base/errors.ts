@@ -75,7 +75,8 @@ export function ellipsize(text: string, max = MAX_QUOTED_VALUE): string {
 
 /** Quote strings so that an empty or space-holding value is visible in a message; long values are cut. */
 export function formatValue(value: unknown): string {
-  if (typeof value === 'string') return value.length > MAX_QUOTED_VALUE ? `${JSON.stringify(value.slice(0, MAX_QUOTED_VALUE))}… (${value.length} characters)` : JSON.stringify(value);
+  if (typeof value === 'string')
+    return value.length > MAX_QUOTED_VALUE ? `${JSON.stringify(value.slice(0, MAX_QUOTED_VALUE))}… (${value.length} characters)` : JSON.stringify(value);
   if (value === undefined) return '(missing)';
   let text: string;
   // What JSON cannot say (a function, a symbol, a bigint, a circular object) is said by String(), whatever it says.

@@ -51,7 +51,8 @@ export function runSync(argv: readonly string[], options: RunOptions = {}): RunR
   const [cmd, ...args] = argv;
   const r = spawnSync(cmd!, args, { input: options.input ?? '', encoding: 'utf8', env: options.env ?? process.env, timeout: options.timeoutMs });
   if (r.error) {
-    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new MissingRequirementError(`the program ${cmd}`, 'install it (bash scripts/install-deps.sh)');
+    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new MissingRequirementError(`the program ${cmd}`, 'install it (bash scripts/install-deps.sh)');
     throw r.error;
   }
   if (r.status !== 0 && !options.allowFailure) throw new CommandFailedError(argv.join(' '), r.status, r.stderr);

@@ -82,7 +82,7 @@ export function cidrSize(c: Cidr4): number {
 }
 
 export function cidrContains(outer: Cidr4, addr: number): boolean {
-  return ((addr & maskOf(outer.prefix)) >>> 0) === outer.network;
+  return (addr & maskOf(outer.prefix)) >>> 0 === outer.network;
 }
 
 export function cidrContainsCidr(outer: Cidr4, inner: Cidr4): boolean {
@@ -132,7 +132,7 @@ export function formatIPv6(buf: Uint8Array, offset = 0): string {
   for (let i = 0; i < 8; i++) words.push((buf[offset + i * 2]! << 8) | buf[offset + i * 2 + 1]!);
   let bestStart = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (words[i] !== 0) {
       i++;
       continue;
@@ -168,7 +168,11 @@ export function parseMac(text: string, field = 'mac'): string {
 }
 
 export function macToBytes(mac: string): Buffer {
-  return Buffer.from(parseMac(mac).split(':').map((h) => parseInt(h, 16)));
+  return Buffer.from(
+    parseMac(mac)
+      .split(':')
+      .map((h) => parseInt(h, 16)),
+  );
 }
 
 export function bytesToMac(b: Uint8Array, offset = 0): string {

@@ -13,16 +13,44 @@ interface CommandEntry {
 }
 
 const COMMANDS: readonly CommandEntry[] = [
-  { name: 'demo', summary: 'A cluster of namespace hosts with pods that talk over the overlay (npm run demo)', load: async () => (await import('./commands/demo.js')).demoCommand },
+  {
+    name: 'demo',
+    summary: 'A cluster of namespace hosts with pods that talk over the overlay (npm run demo)',
+    load: async () => (await import('./commands/demo.js')).demoCommand,
+  },
   { name: 'lab', summary: 'Build, inspect and tear down clusters made of network namespaces', load: async () => (await import('./commands/lab.js')).labGroup },
-  { name: 'config', summary: "Write or read the network config (flannel's net-conf.json) in the store", load: async () => (await import('./commands/config.js')).configGroup },
+  {
+    name: 'config',
+    summary: "Write or read the network config (flannel's net-conf.json) in the store",
+    load: async () => (await import('./commands/config.js')).configGroup,
+  },
   { name: 'leases', summary: 'List the subnet leases in the store', load: async () => (await import('./commands/leases.js')).leasesCommand },
-  { name: 'agent', summary: 'Run the per-host overlay agent (lease, VTEP, routes, neighbours, FDB; kept true)', load: async () => (await import('./commands/agent.js')).agentCommand },
-  { name: 'status', summary: "This host's lease, VTEP and peers, whether the kernel matches the leases, and whether the agent runs", load: async () => (await import('./commands/status.js')).statusCommand },
-  { name: 'trace', summary: 'Walk a packet from a pod to DST hop by hop: every route, neighbour and FDB entry, the outer header; --live captures it', load: async () => (await import('./commands/trace.js')).traceCommand },
-  { name: 'install', summary: 'Install the CNI plugin, a conflist, the agent settings and a systemd unit on this host', load: async () => (await import('./commands/install.js')).installCommand },
+  {
+    name: 'agent',
+    summary: 'Run the per-host overlay agent (lease, VTEP, routes, neighbours, FDB; kept true)',
+    load: async () => (await import('./commands/agent.js')).agentCommand,
+  },
+  {
+    name: 'status',
+    summary: "This host's lease, VTEP and peers, whether the kernel matches the leases, and whether the agent runs",
+    load: async () => (await import('./commands/status.js')).statusCommand,
+  },
+  {
+    name: 'trace',
+    summary: 'Walk a packet from a pod to DST hop by hop: every route, neighbour and FDB entry, the outer header; --live captures it',
+    load: async () => (await import('./commands/trace.js')).traceCommand,
+  },
+  {
+    name: 'install',
+    summary: 'Install the CNI plugin, a conflist, the agent settings and a systemd unit on this host',
+    load: async () => (await import('./commands/install.js')).installCommand,
+  },
   { name: 'uninstall', summary: 'Remove the files tulle install wrote', load: async () => (await import('./commands/install.js')).uninstallCommand },
-  { name: 'decode', summary: 'Decode a pcap/pcapng capture: VXLAN and inner frames, tcpdump-like or JSON', load: async () => (await import('./commands/decode.js')).decodeCommand },
+  {
+    name: 'decode',
+    summary: 'Decode a pcap/pcapng capture: VXLAN and inner frames, tcpdump-like or JSON',
+    load: async () => (await import('./commands/decode.js')).decodeCommand,
+  },
 ];
 
 export const PROGRAM = 'tulle';

@@ -64,14 +64,20 @@ export type PositionalValue<P extends PositionalSpec> = PositionalSpec extends P
 export type PositionalValues<P extends readonly PositionalSpec[]> = { [E in P[number] as E['name']]: PositionalValue<E> };
 
 /** What a command's run() gets; typed from its spec when the spec was made with defineCommand. */
-export interface ParsedArgs<O extends Record<string, OptionSpec> = Record<string, OptionSpec>, P extends readonly PositionalSpec[] = readonly PositionalSpec[]> {
+export interface ParsedArgs<
+  O extends Record<string, OptionSpec> = Record<string, OptionSpec>,
+  P extends readonly PositionalSpec[] = readonly PositionalSpec[],
+> {
   options: OptionValues<O>;
   positionals: PositionalValues<P>;
   /** Options that took their default (given neither as a flag nor in the environment). */
   defaulted?: ReadonlySet<string>;
 }
 
-export interface CommandSpec<O extends Record<string, OptionSpec> = Record<string, OptionSpec>, P extends readonly PositionalSpec[] = readonly PositionalSpec[]> {
+export interface CommandSpec<
+  O extends Record<string, OptionSpec> = Record<string, OptionSpec>,
+  P extends readonly PositionalSpec[] = readonly PositionalSpec[],
+> {
   name: string;
   summary: string;
   /** Longer help text printed under the usage line. */
@@ -87,7 +93,9 @@ export interface CommandSpec<O extends Record<string, OptionSpec> = Record<strin
  * Declare a command: its options' and positionals' literal types are kept, so run() gets each value typed as the
  * spec says (`--nodes` a number, `--mode` 'bridge' | 'routed', a required positional a string) and needs no cast.
  */
-export function defineCommand<const O extends Record<string, OptionSpec> = Record<never, never>, const P extends readonly PositionalSpec[] = readonly []>(spec: CommandSpec<O, P>): CommandSpec<O, P> {
+export function defineCommand<const O extends Record<string, OptionSpec> = Record<never, never>, const P extends readonly PositionalSpec[] = readonly []>(
+  spec: CommandSpec<O, P>,
+): CommandSpec<O, P> {
   return spec;
 }
 
@@ -111,7 +119,11 @@ export interface CommandGroup {
  * is why the typed signature can stand over the untyped body. With --help the answer is only the options and
  * `help: true`, positionals unread: check `options.help` before anything else (main() does).
  */
-export function parseCommand<O extends Record<string, OptionSpec>, P extends readonly PositionalSpec[]>(spec: CommandSpec<O, P>, argv: readonly string[], env?: NodeJS.ProcessEnv): ParsedArgs<O, P>;
+export function parseCommand<O extends Record<string, OptionSpec>, P extends readonly PositionalSpec[]>(
+  spec: CommandSpec<O, P>,
+  argv: readonly string[],
+  env?: NodeJS.ProcessEnv,
+): ParsedArgs<O, P>;
 export function parseCommand(spec: CommandSpec, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
   const optionSpecs = spec.options ?? {};
   const config: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
@@ -191,14 +203,21 @@ function convert(cmd: string, source: string, o: OptionSpec, value: string | boo
 function cleanParseError(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   // node's messages add lines of hints; keep the first sentence, and for a value that starts with '-' say how to give it.
-  const first = msg.split('\n')[0]!.split('. ')[0]!.replace(/^Unknown option/, 'unknown option').replace(/^Option/, 'option').replace(/\.$/, '');
+  const first = msg
+    .split('\n')[0]!
+    .split('. ')[0]!
+    .replace(/^Unknown option/, 'unknown option')
+    .replace(/^Option/, 'option')
+    .replace(/\.$/, '');
   const ambiguous = /^option '(--[^']+)' argument is ambiguous/.exec(first);
   return ambiguous ? `${ambiguous[1]} needs a value; a value starting with '-' is written ${ambiguous[1]}=-N` : first;
 }
 
 export function formatCommandHelp(spec: CommandSpec): string {
   const lines: string[] = [];
-  const pos = (spec.positionals ?? []).map((p) => (p.rest ? `[-- ${p.name.toUpperCase()}...]` : p.required ? p.name.toUpperCase() : `[${p.name.toUpperCase()}]`));
+  const pos = (spec.positionals ?? []).map((p) =>
+    p.rest ? `[-- ${p.name.toUpperCase()}...]` : p.required ? p.name.toUpperCase() : `[${p.name.toUpperCase()}]`,
+  );
   lines.push(`Usage: ${spec.name}${spec.options && Object.keys(spec.options).length ? ' [options]' : ''}${pos.length ? ' ' + pos.join(' ') : ''}`);
   lines.push('', spec.summary);
   if (spec.details) lines.push('', spec.details);

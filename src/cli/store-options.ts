@@ -11,7 +11,13 @@ import { DEFAULT_STORE_URL } from '../store/url.js';
 import { defineOptions, type OptionValues } from './spec.js';
 
 export const storeOptions = defineOptions({
-  store: { type: 'string', valueName: 'URL', description: 'Store: sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]', default: DEFAULT_STORE_URL, env: 'TULLE_STORE' },
+  store: {
+    type: 'string',
+    valueName: 'URL',
+    description: 'Store: sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]',
+    default: DEFAULT_STORE_URL,
+    env: 'TULLE_STORE',
+  },
   prefix: { type: 'string', valueName: 'P', description: "Key prefix (flannel's --etcd-prefix)", default: DEFAULT_PREFIX, env: 'TULLE_PREFIX' },
   'etcd-cafile': { type: 'string', valueName: 'FILE', description: 'etcd: CA certificate that signed the server certificate (PEM)', env: 'TULLE_ETCD_CAFILE' },
   'etcd-certfile': { type: 'string', valueName: 'FILE', description: 'etcd: client certificate (PEM)', env: 'TULLE_ETCD_CERTFILE' },

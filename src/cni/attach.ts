@@ -136,13 +136,23 @@ async function ensureBridge(host: NetlinkClient, spec: AttachmentSpec): Promise<
   }
   if (!link) throw new CniError(CNI_CODES.KERNEL, `bridge ${spec.bridge} vanished while it was being set up`);
   if (link.kind !== 'bridge') {
-    throw new CniError(CNI_CODES.BRIDGE_CONFLICT, `bridge: ${spec.bridge} exists but is ${link.kind ? `a ${link.kind} device` : 'not a bridge'} (choose another "bridge" name)`);
+    throw new CniError(
+      CNI_CODES.BRIDGE_CONFLICT,
+      `bridge: ${spec.bridge} exists but is ${link.kind ? `a ${link.kind} device` : 'not a bridge'} (choose another "bridge" name)`,
+    );
   }
   if (!link.up) await host.setLink(spec.bridge, { up: true });
   const wanted = `${spec.gateway}/${spec.prefix}`;
   const v4 = (await host.listAddresses(spec.bridge)).filter((a) => a.family === 4);
   if (!v4.some((a) => a.cidr === wanted)) {
-    if (v4.length > 0) await moveBridgeToSubnet(host, spec.bridge, v4.map((a) => a.cidr), wanted, spec.network);
+    if (v4.length > 0)
+      await moveBridgeToSubnet(
+        host,
+        spec.bridge,
+        v4.map((a) => a.cidr),
+        wanted,
+        spec.network,
+      );
     try {
       await host.addAddress(spec.bridge, wanted);
     } catch (err) {
@@ -160,8 +170,10 @@ async function ensureBridge(host: NetlinkClient, spec: AttachmentSpec): Promise<
  */
 async function l2Bridge(host: NetlinkClient, spec: AttachmentSpec): Promise<Link> {
   const link = await host.getLink(spec.bridge);
-  if (!link) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `bridge: ${spec.bridge} does not exist: is the tulle agent running with this l2 network on this host?`);
-  if (link.kind !== 'bridge') throw new CniError(CNI_CODES.BRIDGE_CONFLICT, `bridge: ${spec.bridge} exists but is ${link.kind ? `a ${link.kind} device` : 'not a bridge'}`);
+  if (!link)
+    throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `bridge: ${spec.bridge} does not exist: is the tulle agent running with this l2 network on this host?`);
+  if (link.kind !== 'bridge')
+    throw new CniError(CNI_CODES.BRIDGE_CONFLICT, `bridge: ${spec.bridge} exists but is ${link.kind ? `a ${link.kind} device` : 'not a bridge'}`);
   return link;
 }
 
@@ -177,7 +189,10 @@ export async function moveBridgeToSubnet(host: NetlinkClient, bridge: string, ol
   const cluster = parseCidr4(network, 'FLANNEL_NETWORK');
   const foreign = old.filter((cidr) => !cidrContains(cluster, parseCidr4(cidr, 'address', true).network));
   if (foreign.length > 0) {
-    throw new CniError(CNI_CODES.BRIDGE_CONFLICT, `bridge: ${bridge} has ${foreign.join(', ')}, outside the cluster network ${network}: it is not tulle's bridge (choose another "bridge" name)`);
+    throw new CniError(
+      CNI_CODES.BRIDGE_CONFLICT,
+      `bridge: ${bridge} has ${foreign.join(', ')}, outside the cluster network ${network}: it is not tulle's bridge (choose another "bridge" name)`,
+    );
   }
   const master = (await host.getLink(bridge))?.index;
   const ports = (await host.listLinks()).filter((l) => l.masterIndex === master).map((l) => l.name);
@@ -344,7 +359,8 @@ export async function checkAttachment(spec: CheckSpec, prev: CniResult): Promise
     if (!link) {
       problems.push(`${spec.ifName} is missing in ${spec.netns}`);
     } else {
-      if (expected.mac && link.mac?.toLowerCase() !== expected.mac.toLowerCase()) problems.push(`${spec.ifName} has MAC ${link.mac}, prevResult says ${expected.mac}`);
+      if (expected.mac && link.mac?.toLowerCase() !== expected.mac.toLowerCase())
+        problems.push(`${spec.ifName} has MAC ${link.mac}, prevResult says ${expected.mac}`);
       if (!link.up) problems.push(`${spec.ifName} is down`);
       const present = new Set((await ctr.listAddresses(spec.ifName)).map((a) => a.cidr));
       for (const a of addresses) if (!present.has(a)) problems.push(`address ${a} is missing on ${spec.ifName}`);
@@ -366,7 +382,8 @@ export async function checkAttachment(spec: CheckSpec, prev: CniResult): Promise
       problems.push(`host end ${spec.hostVeth} is missing`);
     } else {
       if (!hostEnd.up) problems.push(`host end ${spec.hostVeth} is down`);
-      if (spec.mode !== 'routed' && hostEnd.master !== spec.bridge) problems.push(`host end ${spec.hostVeth} is not a port of ${spec.bridge} (master ${hostEnd.master ?? 'none'})`);
+      if (spec.mode !== 'routed' && hostEnd.master !== spec.bridge)
+        problems.push(`host end ${spec.hostVeth} is not a port of ${spec.bridge} (master ${hostEnd.master ?? 'none'})`);
       if (spec.mode === 'routed') {
         const own = addresses.filter((a) => !a.includes(':')).map((a) => `${a.split('/')[0]}/32`);
         const hostRoutes = await host.listRoutes({ dev: spec.hostVeth });

@@ -59,7 +59,9 @@ function loadSubnetEnv(conf: NetConf): SubnetEnv {
     const c = asCniError(err);
     if (c.cniCode === CNI_CODES.INTERNAL) throw new CniError(CNI_CODES.SUBNET_ENV_INVALID, `${path}: ${(err as Error).message}`, { cause: err });
     if (c.cniCode === CNI_CODES.TRY_AGAIN_LATER && conf.defaulted.has('subnetFile')) {
-      throw new CniError(c.cniCode, `${c.message} (the config has no "subnetFile", so the default ${path} was used; it must be the agent's --subnet-file)`, { cause: err });
+      throw new CniError(c.cniCode, `${c.message} (the config has no "subnetFile", so the default ${path} was used; it must be the agent's --subnet-file)`, {
+        cause: err,
+      });
     }
     throw c;
   }
@@ -77,13 +79,15 @@ function requestedAttachment(e: CniEnv, conf: NetConf): { ip: Requested | undefi
     ip = { ip: checkRequestedIP('CNI_ARGS IP', argIP, invalidEnvironment), source: 'CNI_ARGS IP' };
   }
   if (conf.requestedIP !== undefined) {
-    if (ip && ip.ip !== conf.requestedIP) throw invalidEnvironment('CNI_ARGS IP', argIP, `differs from runtimeConfig.ips (${conf.requestedIP}); ask for one address`);
+    if (ip && ip.ip !== conf.requestedIP)
+      throw invalidEnvironment('CNI_ARGS IP', argIP, `differs from runtimeConfig.ips (${conf.requestedIP}); ask for one address`);
     ip ??= { ip: conf.requestedIP, source: 'runtimeConfig.ips' };
   }
   const argMac = e.args.get('MAC');
   let mac = argMac === undefined || argMac === '' ? undefined : checkMac('CNI_ARGS MAC', argMac, invalidEnvironment);
   if (conf.requestedMac !== undefined) {
-    if (mac && mac !== conf.requestedMac) throw invalidEnvironment('CNI_ARGS MAC', argMac, `differs from runtimeConfig.mac (${conf.requestedMac}); ask for one MAC address`);
+    if (mac && mac !== conf.requestedMac)
+      throw invalidEnvironment('CNI_ARGS MAC', argMac, `differs from runtimeConfig.mac (${conf.requestedMac}); ask for one MAC address`);
     mac ??= conf.requestedMac;
   }
   return { ip, mac };
@@ -96,12 +100,18 @@ function requestedAttachment(e: CniEnv, conf: NetConf): { ip: Requested | undefi
  */
 function attachmentBasis(conf: NetConf, subnet: SubnetEnv): { range: AddressRange; prefix: number; bridge: string } {
   if (conf.mode !== 'l2') {
-    if (subnet.l2Bridge) throw invalidConfig('mode', conf.mode, `does not fit ${conf.subnetFile}, which describes an l2 network (TULLE_L2_BRIDGE=${subnet.l2Bridge}); use "mode": "l2"`);
+    if (subnet.l2Bridge)
+      throw invalidConfig(
+        'mode',
+        conf.mode,
+        `does not fit ${conf.subnetFile}, which describes an l2 network (TULLE_L2_BRIDGE=${subnet.l2Bridge}); use "mode": "l2"`,
+      );
     const range = hostRange(subnet.subnet, subnet.gateway);
     return { range, prefix: range.subnet.prefix, bridge: conf.bridge };
   }
   const bridge = conf.defaulted.has('bridge') ? subnet.l2Bridge : conf.bridge;
-  if (!bridge) throw invalidConfig('mode', 'l2', `needs the bridge: ${conf.subnetFile} names none (the agent's network is not an l2 one?) and the config has no "bridge"`);
+  if (!bridge)
+    throw invalidConfig('mode', 'l2', `needs the bridge: ${conf.subnetFile} names none (the agent's network is not an l2 one?) and the config has no "bridge"`);
   // No gateway: the slice's own network address (never handed out) stands in, so .1 is a pod address too.
   const range = hostRange(subnet.subnet, subnet.subnet.split('/')[0]!);
   return { range, prefix: parseCidr4(subnet.network, 'FLANNEL_NETWORK').prefix, bridge };
@@ -168,7 +178,11 @@ async function publishOrUndo(hooks: PodEndpointHooks, attached: Parameters<typeo
     await hooks.publish({ ip: pod.ip, mac: pod.mac });
   } catch (err) {
     await removeAttachment(hostVeth).catch(() => {});
-    throw new CniError(CNI_CODES.ENDPOINT_PUBLISH, `cannot publish the endpoint record of ${pod?.ip ?? ifName} (Backend.Flood "none" needs it to reach the pod), so the attachment was undone: ${(err as Error).message}`, { cause: err });
+    throw new CniError(
+      CNI_CODES.ENDPOINT_PUBLISH,
+      `cannot publish the endpoint record of ${pod?.ip ?? ifName} (Backend.Flood "none" needs it to reach the pod), so the attachment was undone: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
@@ -181,11 +195,20 @@ async function withdrawPod(e: CniEnv, conf: NetConf, store: IpamStore, hooks: Po
   } catch {
     fromPrev = undefined;
   }
-  const pods = fromPrev ? [fromPrev] : store.allocations().filter((a) => ownedBy(a, e.containerId, e.ifName)).map((a) => ({ ip: a.ip }));
+  const pods = fromPrev
+    ? [fromPrev]
+    : store
+        .allocations()
+        .filter((a) => ownedBy(a, e.containerId, e.ifName))
+        .map((a) => ({ ip: a.ip }));
   try {
     for (const pod of pods) await hooks.withdraw(pod);
   } catch (err) {
-    throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `cannot withdraw the endpoint record of ${pods.map((p) => p.ip).join(', ')}; nothing was removed, try DEL again: ${(err as Error).message}`, { cause: err });
+    throw new CniError(
+      CNI_CODES.TRY_AGAIN_LATER,
+      `cannot withdraw the endpoint record of ${pods.map((p) => p.ip).join(', ')}; nothing was removed, try DEL again: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 

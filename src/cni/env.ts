@@ -46,7 +46,11 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   let netns = env.CNI_NETNS || undefined;
   if (perContainer) {
     if (!CONTAINER_ID_RE.test(containerId)) {
-      throw invalidEnvironment('CNI_CONTAINERID', env.CNI_CONTAINERID, 'is not a container ID (must start with a letter or digit, then letters, digits, "_", "." or "-")');
+      throw invalidEnvironment(
+        'CNI_CONTAINERID',
+        env.CNI_CONTAINERID,
+        'is not a container ID (must start with a letter or digit, then letters, digits, "_", "." or "-")',
+      );
     }
     checkIfName(ifName, env.CNI_IFNAME);
   }

@@ -3,7 +3,19 @@
  * configuration list) the way a runtime does, the host-side naming, the result checker and the IPAM format. The
  * plugin executable itself starts from main.ts, which never imports this file.
  */
-export { cniInvoke, cniInvokeOk, runConflist, findPlugin, CniInvocationError, TULLE_CNI_BIN, TULLE_CNI_SHIM, type CniInvocation, type CniOutcome, type Conflist, type ChainOptions } from './invoke.js';
+export {
+  cniInvoke,
+  cniInvokeOk,
+  runConflist,
+  findPlugin,
+  CniInvocationError,
+  TULLE_CNI_BIN,
+  TULLE_CNI_SHIM,
+  type CniInvocation,
+  type CniOutcome,
+  type Conflist,
+  type ChainOptions,
+} from './invoke.js';
 export { CNI_CODES, CniError, SUPPORTED_VERSIONS, LATEST_VERSION, type CniVersion, type CniErrorObject } from './errors.js';
 export { hostVethName } from './names.js';
 export { resultViolations } from './validate-result.js';

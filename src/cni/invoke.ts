@@ -62,7 +62,9 @@ export class CniInvocationError extends TulleError {
     readonly outcome: CniOutcome,
   ) {
     const e = outcome.error;
-    const why = e ? `CNI error ${e.code}: ${e.msg}${e.details ? ` (${e.details})` : ''}` : `exit ${outcome.exitCode}: ${(outcome.stderr || outcome.stdout).trim().slice(0, 500)}`;
+    const why = e
+      ? `CNI error ${e.code}: ${e.msg}${e.details ? ` (${e.details})` : ''}`
+      : `exit ${outcome.exitCode}: ${(outcome.stderr || outcome.stdout).trim().slice(0, 500)}`;
     super('TLE_CNI_INVOKE', `${plugin} ${command}: ${why}`);
   }
 }
@@ -134,7 +136,11 @@ export interface ChainOptions {
  * caller caches for DEL and CHECK); the others return undefined. The first failing plugin stops the list and
  * throws CniInvocationError (libcni leaves the DEL after a failed ADD to the runtime, as this does to the caller).
  */
-export async function runConflist(list: Conflist, command: 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC', o: ChainOptions): Promise<Record<string, unknown> | undefined> {
+export async function runConflist(
+  list: Conflist,
+  command: 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC',
+  o: ChainOptions,
+): Promise<Record<string, unknown> | undefined> {
   if (command === 'CHECK' && list.disableCheck) return undefined;
   const order = command === 'DEL' ? [...list.plugins].reverse() : list.plugins;
   let prev: Record<string, unknown> | undefined = command === 'ADD' ? undefined : o.prevResult;

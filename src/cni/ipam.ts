@@ -219,7 +219,10 @@ export async function allocate(store: IpamStore, range: AddressRange, containerI
   return store.withLock(() => {
     const held = store.allocations().find((a) => a.containerId === containerId.trim() && a.ifName === ifName && cidrContains(range.subnet, parseIPv4(a.ip)));
     if (held) {
-      throw new CniError(CNI_CODES.ALREADY_ALLOCATED, `${containerId} ${ifName} already holds ${held.ip} in ${formatCidr4(range.subnet)} (ADD again without DEL)`);
+      throw new CniError(
+        CNI_CODES.ALREADY_ALLOCATED,
+        `${containerId} ${ifName} already holds ${held.ip} in ${formatCidr4(range.subnet)} (ADD again without DEL)`,
+      );
     }
     if (requested) return reserveRequested(store, range, containerId, ifName, requested);
     for (const ip of candidateAddresses(range, store.lastReserved())) {
@@ -243,14 +246,20 @@ function reserveRequested(store: IpamStore, range: AddressRange, containerId: st
   const ip = parseIPv4(requested.ip, requested.source);
   const where = `${requested.source}: ${JSON.stringify(requested.ip)}`;
   if (!cidrContains(range.subnet, ip)) {
-    throw new CniError(CNI_CODES.INVALID_CONFIG, `${where} is not in this host's subnet ${formatCidr4(range.subnet)} (a pod can only have an address of the subnet its host leased)`);
+    throw new CniError(
+      CNI_CODES.INVALID_CONFIG,
+      `${where} is not in this host's subnet ${formatCidr4(range.subnet)} (a pod can only have an address of the subnet its host leased)`,
+    );
   }
   if (ip < range.start || ip > range.end || ip === range.gateway) {
     throw new CniError(CNI_CODES.INVALID_CONFIG, `${where} cannot be given to a pod (usable: ${describeRange(range)})`);
   }
   if (!store.reserve(ip, containerId, ifName)) {
     const owner = store.allocations().find((a) => a.ip === requested.ip);
-    throw new CniError(CNI_CODES.ADDRESS_IN_USE, `${where} is already in use${owner ? ` by ${owner.containerId} ${owner.ifName}`.trimEnd() : ''} (in ${store.dir})`);
+    throw new CniError(
+      CNI_CODES.ADDRESS_IN_USE,
+      `${where} is already in use${owner ? ` by ${owner.containerId} ${owner.ifName}`.trimEnd() : ''} (in ${store.dir})`,
+    );
   }
   return ip;
 }

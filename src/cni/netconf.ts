@@ -57,8 +57,24 @@ export interface NetConf {
 
 /** Every top-level key tulle-cni or a runtime puts into a plugin's configuration. */
 const KNOWN_KEYS = [
-  'cniVersion', 'name', 'type', 'mode', 'subnetFile', 'bridge', 'hairpinMode', 'mtu', 'isDefaultGateway', 'dataDir', 'dns',
-  'prevResult', 'runtimeConfig', 'args', 'capabilities', 'ipam', 'cni.dev/valid-attachments', 'cni.dev/attachments',
+  'cniVersion',
+  'name',
+  'type',
+  'mode',
+  'subnetFile',
+  'bridge',
+  'hairpinMode',
+  'mtu',
+  'isDefaultGateway',
+  'dataDir',
+  'dns',
+  'prevResult',
+  'runtimeConfig',
+  'args',
+  'capabilities',
+  'ipam',
+  'cni.dev/valid-attachments',
+  'cni.dev/attachments',
 ] as const;
 
 export const DEFAULTS = {
@@ -81,16 +97,23 @@ export function parseNetConf(text: string): NetConf {
     throw new CniError(CNI_CODES.DECODE_FAILURE, `network configuration: ${what}`);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new CniError(CNI_CODES.DECODE_FAILURE, `network configuration: stdin holds ${Array.isArray(raw) ? 'an array' : JSON.stringify(raw)}, not a JSON object`);
+    throw new CniError(
+      CNI_CODES.DECODE_FAILURE,
+      `network configuration: stdin holds ${Array.isArray(raw) ? 'an array' : JSON.stringify(raw)}, not a JSON object`,
+    );
   }
   const c = raw as Record<string, unknown>;
   rejectNearMisses(c);
   const cniVersion = readVersion(c.cniVersion);
   if (c.ipam !== undefined) {
-    throw new CniError(CNI_CODES.UNSUPPORTED_FIELD, `ipam: ${JSON.stringify(c.ipam)} is not supported (tulle-cni allocates from the host subnet in subnet.env itself; remove the ipam section)`);
+    throw new CniError(
+      CNI_CODES.UNSUPPORTED_FIELD,
+      `ipam: ${JSON.stringify(c.ipam)} is not supported (tulle-cni allocates from the host subnet in subnet.env itself; remove the ipam section)`,
+    );
   }
   const name = requiredString(c, 'name');
-  if (!NETWORK_NAME_RE.test(name)) throw invalidConfig('name', name, 'is not a network name (must start with a letter or digit, then letters, digits, "_", "." or "-")');
+  if (!NETWORK_NAME_RE.test(name))
+    throw invalidConfig('name', name, 'is not a network name (must start with a letter or digit, then letters, digits, "_", "." or "-")');
   const mode = optional(c, 'mode', DEFAULTS.mode, (v) => {
     if (v !== 'bridge' && v !== 'routed' && v !== 'l2') throw invalidConfig('mode', v, 'is not a mode (must be "bridge", "routed" or "l2")');
     return v;
@@ -115,7 +138,10 @@ export function parseNetConf(text: string): NetConf {
       return v;
     }),
     // libcni sends both names (the spec once misspelt the key); either one counts.
-    validAttachments: readAttachments(c['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments', c['cni.dev/valid-attachments'] ?? c['cni.dev/attachments']),
+    validAttachments: readAttachments(
+      c['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments',
+      c['cni.dev/valid-attachments'] ?? c['cni.dev/attachments'],
+    ),
     ...readRuntimeConfig(c.runtimeConfig),
     defaulted: new Set(Object.keys(DEFAULTS).filter((k) => c[k] === undefined || c[k] === null)),
   };
@@ -144,7 +170,8 @@ function editDistanceIsOne(a: string, b: string): boolean {
 
 /** A unicast MAC written as six colon-separated hex bytes (what `ip link set address` takes). */
 export function checkMac(field: string, v: unknown, fail: (field: string, v: unknown, rule: string) => Error = invalidConfig): string {
-  if (typeof v !== 'string' || !/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(v)) throw fail(field, v, 'is not a MAC address (six hex bytes like 0a:58:0a:f4:01:05)');
+  if (typeof v !== 'string' || !/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(v))
+    throw fail(field, v, 'is not a MAC address (six hex bytes like 0a:58:0a:f4:01:05)');
   if (parseInt(v.slice(0, 2), 16) & 1) throw fail(field, v, 'is a multicast MAC address (the first byte must be even)');
   if (/^(00:){5}00$/.test(v)) throw fail(field, v, 'is the all-zero MAC address');
   return v.toLowerCase();

@@ -125,13 +125,15 @@ export function parseResult(value: unknown, field = 'prevResult'): CniResult {
     const path = `${field}.ips[${i}]`;
     const o = obj(x, path);
     const address = str(o, 'address', path, true)!;
-    if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(address)) throw invalidConfig(`${path}.address`, address, 'must be an address with prefix length, like 10.244.1.2/24');
+    if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(address))
+      throw invalidConfig(`${path}.address`, address, 'must be an address with prefix length, like 10.244.1.2/24');
     const out: CniIp = { address };
     const gateway = str(o, 'gateway', path, false);
     if (gateway !== undefined) out.gateway = gateway;
     const iface = int(o, 'interface', path);
     if (iface !== undefined) {
-      if (iface < 0 || iface >= interfaces.length) throw invalidConfig(`${path}.interface`, iface, `is not an index into interfaces (0..${interfaces.length - 1})`);
+      if (iface < 0 || iface >= interfaces.length)
+        throw invalidConfig(`${path}.interface`, iface, `is not an index into interfaces (0..${interfaces.length - 1})`);
       out.interface = iface;
     }
     return out;

@@ -82,9 +82,24 @@ export class CniServerMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
       registers,
     });
-    this.requests = new Counter({ name: 'tulle_cni_requests_total', help: 'CNI requests answered on the socket, by command and CNI result code (0 = success)', labelNames: ['command', 'code'] as const, registers });
-    this.badRequests = new Counter({ name: 'tulle_cni_bad_requests_total', help: 'Connections that did not carry a well-formed request, by reason', labelNames: ['reason'] as const, registers });
-    this.refused = new Counter({ name: 'tulle_cni_refused_total', help: 'Requests handed back to the caller to do itself, by reason', labelNames: ['reason'] as const, registers });
+    this.requests = new Counter({
+      name: 'tulle_cni_requests_total',
+      help: 'CNI requests answered on the socket, by command and CNI result code (0 = success)',
+      labelNames: ['command', 'code'] as const,
+      registers,
+    });
+    this.badRequests = new Counter({
+      name: 'tulle_cni_bad_requests_total',
+      help: 'Connections that did not carry a well-formed request, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    this.refused = new Counter({
+      name: 'tulle_cni_refused_total',
+      help: 'Requests handed back to the caller to do itself, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    });
     this.inFlight = new Gauge({ name: 'tulle_cni_requests_in_flight', help: 'CNI requests being worked on', registers });
   }
 }
@@ -232,7 +247,9 @@ export class CniServer {
         });
       });
     } catch (err) {
-      throw new CniServerError('TLE_CNI_SOCKET', `--cni-socket: cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      throw new CniServerError('TLE_CNI_SOCKET', `--cni-socket: cannot listen on ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+        cause: err,
+      });
     } finally {
       process.umask(umask);
     }
@@ -289,7 +306,10 @@ export class CniServer {
       sock.setTimeout(1000, () => sock.destroy());
     };
     const timer = setTimeout(() => {
-      bad('timeout', `request: incomplete after ${this.o.readTimeoutMs} ms (${received} bytes received${expected !== undefined ? ` of ${REQUEST_HEADER + expected}` : ''})`);
+      bad(
+        'timeout',
+        `request: incomplete after ${this.o.readTimeoutMs} ms (${received} bytes received${expected !== undefined ? ` of ${REQUEST_HEADER + expected}` : ''})`,
+      );
     }, this.o.readTimeoutMs);
     sock.on('data', (chunk: Buffer) => {
       if (done) return;
@@ -298,7 +318,10 @@ export class CniServer {
       if (expected === undefined && received >= REQUEST_HEADER) {
         const head = Buffer.concat(chunks);
         if (!head.subarray(0, 4).equals(MAGIC) || head[4] !== PROTOCOL_VERSION) {
-          return bad('format', `request: not a tulle CNI request (it must start with "TCNI" and version ${PROTOCOL_VERSION}; got ${cut(head.subarray(0, 5).toString('latin1'))})`);
+          return bad(
+            'format',
+            `request: not a tulle CNI request (it must start with "TCNI" and version ${PROTOCOL_VERSION}; got ${cut(head.subarray(0, 5).toString('latin1'))})`,
+          );
         }
         expected = head.readUInt32BE(5);
         if (expected > this.o.maxRequestBytes) {
@@ -321,7 +344,10 @@ export class CniServer {
         sock.end();
         return;
       }
-      bad('truncated', `request: the connection ended after ${received} bytes${expected !== undefined ? ` of ${REQUEST_HEADER + expected}` : ` (the header alone is ${REQUEST_HEADER})`}`);
+      bad(
+        'truncated',
+        `request: the connection ended after ${received} bytes${expected !== undefined ? ` of ${REQUEST_HEADER + expected}` : ` (the header alone is ${REQUEST_HEADER})`}`,
+      );
     });
   }
 
@@ -343,7 +369,12 @@ export class CniServer {
     }
     const refuse = (reason: string, detail: string): void => {
       this.metrics.refused.inc({ reason });
-      this.o.log.info('CNI request handed back to the plugin', { reason, detail: clip(detail, 300), command: clip(req.env.CNI_COMMAND ?? ''), containerId: clip(req.env.CNI_CONTAINERID ?? '') });
+      this.o.log.info('CNI request handed back to the plugin', {
+        reason,
+        detail: clip(detail, 300),
+        command: clip(req.env.CNI_COMMAND ?? ''),
+        containerId: clip(req.env.CNI_CONTAINERID ?? ''),
+      });
       sock.end(encodeAnswer(STATUS_REFUSED, `${detail}\n`));
     };
     if (this.closing) return refuse('closing', 'the agent is stopping');
@@ -364,7 +395,13 @@ export class CniServer {
     this.metrics.duration.observe({ command, result: a.exitCode === 0 ? 'ok' : 'error' }, seconds);
     this.metrics.requests.inc({ command, code: String(code) });
     // Caller-given values are cut: a hostile request must not write megabyte log lines.
-    const fields = { command: clip(req.env.CNI_COMMAND ?? '(missing)'), containerId: clip(req.env.CNI_CONTAINERID ?? ''), ifName: clip(req.env.CNI_IFNAME ?? ''), code, durationMs: Math.round(seconds * 100_000) / 100 };
+    const fields = {
+      command: clip(req.env.CNI_COMMAND ?? '(missing)'),
+      containerId: clip(req.env.CNI_CONTAINERID ?? ''),
+      ifName: clip(req.env.CNI_IFNAME ?? ''),
+      code,
+      durationMs: Math.round(seconds * 100_000) / 100,
+    };
     if (a.exitCode === 0) this.o.log.info('cni request', fields);
     else this.o.log.warn('cni request failed', { ...fields, error: clip(errorMessage(a.stdout), 500) });
     if (!sock.destroyed) sock.end(encodeAnswer(a.exitCode, a.stdout));
@@ -404,7 +441,8 @@ async function clearStaleSocket(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!st.isSocket()) throw new CniServerError('TLE_CNI_SOCKET', `--cni-socket: ${path} exists and is not a socket (tulle replaces only a stale socket of its own)`);
+  if (!st.isSocket())
+    throw new CniServerError('TLE_CNI_SOCKET', `--cni-socket: ${path} exists and is not a socket (tulle replaces only a stale socket of its own)`);
   const live = await new Promise<boolean>((resolve) => {
     const c = connect(path);
     c.once('connect', () => {
@@ -413,6 +451,10 @@ async function clearStaleSocket(path: string): Promise<void> {
     });
     c.once('error', () => resolve(false));
   });
-  if (live) throw new CniServerError('TLE_CNI_SOCKET_IN_USE', `--cni-socket: another process already serves ${path} (stop it, or give this agent another --cni-socket)`);
+  if (live)
+    throw new CniServerError(
+      'TLE_CNI_SOCKET_IN_USE',
+      `--cni-socket: another process already serves ${path} (stop it, or give this agent another --cni-socket)`,
+    );
   unlinkSync(path);
 }

@@ -45,7 +45,8 @@ export function resultViolations(result: unknown, version: string): string[] {
         if (typeof i.name !== 'string' || i.name === '') bad.push(`${at}.name is missing or not a string`);
         if (i.mac !== undefined && (typeof i.mac !== 'string' || !MAC_RE.test(i.mac))) bad.push(`${at}.mac ${JSON.stringify(i.mac)} is not a MAC address`);
         if (i.sandbox !== undefined && typeof i.sandbox !== 'string') bad.push(`${at}.sandbox is not a string`);
-        if (i.mtu !== undefined && (!Number.isInteger(i.mtu) || (i.mtu as number) <= 0)) bad.push(`${at}.mtu ${JSON.stringify(i.mtu)} is not a positive integer`);
+        if (i.mtu !== undefined && (!Number.isInteger(i.mtu) || (i.mtu as number) <= 0))
+          bad.push(`${at}.mtu ${JSON.stringify(i.mtu)} is not a positive integer`);
       });
     }
   }
@@ -60,14 +61,16 @@ export function resultViolations(result: unknown, version: string): string[] {
         const allowed = ['address', 'gateway', 'interface', ...(v04 ? ['version'] : [])];
         for (const k of Object.keys(ip)) if (!allowed.includes(k)) bad.push(`${at} has key ${JSON.stringify(k)}, which ${version} does not define`);
         if (!isCidr(ip.address)) bad.push(`${at}.address ${JSON.stringify(ip.address)} is not an address with prefix length`);
-        if (ip.gateway !== undefined && (typeof ip.gateway !== 'string' || isIP(ip.gateway) === 0)) bad.push(`${at}.gateway ${JSON.stringify(ip.gateway)} is not an address`);
+        if (ip.gateway !== undefined && (typeof ip.gateway !== 'string' || isIP(ip.gateway) === 0))
+          bad.push(`${at}.gateway ${JSON.stringify(ip.gateway)} is not an address`);
         if (ip.interface !== undefined && (!Number.isInteger(ip.interface) || (ip.interface as number) < 0 || (ip.interface as number) >= interfaceCount)) {
           bad.push(`${at}.interface ${JSON.stringify(ip.interface)} is not an index into interfaces (${interfaceCount} entries)`);
         }
         if (v04) {
           const family = typeof ip.address === 'string' ? isIP(ip.address.split('/')[0]!) : 0;
           if (ip.version !== '4' && ip.version !== '6') bad.push(`${at}.version ${JSON.stringify(ip.version)} must be "4" or "6" in 0.4.0`);
-          else if (family !== 0 && ip.version !== String(family)) bad.push(`${at}.version "${ip.version}" does not match the address family of ${String(ip.address)}`);
+          else if (family !== 0 && ip.version !== String(family))
+            bad.push(`${at}.version "${ip.version}" does not match the address family of ${String(ip.address)}`);
         }
       });
     }
@@ -84,7 +87,8 @@ export function resultViolations(result: unknown, version: string): string[] {
         for (const k of Object.keys(r)) if (!allowed.includes(k)) bad.push(`${at} has key ${JSON.stringify(k)}, which ${version} does not define`);
         if (!isCidr(r.dst)) bad.push(`${at}.dst ${JSON.stringify(r.dst)} is not a prefix`);
         if (r.gw !== undefined && (typeof r.gw !== 'string' || isIP(r.gw) === 0)) bad.push(`${at}.gw ${JSON.stringify(r.gw)} is not an address`);
-        for (const k of ['mtu', 'advmss', 'priority', 'table', 'scope']) if (r[k] !== undefined && !Number.isInteger(r[k])) bad.push(`${at}.${k} is not an integer`);
+        for (const k of ['mtu', 'advmss', 'priority', 'table', 'scope'])
+          if (r[k] !== undefined && !Number.isInteger(r[k])) bad.push(`${at}.${k} is not an integer`);
       });
     }
   }
@@ -95,7 +99,8 @@ export function resultViolations(result: unknown, version: string): string[] {
     else {
       for (const k of Object.keys(dns)) if (!['nameservers', 'domain', 'search', 'options'].includes(k)) bad.push(`dns has unknown key ${JSON.stringify(k)}`);
       for (const k of ['nameservers', 'search', 'options']) {
-        if (dns[k] !== undefined && (!Array.isArray(dns[k]) || (dns[k] as unknown[]).some((x) => typeof x !== 'string'))) bad.push(`dns.${k} is not a list of strings`);
+        if (dns[k] !== undefined && (!Array.isArray(dns[k]) || (dns[k] as unknown[]).some((x) => typeof x !== 'string')))
+          bad.push(`dns.${k} is not a list of strings`);
       }
       if (dns.domain !== undefined && typeof dns.domain !== 'string') bad.push('dns.domain is not a string');
     }

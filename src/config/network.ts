@@ -101,7 +101,11 @@ export function validateNetworkConfig(doc: unknown): NetworkConfig {
     const lowest = network.prefix + 2;
     if (subnetLen > 30 || subnetLen < lowest) {
       const range = lowest > 30 ? 'no SubnetLen fits' : `must be ${lowest}..30`;
-      throw new InvalidValueError('SubnetLen', subnetLen, `is out of range (${range} for a /${network.prefix} Network: a subnet holds at least four addresses and the Network at least four subnets)`);
+      throw new InvalidValueError(
+        'SubnetLen',
+        subnetLen,
+        `is out of range (${range} for a /${network.prefix} Network: a subnet holds at least four addresses and the Network at least four subnets)`,
+      );
     }
   }
 
@@ -149,7 +153,8 @@ function validateBackend(raw: unknown): BackendConfig {
   if (vni < 1 || vni > MAX_VNI) throw new InvalidValueError('Backend.VNI', vni, `is out of range (must be 1..${MAX_VNI})`);
 
   const port = optionalInteger(b, 'Port', 0, 'Backend.Port');
-  if (port < 0 || port > 65535) throw new InvalidValueError('Backend.Port', port, `is out of range (must be 1..65535, or 0 for the default ${DEFAULT_VXLAN_PORT})`);
+  if (port < 0 || port > 65535)
+    throw new InvalidValueError('Backend.Port', port, `is out of range (must be 1..65535, or 0 for the default ${DEFAULT_VXLAN_PORT})`);
 
   const mtu = optionalInteger(b, 'MTU', 0, 'Backend.MTU');
   if (mtu !== 0 && (mtu < 68 || mtu > 65535)) {
@@ -180,7 +185,11 @@ function withL2Fields(backend: Omit<BackendConfig, 'mode' | 'flood' | 'bridge' |
   const groupValue = getField(b, 'Group');
   const bridgeValue = getField(b, 'Bridge');
   if (mode === 'l3') {
-    for (const [field, value] of [['Flood', getField(b, 'Flood')], ['Group', groupValue], ['Bridge', bridgeValue]] as const) {
+    for (const [field, value] of [
+      ['Flood', getField(b, 'Flood')],
+      ['Group', groupValue],
+      ['Bridge', bridgeValue],
+    ] as const) {
       if (value !== undefined && value !== null && value !== '') {
         throw new InvalidValueError(`Backend.${field}`, shorten(value), 'is only meaningful with Backend.Mode "l2" (this config is an l3 network)');
       }
@@ -193,7 +202,8 @@ function withL2Fields(backend: Omit<BackendConfig, 'mode' | 'flood' | 'bridge' |
     });
     return l3;
   }
-  const bridge = bridgeValue === undefined || bridgeValue === null || bridgeValue === '' ? defaultBridgeName(vni) : validateBridgeName(bridgeValue, 'Backend.Bridge');
+  const bridge =
+    bridgeValue === undefined || bridgeValue === null || bridgeValue === '' ? defaultBridgeName(vni) : validateBridgeName(bridgeValue, 'Backend.Bridge');
   let group: string | undefined;
   if (flood === 'multicast') {
     if (groupValue === undefined || groupValue === null || groupValue === '') {
@@ -211,7 +221,8 @@ function withL2Fields(backend: Omit<BackendConfig, 'mode' | 'flood' | 'bridge' |
 export function validateBridgeName(value: unknown, field: string): string {
   if (typeof value !== 'string') throw new InvalidValueError(field, shorten(value), 'is not a string (a bridge name like tl120 or br-mylan)');
   const bytes = Buffer.byteLength(value);
-  if (bytes > MAX_IFNAME_BYTES) throw new InvalidValueError(field, shorten(value), `is ${bytes} bytes long (a Linux interface name has at most ${MAX_IFNAME_BYTES})`);
+  if (bytes > MAX_IFNAME_BYTES)
+    throw new InvalidValueError(field, shorten(value), `is ${bytes} bytes long (a Linux interface name has at most ${MAX_IFNAME_BYTES})`);
   if (value === '.' || value === '..' || /[\s/:\0]/.test(value)) {
     throw new InvalidValueError(field, shorten(value), 'is not a valid interface name (no "/", ":", whitespace or NUL; not "." or "..")');
   }
@@ -219,10 +230,12 @@ export function validateBridgeName(value: unknown, field: string): string {
 }
 
 function validateGroup(value: unknown): string {
-  if (typeof value !== 'string' || !isIPv4(value)) throw new InvalidValueError('Backend.Group', shorten(value), 'is not an IPv4 address (a multicast group like 239.1.1.1)');
+  if (typeof value !== 'string' || !isIPv4(value))
+    throw new InvalidValueError('Backend.Group', shorten(value), 'is not an IPv4 address (a multicast group like 239.1.1.1)');
   const first = Number(value.split('.')[0]);
   if (first < 224 || first > 239) throw new InvalidValueError('Backend.Group', value, 'is not a multicast address (224.0.0.0/4, like 239.1.1.1)');
-  if (value.startsWith('224.0.0.')) throw new InvalidValueError('Backend.Group', value, 'is in 224.0.0.0/24, reserved for link-local protocols (use 239.x.x.x)');
+  if (value.startsWith('224.0.0.'))
+    throw new InvalidValueError('Backend.Group', value, 'is in 224.0.0.0/24, reserved for link-local protocols (use 239.x.x.x)');
   return value;
 }
 
@@ -262,7 +275,7 @@ function validateAllowedSources(raw: unknown): string[] | undefined {
 
 /** Long hostile values are cut in messages. */
 function shorten(value: unknown): unknown {
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   if (text.length <= 64) return value;
   return `${text.slice(0, 61)}…`;
 }

@@ -41,7 +41,15 @@ export class SubnetEnvError extends TulleError {
 
 export function formatSubnetEnv(env: SubnetEnv): string {
   const prefix = parseCidr4(env.subnet, 'subnet').prefix;
-  return [`FLANNEL_NETWORK=${env.network}`, `FLANNEL_SUBNET=${env.gateway}/${prefix}`, `FLANNEL_MTU=${env.mtu}`, `FLANNEL_IPMASQ=${env.ipMasq}`, ...(env.l2Bridge ? [`TULLE_L2_BRIDGE=${env.l2Bridge}`] : []), ...(env.l2Flood ? [`TULLE_L2_FLOOD=${env.l2Flood}`] : []), ''].join('\n');
+  return [
+    `FLANNEL_NETWORK=${env.network}`,
+    `FLANNEL_SUBNET=${env.gateway}/${prefix}`,
+    `FLANNEL_MTU=${env.mtu}`,
+    `FLANNEL_IPMASQ=${env.ipMasq}`,
+    ...(env.l2Bridge ? [`TULLE_L2_BRIDGE=${env.l2Bridge}`] : []),
+    ...(env.l2Flood ? [`TULLE_L2_FLOOD=${env.l2Flood}`] : []),
+    '',
+  ].join('\n');
 }
 
 export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
@@ -65,7 +73,8 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
   const l2Bridge = vars.get('TULLE_L2_BRIDGE');
   const floodText = vars.get('TULLE_L2_FLOOD');
   const l2Flood: FloodMode | undefined = FLOODS.find((f) => f === floodText);
-  if (floodText !== undefined && !l2Flood) throw new InvalidValueError(`${source}: TULLE_L2_FLOOD`, floodText, `is not a flood mode (one of ${FLOODS.join(', ')})`);
+  if (floodText !== undefined && !l2Flood)
+    throw new InvalidValueError(`${source}: TULLE_L2_FLOOD`, floodText, `is not a flood mode (one of ${FLOODS.join(', ')})`);
   return {
     network,
     subnet: formatCidr4(withHost),
@@ -83,7 +92,8 @@ export function readSubnetEnv(path: string): SubnetEnv {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SubnetEnvError(`${path} does not exist: is the tulle agent running on this host?`, 'TLE_SUBNET_ENV_MISSING');
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new SubnetEnvError(`${path} does not exist: is the tulle agent running on this host?`, 'TLE_SUBNET_ENV_MISSING');
     throw err;
   }
   return parseSubnetEnv(text, path);

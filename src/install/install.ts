@@ -52,7 +52,8 @@ function readManifest(root: string): Manifest {
   const files: Record<string, string> = {};
   if (m && typeof m.files === 'object' && m.files !== null) {
     for (const [path, hash] of Object.entries(m.files)) {
-      if (path.startsWith('/') && normalize(path) === path && !path.split('/').includes('..') && typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash)) files[path] = hash;
+      if (path.startsWith('/') && normalize(path) === path && !path.split('/').includes('..') && typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash))
+        files[path] = hash;
     }
   }
   return { files };
@@ -109,7 +110,10 @@ export function checkSettings(s: InstallSettings): void {
     const flag = option[field];
     throw new TulleError('TLE_INSTALL_SETTING', flag ? `${flag}${err.message.slice(field.length)}` : err.message, { exitCode: 2 });
   }
-  for (const [flag, dir] of [['--cni-bin-dir', s.cniBinDir], ['--cni-conf-dir', s.cniConfDir]] as const) {
+  for (const [flag, dir] of [
+    ['--cni-bin-dir', s.cniBinDir],
+    ['--cni-conf-dir', s.cniConfDir],
+  ] as const) {
     if (!dir.startsWith('/') || dir.includes('\0')) throw new InvalidValueError(flag, dir, 'must be an absolute path', 'TLE_INSTALL_SETTING');
   }
 }

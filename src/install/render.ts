@@ -43,7 +43,10 @@ function shellQuote(s: string): string {
 
 /** systemd's command-line quoting: double quotes, with backslash, quote, `$` and `%` escaped. */
 function systemdQuote(s: string): string {
-  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`).replaceAll('$', '$$$$').replaceAll('%', '%%')}"`;
+  return `"${s
+    .replace(/[\\"]/g, (c) => `\\${c}`)
+    .replaceAll('$', '$$$$')
+    .replaceAll('%', '%%')}"`;
 }
 
 /**

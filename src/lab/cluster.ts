@@ -68,7 +68,8 @@ export class LabOverlayError extends TulleError {
 }
 
 export function validatePodCount(pods: number, field = 'pods'): number {
-  if (!Number.isInteger(pods) || pods < 0 || pods > MAX_PODS) throw new InvalidValueError(field, pods, `is out of range (must be 0..${MAX_PODS} pods per host)`);
+  if (!Number.isInteger(pods) || pods < 0 || pods > MAX_PODS)
+    throw new InvalidValueError(field, pods, `is out of range (must be 0..${MAX_PODS} pods per host)`);
   return pods;
 }
 
@@ -125,7 +126,23 @@ export function startAgent(state: LabState, host: string, extraArgs: readonly st
   const dir = hostDir(state, host);
   // The agent's own default periods (reconcile 60 s, rules 30 s): drift is repaired from netlink events at once,
   // and fifty agents re-listing rules every few seconds would load a 2-core machine for nothing.
-  const argv = [process.execPath, TULLE_BIN, 'agent', '--store', o.store, ...prefixArgs(o), '--subnet-file', subnetFileOf(state, host), '--state-dir', dir, '--cni-socket', cniSocketOf(state, host), '--cni-ipam-dir', join(cniDataDirOf(state, host), LAB_CNI_NETWORK), ...extraArgs];
+  const argv = [
+    process.execPath,
+    TULLE_BIN,
+    'agent',
+    '--store',
+    o.store,
+    ...prefixArgs(o),
+    '--subnet-file',
+    subnetFileOf(state, host),
+    '--state-dir',
+    dir,
+    '--cni-socket',
+    cniSocketOf(state, host),
+    '--cni-ipam-dir',
+    join(cniDataDirOf(state, host), LAB_CNI_NETWORK),
+    ...extraArgs,
+  ];
   return startProcess(state, namespaceOf(state, host), argv, agentLogOf(state, host), 'agent', host);
 }
 
@@ -166,7 +183,17 @@ export function isAlive(pid: number): boolean {
 export async function removeHostFromOverlay(state: LabState, host: string): Promise<void> {
   await stopAgent(state, host);
   const o = overlayOf(state);
-  await runTulleIn(namespaceOf(state, host), ['agent', '--cleanup', '--store', o.store, ...prefixArgs(o), '--subnet-file', subnetFileOf(state, host), '--state-dir', hostDir(state, host)]);
+  await runTulleIn(namespaceOf(state, host), [
+    'agent',
+    '--cleanup',
+    '--store',
+    o.store,
+    ...prefixArgs(o),
+    '--subnet-file',
+    subnetFileOf(state, host),
+    '--state-dir',
+    hostDir(state, host),
+  ]);
   updateLabState(state.name, (s) => void (s.hosts.find((h) => h.name === host)!.subnet = null), { root: rootOf(state) });
 }
 
@@ -202,7 +229,11 @@ export async function waitConverged(state: LabState, hosts: readonly string[], t
   }
   const l2 = state.overlay?.l2;
   if (l2) {
-    await waitL2Converged(state.hosts.filter((h) => hosts.includes(h.name)), l2, timeoutMs);
+    await waitL2Converged(
+      state.hosts.filter((h) => hosts.includes(h.name)),
+      l2,
+      timeoutMs,
+    );
     return updateLabState(
       state.name,
       (s) => {
@@ -254,7 +285,14 @@ function cniDataDirOf(state: LabState, host: string): string {
 
 /** The CNI network config the lab's pods are attached with. */
 export function podNetconf(state: LabState, host: string): Record<string, unknown> {
-  return { cniVersion: '1.1.0', name: LAB_CNI_NETWORK, type: 'tulle', mode: overlayOf(state).mode, subnetFile: subnetFileOf(state, host), dataDir: cniDataDirOf(state, host) };
+  return {
+    cniVersion: '1.1.0',
+    name: LAB_CNI_NETWORK,
+    type: 'tulle',
+    mode: overlayOf(state).mode,
+    subnetFile: subnetFileOf(state, host),
+    dataDir: cniDataDirOf(state, host),
+  };
 }
 
 /**
@@ -270,7 +308,12 @@ export function cniSocketOf(state: LabState, host: string): string {
  * Create a pod namespace and attach it with `tulle-cni ADD`, run in the host's namespace as a runtime would: the
  * compiled shim, which hands the call to the host's agent (and runs the Node plugin itself if the agent is gone).
  */
-export async function addPod(state: LabState, host: string, podName: string, createNamespaces: (ns: string[]) => Promise<void> = (ns) => recordAndCreate(state, ns)): Promise<LabPod> {
+export async function addPod(
+  state: LabState,
+  host: string,
+  podName: string,
+  createNamespaces: (ns: string[]) => Promise<void> = (ns) => recordAndCreate(state, ns),
+): Promise<LabPod> {
   const namespace = labNamespace(state.name, podName);
   await createNamespaces([namespace]);
   const result = (await cniInvokeOk({
@@ -294,13 +337,20 @@ export function startEtcd(state: LabState, host: string): number {
   const peer = 'http://127.0.0.1:2380';
   const argv = [
     'etcd',
-    '--name', 'lab',
-    '--data-dir', join(state.dir, 'etcd'),
-    '--listen-client-urls', `http://${h.address}:${ETCD_CLIENT_PORT},http://127.0.0.1:${ETCD_CLIENT_PORT}`,
-    '--advertise-client-urls', `http://${h.address}:${ETCD_CLIENT_PORT}`,
-    '--listen-peer-urls', peer,
-    '--initial-advertise-peer-urls', peer,
-    '--initial-cluster', `lab=${peer}`,
+    '--name',
+    'lab',
+    '--data-dir',
+    join(state.dir, 'etcd'),
+    '--listen-client-urls',
+    `http://${h.address}:${ETCD_CLIENT_PORT},http://127.0.0.1:${ETCD_CLIENT_PORT}`,
+    '--advertise-client-urls',
+    `http://${h.address}:${ETCD_CLIENT_PORT}`,
+    '--listen-peer-urls',
+    peer,
+    '--initial-advertise-peer-urls',
+    peer,
+    '--initial-cluster',
+    `lab=${peer}`,
   ];
   return startProcess(state, h.namespace, argv, join(state.dir, 'etcd.log'), 'etcd', h.name);
 }
@@ -324,7 +374,16 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
         const config = parseNetworkConfig(options.configText ?? DEFAULT_NETWORK_CONFIG);
         const b = config.Backend;
         const l2: LabL2 | undefined = b.mode === 'l2' ? { vni: b.VNI, flood: b.flood, bridge: b.bridge, ...(b.group ? { group: b.group } : {}) } : undefined;
-        ctx.update((s) => void (s.overlay = { storeKind: options.store, store, storeHost: storeHost.name, mode: l2 ? 'l2' : options.mode, ...(l2 ? { prefix: L2_PREFIX, l2 } : {}) }));
+        ctx.update(
+          (s) =>
+            void (s.overlay = {
+              storeKind: options.store,
+              store,
+              storeHost: storeHost.name,
+              mode: l2 ? 'l2' : options.mode,
+              ...(l2 ? { prefix: L2_PREFIX, l2 } : {}),
+            }),
+        );
       },
     },
     {
@@ -355,7 +414,11 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
       title: l2Flood ? `wait until every host's vxlan device reaches the others (l2, flood ${l2Flood})` : 'wait until every host routes to every other',
       run: async (ctx) => {
         const state = ctx.state();
-        await waitConverged(state, state.hosts.slice(0, options.agents ?? state.hosts.length).map((h) => h.name), options.convergeTimeoutMs);
+        await waitConverged(
+          state,
+          state.hosts.slice(0, options.agents ?? state.hosts.length).map((h) => h.name),
+          options.convergeTimeoutMs,
+        );
       },
     },
   ];
@@ -377,7 +440,12 @@ export function overlaySteps(options: OverlayOptions): LabStep[] {
         title: "wait until every host's vxlan device holds every remote pod (l2, flood none: from the store's endpoint records)",
         run: async (ctx) => {
           const state = ctx.state();
-          await waitL2Endpoints(state.hosts.filter((h) => state.pods.some((p) => p.host === h.name)), state.pods, overlayOf(state).l2!.vni, options.convergeTimeoutMs ?? 30_000);
+          await waitL2Endpoints(
+            state.hosts.filter((h) => state.pods.some((p) => p.host === h.name)),
+            state.pods,
+            overlayOf(state).l2!.vni,
+            options.convergeTimeoutMs ?? 30_000,
+          );
         },
       });
     }

@@ -101,7 +101,12 @@ async function pidsIn(namespaces: readonly string[]): Promise<Set<number>> {
 }
 
 /** SIGTERM every process in the namespaces, SIGKILL those still there after `graceMs`. */
-async function stopProcesses(namespaces: readonly string[], recorded: readonly number[], graceMs: number, log: Logger): Promise<{ stopped: number[]; ignored: number[] }> {
+async function stopProcesses(
+  namespaces: readonly string[],
+  recorded: readonly number[],
+  graceMs: number,
+  log: Logger,
+): Promise<{ stopped: number[]; ignored: number[] }> {
   const present = await pidsIn(namespaces);
   const ignored = recorded.filter((pid) => !present.has(pid));
   for (const pid of ignored) log.debug('recorded process is no longer in the lab; left alone', { pid });

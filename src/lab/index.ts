@@ -3,7 +3,17 @@
  * of network namespaces. Later parts plug in through `LabUpOptions.afterUnderlay` steps and
  * `registerLabProcess`.
  */
-export { labUp, LabExistsError, LabUndoError, DEFAULT_HOSTS, DEFAULT_UNDERLAY, type LabUpOptions, type LabStep, type LabStepContext, type LabProgress } from './up.js';
+export {
+  labUp,
+  LabExistsError,
+  LabUndoError,
+  DEFAULT_HOSTS,
+  DEFAULT_UNDERLAY,
+  type LabUpOptions,
+  type LabStep,
+  type LabStepContext,
+  type LabProgress,
+} from './up.js';
 export { labDown, LabTeardownError, type LabDownOptions, type LabDownResult } from './down.js';
 export { listLabs, type LabSummary } from './list.js';
 export {
@@ -27,7 +37,17 @@ export {
   type LabHostFiles,
 } from './state.js';
 export { labNamespace, labPrefix, labOfNamespace, validateLabName, DEFAULT_LAB_NAME, MAX_LAB_NAME_LENGTH, MAX_HOSTS } from './names.js';
-export { planTopology, UNDERLAYS, type Underlay, type LabTopology, type LabHost, type LabSwitch, type LabRouter, type LabPod, type LabSegment } from './topology.js';
+export {
+  planTopology,
+  UNDERLAYS,
+  type Underlay,
+  type LabTopology,
+  type LabHost,
+  type LabSwitch,
+  type LabRouter,
+  type LabPod,
+  type LabSegment,
+} from './topology.js';
 export { resolveLabTarget } from './target.js';
 export {
   overlaySteps,

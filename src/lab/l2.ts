@@ -48,12 +48,19 @@ export function defaultL2Underlay(flood: FloodMode): Underlay {
 export function checkL2Lab(flood: FloodMode, nodes: number, underlay: string, configText: string | undefined): string {
   const text = configText ?? defaultL2Config(flood);
   const config = parseNetworkConfig(text);
-  if (config.Backend.mode !== 'l2') throw new InvalidValueError('Backend.Mode', 'l3', `in --config does not go with --l2 ${flood} (the config must have "Mode":"l2")`);
-  if (config.Backend.flood !== flood) throw new InvalidValueError('Backend.Flood', config.Backend.flood, `in --config does not go with --l2 ${flood} (give the same flood mode in both)`);
+  if (config.Backend.mode !== 'l2')
+    throw new InvalidValueError('Backend.Mode', 'l3', `in --config does not go with --l2 ${flood} (the config must have "Mode":"l2")`);
+  if (config.Backend.flood !== flood)
+    throw new InvalidValueError('Backend.Flood', config.Backend.flood, `in --config does not go with --l2 ${flood} (give the same flood mode in both)`);
   if (flood === 'multicast' && underlay === 'routed') {
-    throw new InvalidValueError('--underlay', 'routed', 'cannot carry --l2 multicast (the router does not forward the group; use --underlay switch, or --l2 unicast)');
+    throw new InvalidValueError(
+      '--underlay',
+      'routed',
+      'cannot carry --l2 multicast (the router does not forward the group; use --underlay switch, or --l2 unicast)',
+    );
   }
-  if (flood === 'remote' && nodes !== 2) throw new InvalidValueError('--nodes', nodes, 'must be 2 with --l2 remote (a point-to-point device joins exactly two hosts)');
+  if (flood === 'remote' && nodes !== 2)
+    throw new InvalidValueError('--nodes', nodes, 'must be 2 with --l2 remote (a point-to-point device joins exactly two hosts)');
   return text;
 }
 
@@ -72,7 +79,13 @@ export async function readL2Device(namespace: string, vni: number): Promise<{ li
   const dev = l2DeviceName(vni);
   const links = await runJson<IpLink[]>(['ip', '-n', namespace, '-d', '-j', 'link', 'show', 'dev', dev]).catch(() => []);
   const fdb = links.length ? await runJson<BridgeFdb[]>(['bridge', '-n', namespace, '-j', 'fdb', 'show', 'dev', dev]) : [];
-  return { link: links[0], floodTo: fdb.filter((f) => f.mac === '00:00:00:00:00:00' && f.dst && !f.dst.startsWith('2')).map((f) => f.dst!).sort() };
+  return {
+    link: links[0],
+    floodTo: fdb
+      .filter((f) => f.mac === '00:00:00:00:00:00' && f.dst && !f.dst.startsWith('2'))
+      .map((f) => f.dst!)
+      .sort(),
+  };
 }
 
 type LabHostRef = { name: string; namespace: string; address: string };
@@ -90,7 +103,10 @@ export interface L2HostStatus {
 /** One host's L2 state as iproute2 shows it, against what the other hosts' addresses ask for. */
 export async function l2HostStatus(h: LabHostRef, hosts: readonly LabHostRef[], l2: LabL2): Promise<L2HostStatus> {
   const { link, floodTo } = await readL2Device(h.namespace, l2.vni);
-  const others = hosts.filter((o) => o.name !== h.name).map((o) => o.address).sort();
+  const others = hosts
+    .filter((o) => o.name !== h.name)
+    .map((o) => o.address)
+    .sort();
   const data = link?.linkinfo?.info_data;
   const flood = data?.group ? `group ${data.group}` : data?.remote ? `remote ${data.remote}` : floodTo.length ? floodTo.join(' ') : '-';
   let lacking: string | null = null;
@@ -127,7 +143,10 @@ export interface LabEndpoint {
 }
 
 /** The endpoints of the lab's pods (those with an address), each with its host's underlay address. */
-export async function labEndpoints(hosts: readonly LabHostRef[], pods: readonly { namespace: string; host: string; address: string | null }[]): Promise<LabEndpoint[]> {
+export async function labEndpoints(
+  hosts: readonly LabHostRef[],
+  pods: readonly { namespace: string; host: string; address: string | null }[],
+): Promise<LabEndpoint[]> {
   return Promise.all(
     pods
       .filter((p) => p.address)
@@ -148,7 +167,10 @@ export async function readL2Endpoints(namespace: string, vni: number): Promise<{
   const fdb = await runJson<Array<BridgeFdb & { master?: string; state?: string }>>(['bridge', '-n', namespace, '-j', 'fdb', 'show', 'dev', dev]);
   const neigh = await runJson<Array<{ dst: string; lladdr?: string; state?: string[] }>>(['ip', '-n', namespace, '-j', 'neigh', 'show', 'dev', dev]);
   return {
-    fdb: fdb.filter((f) => !f.master && f.dst).map((f) => `${f.mac} dst ${f.dst}${f.state === 'permanent' ? '' : ` ${f.state ?? 'dynamic'}`}`).sort(),
+    fdb: fdb
+      .filter((f) => !f.master && f.dst)
+      .map((f) => `${f.mac} dst ${f.dst}${f.state === 'permanent' ? '' : ` ${f.state ?? 'dynamic'}`}`)
+      .sort(),
     neigh: neigh.map((n) => `${n.dst} lladdr ${n.lladdr ?? '-'} ${(n.state ?? []).join(',').toLowerCase()}`).sort(),
   };
 }
@@ -160,7 +182,12 @@ export function expectedL2Endpoints(endpoints: readonly LabEndpoint[], ownAddres
 }
 
 /** Wait until every host's device holds exactly the entries of every remote pod (Flood "none"). */
-export async function waitL2Endpoints(hosts: readonly LabHostRef[], pods: readonly { namespace: string; host: string; address: string | null }[], vni: number, timeoutMs: number): Promise<void> {
+export async function waitL2Endpoints(
+  hosts: readonly LabHostRef[],
+  pods: readonly { namespace: string; host: string; address: string | null }[],
+  vni: number,
+  timeoutMs: number,
+): Promise<void> {
   const endpoints = await labEndpoints(hosts, pods);
   let lacking: string[] = [];
   await waitFor(
@@ -168,7 +195,8 @@ export async function waitL2Endpoints(hosts: readonly LabHostRef[], pods: readon
       lacking = [];
       for (const h of hosts) {
         const [have, want] = [await readL2Endpoints(h.namespace, vni), expectedL2Endpoints(endpoints, h.address)];
-        if (have.fdb.join() !== want.fdb.join() || have.neigh.join() !== want.neigh.join()) lacking.push(`${h.name} has [${have.fdb.join(', ')}], not [${want.fdb.join(', ')}]`);
+        if (have.fdb.join() !== want.fdb.join() || have.neigh.join() !== want.neigh.join())
+          lacking.push(`${h.name} has [${have.fdb.join(', ')}], not [${want.fdb.join(', ')}]`);
       }
       return lacking.length === 0;
     },

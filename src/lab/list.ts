@@ -33,7 +33,11 @@ export function listLabs(options: { root?: string } = {}): LabSummary[] {
     const lab = labOfNamespace(ns);
     if (lab) byName.set(lab, [...(byName.get(lab) ?? []), ns]);
   }
-  const dirs = existsSync(root) ? readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && isLabName(d.name)).map((d) => d.name) : [];
+  const dirs = existsSync(root)
+    ? readdirSync(root, { withFileTypes: true })
+        .filter((d) => d.isDirectory() && isLabName(d.name))
+        .map((d) => d.name)
+    : [];
   for (const d of dirs) if (!byName.has(d)) byName.set(d, []);
 
   return [...byName.keys()].sort().map((name) => {
@@ -41,7 +45,18 @@ export function listLabs(options: { root?: string } = {}): LabSummary[] {
     const dir = dirs.includes(name) ? join(root, name) : null;
     try {
       const state = readLabState(name, root);
-      if (state) return { name, status: state.status, underlay: state.underlay, hosts: state.hosts.map((h) => h.name), namespaces, processes: state.processes.length, dir, store: state.overlay?.store ?? null, hostFiles: labHostFiles(state) };
+      if (state)
+        return {
+          name,
+          status: state.status,
+          underlay: state.underlay,
+          hosts: state.hosts.map((h) => h.name),
+          namespaces,
+          processes: state.processes.length,
+          dir,
+          store: state.overlay?.store ?? null,
+          hostFiles: labHostFiles(state),
+        };
     } catch (err) {
       if (!(err instanceof LabStateError)) throw err;
       return { name, status: 'unreadable', underlay: null, hosts: [], namespaces, processes: 0, dir, store: null, hostFiles: [] };

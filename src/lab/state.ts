@@ -89,7 +89,14 @@ export function readLabState(name: string, root?: string): LabState | undefined 
   } catch (err) {
     throw new LabStateError(file, 'is not valid JSON', err);
   }
-  if (state === null || typeof state !== 'object' || state.version !== STATE_VERSION || state.name !== name || !Array.isArray(state.namespaces) || !Array.isArray(state.processes)) {
+  if (
+    state === null ||
+    typeof state !== 'object' ||
+    state.version !== STATE_VERSION ||
+    state.name !== name ||
+    !Array.isArray(state.namespaces) ||
+    !Array.isArray(state.processes)
+  ) {
     throw new LabStateError(file, `is not a version ${STATE_VERSION} state of lab ${JSON.stringify(name)}`);
   }
   return state;

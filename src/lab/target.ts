@@ -22,7 +22,14 @@ export function resolveLabTarget(lab: string, target: string, options: { root?: 
   const known = new Set([...(state ? topologyNamespaces(state) : []), ...listNetns(prefix)]);
   if (known.size === 0) throw new LabNotFoundError(lab);
   if (!known.has(namespace) || !netnsExists(namespace)) {
-    throw new LabTargetNotFoundError(lab, target, [...known].filter(netnsExists).map((ns) => ns.slice(prefix.length)).sort(byTarget));
+    throw new LabTargetNotFoundError(
+      lab,
+      target,
+      [...known]
+        .filter(netnsExists)
+        .map((ns) => ns.slice(prefix.length))
+        .sort(byTarget),
+    );
   }
   return namespace;
 }

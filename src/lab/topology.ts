@@ -137,7 +137,13 @@ export function planTopology(name: string, hosts: number, underlay: Underlay): L
     ? {
         name: 'rt',
         namespace: labNamespace(name, 'rt'),
-        interfaces: segments.map((s) => ({ interface: `eth${s.id}`, address: s.gateway!, prefixLength: parseCidr4(s.cidr).prefix, segment: s.id, switchPort: ROUTER_PORT })),
+        interfaces: segments.map((s) => ({
+          interface: `eth${s.id}`,
+          address: s.gateway!,
+          prefixLength: parseCidr4(s.cidr).prefix,
+          segment: s.id,
+          switchPort: ROUTER_PORT,
+        })),
       }
     : null;
   return { name, underlay, segments, hosts: hostList, switches, router, pods: [] };
@@ -145,7 +151,12 @@ export function planTopology(name: string, hosts: number, underlay: Underlay): L
 
 /** Every namespace of the topology, switches first (hosts plug into them). */
 export function topologyNamespaces(t: Pick<LabTopology, 'switches' | 'hosts' | 'router' | 'pods'>): string[] {
-  return [...t.switches.map((s) => s.namespace), ...(t.router ? [t.router.namespace] : []), ...t.hosts.map((h) => h.namespace), ...t.pods.map((p) => p.namespace)];
+  return [
+    ...t.switches.map((s) => s.namespace),
+    ...(t.router ? [t.router.namespace] : []),
+    ...t.hosts.map((h) => h.namespace),
+    ...t.pods.map((p) => p.namespace),
+  ];
 }
 
 function addressIn(cidr: string, n: number): string {

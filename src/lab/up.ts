@@ -82,9 +82,13 @@ export class LabExistsError extends TulleError {
 
 export class LabUndoError extends TulleError {
   constructor(name: string, failure: unknown, undoFailure: unknown) {
-    super('TLE_LAB_UNDO_FAILED', `lab ${JSON.stringify(name)} failed (${describeError(failure)}) and removing what was built failed too (${describeError(undoFailure)}); run: tulle lab down --name ${name}`, {
-      cause: failure,
-    });
+    super(
+      'TLE_LAB_UNDO_FAILED',
+      `lab ${JSON.stringify(name)} failed (${describeError(failure)}) and removing what was built failed too (${describeError(undoFailure)}); run: tulle lab down --name ${name}`,
+      {
+        cause: failure,
+      },
+    );
   }
 }
 
@@ -198,7 +202,13 @@ function underlaySteps(): LabStep[] {
         const s = ctx.state();
         const ends = [
           ...s.hosts.map((h) => ({ namespace: h.namespace, name: h.interface, address: h.address, prefixLength: h.prefixLength, gateway: h.gateway })),
-          ...(s.router?.interfaces ?? []).map((r) => ({ namespace: s.router!.namespace, name: r.interface, address: r.address, prefixLength: r.prefixLength, gateway: null })),
+          ...(s.router?.interfaces ?? []).map((r) => ({
+            namespace: s.router!.namespace,
+            name: r.interface,
+            address: r.address,
+            prefixLength: r.prefixLength,
+            gateway: null,
+          })),
         ];
         await eachLimited(ends, async (e) => {
           await addAddress(e.namespace, e.name, e.address, e.prefixLength);

@@ -1,7 +1,19 @@
 /**
  * Addresses (`ip addr`): add/delete requests and the RTM_NEWADDR decoder.
  */
-import { IFADDRMSG_LEN, IFA_ADDRESS, IFA_LABEL, IFA_LOCAL, NLM_F_CREATE, NLM_F_EXCL, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR, AF_UNSPEC, SCOPES } from './constants.js';
+import {
+  IFADDRMSG_LEN,
+  IFA_ADDRESS,
+  IFA_LABEL,
+  IFA_LOCAL,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  RTM_DELADDR,
+  RTM_GETADDR,
+  RTM_NEWADDR,
+  AF_UNSPEC,
+  SCOPES,
+} from './constants.js';
 import { addressFamily, parsePrefix, type Family } from './inet.js';
 import { Attrs, MessageWriter, lazyRequest, type Message, type Request } from './message.js';
 import { checkIfName } from './validate.js';
@@ -53,7 +65,13 @@ export function encodeDumpAddresses(index?: number, dev?: string): Request {
   return { message: w.finish(), command: `addr show${dev ? ` dev ${dev}` : ''}` };
 }
 
-const SCOPE_NAMES: Record<number, string> = { [SCOPES.universe]: 'global', [SCOPES.site]: 'site', [SCOPES.link]: 'link', [SCOPES.host]: 'host', [SCOPES.nowhere]: 'nowhere' };
+const SCOPE_NAMES: Record<number, string> = {
+  [SCOPES.universe]: 'global',
+  [SCOPES.site]: 'site',
+  [SCOPES.link]: 'link',
+  [SCOPES.host]: 'host',
+  [SCOPES.nowhere]: 'nowhere',
+};
 
 export function decodeAddress(m: Message, nameOf: (index: number) => string | undefined): Address {
   const p = m.payload;

@@ -75,7 +75,8 @@ export function planOp(op: NetlinkOp): PlannedOp {
     case 'setLink': {
       const { name, ...c } = op.args;
       checkLinkChanges(name, c);
-      if ((c as LinkChanges).netns !== undefined) throw new InvalidValueError('setLink netns', (c as LinkChanges).netns, 'cannot be batched (use NetlinkClient.setLink)');
+      if ((c as LinkChanges).netns !== undefined)
+        throw new InvalidValueError('setLink netns', (c as LinkChanges).netns, 'cannot be batched (use NetlinkClient.setLink)');
       const devices = [...(c.newName !== undefined ? [name] : []), ...(typeof c.master === 'string' ? [c.master] : [])];
       return {
         devices,
@@ -92,6 +93,10 @@ export function planOp(op: NetlinkOp): PlannedOp {
       return { devices: [], build: () => encodeDeleteLink(name) };
     }
     default:
-      throw new InvalidValueError('batch op', (op as { op?: unknown })?.op, 'is not a known operation (replaceRoute, deleteRoute, replaceNeighbor, deleteNeighbor, replaceFdb, appendFdb, deleteFdb, addAddress, deleteAddress, setLink, deleteLink)');
+      throw new InvalidValueError(
+        'batch op',
+        (op as { op?: unknown })?.op,
+        'is not a known operation (replaceRoute, deleteRoute, replaceNeighbor, deleteNeighbor, replaceFdb, appendFdb, deleteFdb, addAddress, deleteAddress, setLink, deleteLink)',
+      );
   }
 }

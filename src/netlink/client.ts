@@ -74,7 +74,10 @@ export class NetlinkClient {
     const unique = [...new Set(names)];
     const found = new Map<string, number>();
     if (unique.length === 0) return found;
-    const results = await this.socket.sendAll(unique.map((n) => encodeGetLink(n)), NLM_F_ACK);
+    const results = await this.socket.sendAll(
+      unique.map((n) => encodeGetLink(n)),
+      NLM_F_ACK,
+    );
     results.forEach((r, i) => {
       if (!(r instanceof NetlinkError) && r[0]) found.set(unique[i]!, decodeLinkName(r[0]).index);
     });
@@ -93,7 +96,11 @@ export class NetlinkClient {
    * can, else by one pipelined lookup of just the missing indexes, and a second decode. Cheaper than dumping
    * every link when, as usual, all entries are on the device the list was filtered by.
    */
-  private async decodeNamed<T>(messages: readonly Message[], decode: (m: Message, nameOf: (i: number) => string | undefined) => T, known: Map<number, string>): Promise<T[]> {
+  private async decodeNamed<T>(
+    messages: readonly Message[],
+    decode: (m: Message, nameOf: (i: number) => string | undefined) => T,
+    known: Map<number, string>,
+  ): Promise<T[]> {
     let missing: Set<number> | undefined;
     const first = messages.map((m) =>
       decode(m, (i) => {
@@ -110,7 +117,10 @@ export class NetlinkClient {
 
   /** index -> name for the given indexes (those that exist). */
   private async namesOf(indexes: number[]): Promise<Map<number, string>> {
-    const results = await this.socket.sendAll(indexes.map((i) => encodeGetLink(i)), NLM_F_ACK);
+    const results = await this.socket.sendAll(
+      indexes.map((i) => encodeGetLink(i)),
+      NLM_F_ACK,
+    );
     const names = new Map<number, string>();
     results.forEach((r) => {
       if (!(r instanceof NetlinkError) && r[0]) {
@@ -220,7 +230,9 @@ export class NetlinkClient {
     for (const n of needed) if (!found.has(n)) throw missingDevice(command, n);
     const nsFd = openNamespace(o.netns, command);
     try {
-      await this.socket.request(encodeSetLink(name, o, { index: found.get(name), masterIndex: typeof o.master === 'string' ? found.get(o.master) : undefined, nsFd }));
+      await this.socket.request(
+        encodeSetLink(name, o, { index: found.get(name), masterIndex: typeof o.master === 'string' ? found.get(o.master) : undefined, nsFd }),
+      );
     } finally {
       closeSync(nsFd);
     }

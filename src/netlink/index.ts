@@ -9,6 +9,16 @@ export type { NetlinkOp, OpResult } from './batch.js';
 export type { NetlinkEvent, EventKind, EventAction, Subscription, SubscribeOptions } from './events.js';
 export type { Link, VxlanInfo, VxlanOptions, BridgeOptions, VethOptions, LinkChanges } from './link.js';
 export type { Address } from './addr.js';
-export { TULLE_ROUTE_PROTOCOL, normalizeRoute, protocolName, routeQueryText, type Route, type RouteFilter, type RouteScope, type RouteQuery, type RouteLookup } from './route.js';
+export {
+  TULLE_ROUTE_PROTOCOL,
+  normalizeRoute,
+  protocolName,
+  routeQueryText,
+  type Route,
+  type RouteFilter,
+  type RouteScope,
+  type RouteQuery,
+  type RouteLookup,
+} from './route.js';
 export { normalizeFdb, type Neighbor, type NeighborState, type Fdb } from './neigh.js';
 export { NftSetWriter } from './nft-set.js';

@@ -105,7 +105,7 @@ function parseIPv4Prefix(text: string, hostBits: 'reject' | 'keep'): InetPrefix 
   if (prefix > 32 || (text.length - slash === 3 && text.charCodeAt(slash + 1) === 48)) return undefined;
   const addr = ipv4Number(text.slice(0, slash));
   if (addr < 0) return undefined;
-  if (hostBits === 'reject' && ((addr & maskOf(prefix)) >>> 0) !== addr) return undefined;
+  if (hostBits === 'reject' && (addr & maskOf(prefix)) >>> 0 !== addr) return undefined;
   const bytes = Buffer.allocUnsafe(4);
   bytes.writeUInt32BE(addr);
   return { family: 4, bytes, prefix };
@@ -124,7 +124,6 @@ function maskBytes(bytes: Buffer, prefix: number): Buffer {
   }
   return b;
 }
-
 
 /** 4 bytes -> dotted quad; 16 bytes -> RFC 5952 text (lower case, longest zero run as ::). */
 export function formatAddress(bytes: Buffer): string {

@@ -166,9 +166,12 @@ export function checkVxlanOptions(o: VxlanOptions): void {
   checkMtu(o.mtu, 'vxlan mtu');
   if (o.mac !== undefined) checkMac(o.mac, 'vxlan mac');
   for (const f of ['learning', 'proxy', 'gbp', 'udpCsum', 'up'] as const) checkBool(o[f], `vxlan ${f}`);
-  if (o.remote !== undefined && o.group !== undefined) throw new InvalidValueError('vxlan remote', o.remote, 'cannot be combined with group (a device has one or the other)');
-  if (o.remote !== undefined && isMulticast(parseAddress(o.remote, 'vxlan remote').bytes)) throw new InvalidValueError('vxlan remote', o.remote, 'must be a unicast address (use group for multicast)');
-  if (o.group !== undefined && !isMulticast(parseAddress(o.group, 'vxlan group').bytes)) throw new InvalidValueError('vxlan group', o.group, 'must be a multicast address (use remote for unicast)');
+  if (o.remote !== undefined && o.group !== undefined)
+    throw new InvalidValueError('vxlan remote', o.remote, 'cannot be combined with group (a device has one or the other)');
+  if (o.remote !== undefined && isMulticast(parseAddress(o.remote, 'vxlan remote').bytes))
+    throw new InvalidValueError('vxlan remote', o.remote, 'must be a unicast address (use group for multicast)');
+  if (o.group !== undefined && !isMulticast(parseAddress(o.group, 'vxlan group').bytes))
+    throw new InvalidValueError('vxlan group', o.group, 'must be a multicast address (use remote for unicast)');
 }
 
 /** `ip link add NAME [address MAC] [mtu N] [up] type vxlan id VNI [local IP] [remote IP | group IP] [dev DEV] [ttl N] dstport PORT [no]learning [proxy] [gbp] [no]udpcsum` */

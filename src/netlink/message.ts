@@ -5,16 +5,7 @@
  * says network order (ports, addresses).
  */
 import { formatAddress } from './inet.js';
-import {
-  NLA_F_NESTED,
-  NLA_HDRLEN,
-  NLA_TYPE_MASK,
-  NLMSG_HDRLEN,
-  NLM_F_ACK_TLVS,
-  NLM_F_CAPPED,
-  NLM_F_REQUEST,
-  NLMSGERR_ATTR_MSG,
-} from './constants.js';
+import { NLA_F_NESTED, NLA_HDRLEN, NLA_TYPE_MASK, NLMSG_HDRLEN, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_REQUEST, NLMSGERR_ATTR_MSG } from './constants.js';
 
 export const align4 = (n: number): number => (n + 3) & ~3;
 

@@ -22,7 +22,7 @@ import {
   NTF_MASTER,
   NTF_ROUTER,
   NTF_SELF,
-    NUD_STATES,
+  NUD_STATES,
   RTM_DELNEIGH,
   RTM_GETNEIGH,
   RTM_NEWNEIGH,
@@ -214,7 +214,6 @@ export function encodeDumpFdb(index?: number, dev?: string): Request {
   ndmsg(w, AF_BRIDGE, index ?? 0, 0, 0);
   return { message: w.finish(), command: `fdb show${dev ? ` dev ${dev}` : ''}` };
 }
-
 
 export function decodeFdb(m: Message, nameOf: (index: number) => string | undefined): Fdb {
   const p = m.payload;

@@ -295,7 +295,8 @@ export function parseRouteQuery(q: RouteQuery): ParsedQuery {
   if (!q || typeof q !== 'object') throw new InvalidValueError('route query', q, 'must be an object like {dst, from, iif}');
   const dst = parseAddress(q.dst, 'route get dst');
   const from = q.from !== undefined ? parseAddress(q.from, 'route get from') : undefined;
-  if (from && from.family !== dst.family) throw new InvalidValueError('route get from', q.from, `is not of the destination's address family (IPv${dst.family})`);
+  if (from && from.family !== dst.family)
+    throw new InvalidValueError('route get from', q.from, `is not of the destination's address family (IPv${dst.family})`);
   if (q.iif !== undefined) checkIfName(q.iif, 'route get iif');
   if (q.oif !== undefined) checkIfName(q.oif, 'route get oif');
   if (q.mark !== undefined) checkInt(q.mark, 'route get mark', 0, 0xffffffff);

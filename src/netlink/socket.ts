@@ -72,7 +72,11 @@ export class NetlinkSocket {
     const command = `open netlink socket${options.nsPath ? ` in ${options.nsPath}` : ''}`;
     let handle: SocketHandle;
     try {
-      handle = native().open(options.nsPath ?? null, NETLINK_ROUTE, options.groups ?? [], options.receiveBufferBytes ?? RCVBUF, SNDBUF, { extAck: true, capAck: true, strict: true });
+      handle = native().open(options.nsPath ?? null, NETLINK_ROUTE, options.groups ?? [], options.receiveBufferBytes ?? RCVBUF, SNDBUF, {
+        extAck: true,
+        capAck: true,
+        strict: true,
+      });
     } catch (err) {
       throw fromSystemError(command, err);
     }

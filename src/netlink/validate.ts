@@ -43,7 +43,11 @@ export function macBytes(value: string, field: string): Buffer {
     }
     if (ok) return b;
   }
-  return Buffer.from(parseMac(value, field).split(':').map((h) => parseInt(h, 16))); // throws with the field name
+  return Buffer.from(
+    parseMac(value, field)
+      .split(':')
+      .map((h) => parseInt(h, 16)),
+  ); // throws with the field name
 }
 
 export function checkBool(value: unknown, field: string): boolean | undefined {

@@ -59,7 +59,9 @@ export function deleteNetnsSync(name: string): void {
 /** Names of all named namespaces, optionally only those starting with `prefix`. */
 export function listNetns(prefix = ''): string[] {
   if (!existsSync(NETNS_DIR)) return [];
-  return readdirSync(NETNS_DIR).filter((n) => n.startsWith(prefix)).sort();
+  return readdirSync(NETNS_DIR)
+    .filter((n) => n.startsWith(prefix))
+    .sort();
 }
 
 /** `ip netns exec NAME ARGV...` to completion. */

@@ -88,12 +88,21 @@ function olderFirst(a: Candidate, b: Candidate): number {
 }
 
 /** The reason a lease alone cannot be admitted, whatever the other leases say. */
-function ownProblem(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, lease: Lease, subnet: Cidr4, mac: string): Omit<Rejection, 'key' | 'subnet'> | undefined {
+function ownProblem(
+  ctx: AdmissionContext,
+  ownSubnet: Cidr4 | undefined,
+  lease: Lease,
+  subnet: Cidr4,
+  mac: string,
+): Omit<Rejection, 'key' | 'subnet'> | undefined {
   if (lease.backendType !== 'vxlan') return { reason: 'backend-type', detail: `BackendType ${JSON.stringify(lease.backendType)} is not "vxlan"` };
   if (lease.backendData.VNI !== ctx.vni) return { reason: 'vni', detail: `VNI ${lease.backendData.VNI} is not the network's VNI ${ctx.vni}` };
-  if (!cidrContainsCidr(ctx.network, subnet)) return { reason: 'outside-network', detail: `subnet ${lease.subnet} is not inside the network ${formatCidr4(ctx.network)}` };
-  if (subnet.prefix !== ctx.subnetLen) return { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` };
-  if (ownSubnet && cidrsOverlap(subnet, ownSubnet)) return { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` };
+  if (!cidrContainsCidr(ctx.network, subnet))
+    return { reason: 'outside-network', detail: `subnet ${lease.subnet} is not inside the network ${formatCidr4(ctx.network)}` };
+  if (subnet.prefix !== ctx.subnetLen)
+    return { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` };
+  if (ownSubnet && cidrsOverlap(subnet, ownSubnet))
+    return { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` };
   const route = ctx.foreignRoutes.find((r) => r.prefix > 0 && cidrContainsCidr(subnet, r));
   if (route) return { reason: 'foreign-route', detail: `subnet ${lease.subnet} holds the route ${formatCidr4(route)}, which tulle does not own` };
   if (mac === ZERO_MAC || isMulticastMac(mac)) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is not a unicast MAC` };
@@ -101,7 +110,8 @@ function ownProblem(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, lease: 
   const publicIP = parseIPv4(lease.publicIP);
   const ipProblem = publicIPProblem(publicIP);
   if (ipProblem) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} ${ipProblem}` };
-  if (cidrContains(ctx.network, publicIP)) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} is inside the overlay network ${formatCidr4(ctx.network)}` };
+  if (cidrContains(ctx.network, publicIP))
+    return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} is inside the overlay network ${formatCidr4(ctx.network)}` };
   if (ctx.localAddresses.has(lease.publicIP)) return { reason: 'own-public-ip', detail: `PublicIP ${lease.publicIP} is an address of this host` };
   return undefined;
 }
@@ -126,12 +136,22 @@ export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>): Adm
     // Same length inside one Network: two leases overlap only when they name the same subnet (under two keys).
     const other = subnetOwner.get(lease.subnet);
     if (other) {
-      rejected.push({ key: lease.key, subnet: lease.subnet, reason: 'overlaps-peer', detail: `subnet ${lease.subnet} is already held by the older lease at ${other.key}` });
+      rejected.push({
+        key: lease.key,
+        subnet: lease.subnet,
+        reason: 'overlaps-peer',
+        detail: `subnet ${lease.subnet} is already held by the older lease at ${other.key}`,
+      });
       continue;
     }
     const owner = macOwner.get(mac);
     if (owner) {
-      rejected.push({ key: lease.key, subnet: lease.subnet, reason: 'duplicate-vtep-mac', detail: `VtepMAC ${mac} is already used by the older lease ${owner.subnet} (${owner.publicIP})` });
+      rejected.push({
+        key: lease.key,
+        subnet: lease.subnet,
+        reason: 'duplicate-vtep-mac',
+        detail: `VtepMAC ${mac} is already used by the older lease ${owner.subnet} (${owner.publicIP})`,
+      });
       continue;
     }
     macOwner.set(mac, lease);

@@ -108,7 +108,9 @@ export function rollbackWrites(done: readonly KernelWrite[]): KernelWrite[] {
 export function describeWrite(w: KernelWrite): string {
   switch (w.kind) {
     case 'neighbor':
-      return w.op === 'replace' ? `ip neigh replace ${w.entry.ip} lladdr ${w.entry.mac} dev ${w.entry.dev} nud permanent` : `ip neigh del ${w.entry.ip} dev ${w.entry.dev}`;
+      return w.op === 'replace'
+        ? `ip neigh replace ${w.entry.ip} lladdr ${w.entry.mac} dev ${w.entry.dev} nud permanent`
+        : `ip neigh del ${w.entry.ip} dev ${w.entry.dev}`;
     case 'fdb':
       return `bridge fdb ${w.op === 'replace' ? 'replace' : 'del'} ${w.entry.mac} dev ${w.entry.dev} dst ${w.entry.dst} self${w.op === 'replace' ? ' permanent' : ''}`;
     case 'route':

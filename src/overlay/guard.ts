@@ -90,8 +90,10 @@ function byAddress(a: string, b: string): number {
 
 /** Checked again here (not only by the config) because every value ends up in a program's input. */
 function checkSpec(spec: GuardSpec): GuardSpec {
-  if (!Number.isInteger(spec.vni) || spec.vni < 1 || spec.vni > 16_777_215) throw new InvalidValueError('Backend.VNI', spec.vni, 'is out of range (must be 1..16777215)');
-  if (!Number.isInteger(spec.port) || spec.port < 1 || spec.port > 65535) throw new InvalidValueError('Backend.Port', spec.port, 'is out of range (must be 1..65535)');
+  if (!Number.isInteger(spec.vni) || spec.vni < 1 || spec.vni > 16_777_215)
+    throw new InvalidValueError('Backend.VNI', spec.vni, 'is out of range (must be 1..16777215)');
+  if (!Number.isInteger(spec.port) || spec.port < 1 || spec.port > 65535)
+    throw new InvalidValueError('Backend.Port', spec.port, 'is out of range (must be 1..65535)');
   const allowedSources = spec.allowedSources.map((c, i) => formatCidr4(parseCidr4(c, `Backend.AllowedSources[${i}]`)));
   return { vni: spec.vni, port: spec.port, allowedSources };
 }
@@ -122,12 +124,32 @@ table ip ${GUARD_TABLE} {
 export function iptablesGuardRule(spec: GuardSpec): string[] {
   const s = checkSpec(spec);
   return [
-    '-p', 'udp', '--dport', String(s.port),
-    '-m', 'u32', '--u32', `4&0x1FFF=0 && 0>>22&0x3C@12>>8=${s.vni}`,
-    '-m', 'set', '!', '--match-set', IPSET_PEERS, 'src',
-    '-m', 'set', '!', '--match-set', IPSET_ALLOWED, 'src',
-    '-m', 'comment', '--comment', 'unknown_source',
-    '-j', 'DROP',
+    '-p',
+    'udp',
+    '--dport',
+    String(s.port),
+    '-m',
+    'u32',
+    '--u32',
+    `4&0x1FFF=0 && 0>>22&0x3C@12>>8=${s.vni}`,
+    '-m',
+    'set',
+    '!',
+    '--match-set',
+    IPSET_PEERS,
+    'src',
+    '-m',
+    'set',
+    '!',
+    '--match-set',
+    IPSET_ALLOWED,
+    'src',
+    '-m',
+    'comment',
+    '--comment',
+    'unknown_source',
+    '-j',
+    'DROP',
   ];
 }
 
@@ -174,7 +196,9 @@ export class VxlanGuard {
       await this.cmd(['nft', '-f', '-'], { input: nftGuardRuleset(checked, valid) });
     } else {
       if (!hasProgram('ipset')) {
-        throw new GuardError('the VXLAN guard needs ipset on a host without nft: install it (apt-get install ipset), or run the agent with --vxlan-guard=false');
+        throw new GuardError(
+          'the VXLAN guard needs ipset on a host without nft: install it (apt-get install ipset), or run the agent with --vxlan-guard=false',
+        );
       }
       await this.removeIptables();
       const restore = [
@@ -275,7 +299,15 @@ export class VxlanGuard {
   /** What the kernel holds now: works without apply() (for `tulle status`). */
   async status(): Promise<GuardStatus> {
     const empty = { packets: 0, bytes: 0 };
-    const base: GuardStatus = { backend: this.backend, present: false, port: null, vni: null, members: [], allowed: [], drops: { unknown_source: { ...empty } } };
+    const base: GuardStatus = {
+      backend: this.backend,
+      present: false,
+      port: null,
+      vni: null,
+      members: [],
+      allowed: [],
+      drops: { unknown_source: { ...empty } },
+    };
     return this.backend === 'nftables' ? this.nftStatus(base) : this.iptablesStatus(base);
   }
 
@@ -323,7 +355,13 @@ export class VxlanGuard {
     const r = await this.cmd(['ipset', 'list', name], { allowFailure: true });
     if (r.status !== 0) return [];
     const at = r.stdout.indexOf('Members:\n');
-    return at < 0 ? [] : r.stdout.slice(at + 9).split('\n').map((l) => l.trim()).filter(Boolean);
+    return at < 0
+      ? []
+      : r.stdout
+          .slice(at + 9)
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean);
   }
 
   /** Close the netlink socket (the kernel state stays); a later change opens a new one. */

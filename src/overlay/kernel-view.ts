@@ -31,9 +31,16 @@ export function splitRoutes(routes: Awaited<ReturnType<NetlinkClient['listRoutes
  * there holds no entries (status on a host whose agent never ran) instead of failing the read (the reconciler,
  * which only runs with its VTEP made).
  */
-export async function readKernelView(nl: KernelReader, o: { vtep: string; routeProtocol: number; vtepMayBeMissing?: boolean }): Promise<KernelView & { foreignRoutes: Cidr4[] }> {
+export async function readKernelView(
+  nl: KernelReader,
+  o: { vtep: string; routeProtocol: number; vtepMayBeMissing?: boolean },
+): Promise<KernelView & { foreignRoutes: Cidr4[] }> {
   const onVtep = <T>(read: Promise<T[]>): Promise<T[]> => (o.vtepMayBeMissing ? read.catch((): T[] => []) : read);
-  const [routes, neighbors, fdb] = await Promise.all([nl.listRoutes({ table: 254 }), onVtep(nl.listNeighbors({ dev: o.vtep })), onVtep(nl.listFdb({ dev: o.vtep }))]);
+  const [routes, neighbors, fdb] = await Promise.all([
+    nl.listRoutes({ table: 254 }),
+    onVtep(nl.listNeighbors({ dev: o.vtep })),
+    onVtep(nl.listFdb({ dev: o.vtep })),
+  ]);
   const { ours, foreign } = splitRoutes(routes, o.routeProtocol);
   return {
     routes: ours,

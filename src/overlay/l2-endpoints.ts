@@ -62,7 +62,16 @@ const ZERO_MAC = '00:00:00:00:00:00';
 
 /** An FDB entry this module may have written: what it writes looks exactly like this. */
 function isEndpointFdb(f: Fdb): boolean {
-  return f.self === true && f.permanent === true && f.master === undefined && f.dst !== undefined && f.vni === undefined && f.port === undefined && f.via === undefined && f.mac !== ZERO_MAC;
+  return (
+    f.self === true &&
+    f.permanent === true &&
+    f.master === undefined &&
+    f.dst !== undefined &&
+    f.vni === undefined &&
+    f.port === undefined &&
+    f.via === undefined &&
+    f.mac !== ZERO_MAC
+  );
 }
 
 function isEndpointNeighbor(n: Neighbor): boolean {
@@ -94,7 +103,8 @@ export function diffEndpointEntries(want: EndpointEntries, view: EndpointKernelV
   const wantIps = new Set(want.neighbors.map((n) => n.ip));
   // Removals first: a MAC that moved to another IP must lose its old neighbour before anything else reads it.
   for (const [ip, n] of neighByIp) if (!wantIps.has(ip) && isEndpointNeighbor(n)) ops.push({ op: 'deleteNeighbor', args: { dev: device, ip } });
-  for (const [mac, entries] of fdbByMac) if (!wantMacs.has(mac)) for (const f of entries) ops.push({ op: 'deleteFdb', args: { dev: device, mac, dst: f.dst!, self: true } });
+  for (const [mac, entries] of fdbByMac)
+    if (!wantMacs.has(mac)) for (const f of entries) ops.push({ op: 'deleteFdb', args: { dev: device, mac, dst: f.dst!, self: true } });
 
   for (const f of want.fdb) {
     const have = fdbByMac.get(f.mac) ?? [];
@@ -147,7 +157,10 @@ export async function ensureEndpointDevice(nl: Pick<EndpointKernel, 'getLink' | 
   if (!link) throw new EndpointDeviceError(device, 'there is no such device (the L2 device must exist before its endpoint entries)');
   if (link.kind !== 'vxlan' || !link.vxlan) throw new EndpointDeviceError(device, `is a ${link.kind ?? 'plain'} device, not a vxlan device`);
   if (!link.vxlan.proxy) {
-    throw new EndpointDeviceError(device, `has proxy off, which Flood "none" needs and the kernel sets only when the device is created: recreate it with proxy nolearning (ip link add ${device} type vxlan id ${link.vxlan.vni} ... proxy nolearning)`);
+    throw new EndpointDeviceError(
+      device,
+      `has proxy off, which Flood "none" needs and the kernel sets only when the device is created: recreate it with proxy nolearning (ip link add ${device} type vxlan id ${link.vxlan.vni} ... proxy nolearning)`,
+    );
   }
   if (!link.vxlan.learning) return [];
   await nl.setVxlanLearning(device, false);
@@ -213,7 +226,12 @@ export function endpointOpCommand(op: NetlinkOp): string {
  * `tulle status` for Flood "none": how many remote pods the device holds as planned, and the commands that would
  * make it hold exactly `accepted`'s remote endpoints (empty when in sync). Read-only.
  */
-export async function endpointStatus(nl: Pick<EndpointKernel, 'listFdb' | 'listNeighbors'>, device: string, accepted: Iterable<EndpointRecord>, ownPublicIP: string): Promise<{ remote: number; pending: string[] }> {
+export async function endpointStatus(
+  nl: Pick<EndpointKernel, 'listFdb' | 'listNeighbors'>,
+  device: string,
+  accepted: Iterable<EndpointRecord>,
+  ownPublicIP: string,
+): Promise<{ remote: number; pending: string[] }> {
   const want = planEndpointEntries(device, accepted, ownPublicIP);
   const [fdb, neighbors] = await Promise.all([nl.listFdb({ dev: device }), nl.listNeighbors({ dev: device, all: true })]);
   return { remote: want.fdb.length, pending: diffEndpointEntries(want, { fdb, neighbors }, device).map(endpointOpCommand) };

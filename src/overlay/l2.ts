@@ -91,7 +91,13 @@ export interface L2EnsureResult {
  * tulle made this bridge (so it may bring it up again) and this device (so it may adjust or recreate it; a device
  * of that name tulle did not make is refused). Returns what was done.
  */
-export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, owns: { bridge: boolean; device: boolean }, log: Logger, expected?: string): Promise<L2EnsureResult> {
+export async function ensureL2Device(
+  nl: NetlinkClient,
+  spec: L2DeviceSpec,
+  owns: { bridge: boolean; device: boolean },
+  log: Logger,
+  expected?: string,
+): Promise<L2EnsureResult> {
   const underlay = await nl.getLink(spec.dev);
   if (!underlay) throw new L2Error('TLE_L2_DEVICE', `underlay interface ${spec.dev} does not exist`);
   let bridgeAction: L2EnsureResult['bridge'];
@@ -100,7 +106,10 @@ export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, owns
     await nl.createBridge({ name: spec.bridge, up: true }); // ip link add <bridge> up type bridge
     bridgeAction = 'created';
   } else if (bridge.kind !== 'bridge') {
-    throw new L2Error('TLE_L2_BRIDGE', `bridge ${spec.bridge}: the device exists but is a ${bridge.kind ?? 'non-bridge'} device (name a bridge with Backend.Bridge or --bridge)`);
+    throw new L2Error(
+      'TLE_L2_BRIDGE',
+      `bridge ${spec.bridge}: the device exists but is a ${bridge.kind ?? 'non-bridge'} device (name a bridge with Backend.Bridge or --bridge)`,
+    );
   } else {
     bridgeAction = owns.bridge ? 'kept' : 'joined';
     if (owns.bridge && !bridge.up) await nl.setLink(spec.bridge, { up: true }); // ip link set <bridge> up
@@ -112,7 +121,10 @@ export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, owns
   let device: L2EnsureResult['device'] = 'created';
   if (existing && !owns.device) {
     // A vxlan<VNI> someone made by hand (seed 001's way): tulle neither adopts, changes nor deletes it.
-    throw new L2Error('TLE_L2_DEVICE_FOREIGN', `${spec.name} exists and tulle did not make it (the state dir records no such device): tulle does not change or delete it; remove it (ip link del ${spec.name}) or choose another Backend.VNI`);
+    throw new L2Error(
+      'TLE_L2_DEVICE_FOREIGN',
+      `${spec.name} exists and tulle did not make it (the state dir records no such device): tulle does not change or delete it; remove it (ip link del ${spec.name}) or choose another Backend.VNI`,
+    );
   }
   if (existing) {
     reason = l2Incompatibility(existing, spec, underlay.index);
@@ -153,7 +165,8 @@ export async function ensureL2Device(nl: NetlinkClient, spec: L2DeviceSpec, owns
     await nl.deleteLink(spec.name).catch(() => {});
     if (bridgeAction === 'created') await nl.deleteLink(spec.bridge).catch(() => {});
     const e = err as { errno?: string; message?: string };
-    const why = e.errno === 'EEXIST' ? 'another VXLAN device already uses this VNI and port on this host; remove it or choose another VNI' : (e.message ?? String(err));
+    const why =
+      e.errno === 'EEXIST' ? 'another VXLAN device already uses this VNI and port on this host; remove it or choose another VNI' : (e.message ?? String(err));
     throw new L2Error('TLE_L2_DEVICE', `cannot create ${spec.name} (VNI ${spec.vni}, port ${spec.port}) on bridge ${spec.bridge}: ${why}`, err);
   }
   return { device, ...(reason ? { reason } : {}), bridge: bridgeAction };
@@ -179,7 +192,7 @@ export interface FloodSync {
 export async function syncFloodList(nl: NetlinkClient, dev: string, wanted: readonly string[]): Promise<FloodSync> {
   const have = new Set(
     (await nl.listFdb({ dev }))
-      .filter((f) => f.mac === ZERO_MAC && f.dst !== undefined && f.dst.includes('.') && (parseIPv4(f.dst) >>> 28) !== 0xe)
+      .filter((f) => f.mac === ZERO_MAC && f.dst !== undefined && f.dst.includes('.') && parseIPv4(f.dst) >>> 28 !== 0xe)
       .map((f) => f.dst!),
   );
   const want = new Set(wanted);
@@ -259,7 +272,11 @@ export async function removeL2(nl: NetlinkClient, file: string): Promise<string[
  * `tulle status` for an L2 network: what differs on this host's device from what the flood mode and the admitted
  * peers ask for, as the commands that would fix it (empty when in sync). Read-only.
  */
-export async function l2StatusProblems(nl: NetlinkClient, want: { vni: number; flood: FloodMode; group?: string }, peers: readonly string[]): Promise<{ device: Link | undefined; floodTo: string[]; pending: string[] }> {
+export async function l2StatusProblems(
+  nl: NetlinkClient,
+  want: { vni: number; flood: FloodMode; group?: string },
+  peers: readonly string[],
+): Promise<{ device: Link | undefined; floodTo: string[]; pending: string[] }> {
   const name = l2DeviceName(want.vni);
   const device = await nl.getLink(name);
   if (!device) return { device, floodTo: [], pending: [`ip link add ${name} type vxlan id ${want.vni} ... (missing: is the agent running?)`] };
@@ -267,9 +284,14 @@ export async function l2StatusProblems(nl: NetlinkClient, want: { vni: number; f
   const v = device.vxlan;
   if (!device.master) pending.push(`ip link set ${name} master <bridge> (it is on no bridge)`);
   if (!device.up) pending.push(`ip link set ${name} up`);
-  const floodTo = (await nl.listFdb({ dev: name })).filter((f) => f.mac === ZERO_MAC && f.dst?.includes('.') && (parseIPv4(f.dst) >>> 28) !== 0xe).map((f) => f.dst!);
+  const floodTo = (await nl.listFdb({ dev: name }))
+    .filter((f) => f.mac === ZERO_MAC && f.dst?.includes('.') && parseIPv4(f.dst) >>> 28 !== 0xe)
+    .map((f) => f.dst!);
   if (want.flood === 'unicast') {
-    const sorted = planFloodList('unicast', peers.map((publicIP) => ({ publicIP, subnet: '', vtepMac: '' })));
+    const sorted = planFloodList(
+      'unicast',
+      peers.map((publicIP) => ({ publicIP, subnet: '', vtepMac: '' })),
+    );
     for (const ip of sorted.filter((x) => !floodTo.includes(x))) pending.push(`bridge fdb append ${ZERO_MAC} dev ${name} dst ${ip} self permanent`);
     for (const ip of floodTo.filter((x) => !sorted.includes(x))) pending.push(`bridge fdb del ${ZERO_MAC} dev ${name} dst ${ip} self (no admitted lease)`);
   } else if (want.flood === 'multicast' && v?.group !== want.group) {
@@ -277,7 +299,9 @@ export async function l2StatusProblems(nl: NetlinkClient, want: { vni: number; f
   } else if (want.flood === 'remote' && peers.length === 1 && v?.remote !== peers[0]) {
     pending.push(`ip link add ${name} type vxlan id ${want.vni} remote ${peers[0]} ... (it has remote ${v?.remote ?? 'none'})`);
   } else if (want.flood === 'none' && (v?.learning || !v?.proxy)) {
-    pending.push(`ip link add ${name} type vxlan id ${want.vni} ... nolearning proxy (it has ${v?.learning ? 'learning' : 'nolearning'}${v?.proxy ? ' proxy' : ''})`);
+    pending.push(
+      `ip link add ${name} type vxlan id ${want.vni} ... nolearning proxy (it has ${v?.learning ? 'learning' : 'nolearning'}${v?.proxy ? ' proxy' : ''})`,
+    );
   }
   return { device, floodTo, pending };
 }

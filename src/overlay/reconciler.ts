@@ -75,7 +75,10 @@ export function toNetlinkOp(w: KernelWrite): NetlinkOp {
         ? { op: 'deleteNeighbor', args: { dev: w.entry.dev, ip: w.entry.ip } }
         : { op: 'replaceNeighbor', args: { dev: w.entry.dev, ip: w.entry.ip, mac: w.entry.mac, state: 'permanent' } };
     case 'fdb':
-      return { op: w.op === 'delete' ? 'deleteFdb' : 'replaceFdb', args: { dev: w.entry.dev, mac: w.entry.mac, dst: w.entry.dst, self: true, permanent: true } };
+      return {
+        op: w.op === 'delete' ? 'deleteFdb' : 'replaceFdb',
+        args: { dev: w.entry.dev, mac: w.entry.mac, dst: w.entry.dst, self: true, permanent: true },
+      };
     case 'route': {
       const r = { dst: w.entry.dst, via: w.entry.via, dev: w.entry.dev, onlink: w.entry.onlink, protocol: w.entry.protocol };
       return { op: w.op === 'add' ? 'addRoute' : w.op === 'replace' ? 'replaceRoute' : 'deleteRoute', args: r };
@@ -86,11 +89,18 @@ export function toNetlinkOp(w: KernelWrite): NetlinkOp {
 /** How a reconcile request is run: `full` dumps the kernel; `incremental` trusts the programmed plans. */
 export type ReconcileMode = 'full' | 'incremental';
 
-const sameRoute = (a: PeerPlan['route'], b: PeerPlan['route']): boolean => a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && a.protocol === b.protocol;
+const sameRoute = (a: PeerPlan['route'], b: PeerPlan['route']): boolean =>
+  a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && a.protocol === b.protocol;
 
 /** Do two plans of one subnet ask for the same kernel entries? */
 function samePlan(a: PeerPlan, b: PeerPlan): boolean {
-  return sameRoute(a.route, b.route) && a.neighbor?.mac === b.neighbor?.mac && a.neighbor?.ip === b.neighbor?.ip && a.fdb?.mac === b.fdb?.mac && a.fdb?.dst === b.fdb?.dst;
+  return (
+    sameRoute(a.route, b.route) &&
+    a.neighbor?.mac === b.neighbor?.mac &&
+    a.neighbor?.ip === b.neighbor?.ip &&
+    a.fdb?.mac === b.fdb?.mac &&
+    a.fdb?.dst === b.fdb?.dst
+  );
 }
 
 export class Reconciler {
@@ -235,7 +245,11 @@ export class Reconciler {
    */
   private planChanges(due: readonly PeerLease[]): OverlayDiff {
     const changed = new Map<string, PeerPlan>();
-    const before: { routes: PeerPlan['route'][]; neighbors: NonNullable<PeerPlan['neighbor']>[]; fdb: NonNullable<PeerPlan['fdb']>[] } = { routes: [], neighbors: [], fdb: [] };
+    const before: { routes: PeerPlan['route'][]; neighbors: NonNullable<PeerPlan['neighbor']>[]; fdb: NonNullable<PeerPlan['fdb']>[] } = {
+      routes: [],
+      neighbors: [],
+      fdb: [],
+    };
     const was = (p: PeerPlan) => {
       before.routes.push(p.route);
       if (p.neighbor) before.neighbors.push(p.neighbor);
@@ -347,7 +361,8 @@ export class Reconciler {
     const attempts = (before?.attempts ?? 0) + 1;
     const delay = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** (attempts - 1));
     this.failing.set(subnet, { attempts, retryAt: this.now() + delay, message });
-    if (before?.message !== message) this.log.warn('the kernel refused a peer\'s entries; rolled it back, retrying with backoff', { peer: subnet, error: message, retryInMs: delay });
+    if (before?.message !== message)
+      this.log.warn("the kernel refused a peer's entries; rolled it back, retrying with backoff", { peer: subnet, error: message, retryInMs: delay });
   }
 
   private recovered(subnet: string): void {

@@ -99,7 +99,10 @@ export class TrafficRules {
       await this.cmd(['nft', '-f', '-'], { input: nftRuleset(spec) });
     } else {
       await this.removeIptables();
-      for (const [table, chain, parent] of [['filter', FWD_CHAIN, 'FORWARD'], ['nat', NAT_CHAIN, 'POSTROUTING']] as const) {
+      for (const [table, chain, parent] of [
+        ['filter', FWD_CHAIN, 'FORWARD'],
+        ['nat', NAT_CHAIN, 'POSTROUTING'],
+      ] as const) {
         await this.cmd(['iptables', '-w', '-t', table, '-N', chain]);
         await this.cmd(['iptables', '-w', '-t', table, '-I', parent, '1', '-j', chain]);
       }
@@ -137,7 +140,10 @@ export class TrafficRules {
       return r.status === 0 ? r.stdout : '';
     }
     const parts: string[] = [];
-    for (const [table, chain, parent] of [['filter', FWD_CHAIN, 'FORWARD'], ['nat', NAT_CHAIN, 'POSTROUTING']] as const) {
+    for (const [table, chain, parent] of [
+      ['filter', FWD_CHAIN, 'FORWARD'],
+      ['nat', NAT_CHAIN, 'POSTROUTING'],
+    ] as const) {
       const own = await this.cmd(['iptables', '-w', '-t', table, '-S', chain], { allowFailure: true });
       const jump = await this.cmd(['iptables', '-w', '-t', table, '-C', parent, '-j', chain], { allowFailure: true });
       parts.push(own.stdout, `jump ${parent}->${chain}: ${jump.status === 0}`);
@@ -161,7 +167,10 @@ export class TrafficRules {
   }
 
   private async removeIptables(): Promise<void> {
-    for (const [table, chain, parent] of [['filter', FWD_CHAIN, 'FORWARD'], ['nat', NAT_CHAIN, 'POSTROUTING']] as const) {
+    for (const [table, chain, parent] of [
+      ['filter', FWD_CHAIN, 'FORWARD'],
+      ['nat', NAT_CHAIN, 'POSTROUTING'],
+    ] as const) {
       // A jump may have been inserted more than once by a crashed earlier run: delete until none is left.
       while ((await this.cmd(['iptables', '-w', '-t', table, '-D', parent, '-j', chain], { allowFailure: true })).status === 0);
       await this.cmd(['iptables', '-w', '-t', table, '-F', chain], { allowFailure: true });

@@ -18,7 +18,15 @@ export interface HostOverlayStatus {
   /** This host's subnet: the lease whose PublicIP is one of the host's addresses (and whose VtepMAC its VTEP has). */
   subnet: string | null;
   publicIP: string | null;
-  vtep: { name: string; mac: string | undefined; mtu: number; up: boolean; vni: number | undefined; local: string | undefined; port: number | undefined } | null;
+  vtep: {
+    name: string;
+    mac: string | undefined;
+    mtu: number;
+    up: boolean;
+    vni: number | undefined;
+    local: string | undefined;
+    port: number | undefined;
+  } | null;
   /** Peer leases this host admits and should reach. */
   peers: number;
   /** Peers whose entries are all present and right. */
@@ -31,7 +39,11 @@ export interface HostOverlayStatus {
 }
 
 /** What differs between the VTEP and what the agent makes of it, as the commands that would fix it. */
-export function vtepProblems(link: Link | undefined, want: { name: string; vni: number; port: number; local: string; mtu: number; mac: string; learning: boolean; address: string }, addresses: readonly string[]): string[] {
+export function vtepProblems(
+  link: Link | undefined,
+  want: { name: string; vni: number; port: number; local: string; mtu: number; mac: string; learning: boolean; address: string },
+  addresses: readonly string[],
+): string[] {
   const name = want.name;
   if (!link) return [`ip link add ${name} type vxlan id ${want.vni} local ${want.local} dstport ${want.port} nolearning (missing)`];
   const v = link.vxlan;
@@ -44,9 +56,11 @@ export function vtepProblems(link: Link | undefined, want: { name: string; vni: 
     if ((v.local ?? '') !== want.local) recreate.push(`local ${v.local ?? 'none'} != ${want.local}`);
     if (Boolean(v.learning) !== want.learning) recreate.push(want.learning ? 'nolearning' : 'learning');
   }
-  if (recreate.length) out.push(`ip link del ${name} && ip link add ${name} type vxlan id ${want.vni} local ${want.local} dstport ${want.port} ... (${recreate.join(', ')})`);
+  if (recreate.length)
+    out.push(`ip link del ${name} && ip link add ${name} type vxlan id ${want.vni} local ${want.local} dstport ${want.port} ... (${recreate.join(', ')})`);
   if (link.mtu !== want.mtu) out.push(`ip link set ${name} mtu ${want.mtu} (is ${link.mtu})`);
-  if ((link.mac ?? '').toLowerCase() !== want.mac.toLowerCase()) out.push(`ip link set ${name} address ${want.mac} (is ${link.mac ?? 'none'}; peers know the lease's VtepMAC)`);
+  if ((link.mac ?? '').toLowerCase() !== want.mac.toLowerCase())
+    out.push(`ip link set ${name} address ${want.mac} (is ${link.mac ?? 'none'}; peers know the lease's VtepMAC)`);
   if (!link.up) out.push(`ip link set ${name} up`);
   if (!addresses.includes(want.address)) out.push(`ip addr add ${want.address} dev ${name}`);
   for (const a of addresses) if (a !== want.address) out.push(`ip addr del ${a} dev ${name}`);
@@ -122,7 +136,9 @@ export async function hostOverlayStatus(nl: NetlinkClient, o: { leases: readonly
 }
 
 /** The kernel side alone, for when the store cannot be asked: tulle's VTEPs and how many routes tulle owns. */
-export async function localOverlayState(nl: NetlinkClient): Promise<{ vteps: Array<{ name: string; up: boolean; address: string | undefined }>; routes: number }> {
+export async function localOverlayState(
+  nl: NetlinkClient,
+): Promise<{ vteps: Array<{ name: string; up: boolean; address: string | undefined }>; routes: number }> {
   const links = (await nl.listLinks()).filter((l) => l.kind === 'vxlan' && /^flannel\.\d+$/.test(l.name));
   const vteps = [];
   for (const l of links) vteps.push({ name: l.name, up: l.up, address: (await nl.listAddresses(l.name)).find((a) => a.family === 4)?.cidr });

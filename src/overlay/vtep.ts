@@ -66,7 +66,9 @@ export interface EnsureResult {
 export async function vniClash(nl: NetlinkClient, spec: Pick<VtepSpec, 'name' | 'vni' | 'port'>): Promise<VtepError | undefined> {
   const other = (await nl.listLinks()).find((l) => l.kind === 'vxlan' && l.name !== spec.name && l.vxlan?.vni === spec.vni && l.vxlan?.port === spec.port);
   if (!other) return undefined;
-  return new VtepError(`cannot create ${spec.name} (VNI ${spec.vni}, port ${spec.port}): another VXLAN device already uses this VNI and port on this host (${other.name}); remove it or choose another VNI in the network config`);
+  return new VtepError(
+    `cannot create ${spec.name} (VNI ${spec.vni}, port ${spec.port}): another VXLAN device already uses this VNI and port on this host (${other.name}); remove it or choose another VNI in the network config`,
+  );
 }
 
 export async function ensureVtep(nl: NetlinkClient, spec: VtepSpec, log: Logger): Promise<EnsureResult> {
@@ -92,11 +94,26 @@ export async function ensureVtep(nl: NetlinkClient, spec: VtepSpec, log: Logger)
   }
   try {
     // udpCsum off as flannel's devices read in seed 003 (`noudpcsum`); newer kernels would otherwise default it on.
-    await nl.createVxlan({ name: spec.name, vni: spec.vni, local: spec.local, dev: spec.dev, port: spec.port, learning: spec.learning, gbp: spec.gbp, udpCsum: false, mtu: spec.mtu, mac: spec.mac, up: true });
+    await nl.createVxlan({
+      name: spec.name,
+      vni: spec.vni,
+      local: spec.local,
+      dev: spec.dev,
+      port: spec.port,
+      learning: spec.learning,
+      gbp: spec.gbp,
+      udpCsum: false,
+      mtu: spec.mtu,
+      mac: spec.mac,
+      up: true,
+    });
   } catch (err) {
     const e = err as { errno?: string; message?: string };
     if (e.errno === 'EEXIST') {
-      throw new VtepError(`cannot create ${spec.name} (VNI ${spec.vni}, port ${spec.port}): another VXLAN device already uses this VNI and port on this host; remove it or choose another VNI in the network config`, err);
+      throw new VtepError(
+        `cannot create ${spec.name} (VNI ${spec.vni}, port ${spec.port}): another VXLAN device already uses this VNI and port on this host; remove it or choose another VNI in the network config`,
+        err,
+      );
     }
     throw new VtepError(`cannot create ${spec.name}: ${e.message ?? String(err)}`, err);
   }

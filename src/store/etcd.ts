@@ -52,7 +52,12 @@ export function openEtcdRegistry(endpoints: readonly string[], options: EtcdRegi
   const url = `etcd://${endpoints.join(',')}`;
   const credentials = readTls(options.tls ?? {});
   const scheme = credentials ? 'https' : 'http';
-  return new EtcdRegistry(url, endpoints.map((e) => `${scheme}://${e}`), credentials, options);
+  return new EtcdRegistry(
+    url,
+    endpoints.map((e) => `${scheme}://${e}`),
+    credentials,
+    options,
+  );
 }
 
 function readTls(tls: EtcdTlsOptions): IOptions['credentials'] {
@@ -68,7 +73,11 @@ function readTls(tls: EtcdTlsOptions): IOptions['credentials'] {
   const cert = read('--etcd-certfile', tls.certFile);
   const key = read('--etcd-keyfile', tls.keyFile);
   if (Boolean(cert) !== Boolean(key)) {
-    throw new InvalidValueError(cert ? '--etcd-keyfile' : '--etcd-certfile', undefined, 'is required together with the other (a client certificate needs its key)');
+    throw new InvalidValueError(
+      cert ? '--etcd-keyfile' : '--etcd-certfile',
+      undefined,
+      'is required together with the other (a client certificate needs its key)',
+    );
   }
   if (!ca && !cert) return undefined;
   // gRPC verifies the server against the system CAs when no CA file is given.
@@ -145,7 +154,8 @@ export class EtcdRegistry implements Registry {
     const k = Buffer.from(key);
     const res = await this.call('delete', () =>
       this.client.kv.txn({
-        compare: expectedModRevision === undefined ? [] : [{ key: k, result: CompareResult.Equal, target: CompareTarget.Mod, mod_revision: expectedModRevision }],
+        compare:
+          expectedModRevision === undefined ? [] : [{ key: k, result: CompareResult.Equal, target: CompareTarget.Mod, mod_revision: expectedModRevision }],
         success: [{ request_delete_range: { key: k, prev_kv: true } }],
         failure: [],
       }),
@@ -177,14 +187,22 @@ export class EtcdRegistry implements Registry {
     let queue: Promise<void> = Promise.resolve();
     const open = (): void => {
       if (ended) return;
-      const watcher = this.client.watch().prefix(prefix).startRevision(String(received + 1)).watcher();
+      const watcher = this.client
+        .watch()
+        .prefix(prefix)
+        .startRevision(String(received + 1))
+        .watcher();
       current = watcher;
       watcher.on('data', (res: IWatchResponse) => {
         if (current !== watcher) return;
         received = Math.max(received, Number(res.header.revision));
         if (res.events.length === 0) return;
         queue = queue.then(async () => {
-          const events = await this.withRetry('read lease TTL', () => Promise.all(res.events.map((e) => this.toEvent(e.type, e.kv))), () => ended);
+          const events = await this.withRetry(
+            'read lease TTL',
+            () => Promise.all(res.events.map((e) => this.toEvent(e.type, e.kv))),
+            () => ended,
+          );
           if (!ended && events) handlers.events(events, Number(res.header.revision));
         });
       });
@@ -197,7 +215,12 @@ export class EtcdRegistry implements Registry {
         void watcher.cancel().catch(() => {}); // not connected: only detaches it, leaving the client idle
         const delay = backoff.next();
         const wrapped = this.wrap(err, 'watch');
-        this.logger.debug(`watch stream lost, reconnecting in ${delay} ms`, { store: this.url, watch: prefix, fromRevision: received + 1, error: wrapped.message });
+        this.logger.debug(`watch stream lost, reconnecting in ${delay} ms`, {
+          store: this.url,
+          watch: prefix,
+          fromRevision: received + 1,
+          error: wrapped.message,
+        });
         handlers.error(wrapped);
         retry = setTimeout(open, delay);
       });
@@ -218,7 +241,11 @@ export class EtcdRegistry implements Registry {
         const watcher = current;
         current = undefined;
         // Cancelling waits for etcd's answer; when etcd is away there is none, so do not wait long for it.
-        if (watcher) await atMost(250, watcher.cancel().catch(() => {}));
+        if (watcher)
+          await atMost(
+            250,
+            watcher.cancel().catch(() => {}),
+          );
       },
     };
   }
@@ -229,7 +256,12 @@ export class EtcdRegistry implements Registry {
     this.client.close();
   }
 
-  private async conditionalPut(key: string, value: string, compare: { target: CompareTarget; version?: number; mod_revision?: number }, options: WriteOptions): Promise<StoredValue | undefined> {
+  private async conditionalPut(
+    key: string,
+    value: string,
+    compare: { target: CompareTarget; version?: number; mod_revision?: number },
+    options: WriteOptions,
+  ): Promise<StoredValue | undefined> {
     const k = Buffer.from(key);
     const lease = await this.grant(options.ttlSeconds);
     let res;
@@ -280,7 +312,13 @@ export class EtcdRegistry implements Registry {
   }
 
   private async toStored(kv: IKeyValue): Promise<StoredValue> {
-    return { key: kv.key.toString(), value: kv.value.toString(), createRevision: Number(kv.create_revision), modRevision: Number(kv.mod_revision), expiresAt: await this.expiresAt(kv.lease) };
+    return {
+      key: kv.key.toString(),
+      value: kv.value.toString(),
+      createRevision: Number(kv.create_revision),
+      modRevision: Number(kv.mod_revision),
+      expiresAt: await this.expiresAt(kv.lease),
+    };
   }
 
   private async toEvent(type: 'Put' | 'Delete', kv: IKeyValue): Promise<WatchEvent> {
@@ -318,7 +356,9 @@ export class EtcdRegistry implements Registry {
     if (err instanceof StoreError || err instanceof StoreUnavailableError) return err;
     const e = err instanceof Error ? err : new Error(String(err));
     const unavailable =
-      isRecoverableError(e) || ['BrokenCircuitError', 'GRPCDeadlineExceededError', 'EtcdWatchStreamEnded', 'GRPCCancelledError'].includes(e.constructor.name) || /ECONNREFUSED|No connection|UNAVAILABLE/i.test(e.message);
+      isRecoverableError(e) ||
+      ['BrokenCircuitError', 'GRPCDeadlineExceededError', 'EtcdWatchStreamEnded', 'GRPCCancelledError'].includes(e.constructor.name) ||
+      /ECONNREFUSED|No connection|UNAVAILABLE/i.test(e.message);
     const detail = `${what}: ${plainEtcdMessage(e)}`;
     return unavailable ? new StoreUnavailableError(this.url, detail, e) : new StoreError(this.url, detail, e);
   }
@@ -334,10 +374,16 @@ export function plainEtcdMessage(e: Error): string {
     return 'etcd did not answer the last attempts, so the client waits a moment before trying again (is etcd running, and reachable from this host?)';
   }
   if (name === 'GRPCDeadlineExceededError' || /DEADLINE_EXCEEDED/.test(e.message)) return 'etcd did not answer in time';
-  if (/ECONNREFUSED|No connection established/i.test(e.message)) return 'no etcd answers at this address (connection refused: is etcd running, and is its client port open?)';
+  if (/ECONNREFUSED|No connection established/i.test(e.message))
+    return 'no etcd answers at this address (connection refused: is etcd running, and is its client port open?)';
   if (/EHOSTUNREACH|ENETUNREACH/.test(e.message)) return 'etcd cannot be reached from this host (no route to it)';
   // gRPC appends notes that say nothing here ("Last error: null.", "Resolution note: ").
-  return e.message.split('\n')[0]!.replace(/\s*Resolution note:.*$/, '').replace(/\s*Last error: null\.?/, '').replace(/^\d+ [A-Z_]+: /, '').replace(/\.$/, '');
+  return e.message
+    .split('\n')[0]!
+    .replace(/\s*Resolution note:.*$/, '')
+    .replace(/\s*Last error: null\.?/, '')
+    .replace(/^\d+ [A-Z_]+: /, '')
+    .replace(/\.$/, '');
 }
 
 /** Wait for `promise`, but no longer than `ms` (and leave no timer behind). */

@@ -17,7 +17,11 @@ export const DEFAULT_L2_PREFIX = '/tulle.io/l2';
  */
 export function checkPrefixForMode(mode: string, prefix: string): void {
   if (mode === 'l2' && normalizePrefix(prefix) === DEFAULT_PREFIX) {
-    throw new InvalidValueError('Backend.Mode', 'l2', `cannot live under flannel's prefix ${DEFAULT_PREFIX} (flanneld hosts would read it as a routed network): give --prefix ${DEFAULT_L2_PREFIX}`);
+    throw new InvalidValueError(
+      'Backend.Mode',
+      'l2',
+      `cannot live under flannel's prefix ${DEFAULT_PREFIX} (flanneld hosts would read it as a routed network): give --prefix ${DEFAULT_L2_PREFIX}`,
+    );
   }
 }
 

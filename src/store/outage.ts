@@ -45,7 +45,13 @@ export class StoreOutage {
       this.options.onChange?.(false);
     } else if (now - this.lastLine >= this.remindEveryMs) {
       this.lastLine = now;
-      this.log.warn('store still unreachable', { store: this.url, forSeconds: Math.round((now - this.downSince) / 1000), failedOperations: this.failures, operation, error: err.message });
+      this.log.warn('store still unreachable', {
+        store: this.url,
+        forSeconds: Math.round((now - this.downSince) / 1000),
+        failedOperations: this.failures,
+        operation,
+        error: err.message,
+      });
     }
   }
 

@@ -92,7 +92,8 @@ export function openSqliteRegistry(path: string, options: SqliteRegistryOptions 
   // almost always a typo in the path, and creating it would hide that.
   const dir = dirname(path);
   if (create && !existsSync(dir)) {
-    if (!existsSync(dirname(dir))) throw new StoreError(url, `the directory ${dirname(dir)} does not exist (is the path right? tulle creates at most the file's own directory)`);
+    if (!existsSync(dirname(dir)))
+      throw new StoreError(url, `the directory ${dirname(dir)} does not exist (is the path right? tulle creates at most the file's own directory)`);
     mkdirSync(dir);
   }
   let db: Database.Database;
@@ -142,7 +143,8 @@ function retryBusy<T>(fn: () => T): T {
 function wrapSqliteError(url: string, err: unknown): Error {
   const code = (err as { code?: string }).code ?? '';
   const message = err instanceof Error ? err.message : String(err);
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return new StoreUnavailableError(url, `the database stayed locked by another process (${message})`, err);
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
+    return new StoreUnavailableError(url, `the database stayed locked by another process (${message})`, err);
   if (code.startsWith('SQLITE_')) return new StoreError(url, `${message} (${code})`, err);
   return err instanceof Error ? err : new Error(message);
 }
@@ -199,7 +201,9 @@ export class SqliteRegistry implements Registry {
     this.keepEvents = options.keepEvents ?? 10_000;
     const db = this.db;
     this.stmt = {
-      get: db.prepare<[string, number], KvRow>('SELECT key, value, create_revision, mod_revision, expires_at FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)'),
+      get: db.prepare<[string, number], KvRow>(
+        'SELECT key, value, create_revision, mod_revision, expires_at FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)',
+      ),
       list: db.prepare<[string, string, number], KvRow>(
         'SELECT key, value, create_revision, mod_revision, expires_at FROM kv WHERE key >= ? AND key < ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY key',
       ),
@@ -216,7 +220,9 @@ export class SqliteRegistry implements Registry {
       deleteKey: db.prepare<[string]>('DELETE FROM kv WHERE key = ?'),
       expired: db.prepare<[number], { key: string }>('SELECT key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY key'),
       minExpiry: db.prepare<[], { at: number | null }>('SELECT MIN(expires_at) AS at FROM kv WHERE expires_at IS NOT NULL'),
-      logEvent: db.prepare<[number, string, string, string | null, number | null]>('INSERT INTO events (revision, key, type, value, expires_at) VALUES (?, ?, ?, ?, ?)'),
+      logEvent: db.prepare<[number, string, string, string | null, number | null]>(
+        'INSERT INTO events (revision, key, type, value, expires_at) VALUES (?, ?, ?, ?, ?)',
+      ),
       eventsAfter: db.prepare<[number, number, string, string], EventRow>(
         'SELECT revision, key, type, value, expires_at FROM events WHERE revision > ? AND revision <= ? AND key >= ? AND key < ? ORDER BY revision',
       ),

@@ -9,10 +9,7 @@ import { InvalidValueError } from '../base/errors.js';
 
 export const DEFAULT_STORE_URL = 'sqlite:/var/lib/tulle/tulle.db';
 
-export type StoreLocation =
-  | { kind: 'sqlite'; path: string }
-  | { kind: 'etcd'; endpoints: string[] }
-  | { kind: 'memory'; name: string };
+export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'etcd'; endpoints: string[] } | { kind: 'memory'; name: string };
 
 const RULE = 'is not a store URL (sqlite:PATH, etcd://HOST:PORT[,HOST:PORT...] or memory:)';
 
@@ -45,7 +42,8 @@ function checkEndpoint(field: string, url: string, hostPort: string): string {
   const m = /^(\[[^\]]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(hostPort);
   if (!m) throw new InvalidValueError(field, url, `${RULE}: endpoint ${JSON.stringify(hostPort)} is not HOST:PORT`);
   const port = Number(m[2]);
-  if (port < 1 || port > 65535) throw new InvalidValueError(field, url, `${RULE}: port ${port} of ${JSON.stringify(hostPort)} is out of range (must be 1..65535)`);
+  if (port < 1 || port > 65535)
+    throw new InvalidValueError(field, url, `${RULE}: port ${port} of ${JSON.stringify(hostPort)} is out of range (must be 1..65535)`);
   if (m[1]!.startsWith('[') && !isIPv6(m[1]!.slice(1, -1))) throw new InvalidValueError(field, url, `${RULE}: ${m[1]} is not an IPv6 address`);
   return hostPort;
 }

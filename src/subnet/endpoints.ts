@@ -122,7 +122,8 @@ export function checkEndpointRecord(rec: EndpointRecord): EndpointRecord {
  * with exactly IP, MAC and PublicIP (keys matched case-insensitively, as flannel reads its JSON), each a string.
  */
 export function parseEndpointRecord(key: string, value: string): EndpointRecord {
-  if (typeof key !== 'string' || !key.includes(ENDPOINTS_DIR)) throw new MalformedEndpointError(String(key), 'key', `${formatValue(key)} is not an endpoint key (like /tulle.io/l2/endpoints/10.17.0.18)`);
+  if (typeof key !== 'string' || !key.includes(ENDPOINTS_DIR))
+    throw new MalformedEndpointError(String(key), 'key', `${formatValue(key)} is not an endpoint key (like /tulle.io/l2/endpoints/10.17.0.18)`);
   if (typeof value !== 'string') throw new MalformedEndpointError(key, 'value', `${formatValue(value)} is not a string`);
   if (value.length > MAX_ENDPOINT_VALUE) throw new MalformedEndpointError(key, 'value', `is ${value.length} characters long (at most ${MAX_ENDPOINT_VALUE})`);
   let doc: unknown;
@@ -155,7 +156,12 @@ export function encodeEndpointValue(rec: EndpointRecord): string {
 }
 
 function decodeStored(stored: StoredValue): StoredEndpoint {
-  return { ...parseEndpointRecord(stored.key, stored.value), key: stored.key, revision: stored.modRevision, created: stored.createRevision ?? stored.modRevision };
+  return {
+    ...parseEndpointRecord(stored.key, stored.value),
+    key: stored.key,
+    revision: stored.modRevision,
+    created: stored.createRevision ?? stored.modRevision,
+  };
 }
 
 /** Write (or overwrite) the record of `rec.ip`, without TTL: `<prefix>/endpoints/<ip>`. */
@@ -264,7 +270,7 @@ export function admitEndpoints(records: Iterable<StoredEndpoint>, admittedLeases
     const holder = slices.find((s) => cidrContains(s.subnet, ip));
     const detail = holder
       ? `IP ${rec.ip} lies in the slice of the host ${holder.publicIP}, not of PublicIP ${rec.publicIP}`
-      : `IP ${rec.ip} lies in no admitted lease${rec.publicIP === ownPublicIP ? ' (this host\'s own lease was not given)' : ` of PublicIP ${rec.publicIP}`}`;
+      : `IP ${rec.ip} lies in no admitted lease${rec.publicIP === ownPublicIP ? " (this host's own lease was not given)" : ` of PublicIP ${rec.publicIP}`}`;
     rejected.push({ key: rec.key, reason: 'no-lease', detail });
   }
   candidates.sort(olderFirst);
@@ -273,7 +279,11 @@ export function admitEndpoints(records: Iterable<StoredEndpoint>, admittedLeases
   for (const rec of candidates) {
     const owner = macOwner.get(rec.mac);
     if (owner) {
-      rejected.push({ key: rec.key, reason: 'duplicate-mac', detail: `MAC ${rec.mac} is already used by the older record of ${owner.ip} on ${owner.publicIP}` });
+      rejected.push({
+        key: rec.key,
+        reason: 'duplicate-mac',
+        detail: `MAC ${rec.mac} is already used by the older record of ${owner.ip} on ${owner.publicIP}`,
+      });
       continue;
     }
     macOwner.set(rec.mac, rec);
@@ -376,7 +386,14 @@ export class EndpointWatcher {
     if (this.closed) return;
     for (const e of events) {
       if (e.type === 'delete') this.known.delete(e.key);
-      else this.known.set(e.key, { key: e.key, value: e.value, modRevision: e.modRevision, createRevision: this.known.get(e.key)?.createRevision ?? e.modRevision, expiresAt: e.expiresAt });
+      else
+        this.known.set(e.key, {
+          key: e.key,
+          value: e.value,
+          modRevision: e.modRevision,
+          createRevision: this.known.get(e.key)?.createRevision ?? e.modRevision,
+          expiresAt: e.expiresAt,
+        });
     }
     this.revision = revision;
     if (events.length) this.deliver();

@@ -68,8 +68,16 @@ const KNOWN_FIELDS = ['PublicIP', 'BackendType', 'BackendData'];
 
 /** The JSON value for a lease, in flannel's spelling and field order. */
 export function encodeLeaseValue(attrs: LeaseAttrs): string {
-  const backendData = attrs.backendType === 'vxlan' ? { VNI: attrs.backendData.VNI, VtepMAC: attrs.backendData.VtepMAC, ...otherFields(attrs.backendData, ['VNI', 'VtepMAC']) } : attrs.backendData;
-  return JSON.stringify({ PublicIP: attrs.publicIP, BackendType: attrs.backendType, BackendData: backendData, ...otherFields(attrs.extra ?? {}, KNOWN_FIELDS) });
+  const backendData =
+    attrs.backendType === 'vxlan'
+      ? { VNI: attrs.backendData.VNI, VtepMAC: attrs.backendData.VtepMAC, ...otherFields(attrs.backendData, ['VNI', 'VtepMAC']) }
+      : attrs.backendData;
+  return JSON.stringify({
+    PublicIP: attrs.publicIP,
+    BackendType: attrs.backendType,
+    BackendData: backendData,
+    ...otherFields(attrs.extra ?? {}, KNOWN_FIELDS),
+  });
 }
 
 /** Read a stored lease; throws MalformedLeaseError naming the key and what is wrong. */
@@ -90,7 +98,8 @@ export function decodeLease(prefix: string, stored: StoredValue): Lease {
   const publicIP = getField(doc, 'PublicIP');
   if (typeof publicIP !== 'string' || !isIPv4(publicIP)) fail(`PublicIP ${formatValue(publicIP)} is not an IPv4 address`);
   const backendTypeValue = getField(doc, 'BackendType');
-  if (backendTypeValue !== undefined && backendTypeValue !== null && typeof backendTypeValue !== 'string') fail(`BackendType ${formatValue(backendTypeValue)} is not a string`);
+  if (backendTypeValue !== undefined && backendTypeValue !== null && typeof backendTypeValue !== 'string')
+    fail(`BackendType ${formatValue(backendTypeValue)} is not a string`);
   const backendType = typeof backendTypeValue === 'string' ? backendTypeValue : '';
   const rawData = getField(doc, 'BackendData');
   if (rawData !== undefined && rawData !== null && !isJsonObject(rawData)) fail(`BackendData ${formatValue(rawData)} is not a JSON object`);
@@ -125,18 +134,27 @@ export function decodeLease(prefix: string, stored: StoredValue): Lease {
 
 /** Do two leases publish the same thing (ignoring expiration and revision)? */
 export function sameLeaseAttrs(a: Lease, b: Lease): boolean {
-  return a.subnet === b.subnet && a.publicIP === b.publicIP && a.backendType === b.backendType && JSON.stringify(a.backendData) === JSON.stringify(b.backendData) && JSON.stringify(a.extra) === JSON.stringify(b.extra);
+  return (
+    a.subnet === b.subnet &&
+    a.publicIP === b.publicIP &&
+    a.backendType === b.backendType &&
+    JSON.stringify(a.backendData) === JSON.stringify(b.backendData) &&
+    JSON.stringify(a.extra) === JSON.stringify(b.extra)
+  );
 }
 
 /** Check what a host asks to publish, naming the bad field; returns it normalised (lower-case MAC). */
 export function checkLeaseAttrs(attrs: LeaseAttrs): LeaseAttrs {
   if (typeof attrs.publicIP !== 'string' || !isIPv4(attrs.publicIP)) {
-    const rule = typeof attrs.publicIP === 'string' && isIP(attrs.publicIP) ? 'is not an IPv4 address (the underlay of the overlay is IPv4)' : 'is not an IPv4 address';
+    const rule =
+      typeof attrs.publicIP === 'string' && isIP(attrs.publicIP) ? 'is not an IPv4 address (the underlay of the overlay is IPv4)' : 'is not an IPv4 address';
     throw new InvalidValueError('publicIP', attrs.publicIP, rule);
   }
-  if (typeof attrs.backendType !== 'string' || attrs.backendType === '') throw new InvalidValueError('backendType', attrs.backendType, 'is required (like "vxlan")');
+  if (typeof attrs.backendType !== 'string' || attrs.backendType === '')
+    throw new InvalidValueError('backendType', attrs.backendType, 'is required (like "vxlan")');
   if (attrs.backendType !== 'vxlan') return attrs;
   const vni = attrs.backendData.VNI;
-  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 1 || vni > MAX_VNI) throw new InvalidValueError('backendData.VNI', vni, `is out of range (must be 1..${MAX_VNI})`);
+  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 1 || vni > MAX_VNI)
+    throw new InvalidValueError('backendData.VNI', vni, `is out of range (must be 1..${MAX_VNI})`);
   return { ...attrs, backendData: { ...attrs.backendData, VtepMAC: parseMac(attrs.backendData.VtepMAC as string, 'backendData.VtepMAC') } };
 }

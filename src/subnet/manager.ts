@@ -142,7 +142,8 @@ export class LeaseManager {
         const delay = backoff.next();
         if (isStoreUnavailable(err)) this.unavailable('read network config', err, delay);
         else if (err.message !== lastReason) {
-          const waiting = err instanceof NetworkConfigMissingError ? 'waiting for the network config' : 'the network config is invalid; waiting for a valid one';
+          const waiting =
+            err instanceof NetworkConfigMissingError ? 'waiting for the network config' : 'the network config is invalid; waiting for a valid one';
           this.logger[err instanceof NetworkConfigMissingError ? 'info' : 'error'](waiting, { key: configKey(this.prefix), reason: err.message });
         }
         lastReason = err.message;
@@ -172,7 +173,12 @@ export class LeaseManager {
   async acquire(request: AcquireRequest): Promise<Lease> {
     const attrs = checkLeaseAttrs({ publicIP: request.publicIP, backendType: request.backendType ?? 'vxlan', backendData: request.backendData });
     const previous = request.previousSubnet ? parsePrevious(request.previousSubnet) : undefined;
-    const retry = { logger: this.logger, outage: this.outage, ...(request.signal ? { signal: request.signal } : {}), ...(request.onStoreError ? { onError: request.onStoreError } : {}) };
+    const retry = {
+      logger: this.logger,
+      outage: this.outage,
+      ...(request.signal ? { signal: request.signal } : {}),
+      ...(request.onStoreError ? { onError: request.onStoreError } : {}),
+    };
     const config = await retryWhileUnavailable('read network config', () => this.getNetworkConfig(), retry);
     for (let attempt = 1; attempt <= RACE_RETRIES; attempt++) {
       const lease = await retryWhileUnavailable('acquire a lease', () => this.tryAcquire(config, attrs, previous), retry);
@@ -190,9 +196,18 @@ export class LeaseManager {
     if (held) {
       if (isSubnetInRange(config, parseCidr4(held.subnet))) {
         // A reservation stays a reservation; a lease gets a fresh TTL. Fields we do not interpret stay.
-        const stored = await this.registry.update(held.key, encodeLeaseValue({ ...attrs, extra: held.extra }), held.revision, this.writeOptions(held.expiration === null));
+        const stored = await this.registry.update(
+          held.key,
+          encodeLeaseValue({ ...attrs, extra: held.extra }),
+          held.revision,
+          this.writeOptions(held.expiration === null),
+        );
         if (!stored) return undefined;
-        this.logger.info('found the lease of this public IP, reusing it', { subnet: held.subnet, publicIP: attrs.publicIP, reservation: held.expiration === null });
+        this.logger.info('found the lease of this public IP, reusing it', {
+          subnet: held.subnet,
+          publicIP: attrs.publicIP,
+          reservation: held.expiration === null,
+        });
         return this.decodeOwn(stored);
       }
       this.logger.info('the lease of this public IP does not fit the network config any more; deleting it', { subnet: held.subnet, network: config.Network });
@@ -204,7 +219,10 @@ export class LeaseManager {
     let subnet: Cidr4 | undefined;
     if (previous) {
       if (!isSubnetInRange(config, previous)) {
-        this.logger.warn('the previous subnet (subnet.env) does not fit the network config; ignoring it', { subnet: formatCidr4(previous), network: config.Network });
+        this.logger.warn('the previous subnet (subnet.env) does not fit the network config; ignoring it', {
+          subnet: formatCidr4(previous),
+          network: config.Network,
+        });
       } else if (!isSubnetFree(previous, taken)) {
         this.logger.info('the previous subnet (subnet.env) is taken by another host; choosing a free one', { subnet: formatCidr4(previous) });
       } else {
@@ -216,7 +234,10 @@ export class LeaseManager {
 
     const stored = await this.registry.create(subnetKey(this.prefix, subnet), encodeLeaseValue(attrs), this.writeOptions(false));
     if (!stored) return undefined;
-    this.logger.info(fromPrevious ? 'reacquired the previous subnet (subnet.env)' : 'allocated a new subnet', { subnet: formatCidr4(subnet), publicIP: attrs.publicIP });
+    this.logger.info(fromPrevious ? 'reacquired the previous subnet (subnet.env)' : 'allocated a new subnet', {
+      subnet: formatCidr4(subnet),
+      publicIP: attrs.publicIP,
+    });
     return this.decodeOwn(stored);
   }
 
@@ -246,7 +267,12 @@ export class LeaseManager {
       throw new LeaseLostError(lease.subnet, `someone overwrote it with a value that cannot be read (${(err as Error).message})`);
     }
     if (theirs.publicIP !== lease.publicIP) throw new LeaseLostError(lease.subnet, `it now belongs to ${theirs.publicIP}`);
-    const again = await this.registry.update(lease.key, encodeLeaseValue({ ...attrs, extra: theirs.extra }), theirs.revision, this.writeOptions(theirs.expiration === null));
+    const again = await this.registry.update(
+      lease.key,
+      encodeLeaseValue({ ...attrs, extra: theirs.extra }),
+      theirs.revision,
+      this.writeOptions(theirs.expiration === null),
+    );
     if (!again) throw new LeaseLostError(lease.subnet, 'it keeps changing under us');
     return this.decodeOwn(again);
   }

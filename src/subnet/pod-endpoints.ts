@@ -61,7 +61,11 @@ export async function pruneStaleEndpoints(store: Registry, prefix: string, publi
 }
 
 /** The CNI's PodEndpointHooks (src/cni/l2-endpoint.ts) for this host, backed by the store. */
-export function storePodEndpointHooks(store: Registry, prefix: string, publicIP: string): { publish(pod: { ip: string; mac: string }): Promise<void>; withdraw(pod: { ip: string; mac?: string }): Promise<boolean> } {
+export function storePodEndpointHooks(
+  store: Registry,
+  prefix: string,
+  publicIP: string,
+): { publish(pod: { ip: string; mac: string }): Promise<void>; withdraw(pod: { ip: string; mac?: string }): Promise<boolean> } {
   return {
     publish: (pod) => publishPodEndpoint(store, prefix, { ...pod, publicIP }),
     withdraw: (pod) => withdrawPodEndpoint(store, prefix, { ...pod, publicIP }),

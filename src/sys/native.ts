@@ -43,7 +43,10 @@ let binding: NativeBinding | undefined;
 export function native(): NativeBinding {
   if (binding) return binding;
   if (!existsSync(BINDING_PATH)) {
-    throw new MissingRequirementError(`the native netlink binding (${BINDING_PATH})`, 'build it with `npm ci` (or `npx node-gyp rebuild`); it needs make, g++ and python3');
+    throw new MissingRequirementError(
+      `the native netlink binding (${BINDING_PATH})`,
+      'build it with `npm ci` (or `npx node-gyp rebuild`); it needs make, g++ and python3',
+    );
   }
   binding = createRequire(import.meta.url)(BINDING_PATH) as NativeBinding;
   return binding;

@@ -76,6 +76,7 @@ function toSysctlError(command: string, err: unknown): unknown {
   const e = err as NodeJS.ErrnoException;
   // The binding reports errno as a positive number and names the failed step ('open network namespace',
   // 'write /proc/sys/...') as its syscall; keep that as the detail.
-  if (e && typeof e.errno === 'number' && e.errno !== 0) return new SysctlError(command, Math.abs(e.errno), typeof e.syscall === 'string' ? e.syscall : undefined, { cause: err });
+  if (e && typeof e.errno === 'number' && e.errno !== 0)
+    return new SysctlError(command, Math.abs(e.errno), typeof e.syscall === 'string' ? e.syscall : undefined, { cause: err });
   return err;
 }

@@ -60,7 +60,15 @@ export function parseTraceQuery(q: URLSearchParams): { probe: Probe; arrival: Ar
       probe,
       arrival: {
         kind: 'vxlan',
-        outer: { src: ipv4(q, 'osrc'), dst: ipv4(q, 'odst'), dstPort: int(q, 'dport', 1, 65535), srcPortRange: [0, 0], vni: int(q, 'vni', 0, 0xffffff), innerSrcMac: '', innerDstMac },
+        outer: {
+          src: ipv4(q, 'osrc'),
+          dst: ipv4(q, 'odst'),
+          dstPort: int(q, 'dport', 1, 65535),
+          srcPortRange: [0, 0],
+          vni: int(q, 'vni', 0, 0xffffff),
+          innerSrcMac: '',
+          innerDstMac,
+        },
       },
     };
   }
@@ -104,7 +112,8 @@ export function remoteWalker(address: string, baseUrl: string, timeoutMs = 5000)
       const q = new URLSearchParams({ src: probe.src, dst: probe.dst, proto: probe.proto, ...(probe.port !== undefined ? { port: String(probe.port) } : {}) });
       if (arrival.kind === 'vxlan') {
         const o = arrival.outer;
-        for (const [k, v] of Object.entries({ arrival: 'vxlan', osrc: o.src, odst: o.dst, dport: String(o.dstPort), vni: String(o.vni), imac: o.innerDstMac })) q.set(k, v);
+        for (const [k, v] of Object.entries({ arrival: 'vxlan', osrc: o.src, odst: o.dst, dport: String(o.dstPort), vni: String(o.vni), imac: o.innerDstMac }))
+          q.set(k, v);
       } else if (arrival.kind === 'forwarded' && arrival.to) {
         q.set('arrival', 'forwarded');
         q.set('to', arrival.to);
@@ -118,7 +127,8 @@ export function remoteWalker(address: string, baseUrl: string, timeoutMs = 5000)
         throw new RemoteTraceError(`the agent at ${baseUrl} did not answer ${TRACE_PATH}: ${(err as Error).message}`);
       }
       const body = (await res.json().catch(() => ({}))) as { host?: string; hops?: SiteWalk['hops']; exit?: SiteWalk['exit']; error?: string };
-      if (!res.ok || !body.hops || !body.exit) throw new RemoteTraceError(`the agent at ${baseUrl} answered ${res.status}: ${body.error ?? 'no walk in the answer'}`);
+      if (!res.ok || !body.hops || !body.exit)
+        throw new RemoteTraceError(`the agent at ${baseUrl} answered ${res.status}: ${body.error ?? 'no walk in the answer'}`);
       // The agent knows itself by its hostname; the trace knows it by the address the packet was sent to.
       return { hops: body.hops.map((h) => ({ ...h, host: address, namespace: `(agent of ${address})` })), exit: body.exit };
     },

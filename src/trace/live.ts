@@ -131,19 +131,21 @@ export async function confirmLive(result: TraceResult, options: LiveOptions): Pr
     const seen = new Map<string, SeenFrame>();
     const deadline = Date.now() + (options.timeoutMs ?? 3000);
     for (;;) {
-      for (const [k, c] of captures) if (!seen.has(k)) {
-        const f = await findProbe(c.file, probe, pattern, ports);
-        if (f) seen.set(k, f);
-      }
+      for (const [k, c] of captures)
+        if (!seen.has(k)) {
+          const f = await findProbe(c.file, probe, pattern, ports);
+          if (f) seen.set(k, f);
+        }
       if (seen.size === captures.size || Date.now() > deadline) break;
       await sleep(100);
     }
     for (const c of captures.values()) c.child.kill('SIGINT');
     await Promise.all([...captures.values()].map((c) => c.exited));
-    for (const [k, c] of captures) if (!seen.has(k)) {
-      const f = await findProbe(c.file, probe, pattern, ports);
-      if (f) seen.set(k, f);
-    }
+    for (const [k, c] of captures)
+      if (!seen.has(k)) {
+        const f = await findProbe(c.file, probe, pattern, ports);
+        if (f) seen.set(k, f);
+      }
     // A capture that could not start (an interface that is down) saw nothing: the probe is not there.
     const failed = new Set(points.filter((_, i) => started[i]!.status === 'rejected').map(key));
     const hops = result.hops.map((h) => {

@@ -38,16 +38,25 @@ export function formatTrace(r: TraceResult): string {
   const p = r.probe;
   const lines = [`trace ${p.proto}${p.port !== undefined ? ` port ${p.port}` : ''} ${p.src} -> ${p.dst}`, ''];
   r.hops.forEach((h, i) => {
-    const live = h.seen === undefined ? '' : h.seen ? `   [seen, ${h.frame!.length} bytes${h.frame?.outer ? `: ${h.frame.outer.src}.${h.frame.outer.srcPort} > ${h.frame.outer.dst}.${h.frame.outer.dstPort} vni ${h.frame.outer.vni}` : ''}]` : '   [NOT seen]';
+    const live =
+      h.seen === undefined
+        ? ''
+        : h.seen
+          ? `   [seen, ${h.frame!.length} bytes${h.frame?.outer ? `: ${h.frame.outer.src}.${h.frame.outer.srcPort} > ${h.frame.outer.dst}.${h.frame.outer.dstPort} vni ${h.frame.outer.vni}` : ''}]`
+          : '   [NOT seen]';
     const ns = h.namespace.startsWith('(') ? h.namespace : `(${h.namespace})`;
     lines.push(`${String(i + 1).padStart(2)}  ${h.host} ${ns} ${h.device}: ${h.action}${live}`);
     lines.push(`      ${h.entry}`);
   });
   if (r.outer) {
     const o = r.outer;
-    lines.push('', `outer: ${o.src} > ${o.dst} udp dport ${o.dstPort} sport ${o.srcPortRange[0]}-${o.srcPortRange[1]} (flow hash) vni ${o.vni}; inner ${o.innerSrcMac} > ${o.innerDstMac}`);
+    lines.push(
+      '',
+      `outer: ${o.src} > ${o.dst} udp dport ${o.dstPort} sport ${o.srcPortRange[0]}-${o.srcPortRange[1]} (flow hash) vni ${o.vni}; inner ${o.innerSrcMac} > ${o.innerDstMac}`,
+    );
   }
-  if (r.vanishedAt !== undefined) lines.push(r.vanishedAt ? `live: the probe vanished at ${r.vanishedAt.host} ${r.vanishedAt.device}` : 'live: the probe was seen at every hop');
+  if (r.vanishedAt !== undefined)
+    lines.push(r.vanishedAt ? `live: the probe vanished at ${r.vanishedAt.host} ${r.vanishedAt.device}` : 'live: the probe was seen at every hop');
   lines.push('', `${r.verdict}: ${r.reason}`);
   return lines.join('\n') + '\n';
 }

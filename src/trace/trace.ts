@@ -16,7 +16,12 @@ export interface Walker {
 }
 
 export function localWalker(site: Site): Walker {
-  return { host: site.host, namespace: site.namespace ?? '(this host)', site, walk: (probe, arrival, ctx, isPod) => walkSite(site, probe, arrival, ctx, isPod) } as Walker;
+  return {
+    host: site.host,
+    namespace: site.namespace ?? '(this host)',
+    site,
+    walk: (probe, arrival, ctx, isPod) => walkSite(site, probe, arrival, ctx, isPod),
+  } as Walker;
 }
 
 export interface TraceEnv {
@@ -51,7 +56,8 @@ export async function trace(env: TraceEnv, probe: Probe): Promise<TraceResult> {
       w = await walker.walk(probe, arrival, ctx, isPod);
     } catch (err) {
       // A peer's agent that cannot be asked: say what was not checked rather than fail the whole trace.
-      if ((err as { code?: string }).code === 'TLE_TRACE_REMOTE') return done('remote-unknown', `${(err as Error).message}; the hops from ${walker.host} on are not checked`);
+      if ((err as { code?: string }).code === 'TLE_TRACE_REMOTE')
+        return done('remote-unknown', `${(err as Error).message}; the hops from ${walker.host} on are not checked`);
       throw err;
     }
     hops.push(...w.hops);
@@ -65,7 +71,14 @@ export async function trace(env: TraceEnv, probe: Probe): Promise<TraceResult> {
         }
         if (exit.expectedAt) {
           const expected = await env.walkerAt(exit.expectedAt);
-          if (expected) hops.push({ host: expected.host, namespace: expected.namespace, device: await deviceOf(expected, exit.expectedAt), action: 'where the packet should arrive', entry: `the lease's PublicIP ${exit.expectedAt}` });
+          if (expected)
+            hops.push({
+              host: expected.host,
+              namespace: expected.namespace,
+              device: await deviceOf(expected, exit.expectedAt),
+              action: 'where the packet should arrive',
+              entry: `the lease's PublicIP ${exit.expectedAt}`,
+            });
         }
         return done(exit.verdict, exit.reason);
       }
@@ -81,7 +94,10 @@ export async function trace(env: TraceEnv, probe: Probe): Promise<TraceResult> {
         const pod = await env.podAt(probe.dst);
         if (!pod) {
           if (env.seesAllPods) return done('no-such-pod', `no pod holds ${probe.dst}: the packet is sent out of ${exit.port} and not answered`);
-          return done('delivered', `handed to ${exit.port} on ${walker.host}, the port of the pod holding ${probe.dst} (the pod's own namespace is not visible from here)`);
+          return done(
+            'delivered',
+            `handed to ${exit.port} on ${walker.host}, the port of the pod holding ${probe.dst} (the pod's own namespace is not visible from here)`,
+          );
         }
         walker = pod;
         arrival = { kind: 'forwarded', iif: 'eth0' };
@@ -119,7 +135,11 @@ export async function trace(env: TraceEnv, probe: Probe): Promise<TraceResult> {
  * VTEPs, up to the host that holds the outer destination. Routers the trace cannot see are skipped silently:
  * the underlay is not tulle's, and the remote host's own walk still shows whether the packet arrived.
  */
-async function crossUnderlay(env: TraceEnv, o: OuterHeader, via: string | undefined): Promise<{ hops: Hop[]; broken?: { verdict: TraceResult['verdict']; reason: string } }> {
+async function crossUnderlay(
+  env: TraceEnv,
+  o: OuterHeader,
+  via: string | undefined,
+): Promise<{ hops: Hop[]; broken?: { verdict: TraceResult['verdict']; reason: string } }> {
   const hops: Hop[] = [];
   const packet: Probe = { src: o.src, dst: o.dst, proto: 'udp', port: o.dstPort };
   let nexthop = via;

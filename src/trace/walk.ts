@@ -128,10 +128,15 @@ class Walk {
       const where = iif !== undefined ? ` for a packet from ${probe.src} coming in on ${iif}` : '';
       // A VTEP set down takes its routes with it: name the cause, not just the missing route.
       if (downVtep && peer) {
-        return this.stop('vtep-down', `${downVtep.name} (vxlan id ${downVtep.vxlan?.vni}) is down, and the kernel removed the routes through it: no route to ${probe.dst} (ip link set ${downVtep.name} up, then the agent reprograms them)`, downVtep.name);
+        return this.stop(
+          'vtep-down',
+          `${downVtep.name} (vxlan id ${downVtep.vxlan?.vni}) is down, and the kernel removed the routes through it: no route to ${probe.dst} (ip link set ${downVtep.name} up, then the agent reprograms them)`,
+          downVtep.name,
+        );
       }
       if (err.errno === 'ENETUNREACH') return this.stop('no-route', `no route to ${probe.dst}${where} (${err.command}: Network is unreachable)`, iif);
-      if (iif !== undefined && (err.errno === 'EINVAL' || err.errno === 'EXDEV')) return this.stop('not-forwarded', `the kernel will not forward ${probe.dst}${where} (${err.message}); check net.ipv4.ip_forward and rp_filter`, iif);
+      if (iif !== undefined && (err.errno === 'EINVAL' || err.errno === 'EXDEV'))
+        return this.stop('not-forwarded', `the kernel will not forward ${probe.dst}${where} (${err.message}); check net.ipv4.ip_forward and rp_filter`, iif);
       return this.stop('no-route', err.message, iif);
     }
     const { result, entry } = lookup;
@@ -143,15 +148,25 @@ class Walk {
     if (arrival.kind === 'forwarded') this.hop(iif!, 'receive and route', lookupText);
     // After the ingress hop has shown the lookup, the hops that follow name the route entry it matched.
     const routeEntry = arrival.kind === 'forwarded' ? `ip route: ${routeText(entry)}` : lookupText;
-    if (result.type && result.type !== 'unicast') return this.stop('no-route', `the route to ${probe.dst} is of type ${result.type} (${routeText(entry)})`, iif);
+    if (result.type && result.type !== 'unicast')
+      return this.stop('no-route', `the route to ${probe.dst} is of type ${result.type} (${routeText(entry)})`, iif);
     const dev = result.dev!;
     const out = links.find((l) => l.name === dev);
     if (!isPod && downVtep && peer && out?.kind !== 'vxlan' && out?.kind !== 'bridge' && (result.via ?? probe.dst) !== peer.publicIP) {
-      return this.stop('vtep-down', `${downVtep.name} (vxlan id ${downVtep.vxlan?.vni}) is down and the kernel removed the routes through it, so ${probe.dst} (leased by ${peer.publicIP}) now follows ${routeText(entry)} (ip link set ${downVtep.name} up, then the agent reprograms them)`, downVtep.name);
+      return this.stop(
+        'vtep-down',
+        `${downVtep.name} (vxlan id ${downVtep.vxlan?.vni}) is down and the kernel removed the routes through it, so ${probe.dst} (leased by ${peer.publicIP}) now follows ${routeText(entry)} (ip link set ${downVtep.name} up, then the agent reprograms them)`,
+        downVtep.name,
+      );
     }
     if (iif !== undefined) {
       const drop = await findFirewallDrop(site.namespace, probe.src, probe.dst);
-      if (drop) return this.stop('firewall-drop', `tulle's firewall drops ${probe.src} -> ${probe.dst} in chain ${drop.chain}: ${drop.rule} (nft list table ip tulle)`, dev);
+      if (drop)
+        return this.stop(
+          'firewall-drop',
+          `tulle's firewall drops ${probe.src} -> ${probe.dst} in chain ${drop.chain}: ${drop.rule} (nft list table ip tulle)`,
+          dev,
+        );
     }
 
     if (isPod) {
@@ -163,7 +178,12 @@ class Walk {
       return this.leave({ kind: 'to-host', mtu: out.mtu, bridged: { mac } });
     }
     if (!out) return this.stop('no-route', `the route names ${dev}, which does not exist`);
-    if (!out.up) return this.stop(out.kind === 'vxlan' ? 'vtep-down' : 'device-down', `${dev} is down (${out.kind === 'vxlan' ? `vxlan id ${out.vxlan?.vni}` : (out.kind ?? 'device')}): ip link set ${dev} up`, dev);
+    if (!out.up)
+      return this.stop(
+        out.kind === 'vxlan' ? 'vtep-down' : 'device-down',
+        `${dev} is down (${out.kind === 'vxlan' ? `vxlan id ${out.vxlan?.vni}` : (out.kind ?? 'device')}): ip link set ${dev} up`,
+        dev,
+      );
     if (out.kind === 'vxlan' && out.vxlan) return this.encapsulate(out, routeEntry, result.via ?? probe.dst);
     if (out.kind === 'bridge') return this.deliverOnBridge(dev, routeEntry);
     if (out.kind === 'veth' && result.via === undefined && entry.dst === `${probe.dst}/32`) {
@@ -185,15 +205,30 @@ class Walk {
     if (!vtep) {
       const others = vxlans.map((l) => `${l.name} is vxlan id ${l.vxlan!.vni} dstport ${l.vxlan!.port}`).join(', ') || 'no VXLAN device at all';
       const verdict = vxlans.some((l) => l.vxlan!.vni === o.vni) ? 'port-mismatch' : 'vni-mismatch';
-      return this.stop(verdict, `no VXLAN device here takes VNI ${o.vni} on UDP port ${o.dstPort} (${others}): the packet is dropped at ${underlay}`, vxlans[0]?.name);
+      return this.stop(
+        verdict,
+        `no VXLAN device here takes VNI ${o.vni} on UDP port ${o.dstPort} (${others}): the packet is dropped at ${underlay}`,
+        vxlans[0]?.name,
+      );
     }
     if (!vtep.up) return this.stop('vtep-down', `${vtep.name} (vxlan id ${o.vni}) is down: ip link set ${vtep.name} up`, vtep.name);
     if (vtep.mac !== o.innerDstMac) {
       // The VTEP takes the frame in and drops it as not its own: it vanishes on the way to where it would be routed.
-      const next = await site.nl.getRoute({ dst: probe.dst, from: probe.src, iif: vtep.name }).then((r) => r.result.dev, () => undefined);
-      return this.stop('stale-vtep-mac', `the inner frame is addressed to ${o.innerDstMac} but ${vtep.name} has MAC ${vtep.mac}: the sender's neighbour and FDB entries (and the lease they came from) are stale`, next ?? vtep.name);
+      const next = await site.nl.getRoute({ dst: probe.dst, from: probe.src, iif: vtep.name }).then(
+        (r) => r.result.dev,
+        () => undefined,
+      );
+      return this.stop(
+        'stale-vtep-mac',
+        `the inner frame is addressed to ${o.innerDstMac} but ${vtep.name} has MAC ${vtep.mac}: the sender's neighbour and FDB entries (and the lease they came from) are stale`,
+        next ?? vtep.name,
+      );
     }
-    this.hop(vtep.name, 'decapsulate', `${vtep.name}: vxlan id ${vtep.vxlan!.vni} dstport ${vtep.vxlan!.port} matches; inner dst ${o.innerDstMac} is this VTEP's MAC`);
+    this.hop(
+      vtep.name,
+      'decapsulate',
+      `${vtep.name}: vxlan id ${vtep.vxlan!.vni} dstport ${vtep.vxlan!.port} matches; inner dst ${o.innerDstMac} is this VTEP's MAC`,
+    );
     return vtep.name;
   }
 
@@ -207,26 +242,56 @@ class Walk {
     if (!lease) return this.stop('not-leased', `no host holds a lease for ${probe.dst}, yet a route through ${dev} sends it there (a stale route?)`, dev);
     const neigh = (await site.nl.listNeighbors({ dev })).find((n) => n.ip === gateway);
     const want = `ip neigh replace ${gateway} lladdr ${lease.vtepMac} dev ${dev} nud permanent`;
-    if (!neigh?.mac) return this.stop('neighbour-missing', `no neighbour entry for the next hop ${gateway} on ${dev}; the lease of ${lease.subnet} asks for: ${want}`, dev);
-    if (neigh.mac !== lease.vtepMac) return this.stop('neighbour-wrong-mac', `ip neigh says ${neighText(neigh)} but the lease of ${lease.subnet} says VtepMAC ${lease.vtepMac}; fix: ${want}`, dev, lease.publicIP);
+    if (!neigh?.mac)
+      return this.stop('neighbour-missing', `no neighbour entry for the next hop ${gateway} on ${dev}; the lease of ${lease.subnet} asks for: ${want}`, dev);
+    if (neigh.mac !== lease.vtepMac)
+      return this.stop(
+        'neighbour-wrong-mac',
+        `ip neigh says ${neighText(neigh)} but the lease of ${lease.subnet} says VtepMAC ${lease.vtepMac}; fix: ${want}`,
+        dev,
+        lease.publicIP,
+      );
     this.hop(dev, "resolve the next hop to the remote VTEP's MAC", `ip neigh: ${neighText(neigh)}`);
 
     const underlayDev = info.dev ?? links.find((l) => l.index === info.link)?.name;
     const fdb = (await site.nl.listFdb({ dev })).find((f) => f.mac === neigh.mac && f.dst);
     const wantFdb = `bridge fdb replace ${neigh.mac} dev ${dev} dst ${lease.publicIP} self permanent`;
-    if (!fdb) return this.stop('fdb-missing', `no FDB entry for ${neigh.mac} on ${dev}: the VTEP does not know where to send it; the lease asks for: ${wantFdb}`, underlayDev ?? dev, lease.publicIP);
-    if (fdb.dst !== lease.publicIP) return this.stop('fdb-wrong-host', `bridge fdb sends ${neigh.mac} to ${fdb.dst}, but the lease of ${lease.subnet} says PublicIP ${lease.publicIP}; fix: ${wantFdb}`, dev, lease.publicIP);
+    if (!fdb)
+      return this.stop(
+        'fdb-missing',
+        `no FDB entry for ${neigh.mac} on ${dev}: the VTEP does not know where to send it; the lease asks for: ${wantFdb}`,
+        underlayDev ?? dev,
+        lease.publicIP,
+      );
+    if (fdb.dst !== lease.publicIP)
+      return this.stop(
+        'fdb-wrong-host',
+        `bridge fdb sends ${neigh.mac} to ${fdb.dst}, but the lease of ${lease.subnet} says PublicIP ${lease.publicIP}; fix: ${wantFdb}`,
+        dev,
+        lease.publicIP,
+      );
     const vni = fdb.vni ?? info.vni;
     const port = fdb.port ?? info.port;
-    if (vni !== lease.vni) return this.stop('vni-mismatch', `${dev} sends with VNI ${vni} but the lease of ${lease.subnet} says VNI ${lease.vni}`, dev, lease.publicIP);
+    if (vni !== lease.vni)
+      return this.stop('vni-mismatch', `${dev} sends with VNI ${vni} but the lease of ${lease.subnet} says VNI ${lease.vni}`, dev, lease.publicIP);
     this.hop(dev, 'find the remote VTEP (FDB)', `bridge fdb: ${fdbText(fdb)}`);
 
     if (ctx.srcMtu !== undefined && ctx.srcMtu > vtep.mtu) {
-      return this.stop('mtu', `the pod's MTU ${ctx.srcMtu} is larger than ${dev}'s ${vtep.mtu}: full-size packets are dropped (ip link set ${dev} mtu ${ctx.srcMtu} or lower the pod's)`, dev, lease.publicIP);
+      return this.stop(
+        'mtu',
+        `the pod's MTU ${ctx.srcMtu} is larger than ${dev}'s ${vtep.mtu}: full-size packets are dropped (ip link set ${dev} mtu ${ctx.srcMtu} or lower the pod's)`,
+        dev,
+        lease.publicIP,
+      );
     }
     const underlay = links.find((l) => l.name === underlayDev);
     if (underlay && vtep.mtu + VXLAN_OVERHEAD > underlay.mtu) {
-      return this.stop('mtu', `${dev}'s MTU ${vtep.mtu} + ${VXLAN_OVERHEAD} bytes of VXLAN is more than ${underlay.name}'s MTU ${underlay.mtu}: full-size packets cannot leave`, underlay.name, lease.publicIP);
+      return this.stop(
+        'mtu',
+        `${dev}'s MTU ${vtep.mtu} + ${VXLAN_OVERHEAD} bytes of VXLAN is more than ${underlay.name}'s MTU ${underlay.mtu}: full-size packets cannot leave`,
+        underlay.name,
+        lease.publicIP,
+      );
     }
 
     let under: RouteLookup;
@@ -245,7 +310,11 @@ class Walk {
       innerSrcMac: vtep.mac ?? '',
       innerDstMac: neigh.mac,
     };
-    this.hop(under.result.dev ?? '?', 'send encapsulated on the underlay', `ip route get ${fdb.dst}${info.local ? ` from ${info.local}` : ''} -> ${routeText(under.entry)}; outer ${outer.src} > ${outer.dst} udp dport ${port} vni ${vni}`);
+    this.hop(
+      under.result.dev ?? '?',
+      'send encapsulated on the underlay',
+      `ip route get ${fdb.dst}${info.local ? ` from ${info.local}` : ''} -> ${routeText(under.entry)}; outer ${outer.src} > ${outer.dst} udp dport ${port} vni ${vni}`,
+    );
     return this.leave({ kind: 'vxlan', outer, ...(under.result.via ? { via: under.result.via } : {}) });
   }
 
@@ -259,7 +328,11 @@ class Walk {
       return this.leave({ kind: 'to-pod', port: dev });
     }
     const port = (await site.nl.listFdb()).find((f) => f.mac === neigh.mac && f.master === dev);
-    this.hop(port?.dev ?? dev, "bridge to the pod's port", `ip neigh: ${neighText(neigh)}; ${port ? `bridge fdb: ${fdbText(port)}` : `no bridge fdb entry for ${neigh.mac} yet (flooded to every port)`}`);
+    this.hop(
+      port?.dev ?? dev,
+      "bridge to the pod's port",
+      `ip neigh: ${neighText(neigh)}; ${port ? `bridge fdb: ${fdbText(port)}` : `no bridge fdb entry for ${neigh.mac} yet (flooded to every port)`}`,
+    );
     return this.leave({ kind: 'to-pod', port: port?.dev ?? dev });
   }
 
@@ -270,7 +343,9 @@ class Walk {
     const bridge = back?.result.dev;
     if (!bridge) return this.stop('no-route', `no bridge here holds ${probe.src}'s link`);
     const port = mac ? (await site.nl.listFdb()).find((f) => f.mac === mac && f.master === bridge) : undefined;
-    const why = port ? `bridge fdb: ${fdbText(port)}` : `${mac ? `no bridge fdb entry for ${mac}` : `the pod has no neighbour entry for ${probe.dst} yet`}: ARP and the frame are flooded to every port of ${bridge}`;
+    const why = port
+      ? `bridge fdb: ${fdbText(port)}`
+      : `${mac ? `no bridge fdb entry for ${mac}` : `the pod has no neighbour entry for ${probe.dst} yet`}: ARP and the frame are flooded to every port of ${bridge}`;
     this.hop(bridge, `switch the frame on ${bridge} (no routing)`, why);
     return this.leave({ kind: 'to-pod', port: port?.dev ?? bridge });
   }

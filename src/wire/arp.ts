@@ -49,7 +49,12 @@ export class ArpView {
 
   private requireEthernetIPv4(): void {
     if (!this.isEthernetIPv4) {
-      throw new WireError('TLE_WIRE_UNSUPPORTED', 'arp', this.offset, `hardware type ${this.hardwareType}/protocol 0x${this.protocolType.toString(16)} is not Ethernet/IPv4`);
+      throw new WireError(
+        'TLE_WIRE_UNSUPPORTED',
+        'arp',
+        this.offset,
+        `hardware type ${this.hardwareType}/protocol 0x${this.protocolType.toString(16)} is not Ethernet/IPv4`,
+      );
     }
   }
 

@@ -171,7 +171,10 @@ async function* fileChunks(path: string, chunkSize: number, parser: CaptureParse
  * Records in batches (one per chunk read): the fast way through a large file, one await per chunk rather than
  * per packet. `onFormat` is told the format as soon as it is known.
  */
-export async function* readCaptureBatches(source: CaptureSource, options: { chunkSize?: number; onFormat?: (f: CaptureFormat) => void } = {}): AsyncGenerator<CaptureRecord[]> {
+export async function* readCaptureBatches(
+  source: CaptureSource,
+  options: { chunkSize?: number; onFormat?: (f: CaptureFormat) => void } = {},
+): AsyncGenerator<CaptureRecord[]> {
   const parser = new CaptureParser();
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   let told = false;
@@ -192,7 +195,9 @@ export async function* readCaptureBatches(source: CaptureSource, options: { chun
   } catch (err) {
     if (err instanceof TulleError) throw err;
     const e = err as NodeJS.ErrnoException;
-    throw new TulleError('TLE_CAPTURE_UNREADABLE', `${typeof source === 'string' ? source : 'input'}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { cause: err });
+    throw new TulleError('TLE_CAPTURE_UNREADABLE', `${typeof source === 'string' ? source : 'input'}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, {
+      cause: err,
+    });
   }
   parser.end();
 }

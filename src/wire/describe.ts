@@ -91,7 +91,13 @@ function layersToJson(d: Dissection): Record<string, unknown> {
   }
   if (d.icmp) {
     const i = d.icmp;
-    o[i.version === 4 ? 'icmp' : 'icmpv6'] = { type: i.type, code: i.code, ...(i.isEcho ? { id: i.id, seq: i.seq } : {}), checksum: i.checksum, checksumStatus: i.checksumStatus(d.ipv6) };
+    o[i.version === 4 ? 'icmp' : 'icmpv6'] = {
+      type: i.type,
+      code: i.code,
+      ...(i.isEcho ? { id: i.id, seq: i.seq } : {}),
+      checksum: i.checksum,
+      checksumStatus: i.checksumStatus(d.ipv6),
+    };
   }
   if (d.vxlan) {
     const v = d.vxlan;
@@ -141,8 +147,14 @@ export class DecodeSummary {
   }
 
   format(): string {
-    const list = (m: Map<string, number>): string => sorted(m).map(([k, v]) => `${k} ${v}`).join(', ') || '-';
-    const vnis = [...this.perVni].sort((a, b) => a[0] - b[0]).map(([k, v]) => `vni ${k}: ${v}`).join(', ');
+    const list = (m: Map<string, number>): string =>
+      sorted(m)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || '-';
+    const vnis = [...this.perVni]
+      .sort((a, b) => a[0] - b[0])
+      .map(([k, v]) => `vni ${k}: ${v}`)
+      .join(', ');
     return [
       `frames           ${this.frames}`,
       `malformed        ${this.malformed}`,

@@ -79,7 +79,16 @@ export function dissect(buf: Buffer, offset = 0, end = buf.length, options: Diss
 }
 
 /** `frameStart`: where the outermost frame begins in `buf`; error offsets are made relative to it. */
-function dissectAt(buf: Buffer, offset: number, end: number, linkType: number, ports: ReadonlySet<number>, complete: boolean, depth: number, frameStart: number): Dissection {
+function dissectAt(
+  buf: Buffer,
+  offset: number,
+  end: number,
+  linkType: number,
+  ports: ReadonlySet<number>,
+  complete: boolean,
+  depth: number,
+  frameStart: number,
+): Dissection {
   const d = new Dissection(buf, offset, end, linkType);
   try {
     let netOffset: number;
@@ -99,12 +108,14 @@ function dissectAt(buf: Buffer, offset: number, end: number, linkType: number, p
         netType = buf[offset]! >>> 4 === 6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4;
         break;
       case LINKTYPE_LINUX_SLL:
-        if (end - offset < 16) throw new WireError('TLE_WIRE_TRUNCATED', 'linux-sll', offset, `a cooked-capture header needs 16 bytes but only ${end - offset} are left`);
+        if (end - offset < 16)
+          throw new WireError('TLE_WIRE_TRUNCATED', 'linux-sll', offset, `a cooked-capture header needs 16 bytes but only ${end - offset} are left`);
         netOffset = offset + 16;
         netType = (buf[offset + 14]! << 8) | buf[offset + 15]!;
         break;
       case LINKTYPE_LINUX_SLL2:
-        if (end - offset < 20) throw new WireError('TLE_WIRE_TRUNCATED', 'linux-sll2', offset, `a cooked-capture header needs 20 bytes but only ${end - offset} are left`);
+        if (end - offset < 20)
+          throw new WireError('TLE_WIRE_TRUNCATED', 'linux-sll2', offset, `a cooked-capture header needs 20 bytes but only ${end - offset} are left`);
         netOffset = offset + 20;
         netType = (buf[offset]! << 8) | buf[offset + 1]!;
         break;

@@ -55,7 +55,8 @@ export function encapsulate(innerFrame: Uint8Array, outer: VxlanOuter): Buffer {
   if (src.family !== dst.family) throw new InvalidValueError('dstIp', outer.dstIp, `is not of the same family as srcIp ${outer.srcIp}`);
   const v6 = src.family === 6;
   const dstPort = checkInt('dstPort', outer.dstPort ?? VXLAN_PORT_LINUX, 1, 65535);
-  const srcPort = outer.srcPort === undefined ? flowSourcePort(innerFrame, outer.portRange ?? DEFAULT_SOURCE_PORT_RANGE) : checkInt('srcPort', outer.srcPort, 1, 65535);
+  const srcPort =
+    outer.srcPort === undefined ? flowSourcePort(innerFrame, outer.portRange ?? DEFAULT_SOURCE_PORT_RANGE) : checkInt('srcPort', outer.srcPort, 1, 65535);
 
   const udpLength = UDP_HEADER_LENGTH + VXLAN_HEADER_LENGTH + innerFrame.length;
   const ipHeaderLength = v6 ? IPV6_HEADER_LENGTH : IPV4_MIN_HEADER_LENGTH;
@@ -64,7 +65,19 @@ export function encapsulate(innerFrame: Uint8Array, outer: VxlanOuter): Buffer {
 
   const ipOffset = writeEthernet(out, 0, { dst: outer.dstMac, src: outer.srcMac, vlans: outer.vlans ?? [], etherType: v6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4 });
   const udpOffset = v6
-    ? writeIpv6(out, ipOffset, { trafficClass: outer.tos ?? 0, flowLabel: outer.flowLabel ?? 0, nextHeader: IPPROTO_UDP, hopLimit: outer.ttl ?? 64, src: outer.srcIp, dst: outer.dstIp }, udpLength)
+    ? writeIpv6(
+        out,
+        ipOffset,
+        {
+          trafficClass: outer.tos ?? 0,
+          flowLabel: outer.flowLabel ?? 0,
+          nextHeader: IPPROTO_UDP,
+          hopLimit: outer.ttl ?? 64,
+          src: outer.srcIp,
+          dst: outer.dstIp,
+        },
+        udpLength,
+      )
     : writeIpv4(
         out,
         ipOffset,
@@ -113,10 +126,13 @@ export function decapsulate(frame: Buffer, options: { ports?: ReadonlySet<number
   if (eth.etherType === ETHERTYPE_IPV4) ip = new Ipv4View(frame, eth.payloadOffset, frame.length);
   else if (eth.etherType === ETHERTYPE_IPV6) ip = new Ipv6View(frame, eth.payloadOffset, frame.length);
   else throw new WireError('TLE_WIRE_UNSUPPORTED', 'ethernet', 12, `EtherType 0x${eth.etherType.toString(16).padStart(4, '0')} is not IPv4 or IPv6`);
-  if (ip.isFragment) throw new WireError('TLE_WIRE_UNSUPPORTED', ip instanceof Ipv4View ? 'ipv4' : 'ipv6', ip.offset, 'a fragment cannot be decapsulated on its own');
-  if (ip.protocol !== IPPROTO_UDP) throw new WireError('TLE_WIRE_UNSUPPORTED', ip instanceof Ipv4View ? 'ipv4' : 'ipv6', ip.offset, `protocol ${ip.protocol} is not UDP`);
+  if (ip.isFragment)
+    throw new WireError('TLE_WIRE_UNSUPPORTED', ip instanceof Ipv4View ? 'ipv4' : 'ipv6', ip.offset, 'a fragment cannot be decapsulated on its own');
+  if (ip.protocol !== IPPROTO_UDP)
+    throw new WireError('TLE_WIRE_UNSUPPORTED', ip instanceof Ipv4View ? 'ipv4' : 'ipv6', ip.offset, `protocol ${ip.protocol} is not UDP`);
   const udp = new UdpView(frame, ip.payloadOffset, ip.payloadEnd);
-  if (!ports.has(udp.dstPort)) throw new WireError('TLE_WIRE_UNSUPPORTED', 'udp', udp.offset + 2, `destination port ${udp.dstPort} is not a VXLAN port (${[...ports].join(', ')})`);
+  if (!ports.has(udp.dstPort))
+    throw new WireError('TLE_WIRE_UNSUPPORTED', 'udp', udp.offset + 2, `destination port ${udp.dstPort} is not a VXLAN port (${[...ports].join(', ')})`);
   const vxlan = new VxlanView(frame, udp.payloadOffset, udp.payloadEnd);
   return { outer: { eth, ip, udp }, vxlan, inner: vxlan.payload };
 }

@@ -116,7 +116,8 @@ export function writeEthernet(out: Buffer, offset: number, h: EthernetHeader): n
   let o = offset + 12;
   for (const [i, tag] of (h.vlans ?? []).entries()) {
     const tpid = checkInt(`vlans[${i}].tpid`, tag.tpid, 0, 0xffff);
-    if (tpid !== ETHERTYPE_VLAN && tpid !== ETHERTYPE_QINQ) throw new InvalidValueError(`vlans[${i}].tpid`, tpid, 'must be 0x8100 (802.1Q) or 0x88a8 (802.1ad)');
+    if (tpid !== ETHERTYPE_VLAN && tpid !== ETHERTYPE_QINQ)
+      throw new InvalidValueError(`vlans[${i}].tpid`, tpid, 'must be 0x8100 (802.1Q) or 0x88a8 (802.1ad)');
     const tci = (checkInt(`vlans[${i}].pcp`, tag.pcp, 0, 7) << 13) | (tag.dei ? 0x1000 : 0) | checkInt(`vlans[${i}].vid`, tag.vid, 0, 4095);
     out.writeUInt16BE(tpid, o);
     out.writeUInt16BE(tci, o + 2);

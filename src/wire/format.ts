@@ -108,7 +108,26 @@ export class ByteSink {
       this.text(String(n).padStart(width, String.fromCharCode(pad)));
       return;
     }
-    const digits = n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : n < 10000 ? 4 : n < 100000 ? 5 : n < 1000000 ? 6 : n < 10000000 ? 7 : n < 100000000 ? 8 : n < 1000000000 ? 9 : 10;
+    const digits =
+      n < 10
+        ? 1
+        : n < 100
+          ? 2
+          : n < 1000
+            ? 3
+            : n < 10000
+              ? 4
+              : n < 100000
+                ? 5
+                : n < 1000000
+                  ? 6
+                  : n < 10000000
+                    ? 7
+                    : n < 100000000
+                      ? 8
+                      : n < 1000000000
+                        ? 9
+                        : 10;
     const len = digits > width ? digits : width;
     this.room(len);
     const b = this.buf;
@@ -201,7 +220,14 @@ const ETHERTYPE_NAMES: Record<number, string> = {
 
 export const PROTOCOL_NAMES: Record<number, string> = { 1: 'ICMP', 2: 'IGMP', 6: 'TCP', 17: 'UDP', 47: 'GRE', 50: 'ESP', 58: 'ICMPv6', 132: 'SCTP' };
 
-const ICMP_TYPES: Record<number, string> = { 0: 'echo reply', 3: 'destination unreachable', 5: 'redirect', 8: 'echo request', 11: 'time exceeded', 12: 'parameter problem' };
+const ICMP_TYPES: Record<number, string> = {
+  0: 'echo reply',
+  3: 'destination unreachable',
+  5: 'redirect',
+  8: 'echo request',
+  11: 'time exceeded',
+  12: 'parameter problem',
+};
 const ICMPV6_TYPES: Record<number, string> = {
   1: 'destination unreachable',
   2: 'packet too big',
@@ -559,7 +585,12 @@ const J_IP_LENGTH = ascii(',"length":');
 const J_CHECKSUM = ascii(',"checksum":');
 const J_STATUS_GOOD = ascii(',"checksumStatus":"good"}');
 const J_STATUS_BAD = ascii(',"checksumStatus":"bad"}');
-const J_STATUS: Record<ChecksumStatus, Uint8Array> = { good: J_STATUS_GOOD, bad: J_STATUS_BAD, none: ascii(',"checksumStatus":"none"}'), unverified: ascii(',"checksumStatus":"unverified"}') };
+const J_STATUS: Record<ChecksumStatus, Uint8Array> = {
+  good: J_STATUS_GOOD,
+  bad: J_STATUS_BAD,
+  none: ascii(',"checksumStatus":"none"}'),
+  unverified: ascii(',"checksumStatus":"unverified"}'),
+};
 const J_HOP_LIMIT = ascii(',"hopLimit":');
 const J_TRAFFIC_CLASS = ascii(',"trafficClass":');
 const J_FLOW_LABEL = ascii(',"flowLabel":');

@@ -108,7 +108,10 @@ export function buildIcmp(h: IcmpHeader, data: Uint8Array, options: { checksum?:
 /** An ICMPv6 message; its checksum covers the IPv6 pseudo-header of `ip`. */
 export function buildIcmpv6(h: IcmpHeader, data: Uint8Array, ip: IpPair, options: { checksum?: number } = {}): Buffer {
   const out = writeIcmpHeader(h, data);
-  const sum = options.checksum === undefined ? internetChecksum(out, 0, out.length, pseudoHeaderSum(ip, IPPROTO_ICMPV6, out.length)) : checkInt('checksum', options.checksum, 0, 0xffff);
+  const sum =
+    options.checksum === undefined
+      ? internetChecksum(out, 0, out.length, pseudoHeaderSum(ip, IPPROTO_ICMPV6, out.length))
+      : checkInt('checksum', options.checksum, 0, 0xffff);
   out.writeUInt16BE(sum, 2);
   return out;
 }

@@ -62,7 +62,8 @@ export class Ipv4View {
     let payloadEnd = offset + total;
     let truncated = false;
     if (payloadEnd > end) {
-      if (complete) throw new WireError('TLE_WIRE_MALFORMED', 'ipv4', offset + 2, `total length ${total} is past the end of the frame (${end - offset} bytes left)`);
+      if (complete)
+        throw new WireError('TLE_WIRE_MALFORMED', 'ipv4', offset + 2, `total length ${total} is past the end of the frame (${end - offset} bytes left)`);
       payloadEnd = end;
       truncated = true;
     }

@@ -58,7 +58,13 @@ export class Ipv6View {
     let payloadEnd = offset + IPV6_HEADER_LENGTH + plen;
     let truncated = false;
     if (payloadEnd > end) {
-      if (complete) throw new WireError('TLE_WIRE_MALFORMED', 'ipv6', offset + 4, `payload length ${plen} is past the end of the frame (${end - offset - IPV6_HEADER_LENGTH} bytes left)`);
+      if (complete)
+        throw new WireError(
+          'TLE_WIRE_MALFORMED',
+          'ipv6',
+          offset + 4,
+          `payload length ${plen} is past the end of the frame (${end - offset - IPV6_HEADER_LENGTH} bytes left)`,
+        );
       payloadEnd = end;
       truncated = true;
     }

@@ -72,7 +72,11 @@ export class PcapReader implements FormatReader {
       const caplen = u32(pos + 8);
       const origlen = u32(pos + 12);
       if (caplen > MAX_RECORD_LENGTH) {
-        throw new PcapError('TLE_PCAP_BAD_LENGTH', base + pos + 8, `record ${this.count} says ${caplen} bytes captured, more than any packet (${MAX_RECORD_LENGTH})`);
+        throw new PcapError(
+          'TLE_PCAP_BAD_LENGTH',
+          base + pos + 8,
+          `record ${this.count} says ${caplen} bytes captured, more than any packet (${MAX_RECORD_LENGTH})`,
+        );
       }
       const dataStart = pos + PCAP_RECORD_HEADER_LENGTH;
       if (end - dataStart < caplen) break;
@@ -92,7 +96,8 @@ export class PcapReader implements FormatReader {
   describeIncomplete(buf: Buffer, pos: number, end: number): string {
     const left = end - pos;
     if (!this.header) return `the pcap file header needs ${PCAP_HEADER_LENGTH} bytes but the file has only ${left}`;
-    if (left < PCAP_RECORD_HEADER_LENGTH) return `record ${this.count}: the record header needs ${PCAP_RECORD_HEADER_LENGTH} bytes but the file ends after ${left}`;
+    if (left < PCAP_RECORD_HEADER_LENGTH)
+      return `record ${this.count}: the record header needs ${PCAP_RECORD_HEADER_LENGTH} bytes but the file ends after ${left}`;
     const caplen = this.header.littleEndian ? buf.readUInt32LE(pos + 8) : buf.readUInt32BE(pos + 8);
     return `record ${this.count} says ${caplen} bytes captured but the file ends ${left - PCAP_RECORD_HEADER_LENGTH} bytes after its header`;
   }

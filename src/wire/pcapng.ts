@@ -56,18 +56,31 @@ export class PcapngReader implements FormatReader {
         const bom = buf.readUInt32LE(pos + 8);
         if (bom === BYTE_ORDER_MAGIC) this.le = true;
         else if (buf.readUInt32BE(pos + 8) === BYTE_ORDER_MAGIC) this.le = false;
-        else throw new PcapError('TLE_PCAP_MALFORMED', base + pos + 8, `section header byte-order magic 0x${buf.readUInt32BE(pos + 8).toString(16).padStart(8, '0')} is not 0x1a2b3c4d in either byte order`);
+        else
+          throw new PcapError(
+            'TLE_PCAP_MALFORMED',
+            base + pos + 8,
+            `section header byte-order magic 0x${buf
+              .readUInt32BE(pos + 8)
+              .toString(16)
+              .padStart(8, '0')} is not 0x1a2b3c4d in either byte order`,
+          );
         type = PCAPNG_SHB;
       } else if (this.sections === 0) {
         throw new PcapError('TLE_PCAP_MALFORMED', base + pos, `block type 0x${type.toString(16)} comes before any section header block`);
       }
       const length = this.u32(buf, pos + 4);
       if (length < MIN_BLOCK || length % 4 !== 0 || length > MAX_BLOCK) {
-        throw new PcapError('TLE_PCAP_BAD_LENGTH', base + pos + 4, `block length ${length} is impossible (must be a multiple of 4, ${MIN_BLOCK}..${MAX_BLOCK})`);
+        throw new PcapError(
+          'TLE_PCAP_BAD_LENGTH',
+          base + pos + 4,
+          `block length ${length} is impossible (must be a multiple of 4, ${MIN_BLOCK}..${MAX_BLOCK})`,
+        );
       }
       if (end - pos < length) break;
       const trailer = this.u32(buf, pos + length - 4);
-      if (trailer !== length) throw new PcapError('TLE_PCAP_MALFORMED', base + pos + length - 4, `block trailing length ${trailer} differs from its leading length ${length}`);
+      if (trailer !== length)
+        throw new PcapError('TLE_PCAP_MALFORMED', base + pos + length - 4, `block trailing length ${trailer} differs from its leading length ${length}`);
       this.block(type, buf, pos, length, base, out);
       pos += length;
     }
@@ -96,7 +109,8 @@ export class PcapngReader implements FormatReader {
             const v = buf[o]!;
             const exp = v & 0x7f;
             const tps = v & 0x80 ? 2 ** exp : 10 ** exp;
-            if (tps > 2 ** 53 || (v & 0x80 ? exp > 53 : exp > 15)) throw new PcapError('TLE_PCAP_UNSUPPORTED', base + o, `timestamp resolution ${v & 0x80 ? `2^-${exp}` : `10^-${exp}`} is finer than tulle reads`);
+            if (tps > 2 ** 53 || (v & 0x80 ? exp > 53 : exp > 15))
+              throw new PcapError('TLE_PCAP_UNSUPPORTED', base + o, `timestamp resolution ${v & 0x80 ? `2^-${exp}` : `10^-${exp}`} is finer than tulle reads`);
             itf.ticksPerSecond = tps;
           } else if (code === IF_TSOFFSET && len >= 8) {
             itf.offsetSeconds = Number(this.le ? buf.readBigInt64LE(o) : buf.readBigInt64BE(o));
@@ -112,7 +126,12 @@ export class PcapngReader implements FormatReader {
         const itf = this.interface(id, pos, base);
         const caplen = this.u32(buf, pos + 20);
         const origlen = this.u32(buf, pos + 24);
-        if (caplen > length - 32) throw new PcapError('TLE_PCAP_BAD_LENGTH', base + pos + 20, `packet ${this.count} says ${caplen} bytes captured but its block holds only ${length - 32}`);
+        if (caplen > length - 32)
+          throw new PcapError(
+            'TLE_PCAP_BAD_LENGTH',
+            base + pos + 20,
+            `packet ${this.count} says ${caplen} bytes captured but its block holds only ${length - 32}`,
+          );
         const [sec, nsec] = timestamp(this.u32(buf, pos + 12), this.u32(buf, pos + 16), itf);
         out.push(new CaptureRecord(this.count++, base + pos, sec, nsec, caplen, origlen, itf.linkType, id, buf, pos + 28));
         return;
@@ -133,7 +152,12 @@ export class PcapngReader implements FormatReader {
 
   private interface(id: number, pos: number, base: number): Interface {
     const itf = this.interfaces[id];
-    if (!itf) throw new PcapError('TLE_PCAP_MALFORMED', base + pos + 8, `packet ${this.count} is on interface ${id} but the section describes ${this.interfaces.length}`);
+    if (!itf)
+      throw new PcapError(
+        'TLE_PCAP_MALFORMED',
+        base + pos + 8,
+        `packet ${this.count} is on interface ${id} but the section describes ${this.interfaces.length}`,
+      );
     return itf;
   }
 

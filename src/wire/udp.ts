@@ -72,9 +72,10 @@ export class UdpView {
     if (stored === 0 && 'srcNumber' in ip) return 'none';
     if (stored === 0) return 'bad'; // RFC 8200 8.1: a zero UDP checksum over IPv6 is to be discarded
     if (this.truncated || ip.truncated) return 'unverified';
-    const pseudo = 'srcNumber' in ip
-      ? pseudoHeaderSum4(ip.srcNumber, ip.dstNumber, IPPROTO_UDP, this.length)
-      : pseudoHeaderSum6(ip.buf, ip.srcOffset, ip.buf, ip.dstOffset, IPPROTO_UDP, this.length);
+    const pseudo =
+      'srcNumber' in ip
+        ? pseudoHeaderSum4(ip.srcNumber, ip.dstNumber, IPPROTO_UDP, this.length)
+        : pseudoHeaderSum6(ip.buf, ip.srcOffset, ip.buf, ip.dstOffset, IPPROTO_UDP, this.length);
     return checksumHolds(this.buf, this.offset, this.offset + this.length, pseudo) ? 'good' : 'bad';
   }
 

@@ -19,14 +19,27 @@ requireRoot();
 
 /** Content hashes of the committed figures: bench/results/*.json and BENCHMARKS.md. */
 function committedFigures(): Map<string, string> {
-  const files = [...(existsSync(RESULTS_DIR) ? readdirSync(RESULTS_DIR).filter((f) => f.endsWith('.json')).map((f) => join(RESULTS_DIR, f)) : []), join(REPO_ROOT, 'BENCHMARKS.md')];
+  const files = [
+    ...(existsSync(RESULTS_DIR)
+      ? readdirSync(RESULTS_DIR)
+          .filter((f) => f.endsWith('.json'))
+          .map((f) => join(RESULTS_DIR, f))
+      : []),
+    join(REPO_ROOT, 'BENCHMARKS.md'),
+  ];
   return new Map(files.filter((f) => existsSync(f)).map((f) => [f, createHash('sha256').update(readFileSync(f)).digest('hex')]));
 }
 
 test('--only rejects an unknown benchmark, naming the known ones', () => {
-  assert.throws(() => selectBenchmarks(['scale', 'nope']), (err: any) => err.code === 'TLE_USAGE' && /"nope"/.test(err.message) && /convergence/.test(err.message));
+  assert.throws(
+    () => selectBenchmarks(['scale', 'nope']),
+    (err: any) => err.code === 'TLE_USAGE' && /"nope"/.test(err.message) && /convergence/.test(err.message),
+  );
   assert.deepEqual(selectBenchmarks(['netlink-program,scale']), ['scale', 'netlink-program']);
-  assert.deepEqual(selectBenchmarks([]), BENCHMARKS.map((b) => b.name));
+  assert.deepEqual(
+    selectBenchmarks([]),
+    BENCHMARKS.map((b) => b.name),
+  );
 });
 
 test('every benchmark runs at quick size: result shape, machine and versions, report, nothing left behind', async () => {
@@ -35,7 +48,10 @@ test('every benchmark runs at quick size: result shape, machine and versions, re
   try {
     const suite = await runBenchmarks({ quick: true, resultsDir: dir });
     assert.equal(suite.reportFile, join(dir, 'BENCHMARKS.md'));
-    assert.deepEqual(suite.outcomes.map((o) => o.name), BENCHMARKS.map((b) => b.name));
+    assert.deepEqual(
+      suite.outcomes.map((o) => o.name),
+      BENCHMARKS.map((b) => b.name),
+    );
     for (const o of suite.outcomes) {
       assert.ok(o.ok, `${o.name} failed: ${o.error}`);
       assert.ok(o.rows.length > 0, `${o.name} reported no rows`);
@@ -43,7 +59,10 @@ test('every benchmark runs at quick size: result shape, machine and versions, re
         const what = `${o.name} ${r.metric} ${r.size}`;
         assert.equal(r.benchmark, o.name);
         assert.equal(typeof r.goal.text, 'string', what);
-        assert.ok(['ratio', 'figure'].includes(r.goal.on) && ['<=', '>=', '<'].includes(r.goal.op) && Number.isFinite(r.goal.value), `${what}: goal ${JSON.stringify(r.goal)}`);
+        assert.ok(
+          ['ratio', 'figure'].includes(r.goal.on) && ['<=', '>=', '<'].includes(r.goal.op) && Number.isFinite(r.goal.value),
+          `${what}: goal ${JSON.stringify(r.goal)}`,
+        );
         for (const k of ['figure', 'baseline', 'ratio'] as const) assert.ok(Number.isFinite(r[k]) && r[k] > 0, `${what}: ${k} ${r[k]}`);
         assert.equal(typeof r.met, 'boolean', what);
         assert.equal(r.met, meets(r.goal.on === 'ratio' ? r.ratio : r.figure, r.goal), `${what}: met disagrees with the goal`);
@@ -54,7 +73,8 @@ test('every benchmark runs at quick size: result shape, machine and versions, re
       assert.ok(!Number.isNaN(Date.parse(result.date)), `${o.name}: date ${result.date}`);
       assert.ok(result.sizes !== undefined, `${o.name}: no sizes`);
       assert.ok(result.environment.machine.cores >= 1 && result.environment.machine.kernel && result.environment.machine.node, `${o.name}: machine`);
-      for (const tool of ['tulle', 'iproute2', 'tshark', 'iperf3', 'etcd']) assert.ok(result.environment.versions[tool] && result.environment.versions[tool] !== 'missing', `${o.name}: version of ${tool}`);
+      for (const tool of ['tulle', 'iproute2', 'tshark', 'iperf3', 'etcd'])
+        assert.ok(result.environment.versions[tool] && result.environment.versions[tool] !== 'missing', `${o.name}: version of ${tool}`);
     }
     const report = readFileSync(suite.reportFile, 'utf8');
     assert.equal(report, suite.report);

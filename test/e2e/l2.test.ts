@@ -89,10 +89,26 @@ test('unicast on the routed underlay: one all-zero FDB entry per peer, pods ping
   const addr = (n: string) => host(state, n).address;
   for (const h of ['h1', 'h2', 'h3']) {
     const d = await device(state, h);
-    const others = ['h1', 'h2', 'h3'].filter((x) => x !== h).map(addr).sort();
-    assert.deepEqual({ master: d.master, id: d.id, port: d.port, group: d.group, remote: d.remote, local: d.local, learning: d.learning }, { master: `tl${VNI}`, id: VNI, port: 4789, group: undefined, remote: undefined, local: addr(h), learning: true }, h);
+    const others = ['h1', 'h2', 'h3']
+      .filter((x) => x !== h)
+      .map(addr)
+      .sort();
+    assert.deepEqual(
+      { master: d.master, id: d.id, port: d.port, group: d.group, remote: d.remote, local: d.local, learning: d.learning },
+      { master: `tl${VNI}`, id: VNI, port: 4789, group: undefined, remote: undefined, local: addr(h), learning: true },
+      h,
+    );
     assert.deepEqual(d.floodTo, others, `${h}'s flood list`);
-    const fdb = await runJson<Array<{ mac: string; dst?: string; state?: string; flags?: string[] }>>(['bridge', '-n', host(state, h).namespace, '-j', 'fdb', 'show', 'dev', DEV]);
+    const fdb = await runJson<Array<{ mac: string; dst?: string; state?: string; flags?: string[] }>>([
+      'bridge',
+      '-n',
+      host(state, h).namespace,
+      '-j',
+      'fdb',
+      'show',
+      'dev',
+      DEV,
+    ]);
     for (const e of fdb.filter((x) => x.mac === '00:00:00:00:00:00')) assert.equal(e.state, 'permanent', JSON.stringify(e));
   }
   await allPairsPing(state);
@@ -115,7 +131,7 @@ test('unicast on the routed underlay: one all-zero FDB entry per peer, pods ping
   const indexBefore = await ifindex();
   await stopAgent(state, 'h1');
   startAgent(state, 'h1');
-  await waitFor(() => (agentLog(state, 'h1').match(/"msg":"ready"/g) ?? []).length >= 2, 20_000, 'h1\'s agent to be ready again');
+  await waitFor(() => (agentLog(state, 'h1').match(/"msg":"ready"/g) ?? []).length >= 2, 20_000, "h1's agent to be ready again");
   assert.equal(await ifindex(), indexBefore, 'the device was kept');
   await waitL2Converged(three, l2, 20_000);
 
@@ -125,11 +141,21 @@ test('unicast on the routed underlay: one all-zero FDB entry per peer, pods ping
 
   const before = Date.now();
   await removeHostFromOverlay(state, 'h2');
-  const left = await timed(() => waitL2Converged(state.hosts.filter((h) => h.name !== 'h2'), l2, 20_000));
+  const left = await timed(() =>
+    waitL2Converged(
+      state.hosts.filter((h) => h.name !== 'h2'),
+      l2,
+      20_000,
+    ),
+  );
   t.diagnostic(`h2 left: removed from every flood list ${left} ms after its lease was released (${Date.now() - before} ms with the agent's stop and cleanup)`);
   for (const h of ['h1', 'h3', 'h4']) assert.ok(!(await device(state, h)).floodTo.includes(addr('h2')), `${h} still floods to h2`);
-  assert.equal((await readL2Device(host(state, 'h2').namespace, VNI)).link, undefined, '--cleanup removed h2\'s device');
-  assert.notEqual((await run(['ip', '-n', host(state, 'h2').namespace, 'link', 'show', `tl${VNI}`], { allowFailure: true })).status, 0, '--cleanup removed the bridge tulle made');
+  assert.equal((await readL2Device(host(state, 'h2').namespace, VNI)).link, undefined, "--cleanup removed h2's device");
+  assert.notEqual(
+    (await run(['ip', '-n', host(state, 'h2').namespace, 'link', 'show', `tl${VNI}`], { allowFailure: true })).status,
+    0,
+    '--cleanup removed the bridge tulle made',
+  );
 });
 
 test('multicast on the switch underlay: the group on the device, learning, one multicast frame per ARP broadcast', async (t) => {
@@ -137,7 +163,11 @@ test('multicast on the switch underlay: the group on the device, learning, one m
   const state = await overlayLab(t, { nodes: 3, underlay: 'switch', pods: 1, configText: config('multicast', { Group: group }) });
   for (const h of ['h1', 'h2', 'h3']) {
     const d = await device(state, h);
-    assert.deepEqual({ master: d.master, id: d.id, port: d.port, group: d.group, remote: d.remote, learning: d.learning, floodTo: d.floodTo }, { master: `tl${VNI}`, id: VNI, port: 4789, group, remote: undefined, learning: true, floodTo: [] }, h);
+    assert.deepEqual(
+      { master: d.master, id: d.id, port: d.port, group: d.group, remote: d.remote, learning: d.learning, floodTo: d.floodTo },
+      { master: `tl${VNI}`, id: VNI, port: 4789, group, remote: undefined, learning: true, floodTo: [] },
+      h,
+    );
   }
   await allPairsPing(state);
   const copies = await arpBroadcastCopies(state, '10.33.0.3');
@@ -148,7 +178,9 @@ test('multicast where the underlay cannot carry it (behind a router): the agent 
   const state = await overlayLab(t, { nodes: 3, underlay: 'routed', pods: 0, configText: config('multicast', { Group: '239.42.42.43' }) });
   const far = host(state, 'h2').address;
   await waitFor(() => /cannot carry group 239\.42\.42\.43/.test(agentLog(state, 'h1')), 20_000, 'h1 to report the unreachable group');
-  const line = agentLog(state, 'h1').split('\n').find((l) => l.includes('cannot carry group'))!;
+  const line = agentLog(state, 'h1')
+    .split('\n')
+    .find((l) => l.includes('cannot carry group'))!;
   assert.match(line, new RegExp(`to ${far.replace(/\./g, '\\.')} \\(not on this host's underlay network 192\\.0\\.2\\.0/24`));
   assert.match(line, /use Backend\.Flood \\"unicast\\"/);
 });
@@ -156,12 +188,19 @@ test('multicast where the underlay cannot carry it (behind a router): the agent 
 test('remote: the point-to-point device of seed 001 between two hosts; a third host is refused and builds nothing', async (t) => {
   const state = await overlayLab(t, { nodes: 3, agents: 2, underlay: 'switch', pods: 1, configText: config('remote') });
   const [a, b] = [host(state, 'h1'), host(state, 'h2')];
-  assert.deepEqual(await device(state, 'h1').then((d) => [d.remote, d.group, d.master, d.id, d.port, d.learning]), [b.address, undefined, `tl${VNI}`, VNI, 4789, true]);
+  assert.deepEqual(await device(state, 'h1').then((d) => [d.remote, d.group, d.master, d.id, d.port, d.learning]), [
+    b.address,
+    undefined,
+    `tl${VNI}`,
+    VNI,
+    4789,
+    true,
+  ]);
   assert.deepEqual(await device(state, 'h2').then((d) => [d.remote, d.master]), [a.address, `tl${VNI}`]);
   await allPairsPing(state);
 
   const pid = startAgent(state, 'h3');
-  await waitFor(() => !isAlive(pid), 20_000, 'the third host\'s agent to refuse and exit');
+  await waitFor(() => !isAlive(pid), 20_000, "the third host's agent to refuse and exit");
   assert.match(agentLog(state, 'h3'), /TLE_L2_REMOTE_HOSTS|exactly two hosts/);
   const h3 = host(state, 'h3').namespace;
   assert.equal((await readL2Device(h3, VNI)).link, undefined, 'no device on the third host');
@@ -194,7 +233,7 @@ test('remote: the point-to-point device of seed 001 between two hosts; a third h
   assert.equal((await device(state, 'h2')).remote, a.address);
 });
 
-test('an existing bridge (a Docker network\'s) is joined: its addresses, ports and MAC stay, also after the agent leaves', async (t) => {
+test("an existing bridge (a Docker network's) is joined: its addresses, ports and MAC stay, also after the agent leaves", async (t) => {
   const state = await overlayLab(t, { nodes: 2, agents: 1, underlay: 'routed', pods: 0, configText: config('unicast') });
   const ns = host(state, 'h2').namespace;
   const br = 'br-t2mylan';
@@ -231,12 +270,16 @@ test('an existing bridge (a Docker network\'s) is joined: its addresses, ports a
   assert.match(agentLog(state, 'h2'), /bridge eth0: the device exists but is a veth device/);
   assert.equal((await readL2Device(ns, VNI)).link, undefined);
   const leases = JSON.parse((await runStoreCommand(state, ['leases', '--json'])).stdout) as Array<{ publicIP: string }>;
-  assert.deepEqual(leases.map((l) => l.publicIP), [host(state, 'h1').address], 'h2 holds no lease');
+  assert.deepEqual(
+    leases.map((l) => l.publicIP),
+    [host(state, 'h1').address],
+    'h2 holds no lease',
+  );
 
   startAgent(state, 'h2', ['--bridge', br]);
   await waitL2Converged(state.hosts, state.overlay!.l2!, 20_000);
   assert.equal((await device(state, 'h2')).master, br);
-  assert.deepEqual(await snapshot(), { ...before, ports: [...before.ports, DEV].sort() }, 'only tulle\'s device joined');
+  assert.deepEqual(await snapshot(), { ...before, ports: [...before.ports, DEV].sort() }, "only tulle's device joined");
   assert.notEqual((await run(['ip', '-n', ns, 'link', 'show', `tl${VNI}`], { allowFailure: true })).status, 0, 'tulle made no bridge of its own');
   assert.match(readFileSync(join(state.dir, 'h2', 'subnet.env'), 'utf8'), new RegExp(`TULLE_L2_BRIDGE=${br}`));
 
@@ -258,7 +301,11 @@ test('none, no pods yet: the device answers ARP itself (proxy) and learns nothin
   const state = await overlayLab(t, { nodes: 2, underlay: 'routed', pods: 0, configText: config('none') });
   for (const h of ['h1', 'h2']) {
     const d = await device(state, h);
-    assert.deepEqual({ master: d.master, id: d.id, learning: d.learning, proxy: d.proxy, floodTo: d.floodTo, group: d.group, remote: d.remote }, { master: `tl${VNI}`, id: VNI, learning: false, proxy: true, floodTo: [], group: undefined, remote: undefined }, h);
+    assert.deepEqual(
+      { master: d.master, id: d.id, learning: d.learning, proxy: d.proxy, floodTo: d.floodTo, group: d.group, remote: d.remote },
+      { master: `tl${VNI}`, id: VNI, learning: false, proxy: true, floodTo: [], group: undefined, remote: undefined },
+      h,
+    );
     const status = await l2HostStatus(host(state, h), state.hosts, state.overlay!.l2!);
     assert.deepEqual([status.device, status.bridge, status.flood, status.lacking], [DEV, `tl${VNI}`, '-', null]);
   }

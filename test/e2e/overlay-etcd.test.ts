@@ -32,7 +32,13 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
     // Calico's routed attachment (seed 004) inside a pod.
     const pod = state.pods[0]!;
     const routes = JSON.parse((await run(['ip', '-n', pod.namespace, '-j', 'route'])).stdout) as Array<{ dst: string; gateway?: string }>;
-    assert.deepEqual(routes.map((r) => [r.dst, r.gateway ?? null]), [['default', '169.254.1.1'], ['169.254.1.1', null]]);
+    assert.deepEqual(
+      routes.map((r) => [r.dst, r.gateway ?? null]),
+      [
+        ['default', '169.254.1.1'],
+        ['169.254.1.1', null],
+      ],
+    );
   });
 
   await t.test('a host set up by hand as in seed 002, announced by a flannel-format lease written with etcdctl, is programmed and reachable', async () => {
@@ -61,7 +67,8 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
     await within(5000, 'h1..h3 to program the hand-made host', async () => {
       for (const h of ['h1', 'h2', 'h3']) {
         const k = await kernelView(ns(state, h));
-        if (!k.routes.some((r) => r.dst === subnet && r.gateway === dot(subnet, 0)) || !k.fdb.some((f) => f.mac === mac && f.dst === hand.address)) return false;
+        if (!k.routes.some((r) => r.dst === subnet && r.gateway === dot(subnet, 0)) || !k.fdb.some((f) => f.mac === mac && f.dst === hand.address))
+          return false;
       }
       return true;
     });
@@ -72,9 +79,18 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
   });
 
   await t.test('a lease with garbage backend data is logged and skipped; everything else stays programmed', async () => {
-    await etcdctl(state, 'put', '/coreos.com/network/subnets/10.244.251.0-24', '{"PublicIP":"192.0.2.99","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"not-a-mac"}}');
+    await etcdctl(
+      state,
+      'put',
+      '/coreos.com/network/subnets/10.244.251.0-24',
+      '{"PublicIP":"192.0.2.99","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"not-a-mac"}}',
+    );
     await etcdctl(state, 'put', '/coreos.com/network/subnets/10.244.252.0-24', 'this is not json');
-    await within(5000, 'the agents to log the malformed leases', () => /10\.244\.251\.0/.test(agentLog(state, 'h1')) && /10\.244\.252\.0/.test(agentLog(state, 'h1')));
+    await within(
+      5000,
+      'the agents to log the malformed leases',
+      () => /10\.244\.251\.0/.test(agentLog(state, 'h1')) && /10\.244\.252\.0/.test(agentLog(state, 'h1')),
+    );
     for (const h of ['h1', 'h2', 'h3']) {
       const k = await kernelView(ns(state, h));
       assert.ok(!k.routes.some((r) => r.dst === '10.244.251.0/24' || r.dst === '10.244.252.0/24'), `${h} programmed no garbage`);
@@ -88,17 +104,37 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
     const before = await Promise.all(['h1', 'h2', 'h3'].map((h) => kernelView(ns(state, h))));
     const etcd = loadLabState(state.name, { root: labRoot }).processes.find((p) => p.role === 'etcd')!;
     process.kill(etcd.pid, 'SIGKILL');
-    await within(30_000, 'an agent to report the store unreachable', () => /unreachable|store error|UNAVAILABLE/i.test(agentLog(state, 'h1') + agentLog(state, 'h2')));
+    await within(30_000, 'an agent to report the store unreachable', () =>
+      /unreachable|store error|UNAVAILABLE/i.test(agentLog(state, 'h1') + agentLog(state, 'h2')),
+    );
     await new Promise((r) => setTimeout(r, 1000));
     const during = await Promise.all(['h1', 'h2', 'h3'].map((h) => kernelView(ns(state, h))));
-    assert.deepEqual(during.map((k) => k.routes), before.map((k) => k.routes), 'routes unchanged while etcd is away');
-    assert.deepEqual(during.map((k) => k.fdb), before.map((k) => k.fdb), 'FDB unchanged while etcd is away');
+    assert.deepEqual(
+      during.map((k) => k.routes),
+      before.map((k) => k.routes),
+      'routes unchanged while etcd is away',
+    );
+    assert.deepEqual(
+      during.map((k) => k.fdb),
+      before.map((k) => k.fdb),
+      'FDB unchanged while etcd is away',
+    );
     assert.deepEqual(await podMatrix(state), [], 'pods still reach each other');
     for (const p of loadLabState(state.name, { root: labRoot }).processes.filter((x) => x.role === 'agent')) process.kill(p.pid, 0); // still running
 
     startEtcd(loadLabState(state.name, { root: labRoot }), 'h1');
     // After etcd is back a new lease change is seen again: delete the hand-made host's lease.
-    await within(30_000, 'etcd to answer again', async () => (await run(['ip', 'netns', 'exec', ns(state, 'h1'), 'etcdctl', '--endpoints', 'http://127.0.0.1:2379', 'del', '/coreos.com/network/subnets/10.244.250.0-24'], { allowFailure: true })).status === 0);
+    await within(
+      30_000,
+      'etcd to answer again',
+      async () =>
+        (
+          await run(
+            ['ip', 'netns', 'exec', ns(state, 'h1'), 'etcdctl', '--endpoints', 'http://127.0.0.1:2379', 'del', '/coreos.com/network/subnets/10.244.250.0-24'],
+            { allowFailure: true },
+          )
+        ).status === 0,
+    );
     await within(20_000, 'h1..h3 to drop the deleted lease', async () => {
       for (const h of ['h1', 'h2', 'h3']) if ((await kernelView(ns(state, h))).routes.some((r) => r.dst === '10.244.250.0/24')) return false;
       return true;

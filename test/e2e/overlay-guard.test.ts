@@ -28,21 +28,40 @@ async function statusOf(s: LabState, name: string): Promise<any> {
 
 /** The peers set as nft lists it on a host (`nft -j list set ip tulle-guard peers`). */
 async function members(s: LabState, name: string): Promise<string[]> {
-  const doc = await runJson<{ nftables: Array<{ set?: { elem?: string[] } }> }>(['ip', 'netns', 'exec', host(s, name).namespace, 'nft', '-j', 'list', 'set', 'ip', 'tulle-guard', 'peers']);
+  const doc = await runJson<{ nftables: Array<{ set?: { elem?: string[] } }> }>([
+    'ip',
+    'netns',
+    'exec',
+    host(s, name).namespace,
+    'nft',
+    '-j',
+    'list',
+    'set',
+    'ip',
+    'tulle-guard',
+    'peers',
+  ]);
   return (doc.nftables.find((i) => i.set)!.set!.elem ?? []).slice().sort();
 }
 
-test('VXLAN guard in a lab: a stranger\'s frame never reaches a pod; leases add and remove members in time', { timeout: 300_000 }, async (t) => {
+test("VXLAN guard in a lab: a stranger's frame never reaches a pod; leases add and remove members in time", { timeout: 300_000 }, async (t) => {
   requireRoot();
   let state = await overlayLab(t, { nodes: 4, underlay: 'switch', store: 'sqlite', mode: 'bridge', pods: 1, agents: 3 });
   const addr = (name: string) => host(state, name).address;
 
-  await t.test('every host\'s set holds exactly its peers\' public IPs; tulle status shows them', async () => {
-    for (const [h, peers] of [['h1', ['h2', 'h3']], ['h2', ['h1', 'h3']], ['h3', ['h1', 'h2']]] as const) {
+  await t.test("every host's set holds exactly its peers' public IPs; tulle status shows them", async () => {
+    for (const [h, peers] of [
+      ['h1', ['h2', 'h3']],
+      ['h2', ['h1', 'h3']],
+      ['h3', ['h1', 'h2']],
+    ] as const) {
       await within(10_000, `${h}'s guard to hold ${peers.join(', ')}`, async () => (await members(state, h)).join() === peers.map(addr).sort().join());
     }
     const s = await statusOf(state, 'h2');
-    assert.deepEqual([s.guard.present, s.guard.vni, s.guard.port, s.guard.members, s.guard.missing, s.guard.extra], [true, 1, 8472, [addr('h1'), addr('h3')].sort(), [], []]);
+    assert.deepEqual(
+      [s.guard.present, s.guard.vni, s.guard.port, s.guard.members, s.guard.missing, s.guard.extra],
+      [true, 1, 8472, [addr('h1'), addr('h3')].sort(), [], []],
+    );
   });
 
   await t.test('a stranger on the underlay: its frame is dropped and counted; the same frame from h1 reaches the pod', async () => {
@@ -74,16 +93,43 @@ test('VXLAN guard in a lab: a stranger\'s frame never reaches a pod; leases add 
 `,
     });
     const podCount = async (name: string) =>
-      (await runJson<{ nftables: Array<{ counter?: { packets: number } }> }>(['ip', 'netns', 'exec', pod.namespace, 'nft', '-j', 'list', 'counter', 'ip', 'probe', name])).nftables.find((i) => i.counter)!.counter!.packets;
-    const probe = (srcIp: string, id: number) => ({ srcIp, dstIp: addr('h2'), port: 8472, vni: 1, vtepMac: h2.backendData.VtepMAC, innerSrcIp: innerSrc, innerDstIp: pod.address!, id });
+      (
+        await runJson<{ nftables: Array<{ counter?: { packets: number } }> }>([
+          'ip',
+          'netns',
+          'exec',
+          pod.namespace,
+          'nft',
+          '-j',
+          'list',
+          'counter',
+          'ip',
+          'probe',
+          name,
+        ])
+      ).nftables.find((i) => i.counter)!.counter!.packets;
+    const probe = (srcIp: string, id: number) => ({
+      srcIp,
+      dstIp: addr('h2'),
+      port: 8472,
+      vni: 1,
+      vtepMac: h2.backendData.VtepMAC,
+      innerSrcIp: innerSrc,
+      innerDstIp: pod.address!,
+      id,
+    });
 
     const before = (await statusOf(state, 'h2')).guard.drops.unknown_source.packets;
     await sendVxlan(stranger, probe(STRANGER_IP, STRANGER_ID));
-    await within(30_000, 'h2 to count the stranger\'s frame as dropped', async () => (await statusOf(state, 'h2')).guard.drops.unknown_source.packets === before + 1);
+    await within(
+      30_000,
+      "h2 to count the stranger's frame as dropped",
+      async () => (await statusOf(state, 'h2')).guard.drops.unknown_source.packets === before + 1,
+    );
     // The very same frame from a leased peer's address (sent from h1's namespace) arrives at the pod.
     await sendVxlan(host(state, 'h1').namespace, probe(addr('h1'), PEER_ID));
-    await within(30_000, 'the peer\'s frame to reach the pod', async () => (await podCount('peer')) === 1);
-    assert.equal(await podCount('stranger'), 0, 'the stranger\'s frame never reached the pod');
+    await within(30_000, "the peer's frame to reach the pod", async () => (await podCount('peer')) === 1);
+    assert.equal(await podCount('stranger'), 0, "the stranger's frame never reached the pod");
     assert.equal((await statusOf(state, 'h2')).guard.drops.unknown_source.packets, before + 1);
     // The agent's /metrics (served on h2's own loopback) exports the kernel counter.
     const scrape = "fetch('http://127.0.0.1:9465/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))";
@@ -114,11 +160,15 @@ test('VXLAN guard in a lab: a stranger\'s frame never reaches a pod; leases add 
       delete process.env.TULLE_VXLAN_GUARD;
     }
     // A stale member set would drop a new peer's VXLAN: the table goes, and h2 stays in the overlay.
-    await within(20_000, 'h2\'s guard-less agent to remove tulle-guard', async () => !/tulle-guard/.test(await tables()));
+    await within(20_000, "h2's guard-less agent to remove tulle-guard", async () => !/tulle-guard/.test(await tables()));
     await waitConverged(fresh(state), ['h1', 'h2', 'h3']);
     await stopAgent(state, 'h2');
     startAgent(fresh(state), 'h2');
-    await within(20_000, 'h2\'s guard to hold h1 and h3 again', async () => /tulle-guard/.test(await tables()) && (await members(state, 'h2')).join() === [addr('h1'), addr('h3')].sort().join());
+    await within(
+      20_000,
+      "h2's guard to hold h1 and h3 again",
+      async () => /tulle-guard/.test(await tables()) && (await members(state, 'h2')).join() === [addr('h1'), addr('h3')].sort().join(),
+    );
     await waitConverged(fresh(state), ['h1', 'h2', 'h3']);
   });
 

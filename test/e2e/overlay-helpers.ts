@@ -24,9 +24,17 @@ export async function assertSeedPattern(state: LabState, host: string, own: Leas
   const where = `${host} (${h.namespace})`;
   assert.equal(k.link.linkinfo.info_kind, 'vxlan', `${where}: flannel.1 is a vxlan device`);
   const d = k.link.linkinfo.info_data;
-  assert.deepEqual([d.id, d.local, d.port, d.learning, k.link.mtu], [1, h.address, 8472, false, 1450], `${where}: vxlan id 1 local ${h.address} dstport 8472 nolearning mtu 1450`);
+  assert.deepEqual(
+    [d.id, d.local, d.port, d.learning, k.link.mtu],
+    [1, h.address, 8472, false, 1450],
+    `${where}: vxlan id 1 local ${h.address} dstport 8472 nolearning mtu 1450`,
+  );
   assert.equal(k.link.address, own.backendData.VtepMAC, `${where}: the VTEP MAC is the one in its lease`);
-  assert.deepEqual(k.addrs.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), [`${dotZero(own.subnet)}/32`], `${where}: VTEP address`);
+  assert.deepEqual(
+    k.addrs.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+    [`${dotZero(own.subnet)}/32`],
+    `${where}: VTEP address`,
+  );
 
   const sortBy = <T>(xs: T[], key: (x: T) => string) => [...xs].sort((a, b) => key(a).localeCompare(key(b)));
   assert.deepEqual(
@@ -35,7 +43,10 @@ export async function assertSeedPattern(state: LabState, host: string, own: Leas
     `${where}: one onlink route per peer`,
   );
   assert.deepEqual(
-    sortBy(k.neigh.filter((n) => n.dst.includes('.')), (n) => n.dst).map((n) => ({ dst: n.dst, lladdr: n.lladdr, state: n.state })),
+    sortBy(
+      k.neigh.filter((n) => n.dst.includes('.')),
+      (n) => n.dst,
+    ).map((n) => ({ dst: n.dst, lladdr: n.lladdr, state: n.state })),
     sortBy([...peers], (p) => dotZero(p.subnet)).map((p) => ({ dst: dotZero(p.subnet), lladdr: p.backendData.VtepMAC, state: ['PERMANENT'] })),
     `${where}: one permanent neighbour per peer`,
   );

@@ -35,7 +35,12 @@ test('sqlite store: pods on 3 routed hosts reach each other; a 4th host joins, d
     await within(1000, `h1..h3 to program h4's ${lease.subnet}`, async () => {
       for (const h of ['h1', 'h2', 'h3']) {
         const k = await kernelView(ns(state, h));
-        if (!k.routes.some((r) => r.dst === lease.subnet) || !k.neigh.some((n) => n.lladdr === lease.backendData.VtepMAC) || !k.fdb.some((f) => f.mac === lease.backendData.VtepMAC)) return false;
+        if (
+          !k.routes.some((r) => r.dst === lease.subnet) ||
+          !k.neigh.some((n) => n.lladdr === lease.backendData.VtepMAC) ||
+          !k.fdb.some((f) => f.mac === lease.backendData.VtepMAC)
+        )
+          return false;
       }
       return true;
     });
@@ -56,7 +61,11 @@ test('sqlite store: pods on 3 routed hosts reach each other; a 4th host joins, d
     await run(['bridge', '-n', h1, 'fdb', 'del', peer.backendData.VtepMAC, 'dev', 'flannel.1', 'dst', peer.publicIP]);
     await within(1000, 'h1 to restore the route, neighbour and FDB entry', async () => {
       const k = await kernelView(h1);
-      return k.routes.some((r) => r.dst === peer.subnet) && k.neigh.some((n) => n.dst === dot0 && n.lladdr === peer.backendData.VtepMAC) && k.fdb.some((f) => f.mac === peer.backendData.VtepMAC && f.dst === peer.publicIP);
+      return (
+        k.routes.some((r) => r.dst === peer.subnet) &&
+        k.neigh.some((n) => n.dst === dot0 && n.lladdr === peer.backendData.VtepMAC) &&
+        k.fdb.some((f) => f.mac === peer.backendData.VtepMAC && f.dst === peer.publicIP)
+      );
     });
     await assertClusterPattern(state, ['h1', 'h2', 'h3', 'h4']);
     assert.match(agentLog(state, 'h1'), /"reason":"drift"/);
@@ -96,7 +105,10 @@ test('sqlite store: pods on 3 routed hosts reach each other; a 4th host joins, d
     // detection, neighbour discovery) is not tulle's doing and may fall into the window.
     const ours = events.filter((l) => /flannel\.1|proto 84/.test(l) && !/\b(fe80|ff02)::/.test(l));
     assert.deepEqual(ours, [], 'no route, neighbour, FDB, link or address event touched the overlay');
-    const lastReady = agentLog(state, 'h1').split('\n').filter((l) => l.includes('"msg":"ready"')).pop()!;
+    const lastReady = agentLog(state, 'h1')
+      .split('\n')
+      .filter((l) => l.includes('"msg":"ready"'))
+      .pop()!;
     assert.equal(JSON.parse(lastReady).writes, 0, 'the restarted agent reconciled with zero writes');
     assert.match(agentLog(state, 'h1'), /"msg":"VTEP kept"/);
   });
@@ -111,21 +123,37 @@ test('sqlite store: pods on 3 routed hosts reach each other; a 4th host joins, d
       return true;
     });
     // ... h1, whose agent is down, still has them.
-    assert.ok((await kernelView(ns(state, 'h1'))).routes.some((r) => r.dst === h3lease.subnet), 'h1 still routes to h3 while its agent is down');
+    assert.ok(
+      (await kernelView(ns(state, 'h1'))).routes.some((r) => r.dst === h3lease.subnet),
+      'h1 still routes to h3 while its agent is down',
+    );
     // `lab status` sees it: h1 out of sync, with the stale entries named as the commands that would remove them.
-    const status = await run([process.execPath, TULLE_BIN, 'lab', 'status', '--name', state.name, '--json'], { allowFailure: true, env: { ...process.env, TULLE_LAB_DIR: labRoot } });
+    const status = await run([process.execPath, TULLE_BIN, 'lab', 'status', '--name', state.name, '--json'], {
+      allowFailure: true,
+      env: { ...process.env, TULLE_LAB_DIR: labRoot },
+    });
     assert.equal(status.status, 1, 'lab status exits 1 when a host is out of sync');
     const byHost = Object.fromEntries((JSON.parse(status.stdout) as Array<{ host: string; inSync: boolean; pending: string[] }>).map((h) => [h.host, h]));
     assert.equal(byHost.h1!.inSync, false);
-    assert.ok(byHost.h1!.pending.includes(`ip route del ${h3lease.subnet} via ${h3lease.subnet.replace(/\/24$/, '')} dev flannel.1 onlink proto 84`), JSON.stringify(byHost.h1!.pending));
+    assert.ok(
+      byHost.h1!.pending.includes(`ip route del ${h3lease.subnet} via ${h3lease.subnet.replace(/\/24$/, '')} dev flannel.1 onlink proto 84`),
+      JSON.stringify(byHost.h1!.pending),
+    );
     assert.equal(byHost.h2!.inSync, true);
     startAgent(fresh(state), 'h1');
     await within(20_000, 'h1 to drop h3 after its agent starts', async () => {
       const k = await kernelView(ns(state, 'h1'));
-      return !k.routes.some((r) => r.dst === h3lease.subnet) && !k.neigh.some((n) => n.lladdr === h3lease.backendData.VtepMAC) && !k.fdb.some((f) => f.mac === h3lease.backendData.VtepMAC);
+      return (
+        !k.routes.some((r) => r.dst === h3lease.subnet) &&
+        !k.neigh.some((n) => n.lladdr === h3lease.backendData.VtepMAC) &&
+        !k.fdb.some((f) => f.mac === h3lease.backendData.VtepMAC)
+      );
     });
     await assertClusterPattern(fresh(state), ['h1', 'h2', 'h4']);
-    assert.ok((await labStatus(fresh(state))).filter((h) => h.host !== 'h3').every((h) => h.inSync), 'in sync again');
+    assert.ok(
+      (await labStatus(fresh(state))).filter((h) => h.host !== 'h3').every((h) => h.inSync),
+      'in sync again',
+    );
     // h3 itself is clean: no VTEP, no tulle route, no subnet.env.
     const h3 = ns(state, 'h3');
     assert.equal((await run(['ip', '-n', h3, 'link', 'show', 'flannel.1'], { allowFailure: true })).status, 1);

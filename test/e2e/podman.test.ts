@@ -102,7 +102,11 @@ async function setUpHost(t: { after(fn: () => unknown): void }, state: LabState,
   assert.ok(out.includes('ready'), `holder mounts: ${out}`);
   const env = { ...process.env, CONTAINERS_CONF: join(podmanConf, 'containers.conf'), CONTAINERS_STORAGE_CONF: join(podmanConf, 'storage.conf') };
   const podman = (args: string[], allowFailure = false) =>
-    run(['nsenter', '-t', String(holder.pid), '-m', '-n', 'podman', '--root', `${root}/storage`, '--runroot', `${root}/run`, ...args], { env, allowFailure, timeoutMs: 120_000 });
+    run(['nsenter', '-t', String(holder.pid), '-m', '-n', 'podman', '--root', `${root}/storage`, '--runroot', `${root}/run`, ...args], {
+      env,
+      allowFailure,
+      timeoutMs: 120_000,
+    });
   const subnet = /^FLANNEL_SUBNET=(.*)$/m.exec(readFileSync(files.subnetFile, 'utf8'))![1]!;
   return { name: host, ns, root, subnet, podman };
 }
@@ -110,7 +114,27 @@ async function setUpHost(t: { after(fn: () => unknown): void }, state: LabState,
 /** tulle install for one mode: rewrites the conflist in place (idempotent otherwise). */
 async function install(state: LabState, h: PodmanHost, mode: 'bridge' | 'routed', cniVersion: string): Promise<void> {
   const files = labHostFiles(state).find((f) => f.host === h.name)!;
-  const r = await run([process.execPath, TULLE, 'install', '--root', h.root, '--no-systemd', '--mode', mode, '--cni-version', cniVersion, '--store', files.store, '--subnet-file', files.subnetFile, '--cni-data-dir', join(h.root, 'var/lib/cni/networks')], { allowFailure: true });
+  const r = await run(
+    [
+      process.execPath,
+      TULLE,
+      'install',
+      '--root',
+      h.root,
+      '--no-systemd',
+      '--mode',
+      mode,
+      '--cni-version',
+      cniVersion,
+      '--store',
+      files.store,
+      '--subnet-file',
+      files.subnetFile,
+      '--cni-data-dir',
+      join(h.root, 'var/lib/cni/networks'),
+    ],
+    { allowFailure: true },
+  );
   assert.equal(r.status, 0, r.stderr);
 }
 
@@ -127,65 +151,100 @@ function imageTarball(dir: string): string {
 
 const prefixOf = (subnet: string) => subnet.replace(/\.1\/24$/, '.');
 
-test('podman (CNI backend) in a 2-host lab, from the installed files only: subnets, MTU, cross-host ping, --ip, -p, rm -f; bridge and routed', { timeout: 900_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'tulle-podman-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const tarball = imageTarball(dir);
-  await run(['tar', '-C', join(dir, 'rootfs'), '-cf', tarball, '.']);
-  const hardNofile = (await run(['sh', '-c', 'ulimit -Hn'])).stdout.trim();
+test(
+  'podman (CNI backend) in a 2-host lab, from the installed files only: subnets, MTU, cross-host ping, --ip, -p, rm -f; bridge and routed',
+  { timeout: 900_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tulle-podman-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const tarball = imageTarball(dir);
+    await run(['tar', '-C', join(dir, 'rootfs'), '-cf', tarball, '.']);
+    const hardNofile = (await run(['sh', '-c', 'ulimit -Hn'])).stdout.trim();
 
-  const state = await overlayLab(t, { nodes: 2, underlay: 'switch', store: 'sqlite', pods: 0 });
-  const hosts = [await setUpHost(t, state, dir, 'h1', hardNofile), await setUpHost(t, state, dir, 'h2', hardNofile)];
-  for (const h of hosts) {
-    const r = await h.podman(['import', tarball, IMAGE], true);
-    assert.equal(r.status, 0, r.stderr);
-  }
-  const [h1, h2] = hosts as [PodmanHost, PodmanHost];
+    const state = await overlayLab(t, { nodes: 2, underlay: 'switch', store: 'sqlite', pods: 0 });
+    const hosts = [await setUpHost(t, state, dir, 'h1', hardNofile), await setUpHost(t, state, dir, 'h2', hardNofile)];
+    for (const h of hosts) {
+      const r = await h.podman(['import', tarball, IMAGE], true);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    const [h1, h2] = hosts as [PodmanHost, PodmanHost];
 
-  // Both conflist versions podman 4.3.1 reads: the default 1.0.0, and 0.4.0.
-  for (const [mode, cniVersion] of [['bridge', '1.0.0'], ['routed', '0.4.0']] as const) {
-    await t.test(`${mode} mode, cniVersion ${cniVersion}`, async () => {
-      for (const h of hosts) await install(state, h, mode, cniVersion);
-      const wanted = `${prefixOf(h1.subnet)}${mode === 'bridge' ? 77 : 78}`;
-      const c1 = await h1.podman(['run', '-d', '--name', `web-${mode}`, '--network', 'tulle', '--ip', wanted, '-p', '8080:80', IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www'], true);
-      assert.equal(c1.status, 0, c1.stderr);
-      const c2 = await h2.podman(['run', '-d', '--name', `client-${mode}`, '--network', 'tulle', IMAGE, 'sleep', '600'], true);
-      assert.equal(c2.status, 0, c2.stderr);
+    // Both conflist versions podman 4.3.1 reads: the default 1.0.0, and 0.4.0.
+    for (const [mode, cniVersion] of [
+      ['bridge', '1.0.0'],
+      ['routed', '0.4.0'],
+    ] as const) {
+      await t.test(`${mode} mode, cniVersion ${cniVersion}`, async () => {
+        for (const h of hosts) await install(state, h, mode, cniVersion);
+        const wanted = `${prefixOf(h1.subnet)}${mode === 'bridge' ? 77 : 78}`;
+        const c1 = await h1.podman(
+          ['run', '-d', '--name', `web-${mode}`, '--network', 'tulle', '--ip', wanted, '-p', '8080:80', IMAGE, 'httpd', '-f', '-p', '80', '-h', '/www'],
+          true,
+        );
+        assert.equal(c1.status, 0, c1.stderr);
+        const c2 = await h2.podman(['run', '-d', '--name', `client-${mode}`, '--network', 'tulle', IMAGE, 'sleep', '600'], true);
+        assert.equal(c2.status, 0, c2.stderr);
 
-      // Addresses in each host's subnet (the one asked for on h1), MTU from subnet.env.
-      const eth0 = async (h: PodmanHost, name: string) => {
-        const r = await h.podman(['exec', name, 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']);
-        const link = await h.podman(['exec', name, 'ip', '-o', 'link', 'show', 'dev', 'eth0']);
-        return { address: /inet (\S+)/.exec(r.stdout)![1]!, mtu: Number(/mtu (\d+)/.exec(link.stdout)![1]) };
-      };
-      const a1 = await eth0(h1, `web-${mode}`);
-      const a2 = await eth0(h2, `client-${mode}`);
-      assert.equal(a1.address, `${wanted}/${mode === 'bridge' ? 24 : 32}`, '--ip honoured');
-      assert.ok(a2.address.startsWith(prefixOf(h2.subnet)), `${a2.address} in ${h2.subnet}`);
-      assert.deepEqual([a1.mtu, a2.mtu], [1450, 1450]);
+        // Addresses in each host's subnet (the one asked for on h1), MTU from subnet.env.
+        const eth0 = async (h: PodmanHost, name: string) => {
+          const r = await h.podman(['exec', name, 'ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']);
+          const link = await h.podman(['exec', name, 'ip', '-o', 'link', 'show', 'dev', 'eth0']);
+          return { address: /inet (\S+)/.exec(r.stdout)![1]!, mtu: Number(/mtu (\d+)/.exec(link.stdout)![1]) };
+        };
+        const a1 = await eth0(h1, `web-${mode}`);
+        const a2 = await eth0(h2, `client-${mode}`);
+        assert.equal(a1.address, `${wanted}/${mode === 'bridge' ? 24 : 32}`, '--ip honoured');
+        assert.ok(a2.address.startsWith(prefixOf(h2.subnet)), `${a2.address} in ${h2.subnet}`);
+        assert.deepEqual([a1.mtu, a2.mtu], [1450, 1450]);
 
-      // Across hosts, container to container.
-      const ping = await h2.podman(['exec', `client-${mode}`, 'ping', '-c', '1', '-W', '5', wanted], true);
-      assert.equal(ping.status, 0, ping.stdout + ping.stderr);
+        // Across hosts, container to container.
+        const ping = await h2.podman(['exec', `client-${mode}`, 'ping', '-c', '1', '-W', '5', wanted], true);
+        assert.equal(ping.status, 0, ping.stdout + ping.stderr);
 
-      // -p 8080:80 on h1, from h2's own namespace (a client outside the cluster network).
-      const page = await waitFor(async () => {
-        const r = await run(['ip', 'netns', 'exec', h2.ns, 'python3', '-c', "import urllib.request; print(urllib.request.urlopen('http://192.0.2.11:8080/', timeout=5).read().decode(), end='')"], { allowFailure: true });
-        return r.status === 0 ? r.stdout : undefined;
-      }, 60_000, 'the published port to answer from h2');
-      assert.equal(page, 'served by a podman container on tulle\n');
+        // -p 8080:80 on h1, from h2's own namespace (a client outside the cluster network).
+        const page = await waitFor(
+          async () => {
+            const r = await run(
+              [
+                'ip',
+                'netns',
+                'exec',
+                h2.ns,
+                'python3',
+                '-c',
+                "import urllib.request; print(urllib.request.urlopen('http://192.0.2.11:8080/', timeout=5).read().decode(), end='')",
+              ],
+              { allowFailure: true },
+            );
+            return r.status === 0 ? r.stdout : undefined;
+          },
+          60_000,
+          'the published port to answer from h2',
+        );
+        assert.equal(page, 'served by a podman container on tulle\n');
 
-      // podman rm -f (CNI DEL) leaves no veth and no reservation.
-      for (const [h, name] of [[h1, `web-${mode}`], [h2, `client-${mode}`]] as const) {
-        const rm = await h.podman(['rm', '-f', name], true);
-        assert.equal(rm.status, 0, rm.stderr);
-        const links = ((await ipJson<Array<{ ifname: string }>>(h.ns, 'link', 'show'))).map((l) => l.ifname);
-        assert.deepEqual(links.filter((n) => n.startsWith('veth')), [], `no pod veth left on ${h.name}`);
-        const ipam = join(h.root, 'var/lib/cni/networks/tulle');
-        assert.deepEqual(existsSync(ipam) ? readdirSync(ipam).filter((f) => /^\d/.test(f)) : [], [], `no reservation left on ${h.name}`);
-      }
-    });
-  }
-  // Containers ran without cgroups: nothing was added to the (shared) cgroup hierarchies.
-  assert.deepEqual(CGROUP_V1.filter((c) => existsSync(`/sys/fs/cgroup/${c}/libpod_parent`)), []);
-});
+        // podman rm -f (CNI DEL) leaves no veth and no reservation.
+        for (const [h, name] of [
+          [h1, `web-${mode}`],
+          [h2, `client-${mode}`],
+        ] as const) {
+          const rm = await h.podman(['rm', '-f', name], true);
+          assert.equal(rm.status, 0, rm.stderr);
+          const links = (await ipJson<Array<{ ifname: string }>>(h.ns, 'link', 'show')).map((l) => l.ifname);
+          assert.deepEqual(
+            links.filter((n) => n.startsWith('veth')),
+            [],
+            `no pod veth left on ${h.name}`,
+          );
+          const ipam = join(h.root, 'var/lib/cni/networks/tulle');
+          assert.deepEqual(existsSync(ipam) ? readdirSync(ipam).filter((f) => /^\d/.test(f)) : [], [], `no reservation left on ${h.name}`);
+        }
+      });
+    }
+    // Containers ran without cgroups: nothing was added to the (shared) cgroup hierarchies.
+    assert.deepEqual(
+      CGROUP_V1.filter((c) => existsSync(`/sys/fs/cgroup/${c}/libpod_parent`)),
+      [],
+    );
+  },
+);

@@ -33,7 +33,8 @@ const host = (s: LabState, name: string) => s.hosts.find((h) => h.name === name)
 const dot0 = (subnet: string) => subnet.split('/')[0]!;
 /** host/device per hop, without the bridge-port hop (cni0, or the pod's port once the kernel knows its MAC). */
 const where = (hops: Hop[]) => hops.filter((h) => !/^(find the pod|bridge to the pod)/.test(h.action)).map((h) => `${h.host}/${h.device}`);
-const describe = (r: TraceResult) => `${r.verdict}: ${r.reason}\n${r.hops.map((h) => `  ${h.host} ${h.device} ${h.action}${h.seen === undefined ? '' : h.seen ? ' seen' : ' NOT seen'}`).join('\n')}`;
+const describe = (r: TraceResult) =>
+  `${r.verdict}: ${r.reason}\n${r.hops.map((h) => `  ${h.host} ${h.device} ${h.action}${h.seen === undefined ? '' : h.seen ? ' seen' : ' NOT seen'}`).join('\n')}`;
 
 /** Delivered, and with --live every hop seen: 98-byte frames inside the overlay, `outerLength` on the underlay. */
 function assertDeliveredLive(r: TraceResult, status: number, outer: { vni: number; port: number; src: string; dst: string } | null): void {
@@ -46,12 +47,19 @@ function assertDeliveredLive(r: TraceResult, status: number, outer: { vni: numbe
       assert.ok(outer, `only VXLAN paths carry an outer header (${h.host} ${h.device})`);
       assert.equal(h.frame!.length, 148, `${h.host} ${h.device}: a 98-byte frame in 50 bytes of VXLAN`);
       assert.deepEqual([h.frame!.outer.vni, h.frame!.outer.dstPort, h.frame!.outer.src, h.frame!.outer.dst], [outer.vni, outer.port, outer.src, outer.dst]);
-      assert.ok(h.frame!.outer.srcPort >= r.outer!.srcPortRange[0] && h.frame!.outer.srcPort <= r.outer!.srcPortRange[1], `source port ${h.frame!.outer.srcPort} in ${r.outer!.srcPortRange.join('-')}`);
+      assert.ok(
+        h.frame!.outer.srcPort >= r.outer!.srcPortRange[0] && h.frame!.outer.srcPort <= r.outer!.srcPortRange[1],
+        `source port ${h.frame!.outer.srcPort} in ${r.outer!.srcPortRange.join('-')}`,
+      );
     } else {
       assert.equal(h.frame!.length, 98, `${h.host} ${h.device}: the ping frame itself`);
     }
   }
-  if (outer) assert.ok(r.hops.some((h) => h.frame?.outer), 'the probe was captured encapsulated on the underlay');
+  if (outer)
+    assert.ok(
+      r.hops.some((h) => h.frame?.outer),
+      'the probe was captured encapsulated on the underlay',
+    );
 }
 
 /** The VXLAN hops of h1 -> peer name the exact entries iproute2 shows on h1, and those agree with the peer's lease. */
@@ -67,10 +75,24 @@ async function assertVxlanEntries(state: LabState, r: TraceResult, from: string,
   const fib = (await ipj(ns, 'route', 'get', 'fibmatch', r.probe.dst))[0];
   const hops = r.hops.filter((h) => h.host === from && h.device === dev);
   assert.match(hops.find((h) => h.action.startsWith('route into'))!.entry, new RegExp(`${fib.dst} via ${fib.gateway} dev ${fib.dev} proto 84 onlink`));
-  assert.ok(hops.some((h) => h.entry === `ip neigh: ${neigh.dst} dev ${dev} lladdr ${neigh.lladdr} PERMANENT`), describe(r));
-  assert.ok(hops.some((h) => h.entry === `bridge fdb: ${fdb.mac} dev ${dev} dst ${fdb.dst} self permanent`), describe(r));
+  assert.ok(
+    hops.some((h) => h.entry === `ip neigh: ${neigh.dst} dev ${dev} lladdr ${neigh.lladdr} PERMANENT`),
+    describe(r),
+  );
+  assert.ok(
+    hops.some((h) => h.entry === `bridge fdb: ${fdb.mac} dev ${dev} dst ${fdb.dst} self permanent`),
+    describe(r),
+  );
   const range = (await run(['ip', 'netns', 'exec', ns, 'sysctl', '-n', 'net.ipv4.ip_local_port_range'])).stdout.trim().split(/\s+/).map(Number);
-  assert.deepEqual(r.outer, { src: host(state, from).address, dst: lease.publicIP, dstPort: port, srcPortRange: range, vni, innerSrcMac: (await ipj(ns, 'link', 'show', dev))[0].address, innerDstMac: lease.backendData.VtepMAC });
+  assert.deepEqual(r.outer, {
+    src: host(state, from).address,
+    dst: lease.publicIP,
+    dstPort: port,
+    srcPortRange: range,
+    vni,
+    innerSrcMac: (await ipj(ns, 'link', 'show', dev))[0].address,
+    innerDstMac: lease.backendData.VtepMAC,
+  });
   const decap = r.hops.find((h) => h.host === to && h.action === 'decapsulate')!;
   assert.equal(decap.device, dev);
 }
@@ -81,7 +103,13 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
   process.env.TULLE_HEALTH_ADDR = '0.0.0.0:9465';
   let state: LabState;
   try {
-    state = await overlayLab(t, { nodes: 3, underlay: 'routed', mode: 'bridge', pods: 2, configText: '{"Network":"10.77.0.0/16","SubnetLen":26,"Backend":{"Type":"vxlan","VNI":4242,"Port":7799}}' });
+    state = await overlayLab(t, {
+      nodes: 3,
+      underlay: 'routed',
+      mode: 'bridge',
+      pods: 2,
+      configText: '{"Network":"10.77.0.0/16","SubnetLen":26,"Backend":{"Type":"vxlan","VNI":4242,"Port":7799}}',
+    });
   } finally {
     if (health === undefined) delete process.env.TULLE_HEALTH_ADDR;
     else process.env.TULLE_HEALTH_ADDR = health;
@@ -94,12 +122,28 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
   await t.test('pod -> pod on another host: every entry on the path, as iproute2 and the leases say; --live sees 98 -> 148 -> 98', async () => {
     const { status, result } = await labTrace(state, 'h1-p1', 'h2-p1', '--live');
     assertDeliveredLive(result, status, { vni: VNI, port: PORT, src: h1.address, dst: h2.address });
-    assert.deepEqual(where(result.hops), ['h1-p1/eth0', 'h1/cni0', `h1/${DEV}`, `h1/${DEV}`, `h1/${DEV}`, 'h1/eth0', 'rt/eth1', 'rt/eth2', 'h2/eth0', `h2/${DEV}`, 'h2/cni0', 'h2-p1/eth0']);
+    assert.deepEqual(where(result.hops), [
+      'h1-p1/eth0',
+      'h1/cni0',
+      `h1/${DEV}`,
+      `h1/${DEV}`,
+      `h1/${DEV}`,
+      'h1/eth0',
+      'rt/eth1',
+      'rt/eth2',
+      'h2/eth0',
+      `h2/${DEV}`,
+      'h2/cni0',
+      'h2-p1/eth0',
+    ]);
     await assertVxlanEntries(state, result, 'h1', 'h2', VNI, PORT);
     // The router forwards the outer packet between the segments, looked up for the outer addresses.
     const rt = result.hops.find((h) => h.host === 'rt')!;
     assert.equal(rt.entry, `ip route get ${h2.address} from ${h1.address} iif eth1 -> 198.51.100.0/24 dev eth2 proto kernel scope link src 198.51.100.1`);
-    assert.match(result.hops[0]!.entry, new RegExp(`via ${(await ipj(pod(state, 'h1-p1').namespace, 'route', 'get', pod(state, 'h2-p1').address!))[0].gateway} dev eth0`));
+    assert.match(
+      result.hops[0]!.entry,
+      new RegExp(`via ${(await ipj(pod(state, 'h1-p1').namespace, 'route', 'get', pod(state, 'h2-p1').address!))[0].gateway} dev eth0`),
+    );
   });
 
   await t.test('pod -> pod on the same host: switched by cni0, never routed, never the VTEP', async () => {
@@ -117,20 +161,23 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     await assertVxlanEntries(state, result, 'h1', 'h3', VNI, PORT);
   });
 
-  await t.test('pod -> remote host: the lab pods route only the cluster network, so it breaks at the pod; with a default route it crosses the router', async () => {
-    const before = await labTrace(state, 'h1-p1', 'h2');
-    assert.equal(before.result.verdict, 'no-route', describe(before.result));
-    assert.equal(before.status, 1);
-    assert.match(before.result.reason, /^h1-p1: no route to 198\.51\.100\.12/);
-    const p = pod(state, 'h1-p1');
-    const gw = (await ipj(p.namespace, 'route', 'get', pod(state, 'h2-p1').address!))[0].gateway;
-    await run(['ip', '-n', p.namespace, 'route', 'add', 'default', 'via', gw]);
-    const { status, result } = await labTrace(state, 'h1-p1', 'h2', '--live');
-    assertDeliveredLive(result, status, null);
-    assert.deepEqual(where(result.hops), ['h1-p1/eth0', 'h1/cni0', 'h1/eth0', 'rt/eth1', 'rt/eth2', 'h2/eth0']);
-  });
+  await t.test(
+    'pod -> remote host: the lab pods route only the cluster network, so it breaks at the pod; with a default route it crosses the router',
+    async () => {
+      const before = await labTrace(state, 'h1-p1', 'h2');
+      assert.equal(before.result.verdict, 'no-route', describe(before.result));
+      assert.equal(before.status, 1);
+      assert.match(before.result.reason, /^h1-p1: no route to 198\.51\.100\.12/);
+      const p = pod(state, 'h1-p1');
+      const gw = (await ipj(p.namespace, 'route', 'get', pod(state, 'h2-p1').address!))[0].gateway;
+      await run(['ip', '-n', p.namespace, 'route', 'add', 'default', 'via', gw]);
+      const { status, result } = await labTrace(state, 'h1-p1', 'h2', '--live');
+      assertDeliveredLive(result, status, null);
+      assert.deepEqual(where(result.hops), ['h1-p1/eth0', 'h1/cni0', 'h1/eth0', 'rt/eth1', 'rt/eth2', 'h2/eth0']);
+    },
+  );
 
-  await t.test('tulle trace on a host: the local half from its kernel, the remote half from the destination agent\'s /trace', async () => {
+  await t.test("tulle trace on a host: the local half from its kernel, the remote half from the destination agent's /trace", async () => {
     const p = pod(state, 'h1-p1');
     const args = ['trace', '--from', p.namespace, pod(state, 'h2-p1').address!, '--json', '--store', state.overlay!.store];
     const r = await runTulleIn(h1.namespace, args, { allowFailure: true });
@@ -138,11 +185,23 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     assert.equal(result.verdict, 'delivered', describe(result));
     assert.equal(r.status, 0);
     const remote = result.hops.filter((h) => h.host === h2.address);
-    assert.deepEqual(where(remote).map((w) => w.split('/')[1]), ['eth0', DEV, 'cni0'], describe(result));
+    assert.deepEqual(
+      where(remote).map((w) => w.split('/')[1]),
+      ['eth0', DEV, 'cni0'],
+      describe(result),
+    );
     assert.match(result.reason, /^handed to \S+ on 198\.51\.100\.12, the port of the pod holding/);
     // The endpoint rejects hostile queries with a 400 naming the field.
     const url = `http://${h2.address}:9465/trace?src=10.77.0.1&dst=1.2.3.4&arrival=vxlan&osrc=1.1.1.1&odst=2.2.2.2&dport=99999&vni=1&imac=00:00:00:00:00:01`;
-    const bad = await run(['ip', 'netns', 'exec', h1.namespace, process.execPath, '-e', `fetch(${JSON.stringify(url)}).then(async (r) => console.log(r.status, await r.text()))`]);
+    const bad = await run([
+      'ip',
+      'netns',
+      'exec',
+      h1.namespace,
+      process.execPath,
+      '-e',
+      `fetch(${JSON.stringify(url)}).then(async (r) => console.log(r.status, await r.text()))`,
+    ]);
     assert.match(bad.stdout, /^400 \{"error":"dport: \\"99999\\" must be a whole number 1\.\.65535","code":"TLE_INVALID_VALUE"\}/);
     // From a pod IP: the walk starts where that pod's packet enters h1 (cni0). A probe needs the pod's namespace.
     const byIpArgs = ['trace', '--from', p.address!, pod(state, 'h2-p1').address!, '--json', '--store', state.overlay!.store];
@@ -155,9 +214,18 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     // From the pod's namespace, --live captures the hops on this host; the remote ones are not visible from here.
     const captured = JSON.parse((await runTulleIn(h1.namespace, [...args, '--live'], { allowFailure: true })).stdout) as TraceResult;
     assert.equal(captured.vanishedAt, null, describe(captured));
-    assert.ok(captured.hops.filter((h) => h.host !== h2.address).every((h) => h.seen === true), describe(captured));
-    assert.ok(captured.hops.filter((h) => h.host === h2.address).every((h) => h.seen === undefined), 'remote hops are not captured from here');
-    assert.ok(captured.hops.some((h) => h.frame?.outer?.vni === VNI && h.frame.outer.dstPort === PORT && h.frame.length === 148), describe(captured));
+    assert.ok(
+      captured.hops.filter((h) => h.host !== h2.address).every((h) => h.seen === true),
+      describe(captured),
+    );
+    assert.ok(
+      captured.hops.filter((h) => h.host === h2.address).every((h) => h.seen === undefined),
+      'remote hops are not captured from here',
+    );
+    assert.ok(
+      captured.hops.some((h) => h.frame?.outer?.vni === VNI && h.frame.outer.dstPort === PORT && h.frame.length === 148),
+      describe(captured),
+    );
 
     // With h2's agent gone, the trace says what it could not check.
     await stopAgent(state, 'h2');
@@ -201,7 +269,10 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     await run(['bridge', '-n', ns, 'fdb', 'replace', mac, 'dev', DEV, 'dst', h3.address, 'self', 'permanent']);
     r = await traceH2();
     assert.equal(r.result.verdict, 'fdb-wrong-host', describe(r.result));
-    assert.ok(r.result.reason.includes(`bridge fdb sends ${mac} to ${h3.address}, but the lease of ${peer.subnet} says PublicIP ${h2.address}`), r.result.reason);
+    assert.ok(
+      r.result.reason.includes(`bridge fdb sends ${mac} to ${h3.address}, but the lease of ${peer.subnet} says PublicIP ${h2.address}`),
+      r.result.reason,
+    );
     vanished(r.result, 'h2/eth0');
     await run(['bridge', '-n', ns, 'fdb', 'replace', mac, 'dev', DEV, 'dst', h2.address, 'self', 'permanent']);
     assert.equal((await traceH2()).result.verdict, 'delivered');
@@ -214,7 +285,24 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     vanished(r.result, `h1/${DEV}`);
     await run(['ip', '-n', ns, 'link', 'set', DEV, 'mtu', String(podMtu)]);
 
-    const added = await run(['ip', 'netns', 'exec', ns, 'nft', '--echo', '--handle', 'insert', 'rule', 'ip', 'tulle', 'forward', 'ip', 'daddr', pod(state, 'h2-p1').address!, 'drop']);
+    const added = await run([
+      'ip',
+      'netns',
+      'exec',
+      ns,
+      'nft',
+      '--echo',
+      '--handle',
+      'insert',
+      'rule',
+      'ip',
+      'tulle',
+      'forward',
+      'ip',
+      'daddr',
+      pod(state, 'h2-p1').address!,
+      'drop',
+    ]);
     const handle = /# handle (\d+)/.exec(added.stdout)![1]!;
     r = await traceH2();
     assert.equal(r.result.verdict, 'firewall-drop', describe(r.result));
@@ -241,14 +329,37 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
     assert.equal(stale.result.vanishedAt && `${stale.result.vanishedAt.host}/${stale.result.vanishedAt.device}`, 'h2/cni0', describe(stale.result));
     // The VNI of a VXLAN device cannot be changed in place: make it again with the same MAC and addresses.
     await run(['ip', '-n', ns, 'link', 'del', DEV]);
-    await run(['ip', '-n', ns, 'link', 'add', DEV, 'address', link.address, 'type', 'vxlan', 'id', '4243', 'local', h2.address, 'dev', 'eth0', 'dstport', String(PORT), 'nolearning']);
+    await run([
+      'ip',
+      '-n',
+      ns,
+      'link',
+      'add',
+      DEV,
+      'address',
+      link.address,
+      'type',
+      'vxlan',
+      'id',
+      '4243',
+      'local',
+      h2.address,
+      'dev',
+      'eth0',
+      'dstport',
+      String(PORT),
+      'nolearning',
+    ]);
     await run(['ip', '-n', ns, 'link', 'set', DEV, 'up']);
     const { status, result } = await labTrace(state, 'h3-p1', 'h2-p1', '--live');
     assert.equal(result.verdict, 'vni-mismatch', describe(result));
     assert.equal(status, 1);
     assert.ok(result.reason.includes(`no VXLAN device here takes VNI ${VNI} on UDP port ${PORT} (${DEV} is vxlan id 4243 dstport ${PORT})`), result.reason);
     assert.equal(result.vanishedAt && `${result.vanishedAt.host}/${result.vanishedAt.device}`, `h2/${DEV}`, describe(result));
-    assert.ok(result.hops.some((h) => h.host === 'h2' && h.device === 'eth0' && h.seen && h.frame?.outer?.vni === VNI), 'the VNI 4242 packet reached h2');
+    assert.ok(
+      result.hops.some((h) => h.host === 'h2' && h.device === 'eth0' && h.seen && h.frame?.outer?.vni === VNI),
+      'the VNI 4242 packet reached h2',
+    );
   });
 
   await t.test('hostile arguments: a clear error naming the field, exit 2, no stack trace', async () => {
@@ -272,7 +383,13 @@ test('bridge mode on a routed underlay (VNI 4242, port 7799, 10.77.0.0/16 in /26
 });
 
 test('routed pods on a routed underlay (VNI 77, port 4790, 172.20.0.0/18 in /25s): /32 routes to the veths, the router on the underlay', async (t) => {
-  const state = await overlayLab(t, { nodes: 3, underlay: 'routed', mode: 'routed', pods: 2, configText: '{"Network":"172.20.0.0/18","SubnetLen":25,"Backend":{"Type":"vxlan","VNI":77,"Port":4790}}' });
+  const state = await overlayLab(t, {
+    nodes: 3,
+    underlay: 'routed',
+    mode: 'routed',
+    pods: 2,
+    configText: '{"Network":"172.20.0.0/18","SubnetLen":25,"Backend":{"Type":"vxlan","VNI":77,"Port":4790}}',
+  });
   const [h1, h2] = [host(state, 'h1'), host(state, 'h2')];
 
   await t.test('pod -> pod on another host', async () => {
@@ -302,10 +419,16 @@ test('routed pods on a routed underlay (VNI 77, port 4790, 172.20.0.0/18 in /25s
     assertDeliveredLive(icmp.result, icmp.status, { vni: 77, port: 4790, src: h2.address, dst: h1.address });
     const udp = await labTrace(state, 'h1-p1', 'h2-p2', '--live', '--proto', 'udp', '--port', '5353');
     assert.equal(udp.result.verdict, 'delivered');
-    assert.ok(udp.result.hops.every((h) => h.seen), describe(udp.result));
+    assert.ok(
+      udp.result.hops.every((h) => h.seen),
+      describe(udp.result),
+    );
     const tcp = await labTrace(state, 'h1-p1', 'h2-p2', '--live', '--proto', 'tcp', '--port', '8080');
     assert.equal(tcp.result.verdict, 'delivered');
-    assert.ok(tcp.result.hops.every((h) => h.seen), describe(tcp.result));
+    assert.ok(
+      tcp.result.hops.every((h) => h.seen),
+      describe(tcp.result),
+    );
   });
 
   await t.test('an address in the network that no host leases', async () => {
@@ -318,7 +441,13 @@ test('routed pods on a routed underlay (VNI 77, port 4790, 172.20.0.0/18 in /25s
 });
 
 test('DirectRouting on one switch (VNI 9, port 4444, 10.123.0.0/17 in /24s): routes straight to the peer, no encapsulation', async (t) => {
-  const state = await overlayLab(t, { nodes: 3, underlay: 'switch', mode: 'bridge', pods: 1, configText: '{"Network":"10.123.0.0/17","Backend":{"Type":"vxlan","VNI":9,"Port":4444,"DirectRouting":true}}' });
+  const state = await overlayLab(t, {
+    nodes: 3,
+    underlay: 'switch',
+    mode: 'bridge',
+    pods: 1,
+    configText: '{"Network":"10.123.0.0/17","Backend":{"Type":"vxlan","VNI":9,"Port":4444,"DirectRouting":true}}',
+  });
   const [h1, h2] = [host(state, 'h1'), host(state, 'h2')];
 
   await t.test('pod -> pod on another host: one underlay route via the peer, the 98-byte frame itself on eth0', async () => {

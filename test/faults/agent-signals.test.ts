@@ -20,10 +20,15 @@ import { freshNetns, requireRoot } from '../helpers/netns.js';
 const STAGES = ['agent starting', 'waiting for the network config', 'network config', 'underlay', 'lease acquired', 'VTEP ', 'traffic rules', 'ready'];
 
 function startAgent(ns: string, args: string[]) {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, TULLE_BIN, 'agent', ...args], { env: { ...process.env, TULLE_LOG_FORMAT: 'json' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, TULLE_BIN, 'agent', ...args], {
+    env: { ...process.env, TULLE_LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let log = '';
   child.stderr.on('data', (d) => (log += d));
-  const exited = new Promise<{ code: number | null; by: string | null; at: number }>((resolve) => child.on('exit', (code, by) => resolve({ code, by, at: performance.now() })));
+  const exited = new Promise<{ code: number | null; by: string | null; at: number }>((resolve) =>
+    child.on('exit', (code, by) => resolve({ code, by, at: performance.now() })),
+  );
   return {
     child,
     log: () => log,

@@ -29,7 +29,25 @@ test('agent --cleanup with a bogus --store: exit 2 naming it, and the VTEP and r
   const dir = mkdtempSync(join(tmpdir(), 'tulle-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   for (const store of ['bogus', 'http://192.0.2.10:2379', 'sqlite:']) {
-    const r = await run(['ip', 'netns', 'exec', ns, process.execPath, TULLE_BIN, 'agent', '--cleanup', '--store', store, '--subnet-file', join(dir, 'subnet.env'), '--state-dir', dir], { allowFailure: true });
+    const r = await run(
+      [
+        'ip',
+        'netns',
+        'exec',
+        ns,
+        process.execPath,
+        TULLE_BIN,
+        'agent',
+        '--cleanup',
+        '--store',
+        store,
+        '--subnet-file',
+        join(dir, 'subnet.env'),
+        '--state-dir',
+        dir,
+      ],
+      { allowFailure: true },
+    );
     assert.equal(r.status, 2, `${store}: ${r.stderr}`);
     assert.match(r.stderr, /^tulle: --store: /);
     oneLine(r);

@@ -33,11 +33,17 @@ test('drift: every entry and VTEP attribute changed by someone else is put back 
       route?.gateway === dot0 &&
       route.dev === 'flannel.1' &&
       k.neigh.some((n) => n.dst === dot0 && n.lladdr === mac && n.state.includes('PERMANENT')) &&
-      k.fdb.filter((f) => f.mac === mac).map((f) => f.dst).join() === peer.publicIP &&
+      k.fdb
+        .filter((f) => f.mac === mac)
+        .map((f) => f.dst)
+        .join() === peer.publicIP &&
       k.link?.mtu === 1450 &&
       k.link?.address === own.backendData.VtepMAC &&
       (k.link?.flags ?? []).includes('UP') &&
-      k.addrs.filter((a: { family: string }) => a.family === 'inet').map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`).join() === `${formatIPv4(parseCidr4(own.subnet).network)}/32`
+      k.addrs
+        .filter((a: { family: string }) => a.family === 'inet')
+        .map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`)
+        .join() === `${formatIPv4(parseCidr4(own.subnet).network)}/32`
     );
   };
   assert.ok(await right(), 'h1 starts right');
@@ -46,9 +52,18 @@ test('drift: every entry and VTEP attribute changed by someone else is put back 
     ['route deleted', [['ip', '-n', h1, 'route', 'del', peer.subnet]]],
     ['neighbour deleted', [['ip', '-n', h1, 'neigh', 'del', dot0, 'dev', 'flannel.1']]],
     ['FDB entry deleted', [['bridge', '-n', h1, 'fdb', 'del', mac, 'dev', 'flannel.1', 'dst', peer.publicIP]]],
-    ['route rewritten in place (another gateway)', [['ip', '-n', h1, 'route', 'replace', peer.subnet, 'via', formatIPv4(parseCidr4(other.subnet).network), 'dev', 'flannel.1', 'onlink', 'proto', '84']]],
-    ['neighbour rewritten in place (another MAC)', [['ip', '-n', h1, 'neigh', 'replace', dot0, 'lladdr', '02:00:00:00:0d:01', 'dev', 'flannel.1', 'nud', 'permanent']]],
-    ['FDB entry pointed at another host', [['bridge', '-n', h1, 'fdb', 'replace', mac, 'dev', 'flannel.1', 'dst', state.hosts[2]!.address, 'self', 'permanent']]],
+    [
+      'route rewritten in place (another gateway)',
+      [['ip', '-n', h1, 'route', 'replace', peer.subnet, 'via', formatIPv4(parseCidr4(other.subnet).network), 'dev', 'flannel.1', 'onlink', 'proto', '84']],
+    ],
+    [
+      'neighbour rewritten in place (another MAC)',
+      [['ip', '-n', h1, 'neigh', 'replace', dot0, 'lladdr', '02:00:00:00:0d:01', 'dev', 'flannel.1', 'nud', 'permanent']],
+    ],
+    [
+      'FDB entry pointed at another host',
+      [['bridge', '-n', h1, 'fdb', 'replace', mac, 'dev', 'flannel.1', 'dst', state.hosts[2]!.address, 'self', 'permanent']],
+    ],
     ['VTEP MTU lowered', [['ip', '-n', h1, 'link', 'set', 'flannel.1', 'mtu', '1400']]],
     ['VTEP set down', [['ip', '-n', h1, 'link', 'set', 'flannel.1', 'down']]],
     ['VTEP MAC changed', [['ip', '-n', h1, 'link', 'set', 'flannel.1', 'address', '02:00:00:00:0d:02']]],
@@ -68,10 +83,17 @@ test('drift: every entry and VTEP attribute changed by someone else is put back 
   const quarter = `${formatIPv4(parseCidr4(peer.subnet).network + 64)}/26`;
   let t0 = performance.now();
   await run(['ip', '-n', h1, 'route', 'add', quarter, 'dev', 'eth0', 'proto', 'static']);
-  await within(1000, 'h1 to withdraw the peer whose subnet now holds a foreign route', async () => !(await kernelView(h1)).routes.some((r) => r.dst === peer.subnet));
+  await within(
+    1000,
+    'h1 to withdraw the peer whose subnet now holds a foreign route',
+    async () => !(await kernelView(h1)).routes.some((r) => r.dst === peer.subnet),
+  );
   figures.push(`foreign route in a peer subnet, peer withdrawn: ${Math.round(performance.now() - t0)} ms`);
   assert.match((await run(['ip', '-n', h1, 'route', 'show', quarter])).stdout, /dev eth0 proto static/, 'their route stays');
-  assert.match(agentLog(state, 'h1'), new RegExp(`"reason":"foreign-route","detail":"subnet ${peer.subnet.replace(/\./g, '\\.')} holds the route ${quarter.replace(/\./g, '\\.')}`));
+  assert.match(
+    agentLog(state, 'h1'),
+    new RegExp(`"reason":"foreign-route","detail":"subnet ${peer.subnet.replace(/\./g, '\\.')} holds the route ${quarter.replace(/\./g, '\\.')}`),
+  );
   t0 = performance.now();
   await run(['ip', '-n', h1, 'route', 'del', quarter]);
   await within(1000, 'h1 to program the peer again', right);

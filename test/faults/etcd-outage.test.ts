@@ -45,7 +45,13 @@ test('etcd frozen for 30 s, then killed for 60 s: no ping lost, a few log lines,
   const before = await kernels();
   const rssBefore = await Promise.all(agents.map((a) => rssKb(a.pid)));
   const linesBefore = hosts.map((h) => agentLog(state, h).split('\n').length);
-  const lines = (pattern: string) => hosts.map((h) => agentLog(state, h).split('\n').filter((l) => l.includes(pattern)).length);
+  const lines = (pattern: string) =>
+    hosts.map(
+      (h) =>
+        agentLog(state, h)
+          .split('\n')
+          .filter((l) => l.includes(pattern)).length,
+    );
   const backLines = () => lines('"msg":"store reachable again"');
 
   // Frozen: connections stay open, nothing answers; only request deadlines and the probe can tell.
@@ -76,7 +82,11 @@ test('etcd frozen for 30 s, then killed for 60 s: no ping lost, a few log lines,
 
   // A host that joins now is programmed everywhere at once.
   const t0 = performance.now();
-  await putRaw(state, '/coreos.com/network/subnets/10.244.254.0-24', JSON.stringify({ PublicIP: '192.0.2.77', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:fe:01' } }));
+  await putRaw(
+    state,
+    '/coreos.com/network/subnets/10.244.254.0-24',
+    JSON.stringify({ PublicIP: '192.0.2.77', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:fe:01' } }),
+  );
   await within(1000, 'every host to program the lease written after etcd came back', async () => {
     for (const h of state.hosts) if (!(await kernelView(h.namespace)).routes.some((r) => r.dst === '10.244.254.0/24')) return false;
     return true;
@@ -91,7 +101,14 @@ test('etcd frozen for 30 s, then killed for 60 s: no ping lost, a few log lines,
   const growth = rssAfter.map((kb, i) => Math.round((kb - rssBefore[i]!) / 1024));
   for (const [i, mb] of growth.entries()) assert.ok(mb < 10, `${hosts[i]}: RSS grew by ${mb} MB (< 10)`);
   const outageLines = hosts.map((h, i) => agentLog(state, h).split('\n').length - linesBefore[i]! - 1);
-  for (const [i, n] of outageLines.entries()) assert.ok(n < 10, `${hosts[i]}: ${n} log lines over both outages (< 10):\n${agentLog(state, hosts[i]!).split('\n').slice(linesBefore[i]! - 1).join('\n')}`);
+  for (const [i, n] of outageLines.entries())
+    assert.ok(
+      n < 10,
+      `${hosts[i]}: ${n} log lines over both outages (< 10):\n${agentLog(state, hosts[i]!)
+        .split('\n')
+        .slice(linesBefore[i]! - 1)
+        .join('\n')}`,
+    );
   t.diagnostic(
     `frozen etcd noticed in ${noticedMs} ms; ${counts.reduce((n, c) => n + c.transmitted, 0)} pings, 0 lost; log lines per agent ${outageLines.join('/')}; ` +
       `RSS growth ${growth.join('/')} MB; lease after the outage programmed on every host in ${joinMs} ms`,

@@ -52,7 +52,10 @@ export async function rssKb(pid: number): Promise<number> {
 
 /** The overlay entries iproute2 reports on a host, each list sorted (the kernel's dump order is not stable). */
 export function sortedEntries(k: { routes: Array<{ dst: string }>; neigh: Array<{ dst: string }>; fdb: Array<{ mac: string; dst?: string }> }) {
-  const by = <T>(key: (x: T) => string) => (a: T, b: T) => key(a).localeCompare(key(b));
+  const by =
+    <T>(key: (x: T) => string) =>
+    (a: T, b: T) =>
+      key(a).localeCompare(key(b));
   return {
     routes: [...k.routes].sort(by((r) => r.dst)),
     neigh: [...k.neigh].sort(by((n) => n.dst)),

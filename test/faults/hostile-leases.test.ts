@@ -16,7 +16,8 @@ import { leasesOf, podMatrix, startFastPing, within } from '../e2e/overlay-helpe
 import { deleteRaw, putRaw, sortedEntries, underlayRoutes } from './helpers.js';
 
 const PREFIX = '/coreos.com/network/subnets/';
-const vx = (publicIP: unknown, mac: unknown, vni: unknown = 1) => JSON.stringify({ PublicIP: publicIP, BackendType: 'vxlan', BackendData: { VNI: vni, VtepMAC: mac } });
+const vx = (publicIP: unknown, mac: unknown, vni: unknown = 1) =>
+  JSON.stringify({ PublicIP: publicIP, BackendType: 'vxlan', BackendData: { VNI: vni, VtepMAC: mac } });
 
 interface Hostile {
   what: string;
@@ -36,7 +37,12 @@ function hostileLeases(own: { subnet: string; mac: string }, peer: { subnet: str
   return [
     // Values no agent can read: logged once by the watcher, listed as malformed.
     { what: 'garbage JSON', key: `${PREFIX}${free()}`, value: '{"PublicIP": "192.0.2.50", ', reason: 'malformed' },
-    { what: 'wrong types', key: `${PREFIX}${free()}`, value: JSON.stringify({ PublicIP: 12345, BackendType: 'vxlan', BackendData: { VNI: '1', VtepMAC: 7 } }), reason: 'malformed' },
+    {
+      what: 'wrong types',
+      key: `${PREFIX}${free()}`,
+      value: JSON.stringify({ PublicIP: 12345, BackendType: 'vxlan', BackendData: { VNI: '1', VtepMAC: 7 } }),
+      reason: 'malformed',
+    },
     { what: 'a 1 MB value', key: `${PREFIX}${free()}`, value: vx('192.0.2.51', 'a'.repeat(1 << 20)), reason: 'malformed' },
     { what: 'not an object', key: `${PREFIX}${free()}`, value: '[1,2,3]', reason: 'malformed' },
     { what: 'a bad key name', key: `${PREFIX}garbage`, value: vx('192.0.2.52', '02:00:00:00:02:52'), reason: 'malformed' },
@@ -56,7 +62,12 @@ function hostileLeases(own: { subnet: string; mac: string }, peer: { subnet: str
     { what: 'a loopback PublicIP', key: `${PREFIX}${free()}`, value: vx('127.0.0.1', '02:00:00:00:02:64'), reason: 'public-ip' },
     { what: 'a PublicIP inside the overlay', key: `${PREFIX}${free()}`, value: vx('10.244.9.9', '02:00:00:00:02:65'), reason: 'public-ip' },
     { what: 'another VNI', key: `${PREFIX}${free()}`, value: vx('192.0.2.66', '02:00:00:00:02:66', 42), reason: 'vni' },
-    { what: 'another backend type', key: `${PREFIX}${free()}`, value: JSON.stringify({ PublicIP: '192.0.2.67', BackendType: 'host-gw' }), reason: 'backend-type' },
+    {
+      what: 'another backend type',
+      key: `${PREFIX}${free()}`,
+      value: JSON.stringify({ PublicIP: '192.0.2.67', BackendType: 'host-gw' }),
+      reason: 'backend-type',
+    },
   ];
 }
 
@@ -81,7 +92,11 @@ for (const store of ['sqlite', 'etcd'] as const) {
     const state = await overlayLab(t, { nodes: 3, underlay: 'switch', store, mode: 'bridge', pods: 1 });
     const leases = await leasesOf(state);
     const byHost = (i: number) => leases.find((l) => l.publicIP === state.hosts[i]!.address)!;
-    const hostile = hostileLeases({ subnet: byHost(0).subnet, mac: byHost(0).backendData.VtepMAC }, { subnet: byHost(1).subnet, mac: byHost(1).backendData.VtepMAC }, leases.map((l) => l.subnet));
+    const hostile = hostileLeases(
+      { subnet: byHost(0).subnet, mac: byHost(0).backendData.VtepMAC },
+      { subnet: byHost(1).subnet, mac: byHost(1).backendData.VtepMAC },
+      leases.map((l) => l.subnet),
+    );
     const pod = (host: string) => state.pods.find((p) => p.host === host)!;
     const pingers = [startFastPing(pod('h1').namespace, pod('h2').address!), startFastPing(pod('h3').namespace, pod('h1').address!)];
     let stopped = false;
@@ -91,7 +106,9 @@ for (const store of ['sqlite', 'etcd'] as const) {
     for (const h of hostile) await putRaw(state, h.key, h.value);
     // Leases reach every agent in store order: once the last one is rejected everywhere, all were seen.
     const last = hostile.at(-1)!;
-    await within(20_000, 'every agent to reject the last hostile lease', () => state.hosts.every((h) => agentLog(state, h.name).includes(`"key":"${last.key}"`)));
+    await within(20_000, 'every agent to reject the last hostile lease', () =>
+      state.hosts.every((h) => agentLog(state, h.name).includes(`"key":"${last.key}"`)),
+    );
     const during = await snapshot(state);
     assert.deepEqual(during, before, 'no route (underlay or overlay), neighbour, FDB entry or MTU changed on any host');
 
@@ -111,7 +128,10 @@ for (const store of ['sqlite', 'etcd'] as const) {
     }
 
     // `tulle leases` names each one with its reason; the lab's own leases stay "ok".
-    const listed = JSON.parse((await runStoreCommand(state, ['leases', '--json'])).stdout) as Array<{ key: string; rejected: { reason: string; detail: string } | null }>;
+    const listed = JSON.parse((await runStoreCommand(state, ['leases', '--json'])).stdout) as Array<{
+      key: string;
+      rejected: { reason: string; detail: string } | null;
+    }>;
     for (const h of hostile) {
       const row = listed.find((l) => l.key === h.key);
       // Only a judgement that needs a host (a duplicate MAC is judged store-wide too) can be missing here.
@@ -119,14 +139,23 @@ for (const store of ['sqlite', 'etcd'] as const) {
       assert.equal(row.rejected?.reason, h.reason, `tulle leases: ${h.what}: ${JSON.stringify(row.rejected)}`);
       assert.ok(row.rejected.detail.length <= 400, `the detail is cut, not the whole value (${row.rejected.detail.length} characters)`);
     }
-    assert.ok(leases.every((l) => listed.find((x) => x.key === (l as { key?: string }).key)?.rejected === null), 'the hosts\' own leases are ok');
-    const status = await run(['ip', 'netns', 'exec', state.hosts[0]!.namespace, process.execPath, TULLE_BIN, 'status', '--store', state.overlay!.store, '--json'], { allowFailure: true });
+    assert.ok(
+      leases.every((l) => listed.find((x) => x.key === (l as { key?: string }).key)?.rejected === null),
+      "the hosts' own leases are ok",
+    );
+    const status = await run(
+      ['ip', 'netns', 'exec', state.hosts[0]!.namespace, process.execPath, TULLE_BIN, 'status', '--store', state.overlay!.store, '--json'],
+      { allowFailure: true },
+    );
     const report = JSON.parse(status.stdout) as { rejected: unknown[]; pending: string[] };
     assert.equal(status.status, 0, `tulle status in sync: ${JSON.stringify(report.pending)}${status.stderr}`);
     assert.equal(report.rejected.length, hostile.length, 'tulle status lists every one');
 
     for (const h of hostile) await deleteRaw(state, h.key);
-    const gone = (host: string) => agentLog(state, host).split('\n').some((l) => l.includes('"msg":"a rejected lease is gone or acceptable now"') && l.includes(`"key":"${last.key}"`));
+    const gone = (host: string) =>
+      agentLog(state, host)
+        .split('\n')
+        .some((l) => l.includes('"msg":"a rejected lease is gone or acceptable now"') && l.includes(`"key":"${last.key}"`));
     await within(20_000, 'every agent to see the rejected leases go', () => state.hosts.every((h) => gone(h.name)));
     const after = await snapshot(state);
     assert.deepEqual(after, before, 'nothing changed after the leases were deleted either');
@@ -134,7 +163,9 @@ for (const store of ['sqlite', 'etcd'] as const) {
     stopped = true;
     const counts = await Promise.all(pingers.map((p) => p.stop()));
     for (const c of counts) assert.equal(c.received, c.transmitted, `no ping lost: ${c.output.trim().split('\n').slice(-2).join(' ')}`);
-    t.diagnostic(`${hostile.length} hostile leases on ${store}: ${counts.reduce((n, c) => n + c.transmitted, 0)} pings, ${counts.reduce((n, c) => n + c.transmitted - c.received, 0)} lost; kernels unchanged on ${state.hosts.length} hosts`);
+    t.diagnostic(
+      `${hostile.length} hostile leases on ${store}: ${counts.reduce((n, c) => n + c.transmitted, 0)} pings, ${counts.reduce((n, c) => n + c.transmitted - c.received, 0)} lost; kernels unchanged on ${state.hosts.length} hosts`,
+    );
     assert.deepEqual(await podMatrix(state), []);
   });
 }

@@ -26,19 +26,31 @@ export async function host(t: { after(fn: () => unknown): void }, label: string,
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const store = `sqlite:${join(dir, 'store.db')}`;
   await run([process.execPath, TULLE, 'config', 'put', '--store', store], { input: config });
-  return { ns, dir, store, args: ['--store', store, '--subnet-file', join(dir, 'subnet.env'), '--state-dir', join(dir, 'state'), '--cni-socket', join(dir, 'cni.sock')] };
+  return {
+    ns,
+    dir,
+    store,
+    args: ['--store', store, '--subnet-file', join(dir, 'subnet.env'), '--state-dir', join(dir, 'state'), '--cni-socket', join(dir, 'cni.sock')],
+  };
 }
 
 export { underlay } from './netns.js';
 
 /** Run the agent to completion (it must exit by itself within the timeout). */
 export function agentExits(h: Host, extra: string[] = [], timeoutMs = 20_000) {
-  return run(['ip', 'netns', 'exec', h.ns, process.execPath, TULLE, 'agent', ...h.args, ...extra], { allowFailure: true, timeoutMs, env: { ...process.env, TULLE_LOG_FORMAT: 'json' } });
+  return run(['ip', 'netns', 'exec', h.ns, process.execPath, TULLE, 'agent', ...h.args, ...extra], {
+    allowFailure: true,
+    timeoutMs,
+    env: { ...process.env, TULLE_LOG_FORMAT: 'json' },
+  });
 }
 
 /** Start the agent; the caller stops it with stop() (SIGTERM, by PID). */
 export function agentRuns(h: Host, extra: string[] = []) {
-  const child = spawn('ip', ['netns', 'exec', h.ns, process.execPath, TULLE, 'agent', ...h.args, ...extra], { env: { ...process.env, TULLE_LOG_FORMAT: 'json' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', h.ns, process.execPath, TULLE, 'agent', ...h.args, ...extra], {
+    env: { ...process.env, TULLE_LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let log = '';
   child.stderr.on('data', (d) => (log += d));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
@@ -58,4 +70,3 @@ export function lastLine(stderr: string): string {
 export async function noVtep(ns: string): Promise<boolean> {
   return (await run(['ip', '-n', ns, 'link', 'show', 'flannel.1'], { allowFailure: true })).status !== 0;
 }
-

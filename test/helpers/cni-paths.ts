@@ -34,11 +34,28 @@ export interface CniServerProcess {
 }
 
 /** Start a CNI server inside namespace `ns` on `o.socket` or a socket in a fresh temporary directory; stopped after `t`. */
-export async function startCniServer(t: { after(fn: () => unknown): void }, ns: string, o: { readTimeoutMs?: number; socket?: string; hooksFile?: string } = {}): Promise<CniServerProcess> {
+export async function startCniServer(
+  t: { after(fn: () => unknown): void },
+  ns: string,
+  o: { readTimeoutMs?: number; socket?: string; hooksFile?: string } = {},
+): Promise<CniServerProcess> {
   if (!existsSync(SHIM)) throw new Error(`${SHIM} is missing: build it with npm ci (or node-gyp rebuild)`);
   const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-sock-'));
   const socket = o.socket ?? join(dir, 'cni.sock');
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, SERVER_MAIN, socket, ...(o.readTimeoutMs || o.hooksFile ? [String(o.readTimeoutMs ?? 0)] : []), ...(o.hooksFile ? [o.hooksFile] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      SERVER_MAIN,
+      socket,
+      ...(o.readTimeoutMs || o.hooksFile ? [String(o.readTimeoutMs ?? 0)] : []),
+      ...(o.hooksFile ? [o.hooksFile] : []),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   const lines: string[] = [];
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {

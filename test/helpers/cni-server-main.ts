@@ -31,7 +31,12 @@ function recordingHooks(file: string): PodEndpointHooks {
 
 try {
   const hooks = hooksFile ? recordingHooks(hooksFile) : undefined;
-  const server = await CniServer.start({ path: path!, log, ...(timeout && timeout !== '0' ? { readTimeoutMs: Number(timeout) } : {}), ...(hooks ? { endpointHooks: () => hooks } : {}) });
+  const server = await CniServer.start({
+    path: path!,
+    log,
+    ...(timeout && timeout !== '0' ? { readTimeoutMs: Number(timeout) } : {}),
+    ...(hooks ? { endpointHooks: () => hooks } : {}),
+  });
   process.once('SIGTERM', () => void server.close().then(() => process.exit(0)));
   process.stdout.write('ready\n');
 } catch (err) {

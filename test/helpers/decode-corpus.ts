@@ -58,8 +58,23 @@ function handMade(): Buffer[] {
   f.push(encapsulate(ping, { ...hostA, vni: 1 }));
   f.push(encapsulate(icmpEchoFrame({ ...podB, id: 7, seq: 1, reply: true }), { ...hostB, vni: 1 }));
   f.push(encapsulate(icmpEchoFrame({ ...podB, id: 7, seq: 2, reply: true }), { ...hostB, vni: 4096, dstPort: 4789, udpChecksum: true }));
-  f.push(encapsulate(arpFrame({ op: 1, senderMac: podA.srcMac, senderIp: '10.244.1.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.2.0' }), { ...hostA, vni: 1, vlans: [{ tpid: 0x8100, pcp: 0, dei: false, vid: 100 }] }));
-  f.push(encapsulate(arpFrame({ op: 2, senderMac: podB.srcMac, senderIp: '10.244.2.0', targetMac: podA.srcMac, targetIp: '10.244.1.0' }), { ...hostB, vni: 1, vlans: [{ tpid: 0x88a8, pcp: 5, dei: true, vid: 20 }, { tpid: 0x8100, pcp: 1, dei: false, vid: 4095 }] }));
+  f.push(
+    encapsulate(arpFrame({ op: 1, senderMac: podA.srcMac, senderIp: '10.244.1.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.2.0' }), {
+      ...hostA,
+      vni: 1,
+      vlans: [{ tpid: 0x8100, pcp: 0, dei: false, vid: 100 }],
+    }),
+  );
+  f.push(
+    encapsulate(arpFrame({ op: 2, senderMac: podB.srcMac, senderIp: '10.244.2.0', targetMac: podA.srcMac, targetIp: '10.244.1.0' }), {
+      ...hostB,
+      vni: 1,
+      vlans: [
+        { tpid: 0x88a8, pcp: 5, dei: true, vid: 20 },
+        { tpid: 0x8100, pcp: 1, dei: false, vid: 4095 },
+      ],
+    }),
+  );
   f.push(arpFrame({ op: 1, senderMac: hostA.srcMac, senderIp: hostA.srcIp, targetMac: '00:00:00:00:00:00', targetIp: hostA.dstIp }));
   f.push(arpFrame({ op: 2, senderMac: hostB.srcMac, senderIp: hostB.srcIp, targetMac: hostA.srcMac, targetIp: hostA.srcIp }));
   f.push(arpFrame({ op: 3, senderMac: hostB.srcMac, senderIp: hostB.srcIp, targetMac: hostA.srcMac, targetIp: hostA.srcIp }));
@@ -67,7 +82,14 @@ function handMade(): Buffer[] {
   oddArp.writeUInt16BE(6, 14); // hardware type IEEE 802
   f.push(oddArp);
   f.push(encapsulate(udpFrame({ ...podA, srcPort: 40000, dstPort: 53, payload: Buffer.from('query') }), { ...hostA, vni: 42, dstPort: 9000 }));
-  f.push(encapsulate(udpFrame({ ...podA, srcPort: 40001, dstPort: 53, payload: Buffer.from('dns?') }), { ...hostA, vni: 77, dstPort: 4789, gbp: { policyId: 300, dontLearn: true, policyApplied: true } }));
+  f.push(
+    encapsulate(udpFrame({ ...podA, srcPort: 40001, dstPort: 53, payload: Buffer.from('dns?') }), {
+      ...hostA,
+      vni: 77,
+      dstPort: 4789,
+      gbp: { policyId: 300, dontLearn: true, policyApplied: true },
+    }),
+  );
   f.push(encapsulate(icmpEchoFrame({ ...podV6, id: 9, seq: 4 }), { ...hostV6, vni: 4096, dstPort: 4789 }));
   f.push(encapsulate(icmpEchoFrame({ ...podV6, srcIp: podV6.dstIp, dstIp: podV6.srcIp, id: 9, seq: 4, reply: true }), { ...hostV6, vni: 16777215 }));
   f.push(encapsulate(encapsulate(ping, { ...hostA, vni: 5 }), { ...hostB, vni: 6 })); // VXLAN in VXLAN
@@ -84,14 +106,35 @@ function handMade(): Buffer[] {
   f.push(ipPacketFrame(hostA, hostA.srcIp, hostA.dstIp, 200, Buffer.alloc(5)));
   f.push(ipPacketFrame(hostV6, hostV6.srcIp, hostV6.dstIp, 132, Buffer.alloc(12)));
   // ICMP of other types and codes.
-  for (const [type, code] of [[3, 1], [3, 0], [11, 0], [5, 1], [12, 0], [42, 3], [13, 0]] as const) {
+  for (const [type, code] of [
+    [3, 1],
+    [3, 0],
+    [11, 0],
+    [5, 1],
+    [12, 0],
+    [42, 3],
+    [13, 0],
+  ] as const) {
     f.push(encapsulate(ipPacketFrame(podA, podA.srcIp, podA.dstIp, 1, icmpMessage(type, code)), { ...hostA, vni: 1 }));
   }
   for (const type of [1, 2, 3, 4, 133, 134, 135, 136, 200]) f.push(ipPacketFrame(hostV6, hostV6.srcIp, hostV6.dstIp, 58, icmpMessage(type, 0, 24)));
   // Fragments: IPv4 first (MF) and later ones, IPv6 with a Fragment header; a Hop-by-Hop header.
-  f.push(ipPacketFrame(hostA, hostA.srcIp, hostA.dstIp, 17, Buffer.alloc(40), (h) => { h.moreFragments = true; }));
-  f.push(ipPacketFrame(hostA, hostA.srcIp, hostA.dstIp, 1, Buffer.alloc(40), (h) => { h.fragmentOffset = 185; }));
-  f.push(ipPacketFrame(hostA, hostA.srcIp, hostA.dstIp, 99, Buffer.alloc(40), (h) => { h.fragmentOffset = 3; h.moreFragments = true; }));
+  f.push(
+    ipPacketFrame(hostA, hostA.srcIp, hostA.dstIp, 17, Buffer.alloc(40), (h) => {
+      h.moreFragments = true;
+    }),
+  );
+  f.push(
+    ipPacketFrame(hostA, hostA.srcIp, hostA.dstIp, 1, Buffer.alloc(40), (h) => {
+      h.fragmentOffset = 185;
+    }),
+  );
+  f.push(
+    ipPacketFrame(hostA, hostA.srcIp, hostA.dstIp, 99, Buffer.alloc(40), (h) => {
+      h.fragmentOffset = 3;
+      h.moreFragments = true;
+    }),
+  );
   const frag6 = Buffer.alloc(8 + 16);
   frag6[0] = 17;
   frag6.writeUInt16BE((100 << 3) | 1, 2);
@@ -181,7 +224,14 @@ export function decodeCorpus(): CorpusFile[] {
   const t = times(frames.length);
   const ether: PcapInputRecord[] = frames.map((data, i) => ({ data, time: t[i]! }));
   // Cut at a snap length: the capture says how long the frame was.
-  for (const [i, cut] of [[0, 60], [2, 96], [11, 80], [15, 120], [1, 14]] as const) ether.push({ data: hand[i]!.subarray(0, cut), time: t[i]!, originalLength: hand[i]!.length });
+  for (const [i, cut] of [
+    [0, 60],
+    [2, 96],
+    [11, 80],
+    [15, 120],
+    [1, 14],
+  ] as const)
+    ether.push({ data: hand[i]!.subarray(0, cut), time: t[i]!, originalLength: hand[i]!.length });
   const sll = hand.slice(0, 12).map((frame, i) => {
     const head = Buffer.alloc(16);
     head.writeUInt16BE(i % 5, 0);
@@ -193,7 +243,14 @@ export function decodeCorpus(): CorpusFile[] {
   const raw = hand.slice(0, 12).map((frame, i) => ({ data: frame.subarray(14), time: t[i]! }));
   return [
     { name: 'corpus-ethernet.pcap', bytes: encodePcap(ether), ports: [9000] },
-    { name: 'corpus-ethernet-nanosecond.pcap', bytes: encodePcap(ether.slice(0, 40).map((r, i) => ({ ...r, time: { sec: r.time!.sec, nsec: r.time!.nsec + (i * 7919) % 1000 } })), { nanosecond: true, bigEndian: true }), ports: [] },
+    {
+      name: 'corpus-ethernet-nanosecond.pcap',
+      bytes: encodePcap(
+        ether.slice(0, 40).map((r, i) => ({ ...r, time: { sec: r.time!.sec, nsec: r.time!.nsec + ((i * 7919) % 1000) } })),
+        { nanosecond: true, bigEndian: true },
+      ),
+      ports: [],
+    },
     { name: 'corpus-linux-sll.pcap', bytes: encodePcap(sll, { linkType: 113 }), ports: [9000] },
     { name: 'corpus-raw-ip.pcap', bytes: encodePcap(raw, { linkType: 101 }), ports: [] },
   ];

@@ -207,16 +207,20 @@ export async function startDockerd(
         await gone;
       }
       // An emptied cgroup can take a moment to become removable; children go before parents.
-      await waitFor(() => {
-        for (const dir of cgroupDirs(cgroupParent)) {
-          try {
-            rmdirSync(dir);
-          } catch {
-            // still busy: tried again
+      await waitFor(
+        () => {
+          for (const dir of cgroupDirs(cgroupParent)) {
+            try {
+              rmdirSync(dir);
+            } catch {
+              // still busy: tried again
+            }
           }
-        }
-        return cgroupDirs(cgroupParent).length === 0;
-      }, 10_000, `the cgroups ${cgroupParent} of ${o.name} to be removable`);
+          return cgroupDirs(cgroupParent).length === 0;
+        },
+        10_000,
+        `the cgroups ${cgroupParent} of ${o.name} to be removable`,
+      );
     })());
   t.after(stop);
 
@@ -231,29 +235,47 @@ export async function startDockerd(
   const dockerd = (started.dockerd = spawn(
     'nsenter',
     [
-      '-t', String(holder.pid), '-m', '-n',
+      '-t',
+      String(holder.pid),
+      '-m',
+      '-n',
       DOCKERD,
-      '--host', `unix://${socket}`,
-      '--data-root', join(root, 'data'),
-      '--exec-root', '/run/docker',
-      '--pidfile', join(root, 'dockerd.pid'),
+      '--host',
+      `unix://${socket}`,
+      '--data-root',
+      join(root, 'data'),
+      '--exec-root',
+      '/run/docker',
+      '--pidfile',
+      join(root, 'dockerd.pid'),
       // vfs: a plain copy per layer, works on any filesystem (the image is one 2 MB layer).
-      '--storage-driver', 'vfs',
-      '--cgroup-parent', cgroupParent,
-      '--oom-score-adjust', '0',
-      '--default-ulimit', `nofile=1024:${o.hardNofile}`,
-      '--log-level', 'warn',
+      '--storage-driver',
+      'vfs',
+      '--cgroup-parent',
+      cgroupParent,
+      '--oom-score-adjust',
+      '0',
+      '--default-ulimit',
+      `nofile=1024:${o.hardNofile}`,
+      '--log-level',
+      'warn',
       // A container's `sleep` as PID 1 ignores SIGTERM: do not wait the default 15 s for it at shutdown.
-      '--shutdown-timeout', '2',
+      '--shutdown-timeout',
+      '2',
     ],
     { stdio: ['ignore', logFd, logFd] },
   ));
   closeSync(logFd);
 
-  await waitFor(async () => {
-    if (dockerd.exitCode !== null || dockerd.signalCode !== null) throw new Error(`dockerd in ${o.ns} exited: ${log().slice(-2000)}`);
-    return (await docker(['version', '--format', '{{.Server.Version}}'], { allowFailure: true, timeoutMs: 10_000 })).status === 0;
-  }, 60_000, `dockerd in ${o.ns} to answer`, 200).catch((err) => {
+  await waitFor(
+    async () => {
+      if (dockerd.exitCode !== null || dockerd.signalCode !== null) throw new Error(`dockerd in ${o.ns} exited: ${log().slice(-2000)}`);
+      return (await docker(['version', '--format', '{{.Server.Version}}'], { allowFailure: true, timeoutMs: 10_000 })).status === 0;
+    },
+    60_000,
+    `dockerd in ${o.ns} to answer`,
+    200,
+  ).catch((err) => {
     throw new Error(`${(err as Error).message}\ndockerd log:\n${log().slice(-2000)}`);
   });
 
@@ -271,9 +293,18 @@ export async function importImage(h: DockerHost, tarball: string, image: string)
  */
 export async function createBridgeNetwork(h: DockerHost, o: { name: string; subnet: string; gateway: string; bridge: string; mtu: number }): Promise<void> {
   await h.docker([
-    'network', 'create', '--driver', 'bridge', '--subnet', o.subnet, '--gateway', o.gateway,
-    '-o', `com.docker.network.bridge.name=${o.bridge}`,
-    '-o', `com.docker.network.driver.mtu=${o.mtu}`,
+    'network',
+    'create',
+    '--driver',
+    'bridge',
+    '--subnet',
+    o.subnet,
+    '--gateway',
+    o.gateway,
+    '-o',
+    `com.docker.network.bridge.name=${o.bridge}`,
+    '-o',
+    `com.docker.network.driver.mtu=${o.mtu}`,
     o.name,
   ]);
 }
@@ -295,5 +326,7 @@ export async function runContainer(h: DockerHost, o: { name: string; network: st
 
 /** `docker exec NAME ping -c COUNT -W 5 [-s SIZE] TARGET` (busybox ping), never throwing: the caller checks. */
 export function pingIn(h: DockerHost, container: string, target: string, o: { size?: number; count?: number } = {}): Promise<RunResult> {
-  return h.docker(['exec', container, 'ping', '-c', String(o.count ?? 1), '-W', '5', ...(o.size !== undefined ? ['-s', String(o.size)] : []), target], { allowFailure: true });
+  return h.docker(['exec', container, 'ping', '-c', String(o.count ?? 1), '-W', '5', ...(o.size !== undefined ? ['-s', String(o.size)] : []), target], {
+    allowFailure: true,
+  });
 }

@@ -28,7 +28,13 @@ export async function overlayLab(
     nodes: o.nodes,
     underlay: o.underlay ?? 'routed',
     root: labRoot,
-    afterUnderlay: overlaySteps({ store: o.store ?? 'sqlite', mode: o.mode ?? 'bridge', pods: o.pods ?? 0, ...(o.agents ? { agents: o.agents } : {}), ...(o.configText ? { configText: o.configText } : {}) }),
+    afterUnderlay: overlaySteps({
+      store: o.store ?? 'sqlite',
+      mode: o.mode ?? 'bridge',
+      pods: o.pods ?? 0,
+      ...(o.agents ? { agents: o.agents } : {}),
+      ...(o.configText ? { configText: o.configText } : {}),
+    }),
   });
 }
 

@@ -61,7 +61,8 @@ export function checkLayering(root: string, deps: Deps, exceptions: readonly Kno
       const targetFolder = folderOf(target);
       let rule: string | undefined;
       if (allowed === undefined) rule = `src/${own}/ has no DEPS entry; add one to test/unit/layering.deps.ts`;
-      else if (targetFolder === undefined) rule = `imports outside src/ (${relative(root, target).split(sep).join('/')}); src/ never imports test/, bench/ or bin/`;
+      else if (targetFolder === undefined)
+        rule = `imports outside src/ (${relative(root, target).split(sep).join('/')}); src/ never imports test/, bench/ or bin/`;
       else if (targetFolder !== own && !allowed.includes(targetFolder)) {
         rule = `src/${own}/ may import ${allowed.length ? `only ${allowed.map((f) => `src/${f}/`).join(', ')}` : 'nothing outside itself'}, not src/${targetFolder}/`;
       }

@@ -70,7 +70,11 @@ export async function underlayHost(t: Parameters<typeof freshNetns>[0], label: s
  * underlayHost plus flannel's VTEP made with iproute2 (independent of the code under test): flannel.1 vxlan id 1
  * local 192.0.2.11 dev eth0 dstport 8472 nolearning, up, optionally with its 10.244.1.0/32 address.
  */
-export async function vtepHost(t: Parameters<typeof freshNetns>[0], label: string, options: { vtepAddress?: boolean } = {}): Promise<{ ns: string; nl: NetlinkClient }> {
+export async function vtepHost(
+  t: Parameters<typeof freshNetns>[0],
+  label: string,
+  options: { vtepAddress?: boolean } = {},
+): Promise<{ ns: string; nl: NetlinkClient }> {
   const host = await underlayHost(t, label);
   const { ns } = host;
   await ip(ns, 'link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'local', '192.0.2.11', 'dev', 'eth0', 'dstport', '8472', 'nolearning');

@@ -30,7 +30,10 @@ test('two candidate interfaces and no default route: the error lists them; --ifa
   await underlay(h.ns, 'eth1', '198.51.100.11/24');
   const r = await agentExits(h);
   assert.notEqual(r.status, 0);
-  assert.match(lastLine(r.stderr), /several interfaces could carry the overlay \((eth0p?, )+eth1(, eth1p)?\).*name one with --iface \[TLE_UNDERLAY_AMBIGUOUS\]/);
+  assert.match(
+    lastLine(r.stderr),
+    /several interfaces could carry the overlay \((eth0p?, )+eth1(, eth1p)?\).*name one with --iface \[TLE_UNDERLAY_AMBIGUOUS\]/,
+  );
   assert.ok(await noVtep(h.ns));
 
   const bad = await agentExits(h, ['--iface', 'eth9']);
@@ -98,16 +101,36 @@ test('/healthz, /metrics and --cleanup', async (t) => {
   const agent = agentRuns(h, ['--ip-masq', '--rules-interval', '1']);
   await waitFor(() => /"msg":"ready"/.test(agent.log()), 20_000, 'the agent to be ready');
   const fetchIn = async (path: string) =>
-    (await run(['ip', 'netns', 'exec', h.ns, process.execPath, '-e', `fetch('http://127.0.0.1:9465${path}').then(async r => console.log(r.status, await r.text()))`])).stdout;
+    (
+      await run([
+        'ip',
+        'netns',
+        'exec',
+        h.ns,
+        process.execPath,
+        '-e',
+        `fetch('http://127.0.0.1:9465${path}').then(async r => console.log(r.status, await r.text()))`,
+      ])
+    ).stdout;
   assert.match(await fetchIn('/healthz'), /^200 \{"status":"ok","reason":"programmed","subnet":"10\.244\.\d+\.0\/24","peers":0\}/);
   const metrics = await fetchIn('/metrics');
-  for (const name of ['tulle_peers_programmed 0', 'tulle_reconciles_total 1', 'tulle_lease_expiry_timestamp_seconds', 'tulle_store_errors_total 0', 'tulle_repairs_total 0']) {
+  for (const name of [
+    'tulle_peers_programmed 0',
+    'tulle_reconciles_total 1',
+    'tulle_lease_expiry_timestamp_seconds',
+    'tulle_store_errors_total 0',
+    'tulle_repairs_total 0',
+  ]) {
     assert.ok(metrics.includes(name), `metrics have ${name}`);
   }
   assert.match((await run(['ip', 'netns', 'exec', h.ns, 'nft', 'list', 'table', 'ip', 'tulle'])).stdout, /masquerade fully-random/);
   // Someone flushes tulle's rules: the periodic check puts them back.
   await run(['ip', 'netns', 'exec', h.ns, 'nft', 'delete', 'table', 'ip', 'tulle']);
-  await waitFor(async () => (await run(['ip', 'netns', 'exec', h.ns, 'nft', 'list', 'table', 'ip', 'tulle'], { allowFailure: true })).status === 0, 10_000, 'the rules to be rewritten');
+  await waitFor(
+    async () => (await run(['ip', 'netns', 'exec', h.ns, 'nft', 'list', 'table', 'ip', 'tulle'], { allowFailure: true })).status === 0,
+    10_000,
+    'the rules to be rewritten',
+  );
   assert.match(agent.log(), /"msg":"traffic rules changed by someone else; rewriting them"/);
   assert.equal(await agent.stop(), 0);
   assert.ok(existsSync(join(h.dir, 'subnet.env')), 'SIGTERM leaves subnet.env and the kernel state');
@@ -117,7 +140,11 @@ test('/healthz, /metrics and --cleanup', async (t) => {
   assert.equal(c.status, 0, c.stderr);
   assert.ok(await noVtep(h.ns), 'cleanup removed the VTEP');
   assert.equal(existsSync(join(h.dir, 'subnet.env')), false, 'cleanup removed subnet.env');
-  assert.equal((await run(['ip', 'netns', 'exec', h.ns, 'nft', 'list', 'table', 'ip', 'tulle'], { allowFailure: true })).status, 1, 'cleanup removed the rules');
+  assert.equal(
+    (await run(['ip', 'netns', 'exec', h.ns, 'nft', 'list', 'table', 'ip', 'tulle'], { allowFailure: true })).status,
+    1,
+    'cleanup removed the rules',
+  );
   const leases = await run([process.execPath, TULLE, 'leases', '--json', '--store', h.store]);
   assert.deepEqual(JSON.parse(leases.stdout), [], 'cleanup released the lease');
   assert.equal((await agentExits(h, ['--cleanup'])).status, 0, 'cleanup twice is fine');

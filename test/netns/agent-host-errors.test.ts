@@ -15,7 +15,8 @@ import { ip, requireRoot } from '../helpers/netns.js';
 
 requireRoot();
 
-const leasesOf = async (store: string) => JSON.parse((await run([process.execPath, TULLE, 'leases', '--json', '--store', store])).stdout) as Array<{ subnet: string }>;
+const leasesOf = async (store: string) =>
+  JSON.parse((await run([process.execPath, TULLE, 'leases', '--json', '--store', store])).stdout) as Array<{ subnet: string }>;
 
 test('a second agent on the host: "another tulle agent is running?", not an internal error', async (t) => {
   const h = await host(t, 'twice');
@@ -25,7 +26,10 @@ test('a second agent on the host: "another tulle agent is running?", not an inte
   await waitFor(() => /"msg":"ready"/.test(first.log()), 20_000, 'the first agent to be ready');
   const second = await agentExits(h);
   assert.equal(second.status, 1, second.stderr);
-  assert.match(lastLine(second.stderr), /^tulle: --health-addr: 127\.0\.0\.1:9465 is already in use: is another tulle agent running on this host\? \(stop it, or give this one another --health-addr\) \[TLE_HEALTH_LISTEN\]$/);
+  assert.match(
+    lastLine(second.stderr),
+    /^tulle: --health-addr: 127\.0\.0\.1:9465 is already in use: is another tulle agent running on this host\? \(stop it, or give this one another --health-addr\) \[TLE_HEALTH_LISTEN\]$/,
+  );
   assert.doesNotMatch(second.stderr, /internal error|EADDRINUSE|\n\s+at /);
   assert.equal(await first.stop(), 0, 'the first agent was not disturbed');
 });
@@ -34,7 +38,10 @@ test('loopback as the underlay is refused by name, address and public IP', async
   const h = await host(t, 'lo');
   await underlay(h.ns, 'eth0', '192.0.2.11/24');
   for (const [extra, pattern] of [
-    [['--iface', 'lo'], /^tulle: --iface: "lo" is the loopback interface lo: packets on it never leave this host, so it cannot carry the overlay to other hosts/],
+    [
+      ['--iface', 'lo'],
+      /^tulle: --iface: "lo" is the loopback interface lo: packets on it never leave this host, so it cannot carry the overlay to other hosts/,
+    ],
     [['--iface', '127.0.0.1'], /^tulle: --iface: "127\.0\.0\.1" is the loopback interface lo/],
     [['--public-ip', '127.0.0.1'], /^tulle: --public-ip: "127\.0\.0\.1" is a loopback address: other hosts cannot send VXLAN packets to it/],
   ] as const) {

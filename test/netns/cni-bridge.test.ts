@@ -31,11 +31,33 @@ async function makeHost(t: Parameters<typeof freshNetns>[0], path: CniPath, subn
   const subnetFile = join(dir, 'subnet.env');
   writeFileSync(subnetFile, `FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=${subnet}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n`);
   const dataDir = join(dir, 'ipam');
-  return { ns, route: await cniRoute(t, ns, path), subnetFile, dataDir, config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'bridge', subnetFile, dataDir, ...extra }) };
+  return {
+    ns,
+    route: await cniRoute(t, ns, path),
+    subnetFile,
+    dataDir,
+    config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'bridge', subnetFile, dataDir, ...extra }),
+  };
 }
 
-function call(host: Host, command: CniInvocation['command'], containerId: string, podNs: string | undefined, config: Record<string, unknown>, ifName = 'eth0'): Promise<CniOutcome> {
-  return cniInvoke({ command, containerId, ifName, netns: podNs === undefined ? undefined : `/run/netns/${podNs}`, config, hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env });
+function call(
+  host: Host,
+  command: CniInvocation['command'],
+  containerId: string,
+  podNs: string | undefined,
+  config: Record<string, unknown>,
+  ifName = 'eth0',
+): Promise<CniOutcome> {
+  return cniInvoke({
+    command,
+    containerId,
+    ifName,
+    netns: podNs === undefined ? undefined : `/run/netns/${podNs}`,
+    config,
+    hostNetns: host.ns,
+    plugin: host.route.plugin,
+    env: host.route.env,
+  });
 }
 
 async function addOk(host: Host, containerId: string, podNs: string, config: Record<string, unknown>): Promise<Record<string, any>> {
@@ -49,8 +71,13 @@ async function ping(fromNs: string, address: string): Promise<boolean> {
   return r.status === 0;
 }
 
-const ipamFiles = (host: Host) => (existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : []);
-const linkNames = async (ns: string) => ((await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show'))).map((l) => l.ifname).sort();
+const ipamFiles = (host: Host) =>
+  existsSync(join(host.dataDir, 'tulle'))
+    ? readdirSync(join(host.dataDir, 'tulle'))
+        .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
+        .sort()
+    : [];
+const linkNames = async (ns: string) => (await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show')).map((l) => l.ifname).sort();
 
 for (const path of CNI_PATHS) {
   test(`[${path}] bridge mode: pods get cni0, a veth, an address and the cluster route; results in each version pass the spec; pods reach each other and the host`, async (t) => {
@@ -67,7 +94,10 @@ for (const path of CNI_PATHS) {
       assert.deepEqual(resultViolations(r, v), [], `result ${i} (${v}): ${JSON.stringify(r)}`);
       assert.match(r.ips[0].address, /^10\.244\.1\.\d+\/24$/);
       assert.equal(r.ips[0].gateway, '10.244.1.1');
-      assert.deepEqual(r.interfaces.map((x: any) => x.name), ['cni0', hostVethName(`bridge-pod-${i}`, 'eth0'), 'eth0']);
+      assert.deepEqual(
+        r.interfaces.map((x: any) => x.name),
+        ['cni0', hostVethName(`bridge-pod-${i}`, 'eth0'), 'eth0'],
+      );
       assert.equal(r.interfaces[2].sandbox, `/run/netns/${pods[i]}`);
       assert.deepEqual(r.routes, [{ dst: '10.244.0.0/16', gw: '10.244.1.1' }]);
     }
@@ -77,7 +107,10 @@ for (const path of CNI_PATHS) {
     assert.equal(cni0.linkinfo.info_kind, 'bridge');
     assert.equal(cni0.mtu, 1450);
     assert.ok(cni0.flags.includes('UP'));
-    assert.deepEqual(cni0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), ['10.244.1.1/24']);
+    assert.deepEqual(
+      cni0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+      ['10.244.1.1/24'],
+    );
     assert.equal(cni0.address, results[2]!.interfaces[0].mac, 'the result names the bridge MAC');
     assert.equal((await run(['ip', 'netns', 'exec', host.ns, 'sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim(), '1');
     for (const [i, r] of results.entries()) {
@@ -90,9 +123,15 @@ for (const path of CNI_PATHS) {
       const [eth0] = await ipJson(pods[i]!, 'addr', 'show', 'dev', 'eth0');
       assert.equal(eth0.mtu, 1450);
       assert.equal(eth0.address, r.interfaces[2].mac);
-      assert.deepEqual(eth0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), [r.ips[0].address]);
+      assert.deepEqual(
+        eth0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+        [r.ips[0].address],
+      );
       const routes = await ipJson(pods[i]!, 'route', 'show');
-      assert.ok(routes.some((x: any) => x.dst === '10.244.0.0/16' && x.gateway === '10.244.1.1' && x.dev === 'eth0'), JSON.stringify(routes));
+      assert.ok(
+        routes.some((x: any) => x.dst === '10.244.0.0/16' && x.gateway === '10.244.1.1' && x.dev === 'eth0'),
+        JSON.stringify(routes),
+      );
       assert.ok(!routes.some((x: any) => x.dst === 'default'), 'no default route unless isDefaultGateway');
     }
     // host-local's format: one file per address holding "<containerID>\r\n<ifname>".
@@ -127,7 +166,10 @@ for (const path of CNI_PATHS) {
       { dst: '0.0.0.0/0', gw: '10.244.1.1' },
     ]);
     const routes = await ipJson(pod, 'route', 'show');
-    assert.ok(routes.some((x: any) => x.dst === 'default' && x.gateway === '10.244.1.1' && x.dev === 'eth0'), JSON.stringify(routes));
+    assert.ok(
+      routes.some((x: any) => x.dst === 'default' && x.gateway === '10.244.1.1' && x.dev === 'eth0'),
+      JSON.stringify(routes),
+    );
     const veth = hostVethName('opts-pod', 'eth0');
     const [port] = await bridgeJson(host.ns, '-d', 'link', 'show', 'dev', veth);
     assert.equal(port.hairpin, true);
@@ -171,7 +213,13 @@ for (const path of CNI_PATHS) {
     await addOk(host, 'gc-stale', p2, host.config());
     assert.equal(ipamFiles(host).length, 2);
 
-    const out = await cniInvoke({ command: 'GC', config: host.config({ 'cni.dev/valid-attachments': [{ containerID: 'gc-keep', ifname: 'eth0' }] }), hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env });
+    const out = await cniInvoke({
+      command: 'GC',
+      config: host.config({ 'cni.dev/valid-attachments': [{ containerID: 'gc-keep', ifname: 'eth0' }] }),
+      hostNetns: host.ns,
+      plugin: host.route.plugin,
+      env: host.route.env,
+    });
     assert.equal(out.exitCode, 0, out.stdout);
     assert.equal(out.stdout, '');
     assert.deepEqual(ipamFiles(host), [r1.ips[0].address.split('/')[0]]);

@@ -66,7 +66,10 @@ for (const path of CNI_PATHS) {
     const result = (await runConflist(list, 'ADD', options)) as any;
     // The last plugin's result is tulle's, passed through tuning and portmap (re-encoded by the Go library).
     assert.deepEqual(resultViolations(result, '1.0.0'), [], JSON.stringify(result));
-    assert.deepEqual(result.interfaces.map((i: any) => i.name), ['cni0', hostVethName('chain-pod', 'eth0'), 'eth0']);
+    assert.deepEqual(
+      result.interfaces.map((i: any) => i.name),
+      ['cni0', hostVethName('chain-pod', 'eth0'), 'eth0'],
+    );
     const podIp = result.ips[0].address.split('/')[0];
     assert.match(podIp, /^10\.244\.4\.\d+$/);
 
@@ -74,7 +77,11 @@ for (const path of CNI_PATHS) {
     assert.equal((await run(['ip', 'netns', 'exec', pod, 'sysctl', '-n', 'net.core.somaxconn'])).stdout.trim(), '512');
 
     // portmap: a connection from the node to its own address, port 8080, reaches the pod's port 80.
-    const server = spawnIn(pod, [process.execPath, '-e', `require('net').createServer(s=>s.end('hello from the pod')).listen(80,'${podIp}',()=>console.log('ready'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const server = spawnIn(
+      pod,
+      [process.execPath, '-e', `require('net').createServer(s=>s.end('hello from the pod')).listen(80,'${podIp}',()=>console.log('ready'))`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     t.after(() => server.kill());
     await new Promise<void>((resolve, reject) => {
       server.stdout!.once('data', () => resolve());
@@ -93,7 +100,10 @@ for (const path of CNI_PATHS) {
     await runConflist(list, 'DEL', { ...options, prevResult: result });
     const links = (await ipJson(host, 'link', 'show')).map((l: any) => l.ifname).sort();
     assert.deepEqual(links, ['cni0', 'lo']);
-    assert.deepEqual(readdirSync(join(dataDir, 'tulle-chain')).filter((f) => /^\d/.test(f) && !f.startsWith('last')), []);
+    assert.deepEqual(
+      readdirSync(join(dataDir, 'tulle-chain')).filter((f) => /^\d/.test(f) && !f.startsWith('last')),
+      [],
+    );
     const nat = (await run(['ip', 'netns', 'exec', host, 'iptables', '-t', 'nat', '-S'])).stdout;
     assert.doesNotMatch(nat, /--dport 8080/, 'portmap removed its DNAT rule');
     assert.notEqual(await fetchBanner(host, '10.244.4.1', 8080), 'hello from the pod');
@@ -101,16 +111,37 @@ for (const path of CNI_PATHS) {
 
   test(`[${path}] tulle after another interface plugin (the reference loopback): its result is kept and tulle's interface indexes follow it`, async (t) => {
     const { host, route, pod, subnetFile, dataDir } = await chainHost(t, path);
-    const list: Conflist = { cniVersion: '1.0.0', name: 'lo-then-tulle', plugins: [{ type: 'loopback' }, { type: 'tulle', mode: 'routed', subnetFile, dataDir }] };
-    const options = { containerId: 'lo-pod', ifName: 'eth0', netns: `/run/netns/${pod}`, path: ['/usr/lib/cni'], plugins: { tulle: route.plugin }, env: route.env, hostNetns: host };
+    const list: Conflist = {
+      cniVersion: '1.0.0',
+      name: 'lo-then-tulle',
+      plugins: [{ type: 'loopback' }, { type: 'tulle', mode: 'routed', subnetFile, dataDir }],
+    };
+    const options = {
+      containerId: 'lo-pod',
+      ifName: 'eth0',
+      netns: `/run/netns/${pod}`,
+      path: ['/usr/lib/cni'],
+      plugins: { tulle: route.plugin },
+      env: route.env,
+      hostNetns: host,
+    };
     const result = (await runConflist(list, 'ADD', options)) as any;
     assert.deepEqual(resultViolations(result, '1.0.0'), [], JSON.stringify(result));
-    assert.deepEqual(result.interfaces.map((i: any) => i.name), ['lo', hostVethName('lo-pod', 'eth0'), 'eth0']);
+    assert.deepEqual(
+      result.interfaces.map((i: any) => i.name),
+      ['lo', hostVethName('lo-pod', 'eth0'), 'eth0'],
+    );
     const own = result.ips.find((i: any) => i.address.startsWith('10.244.4.'));
-    assert.equal(own.interface, 2, 'tulle\'s address points at eth0 after loopback\'s lo');
-    assert.ok(result.ips.some((i: any) => i.address === '127.0.0.1/8' && i.interface === 0), 'loopback\'s address is kept');
+    assert.equal(own.interface, 2, "tulle's address points at eth0 after loopback's lo");
+    assert.ok(
+      result.ips.some((i: any) => i.address === '127.0.0.1/8' && i.interface === 0),
+      "loopback's address is kept",
+    );
     await runConflist(list, 'CHECK', { ...options, prevResult: result });
     await runConflist(list, 'DEL', { ...options, prevResult: result });
-    assert.deepEqual((await ipJson(host, 'link', 'show')).map((l: any) => l.ifname), ['lo']);
+    assert.deepEqual(
+      (await ipJson(host, 'link', 'show')).map((l: any) => l.ifname),
+      ['lo'],
+    );
   });
 }

@@ -30,14 +30,35 @@ async function makeHost(t: Parameters<typeof freshNetns>[0], path: CniPath, subn
   const subnetFile = join(dir, 'subnet.env');
   writeFileSync(subnetFile, `FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=${subnet}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n`);
   const dataDir = join(dir, 'ipam');
-  return { ns, route: await cniRoute(t, ns, path), dir, subnetFile, dataDir, config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode, subnetFile, dataDir, ...extra }) };
+  return {
+    ns,
+    route: await cniRoute(t, ns, path),
+    dir,
+    subnetFile,
+    dataDir,
+    config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode, subnetFile, dataDir, ...extra }),
+  };
 }
 
 const add = (host: Host, containerId: string, pod: string, config = host.config()): Promise<CniOutcome> =>
-  cniInvoke({ command: 'ADD', containerId, ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env });
+  cniInvoke({
+    command: 'ADD',
+    containerId,
+    ifName: 'eth0',
+    netns: `/run/netns/${pod}`,
+    config,
+    hostNetns: host.ns,
+    plugin: host.route.plugin,
+    env: host.route.env,
+  });
 
-const ipamFiles = (host: Host) => (existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : []);
-const linkNames = async (ns: string) => ((await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show'))).map((l) => l.ifname).sort();
+const ipamFiles = (host: Host) =>
+  existsSync(join(host.dataDir, 'tulle'))
+    ? readdirSync(join(host.dataDir, 'tulle'))
+        .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
+        .sort()
+    : [];
+const linkNames = async (ns: string) => (await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show')).map((l) => l.ifname).sort();
 
 function assertError(out: CniOutcome, code: number, msg: RegExp): void {
   assert.equal(out.exitCode, 1, out.stdout + out.stderr);
@@ -110,10 +131,31 @@ for (const path of CNI_PATHS) {
     assert.equal((await add(host, 'old-pod', a)).exitCode, 0);
     // The agent restarted after --cleanup and leased 10.244.7.0/24.
     writeFileSync(host.subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
-    assertError(await add(host, 'new-pod', b), 103, /^bridge: cni0 still has 10\.244\.1\.1\/24 of this host's previous subnet, and 1 pod \(veth[0-9a-f]+\) still uses it; the host's subnet is now 10\.244\.7\.1\/24: remove or restart those pods/);
-    const cni0 = async () => ((await ipJson<Array<{ addr_info: Array<{ family: string; local: string; prefixlen: number }> }>>(host.ns, 'addr', 'show', 'dev', 'cni0')))[0]!.addr_info.filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
+    assertError(
+      await add(host, 'new-pod', b),
+      103,
+      /^bridge: cni0 still has 10\.244\.1\.1\/24 of this host's previous subnet, and 1 pod \(veth[0-9a-f]+\) still uses it; the host's subnet is now 10\.244\.7\.1\/24: remove or restart those pods/,
+    );
+    const cni0 = async () =>
+      (await ipJson<Array<{ addr_info: Array<{ family: string; local: string; prefixlen: number }> }>>(host.ns, 'addr', 'show', 'dev', 'cni0'))[0]!.addr_info
+        .filter((x) => x.family === 'inet')
+        .map((x) => `${x.local}/${x.prefixlen}`);
     assert.deepEqual(await cni0(), ['10.244.1.1/24'], 'untouched while a pod uses it');
-    assert.equal((await cniInvoke({ command: 'DEL', containerId: 'old-pod', ifName: 'eth0', netns: `/run/netns/${a}`, config: host.config(), hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env })).exitCode, 0);
+    assert.equal(
+      (
+        await cniInvoke({
+          command: 'DEL',
+          containerId: 'old-pod',
+          ifName: 'eth0',
+          netns: `/run/netns/${a}`,
+          config: host.config(),
+          hostNetns: host.ns,
+          plugin: host.route.plugin,
+          env: host.route.env,
+        })
+      ).exitCode,
+      0,
+    );
     const moved = await add(host, 'new-pod', b);
     assert.equal(moved.exitCode, 0, moved.stdout + moved.stderr);
     assert.deepEqual(await cni0(), ['10.244.7.1/24']);
@@ -125,7 +167,11 @@ for (const path of CNI_PATHS) {
     const c = await freshNetns(t, 'podc');
     await ip(other.ns, 'link', 'add', 'cni0', 'type', 'bridge');
     await ip(other.ns, 'addr', 'add', '172.17.0.1/16', 'dev', 'cni0');
-    assertError(await add(other, 'foreign', c), 103, /^bridge: cni0 has 172\.17\.0\.1\/16, outside the cluster network 10\.244\.0\.0\/16: it is not tulle's bridge/);
+    assertError(
+      await add(other, 'foreign', c),
+      103,
+      /^bridge: cni0 has 172\.17\.0\.1\/16, outside the cluster network 10\.244\.0\.0\/16: it is not tulle's bridge/,
+    );
     assert.deepEqual(ipamFiles(other), []);
   });
 
@@ -135,7 +181,11 @@ for (const path of CNI_PATHS) {
     const host = await makeHost(t, path, '10.244.1.255/24');
     const pod = await freshNetns(t, 'pod');
     const out = await add(host, 'late-fail', pod);
-    assertError(out, 110, /^route replace 10\.244\.0\.0\/16 via 10\.244\.1\.255 dev eth0 proto boot: EINVAL \(Invalid argument\): Nexthop has invalid gateway$/);
+    assertError(
+      out,
+      110,
+      /^route replace 10\.244\.0\.0\/16 via 10\.244\.1\.255 dev eth0 proto boot: EINVAL \(Invalid argument\): Nexthop has invalid gateway$/,
+    );
     assert.deepEqual(await linkNames(host.ns), ['cni0', 'lo'], 'the veth is gone; the shared bridge stays');
     assert.deepEqual(await linkNames(pod), ['lo'], 'the pod end went with it');
     assert.deepEqual(ipamFiles(host), [], 'the address was released');
@@ -143,7 +193,16 @@ for (const path of CNI_PATHS) {
 
   test(`[${path}] DEL of an attachment that never existed, with a namespace that is gone, succeeds and changes nothing`, async (t) => {
     const host = await makeHost(t, path, '10.244.1.1/24');
-    const out = await cniInvoke({ command: 'DEL', containerId: 'never', ifName: 'eth0', netns: '/run/netns/tulle-gone-long-ago', config: host.config(), hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env });
+    const out = await cniInvoke({
+      command: 'DEL',
+      containerId: 'never',
+      ifName: 'eth0',
+      netns: '/run/netns/tulle-gone-long-ago',
+      config: host.config(),
+      hostNetns: host.ns,
+      plugin: host.route.plugin,
+      env: host.route.env,
+    });
     assert.equal(out.exitCode, 0, out.stdout);
     assert.deepEqual(await linkNames(host.ns), ['lo']);
   });

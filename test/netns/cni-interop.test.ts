@@ -28,14 +28,36 @@ for (const path of CNI_PATHS) {
     writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.5.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
     const tulleConfig = { cniVersion: '1.0.0', name: NETWORK, type: 'tulle', mode: 'bridge', subnetFile, dataDir };
     // host-local's own description of the same range: 10.244.5.0/24 with gateway .1.
-    const hostLocalConfig = { cniVersion: '1.0.0', name: NETWORK, ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: '10.244.5.0/24', gateway: '10.244.5.1' }]] } };
+    const hostLocalConfig = {
+      cniVersion: '1.0.0',
+      name: NETWORK,
+      ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: '10.244.5.0/24', gateway: '10.244.5.1' }]] },
+    };
     const netDir = join(dataDir, NETWORK);
 
     const pods = await Promise.all(Array.from({ length: 25 }, (_, i) => freshNetns(t, `p${i}`)));
     const tulle = (command: 'ADD' | 'DEL', i: number): Promise<CniOutcome> =>
-      cniInvoke({ command, containerId: `tulle-${i}`, ifName: 'eth0', netns: `/run/netns/${pods[i]}`, config: tulleConfig, hostNetns: host, plugin: route.plugin, env: route.env });
+      cniInvoke({
+        command,
+        containerId: `tulle-${i}`,
+        ifName: 'eth0',
+        netns: `/run/netns/${pods[i]}`,
+        config: tulleConfig,
+        hostNetns: host,
+        plugin: route.plugin,
+        env: route.env,
+      });
     const hostLocal = (command: 'ADD' | 'DEL' | 'CHECK', id: string): Promise<CniOutcome> =>
-      cniInvoke({ command, containerId: id, ifName: 'eth0', netns: `/run/netns/${host}`, config: hostLocalConfig, plugin: HOST_LOCAL, path: ['/usr/lib/cni'], hostNetns: host });
+      cniInvoke({
+        command,
+        containerId: id,
+        ifName: 'eth0',
+        netns: `/run/netns/${host}`,
+        config: hostLocalConfig,
+        plugin: HOST_LOCAL,
+        path: ['/usr/lib/cni'],
+        hostNetns: host,
+      });
     const address = (out: CniOutcome, who: string): string => {
       assert.equal(out.exitCode, 0, `${who}: ${out.stdout}${out.stderr}`);
       return (out.result as any).ips[0].address.split('/')[0];
@@ -47,7 +69,10 @@ for (const path of CNI_PATHS) {
       sequential.push(address(await tulle('ADD', i), `tulle ADD ${i}`));
       sequential.push(address(await hostLocal('ADD', `hl-${i}`), `host-local ADD ${i}`));
     }
-    assert.deepEqual(sequential, Array.from({ length: 10 }, (_, i) => `10.244.5.${i + 2}`));
+    assert.deepEqual(
+      sequential,
+      Array.from({ length: 10 }, (_, i) => `10.244.5.${i + 2}`),
+    );
 
     // At the same time: 20 tulle ADDs (separate processes, each with its veth work) and 20 host-local ADDs.
     const [tulleOut, hostLocalOut] = await Promise.all([
@@ -71,7 +96,7 @@ for (const path of CNI_PATHS) {
     assert.equal((await hostLocal('CHECK', 'tulle-3')).exitCode, 0, 'host-local CHECK finds a tulle allocation');
     assert.notEqual((await hostLocal('CHECK', 'nobody')).exitCode, 0);
     assert.equal((await hostLocal('DEL', 'tulle-3')).exitCode, 0);
-    assert.equal(existsSync(join(netDir, sequential[6]!)), false, 'host-local released tulle-3\'s address');
+    assert.equal(existsSync(join(netDir, sequential[6]!)), false, "host-local released tulle-3's address");
 
     // Everyone leaves: only the lock and the round-robin marker stay.
     const dels = await Promise.all([...pods.map((_, i) => tulle('DEL', i)), ...Array.from({ length: 25 }, (_, i) => hostLocal('DEL', `hl-${i}`))]);

@@ -33,22 +33,49 @@ async function makeHost(t: Parameters<typeof freshNetns>[0], path: CniPath, env?
   await ip(ns, 'addr', 'add', '10.33.0.1/24', 'dev', bridge);
   await ip(ns, 'link', 'set', bridge, 'up');
   const subnetFile = join(dir, 'subnet.env');
-  writeFileSync(subnetFile, env ?? `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\nTULLE_L2_BRIDGE=${bridge}\n`);
+  writeFileSync(
+    subnetFile,
+    env ?? `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\nTULLE_L2_BRIDGE=${bridge}\n`,
+  );
   const dataDir = join(dir, 'ipam');
-  return { ns, bridge, route: await cniRoute(t, ns, path), subnetFile, dataDir, config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'l2', subnetFile, dataDir, ...extra }) };
+  return {
+    ns,
+    bridge,
+    route: await cniRoute(t, ns, path),
+    subnetFile,
+    dataDir,
+    config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'l2', subnetFile, dataDir, ...extra }),
+  };
 }
 
 function call(host: Host, command: 'ADD' | 'DEL', containerId: string, podNs: string, config: Record<string, unknown>): Promise<CniOutcome> {
-  return cniInvoke({ command, containerId, ifName: 'eth0', netns: `/run/netns/${podNs}`, config, hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env });
+  return cniInvoke({
+    command,
+    containerId,
+    ifName: 'eth0',
+    netns: `/run/netns/${podNs}`,
+    config,
+    hostNetns: host.ns,
+    plugin: host.route.plugin,
+    env: host.route.env,
+  });
 }
 
-const ipamFiles = (host: Host) => (existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : []);
+const ipamFiles = (host: Host) =>
+  existsSync(join(host.dataDir, 'tulle'))
+    ? readdirSync(join(host.dataDir, 'tulle'))
+        .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
+        .sort()
+    : [];
 
 for (const path of CNI_PATHS) {
   test(`[${path}] l2 mode: the pod joins the network's bridge with the whole Network on-link and no route; the bridge is untouched; DEL undoes ADD`, async (t) => {
     const host = await makeHost(t, path);
     const pod = await freshNetns(t, 'pod');
-    const bridgeAddrs = async () => (await ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>>(host.ns, '-4', 'addr', 'show', 'dev', host.bridge))[0]!.addr_info.map((a) => `${a.local}/${a.prefixlen}`);
+    const bridgeAddrs = async () =>
+      (await ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>>(host.ns, '-4', 'addr', 'show', 'dev', host.bridge))[0]!.addr_info.map(
+        (a) => `${a.local}/${a.prefixlen}`,
+      );
     const before = await bridgeAddrs();
 
     const out = await call(host, 'ADD', 'c1', pod, host.config());
@@ -56,21 +83,28 @@ for (const path of CNI_PATHS) {
     const result = out.result as { ips: Array<{ address: string; gateway?: string }>; routes?: unknown[]; interfaces: Array<{ name: string }> };
     assert.deepEqual(resultViolations(result, '1.1.0'), []);
     assert.equal(result.ips.length, 1);
-    assert.match(result.ips[0]!.address, /^10\.33\.0\.(1[7-9]|2\d|30)\/24$/, 'an address of the slice, with the Network\'s prefix');
+    assert.match(result.ips[0]!.address, /^10\.33\.0\.(1[7-9]|2\d|30)\/24$/, "an address of the slice, with the Network's prefix");
     assert.equal(result.ips[0]!.gateway, undefined);
     assert.deepEqual(result.routes ?? [], []);
 
     const [eth0] = await ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>>(pod, '-4', 'addr', 'show', 'dev', 'eth0');
-    assert.deepEqual(eth0!.addr_info.map((a) => `${a.local}/${a.prefixlen}`), [result.ips[0]!.address]);
+    assert.deepEqual(
+      eth0!.addr_info.map((a) => `${a.local}/${a.prefixlen}`),
+      [result.ips[0]!.address],
+    );
     const routes = await ipJson<Array<{ dst: string; gateway?: string }>>(pod, 'route', 'show');
-    assert.deepEqual(routes.map((r) => [r.dst, r.gateway]), [['10.33.0.0/24', undefined]], 'only the on-link Network, no default route');
+    assert.deepEqual(
+      routes.map((r) => [r.dst, r.gateway]),
+      [['10.33.0.0/24', undefined]],
+      'only the on-link Network, no default route',
+    );
     const veth = hostVethName('c1', 'eth0');
     const [port] = await ipJson<Array<{ master?: string }>>(host.ns, 'link', 'show', veth);
     assert.equal(port!.master, host.bridge);
     assert.deepEqual(await bridgeAddrs(), before, 'the bridge keeps its addresses');
     // The pod reaches what else is on the bridge (here the bridge's own foreign address).
     await ip(host.ns, 'neigh', 'flush', 'dev', host.bridge);
-    assert.equal((await cniPing(pod, '10.33.0.1')), true);
+    assert.equal(await cniPing(pod, '10.33.0.1'), true);
 
     const del = await call(host, 'DEL', 'c1', pod, host.config());
     assert.equal(del.exitCode, 0, del.stdout + del.stderr);
@@ -101,7 +135,11 @@ test('l2 mode, wrong setups: a clear error naming the field, nothing left behind
   assert.equal(noBridge.error?.code, 7);
   assert.match(noBridge.error?.msg ?? '', /^mode: "l2" needs the bridge/);
 
-  const hostile = await makeHost(t, path!, `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nTULLE_L2_BRIDGE=${'x'.repeat(300)}\n`);
+  const hostile = await makeHost(
+    t,
+    path!,
+    `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nTULLE_L2_BRIDGE=${'x'.repeat(300)}\n`,
+  );
   const bad = await call(hostile, 'ADD', 'c5', pod, hostile.config());
   assert.notEqual(bad.exitCode, 0);
   assert.match(bad.error?.msg ?? '', /TULLE_L2_BRIDGE: "x{61}…" is 300 bytes long/);
@@ -119,12 +157,29 @@ test('l2 Flood "none" through the agent\'s CNI server: ADD publishes the pod (un
   await ip(ns, 'link', 'add', bridge, 'type', 'bridge');
   await ip(ns, 'link', 'set', bridge, 'up');
   const subnetFile = join(dir, 'subnet.env');
-  writeFileSync(subnetFile, `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\nTULLE_L2_BRIDGE=${bridge}\nTULLE_L2_FLOOD=none\n`);
+  writeFileSync(
+    subnetFile,
+    `FLANNEL_NETWORK=10.33.0.0/24\nFLANNEL_SUBNET=10.33.0.17/28\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\nTULLE_L2_BRIDGE=${bridge}\nTULLE_L2_FLOOD=none\n`,
+  );
   // The hooks the agent would pass (its store side), recording each call to a file instead of writing a store.
   const hooksFile = join(dir, 'hooks.jsonl');
   const server = await startCniServer(t, ns, { hooksFile });
-  const host: Host = { ns, bridge, route: { plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket } }, subnetFile, dataDir: join(dir, 'ipam'), config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'l2', subnetFile, dataDir: join(dir, 'ipam'), ...extra }) };
-  const calls = () => (existsSync(hooksFile) ? readFileSync(hooksFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>) : []);
+  const host: Host = {
+    ns,
+    bridge,
+    route: { plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket } },
+    subnetFile,
+    dataDir: join(dir, 'ipam'),
+    config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'l2', subnetFile, dataDir: join(dir, 'ipam'), ...extra }),
+  };
+  const calls = () =>
+    existsSync(hooksFile)
+      ? readFileSync(hooksFile, 'utf8')
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, string>)
+      : [];
   const ports = async () => (await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show', 'master', bridge)).map((l) => l.ifname);
   const pod = await freshNetns(t, 'pod');
 
@@ -133,7 +188,7 @@ test('l2 Flood "none" through the agent\'s CNI server: ADD publishes the pod (un
   const result = added.result as { ips: Array<{ address: string }>; interfaces: Array<{ name: string; mac: string; sandbox?: string }> };
   const mac = result.interfaces.find((i) => i.sandbox)!.mac;
   const [eth0] = await ipJson<Array<{ address: string }>>(pod, 'link', 'show', 'eth0');
-  assert.equal(mac, eth0!.address, 'the result names the pod\'s real MAC');
+  assert.equal(mac, eth0!.address, "the result names the pod's real MAC");
   const address = result.ips[0]!.address.split('/')[0]!;
   assert.deepEqual(calls(), [{ op: 'publish', ip: address, mac }]);
 
@@ -142,7 +197,10 @@ test('l2 Flood "none" through the agent\'s CNI server: ADD publishes the pod (un
   const failedDel = await call(host, 'DEL', 'n1', pod, host.config());
   assert.equal(failedDel.exitCode, 1);
   assert.equal(failedDel.error?.code, 11);
-  assert.match(failedDel.error?.msg ?? '', new RegExp(`cannot withdraw the endpoint record of ${address.replace(/\./g, '\\.')}; nothing was removed, try DEL again: the store is away`));
+  assert.match(
+    failedDel.error?.msg ?? '',
+    new RegExp(`cannot withdraw the endpoint record of ${address.replace(/\./g, '\\.')}; nothing was removed, try DEL again: the store is away`),
+  );
   assert.deepEqual(await ports(), [hostVethName('n1', 'eth0')]);
   assert.deepEqual(ipamFiles(host), [address]);
   // The retry, without prevResult: the address comes from the IPAM file, the MAC is not known.
@@ -157,7 +215,10 @@ test('l2 Flood "none" through the agent\'s CNI server: ADD publishes the pod (un
   const failedAdd = await call(host, 'ADD', 'n2', pod, host.config());
   assert.equal(failedAdd.exitCode, 1);
   assert.equal(failedAdd.error?.code, 108);
-  assert.match(failedAdd.error?.msg ?? '', /^cannot publish the endpoint record of 10\.33\.0\.\d+ \(Backend\.Flood "none" needs it to reach the pod\), so the attachment was undone: the store is away/);
+  assert.match(
+    failedAdd.error?.msg ?? '',
+    /^cannot publish the endpoint record of 10\.33\.0\.\d+ \(Backend\.Flood "none" needs it to reach the pod\), so the attachment was undone: the store is away/,
+  );
   assert.deepEqual(await ports(), []);
   assert.deepEqual(ipamFiles(host), []);
   assert.deepEqual(await ipJson<unknown[]>(pod, 'link', 'show', 'eth0').catch(() => []), [], 'no interface left in the pod');
@@ -169,13 +230,22 @@ test('l2 Flood "none" through the agent\'s CNI server: ADD publishes the pod (un
   const prev = again.result as typeof result;
   const n3 = { ip: prev.ips[0]!.address.split('/')[0]!, mac: prev.interfaces.find((i) => i.sandbox)!.mac };
   assert.equal((await call(host, 'DEL', 'n3', pod, host.config({ prevResult: prev }))).exitCode, 0);
-  assert.deepEqual(calls().slice(-2), [{ op: 'publish', ...n3 }, { op: 'withdraw', ...n3 }]);
+  assert.deepEqual(calls().slice(-2), [
+    { op: 'publish', ...n3 },
+    { op: 'withdraw', ...n3 },
+  ]);
 
   // A prevResult that says nothing usable about the pod: the address comes from the IPAM files instead.
   const n4 = await call(host, 'ADD', 'n4', pod, host.config());
   assert.equal(n4.exitCode, 0, n4.stdout);
   const n4ip = (n4.result as typeof result).ips[0]!.address.split('/')[0]!;
-  const odd = await call(host, 'DEL', 'n4', pod, host.config({ prevResult: { cniVersion: '1.1.0', interfaces: [{ name: 'other0', sandbox: '/x' }], ips: [] } }));
+  const odd = await call(
+    host,
+    'DEL',
+    'n4',
+    pod,
+    host.config({ prevResult: { cniVersion: '1.1.0', interfaces: [{ name: 'other0', sandbox: '/x' }], ips: [] } }),
+  );
   assert.equal(odd.exitCode, 0, odd.stdout);
   assert.deepEqual(calls().at(-1), { op: 'withdraw', ip: n4ip });
   assert.deepEqual(ipamFiles(host), []);

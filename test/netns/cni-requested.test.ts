@@ -22,12 +22,23 @@ async function makeHost(t: Parameters<typeof freshNetns>[0], mode: string) {
   const config = (extra: Record<string, unknown> = {}) => ({ cniVersion: '1.0.0', name: 'tulle', type: 'tulle', mode, subnetFile, dataDir, ...extra });
   const call = (command: 'ADD' | 'DEL', id: string, pod: string, extra: { args?: string; config?: Record<string, unknown> } = {}): Promise<CniOutcome> =>
     cniInvoke({ command, containerId: id, ifName: 'eth0', netns: `/run/netns/${pod}`, config: extra.config ?? config(), args: extra.args, hostNetns: ns });
-  const files = () => (existsSync(join(dataDir, 'tulle')) ? readdirSync(join(dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : []);
+  const files = () =>
+    existsSync(join(dataDir, 'tulle'))
+      ? readdirSync(join(dataDir, 'tulle'))
+          .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
+          .sort()
+      : [];
   return { config, call, files, dataDir };
 }
 
 async function podEth0(pod: string): Promise<{ mac: string; addresses: string[] }> {
-  const [link] = (await ipJson<Array<{ address: string; addr_info: Array<{ family: string; local: string; prefixlen: number }> }>>(pod, 'addr', 'show', 'dev', 'eth0'));
+  const [link] = await ipJson<Array<{ address: string; addr_info: Array<{ family: string; local: string; prefixlen: number }> }>>(
+    pod,
+    'addr',
+    'show',
+    'dev',
+    'eth0',
+  );
   return { mac: link!.address, addresses: link!.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`) };
 }
 
@@ -50,7 +61,10 @@ for (const mode of ['bridge', 'routed'] as const) {
     out = await host.call('ADD', 'req-b', b, { args: 'IP=10.244.1.77' });
     assert.equal(out.error?.code, 106, out.stdout);
     assert.match(out.error.msg, /^CNI_ARGS IP: "10\.244\.1\.77" is already in use by req-a eth0/);
-    assert.deepEqual(((await ipJson<Array<{ ifname: string }>>(b, 'link', 'show'))).map((l) => l.ifname), ['lo']);
+    assert.deepEqual(
+      (await ipJson<Array<{ ifname: string }>>(b, 'link', 'show')).map((l) => l.ifname),
+      ['lo'],
+    );
 
     // DEL releases it; the same request then succeeds for the other pod.
     out = await host.call('DEL', 'req-a', a);
@@ -67,7 +81,9 @@ for (const mode of ['bridge', 'routed'] as const) {
 test('runtimeConfig ips/mac (the capabilities) are honoured like CNI_ARGS', async (t) => {
   const host = await makeHost(t, 'bridge');
   const pod = await freshNetns(t, 'pod');
-  const out = await host.call('ADD', 'rc-a', pod, { config: host.config({ runtimeConfig: { ips: ['10.244.1.200/24'], mac: '0A:58:0A:F4:01:C8', portMappings: [] } }) });
+  const out = await host.call('ADD', 'rc-a', pod, {
+    config: host.config({ runtimeConfig: { ips: ['10.244.1.200/24'], mac: '0A:58:0A:F4:01:C8', portMappings: [] } }),
+  });
   assert.equal(out.exitCode, 0, out.stdout + out.stderr);
   assert.deepEqual(await podEth0(pod), { mac: '0a:58:0a:f4:01:c8', addresses: ['10.244.1.200/24'] });
   assert.equal((await host.call('DEL', 'rc-a', pod)).exitCode, 0);

@@ -26,7 +26,7 @@ function setup(t: { after(fn: () => unknown): void }, subnet = '10.244.7.1/24') 
 
 const ok = (out: CniOutcome, what: string) => assert.equal(out.exitCode, 0, `${what}: ${out.stdout}${out.stderr}`);
 const requests = (log: string[]) => log.map((l) => JSON.parse(l)).filter((l) => l.msg === 'cni request');
-const links = async (ns: string) => ((await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show'))).map((l) => l.ifname).sort();
+const links = async (ns: string) => (await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show')).map((l) => l.ifname).sort();
 
 test('the agent killed mid-run: later calls work through the fallback, and a restarted server takes over the stale socket', async (t) => {
   const host = await freshNetns(t, 'host');
@@ -34,11 +34,26 @@ test('the agent killed mid-run: later calls work through the fallback, and a res
   const socket = join(dir, 'cni.sock');
   const pods = await Promise.all(Array.from({ length: 6 }, (_, i) => freshNetns(t, `p${i}`)));
   const call = (command: 'ADD' | 'DEL', i: number): Promise<CniOutcome> =>
-    cniInvoke({ command, containerId: `res-${i}`, ifName: 'eth0', netns: `/run/netns/${pods[i]}`, config, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: socket } });
+    cniInvoke({
+      command,
+      containerId: `res-${i}`,
+      ifName: 'eth0',
+      netns: `/run/netns/${pods[i]}`,
+      config,
+      hostNetns: host,
+      plugin: SHIM,
+      env: { TULLE_CNI_SOCKET: socket },
+    });
 
   const first = await startCniServer(t, host, { socket });
   for (const i of [0, 1]) ok(await call('ADD', i), `ADD ${i}`);
-  assert.deepEqual(requests(first.log()).map((r) => [r.command, r.containerId, r.code]), [['ADD', 'res-0', 0], ['ADD', 'res-1', 0]]);
+  assert.deepEqual(
+    requests(first.log()).map((r) => [r.command, r.containerId, r.code]),
+    [
+      ['ADD', 'res-0', 0],
+      ['ADD', 'res-1', 0],
+    ],
+  );
   assert.ok(requests(first.log()).every((r) => typeof r.durationMs === 'number'));
 
   await first.kill();
@@ -49,7 +64,10 @@ test('the agent killed mid-run: later calls work through the fallback, and a res
   const second = await startCniServer(t, host, { socket });
   ok(await call('ADD', 4), 'ADD 4 after the restart');
   for (const i of [1, 2, 3, 4]) ok(await call('DEL', i), `DEL ${i}`);
-  assert.deepEqual(requests(second.log()).map((r) => `${r.command} ${r.containerId}`), ['ADD res-4', 'DEL res-1', 'DEL res-2', 'DEL res-3', 'DEL res-4']);
+  assert.deepEqual(
+    requests(second.log()).map((r) => `${r.command} ${r.containerId}`),
+    ['ADD res-4', 'DEL res-1', 'DEL res-2', 'DEL res-3', 'DEL res-4'],
+  );
   assert.deepEqual(await links(host), ['lo'], 'every veth is gone');
   assert.deepEqual(readdirSync(join(dataDir, 'tulle')).sort(), ['last_reserved_ip.0', 'lock']);
 });
@@ -60,13 +78,28 @@ test('a caller in another network namespace is handed back: the shim does the wo
   const pod = await freshNetns(t, 'pod');
   const { config } = setup(t);
   const server = await startCniServer(t, agentHost);
-  const inv: CniInvocation = { command: 'ADD', containerId: 'elsewhere', ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: otherHost, plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket } };
+  const inv: CniInvocation = {
+    command: 'ADD',
+    containerId: 'elsewhere',
+    ifName: 'eth0',
+    netns: `/run/netns/${pod}`,
+    config,
+    hostNetns: otherHost,
+    plugin: SHIM,
+    env: { TULLE_CNI_SOCKET: server.socket },
+  };
   ok(await cniInvoke(inv), 'ADD from another namespace');
   const veth = hostVethName('elsewhere', 'eth0');
-  assert.ok((await links(otherHost)).includes(veth), 'the host end is in the caller\'s namespace');
-  assert.deepEqual(await links(agentHost), ['lo'], 'nothing in the agent\'s');
-  const handedBack = server.log().map((l) => JSON.parse(l)).filter((l) => l.msg === 'CNI request handed back to the plugin');
-  assert.deepEqual(handedBack.map((l) => [l.reason, l.containerId]), [['netns', 'elsewhere']]);
+  assert.ok((await links(otherHost)).includes(veth), "the host end is in the caller's namespace");
+  assert.deepEqual(await links(agentHost), ['lo'], "nothing in the agent's");
+  const handedBack = server
+    .log()
+    .map((l) => JSON.parse(l))
+    .filter((l) => l.msg === 'CNI request handed back to the plugin');
+  assert.deepEqual(
+    handedBack.map((l) => [l.reason, l.containerId]),
+    [['netns', 'elsewhere']],
+  );
   ok(await cniInvoke({ ...inv, command: 'DEL' }), 'DEL');
 });
 
@@ -78,7 +111,13 @@ test('a config larger than the socket takes goes to the Node plugin; so does eve
   const big = JSON.stringify(config).replace('{', `{${' '.repeat(1536 * 1024)}`);
   const out = await cniInvoke({ command: 'STATUS', config: big, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket } });
   assert.deepEqual([out.exitCode, out.stdout], [0, '']);
-  const off = await cniInvoke({ command: 'STATUS', config: { ...config, subnetFile: '/nonexistent/subnet.env' }, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: '' } });
+  const off = await cniInvoke({
+    command: 'STATUS',
+    config: { ...config, subnetFile: '/nonexistent/subnet.env' },
+    hostNetns: host,
+    plugin: SHIM,
+    env: { TULLE_CNI_SOCKET: '' },
+  });
   assert.equal(off.error?.code, 50, off.stdout);
   assert.deepEqual(requests(server.log()), [], 'neither reached the server');
 });
@@ -114,7 +153,15 @@ test('a server that takes the request and never answers: the shim gives up after
     hung.close();
   });
   const pod = await freshNetns(t, 'pod');
-  const base = { containerId: 'hung-1', ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: socket, TULLE_CNI_ANSWER_TIMEOUT: '1' } };
+  const base = {
+    containerId: 'hung-1',
+    ifName: 'eth0',
+    netns: `/run/netns/${pod}`,
+    config,
+    hostNetns: host,
+    plugin: SHIM,
+    env: { TULLE_CNI_SOCKET: socket, TULLE_CNI_ANSWER_TIMEOUT: '1' },
+  };
   const add = await cniInvoke({ ...base, command: 'ADD' });
   assert.equal(add.error?.code, 11, add.stdout);
   assert.match(add.error.msg, /gave no answer in time/);
@@ -138,7 +185,15 @@ test('a server answering garbage (wrong magic, a length over 16 MiB, a status it
     });
     await new Promise<void>((r) => liar.listen(socket, r));
     t.after(() => liar.close());
-    const base = { containerId: `liar-${i}`, ifName: 'eth0', netns: `/run/netns/${pod}`, config, hostNetns: host, plugin: SHIM, env: { TULLE_CNI_SOCKET: socket } };
+    const base = {
+      containerId: `liar-${i}`,
+      ifName: 'eth0',
+      netns: `/run/netns/${pod}`,
+      config,
+      hostNetns: host,
+      plugin: SHIM,
+      env: { TULLE_CNI_SOCKET: socket },
+    };
     const add = await cniInvoke({ ...base, command: 'ADD' });
     assert.equal(add.exitCode, 1);
     assert.equal(add.error?.code, code, add.stdout);

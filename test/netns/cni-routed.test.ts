@@ -31,23 +31,50 @@ async function makeHost(t: Parameters<typeof freshNetns>[0], path: CniPath): Pro
   const subnetFile = join(dir, 'subnet.env');
   writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.2.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
   const dataDir = join(dir, 'ipam');
-  return { ns, route: await cniRoute(t, ns, path), dataDir, config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'routed', subnetFile, dataDir, ...extra }) };
+  return {
+    ns,
+    route: await cniRoute(t, ns, path),
+    dataDir,
+    config: (extra = {}) => ({ cniVersion: '1.1.0', name: 'tulle', type: 'tulle', mode: 'routed', subnetFile, dataDir, ...extra }),
+  };
 }
 
-function call(host: Host, command: CniInvocation['command'], containerId: string, pod: string | undefined, config: Record<string, unknown>): Promise<CniOutcome> {
-  return cniInvoke({ command, containerId, ifName: 'eth0', netns: pod === undefined ? undefined : `/run/netns/${pod}`, config, hostNetns: host.ns, plugin: host.route.plugin, env: host.route.env });
+function call(
+  host: Host,
+  command: CniInvocation['command'],
+  containerId: string,
+  pod: string | undefined,
+  config: Record<string, unknown>,
+): Promise<CniOutcome> {
+  return cniInvoke({
+    command,
+    containerId,
+    ifName: 'eth0',
+    netns: pod === undefined ? undefined : `/run/netns/${pod}`,
+    config,
+    hostNetns: host.ns,
+    plugin: host.route.plugin,
+    env: host.route.env,
+  });
 }
 
 const sysctl = async (ns: string, key: string) => (await run(['ip', 'netns', 'exec', ns, 'sysctl', '-n', key])).stdout.trim();
-const ping = async (ns: string, address: string) => (await run(['ip', 'netns', 'exec', ns, 'ping', '-c', '1', '-W', '2', address], { allowFailure: true })).status === 0;
-const ipamFiles = (host: Host) => (existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : []);
+const ping = async (ns: string, address: string) =>
+  (await run(['ip', 'netns', 'exec', ns, 'ping', '-c', '1', '-W', '2', address], { allowFailure: true })).status === 0;
+const ipamFiles = (host: Host) =>
+  existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
 
 for (const path of CNI_PATHS) {
   test(`[${path}] routed mode: kernel state of seed 004 on both sides, valid results, pods reach each other and the node`, async (t) => {
     const host = await makeHost(t, path);
     const [p1, p2] = await Promise.all([freshNetns(t, 'pod1'), freshNetns(t, 'pod2')]);
     const results: Array<Record<string, any>> = [];
-    for (const [i, [pod, v]] of ([[p1, '1.0.0'], [p2, '0.4.0']] as const).entries()) {
+    for (const [i, [pod, v]] of (
+      [
+        [p1, '1.0.0'],
+        [p2, '0.4.0'],
+      ] as const
+    ).entries()) {
       const out = await call(host, 'ADD', `routed-${i}`, pod, host.config({ cniVersion: v }));
       assert.equal(out.exitCode, 0, out.stdout + out.stderr);
       assert.deepEqual(resultViolations(out.result, v), [], JSON.stringify(out.result));
@@ -59,17 +86,32 @@ for (const path of CNI_PATHS) {
       const veth = hostVethName(`routed-${i}`, 'eth0');
       assert.match(r.ips[0].address, /^10\.244\.2\.\d+\/32$/);
       assert.deepEqual(r.routes, [{ dst: '0.0.0.0/0', gw: '169.254.1.1' }]);
-      assert.deepEqual(r.interfaces.map((x: any) => x.name), [veth, 'eth0']);
+      assert.deepEqual(
+        r.interfaces.map((x: any) => x.name),
+        [veth, 'eth0'],
+      );
 
       // Pod: <ip>/32 on eth0, the two routes of seed 004, and 169.254.1.1 resolved to the host end's MAC.
       const [eth0] = await ipJson(pod, 'addr', 'show', 'dev', 'eth0');
-      assert.deepEqual(eth0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), [r.ips[0].address]);
+      assert.deepEqual(
+        eth0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+        [r.ips[0].address],
+      );
       assert.equal(eth0.mtu, 1450);
       const routes = await ipJson(pod, 'route', 'show');
-      assert.ok(routes.some((x: any) => x.dst === 'default' && x.gateway === '169.254.1.1' && x.dev === 'eth0'), JSON.stringify(routes));
-      assert.ok(routes.some((x: any) => x.dst === '169.254.1.1' && x.scope === 'link' && x.dev === 'eth0'), JSON.stringify(routes));
+      assert.ok(
+        routes.some((x: any) => x.dst === 'default' && x.gateway === '169.254.1.1' && x.dev === 'eth0'),
+        JSON.stringify(routes),
+      );
+      assert.ok(
+        routes.some((x: any) => x.dst === '169.254.1.1' && x.scope === 'link' && x.dev === 'eth0'),
+        JSON.stringify(routes),
+      );
       const neigh = await ipJson(pod, 'neigh', 'show', 'dev', 'eth0');
-      assert.ok(neigh.some((n: any) => n.dst === '169.254.1.1' && n.lladdr === r.interfaces[0].mac), JSON.stringify(neigh));
+      assert.ok(
+        neigh.some((n: any) => n.dst === '169.254.1.1' && n.lladdr === r.interfaces[0].mac),
+        JSON.stringify(neigh),
+      );
 
       // Host: the veth is up with proxy ARP, no proxy delay, forwarding, and the /32 route; no bridge.
       const [hostEnd] = await ipJson(host.ns, 'link', 'show', 'dev', veth);
@@ -79,9 +121,15 @@ for (const path of CNI_PATHS) {
       assert.equal(await sysctl(host.ns, `net.ipv4.neigh.${veth}.proxy_delay`), '0');
       assert.equal(await sysctl(host.ns, `net.ipv4.conf.${veth}.forwarding`), '1');
       const hostRoutes = await ipJson(host.ns, 'route', 'show', 'dev', veth);
-      assert.deepEqual(hostRoutes.map((x: any) => [x.dst, x.scope]), [[addrs[i], 'link']]);
+      assert.deepEqual(
+        hostRoutes.map((x: any) => [x.dst, x.scope]),
+        [[addrs[i], 'link']],
+      );
     }
-    assert.equal((await ipJson(host.ns, 'link', 'show')).some((l: any) => l.ifname === 'cni0'), false);
+    assert.equal(
+      (await ipJson(host.ns, 'link', 'show')).some((l: any) => l.ifname === 'cni0'),
+      false,
+    );
 
     assert.ok(await ping(p1, addrs[1]!), 'pod 1 -> pod 2 through the host');
     assert.ok(await ping(p2, addrs[0]!), 'pod 2 -> pod 1');
@@ -93,7 +141,11 @@ for (const path of CNI_PATHS) {
       assert.equal(out.exitCode, 0, out.stdout);
     }
     const left = await ipJson(host.ns, 'route', 'show');
-    assert.deepEqual(left.map((x: any) => x.dst), ['192.0.2.0/24'], 'no /32 host route left');
+    assert.deepEqual(
+      left.map((x: any) => x.dst),
+      ['192.0.2.0/24'],
+      'no /32 host route left',
+    );
     assert.deepEqual((await ipJson(host.ns, 'link', 'show')).map((l: any) => l.ifname).sort(), ['eth0', 'eth0p', 'lo']);
     assert.deepEqual(ipamFiles(host), []);
   });
@@ -128,6 +180,9 @@ for (const path of CNI_PATHS) {
     assert.equal(bad.error?.msg, `CHECK routed-check eth0: host route ${address} dev ${veth} is missing`);
     await ip(pod, 'route', 'del', '169.254.1.1', 'dev', 'eth0');
     const worse = await call(host, 'CHECK', 'routed-check', pod, withPrev);
-    assert.equal(worse.error?.msg, `CHECK routed-check eth0: route 169.254.1.1 dev eth0 scope link is missing in the container; host route ${address} dev ${veth} is missing`);
+    assert.equal(
+      worse.error?.msg,
+      `CHECK routed-check eth0: route 169.254.1.1 dev eth0 scope link is missing in the container; host route ${address} dev ${veth} is missing`,
+    );
   });
 }

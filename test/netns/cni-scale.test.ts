@@ -35,44 +35,67 @@ async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>
   return out;
 }
 
-for (const path of CNI_PATHS) for (const mode of ['routed', 'bridge'] as const) {
-  const n = PODS[mode];
-  test(`[${path}] ${mode} mode: ${n} concurrent ADDs get ${n} distinct reachable addresses; ${n} concurrent DELs leave nothing`, async (t) => {
-    const host = await freshNetns(t, 'host');
-    const route = await cniRoute(t, host, path);
-    // The node's underlay address (one end of a veth pair): the source of its pings in routed mode, as on a real node.
-    await underlay(host, 'eth0', '192.0.2.11/24');
-    const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-scale-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const subnetFile = join(dir, 'subnet.env');
-    writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.6.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
-    const dataDir = join(dir, 'ipam');
-    const config = { cniVersion: '1.1.0', name: 'scale', type: 'tulle', mode, subnetFile, dataDir };
-    const pods = await pool(Array.from({ length: n }, (_, i) => i), 16, (i) => freshNetns(t, `p${i}`));
-    const call = (command: 'ADD' | 'DEL', i: number): Promise<CniOutcome> =>
-      cniInvoke({ command, containerId: `scale-${mode}-${i}`, ifName: 'eth0', netns: `/run/netns/${pods[i]}`, config, hostNetns: host, timeoutMs: 120_000, plugin: route.plugin, env: route.env });
+for (const path of CNI_PATHS)
+  for (const mode of ['routed', 'bridge'] as const) {
+    const n = PODS[mode];
+    test(`[${path}] ${mode} mode: ${n} concurrent ADDs get ${n} distinct reachable addresses; ${n} concurrent DELs leave nothing`, async (t) => {
+      const host = await freshNetns(t, 'host');
+      const route = await cniRoute(t, host, path);
+      // The node's underlay address (one end of a veth pair): the source of its pings in routed mode, as on a real node.
+      await underlay(host, 'eth0', '192.0.2.11/24');
+      const dir = mkdtempSync(join(tmpdir(), 'tulle-cni-scale-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      const subnetFile = join(dir, 'subnet.env');
+      writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.6.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+      const dataDir = join(dir, 'ipam');
+      const config = { cniVersion: '1.1.0', name: 'scale', type: 'tulle', mode, subnetFile, dataDir };
+      const pods = await pool(
+        Array.from({ length: n }, (_, i) => i),
+        16,
+        (i) => freshNetns(t, `p${i}`),
+      );
+      const call = (command: 'ADD' | 'DEL', i: number): Promise<CniOutcome> =>
+        cniInvoke({
+          command,
+          containerId: `scale-${mode}-${i}`,
+          ifName: 'eth0',
+          netns: `/run/netns/${pods[i]}`,
+          config,
+          hostNetns: host,
+          timeoutMs: 120_000,
+          plugin: route.plugin,
+          env: route.env,
+        });
 
-    let started = performance.now();
-    const added = await Promise.all(pods.map((_, i) => call('ADD', i)));
-    const addSeconds = (performance.now() - started) / 1000;
-    for (const [i, o] of added.entries()) assert.equal(o.exitCode, 0, `ADD ${i}: ${o.stdout}${o.stderr}`);
-    const addresses = added.map((o) => (o.result as any).ips[0].address.split('/')[0] as string);
-    assert.equal(new Set(addresses).size, n, 'distinct addresses');
-    assert.equal(readdirSync(join(dataDir, 'scale')).filter((f) => /^\d/.test(f) && !f.startsWith('last')).length, n);
+      let started = performance.now();
+      const added = await Promise.all(pods.map((_, i) => call('ADD', i)));
+      const addSeconds = (performance.now() - started) / 1000;
+      for (const [i, o] of added.entries()) assert.equal(o.exitCode, 0, `ADD ${i}: ${o.stdout}${o.stderr}`);
+      const addresses = added.map((o) => (o.result as any).ips[0].address.split('/')[0] as string);
+      assert.equal(new Set(addresses).size, n, 'distinct addresses');
+      assert.equal(readdirSync(join(dataDir, 'scale')).filter((f) => /^\d/.test(f) && !f.startsWith('last')).length, n);
 
-    const unreachable = (await pool(addresses, 25, async (a) => ((await run(['ip', 'netns', 'exec', host, 'ping', '-c', '1', '-W', '2', a], { allowFailure: true })).status === 0 ? undefined : a))).filter(Boolean);
-    assert.deepEqual(unreachable, [], 'every pod answers the host');
+      const unreachable = (
+        await pool(addresses, 25, async (a) =>
+          (await run(['ip', 'netns', 'exec', host, 'ping', '-c', '1', '-W', '2', a], { allowFailure: true })).status === 0 ? undefined : a,
+        )
+      ).filter(Boolean);
+      assert.deepEqual(unreachable, [], 'every pod answers the host');
 
-    started = performance.now();
-    const deleted = await Promise.all(pods.map((_, i) => call('DEL', i)));
-    const delSeconds = (performance.now() - started) / 1000;
-    for (const [i, o] of deleted.entries()) assert.equal(o.exitCode, 0, `DEL ${i}: ${o.stdout}${o.stderr}`);
+      started = performance.now();
+      const deleted = await Promise.all(pods.map((_, i) => call('DEL', i)));
+      const delSeconds = (performance.now() - started) / 1000;
+      for (const [i, o] of deleted.entries()) assert.equal(o.exitCode, 0, `DEL ${i}: ${o.stdout}${o.stderr}`);
 
-    const links = (await ipJson(host, 'link', 'show')).map((l: any) => l.ifname).sort();
-    assert.deepEqual(links, mode === 'bridge' ? ['cni0', 'eth0', 'eth0p', 'lo'] : ['eth0', 'eth0p', 'lo'], 'no pod veth left');
-    assert.deepEqual(existsSync(join(dataDir, 'scale')) ? readdirSync(join(dataDir, 'scale')).sort() : [], ['last_reserved_ip.0', 'lock'], 'no address file left');
-    const routes = (await ipJson(host, 'route', 'show')).map((r: any) => `${r.dst} dev ${r.dev}`);
-    assert.deepEqual(routes, mode === 'bridge' ? ['10.244.6.0/24 dev cni0', '192.0.2.0/24 dev eth0'] : ['192.0.2.0/24 dev eth0'], 'no host route left');
-    t.diagnostic(`${mode}: ${n} concurrent ADDs ${addSeconds.toFixed(1)} s, ${n} concurrent DELs ${delSeconds.toFixed(1)} s`);
-  });
-}
+      const links = (await ipJson(host, 'link', 'show')).map((l: any) => l.ifname).sort();
+      assert.deepEqual(links, mode === 'bridge' ? ['cni0', 'eth0', 'eth0p', 'lo'] : ['eth0', 'eth0p', 'lo'], 'no pod veth left');
+      assert.deepEqual(
+        existsSync(join(dataDir, 'scale')) ? readdirSync(join(dataDir, 'scale')).sort() : [],
+        ['last_reserved_ip.0', 'lock'],
+        'no address file left',
+      );
+      const routes = (await ipJson(host, 'route', 'show')).map((r: any) => `${r.dst} dev ${r.dev}`);
+      assert.deepEqual(routes, mode === 'bridge' ? ['10.244.6.0/24 dev cni0', '192.0.2.0/24 dev eth0'] : ['192.0.2.0/24 dev eth0'], 'no host route left');
+      t.diagnostic(`${mode}: ${n} concurrent ADDs ${addSeconds.toFixed(1)} s, ${n} concurrent DELs ${delSeconds.toFixed(1)} s`);
+    });
+  }

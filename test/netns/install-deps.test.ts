@@ -89,7 +89,7 @@ test('install-deps: docker.io is installed under a policy-rc.d that forbids star
 });
 
 test('install-deps: a policy-rc.d that was there is used and kept as it was; containerd installed before keeps its unit state', async (t) => {
-  const mine = '#!/bin/sh\n# the operator\'s own\nexit 101\n';
+  const mine = "#!/bin/sh\n# the operator's own\nexit 101\n";
   const { result, calls, policyAfter } = await installDeps(t, { policy: mine, env: { FAKE_CONTAINERD: 'installed' } });
   assert.equal(result.status, 0, result.stderr);
   assert.ok(calls.includes('policy-rc.d answered 101'), calls.join(' | '));
@@ -116,7 +116,14 @@ test('install-deps: a policy-rc.d that would let the daemons start stops the scr
   const permissive = '#!/bin/sh\nexit 0\n';
   const { result, calls, policyAfter } = await installDeps(t, { policy: permissive });
   assert.equal(result.status, 1);
-  assert.match(result.stderr, /\/usr\/sbin\/policy-rc\.d answers 0 \(not 101, "forbidden"\) for "docker start", so installing docker\.io would start docker on this machine; make it answer 101 during the install, or install docker\.io yourself and run: systemctl disable --now docker\.service docker\.socket containerd\.service/);
-  assert.deepEqual(calls.filter((c) => c.startsWith('apt-get')), [], 'apt-get never ran');
+  assert.match(
+    result.stderr,
+    /\/usr\/sbin\/policy-rc\.d answers 0 \(not 101, "forbidden"\) for "docker start", so installing docker\.io would start docker on this machine; make it answer 101 during the install, or install docker\.io yourself and run: systemctl disable --now docker\.service docker\.socket containerd\.service/,
+  );
+  assert.deepEqual(
+    calls.filter((c) => c.startsWith('apt-get')),
+    [],
+    'apt-get never ran',
+  );
   assert.equal(policyAfter, permissive);
 });

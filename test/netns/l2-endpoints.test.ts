@@ -71,8 +71,12 @@ async function l2Host(t: Parameters<typeof freshNetns>[0], label: string, addres
   return { ns, nl };
 }
 
-const fdbOf = async (ns: string, dev = DEV) => (await bridgeJson(ns, 'fdb', 'show', 'dev', dev)).map((e: any) => `${e.mac} ${e.dst ?? '-'} ${(e.flags ?? []).join(',')} ${e.state ?? ''} ${e.master ?? ''}`.trim()).sort();
-const neighOf = async (ns: string) => (await ipJson(ns, 'neigh', 'show', 'dev', DEV)).map((n: any) => `${n.dst} ${n.lladdr ?? '-'} ${n.state.join(',')}`).sort();
+const fdbOf = async (ns: string, dev = DEV) =>
+  (await bridgeJson(ns, 'fdb', 'show', 'dev', dev))
+    .map((e: any) => `${e.mac} ${e.dst ?? '-'} ${(e.flags ?? []).join(',')} ${e.state ?? ''} ${e.master ?? ''}`.trim())
+    .sort();
+const neighOf = async (ns: string) =>
+  (await ipJson(ns, 'neigh', 'show', 'dev', DEV)).map((n: any) => `${n.dst} ${n.lladdr ?? '-'} ${n.state.join(',')}`).sort();
 
 test('the device: created with proxy and nolearning as iproute2 reads it; a device without proxy is refused by name, learning is switched off', async (t) => {
   const { ns, nl } = await l2Host(t, 'l2dev', '192.0.2.11');
@@ -117,30 +121,52 @@ test('the reconciler: 2 writes per new endpoint, 0 for an unchanged set, 2 delet
   assert.equal(writes.length, 4);
   const ours = async () => (await fdbOf(ns)).filter((e: string) => e.startsWith('0a:00:00:00:00:0'));
   assert.deepEqual(await ours(), ['0a:00:00:00:00:02 192.0.2.12 self permanent', '0a:00:00:00:00:03 192.0.2.13 self permanent']);
-  assert.deepEqual((await neighOf(ns)).filter((n: string) => n.endsWith('PERMANENT')), ['10.17.0.34 0a:00:00:00:00:02 PERMANENT', '10.17.0.50 0a:00:00:00:00:03 PERMANENT']);
+  assert.deepEqual(
+    (await neighOf(ns)).filter((n: string) => n.endsWith('PERMANENT')),
+    ['10.17.0.34 0a:00:00:00:00:02 PERMANENT', '10.17.0.50 0a:00:00:00:00:03 PERMANENT'],
+  );
 
   writes.length = 0;
   assert.equal((await rec.reconcile([own, a, b], '192.0.2.11')).writes.length, 0);
   assert.equal(writes.length, 0, 'an unchanged set writes nothing');
 
   await rec.reconcile([own, a, b, c], '192.0.2.11');
-  assert.deepEqual(writes.map((w) => w.op), ['replaceFdb', 'replaceNeighbor'], 'one endpoint added: exactly its 2 writes');
+  assert.deepEqual(
+    writes.map((w) => w.op),
+    ['replaceFdb', 'replaceNeighbor'],
+    'one endpoint added: exactly its 2 writes',
+  );
   assert.ok((await ours()).includes('0a:00:00:00:00:04 192.0.2.13 self permanent'));
 
   writes.length = 0;
   await rec.reconcile([own, b, c], '192.0.2.11');
-  assert.deepEqual(writes.map((w) => w.op), ['deleteNeighbor', 'deleteFdb'], 'one endpoint removed: its 2 deletes');
+  assert.deepEqual(
+    writes.map((w) => w.op),
+    ['deleteNeighbor', 'deleteFdb'],
+    'one endpoint removed: its 2 deletes',
+  );
   assert.deepEqual(await ours(), ['0a:00:00:00:00:03 192.0.2.13 self permanent', '0a:00:00:00:00:04 192.0.2.13 self permanent']);
-  assert.deepEqual((await neighOf(ns)).filter((n: string) => n.endsWith('PERMANENT')), ['10.17.0.50 0a:00:00:00:00:03 PERMANENT', '10.17.0.51 0a:00:00:00:00:04 PERMANENT']);
+  assert.deepEqual(
+    (await neighOf(ns)).filter((n: string) => n.endsWith('PERMANENT')),
+    ['10.17.0.50 0a:00:00:00:00:03 PERMANENT', '10.17.0.51 0a:00:00:00:00:04 PERMANENT'],
+  );
 
   writes.length = 0;
   await rec.reconcile([{ ...b, publicIP: '192.0.2.14' }, c], '192.0.2.11');
-  assert.deepEqual(writes.map((w) => w.op), ['replaceFdb'], 'a pod whose host changed: its FDB entry only');
+  assert.deepEqual(
+    writes.map((w) => w.op),
+    ['replaceFdb'],
+    'a pod whose host changed: its FDB entry only',
+  );
   assert.ok((await ours()).includes('0a:00:00:00:00:03 192.0.2.14 self permanent'));
 
   await rec.reconcile([], '192.0.2.11');
   assert.deepEqual(await ours(), []);
-  assert.deepEqual((await fdbOf(ns)).filter((e: string) => !e.startsWith('0a:00:00:00:00:0')), foreignFdb, 'flood, dynamic and bridge entries untouched');
+  assert.deepEqual(
+    (await fdbOf(ns)).filter((e: string) => !e.startsWith('0a:00:00:00:00:0')),
+    foreignFdb,
+    'flood, dynamic and bridge entries untouched',
+  );
   assert.ok((await neighOf(ns)).includes('10.17.0.99 0a:00:00:00:00:c3 STALE'));
   assert.deepEqual([await fdbOf(ns, 'vxlan7'), await ipJson(ns, 'neigh', 'show', 'dev', 'vxlan7')], foreign7, "another device's entries untouched");
 });
@@ -151,7 +177,13 @@ async function run(argv: string[]): Promise<void> {
 }
 
 /** A pod namespace on `host`'s bridge: eth0 with `cidr` and `mac`, IPv6 left on (its multicast must not cross either). */
-async function pod(t: Parameters<typeof freshNetns>[0], host: { ns: string; nl: NetlinkClient }, label: string, cidr: string, mac: string): Promise<{ ns: string }> {
+async function pod(
+  t: Parameters<typeof freshNetns>[0],
+  host: { ns: string; nl: NetlinkClient },
+  label: string,
+  cidr: string,
+  mac: string,
+): Promise<{ ns: string }> {
   const ns = await freshNetns(t, label);
   const hostEnd = `v${label}`.slice(0, 15);
   await host.nl.createVeth({ name: hostEnd, peerName: 'eth0', peerNetns: ns, peerMac: mac, mtu: 1450 });
@@ -161,79 +193,104 @@ async function pod(t: Parameters<typeof freshNetns>[0], host: { ns: string; nl: 
   return { ns };
 }
 
-test('dataplane: pods on two hosts ping each other from store records alone; the underlay carries no broadcast or multicast frame', { timeout: 120_000 }, async (t) => {
-  const A = { ns: await freshNetns(t, 'l2a'), addr: '192.0.2.11' };
-  const B = { ns: await freshNetns(t, 'l2b'), addr: '192.0.2.12' };
-  // The hosts' own IPv6 (router solicitations, MLD) would put multicast on the underlay; it is not what is measured.
-  for (const h of [A, B]) await execIn(h.ns, ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-  const nlA = await openIn(t, A.ns);
-  const nlB = await openIn(t, B.ns);
-  await nlA.createVeth({ name: 'eth0', peerName: 'eth0', peerNetns: B.ns });
-  const macs: Record<string, string> = {};
-  for (const [h, nl] of [[A, nlA], [B, nlB]] as const) {
-    await ip(h.ns, 'addr', 'add', `${h.addr}/24`, 'dev', 'eth0');
-    await ip(h.ns, 'link', 'set', 'eth0', 'up');
-    macs[h.addr] = (await nl.getLink('eth0'))!.mac!;
-    await l2Device(nl, h.addr);
-  }
-  // The underlay's own ARP is a broadcast too: the hosts know each other's MAC beforehand.
-  await ip(A.ns, 'neigh', 'replace', B.addr, 'lladdr', macs[B.addr]!, 'dev', 'eth0', 'nud', 'permanent');
-  await ip(B.ns, 'neigh', 'replace', A.addr, 'lladdr', macs[A.addr]!, 'dev', 'eth0', 'nud', 'permanent');
+test(
+  'dataplane: pods on two hosts ping each other from store records alone; the underlay carries no broadcast or multicast frame',
+  { timeout: 120_000 },
+  async (t) => {
+    const A = { ns: await freshNetns(t, 'l2a'), addr: '192.0.2.11' };
+    const B = { ns: await freshNetns(t, 'l2b'), addr: '192.0.2.12' };
+    // The hosts' own IPv6 (router solicitations, MLD) would put multicast on the underlay; it is not what is measured.
+    for (const h of [A, B]) await execIn(h.ns, ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    const nlA = await openIn(t, A.ns);
+    const nlB = await openIn(t, B.ns);
+    await nlA.createVeth({ name: 'eth0', peerName: 'eth0', peerNetns: B.ns });
+    const macs: Record<string, string> = {};
+    for (const [h, nl] of [
+      [A, nlA],
+      [B, nlB],
+    ] as const) {
+      await ip(h.ns, 'addr', 'add', `${h.addr}/24`, 'dev', 'eth0');
+      await ip(h.ns, 'link', 'set', 'eth0', 'up');
+      macs[h.addr] = (await nl.getLink('eth0'))!.mac!;
+      await l2Device(nl, h.addr);
+    }
+    // The underlay's own ARP is a broadcast too: the hosts know each other's MAC beforehand.
+    await ip(A.ns, 'neigh', 'replace', B.addr, 'lladdr', macs[B.addr]!, 'dev', 'eth0', 'nud', 'permanent');
+    await ip(B.ns, 'neigh', 'replace', A.addr, 'lladdr', macs[A.addr]!, 'dev', 'eth0', 'nud', 'permanent');
 
-  const podA = await pod(t, { ns: A.ns, nl: nlA }, 'pa', '10.17.0.18/24', '0a:58:0a:11:00:12');
-  const podB = await pod(t, { ns: B.ns, nl: nlB }, 'pb', '10.17.0.34/24', '0a:58:0a:11:00:22');
+    const podA = await pod(t, { ns: A.ns, nl: nlA }, 'pa', '10.17.0.18/24', '0a:58:0a:11:00:12');
+    const podB = await pod(t, { ns: B.ns, nl: nlB }, 'pb', '10.17.0.34/24', '0a:58:0a:11:00:22');
 
-  // Before any entry: pod A's ARP request is swallowed by the proxy device (no neighbour for it) and nothing floods.
-  await assert.rejects(execIn(podA.ns, ['ping', '-c', '1', '-W', '1', '10.17.0.34']));
+    // Before any entry: pod A's ARP request is swallowed by the proxy device (no neighbour for it) and nothing floods.
+    await assert.rejects(execIn(podA.ns, ['ping', '-c', '1', '-W', '1', '10.17.0.34']));
 
-  // What the CNI publishes and the agent reads: records in the store, believed against the hosts' leases.
-  const store = await openRegistry(`memory:l2none-${randomBytes(4).toString('hex')}`);
-  t.after(() => store.close());
-  await publishEndpoint(store, '/tulle.io/l2', { ip: '10.17.0.18', mac: '0a:58:0a:11:00:12', publicIP: A.addr });
-  await publishEndpoint(store, '/tulle.io/l2', { ip: '10.17.0.34', mac: '0a:58:0a:11:00:22', publicIP: B.addr });
-  await publishEndpoint(store, '/tulle.io/l2', { ip: '10.17.0.35', mac: '0a:58:0a:11:00:12', publicIP: B.addr }); // a newer record stealing pod A's MAC
-  const leases = [
-    { subnet: '10.17.0.16/28', publicIP: A.addr },
-    { subnet: '10.17.0.32/28', publicIP: B.addr },
-  ];
-  const { records } = await listEndpoints(store, '/tulle.io/l2');
-  for (const [h, nl] of [[A, nlA], [B, nlB]] as const) {
-    const { accepted, rejected } = admitEndpoints(records, leases, h.addr);
-    assert.deepEqual(rejected.map((r) => r.reason), ['duplicate-mac']);
-    assert.equal((await new EndpointReconciler(nl, DEV).reconcile(accepted, h.addr)).writes.length, 2);
-  }
-  assert.deepEqual(await fdbOf(A.ns).then((f: string[]) => f.filter((e) => e.includes('self'))), ['0a:58:0a:11:00:22 192.0.2.12 self permanent']);
-  assert.deepEqual(await neighOf(A.ns), ['10.17.0.34 0a:58:0a:11:00:22 PERMANENT']);
-  assert.ok(!(await fdbOf(A.ns)).some((e: string) => e.startsWith('00:00:00:00:00:00')), 'no all-zero flood entry');
-  assert.deepEqual(await fdbOf(B.ns).then((f: string[]) => f.filter((e) => e.includes('self'))), ['0a:58:0a:11:00:12 192.0.2.11 self permanent']);
+    // What the CNI publishes and the agent reads: records in the store, believed against the hosts' leases.
+    const store = await openRegistry(`memory:l2none-${randomBytes(4).toString('hex')}`);
+    t.after(() => store.close());
+    await publishEndpoint(store, '/tulle.io/l2', { ip: '10.17.0.18', mac: '0a:58:0a:11:00:12', publicIP: A.addr });
+    await publishEndpoint(store, '/tulle.io/l2', { ip: '10.17.0.34', mac: '0a:58:0a:11:00:22', publicIP: B.addr });
+    await publishEndpoint(store, '/tulle.io/l2', { ip: '10.17.0.35', mac: '0a:58:0a:11:00:12', publicIP: B.addr }); // a newer record stealing pod A's MAC
+    const leases = [
+      { subnet: '10.17.0.16/28', publicIP: A.addr },
+      { subnet: '10.17.0.32/28', publicIP: B.addr },
+    ];
+    const { records } = await listEndpoints(store, '/tulle.io/l2');
+    for (const [h, nl] of [
+      [A, nlA],
+      [B, nlB],
+    ] as const) {
+      const { accepted, rejected } = admitEndpoints(records, leases, h.addr);
+      assert.deepEqual(
+        rejected.map((r) => r.reason),
+        ['duplicate-mac'],
+      );
+      assert.equal((await new EndpointReconciler(nl, DEV).reconcile(accepted, h.addr)).writes.length, 2);
+    }
+    assert.deepEqual(await fdbOf(A.ns).then((f: string[]) => f.filter((e) => e.includes('self'))), ['0a:58:0a:11:00:22 192.0.2.12 self permanent']);
+    assert.deepEqual(await neighOf(A.ns), ['10.17.0.34 0a:58:0a:11:00:22 PERMANENT']);
+    assert.ok(!(await fdbOf(A.ns)).some((e: string) => e.startsWith('00:00:00:00:00:00')), 'no all-zero flood entry');
+    assert.deepEqual(await fdbOf(B.ns).then((f: string[]) => f.filter((e) => e.includes('self'))), ['0a:58:0a:11:00:12 192.0.2.11 self permanent']);
 
-  const dir = mkdtempSync(join(tmpdir(), 'tulle-l2none-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const pcap = join(dir, 'underlay.pcap');
-  const tcpdump = await startCapture(A.ns, 'eth0', pcap);
-  t.after(() => stopCapture(tcpdump));
-  // Neither pod has ever seen the other: each ping starts with an ARP request, which must be answered on its own host.
-  await execIn(podA.ns, ['ping', '-c', '3', '-i', '0.2', '-W', '5', '10.17.0.34']);
-  await execIn(podB.ns, ['ping', '-c', '3', '-i', '0.2', '-W', '5', '10.17.0.18']);
-  await execIn(podA.ns, ['ping', '-c', '2', '-s', '1422', '-M', 'do', '-W', '5', '10.17.0.34']); // a full-size frame: 1450 MTU inside
-  assert.equal((await ipJson(podA.ns, 'neigh', 'show', '10.17.0.34'))[0].lladdr, '0a:58:0a:11:00:22', "pod A learned pod B's MAC by ARP");
-  const echoes = () => {
-    const r = spawnSync(process.execPath, [MAIN, 'decode', '--json', pcap], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
-  };
-  await waitFor(() => statSync(pcap).size > 0 && echoes().filter((f) => f.inner?.icmp).length >= 16, 10_000, 'tcpdump to write the 16 echo frames');
-  await stopCapture(tcpdump);
-  const frames = echoes();
-  const isGroup = (mac: string | undefined) => mac !== undefined && (parseInt(mac.slice(0, 2), 16) & 1) === 1;
-  const flooded = frames.filter((f) => isGroup(f.eth?.dst) || isGroup(f.inner?.eth?.dst) || f.inner?.arp || f.arp);
-  assert.deepEqual(flooded, [], 'no broadcast, multicast or ARP frame on the underlay');
-  const inner = frames.filter((f) => f.vxlan);
-  assert.equal(inner.length, frames.length, 'everything on the underlay is VXLAN');
-  assert.ok(inner.every((f) => f.vxlan.vni === VNI && f.udp.dstPort === PORT));
-  assert.deepEqual([...new Set(inner.map((f) => `${f.inner.ip.src}>${f.inner.ip.dst} ${f.inner.icmp.type}`))].sort(), ['10.17.0.18>10.17.0.34 0', '10.17.0.18>10.17.0.34 8', '10.17.0.34>10.17.0.18 0', '10.17.0.34>10.17.0.18 8']);
-  assert.ok(inner.some((f) => f.length === 1450 + 14 + 50), 'the full-size frame (1450-byte packet) crossed in one piece: 1514 bytes on the wire');
-});
+    const dir = mkdtempSync(join(tmpdir(), 'tulle-l2none-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const pcap = join(dir, 'underlay.pcap');
+    const tcpdump = await startCapture(A.ns, 'eth0', pcap);
+    t.after(() => stopCapture(tcpdump));
+    // Neither pod has ever seen the other: each ping starts with an ARP request, which must be answered on its own host.
+    await execIn(podA.ns, ['ping', '-c', '3', '-i', '0.2', '-W', '5', '10.17.0.34']);
+    await execIn(podB.ns, ['ping', '-c', '3', '-i', '0.2', '-W', '5', '10.17.0.18']);
+    await execIn(podA.ns, ['ping', '-c', '2', '-s', '1422', '-M', 'do', '-W', '5', '10.17.0.34']); // a full-size frame: 1450 MTU inside
+    assert.equal((await ipJson(podA.ns, 'neigh', 'show', '10.17.0.34'))[0].lladdr, '0a:58:0a:11:00:22', "pod A learned pod B's MAC by ARP");
+    const echoes = () => {
+      const r = spawnSync(process.execPath, [MAIN, 'decode', '--json', pcap], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
+    };
+    await waitFor(() => statSync(pcap).size > 0 && echoes().filter((f) => f.inner?.icmp).length >= 16, 10_000, 'tcpdump to write the 16 echo frames');
+    await stopCapture(tcpdump);
+    const frames = echoes();
+    const isGroup = (mac: string | undefined) => mac !== undefined && (parseInt(mac.slice(0, 2), 16) & 1) === 1;
+    const flooded = frames.filter((f) => isGroup(f.eth?.dst) || isGroup(f.inner?.eth?.dst) || f.inner?.arp || f.arp);
+    assert.deepEqual(flooded, [], 'no broadcast, multicast or ARP frame on the underlay');
+    const inner = frames.filter((f) => f.vxlan);
+    assert.equal(inner.length, frames.length, 'everything on the underlay is VXLAN');
+    assert.ok(inner.every((f) => f.vxlan.vni === VNI && f.udp.dstPort === PORT));
+    assert.deepEqual([...new Set(inner.map((f) => `${f.inner.ip.src}>${f.inner.ip.dst} ${f.inner.icmp.type}`))].sort(), [
+      '10.17.0.18>10.17.0.34 0',
+      '10.17.0.18>10.17.0.34 8',
+      '10.17.0.34>10.17.0.18 0',
+      '10.17.0.34>10.17.0.18 8',
+    ]);
+    assert.ok(
+      inner.some((f) => f.length === 1450 + 14 + 50),
+      'the full-size frame (1450-byte packet) crossed in one piece: 1514 bytes on the wire',
+    );
+  },
+);
 
 test('the agent side: stale own records pruned at start, then records and lease changes followed on the device', async (t) => {
   const { ns, nl } = await l2Host(t, 'l2sync', '192.0.2.11');
@@ -270,5 +327,5 @@ test('the agent side: stale own records pruned at start, then records and lease 
   await waitFor(async () => (await neighOf(ns)).join() === '10.17.0.50 0a:00:00:00:00:03 PERMANENT', 10_000, 'the withdrawn pod gone');
   leases = leases.filter((l) => l.publicIP !== '192.0.2.13');
   sync.changed();
-  await waitFor(async () => (await ours()).length === 0 && (await neighOf(ns)).length === 0, 10_000, "the entries of a host whose lease left");
+  await waitFor(async () => (await ours()).length === 0 && (await neighOf(ns)).length === 0, 10_000, 'the entries of a host whose lease left');
 });

@@ -78,7 +78,11 @@ test('bad input to lab up: one clear line naming the option, non-zero exit, noth
   // names that would not make valid (or unambiguous) namespace and interface names
   for (const bad of ['Bad', 'a-b', '9lab', 'averyveryverylongname', '../x', '']) {
     const r = await tulle('lab', 'up', '--name', bad);
-    assertOneLineError(r, new RegExp(`--name: ${JSON.stringify(bad).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not a valid lab name \\(1\\.\\.16 lower-case letters and digits`), `--name ${bad}`);
+    assertOneLineError(
+      r,
+      new RegExp(`--name: ${JSON.stringify(bad).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not a valid lab name \\(1\\.\\.16 lower-case letters and digits`),
+      `--name ${bad}`,
+    );
     assert.equal(r.status, 2);
   }
   assert.deepEqual(listNetns('tulle-a-b'), []);
@@ -102,12 +106,27 @@ test('lab up --json, list, exec and down through the CLI', async (t) => {
     ],
   );
   assert.equal(topo.router.namespace, `tulle-${name}-rt`);
-  assert.deepEqual(topo.router.interfaces.map((i: any) => i.address), ['192.0.2.1', '198.51.100.1']);
+  assert.deepEqual(
+    topo.router.interfaces.map((i: any) => i.address),
+    ['192.0.2.1', '198.51.100.1'],
+  );
   assert.deepEqual(topo.pods, []);
   assert.deepEqual(topo.hostFiles, [], 'a bare lab has no agents and no store');
   // not a terminal: progress comes as log lines, one per step
-  const logs = up.stderr.trim().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(logs.map((l) => l.msg), ['step 1/5 done: create namespaces', 'step 2/5 done: create switches', 'step 3/5 done: wire hosts and router to the switches', 'step 4/5 done: address hosts and router', 'step 5/5 done: turn on forwarding']);
+  const logs = up.stderr
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    logs.map((l) => l.msg),
+    [
+      'step 1/5 done: create namespaces',
+      'step 2/5 done: create switches',
+      'step 3/5 done: wire hosts and router to the switches',
+      'step 4/5 done: address hosts and router',
+      'step 5/5 done: turn on forwarding',
+    ],
+  );
 
   const again = await tulle('lab', 'up', '--name', name, '--bare');
   assertOneLineError(again, new RegExp(`lab "${name}" already exists .*tulle lab down --name ${name} \\[TLE_LAB_EXISTS\\]`), 'second up');
@@ -151,7 +170,9 @@ test('lab up without --json prints a summary table of the hosts, their leased su
   const up = await tulle('lab', 'up', '--name', name, '--nodes', '2');
   assert.equal(up.status, 0, up.stderr);
   assert.match(up.stdout, new RegExp(`^lab ${name} is up: 2 hosts on a switch underlay`));
-  const subnets = [1, 2].map((i) => new RegExp(`^h${i}\\s+tulle-${name}-h${i}\\s+eth0\\s+192\\.0\\.2\\.1${i}/24\\s+-\\s+(10\\.244\\.\\d+\\.0/24)$`, 'm').exec(up.stdout)?.[1]);
+  const subnets = [1, 2].map(
+    (i) => new RegExp(`^h${i}\\s+tulle-${name}-h${i}\\s+eth0\\s+192\\.0\\.2\\.1${i}/24\\s+-\\s+(10\\.244\\.\\d+\\.0/24)$`, 'm').exec(up.stdout)?.[1],
+  );
   assert.ok(subnets[0] && subnets[1] && subnets[0] !== subnets[1], `two distinct leased subnets in:\n${up.stdout}`);
   assert.match(up.stdout, new RegExp(`^store: sqlite:${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/${name}/store\\.db; agents: 2; pod mode: bridge$`, 'm'));
   assert.match(up.stdout, new RegExp(`tulle lab down --name ${name}`));
@@ -159,6 +180,9 @@ test('lab up without --json prints a summary table of the hosts, their leased su
   // Where each host's files are, for a runtime's config or `tail -f`: they exist where the JSON says.
   const list = JSON.parse((await tulle('lab', 'list', '--json')).stdout).find((l: any) => l.name === name);
   assert.equal(list.store, `sqlite:${root}/${name}/store.db`);
-  assert.deepEqual(list.hostFiles.map((f: any) => [f.host, f.subnetFile, f.agentLog, f.store]), [1, 2].map((i) => [`h${i}`, `${root}/${name}/h${i}/subnet.env`, `${root}/${name}/h${i}/agent.log`, list.store]));
+  assert.deepEqual(
+    list.hostFiles.map((f: any) => [f.host, f.subnetFile, f.agentLog, f.store]),
+    [1, 2].map((i) => [`h${i}`, `${root}/${name}/h${i}/subnet.env`, `${root}/${name}/h${i}/agent.log`, list.store]),
+  );
   for (const f of list.hostFiles) assert.ok(existsSync(f.subnetFile) && existsSync(f.agentLog), JSON.stringify(f));
 });

@@ -68,12 +68,18 @@ test('lab down ends recorded and unrecorded processes even after the state file 
   const recorded = await start(t, lab.hosts[0]!.namespace);
   registerLabProcess(name, { pid: recorded.pid, role: 'test-sleeper', host: 'h1' }, { root });
   const stray = await start(t, lab.router!.namespace);
-  assert.deepEqual(readLabState(name, root)!.processes.map((p) => [p.pid, p.role, p.host]), [[recorded.pid, 'test-sleeper', 'h1']]);
+  assert.deepEqual(
+    readLabState(name, root)!.processes.map((p) => [p.pid, p.role, p.host]),
+    [[recorded.pid, 'test-sleeper', 'h1']],
+  );
 
   unlinkSync(stateFilePath(name, root)); // as if the state was lost in a crash
   const result = await labDown(name, { root });
   assert.equal(result.existed, true);
-  assert.deepEqual(result.stopped, [recorded.pid, stray.pid].sort((a, b) => a - b));
+  assert.deepEqual(
+    result.stopped,
+    [recorded.pid, stray.pid].sort((a, b) => a - b),
+  );
   assert.equal(await recorded.ended, 'SIGTERM');
   assert.equal(await stray.ended, 'SIGTERM');
   assertGone(name);
@@ -174,7 +180,10 @@ test('a lab that exists, or left namespaces behind, is refused and left as it wa
   t.after(() => labDown(name, { root }));
   await labUp({ name, nodes: 2, underlay: 'switch', root });
   const before = listNetns(labPrefix(name));
-  await assert.rejects(labUp({ name, nodes: 3, underlay: 'routed', root }), (e: unknown) => e instanceof LabExistsError && e.code === 'TLE_LAB_EXISTS' && e.message.includes(`tulle lab down --name ${name}`));
+  await assert.rejects(
+    labUp({ name, nodes: 3, underlay: 'routed', root }),
+    (e: unknown) => e instanceof LabExistsError && e.code === 'TLE_LAB_EXISTS' && e.message.includes(`tulle lab down --name ${name}`),
+  );
   assert.deepEqual(listNetns(labPrefix(name)), before, 'the existing lab is untouched');
   assert.equal(readLabState(name, root)!.status, 'ready');
 

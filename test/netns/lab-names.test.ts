@@ -16,7 +16,8 @@ test('lab names: lower-case letters and digits, starting with a letter, at most 
   for (const bad of ['', 'Demo', '1lab', 'a-b', 'a_b', 'a.b', 'lab name', 'x'.repeat(MAX_LAB_NAME_LENGTH + 1), 'läb']) {
     assert.throws(
       () => validateLabName(bad, '--name'),
-      (e: unknown) => e instanceof InvalidValueError && e.code === 'TLE_LAB_INVALID_NAME' && e.message.startsWith(`--name: ${JSON.stringify(bad)} is not a valid lab name`),
+      (e: unknown) =>
+        e instanceof InvalidValueError && e.code === 'TLE_LAB_INVALID_NAME' && e.message.startsWith(`--name: ${JSON.stringify(bad)} is not a valid lab name`),
       bad,
     );
   }
@@ -43,7 +44,11 @@ test('every planned name is valid for any lab name and host count: namespaces, a
         assertNetnsName(ns);
         assert.equal(labOfNamespace(ns), name);
       }
-      const ifnames = [...t.hosts.flatMap((h) => [h.interface, h.switchPort]), ...t.switches.map((s) => s.bridge), ...(t.router?.interfaces.flatMap((i) => [i.interface, i.switchPort]) ?? [])];
+      const ifnames = [
+        ...t.hosts.flatMap((h) => [h.interface, h.switchPort]),
+        ...t.switches.map((s) => s.bridge),
+        ...(t.router?.interfaces.flatMap((i) => [i.interface, i.switchPort]) ?? []),
+      ];
       for (const ifname of ifnames) assert.ok(Buffer.byteLength(ifname) <= 15 && /^[a-z0-9]+$/.test(ifname), ifname);
     }),
     { numRuns: 200 },
@@ -55,7 +60,11 @@ test('planned addresses: documentation ranges only, unique, hosts on their segme
     const t = planTopology('demo', MAX_HOSTS, underlay);
     const all = [...t.hosts.map((h) => h.address), ...(t.router?.interfaces.map((i) => i.address) ?? [])];
     assert.equal(new Set(all).size, all.length, 'addresses are unique');
-    for (const a of all) assert.ok(DOC_RANGES.some((r) => cidrContains(r, parseIPv4(a))), `${a} is in a documentation range`);
+    for (const a of all)
+      assert.ok(
+        DOC_RANGES.some((r) => cidrContains(r, parseIPv4(a))),
+        `${a} is in a documentation range`,
+      );
     for (const h of t.hosts) {
       const seg = t.segments.find((s) => s.id === h.segment)!;
       assert.ok(cidrContains(parseCidr4(seg.cidr), parseIPv4(h.address)), `${h.name} ${h.address} in ${seg.cidr}`);
@@ -65,22 +74,39 @@ test('planned addresses: documentation ranges only, unique, hosts on their segme
     assert.deepEqual(t.pods, []);
     if (underlay === 'switch') {
       assert.equal(t.router, null);
-      assert.deepEqual(t.switches.map((s) => s.namespace), ['tulle-demo-sw']);
+      assert.deepEqual(
+        t.switches.map((s) => s.namespace),
+        ['tulle-demo-sw'],
+      );
       assert.ok(t.hosts.every((h) => h.segment === 1 && h.gateway === null));
     } else {
       assert.equal(t.router?.namespace, 'tulle-demo-rt');
-      assert.deepEqual(t.switches.map((s) => s.namespace), ['tulle-demo-sw1', 'tulle-demo-sw2']);
-      assert.deepEqual(t.hosts.slice(0, 4).map((h) => [h.name, h.address, h.segment]), [
-        ['h1', '192.0.2.11', 1],
-        ['h2', '198.51.100.12', 2],
-        ['h3', '192.0.2.13', 1],
-        ['h4', '198.51.100.14', 2],
-      ]);
+      assert.deepEqual(
+        t.switches.map((s) => s.namespace),
+        ['tulle-demo-sw1', 'tulle-demo-sw2'],
+      );
+      assert.deepEqual(
+        t.hosts.slice(0, 4).map((h) => [h.name, h.address, h.segment]),
+        [
+          ['h1', '192.0.2.11', 1],
+          ['h2', '198.51.100.12', 2],
+          ['h3', '192.0.2.13', 1],
+          ['h4', '198.51.100.14', 2],
+        ],
+      );
     }
   }
 });
 
 test('host count and underlay are checked', () => {
-  for (const n of [0, -1, MAX_HOSTS + 1, 1.5]) assert.throws(() => planTopology('demo', n, 'switch'), (e: unknown) => e instanceof InvalidValueError && e.field === 'nodes', String(n));
-  assert.throws(() => planTopology('demo', 2, 'mesh' as never), (e: unknown) => e instanceof InvalidValueError && /underlay: "mesh" is not one of switch, routed/.test(e.message));
+  for (const n of [0, -1, MAX_HOSTS + 1, 1.5])
+    assert.throws(
+      () => planTopology('demo', n, 'switch'),
+      (e: unknown) => e instanceof InvalidValueError && e.field === 'nodes',
+      String(n),
+    );
+  assert.throws(
+    () => planTopology('demo', 2, 'mesh' as never),
+    (e: unknown) => e instanceof InvalidValueError && /underlay: "mesh" is not one of switch, routed/.test(e.message),
+  );
 });

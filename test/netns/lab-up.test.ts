@@ -58,22 +58,37 @@ async function pingTtl(fromNs: string, to: string): Promise<number | null> {
 }
 
 async function checkKernelState(lab: LabState): Promise<void> {
-  await Promise.all(lab.hosts.map(async (h) => {
-    const [link] = await ipJson(h.namespace, 'link', 'show', 'dev', h.interface);
-    assert.equal(link.linkinfo.info_kind, 'veth', `${h.name} eth0 is a veth`);
-    assert.equal(link.operstate, 'UP', `${h.name} eth0 is up`);
-    const [addr] = await ipJson(h.namespace, 'addr', 'show', 'dev', h.interface);
-    assert.ok(addr.addr_info.some((a: any) => a.family === 'inet' && a.local === h.address && a.prefixlen === h.prefixLength), `${h.name} has ${h.address}`);
-    const [lo] = await ipJson(h.namespace, 'link', 'show', 'dev', 'lo');
-    assert.ok(lo.flags.includes('UP'), `${h.name} lo is up`);
-    assert.equal((await execIn(h.namespace, ['sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim(), '1', `${h.name} forwards`);
-    const routes = await ipJson(h.namespace, 'route', 'show');
-    const defaults = routes.filter((r: any) => r.dst === 'default');
-    assert.deepEqual(defaults.map((r: any) => r.gateway), h.gateway ? [h.gateway] : [], `${h.name} default route`);
-  }));
+  await Promise.all(
+    lab.hosts.map(async (h) => {
+      const [link] = await ipJson(h.namespace, 'link', 'show', 'dev', h.interface);
+      assert.equal(link.linkinfo.info_kind, 'veth', `${h.name} eth0 is a veth`);
+      assert.equal(link.operstate, 'UP', `${h.name} eth0 is up`);
+      const [addr] = await ipJson(h.namespace, 'addr', 'show', 'dev', h.interface);
+      assert.ok(
+        addr.addr_info.some((a: any) => a.family === 'inet' && a.local === h.address && a.prefixlen === h.prefixLength),
+        `${h.name} has ${h.address}`,
+      );
+      const [lo] = await ipJson(h.namespace, 'link', 'show', 'dev', 'lo');
+      assert.ok(lo.flags.includes('UP'), `${h.name} lo is up`);
+      assert.equal((await execIn(h.namespace, ['sysctl', '-n', 'net.ipv4.ip_forward'])).stdout.trim(), '1', `${h.name} forwards`);
+      const routes = await ipJson(h.namespace, 'route', 'show');
+      const defaults = routes.filter((r: any) => r.dst === 'default');
+      assert.deepEqual(
+        defaults.map((r: any) => r.gateway),
+        h.gateway ? [h.gateway] : [],
+        `${h.name} default route`,
+      );
+    }),
+  );
   for (const sw of lab.switches) {
-    const ports = (await bridgeJson(sw.namespace, 'link', 'show')).filter((p: any) => p.master === sw.bridge).map((p: any) => p.ifname).sort();
-    const expected = [...lab.hosts.filter((h) => h.segment === sw.segment).map((h) => h.switchPort), ...(lab.router?.interfaces.filter((i) => i.segment === sw.segment).map((i) => i.switchPort) ?? [])].sort();
+    const ports = (await bridgeJson(sw.namespace, 'link', 'show'))
+      .filter((p: any) => p.master === sw.bridge)
+      .map((p: any) => p.ifname)
+      .sort();
+    const expected = [
+      ...lab.hosts.filter((h) => h.segment === sw.segment).map((h) => h.switchPort),
+      ...(lab.router?.interfaces.filter((i) => i.segment === sw.segment).map((i) => i.switchPort) ?? []),
+    ].sort();
     assert.deepEqual(ports, expected, `ports of ${sw.namespace}`);
   }
   if (lab.router) {

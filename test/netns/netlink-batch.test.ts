@@ -25,7 +25,10 @@ test('one result per op, in order; failed ops carry their own error and do not s
     { op: 'deleteLink', args: { name: 'nosuch' } },
   ];
   const results = await nl.batch(ops);
-  assert.deepEqual(results.map((r) => r.ok), [true, false, true, false, true, false, true, false]);
+  assert.deepEqual(
+    results.map((r) => r.ok),
+    [true, false, true, false, true, false, true, false],
+  );
   const errors = results.map((r) => (r.ok ? undefined : r.error));
   assert.ok(errors.every((e) => e === undefined || e instanceof NetlinkError));
   assert.equal(errors[1]!.message, 'route replace 10.244.3.0/24 via 10.244.3.0 dev flannel.9 onlink: ENODEV (No such device): Cannot find device "flannel.9"');

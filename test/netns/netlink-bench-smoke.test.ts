@@ -32,7 +32,10 @@ test('netlink-program benchmark, quick: result shape and the kernel state of bot
   assert.ok(result.machine.cores >= 1 && result.machine.kernel.length > 0 && result.machine.node.startsWith('v'));
   assert.equal(result.quick, true);
   assert.equal(result.verified, true);
-  assert.deepEqual(result.results.map((r) => r.size), result.sizes);
+  assert.deepEqual(
+    result.results.map((r) => r.size),
+    result.sizes,
+  );
   for (const r of result.results) {
     assert.ok(r.tulleMs > 0 && r.iprouteMs > 0);
     // ratio comes from the unrounded medians; the ms fields are rounded to 0.1 ms

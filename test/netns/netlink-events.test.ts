@@ -57,9 +57,21 @@ test('deleting a route, a neighbour and an FDB entry with ip/bridge is reported 
   t.after(() => sub.close());
 
   const cases: Array<[string, string[], (e: NetlinkEvent) => boolean]> = [
-    ['route', ['ip', '-n', ns, 'route', 'del', '10.244.2.0/24', 'dev', 'flannel.1'], (e) => e.kind === 'route' && e.action === 'del' && e.route.dst === '10.244.2.0/24' && e.route.dev === 'flannel.1' && e.route.via === '10.244.2.0'],
-    ['neighbour', ['ip', '-n', ns, 'neigh', 'del', '10.244.2.0', 'dev', 'flannel.1'], (e) => e.kind === 'neighbor' && e.action === 'del' && e.neighbor.ip === '10.244.2.0' && e.neighbor.dev === 'flannel.1'],
-    ['FDB', ['bridge', '-n', ns, 'fdb', 'del', PEER_MAC, 'dev', 'flannel.1', 'self'], (e) => e.kind === 'fdb' && e.action === 'del' && e.fdb.mac === PEER_MAC && e.fdb.dst === '198.51.100.12' && e.fdb.dev === 'flannel.1'],
+    [
+      'route',
+      ['ip', '-n', ns, 'route', 'del', '10.244.2.0/24', 'dev', 'flannel.1'],
+      (e) => e.kind === 'route' && e.action === 'del' && e.route.dst === '10.244.2.0/24' && e.route.dev === 'flannel.1' && e.route.via === '10.244.2.0',
+    ],
+    [
+      'neighbour',
+      ['ip', '-n', ns, 'neigh', 'del', '10.244.2.0', 'dev', 'flannel.1'],
+      (e) => e.kind === 'neighbor' && e.action === 'del' && e.neighbor.ip === '10.244.2.0' && e.neighbor.dev === 'flannel.1',
+    ],
+    [
+      'FDB',
+      ['bridge', '-n', ns, 'fdb', 'del', PEER_MAC, 'dev', 'flannel.1', 'self'],
+      (e) => e.kind === 'fdb' && e.action === 'del' && e.fdb.mac === PEER_MAC && e.fdb.dst === '198.51.100.12' && e.fdb.dev === 'flannel.1',
+    ],
   ];
   for (const [what, argv, match] of cases) {
     const started = performance.now();
@@ -67,7 +79,11 @@ test('deleting a route, a neighbour and an FDB entry with ip/bridge is reported 
     await rec.next(match, `${what} deletion`);
     t.diagnostic(`${what} deletion reported ${(performance.now() - started).toFixed(1)} ms after running ${argv.slice(3).join(' ')}`);
   }
-  assert.equal(rec.events.some((e) => e.kind === 'link' || e.kind === 'address'), false, 'only the kinds asked for');
+  assert.equal(
+    rec.events.some((e) => e.kind === 'link' || e.kind === 'address'),
+    false,
+    'only the kinds asked for',
+  );
 });
 
 test('link and address events carry names and addresses, for links created after subscribing too', async (t) => {

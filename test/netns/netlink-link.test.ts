@@ -19,7 +19,20 @@ async function linkJson(ns: string, name: string): Promise<any> {
 
 test('createVxlan makes the VTEP as asked, and getLink/listLinks report it as ip does', async (t) => {
   const { ns, nl } = await host(t);
-  const link = await nl.createVxlan({ name: 'vxlan.calico', vni: 4096, local: '192.0.2.11', dev: 'eth0', port: 4789, learning: false, gbp: true, ttl: 32, udpCsum: false, mtu: 1410, mac: '66:0a:7b:9f:d4:11', up: true });
+  const link = await nl.createVxlan({
+    name: 'vxlan.calico',
+    vni: 4096,
+    local: '192.0.2.11',
+    dev: 'eth0',
+    port: 4789,
+    learning: false,
+    gbp: true,
+    ttl: 32,
+    udpCsum: false,
+    mtu: 1410,
+    mac: '66:0a:7b:9f:d4:11',
+    up: true,
+  });
   const j = await linkJson(ns, 'vxlan.calico');
   const d = j.linkinfo.info_data;
   assert.equal(j.linkinfo.info_kind, 'vxlan');
@@ -28,7 +41,18 @@ test('createVxlan makes the VTEP as asked, and getLink/listLinks report it as ip
   assert.equal(j.address, '66:0a:7b:9f:d4:11');
   assert.ok(j.flags.includes('UP'));
   const eth0 = await linkJson(ns, 'eth0');
-  assert.deepEqual(link.vxlan, { vni: 4096, local: '192.0.2.11', link: eth0.ifindex, dev: 'eth0', port: 4789, learning: false, proxy: false, gbp: true, ttl: 32, udpCsum: false });
+  assert.deepEqual(link.vxlan, {
+    vni: 4096,
+    local: '192.0.2.11',
+    link: eth0.ifindex,
+    dev: 'eth0',
+    port: 4789,
+    learning: false,
+    proxy: false,
+    gbp: true,
+    ttl: 32,
+    udpCsum: false,
+  });
   assert.deepEqual([link.index, link.name, link.kind, link.mtu, link.mac, link.up], [j.ifindex, 'vxlan.calico', 'vxlan', 1410, '66:0a:7b:9f:d4:11', true]);
   assert.deepEqual(await nl.getLink('vxlan.calico'), link);
   const names = (await nl.listLinks()).map((l) => l.name).sort();
@@ -52,13 +76,25 @@ test('createVxlan errors: missing underlay, existing name, invalid values (nothi
   const { ns, nl } = await host(t);
   await assert.rejects(
     nl.createVxlan({ name: 'flannel.1', vni: 1, local: '192.0.2.11', dev: 'nosuch', port: 8472, learning: false }),
-    isNetlinkError('ENODEV', 'link add flannel.1 type vxlan id 1 local 192.0.2.11 dev nosuch dstport 8472 nolearning: ENODEV (No such device): Cannot find device "nosuch"'),
+    isNetlinkError(
+      'ENODEV',
+      'link add flannel.1 type vxlan id 1 local 192.0.2.11 dev nosuch dstport 8472 nolearning: ENODEV (No such device): Cannot find device "nosuch"',
+    ),
   );
   await nl.createVxlan({ name: 'flannel.1', vni: 1, dev: 'eth0', port: 8472 });
-  await assert.rejects(nl.createVxlan({ name: 'flannel.1', vni: 2, dev: 'eth0', port: 8472 }), isNetlinkError('EEXIST', /^link add flannel\.1 type vxlan id 2 dev eth0 dstport 8472: EEXIST \(File exists\)/));
+  await assert.rejects(
+    nl.createVxlan({ name: 'flannel.1', vni: 2, dev: 'eth0', port: 8472 }),
+    isNetlinkError('EEXIST', /^link add flannel\.1 type vxlan id 2 dev eth0 dstport 8472: EEXIST \(File exists\)/),
+  );
   await assert.rejects(nl.createVxlan({ name: 'vx9', vni: 1 << 24 }), (e: unknown) => e instanceof InvalidValueError && e.field === 'vxlan vni');
-  await assert.rejects(nl.createVxlan({ name: 'vx9', vni: 9, local: '192.0.2.300' }), (e: unknown) => e instanceof InvalidValueError && e.field === 'vxlan local');
-  assert.equal((await ipJson(ns, 'link', 'show')).some((l: any) => l.ifname === 'vx9'), false);
+  await assert.rejects(
+    nl.createVxlan({ name: 'vx9', vni: 9, local: '192.0.2.300' }),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'vxlan local',
+  );
+  assert.equal(
+    (await ipJson(ns, 'link', 'show')).some((l: any) => l.ifname === 'vx9'),
+    false,
+  );
 });
 
 test('createBridge and createVeth with the peer created straight in another namespace', async (t) => {
@@ -75,7 +111,10 @@ test('createBridge and createVeth with the peer created straight in another name
   assert.equal(veth.linkIndex, peer.ifindex, "the host end's IFLA_LINK is the peer's index in the pod namespace");
   assert.equal(typeof veth.linkNetnsId, 'number');
 
-  await assert.rejects(nl.createVeth({ name: 'veth2', peerName: 'eth0', peerNetns: 't-no-such-namespace' }), isNetlinkError('ENOENT', /^link add veth2 type veth peer name eth0 netns t-no-such-namespace: ENOENT/));
+  await assert.rejects(
+    nl.createVeth({ name: 'veth2', peerName: 'eth0', peerNetns: 't-no-such-namespace' }),
+    isNetlinkError('ENOENT', /^link add veth2 type veth peer name eth0 netns t-no-such-namespace: ENOENT/),
+  );
   assert.equal(await nl.getLink('veth2'), undefined, 'nothing left behind');
   await assert.rejects(nl.createBridge({ name: 'cni0' }), isNetlinkError('EEXIST', /^link add cni0 type bridge: EEXIST \(File exists\)/));
 });
@@ -106,7 +145,10 @@ test('setLink: up/down, mtu, mac, master/nomaster, rename, move to another names
   assert.equal((await linkJson(other, 'eth1')).mtu, 1400);
 
   await assert.rejects(nl.setLink('nosuch', { up: true }), isNetlinkError('ENODEV', /^link set dev nosuch up: ENODEV \(No such device\)/));
-  await assert.rejects(nl.setLink('veth1p', { master: 'nosuch' }), isNetlinkError('ENODEV', 'link set dev veth1p master nosuch: ENODEV (No such device): Cannot find device "nosuch"'));
+  await assert.rejects(
+    nl.setLink('veth1p', { master: 'nosuch' }),
+    isNetlinkError('ENODEV', 'link set dev veth1p master nosuch: ENODEV (No such device): Cannot find device "nosuch"'),
+  );
   await assert.rejects(nl.setLink('veth1p', { mtu: 10 }), (e: unknown) => e instanceof InvalidValueError && e.field === 'link mtu');
 });
 
@@ -136,10 +178,18 @@ test('clients bound to different namespaces work side by side', async (t) => {
 });
 
 test('opening a client in a missing namespace, and using a closed one, fail with the errno', async (t) => {
-  await assert.rejects(NetlinkClient.open({ netns: 't-no-such-namespace' }), isNetlinkError('ENOENT', 'open netlink socket in /run/netns/t-no-such-namespace: ENOENT (No such file or directory): open network namespace'));
+  await assert.rejects(
+    NetlinkClient.open({ netns: 't-no-such-namespace' }),
+    isNetlinkError('ENOENT', 'open netlink socket in /run/netns/t-no-such-namespace: ENOENT (No such file or directory): open network namespace'),
+  );
   await assert.rejects(NetlinkClient.open({ netns: 'bad name' }), (e: unknown) => e instanceof Error && /namespace name "bad name" is invalid/.test(e.message));
   const { nl } = await host(t);
   nl.close();
   await assert.rejects(nl.getLink('lo'), isNetlinkError('EBADF', /^link show dev lo: EBADF/));
-  await assert.rejects(nl.batch([{ op: 'deleteLink', args: { name: 'lo' } }]).then((r) => { if (!r[0]!.ok) throw r[0]!.error; }), isNetlinkError('EBADF', /^link del lo: EBADF/));
+  await assert.rejects(
+    nl.batch([{ op: 'deleteLink', args: { name: 'lo' } }]).then((r) => {
+      if (!r[0]!.ok) throw r[0]!.error;
+    }),
+    isNetlinkError('EBADF', /^link del lo: EBADF/),
+  );
 });

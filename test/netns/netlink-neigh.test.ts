@@ -29,7 +29,7 @@ test('neighbours: replace (nud permanent), list like ip neigh, replace with a ne
   assert.deepEqual(
     listed.map((n) => n.ip).sort(),
     j.map((n: any) => n.dst).sort(),
-    'the same entries as `ip neigh show`, which hides the kernel\'s own noarp ones',
+    "the same entries as `ip neigh show`, which hides the kernel's own noarp ones",
   );
   assert.ok((await nl.listNeighbors({ dev: 'flannel.1', all: true })).length >= listed.length);
 
@@ -38,13 +38,25 @@ test('neighbours: replace (nud permanent), list like ip neigh, replace with a ne
 
   await nl.deleteNeighbor({ dev: 'flannel.1', ip: '10.244.2.0' });
   assert.deepEqual(await ipJson(ns, 'neigh', 'show', '10.244.2.0', 'dev', 'flannel.1'), []);
-  await assert.rejects(nl.deleteNeighbor({ dev: 'flannel.1', ip: '10.244.2.0' }), isNetlinkError('ENOENT', /^neigh del 10\.244\.2\.0 dev flannel\.1: ENOENT \(No such file or directory\)/));
+  await assert.rejects(
+    nl.deleteNeighbor({ dev: 'flannel.1', ip: '10.244.2.0' }),
+    isNetlinkError('ENOENT', /^neigh del 10\.244\.2\.0 dev flannel\.1: ENOENT \(No such file or directory\)/),
+  );
   await assert.rejects(
     nl.replaceNeighbor({ dev: 'flannel.7', ip: '10.244.2.0', mac: '0e:f0:b5:8c:28:f5' }),
-    isNetlinkError('ENODEV', 'neigh replace 10.244.2.0 lladdr 0e:f0:b5:8c:28:f5 dev flannel.7 nud permanent: ENODEV (No such device): Cannot find device "flannel.7"'),
+    isNetlinkError(
+      'ENODEV',
+      'neigh replace 10.244.2.0 lladdr 0e:f0:b5:8c:28:f5 dev flannel.7 nud permanent: ENODEV (No such device): Cannot find device "flannel.7"',
+    ),
   );
-  await assert.rejects(nl.replaceNeighbor({ dev: 'flannel.1', ip: '10.244.2.0', mac: 'zz:f0:b5:8c:28:f5' }), (e: unknown) => e instanceof InvalidValueError && e.field === 'neighbor mac');
-  await assert.rejects(nl.replaceNeighbor({ dev: 'flannel.1', ip: '10.244.2.0', mac: '0e:f0:b5:8c:28:f5', state: 'delay' }), (e: unknown) => e instanceof InvalidValueError && e.field === 'neighbor state');
+  await assert.rejects(
+    nl.replaceNeighbor({ dev: 'flannel.1', ip: '10.244.2.0', mac: 'zz:f0:b5:8c:28:f5' }),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'neighbor mac',
+  );
+  await assert.rejects(
+    nl.replaceNeighbor({ dev: 'flannel.1', ip: '10.244.2.0', mac: '0e:f0:b5:8c:28:f5', state: 'delay' }),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'neighbor state',
+  );
 });
 
 test("FDB: flannel's per-peer entry (self permanent, dst), listed equal to the request, replaced, deleted", async (t) => {
@@ -56,12 +68,24 @@ test("FDB: flannel's per-peer entry (self permanent, dst), listed equal to the r
   assert.deepEqual(await nl.listFdb({ dev: 'flannel.1' }), [normalizeFdb(entry)]);
 
   await nl.replaceFdb({ ...entry, dst: '198.51.100.13' }); // replace moves the MAC to the new remote
-  assert.deepEqual((await bridgeJson(ns, 'fdb', 'show', 'dev', 'flannel.1')).map((e: any) => e.dst), ['198.51.100.13']);
+  assert.deepEqual(
+    (await bridgeJson(ns, 'fdb', 'show', 'dev', 'flannel.1')).map((e: any) => e.dst),
+    ['198.51.100.13'],
+  );
 
   await nl.deleteFdb({ dev: 'flannel.1', mac: '0e:f0:b5:8c:28:f5' });
   assert.deepEqual(await bridgeJson(ns, 'fdb', 'show', 'dev', 'flannel.1'), []);
-  await assert.rejects(nl.deleteFdb({ dev: 'flannel.1', mac: '0e:f0:b5:8c:28:f5' }), isNetlinkError('ENOENT', /^fdb del 0e:f0:b5:8c:28:f5 dev flannel\.1 self permanent: ENOENT/));
-  await assert.rejects(nl.replaceFdb({ ...entry, dev: 'flannel.2' }), isNetlinkError('ENODEV', 'fdb replace 0e:f0:b5:8c:28:f5 dev flannel.2 dst 198.51.100.12 self permanent: ENODEV (No such device): Cannot find device "flannel.2"'));
+  await assert.rejects(
+    nl.deleteFdb({ dev: 'flannel.1', mac: '0e:f0:b5:8c:28:f5' }),
+    isNetlinkError('ENOENT', /^fdb del 0e:f0:b5:8c:28:f5 dev flannel\.1 self permanent: ENOENT/),
+  );
+  await assert.rejects(
+    nl.replaceFdb({ ...entry, dev: 'flannel.2' }),
+    isNetlinkError(
+      'ENODEV',
+      'fdb replace 0e:f0:b5:8c:28:f5 dev flannel.2 dst 198.51.100.12 self permanent: ENODEV (No such device): Cannot find device "flannel.2"',
+    ),
+  );
   await assert.rejects(nl.replaceFdb({ ...entry, dst: 'not-an-ip' }), (e: unknown) => e instanceof InvalidValueError && e.field === 'fdb dst');
 });
 
@@ -88,7 +112,10 @@ test('FDB: all-zero MAC with one entry per remote (seeds 001/002), appended, lis
   await nl.deleteFdb({ dev: 'flannel.1', mac: zero, dst: '192.0.2.12' });
   assert.equal((await bridgeJson(ns, 'fdb', 'show', 'dev', 'flannel.1')).length, 2);
   await nl.deleteFdb({ dev: 'flannel.1', mac: zero, dst: '192.0.2.12', via: 'eth0' });
-  assert.deepEqual((await bridgeJson(ns, 'fdb', 'show', 'dev', 'flannel.1')).map((e: any) => e.dst), ['192.0.2.13']);
+  assert.deepEqual(
+    (await bridgeJson(ns, 'fdb', 'show', 'dev', 'flannel.1')).map((e: any) => e.dst),
+    ['192.0.2.13'],
+  );
 });
 
 test('FDB: a remote VNI and port that differ from the device are kept and listed; equal ones are implied', async (t) => {
@@ -96,7 +123,9 @@ test('FDB: a remote VNI and port that differ from the device are kept and listed
   await nl.replaceFdb({ dev: 'flannel.1', mac: '02:00:00:00:00:01', dst: '192.0.2.21', vni: 7, port: 4789 });
   const [e] = await bridgeJson(ns, 'fdb', 'show', 'dev', 'flannel.1');
   assert.deepEqual([e.vni, e.port], [7, 4789]);
-  assert.deepEqual(await nl.listFdb({ dev: 'flannel.1' }), [normalizeFdb({ dev: 'flannel.1', mac: '02:00:00:00:00:01', dst: '192.0.2.21', vni: 7, port: 4789 })]);
+  assert.deepEqual(await nl.listFdb({ dev: 'flannel.1' }), [
+    normalizeFdb({ dev: 'flannel.1', mac: '02:00:00:00:00:01', dst: '192.0.2.21', vni: 7, port: 4789 }),
+  ]);
   // The bridge's own table: a port's static entry is listed as a master entry with its bridge.
   await ip(ns, 'link', 'add', 'br0', 'type', 'bridge');
   await ip(ns, 'link', 'set', 'eth0p', 'master', 'br0');

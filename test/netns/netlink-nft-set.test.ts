@@ -26,10 +26,16 @@ test('add and delete elements of an ipv4_addr set in one batch; errors name the 
   assert.deepEqual(await elements(ns), ['192.0.2.12', '198.51.100.7']);
 
   // Deleting a non-member fails, and the add in the same batch is not applied either.
-  await assert.rejects(w.update('t', 's', ['203.0.113.9'], ['192.0.2.99']), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /nft delete element ip t s \{ 192\.0\.2\.99 \}/.test(e.message));
+  await assert.rejects(
+    w.update('t', 's', ['203.0.113.9'], ['192.0.2.99']),
+    (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /nft delete element ip t s \{ 192\.0\.2\.99 \}/.test(e.message),
+  );
   assert.deepEqual(await elements(ns), ['192.0.2.12', '198.51.100.7']);
 
-  await assert.rejects(w.update('t', 'nosuch', ['192.0.2.5'], []), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /nft add element ip t nosuch/.test(e.message));
+  await assert.rejects(
+    w.update('t', 'nosuch', ['192.0.2.5'], []),
+    (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /nft add element ip t nosuch/.test(e.message),
+  );
   await assert.rejects(w.update('nosuch', 's', ['192.0.2.5'], []), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT');
   await assert.rejects(w.update('t', 's', ['192.0.2.5; flush ruleset'], []), (e: unknown) => e instanceof InvalidValueError && e.field === 'set element');
   // The socket still works after errors.

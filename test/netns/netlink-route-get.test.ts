@@ -37,8 +37,15 @@ test('route get: a forwarded packet (iif) is looked up as the kernel forwards it
 
   // Forwarding off: the kernel refuses to forward what comes in on eth0p (as `ip route get ... iif` says).
   await execIn(ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=0']);
-  await assert.rejects(nl.getRoute({ dst: '10.244.2.7', from: '192.0.2.99', iif: 'eth0p' }), (e: unknown) => e instanceof NetlinkError && e.command === 'route get 10.244.2.7 from 192.0.2.99 iif eth0p');
-  assert.notEqual((await execIn(ns, ['ip', 'route', 'get', '10.244.2.7', 'from', '192.0.2.99', 'iif', 'eth0p'], { allowFailure: true })).status, 0, 'ip route get fails the same way');
+  await assert.rejects(
+    nl.getRoute({ dst: '10.244.2.7', from: '192.0.2.99', iif: 'eth0p' }),
+    (e: unknown) => e instanceof NetlinkError && e.command === 'route get 10.244.2.7 from 192.0.2.99 iif eth0p',
+  );
+  assert.notEqual(
+    (await execIn(ns, ['ip', 'route', 'get', '10.244.2.7', 'from', '192.0.2.99', 'iif', 'eth0p'], { allowFailure: true })).status,
+    0,
+    'ip route get fails the same way',
+  );
 
   await execIn(ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   const fwd = await nl.getRoute({ dst: '10.244.2.7', from: '192.0.2.99', iif: 'eth0p' });

@@ -25,14 +25,29 @@ test('addresses: add, list (same as ip), delete; EEXIST, EADDRNOTAVAIL, ENODEV, 
     ],
   );
   const info = (await ipJson(ns, 'addr', 'show', 'dev', 'flannel.1'))[0].addr_info.filter((a: any) => a.scope === 'global');
-  assert.deepEqual(info.map((a: any) => `${a.local}/${a.prefixlen}`), ['10.244.1.0/32', 'fd00:244:1::/128']);
+  assert.deepEqual(
+    info.map((a: any) => `${a.local}/${a.prefixlen}`),
+    ['10.244.1.0/32', 'fd00:244:1::/128'],
+  );
   assert.ok((await nl.listAddresses()).some((a) => a.dev === 'eth0' && a.cidr === '192.0.2.11/24'));
 
-  await assert.rejects(nl.addAddress('flannel.1', '10.244.1.0/32'), isNetlinkError('EEXIST', /^addr add 10\.244\.1\.0\/32 dev flannel\.1: EEXIST \(File exists\)/));
+  await assert.rejects(
+    nl.addAddress('flannel.1', '10.244.1.0/32'),
+    isNetlinkError('EEXIST', /^addr add 10\.244\.1\.0\/32 dev flannel\.1: EEXIST \(File exists\)/),
+  );
   await nl.deleteAddress('flannel.1', '10.244.1.0/32');
-  assert.equal((await nl.listAddresses('flannel.1')).some((a) => a.cidr === '10.244.1.0/32'), false);
-  await assert.rejects(nl.deleteAddress('flannel.1', '10.244.1.0/32'), isNetlinkError('EADDRNOTAVAIL', /^addr del 10\.244\.1\.0\/32 dev flannel\.1: EADDRNOTAVAIL \(Cannot assign requested address\)/));
-  await assert.rejects(nl.addAddress('nosuch', '10.0.0.1/24'), isNetlinkError('ENODEV', 'addr add 10.0.0.1/24 dev nosuch: ENODEV (No such device): Cannot find device "nosuch"'));
+  assert.equal(
+    (await nl.listAddresses('flannel.1')).some((a) => a.cidr === '10.244.1.0/32'),
+    false,
+  );
+  await assert.rejects(
+    nl.deleteAddress('flannel.1', '10.244.1.0/32'),
+    isNetlinkError('EADDRNOTAVAIL', /^addr del 10\.244\.1\.0\/32 dev flannel\.1: EADDRNOTAVAIL \(Cannot assign requested address\)/),
+  );
+  await assert.rejects(
+    nl.addAddress('nosuch', '10.0.0.1/24'),
+    isNetlinkError('ENODEV', 'addr add 10.0.0.1/24 dev nosuch: ENODEV (No such device): Cannot find device "nosuch"'),
+  );
   await assert.rejects(nl.addAddress('flannel.1', '10.0.0.1/40'), (e: unknown) => e instanceof InvalidValueError && e.field === 'address');
 });
 
@@ -47,11 +62,17 @@ test("flannel's onlink route: replace, read by ip, listed equal to the request, 
 
   await nl.replaceRoute({ ...route, via: '10.244.2.1' }); // replace, not add: still one route
   const routes = await ipJson(ns, 'route', 'show', '10.244.2.0/24');
-  assert.deepEqual(routes.map((r: any) => r.gateway), ['10.244.2.1']);
+  assert.deepEqual(
+    routes.map((r: any) => r.gateway),
+    ['10.244.2.1'],
+  );
 
   await nl.deleteRoute({ dst: '10.244.2.0/24', dev: 'flannel.1' });
   assert.deepEqual(await ipJson(ns, 'route', 'show', '10.244.2.0/24'), []);
-  await assert.rejects(nl.deleteRoute({ dst: '10.244.2.0/24', dev: 'flannel.1' }), isNetlinkError('ESRCH', /^route del 10\.244\.2\.0\/24 dev flannel\.1: ESRCH \(No such process\)/));
+  await assert.rejects(
+    nl.deleteRoute({ dst: '10.244.2.0/24', dev: 'flannel.1' }),
+    isNetlinkError('ESRCH', /^route del 10\.244\.2\.0\/24 dev flannel\.1: ESRCH \(No such process\)/),
+  );
 });
 
 test('route errors read like the ip command: unreachable gateway without onlink, missing device, bad prefix', async (t) => {
@@ -84,7 +105,13 @@ test('routes in another table, with metric, src, scope and protocol; list filter
   );
   const all = await nl.listRoutes({ table: 0 });
   assert.ok(all.some((r) => r.table === 1000) && all.some((r) => r.table === 255 && r.type === 'local'));
-  await assert.rejects(nl.listRoutes({ dev: 'nosuch' }), isNetlinkError('ENODEV', 'route show dev nosuch: ENODEV (No such device): Cannot find device "nosuch"'));
+  await assert.rejects(
+    nl.listRoutes({ dev: 'nosuch' }),
+    isNetlinkError('ENODEV', 'route show dev nosuch: ENODEV (No such device): Cannot find device "nosuch"'),
+  );
   // The kernel's own connected route is listed with its protocol and preferred source.
-  assert.deepEqual((await nl.listRoutes({ dev: 'eth0' })).find((r) => r.dst === '192.0.2.0/24'), { dst: '192.0.2.0/24', dev: 'eth0', scope: 'link', table: 254, protocol: 2, src: '192.0.2.11' });
+  assert.deepEqual(
+    (await nl.listRoutes({ dev: 'eth0' })).find((r) => r.dst === '192.0.2.0/24'),
+    { dst: '192.0.2.0/24', dev: 'eth0', scope: 'link', table: 254, protocol: 2, src: '192.0.2.11' },
+  );
 });

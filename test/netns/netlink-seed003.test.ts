@@ -23,7 +23,17 @@ test("seed 003's flannel VTEP, cni0 and per-node entries, built by tulle and rea
   await nl.setLink('eth0', { up: true });
   await nl.setLink('eth0p', { up: true });
   // The VTEP and its /32, the pod bridge.
-  await nl.createVxlan({ name: 'flannel.1', vni: 1, local: '10.0.4.2', dev: 'eth0', port: 8472, learning: false, udpCsum: false, mac: 'd2:ba:c1:db:b3:77', up: true });
+  await nl.createVxlan({
+    name: 'flannel.1',
+    vni: 1,
+    local: '10.0.4.2',
+    dev: 'eth0',
+    port: 8472,
+    learning: false,
+    udpCsum: false,
+    mac: 'd2:ba:c1:db:b3:77',
+    up: true,
+  });
   await nl.addAddress('flannel.1', '10.244.0.0/32');
   await nl.createBridge({ name: 'cni0', mtu: 1450, up: true });
   await nl.addAddress('cni0', '10.244.0.1/24');

@@ -25,7 +25,10 @@ async function topology(t: Parameters<typeof freshNetns>[0]) {
   await ip(host, 'addr', 'add', `${HOST}/24`, 'dev', 'br0');
   await ip(host, 'addr', 'add', '203.0.113.11/24', 'dev', 'br0');
   await ip(host, 'link', 'set', 'br0', 'up');
-  for (const [ns, addrs, port] of [[peer, [PEER], 'p'], [stranger, [STRANGER, EXTERNAL], 's']] as const) {
+  for (const [ns, addrs, port] of [
+    [peer, [PEER], 'p'],
+    [stranger, [STRANGER, EXTERNAL], 's'],
+  ] as const) {
     await ip(host, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
     await ip(host, 'link', 'set', port, 'master', 'br0', 'up');
     for (const a of addrs) await ip(ns, 'addr', 'add', `${a}/24`, 'dev', 'eth0');
@@ -38,12 +41,32 @@ async function topology(t: Parameters<typeof freshNetns>[0]) {
   }
   const macs: Record<number, string> = {};
   for (const vni of [1, 2]) macs[vni] = (await ipJson<Array<{ address: string }>>(host, 'link', 'show', `flannel.${vni}`))[0]!.address;
-  const probe = (srcIp: string, vni: number): VxlanProbe => ({ srcIp, dstIp: HOST, port: 8472, vni, vtepMac: macs[vni]!, innerSrcIp: '10.244.9.2', innerDstIp: `10.244.${vni}.0` });
+  const probe = (srcIp: string, vni: number): VxlanProbe => ({
+    srcIp,
+    dstIp: HOST,
+    port: 8472,
+    vni,
+    vtepMac: macs[vni]!,
+    innerSrcIp: '10.244.9.2',
+    innerDstIp: `10.244.${vni}.0`,
+  });
   return { host, peer, stranger, probe };
 }
 
 async function nftDrops(ns: string): Promise<number> {
-  const doc = await runJson<{ nftables: Array<{ counter?: { packets: number } }> }>(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'counter', 'ip', 'tulle-guard', 'unknown_source']);
+  const doc = await runJson<{ nftables: Array<{ counter?: { packets: number } }> }>([
+    'ip',
+    'netns',
+    'exec',
+    ns,
+    'nft',
+    '-j',
+    'list',
+    'counter',
+    'ip',
+    'tulle-guard',
+    'unknown_source',
+  ]);
   return doc.nftables.find((i) => i.counter)!.counter!.packets;
 }
 
@@ -55,7 +78,19 @@ async function iptablesDrops(ns: string): Promise<number> {
 /** The peers set as the kernel lists it: `nft -j list set ip tulle-guard peers` or `ipset list tulle-peers`. */
 async function kernelMembers(backend: string, ns: string): Promise<string[]> {
   if (backend === 'nftables') {
-    const doc = await runJson<{ nftables: Array<{ set?: { elem?: string[] } }> }>(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'set', 'ip', 'tulle-guard', 'peers']);
+    const doc = await runJson<{ nftables: Array<{ set?: { elem?: string[] } }> }>([
+      'ip',
+      'netns',
+      'exec',
+      ns,
+      'nft',
+      '-j',
+      'list',
+      'set',
+      'ip',
+      'tulle-guard',
+      'peers',
+    ]);
     return (doc.nftables.find((i) => i.set)!.set!.elem ?? []).slice().sort();
   }
   const out = (await run(['ip', 'netns', 'exec', ns, 'ipset', 'list', 'tulle-peers'])).stdout;
@@ -75,7 +110,7 @@ for (const backend of ['nftables', 'iptables'] as const) {
     // Stranger, VNI 1: dropped by the guard (the counter rises), so flannel.1 never decapsulates it.
     const rx1 = await rxPackets(host, 'flannel.1');
     await sendVxlan(stranger, probe(STRANGER, 1));
-    await waitFor(async () => (await drops()) === 1, 30_000, 'the stranger\'s frame counted as dropped');
+    await waitFor(async () => (await drops()) === 1, 30_000, "the stranger's frame counted as dropped");
     assert.equal(await rxPackets(host, 'flannel.1'), rx1);
 
     // Stranger, VNI 2 (another tunnel on the same port): not tulle's business, it arrives at flannel.2.
@@ -85,7 +120,7 @@ for (const backend of ['nftables', 'iptables'] as const) {
 
     // The leased peer, VNI 1: arrives.
     await sendVxlan(peer, probe(PEER, 1));
-    await waitFor(async () => (await rxPackets(host, 'flannel.1')) > rx1, 30_000, 'the peer\'s frame at flannel.1');
+    await waitFor(async () => (await rxPackets(host, 'flannel.1')) > rx1, 30_000, "the peer's frame at flannel.1");
 
     // A source inside Backend.AllowedSources: arrives.
     const rx1b = await rxPackets(host, 'flannel.1');
@@ -104,9 +139,9 @@ for (const backend of ['nftables', 'iptables'] as const) {
     assert.deepEqual(await kernelMembers(backend, host), [STRANGER]);
     const rx1c = await rxPackets(host, 'flannel.1');
     await sendVxlan(stranger, probe(STRANGER, 1));
-    await waitFor(async () => (await rxPackets(host, 'flannel.1')) > rx1c, 30_000, 'the new member\'s frame at flannel.1');
+    await waitFor(async () => (await rxPackets(host, 'flannel.1')) > rx1c, 30_000, "the new member's frame at flannel.1");
     await sendVxlan(peer, probe(PEER, 1));
-    await waitFor(async () => (await drops()) === 2, 30_000, 'the former peer\'s frame counted as dropped');
+    await waitFor(async () => (await drops()) === 2, 30_000, "the former peer's frame counted as dropped");
     assert.equal(await guard.intact(), true);
 
     await guard.remove();
@@ -124,7 +159,17 @@ for (const backend of ['nftables', 'iptables'] as const) {
     const guard = new VxlanGuard(backend, host);
     t.after(() => guard.remove());
     await guard.apply(spec, []);
-    const hostile = ['192.0.2.1 } ; flush ruleset ; add element ip tulle-guard peers { 198.51.100.1', '192.0.2.12\n', 7, null, '::1', '', '192.0.2.012', 'x'.repeat(10_000), '192.0.2.12'];
+    const hostile = [
+      '192.0.2.1 } ; flush ruleset ; add element ip tulle-guard peers { 198.51.100.1',
+      '192.0.2.12\n',
+      7,
+      null,
+      '::1',
+      '',
+      '192.0.2.012',
+      'x'.repeat(10_000),
+      '192.0.2.12',
+    ];
     const r = await guard.setPeers(hostile);
     assert.deepEqual(r.added, ['192.0.2.12']);
     assert.equal(r.invalid.length, hostile.length - 1);
@@ -157,10 +202,11 @@ for (const backend of ['nftables', 'iptables'] as const) {
   });
 }
 
-test('nftables: only tulle-guard is touched; another table\'s rules and sets stay as they were', async (t) => {
+test("nftables: only tulle-guard is touched; another table's rules and sets stay as they were", async (t) => {
   requireRoot();
   const host = await freshNetns(t, 'go');
-  const other = 'table ip other {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.99 }\n\t}\n\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport 8472 counter packets 0 bytes 0 accept\n\t}\n}\n';
+  const other =
+    'table ip other {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.99 }\n\t}\n\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport 8472 counter packets 0 bytes 0 accept\n\t}\n}\n';
   await run(['ip', 'netns', 'exec', host, 'nft', '-f', '-'], { input: other });
   const guard = new VxlanGuard('nftables', host);
   await guard.apply(spec, ['192.0.2.12']);

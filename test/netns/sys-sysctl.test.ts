@@ -54,9 +54,13 @@ test('errors: missing device, missing namespace, value the kernel refuses, key o
     (e: unknown) =>
       e instanceof SysctlError &&
       e.errno === 'ENOENT' &&
-      e.message === `ip netns exec ${ns} sysctl -w net.ipv4.conf.nosuch.forwarding=1: ENOENT (No such file or directory): write /proc/sys/net/ipv4/conf/nosuch/forwarding`,
+      e.message ===
+        `ip netns exec ${ns} sysctl -w net.ipv4.conf.nosuch.forwarding=1: ENOENT (No such file or directory): write /proc/sys/net/ipv4/conf/nosuch/forwarding`,
   );
-  await assert.rejects(getSysctl('t-no-such-namespace', 'net.ipv4.ip_forward'), (e: unknown) => e instanceof SysctlError && e.errno === 'ENOENT' && /open network namespace$/.test(e.message));
+  await assert.rejects(
+    getSysctl('t-no-such-namespace', 'net.ipv4.ip_forward'),
+    (e: unknown) => e instanceof SysctlError && e.errno === 'ENOENT' && /open network namespace$/.test(e.message),
+  );
   await assert.rejects(setSysctl(ns, 'net.ipv4.conf.all.forwarding', 'yes'), (e: unknown) => e instanceof SysctlError && e.errno === 'EINVAL');
   await assert.rejects(setSysctl(ns, 'kernel.hostname', 'x'), (e: unknown) => e instanceof InvalidValueError && e.field === 'sysctl key');
   await assert.rejects(setSysctl(ns, 'net.ipv4.ip_forward', '1\n0'), InvalidValueError);
@@ -68,7 +72,10 @@ test('reads and writes in several namespaces at once each land in their own name
   const b = await freshNetns(t, 'sysctl');
   await Promise.all([setSysctl(a, 'net.ipv4.ip_forward', 1), setSysctl(b, 'net.ipv4.ip_forward', 0)]);
   const reads = await Promise.all(Array.from({ length: 40 }, (_, i) => getSysctl(i % 2 ? b : a, 'net.ipv4.ip_forward')));
-  assert.deepEqual(reads, Array.from({ length: 40 }, (_, i) => (i % 2 ? '0' : '1')));
+  assert.deepEqual(
+    reads,
+    Array.from({ length: 40 }, (_, i) => (i % 2 ? '0' : '1')),
+  );
   assert.equal(await sysctlIn(a, 'net.ipv4.ip_forward'), '1');
   assert.equal(await sysctlIn(b, 'net.ipv4.ip_forward'), '0');
 });

@@ -35,7 +35,10 @@ test("tulle's forward chain: the first rule that matches decides; only drops and
   assert.deepEqual(await findFirewallDrop(ns, '10.244.1.2', '10.244.2.3'), { rule: 'ip daddr 10.244.2.3 drop', chain: 'forward' });
   assert.equal(await findFirewallDrop(ns, '10.244.1.9', '10.244.2.3'), undefined, 'an earlier accept wins');
   assert.equal(await findFirewallDrop(ns, '10.244.1.2', '10.244.2.4'), undefined, 'accepted by the cluster rule');
-  assert.deepEqual(await findFirewallDrop(ns, '192.0.2.50', '10.244.2.4'), { rule: 'ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 reject', chain: 'forward' });
+  assert.deepEqual(await findFirewallDrop(ns, '192.0.2.50', '10.244.2.4'), {
+    rule: 'ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 reject',
+    chain: 'forward',
+  });
   await execIn(ns, ['nft', 'flush', 'chain', 'ip', 'tulle', 'forward']);
   await execIn(ns, ['nft', 'add', 'chain', 'ip', 'tulle', 'forward', '{ policy drop; }']);
   assert.deepEqual(await findFirewallDrop(ns, '10.244.1.2', '10.244.2.3'), { rule: 'policy drop', chain: 'forward' });

@@ -26,7 +26,10 @@ const A2 = '192.0.2.3';
 function tulleFrames(pcap: string, args: string[]): number[] {
   const r = spawnSync(process.execPath, [MAIN, 'decode', '--json', ...args, pcap], { encoding: 'utf8', maxBuffer: 64 << 20 });
   assert.equal(r.status, 0, r.stderr);
-  return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l).frame as number);
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l).frame as number);
 }
 
 function tulleCount(pcap: string, args: string[]): number {
@@ -62,12 +65,18 @@ test('filters select exactly the frames tshark display filters select, on a kern
   t.after(() => rmSync(dir, { recursive: true, force: true }));
 
   await ip(a, 'link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'veth1', 'netns', b);
-  for (const [ns, dev, self, peer, n] of [[a, 'veth0', A, B, 1], [b, 'veth1', B, A, 2]] as const) {
+  for (const [ns, dev, self, peer, n] of [
+    [a, 'veth0', A, B, 1],
+    [b, 'veth1', B, A, 2],
+  ] as const) {
     // IPv6 on the pod side only: the underlay carries nothing but this test's traffic.
     await execIn(ns, ['sysctl', '-qw', `net.ipv6.conf.${dev}.disable_ipv6=1`]);
     await ip(ns, 'addr', 'add', `${self}/24`, 'dev', dev);
     await ip(ns, 'link', 'set', dev, 'up');
-    for (const [vni, v4, v6] of [[1, `10.244.1.${n}/24`, `fd00:1::${n}/64`], [42, `10.245.0.${n}/24`, undefined]] as const) {
+    for (const [vni, v4, v6] of [
+      [1, `10.244.1.${n}/24`, `fd00:1::${n}/64`],
+      [42, `10.245.0.${n}/24`, undefined],
+    ] as const) {
       // ip link add vxN type vxlan id N dstport 8472 local SELF remote PEER dev DEV noudpcsum
       await ip(ns, 'link', 'add', `vx${vni}`, 'type', 'vxlan', 'id', String(vni), 'dstport', '8472', 'local', self, 'remote', peer, 'dev', dev, 'noudpcsum');
       await ip(ns, 'addr', 'add', v4, 'dev', `vx${vni}`);
@@ -91,16 +100,20 @@ test('filters select exactly the frames tshark display filters select, on a kern
   await inA(['bash', '-c', 'echo hi > /dev/tcp/10.245.0.2/5001']);
   await inA(['bash', '-c', `echo hi > /dev/udp/${B}/5000`]);
   // The last exchange is the underlay UDP's ICMP port unreachable: wait until tcpdump has written it.
-  await waitFor(() => {
-    try {
-      return [...readCaptureSync(readFileSync(pcap))].some((r) => {
-        const d = dissect(r.buf, r.offset, r.end);
-        return !d.vxlan && d.icmp?.type === 3 && d.ipv4?.src === B;
-      });
-    } catch {
-      return false; // still being written
-    }
-  }, 15_000, 'tcpdump to write the underlay ICMP port unreachable');
+  await waitFor(
+    () => {
+      try {
+        return [...readCaptureSync(readFileSync(pcap))].some((r) => {
+          const d = dissect(r.buf, r.offset, r.end);
+          return !d.vxlan && d.icmp?.type === 3 && d.ipv4?.src === B;
+        });
+      } catch {
+        return false; // still being written
+      }
+    },
+    15_000,
+    'tcpdump to write the underlay ICMP port unreachable',
+  );
   await stopCapture(tcpdump);
 
   const cases: Array<[string[], string]> = [

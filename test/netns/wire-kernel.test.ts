@@ -97,7 +97,18 @@ test('kernel VTEP answers a codec-built VXLAN ping; the captured exchange decode
   const tcpdump = await startCapture(peer, 'veth1', pcap);
   t.after(() => stopCapture(tcpdump));
 
-  const cfg = { port: PORT, peerIp: PEER_UNDERLAY, vtepIp: VTEP_UNDERLAY, peerMac: PEER_MAC, vtepMac, peerOverlay: PEER_OVERLAY, vtepOverlay: VTEP_OVERLAY, vni: VNI, id: ECHO_ID, seq: ECHO_SEQ };
+  const cfg = {
+    port: PORT,
+    peerIp: PEER_UNDERLAY,
+    vtepIp: VTEP_UNDERLAY,
+    peerMac: PEER_MAC,
+    vtepMac,
+    peerOverlay: PEER_OVERLAY,
+    vtepOverlay: VTEP_OVERLAY,
+    vni: VNI,
+    id: ECHO_ID,
+    seq: ECHO_SEQ,
+  };
   const peerRun = spawn('ip', ['netns', 'exec', peer, process.execPath, '--input-type=module', '-e', PEER_SCRIPT], {
     env: { ...process.env, WIRE, PEER: JSON.stringify(cfg) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -126,23 +137,33 @@ test('kernel VTEP answers a codec-built VXLAN ping; the captured exchange decode
   assert.ok(got.arpAnswered >= 1, 'the kernel asked for our MAC by ARP over VXLAN');
   // Kernel state, read with iproute2: the VTEP learned our inner MAC behind our underlay address.
   const fdb = await bridgeJson<Array<{ mac: string; dst?: string }>>(vtep, 'fdb', 'show', 'dev', 'vx0');
-  assert.ok(fdb.some((e) => e.mac === PEER_MAC && e.dst === PEER_UNDERLAY), JSON.stringify(fdb));
+  assert.ok(
+    fdb.some((e) => e.mac === PEER_MAC && e.dst === PEER_UNDERLAY),
+    JSON.stringify(fdb),
+  );
 
   // The exchange is four VXLAN frames (request, ARP request, ARP reply, echo reply) plus the underlay's own ARP;
   // wait until tcpdump has written them before stopping it.
-  await waitFor(() => {
-    try {
-      return [...readCaptureSync(readFileSync(pcap))].filter((rec) => rec.data.length > 42).length >= 4;
-    } catch {
-      return false; // still being written
-    }
-  }, 10_000, 'tcpdump to write the VXLAN exchange');
+  await waitFor(
+    () => {
+      try {
+        return [...readCaptureSync(readFileSync(pcap))].filter((rec) => rec.data.length > 42).length >= 4;
+      } catch {
+        return false; // still being written
+      }
+    },
+    10_000,
+    'tcpdump to write the VXLAN exchange',
+  );
   await stopCapture(tcpdump);
 
   // tulle decode on the capture: every frame of the exchange, with the expected fields.
   const r = spawnSync(process.execPath, [MAIN, 'decode', '--json', pcap], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  const frames = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const frames = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const vxlanFrames = frames.filter((f) => f.vxlan);
   const ourRequest = vxlanFrames.find((f) => f.ip.src === PEER_UNDERLAY && f.inner.icmp?.type === 8);
   const kernelArp = vxlanFrames.find((f) => f.ip.src === VTEP_UNDERLAY && f.inner.arp?.op === 1);

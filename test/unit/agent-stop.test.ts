@@ -16,7 +16,16 @@ test('a store opened after stop() is closed, and run() ends without an error', a
   let closed = 0;
   const registry = { url: 'memory:stand-in', close: async () => void closed++ } as unknown as Registry;
   const agent = new Agent(
-    { store: 'memory:', prefix: '/coreos.com/network', subnetFile: '/nonexistent/subnet.env', stateDir: '/nonexistent', ipMasq: false, healthAddr: '127.0.0.1:0', reconcileInterval: 60, rulesInterval: 30 },
+    {
+      store: 'memory:',
+      prefix: '/coreos.com/network',
+      subnetFile: '/nonexistent/subnet.env',
+      stateDir: '/nonexistent',
+      ipMasq: false,
+      healthAddr: '127.0.0.1:0',
+      reconcileInterval: 60,
+      rulesInterval: 30,
+    },
     silentLogger,
     async () => {
       asked = true;

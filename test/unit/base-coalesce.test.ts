@@ -20,7 +20,10 @@ test('requests made during a run share exactly one follow-up run; a failed run d
   const first = c.run(g.job);
   const during = [c.run(g.job), c.run(g.job), c.run(g.job)];
   assert.equal(g.runs, 1, 'the follow-up waits for the run in progress');
-  assert.ok(during.every((p) => p === during[0]), 'every request meanwhile gets the same promise');
+  assert.ok(
+    during.every((p) => p === during[0]),
+    'every request meanwhile gets the same promise',
+  );
   g.release(0, 1);
   assert.equal(await first, 1);
   await new Promise((r) => setImmediate(r));

@@ -18,24 +18,57 @@ test('IPv4 parse/format round trip and CIDR arithmetic', () => {
 });
 
 test('bad addresses name the field, the value and the rule', () => {
-  assert.throws(() => parseCidr4('10.244.1.7/24', 'Network'), (e: unknown) => e instanceof InvalidValueError && e.field === 'Network' && /host bits set.*10\.244\.1\.0\/24/.test(e.message));
+  assert.throws(
+    () => parseCidr4('10.244.1.7/24', 'Network'),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'Network' && /host bits set.*10\.244\.1\.0\/24/.test(e.message),
+  );
   assert.throws(() => parseCidr4('10.244.0.0/33', 'Network'), /Network: "10.244.0.0\/33" is not an IPv4 CIDR/);
   assert.throws(() => parseIPv4('300.1.1.1', 'PublicIP'), /PublicIP: "300.1.1.1" is not an IPv4 address/);
   assert.throws(() => parseMac('0e:f0:b5:8c:28', 'VtepMAC'), /VtepMAC: .* is not a MAC address/);
 });
 
 test('parseIPv4 accepts exactly what node:net isIPv4 accepts, and CIDRs follow it', () => {
-  const hostile = ['', '.', '1.2.3', '1.2.3.4.', '.1.2.3.4', '1.2.3.4.5', '01.2.3.4', '1.2.3.04', '1.2.3.00', '0.0.0.0', '256.1.1.1', '1.1.1.255', '1.1.1.256',
-    '1..2.3', ' 1.2.3.4', '1.2.3.4 ', '1.2.3.4\n', '1.2.3.-4', '+1.2.3.4', '1.2.3.4/24', '1.2.3.0x1', '１.2.3.4', '1.2.3.4\u0000', '999.999.999.999', '1.2.3.1000', '1e2.1.1.1'];
+  const hostile = [
+    '',
+    '.',
+    '1.2.3',
+    '1.2.3.4.',
+    '.1.2.3.4',
+    '1.2.3.4.5',
+    '01.2.3.4',
+    '1.2.3.04',
+    '1.2.3.00',
+    '0.0.0.0',
+    '256.1.1.1',
+    '1.1.1.255',
+    '1.1.1.256',
+    '1..2.3',
+    ' 1.2.3.4',
+    '1.2.3.4 ',
+    '1.2.3.4\n',
+    '1.2.3.-4',
+    '+1.2.3.4',
+    '1.2.3.4/24',
+    '1.2.3.0x1',
+    '１.2.3.4',
+    '1.2.3.4\u0000',
+    '999.999.999.999',
+    '1.2.3.1000',
+    '1e2.1.1.1',
+  ];
   // Valid addresses and near-misses: each one a random address with one character inserted, dropped or changed.
   const alphabet = '0123456789.';
   let seed = 7;
-  const pick = (n: number) => Math.floor((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 * n);
+  const pick = (n: number) => Math.floor(((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * n);
   for (let i = 0; i < 20000; i++) {
     const address = Array.from({ length: 4 }, () => String(pick(4) === 0 ? pick(10) : pick(300))).join('.');
     const at = pick(address.length + 1);
     const c = alphabet[pick(alphabet.length)]!;
-    hostile.push([address, address.slice(0, at) + c + address.slice(at), address.slice(0, at) + address.slice(at + 1), address.slice(0, at) + c + address.slice(at + 1)][pick(4)]!);
+    hostile.push(
+      [address, address.slice(0, at) + c + address.slice(at), address.slice(0, at) + address.slice(at + 1), address.slice(0, at) + c + address.slice(at + 1)][
+        pick(4)
+      ]!,
+    );
   }
   let accepted = 0;
   for (const text of hostile) {
@@ -55,7 +88,8 @@ test('parseIPv4 accepts exactly what node:net isIPv4 accepts, and CIDRs follow i
     }
   }
   assert.ok(accepted > 1000, `the random strings hit valid addresses too (${accepted})`);
-  for (const bad of ['10.0.0.0', '10.0.0.0/', '10.0.0.0/33', '10.0.0.0/-1', '10.0.0.0/1.5', '10.0.0.0/ 8', '/8', '10.0.0.0/8/8', '10.0.0.0/100']) assert.throws(() => parseCidr4(bad), InvalidValueError, bad);
+  for (const bad of ['10.0.0.0', '10.0.0.0/', '10.0.0.0/33', '10.0.0.0/-1', '10.0.0.0/1.5', '10.0.0.0/ 8', '/8', '10.0.0.0/8/8', '10.0.0.0/100'])
+    assert.throws(() => parseCidr4(bad), InvalidValueError, bad);
   assert.deepEqual(parseCidr4('10.0.0.0/08'), { network: 0x0a000000, prefix: 8 });
 });
 

@@ -58,10 +58,24 @@ const cmd = defineCommand({
 });
 
 test('parsed values have the types the spec declares', async () => {
-  const a = parseCommand(cmd, ['h1', 'f.pcap', '--nodes', '5', '--port', '4789', '--port=8472', '--mode', 'routed', '--tag', 'x', '--json', '--', 'ping', '-c1'], {});
+  const a = parseCommand(
+    cmd,
+    ['h1', 'f.pcap', '--nodes', '5', '--port', '4789', '--port=8472', '--mode', 'routed', '--tag', 'x', '--json', '--', 'ping', '-c1'],
+    {},
+  );
   check<Equal<typeof a, ParsedArgs<NonNullable<typeof cmd.options>, NonNullable<typeof cmd.positionals>>>>(true);
   check<Equal<OptionsOf<typeof cmd>, typeof a.options>>(true);
-  assert.deepEqual(a.options, { store: 'sqlite:/x.db', user: undefined, nodes: 5, port: [4789, 8472], mode: 'routed', proto: undefined, tag: ['x'], json: true, keep: false });
+  assert.deepEqual(a.options, {
+    store: 'sqlite:/x.db',
+    user: undefined,
+    nodes: 5,
+    port: [4789, 8472],
+    mode: 'routed',
+    proto: undefined,
+    tag: ['x'],
+    json: true,
+    keep: false,
+  });
   assert.deepEqual(a.positionals, { lab: 'h1', file: 'f.pcap', command: ['ping', '-c1'] });
   // Each value's runtime type is the declared one, also from the environment.
   const b = parseCommand(cmd, ['h1'], { T_STORE: 'etcd://127.0.0.1:2379' });
@@ -72,7 +86,11 @@ test('parsed values have the types the spec declares', async () => {
 });
 
 test('a command without options or positionals gets empty, typed values', () => {
-  const bare = defineCommand({ name: 'tulle bare', summary: 'nothing to give', run: async ({ options, positionals }) => Object.keys(options).length + Object.keys(positionals).length });
+  const bare = defineCommand({
+    name: 'tulle bare',
+    summary: 'nothing to give',
+    run: async ({ options, positionals }) => Object.keys(options).length + Object.keys(positionals).length,
+  });
   const a = parseCommand(bare, [], {});
   check<Equal<keyof typeof a.options, never>>(true);
   assert.deepEqual(a, { options: {}, positionals: {}, defaulted: new Set() });

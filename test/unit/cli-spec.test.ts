@@ -12,7 +12,10 @@ const spec: CommandSpec = {
     store: { type: 'string', description: 'store URL', env: 'TULLE_STORE' },
     json: { type: 'boolean', description: 'JSON output' },
   },
-  positionals: [{ name: 'target', description: 'where', required: true }, { name: 'cmd', description: 'command', rest: true }],
+  positionals: [
+    { name: 'target', description: 'where', required: true },
+    { name: 'cmd', description: 'command', rest: true },
+  ],
   run: async () => 0,
 };
 
@@ -32,7 +35,12 @@ test('errors name the option and the rule', () => {
     [['h1', '--bogus'], /unknown option '--bogus'/],
     [[], /missing TARGET/],
   ];
-  for (const [argv, re] of cases) assert.throws(() => parseCommand(spec, argv, {}), (e: unknown) => e instanceof UsageError && re.test(e.message) && e.exitCode === 2, argv.join(' '));
+  for (const [argv, re] of cases)
+    assert.throws(
+      () => parseCommand(spec, argv, {}),
+      (e: unknown) => e instanceof UsageError && re.test(e.message) && e.exitCode === 2,
+      argv.join(' '),
+    );
 });
 
 test('help lists every option with its default, range and environment variable', () => {
@@ -43,7 +51,11 @@ test('help lists every option with its default, range and environment variable',
 });
 
 test('a negative number given as its own argument is one clear line', () => {
-  assert.throws(() => parseCommand(spec, ['h1', '--nodes', '-1'], {}), (e: unknown) => e instanceof UsageError && !e.message.includes('\n') && /--nodes needs a value; a value starting with '-' is written --nodes=-N/.test(e.message));
+  assert.throws(
+    () => parseCommand(spec, ['h1', '--nodes', '-1'], {}),
+    (e: unknown) =>
+      e instanceof UsageError && !e.message.includes('\n') && /--nodes needs a value; a value starting with '-' is written --nodes=-N/.test(e.message),
+  );
   assert.throws(() => parseCommand(spec, ['h1', '--nodes=-1'], {}), /--nodes: -1 is out of range/);
 });
 

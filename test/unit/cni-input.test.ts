@@ -14,9 +14,23 @@ const missingSubnetFile = join(dir, 'no-agent', 'subnet.env');
 const subnetFile = join(dir, 'subnet.env');
 writeFileSync(subnetFile, 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/30\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
 
-const config = (extra: Record<string, unknown> = {}) => ({ cniVersion: '1.1.0', name: 'tulle-test', type: 'tulle', subnetFile: missingSubnetFile, dataDir: join(dir, 'ipam'), ...extra });
+const config = (extra: Record<string, unknown> = {}) => ({
+  cniVersion: '1.1.0',
+  name: 'tulle-test',
+  type: 'tulle',
+  subnetFile: missingSubnetFile,
+  dataDir: join(dir, 'ipam'),
+  ...extra,
+});
 /** An ADD whose environment is valid: /proc/self/ns/net is a real network namespace file. */
-const add = (over: Partial<CniInvocation> = {}): CniInvocation => ({ command: 'ADD', containerId: 'c1', netns: '/proc/self/ns/net', ifName: 'eth0', config: config(), ...over });
+const add = (over: Partial<CniInvocation> = {}): CniInvocation => ({
+  command: 'ADD',
+  containerId: 'c1',
+  netns: '/proc/self/ns/net',
+  ifName: 'eth0',
+  config: config(),
+  ...over,
+});
 
 async function expectError(inv: CniInvocation, code: number, msg: RegExp, cniVersion = '1.1.0') {
   const out = await cniInvoke(inv);
@@ -35,7 +49,11 @@ test('VERSION lists the spec versions tulle-cni speaks', async () => {
 });
 
 test('bad CNI_COMMAND, CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS, CNI_ARGS: error 4 naming the variable (3 for a namespace that is gone)', async () => {
-  await expectError({ ...add(), command: 'MOVE' as never }, 4, /^CNI_COMMAND: "MOVE" is not a CNI command \(must be one of ADD, DEL, CHECK, STATUS, GC, VERSION\)/);
+  await expectError(
+    { ...add(), command: 'MOVE' as never },
+    4,
+    /^CNI_COMMAND: "MOVE" is not a CNI command \(must be one of ADD, DEL, CHECK, STATUS, GC, VERSION\)/,
+  );
   await expectError(add({ containerId: '' }), 4, /^CNI_CONTAINERID: "" is not a container ID/);
   await expectError(add({ containerId: '-x' }), 4, /^CNI_CONTAINERID: "-x"/);
   await expectError(add({ ifName: 'eth/0' }), 4, /^CNI_IFNAME: "eth\/0" is not an interface name/);
@@ -69,7 +87,11 @@ test('missing or wrong fields: error 7 naming field, value and rule; version and
   await expectError(add({ config: config({ hairpinMode: 'yes' }) }), 7, /^hairpinMode: "yes" must be true or false$/);
   await expectError(add({ config: config({ dataDir: 'relative/dir' }) }), 7, /^dataDir: "relative\/dir" must be an absolute path$/);
   await expectError(add({ config: config({ prevResult: [1] }) }), 7, /^prevResult: \[1\] must be a CNI result object$/);
-  await expectError(add({ config: config({ cniVersion: '0.3.1' }) }), 1, /^cniVersion: "0\.3\.1" is not supported \(tulle-cni speaks 0\.4\.0, 1\.0\.0, 1\.1\.0\)$/);
+  await expectError(
+    add({ config: config({ cniVersion: '0.3.1' }) }),
+    1,
+    /^cniVersion: "0\.3\.1" is not supported \(tulle-cni speaks 0\.4\.0, 1\.0\.0, 1\.1\.0\)$/,
+  );
   await expectError(add({ config: config({ ipam: { type: 'host-local' } }) }), 2, /^ipam: \{"type":"host-local"\} is not supported/);
 });
 
@@ -116,12 +138,20 @@ test('STATUS: 50 without subnet.env or without a free address, success otherwise
 
 test('GC needs cni.dev/valid-attachments and a 1.1.0 config', async () => {
   await expectError({ command: 'GC', config: config() }, 7, /^cni\.dev\/valid-attachments: \(missing\) is required for GC/);
-  await expectError({ command: 'GC', config: config({ 'cni.dev/valid-attachments': [{ ifname: 'eth0' }] }) }, 7, /^cni\.dev\/valid-attachments\[0\]: .* must be an object \{"containerID"/);
+  await expectError(
+    { command: 'GC', config: config({ 'cni.dev/valid-attachments': [{ ifname: 'eth0' }] }) },
+    7,
+    /^cni\.dev\/valid-attachments\[0\]: .* must be an object \{"containerID"/,
+  );
   await expectError({ command: 'GC', config: config({ cniVersion: '1.0.0', 'cni.dev/valid-attachments': [] }) }, 1, /has no GC/, '1.0.0');
 });
 
 test('a near miss of a known key (case, one typo) is error 7 naming both; unknown keys are still ignored', async () => {
-  await expectError(add({ config: config({ subnetfile: subnetFile }) }), 7, /^subnetfile: ".*" is not a tulle-cni key: did you mean "subnetFile"\? \(keys are case-sensitive/);
+  await expectError(
+    add({ config: config({ subnetfile: subnetFile }) }),
+    7,
+    /^subnetfile: ".*" is not a tulle-cni key: did you mean "subnetFile"\? \(keys are case-sensitive/,
+  );
   await expectError(add({ config: config({ hairpinmode: true }) }), 7, /^hairpinmode: true is not a tulle-cni key: did you mean "hairpinMode"/);
   await expectError(add({ config: config({ isDefaultGatway: true }) }), 7, /^isDefaultGatway: true .* did you mean "isDefaultGateway"/);
   await expectError(add({ config: config({ Mode: 'routed' }) }), 7, /^Mode: "routed" .* did you mean "mode"/);
@@ -149,7 +179,11 @@ test('CNI_ARGS IP=/MAC= and runtimeConfig ips/mac: malformed, out of the subnet,
   await expectError(add({ config: { ...ok, runtimeConfig: { ips: ['10.244.3.2/30', '10.244.3.1/30'] } } }), 7, /^runtimeConfig\.ips: .* more than one address/);
   await expectError(add({ config: { ...ok, runtimeConfig: { mac: '00:00:00:00:00:00' } } }), 7, /^runtimeConfig\.mac: .* is the all-zero MAC address/);
   await expectError(add({ config: { ...ok, runtimeConfig: 'x' } }), 7, /^runtimeConfig: "x" must be an object/);
-  await expectError(add({ config: { ...ok, runtimeConfig: { ips: ['10.244.3.2/30'] } }, args: 'IP=10.244.3.1' }), 4, /^CNI_ARGS IP: "10\.244\.3\.1" differs from runtimeConfig\.ips/);
+  await expectError(
+    add({ config: { ...ok, runtimeConfig: { ips: ['10.244.3.2/30'] } }, args: 'IP=10.244.3.1' }),
+    4,
+    /^CNI_ARGS IP: "10\.244\.3\.1" differs from runtimeConfig\.ips/,
+  );
   // subnet.env gives 10.244.3.0/30: .1 is the gateway, .2 the only pod address, .3 the broadcast.
   await expectError(add({ config: ok, args: 'IP=10.244.9.2' }), 7, /^CNI_ARGS IP: "10\.244\.9\.2" is not in this host's subnet 10\.244\.3\.0\/30/);
   await expectError(add({ config: ok, args: 'IP=10.244.3.1' }), 7, /^CNI_ARGS IP: "10\.244\.3\.1" cannot be given to a pod \(usable: 10\.244\.3\.0\/30/);

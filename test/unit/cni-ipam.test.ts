@@ -58,8 +58,14 @@ test('allocate writes host-local files, round robin, refuses a second ADD of one
   assert.equal(readFileSync(join(dir, 'last_reserved_ip.0'), 'utf8'), '10.244.7.14');
   assert.deepEqual(readdirSync(dir).sort(), ['10.244.7.10', '10.244.7.11', '10.244.7.12', '10.244.7.13', '10.244.7.14', 'last_reserved_ip.0', 'lock']);
 
-  await assert.rejects(allocate(store, range, 'c1', 'eth0'), (e: CniError) => e.cniCode === CNI_CODES.ALREADY_ALLOCATED && /c1 eth0 already holds 10\.244\.7\.11/.test(e.message));
-  await assert.rejects(allocate(store, range, 'c9', 'eth0'), (e: CniError) => e.cniCode === CNI_CODES.ADDRESS_EXHAUSTED && /no free address in 10\.244\.7\.8\/29/.test(e.message));
+  await assert.rejects(
+    allocate(store, range, 'c1', 'eth0'),
+    (e: CniError) => e.cniCode === CNI_CODES.ALREADY_ALLOCATED && /c1 eth0 already holds 10\.244\.7\.11/.test(e.message),
+  );
+  await assert.rejects(
+    allocate(store, range, 'c9', 'eth0'),
+    (e: CniError) => e.cniCode === CNI_CODES.ADDRESS_EXHAUSTED && /no free address in 10\.244\.7\.8\/29/.test(e.message),
+  );
   assert.equal(freeAddresses(store, range), 0);
 
   // Release one in the middle: the next search starts after the last reserved (.14), wraps, and finds .11.
@@ -78,7 +84,13 @@ test('a file another allocator wrote (host-local) is never handed out again, and
   writeFileSync(join(dataDir, 'shared', '10.9.0.2'), 'other\r\neth0');
   writeFileSync(join(dataDir, 'shared', 'last_reserved_ip.0'), '10.9.0.2');
   assert.equal(formatIPv4(await allocate(store, range, 'mine', 'eth0')), '10.9.0.3');
-  assert.deepEqual(store.allocations().map((a) => a.ip).sort(), ['10.9.0.2', '10.9.0.3']);
+  assert.deepEqual(
+    store
+      .allocations()
+      .map((a) => a.ip)
+      .sort(),
+    ['10.9.0.2', '10.9.0.3'],
+  );
 });
 
 test('changes without the lock are refused (a bug guard, not a user error)', (t) => {

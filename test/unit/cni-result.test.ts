@@ -65,11 +65,19 @@ test('a prevResult of any version reads back to the same content', () => {
   assert.throws(() => parseResult('x'), /prevResult: "x" must be a CNI result object/);
 });
 
-test('appendResult keeps an earlier plugin\'s interfaces and shifts our interface indexes past them', () => {
-  const prev = parseResult({ cniVersion: '1.0.0', interfaces: [{ name: 'lo', sandbox: '/run/netns/pod' }], ips: [{ address: '127.0.0.1/8', interface: 0 }], dns: { domain: 'a' } });
+test("appendResult keeps an earlier plugin's interfaces and shifts our interface indexes past them", () => {
+  const prev = parseResult({
+    cniVersion: '1.0.0',
+    interfaces: [{ name: 'lo', sandbox: '/run/netns/pod' }],
+    ips: [{ address: '127.0.0.1/8', interface: 0 }],
+    dns: { domain: 'a' },
+  });
   const merged = appendResult(prev, bridgeResult, { search: ['b'] });
   assert.equal(merged.interfaces.length, 4);
-  assert.deepEqual(merged.ips.map((i) => i.interface), [0, 3]);
+  assert.deepEqual(
+    merged.ips.map((i) => i.interface),
+    [0, 3],
+  );
   assert.equal(merged.interfaces[3]!.name, 'eth0');
   assert.deepEqual(merged.dns, { domain: 'a', search: ['b'] });
   assert.deepEqual(resultViolations(formatResult(merged, '1.1.0'), '1.1.0'), []);

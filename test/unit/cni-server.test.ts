@@ -46,7 +46,8 @@ function exchange(path: string, data: Buffer, o: { end?: boolean } = {}): { repl
     socket.on('error', reject);
     socket.on('close', () => {
       const all = Buffer.concat(chunks);
-      if (all.length < 10 || !all.subarray(0, 4).equals(Buffer.from('TCNI'))) return reject(new Error(`no answer frame: ${JSON.stringify(all.toString('latin1'))}`));
+      if (all.length < 10 || !all.subarray(0, 4).equals(Buffer.from('TCNI')))
+        return reject(new Error(`no answer frame: ${JSON.stringify(all.toString('latin1'))}`));
       assert.equal(all.readUInt32BE(6), all.length - 10, 'answer length matches its body');
       const body = all.subarray(10).toString('utf8');
       let json;
@@ -89,11 +90,21 @@ test('VERSION and STATUS are answered exactly as the plugin process answers them
   assert.equal(badCommand.json?.code, 4);
   assert.match(badCommand.json?.msg, /^CNI_COMMAND: "MOVE" is not a CNI command/);
   // A 100 KB container ID is refused as the plugin refuses it, and logged cut short.
-  const longId = await exchange(s.path, encodeRequest({ CNI_COMMAND: 'DEL', CNI_CONTAINERID: `-${'x'.repeat(100_000)}`, CNI_IFNAME: 'eth0' }, statusConfig)).reply;
+  const longId = await exchange(s.path, encodeRequest({ CNI_COMMAND: 'DEL', CNI_CONTAINERID: `-${'x'.repeat(100_000)}`, CNI_IFNAME: 'eth0' }, statusConfig))
+    .reply;
   assert.equal(longId.json?.code, 4);
   // The log names each request: command, container ID, result code, duration.
   const logged = lines.filter((l) => l.msg === 'cni request' || l.msg === 'cni request failed');
-  assert.deepEqual(logged.map((l) => [l.command, l.code]), [['VERSION', 0], ['STATUS', 0], ['STATUS', 50], ['MOVE', 4], ['DEL', 4]]);
+  assert.deepEqual(
+    logged.map((l) => [l.command, l.code]),
+    [
+      ['VERSION', 0],
+      ['STATUS', 0],
+      ['STATUS', 50],
+      ['MOVE', 4],
+      ['DEL', 4],
+    ],
+  );
   for (const l of logged) assert.equal(typeof l.durationMs, 'number');
   assert.equal(logged[4]!.containerId.length, 100);
   assert.ok(logged[4]!.containerId.endsWith('…'));
@@ -109,7 +120,11 @@ test('garbage, oversize, malformed entries, half a request and a silent client g
   const { s, lines } = await server(t, { readTimeoutMs: 1500, maxRequestBytes: 4096 });
   // A client that sends part of a header and then nothing: it holds its connection while others are served.
   const silent = exchange(s.path, Buffer.from('TCN'), { end: false });
-  await expectBad(s.path, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), /^request: not a tulle CNI request \(it must start with "TCNI" and version 1; got "GET \/"\)/);
+  await expectBad(
+    s.path,
+    Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+    /^request: not a tulle CNI request \(it must start with "TCNI" and version 1; got "GET \/"\)/,
+  );
   await expectBad(s.path, Buffer.concat([Buffer.from('TCNI\x07'), Buffer.alloc(4)]), /not a tulle CNI request/);
   const huge = Buffer.from('TCNI\x01\xff\xff\xff\xff', 'latin1');
   await expectBad(s.path, huge, /^request: 4294967295 bytes is over the limit of 4096/, { end: false });
@@ -126,7 +141,11 @@ test('garbage, oversize, malformed entries, half a request and a silent client g
   await expectBad(s.path, frame(Buffer.from('PATH=/bin\0\0{}')), /^request: entry 1 "PATH=\/bin" is not KEY=VALUE with KEY netns or CNI_\*/);
   await expectBad(s.path, frame(Buffer.from(`${'A'.repeat(500)}\0\0`)), /^request: entry 1 "A+… is not KEY=VALUE/);
   await expectBad(s.path, frame(Buffer.from(`netns=${ownNetnsId()}\0CNI_COMMAND=STATUS\0CNI_COMMAND=ADD\0\0{}`)), /^request: CNI_COMMAND is given twice/);
-  await expectBad(s.path, frame(Buffer.concat([Buffer.from(`netns=${ownNetnsId()}\0CNI_COMMAND=STATUS\0\0`), Buffer.from([0xff, 0xfe])])), /^request: stdin is not valid UTF-8/);
+  await expectBad(
+    s.path,
+    frame(Buffer.concat([Buffer.from(`netns=${ownNetnsId()}\0CNI_COMMAND=STATUS\0\0`), Buffer.from([0xff, 0xfe])])),
+    /^request: stdin is not valid UTF-8/,
+  );
   // Served while the silent client still holds its connection.
   const ok = await exchange(s.path, statusRequest()).reply;
   assert.equal(ok.status, 0, ok.body);
@@ -150,7 +169,10 @@ test('a caller from another network namespace (or one that does not say) is hand
 
 test('socket path: a stale socket is replaced, a live one or a non-socket file is refused, a bad path is named; close removes the socket', async (t) => {
   const quiet = createLogger({}, { write: () => {} });
-  await assert.rejects(CniServer.start({ path: 'relative.sock', log: quiet }), { code: 'TLE_INVALID_VALUE', message: /^--cni-socket: "relative.sock" must be an absolute path of at most 107 bytes/ });
+  await assert.rejects(CniServer.start({ path: 'relative.sock', log: quiet }), {
+    code: 'TLE_INVALID_VALUE',
+    message: /^--cni-socket: "relative.sock" must be an absolute path of at most 107 bytes/,
+  });
   await assert.rejects(CniServer.start({ path: `/tmp/${'x'.repeat(120)}`, log: quiet }), { message: /must be an absolute path of at most 107 bytes/ });
   const file = join(dir, 'plain-file');
   writeFileSync(file, 'mine');
@@ -159,7 +181,9 @@ test('socket path: a stale socket is replaced, a live one or a non-socket file i
 
   // A live socket, then a stale one: its server process is killed and the file stays behind.
   const stale = join(dir, 'stale.sock');
-  const other = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const other = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   t.after(() => other.kill('SIGKILL'));
   await new Promise((r) => other.stdout.once('data', r));
   await assert.rejects(CniServer.start({ path: stale, log: quiet }), { code: 'TLE_CNI_SOCKET_IN_USE', message: /another process already serves/ });
@@ -191,9 +215,15 @@ test('tulle agent refuses a malformed --cni-socket (or TULLE_CNI_SOCKET) before 
     [['--cni-socket', 'cni.sock'], {}],
     [[], { TULLE_CNI_SOCKET: `/${'x'.repeat(200)}` }],
   ] as const) {
-    const r = await run([process.execPath, tulle, 'agent', '--store', store, '--health-addr', '127.0.0.1:0', ...args], { allowFailure: true, env: { ...process.env, ...env } });
+    const r = await run([process.execPath, tulle, 'agent', '--store', store, '--health-addr', '127.0.0.1:0', ...args], {
+      allowFailure: true,
+      env: { ...process.env, ...env },
+    });
     assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stderr, /^tulle: --cni-socket: ".+"(… \(\d+ characters\))? must be an absolute path of at most 107 bytes \(or "" for no CNI socket\) \[TLE_INVALID_VALUE\]$/m);
+    assert.match(
+      r.stderr,
+      /^tulle: --cni-socket: ".+"(… \(\d+ characters\))? must be an absolute path of at most 107 bytes \(or "" for no CNI socket\) \[TLE_INVALID_VALUE\]$/m,
+    );
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
   assert.equal(existsSync(join(dir, 'never')), false, 'the store was never opened');

@@ -10,7 +10,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const l2 = (backend: Record<string, unknown>) => JSON.stringify({ Network: '10.33.0.0/24', SubnetLen: 28, Backend: { Type: 'vxlan', Mode: 'l2', VNI: 4242, Port: 4789, ...backend } });
+const l2 = (backend: Record<string, unknown>) =>
+  JSON.stringify({ Network: '10.33.0.0/24', SubnetLen: 28, Backend: { Type: 'vxlan', Mode: 'l2', VNI: 4242, Port: 4789, ...backend } });
 
 /** The error names the field, and its message holds every fragment given. */
 function refused(text: string, field: string, ...fragments: string[]): void {
@@ -71,7 +72,10 @@ test('hostile and wrong values: an error naming the field, the value and the rul
 });
 
 test("an l2 network is refused under flannel's prefix, with the option that fixes it", () => {
-  assert.throws(() => checkPrefixForMode('l2', '/coreos.com/network/'), (err: unknown) => err instanceof InvalidValueError && err.field === 'Backend.Mode' && /--prefix \/tulle\.io\/l2/.test(err.message));
+  assert.throws(
+    () => checkPrefixForMode('l2', '/coreos.com/network/'),
+    (err: unknown) => err instanceof InvalidValueError && err.field === 'Backend.Mode' && /--prefix \/tulle\.io\/l2/.test(err.message),
+  );
   checkPrefixForMode('l2', '/tulle.io/l2');
   checkPrefixForMode('l3', '/coreos.com/network');
 });
@@ -95,7 +99,18 @@ test('tulle agent --bridge: a name that is no interface name is refused before a
   // a temporary directory, and a deadline instead of a wait for the store.
   const dir = mkdtempSync(join(tmpdir(), 'tulle-l2-bridge-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const args = ['--store', 'sqlite:/nonexistent/tulle-test.db', '--state-dir', dir, '--subnet-file', join(dir, 'subnet.env'), '--cni-socket', join(dir, 'cni.sock'), '--health-addr', '127.0.0.1:0'];
+  const args = [
+    '--store',
+    'sqlite:/nonexistent/tulle-test.db',
+    '--state-dir',
+    dir,
+    '--subnet-file',
+    join(dir, 'subnet.env'),
+    '--cni-socket',
+    join(dir, 'cni.sock'),
+    '--health-addr',
+    '127.0.0.1:0',
+  ];
   const r = spawnSync(process.execPath, [bin, 'agent', '--bridge', 'b'.repeat(200), ...args], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /--bridge: "b{61}…" is 200 bytes long \(a Linux interface name has at most 15\)/);
@@ -106,7 +121,18 @@ test('tulle agent --cni-ipam-dir: a relative or control-character path is refuse
   const bin = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
   const dir = mkdtempSync(join(tmpdir(), 'tulle-l2-ipamdir-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const args = ['--store', 'sqlite:/nonexistent/tulle-test.db', '--state-dir', dir, '--subnet-file', join(dir, 'subnet.env'), '--cni-socket', join(dir, 'cni.sock'), '--health-addr', '127.0.0.1:0'];
+  const args = [
+    '--store',
+    'sqlite:/nonexistent/tulle-test.db',
+    '--state-dir',
+    dir,
+    '--subnet-file',
+    join(dir, 'subnet.env'),
+    '--cni-socket',
+    join(dir, 'cni.sock'),
+    '--health-addr',
+    '127.0.0.1:0',
+  ];
   const cases: Array<[string, RegExp]> = [
     ['ipam/tulle', /--cni-ipam-dir: "ipam\/tulle" must be an absolute path/],
     ['/var/lib/cni/networks/tu\nlle', /--cni-ipam-dir: "\/var\/lib\/cni\/networks\/tu\\nlle" must be an absolute path without control characters/],

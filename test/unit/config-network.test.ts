@@ -40,7 +40,9 @@ test('small networks get smaller subnets (prefix + 2); host bits in Network are 
 });
 
 test("flannel's documented example (Network 10.0.0.0/8, SubnetLen 20, SubnetMin/Max) is accepted", () => {
-  const c = parseNetworkConfig('{"Network":"10.0.0.0/8","SubnetLen":20,"SubnetMin":"10.10.0.0","SubnetMax":"10.99.0.0","Backend":{"Type":"vxlan","Port":7890}}');
+  const c = parseNetworkConfig(
+    '{"Network":"10.0.0.0/8","SubnetLen":20,"SubnetMin":"10.10.0.0","SubnetMax":"10.99.0.0","Backend":{"Type":"vxlan","Port":7890}}',
+  );
   assert.deepEqual([c.SubnetMin, c.SubnetMax, c.Backend.Port], ['10.10.0.0', '10.99.0.0', 7890]);
   const r = subnetRange(c);
   assert.equal(r.count, (0x0a630000 - 0x0a0a0000) / 4096 + 1);
@@ -88,7 +90,10 @@ test('every broken rule is an InvalidValueError naming the field, the value and 
 
 test('zero values mean "default", as for a Go struct: Port 0, SubnetLen 0, SubnetMin "0.0.0.0", null fields', () => {
   const c = validateNetworkConfig({ Network: '10.244.0.0/16', SubnetLen: 0, SubnetMin: '0.0.0.0', SubnetMax: null, Backend: { Port: 0, MTU: null, Type: '' } });
-  assert.deepEqual([c.SubnetLen, c.SubnetMin, c.SubnetMax, c.Backend.Port, c.Backend.MTU, c.Backend.Type], [24, '10.244.1.0', '10.244.255.0', 8472, 0, 'vxlan']);
+  assert.deepEqual(
+    [c.SubnetLen, c.SubnetMin, c.SubnetMax, c.Backend.Port, c.Backend.MTU, c.Backend.Type],
+    [24, '10.244.1.0', '10.244.255.0', 8472, 0, 'vxlan'],
+  );
 });
 
 test('Backend.AllowedSources: CIDRs in canonical form, a bare address is a /32, absent when not given', () => {

@@ -47,7 +47,10 @@ test('every error code thrown under src/ is in the catalogue, and every entry is
   const found = scanSrc();
   assert.deepEqual(uncatalogued(found, catalogued), []);
   const used = new Set(found.map((f) => f.code));
-  assert.deepEqual(ERROR_CODES.filter((e) => !used.has(e.code)).map((e) => `${e.code}: catalogued but thrown nowhere under src/`), []);
+  assert.deepEqual(
+    ERROR_CODES.filter((e) => !used.has(e.code)).map((e) => `${e.code}: catalogued but thrown nowhere under src/`),
+    [],
+  );
 });
 
 test('catalogue entries: TLE_ codes, each once, naming a class that exists, with a meaning and an action', () => {
@@ -68,7 +71,8 @@ test('no error code uses the TULLE_ prefix of the environment variables', () => 
       .forEach((line, i) => {
         // A TULLE_ name in quotes is an environment variable: given as an option's env, or written/read as one
         // (in the process environment or in an env file such as subnet.env).
-        if (/['"`]TULLE_[A-Z0-9_]+['"`]/.test(line) && !/env: '|envQuote\(|process\.env|getenv|vars\.get\(/.test(line)) offenders.push(`${relative(ROOT, abs)}:${i + 1}: ${line.trim()}`);
+        if (/['"`]TULLE_[A-Z0-9_]+['"`]/.test(line) && !/env: '|envQuote\(|process\.env|getenv|vars\.get\(/.test(line))
+          offenders.push(`${relative(ROOT, abs)}:${i + 1}: ${line.trim()}`);
       });
   }
   assert.deepEqual(offenders, []);
@@ -85,7 +89,11 @@ test('the scanner finds an uncatalogued code, in a literal or built from the CNI
 test("the README's error tables are the catalogue's (node scripts/error-tables.mjs rewrites them)", () => {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
   assert.match(readme, /<!-- error-codes: all -->/, 'README has the full error table');
-  assert.equal(renderErrorTables(readme), readme, 'README error tables differ from src/base/error-codes.ts: run npm run build && node scripts/error-tables.mjs');
+  assert.equal(
+    renderErrorTables(readme),
+    readme,
+    'README error tables differ from src/base/error-codes.ts: run npm run build && node scripts/error-tables.mjs',
+  );
   // A table that differs is found: drop one row of the full table.
   const row = formatErrorTable().split('\n')[2]!;
   assert.notEqual(renderErrorTables(readme.replace(`${row}\n`, '')), readme.replace(`${row}\n`, ''));

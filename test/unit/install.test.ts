@@ -43,7 +43,13 @@ test('install writes the plugin, the conflist, the agent settings and the unit w
   const root = tempRoot(t);
   const r = await tulle(['install', '--root', root, ...BASE, '--ip-masq']);
   assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(filesUnder(root), ['etc/cni/net.d/10-tulle.conflist', 'etc/default/tulle', 'etc/systemd/system/tulle-agent.service', 'opt/cni/bin/tulle', 'var/lib/tulle/install.json']);
+  assert.deepEqual(filesUnder(root), [
+    'etc/cni/net.d/10-tulle.conflist',
+    'etc/default/tulle',
+    'etc/systemd/system/tulle-agent.service',
+    'opt/cni/bin/tulle',
+    'var/lib/tulle/install.json',
+  ]);
   assert.equal(mode(join(root, 'opt/cni/bin/tulle')), 0o755);
   assert.equal(mode(join(root, 'etc/cni/net.d/10-tulle.conflist')), 0o644);
   assert.equal(mode(join(root, 'etc/default/tulle')), 0o600, 'the settings may hold an etcd password');
@@ -52,12 +58,30 @@ test('install writes the plugin, the conflist, the agent settings and the unit w
   const list = JSON.parse(readFileSync(join(root, 'etc/cni/net.d/10-tulle.conflist'), 'utf8'));
   assert.equal(list.cniVersion, '1.0.0');
   assert.equal(list.name, 'tulle');
-  assert.deepEqual(list.plugins.map((p: { type: string }) => p.type), ['tulle', 'portmap']);
-  assert.deepEqual(list.plugins[0], { type: 'tulle', mode: 'bridge', subnetFile: '/run/tulle/subnet.env', dataDir: '/var/lib/tulle/cni', isDefaultGateway: true, hairpinMode: true, capabilities: { ips: true, mac: true } });
+  assert.deepEqual(
+    list.plugins.map((p: { type: string }) => p.type),
+    ['tulle', 'portmap'],
+  );
+  assert.deepEqual(list.plugins[0], {
+    type: 'tulle',
+    mode: 'bridge',
+    subnetFile: '/run/tulle/subnet.env',
+    dataDir: '/var/lib/tulle/cni',
+    isDefaultGateway: true,
+    hairpinMode: true,
+    capabilities: { ips: true, mac: true },
+  });
   assert.deepEqual(list.plugins[1].capabilities, { portMappings: true });
 
   const env = readFileSync(join(root, 'etc/default/tulle'), 'utf8');
-  for (const line of ['TULLE_SUBNET_FILE=/run/tulle/subnet.env', 'TULLE_CNI_IPAM_DIR=/var/lib/tulle/cni/tulle', 'TULLE_STORE=etcd://192.0.2.10:2379', 'TULLE_IFACE=eth0', 'TULLE_IP_MASQ=true']) assert.match(env, new RegExp(`^${line}$`, 'm'));
+  for (const line of [
+    'TULLE_SUBNET_FILE=/run/tulle/subnet.env',
+    'TULLE_CNI_IPAM_DIR=/var/lib/tulle/cni/tulle',
+    'TULLE_STORE=etcd://192.0.2.10:2379',
+    'TULLE_IFACE=eth0',
+    'TULLE_IP_MASQ=true',
+  ])
+    assert.match(env, new RegExp(`^${line}$`, 'm'));
   const unit = readFileSync(join(root, 'etc/systemd/system/tulle-agent.service'), 'utf8');
   assert.match(unit, /^After=network-online\.target$/m);
   assert.match(unit, /^Restart=always$/m);
@@ -68,7 +92,10 @@ test('install writes the plugin, the conflist, the agent settings and the unit w
   const again = await tulle(['install', '--root', root, ...BASE, '--ip-masq']);
   assert.equal(again.status, 0, again.stderr);
   assert.equal(again.stdout.split('\n').filter((l) => l.startsWith('unchanged')).length, 4, again.stdout);
-  assert.deepEqual(filesUnder(root).map((f) => [f, readFileSync(join(root, f), 'utf8')]), before);
+  assert.deepEqual(
+    filesUnder(root).map((f) => [f, readFileSync(join(root, f), 'utf8')]),
+    before,
+  );
 
   // A changed setting rewrites tulle's own files in place.
   const routed = await tulle(['install', '--root', root, ...BASE, '--mode', 'routed', '--cni-version', '1.1.0', '--network-name', 'pods']);
@@ -99,7 +126,10 @@ test('the installed plugin answers with an empty environment; a copy of bin/tull
   const viaNode = await run(['env', '-i', 'CNI_COMMAND=VERSION', 'TULLE_CNI_VIA_NODE=1', join(root, 'opt/cni/bin/tulle')], { allowFailure: true });
   assert.equal(viaNode.status, 0, viaNode.stdout + viaNode.stderr);
   // A config error through the launcher: the plugin's own error object, not a shell or node failure.
-  const bad = await run(['env', '-i', 'CNI_COMMAND=ADD', 'CNI_CONTAINERID=c1', 'CNI_IFNAME=eth0', 'CNI_NETNS=/proc/self/ns/net', join(root, 'opt/cni/bin/tulle')], { allowFailure: true, input: '{"cniVersion":"1.0.0","name":"n","type":"tulle","subnetfile":"/x"}' });
+  const bad = await run(
+    ['env', '-i', 'CNI_COMMAND=ADD', 'CNI_CONTAINERID=c1', 'CNI_IFNAME=eth0', 'CNI_NETNS=/proc/self/ns/net', join(root, 'opt/cni/bin/tulle')],
+    { allowFailure: true, input: '{"cniVersion":"1.0.0","name":"n","type":"tulle","subnetfile":"/x"}' },
+  );
   assert.equal(bad.status, 1);
   assert.equal(JSON.parse(bad.stdout).code, 7);
 
@@ -124,7 +154,11 @@ test('a file tulle did not write is never overwritten (nothing is written then) 
   writeFileSync(join(root, 'etc/cni/net.d/10-tulle.conflist'), '{"mine": true}\n');
   writeFileSync(join(root, 'etc/cni/net.d/87-podman.conflist'), '{}\n');
   const refused = await tulle(['install', '--root', root, ...BASE]);
-  assertOneLineError(refused, 1, /10-tulle\.conflist exists and was not written by tulle install \(or changed since\): not overwritten; move it away or use --force \[TLE_INSTALL_CONFLICT\]/);
+  assertOneLineError(
+    refused,
+    1,
+    /10-tulle\.conflist exists and was not written by tulle install \(or changed since\): not overwritten; move it away or use --force \[TLE_INSTALL_CONFLICT\]/,
+  );
   assert.deepEqual(filesUnder(root), ['etc/cni/net.d/10-tulle.conflist', 'etc/cni/net.d/87-podman.conflist']);
   assert.equal(readFileSync(join(root, 'etc/cni/net.d/10-tulle.conflist'), 'utf8'), '{"mine": true}\n');
 
@@ -158,23 +192,50 @@ test('a file tulle did not write is never overwritten (nothing is written then) 
 
 test('bad settings: one line naming the option, the value and the rule; nothing written', async (t) => {
   const root = tempRoot(t);
-  assertOneLineError(await tulle(['install', '--root', join(root, 'missing')]), 1, /^tulle: --root: ".*missing" does not exist \(it must be an existing directory\)/);
+  assertOneLineError(
+    await tulle(['install', '--root', join(root, 'missing')]),
+    1,
+    /^tulle: --root: ".*missing" does not exist \(it must be an existing directory\)/,
+  );
   assertOneLineError(await tulle(['install', '--root', root, '--network-name', '../etc']), 2, /^tulle: --network-name: "\.\.\/etc" is not a network name/);
-  assertOneLineError(await tulle(['install', '--root', root, '--subnet-file', 'run/subnet.env']), 2, /^tulle: --subnet-file: "run\/subnet\.env" must be an absolute path/);
+  assertOneLineError(
+    await tulle(['install', '--root', root, '--subnet-file', 'run/subnet.env']),
+    2,
+    /^tulle: --subnet-file: "run\/subnet\.env" must be an absolute path/,
+  );
   assertOneLineError(await tulle(['install', '--root', root, '--cni-data-dir', 'x']), 2, /^tulle: --cni-data-dir: "x" must be an absolute path/);
   assertOneLineError(await tulle(['install', '--root', root, '--cni-bin-dir', 'opt/cni']), 2, /^tulle: --cni-bin-dir: "opt\/cni" must be an absolute path/);
   assertOneLineError(await tulle(['install', '--root', root, '--cni-version', '0.3.1']), 2, /--cni-version: "0\.3\.1" is not one of 0\.4\.0, 1\.0\.0, 1\.1\.0/);
   assertOneLineError(await tulle(['install', '--root', root, '--mode', 'l2']), 2, /--mode: "l2" is not one of bridge, routed/);
-  assertOneLineError(await tulle(['install', '--root', root, '--store', 'http://192.0.2.10:2379']), 2, /^tulle: --store: "http:\/\/192\.0\.2\.10:2379" .*etcd:\/\/192\.0\.2\.10:2379/);
+  assertOneLineError(
+    await tulle(['install', '--root', root, '--store', 'http://192.0.2.10:2379']),
+    2,
+    /^tulle: --store: "http:\/\/192\.0\.2\.10:2379" .*etcd:\/\/192\.0\.2\.10:2379/,
+  );
   assertOneLineError(await tulle(['install', '--root', root, '--public-ip', '300.1.1.1']), 2, /^tulle: --public-ip: "300\.1\.1\.1" is not an IPv4 address/);
   assertOneLineError(await tulle(['install', '--root', root, '--health-addr', 'localhost']), 2, /^tulle: --health-addr: "localhost" must be HOST:PORT/);
-  assertOneLineError(await tulle(['install', '--root', root, '--iface', 'eth0\nTULLE_STORE=evil']), 2, /^tulle: TULLE_IFACE: "eth0\\nTULLE_STORE=evil" holds a newline or control character/);
+  assertOneLineError(
+    await tulle(['install', '--root', root, '--iface', 'eth0\nTULLE_STORE=evil']),
+    2,
+    /^tulle: TULLE_IFACE: "eth0\\nTULLE_STORE=evil" holds a newline or control character/,
+  );
   assert.deepEqual(filesUnder(root), []);
 });
 
 test('etcd TLS and password settings go into the agent settings; an edited manifest cannot make uninstall reach outside the root', async (t) => {
   const root = tempRoot(t);
-  const r = await tulle(['install', '--root', root, ...BASE, '--etcd-cafile', '/etc/tulle/ca.pem', '--etcd-username', 'tulle', '--etcd-password', 'pa ss$word']);
+  const r = await tulle([
+    'install',
+    '--root',
+    root,
+    ...BASE,
+    '--etcd-cafile',
+    '/etc/tulle/ca.pem',
+    '--etcd-username',
+    'tulle',
+    '--etcd-password',
+    'pa ss$word',
+  ]);
   assert.equal(r.status, 0, r.stderr);
   const env = readFileSync(join(root, 'etc/default/tulle'), 'utf8');
   assert.match(env, /^TULLE_ETCD_CAFILE=\/etc\/tulle\/ca\.pem$/m);

@@ -18,7 +18,10 @@ test('src/ keeps the layering declared in test/unit/layering.deps.ts', () => {
 });
 
 test('every src/ folder has a DEPS entry, and every entry names an existing folder', () => {
-  const folders = readdirSync(join(ROOT, 'src'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const folders = readdirSync(join(ROOT, 'src'), { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   assert.deepEqual(Object.keys(DEPS).sort(), folders);
   for (const [folder, allowed] of Object.entries(DEPS)) {
     for (const f of allowed) assert.ok(folders.includes(f), `DEPS.${folder} names ${f}, which is not a folder of src/`);
@@ -84,5 +87,10 @@ test('the check fails on a fixture with wrong imports, naming each file and impo
 });
 
 test('importsOf reads static, type-only, re-exported and dynamic imports', () => {
-  assert.deepEqual(importsOf("import a from './a.js';\nimport type { B } from './b.js';\nexport * from './c.js';\nconst d = await import('./d.js');\n"), ['./a.js', './b.js', './c.js', './d.js']);
+  assert.deepEqual(importsOf("import a from './a.js';\nimport type { B } from './b.js';\nexport * from './c.js';\nconst d = await import('./d.js');\n"), [
+    './a.js',
+    './b.js',
+    './c.js',
+    './d.js',
+  ]);
 });

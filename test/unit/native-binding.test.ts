@@ -27,7 +27,11 @@ test('open() refused for a bad argument leaves no socket behind', () => {
   for (const [what, args] of bad) {
     const before = openFds();
     for (let i = 0; i < 20; i++) {
-      assert.throws(() => (native().open as (...a: unknown[]) => unknown)(...args), (e: unknown) => e instanceof TypeError || e instanceof RangeError, what);
+      assert.throws(
+        () => (native().open as (...a: unknown[]) => unknown)(...args),
+        (e: unknown) => e instanceof TypeError || e instanceof RangeError,
+        what,
+      );
     }
     assert.equal(openFds(), before, `${what}: file descriptors before and after 20 refused calls`);
   }
@@ -39,7 +43,7 @@ test('open() refused for a bad argument leaves no socket behind', () => {
   assert.equal(openFds(), before);
 });
 
-test('every errno has a name: libuv\'s, glibc\'s, or E<number> for one nobody knows', () => {
+test("every errno has a name: libuv's, glibc's, or E<number> for one nobody knows", () => {
   assert.deepEqual(native().describeErrno(101), ['ENETUNREACH', 'Network is unreachable']);
   // Known to glibc but not to libuv: uv_err_name() called these "Unknown system error".
   assert.equal(native().describeErrno(132)[0], 'ERFKILL');
@@ -87,7 +91,7 @@ test('readFile and writeFile leave the event loop free while the file blocks, an
   const reading = native().readFile(null, fifo);
   assert.ok(reading instanceof Promise);
   let fd = -1;
-  for (const deadline = Date.now() + 30_000; fd < 0 && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 30_000; fd < 0 && Date.now() < deadline;) {
     try {
       fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK); // ENXIO until the reader has it open
     } catch {
@@ -104,7 +108,7 @@ test('readFile and writeFile leave the event loop free while the file blocks, an
   assert.ok(writing instanceof Promise);
   const rfd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
   let got = '';
-  for (const deadline = Date.now() + 30_000; !got.endsWith('\n') && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 30_000; !got.endsWith('\n') && Date.now() < deadline;) {
     try {
       got += readFileSync(rfd, 'utf8');
     } catch {
@@ -118,7 +122,13 @@ test('readFile and writeFile leave the event loop free while the file blocks, an
 });
 
 test('readFile and writeFile errors name the step and the errno', async () => {
-  await assert.rejects(native().readFile(null, '/nonexistent-t-native/x'), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'read /nonexistent-t-native/x');
-  await assert.rejects(native().writeFile('/nonexistent-t-native/ns', '/proc/sys/net/ipv4/ip_forward', '1\n'), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'open network namespace');
+  await assert.rejects(
+    native().readFile(null, '/nonexistent-t-native/x'),
+    (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'read /nonexistent-t-native/x',
+  );
+  await assert.rejects(
+    native().writeFile('/nonexistent-t-native/ns', '/proc/sys/net/ipv4/ip_forward', '1\n'),
+    (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'open network namespace',
+  );
   assert.throws(() => native().readFile(null, 42 as never), TypeError);
 });

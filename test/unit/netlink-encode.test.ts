@@ -101,7 +101,10 @@ test('FDB entries: AF_BRIDGE, NTF_SELF, permanent, remote, VNI, port (network or
 });
 
 test("vxlan create: IFLA_LINKINFO with kind vxlan and IFLA_VXLAN_* as flannel's VTEP needs", () => {
-  const req = encodeCreateVxlan({ name: 'flannel.1', vni: 1, local: '192.0.2.11', dev: 'eth0', port: 8472, learning: false, gbp: true, ttl: 16, udpCsum: false, up: true }, 3);
+  const req = encodeCreateVxlan(
+    { name: 'flannel.1', vni: 1, local: '192.0.2.11', dev: 'eth0', port: 8472, learning: false, gbp: true, ttl: 16, udpCsum: false, up: true },
+    3,
+  );
   const m = req.message;
   assert.equal(m.readUInt16LE(6) & (C.NLM_F_CREATE | C.NLM_F_EXCL), C.NLM_F_CREATE | C.NLM_F_EXCL);
   assert.equal(m.readUInt32LE(HDR + 8), C.IFF_UP);
@@ -189,6 +192,10 @@ test('sysctl keys map to /proc/sys/net paths; "/" stands for "." in a name; only
   assert.equal(sysctlPath('net/ipv4/conf/flannel.1/forwarding'), '/proc/sys/net/ipv4/conf/flannel.1/forwarding');
   assert.equal(sysctlPath('net.ipv4.neigh.veth1.proxy_delay'), '/proc/sys/net/ipv4/neigh/veth1/proxy_delay');
   for (const bad of ['kernel.hostname', 'net', 'net..ipv4', 'net/ipv4/../../kernel/hostname', 'net.ipv4.conf.a b.forwarding', 'vm.swappiness']) {
-    assert.throws(() => sysctlPath(bad), (e: unknown) => e instanceof InvalidValueError && e.field === 'sysctl key', bad);
+    assert.throws(
+      () => sysctlPath(bad),
+      (e: unknown) => e instanceof InvalidValueError && e.field === 'sysctl key',
+      bad,
+    );
   }
 });

@@ -13,7 +13,9 @@ test('ipv4Number accepts exactly what node:net accepts as IPv4 (property)', () =
   const text = fc.oneof(
     fc.ipV4(),
     fc.string({ maxLength: 16 }),
-    fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('01', '00', '', '-1', '1a')), { minLength: 1, maxLength: 5 }).map((p) => p.join('.')),
+    fc
+      .array(fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('01', '00', '', '-1', '1a')), { minLength: 1, maxLength: 5 })
+      .map((p) => p.join('.')),
   );
   fc.assert(
     fc.property(text, (s) => {

@@ -16,7 +16,12 @@ function asMessage(buf: Buffer): Message {
 test('a message has its length, type and request flag in the header, the struct zeroed, then aligned attributes', () => {
   const w = new MessageWriter(24, NLM_F_CREATE, 12);
   w.struct[0] = 2;
-  w.u8(5, 7).u32(6, 0xdeadbeef).be16(7, 8472).string(3, 'flannel.1').flag(23).bytes(1, Buffer.from([10, 244, 2, 0]));
+  w.u8(5, 7)
+    .u32(6, 0xdeadbeef)
+    .be16(7, 8472)
+    .string(3, 'flannel.1')
+    .flag(23)
+    .bytes(1, Buffer.from([10, 244, 2, 0]));
   const msg = w.finish();
   assert.equal(msg.readUInt32LE(0), msg.length);
   assert.equal(msg.length % 4, 0);

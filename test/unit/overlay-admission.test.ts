@@ -32,17 +32,21 @@ const hostile: Array<[string, ReturnType<typeof peerLease>, string]> = [
   ['a subnet outside Network', peerLease('10.245.3.0/24', '192.0.2.13', '02:00:00:00:00:03'), 'outside-network'],
   ['the whole Network', peerLease('10.244.0.0/16', '192.0.2.13', '02:00:00:00:00:03'), 'subnet-length'],
   ['the default route', peerLease('0.0.0.0/0', '192.0.2.13', '02:00:00:00:00:03'), 'outside-network'],
-  ['a /25 inside this host\'s subnet', peerLease('10.244.1.128/25', '192.0.2.13', '02:00:00:00:00:03'), 'subnet-length'],
-  ['a /25 inside a peer\'s subnet', peerLease('10.244.2.128/25', '192.0.2.13', '02:00:00:00:00:03'), 'subnet-length'],
+  ["a /25 inside this host's subnet", peerLease('10.244.1.128/25', '192.0.2.13', '02:00:00:00:00:03'), 'subnet-length'],
+  ["a /25 inside a peer's subnet", peerLease('10.244.2.128/25', '192.0.2.13', '02:00:00:00:00:03'), 'subnet-length'],
   ['a /26 that is not a SubnetLen', peerLease('10.244.9.64/26', '192.0.2.13', '02:00:00:00:00:03'), 'subnet-length'],
-  ['this host\'s own subnet under another key', { ...peerLease('10.244.1.0/24', '192.0.2.13', '02:00:00:00:00:03'), subnet: '10.244.1.0/24', key: '/x/subnets/010.244.1.0-24' }, 'own-subnet'],
+  [
+    "this host's own subnet under another key",
+    { ...peerLease('10.244.1.0/24', '192.0.2.13', '02:00:00:00:00:03'), subnet: '10.244.1.0/24', key: '/x/subnets/010.244.1.0-24' },
+    'own-subnet',
+  ],
   ['a subnet holding a route tulle does not own', peerLease('10.244.77.0/24', '192.0.2.13', '02:00:00:00:00:03'), 'foreign-route'],
   ['a subnet holding a more specific foreign route', peerLease('10.244.88.0/24', '192.0.2.13', '02:00:00:00:00:03'), 'foreign-route'],
   ['the all-zero MAC', peerLease('10.244.4.0/24', '192.0.2.14', '00:00:00:00:00:00'), 'vtep-mac'],
   ['the broadcast MAC', peerLease('10.244.4.0/24', '192.0.2.14', 'ff:ff:ff:ff:ff:ff'), 'vtep-mac'],
   ['a multicast MAC', peerLease('10.244.4.0/24', '192.0.2.14', '01:00:5e:00:00:01'), 'vtep-mac'],
-  ['this host\'s own VTEP MAC', peerLease('10.244.4.0/24', '192.0.2.14', '02:00:00:00:00:01'), 'vtep-mac'],
-  ['this host\'s own public IP', peerLease('10.244.4.0/24', '192.0.2.11', '02:00:00:00:00:04'), 'own-public-ip'],
+  ["this host's own VTEP MAC", peerLease('10.244.4.0/24', '192.0.2.14', '02:00:00:00:00:01'), 'vtep-mac'],
+  ["this host's own public IP", peerLease('10.244.4.0/24', '192.0.2.11', '02:00:00:00:00:04'), 'own-public-ip'],
   ['PublicIP 0.0.0.0', peerLease('10.244.4.0/24', '0.0.0.0', '02:00:00:00:00:04'), 'public-ip'],
   ['PublicIP 255.255.255.255', peerLease('10.244.4.0/24', '255.255.255.255', '02:00:00:00:00:04'), 'public-ip'],
   ['a multicast PublicIP', peerLease('10.244.4.0/24', '239.1.1.1', '02:00:00:00:00:04'), 'public-ip'],
@@ -57,7 +61,11 @@ const hostile: Array<[string, ReturnType<typeof peerLease>, string]> = [
 for (const [what, lease, reason] of hostile) {
   test(`rejected: ${what} (${reason})`, () => {
     const r = admitLeases(ctx, [good, lease]);
-    assert.deepEqual(r.admitted.map((p) => p.subnet), ['10.244.2.0/24'], 'the good lease stays admitted');
+    assert.deepEqual(
+      r.admitted.map((p) => p.subnet),
+      ['10.244.2.0/24'],
+      'the good lease stays admitted',
+    );
     assert.equal(r.rejected.length, 1);
     assert.equal(r.rejected[0]!.reason, reason, r.rejected[0]!.detail);
     assert.equal(r.rejected[0]!.key, lease.key);
@@ -65,23 +73,41 @@ for (const [what, lease, reason] of hostile) {
   });
 }
 
-test('a lease reusing a peer\'s VtepMAC: the older one keeps it, whichever comes first', () => {
+test("a lease reusing a peer's VtepMAC: the older one keeps it, whichever comes first", () => {
   const older = peerLease('10.244.5.0/24', '192.0.2.15', '02:00:00:00:00:05', 3);
   const newer = peerLease('10.244.6.0/24', '192.0.2.16', '02:00:00:00:00:05', 9);
-  for (const order of [[older, newer], [newer, older]]) {
+  for (const order of [
+    [older, newer],
+    [newer, older],
+  ]) {
     const r = admitLeases(ctx, order);
-    assert.deepEqual(r.admitted.map((p) => p.subnet), ['10.244.5.0/24']);
-    assert.deepEqual(r.rejected.map((x) => [x.subnet, x.reason]), [['10.244.6.0/24', 'duplicate-vtep-mac']]);
+    assert.deepEqual(
+      r.admitted.map((p) => p.subnet),
+      ['10.244.5.0/24'],
+    );
+    assert.deepEqual(
+      r.rejected.map((x) => [x.subnet, x.reason]),
+      [['10.244.6.0/24', 'duplicate-vtep-mac']],
+    );
   }
 });
 
 test('two keys naming one subnet: the older one wins, whichever comes first', () => {
   const older = peerLease('10.244.5.0/24', '192.0.2.15', '02:00:00:00:00:05', 3);
   const twin = { ...peerLease('10.244.5.0/24', '192.0.2.16', '02:00:00:00:00:06', 9), key: '/coreos.com/network/subnets/10.244.005.0-24' };
-  for (const order of [[older, twin], [twin, older]]) {
+  for (const order of [
+    [older, twin],
+    [twin, older],
+  ]) {
     const r = admitLeases(ctx, order);
-    assert.deepEqual(r.admitted.map((p) => p.publicIP), ['192.0.2.15']);
-    assert.deepEqual(r.rejected.map((x) => x.reason), ['overlaps-peer']);
+    assert.deepEqual(
+      r.admitted.map((p) => p.publicIP),
+      ['192.0.2.15'],
+    );
+    assert.deepEqual(
+      r.rejected.map((x) => x.reason),
+      ['overlaps-peer'],
+    );
   }
 });
 
@@ -96,10 +122,18 @@ test('property: admission does not depend on the order of the leases, and admitt
   fc.assert(
     fc.property(fc.array(lease, { maxLength: 12 }), fc.integer(), (specs, seed) => {
       const leases = specs.map((s, i) =>
-        peerLease(`10.244.${s.third}.0/${s.prefix}`.replace('.0/16', '.0/16').replace(/^10\.244\.\d+\.0\/16$/, '10.244.0.0/16'), `192.0.2.${s.ip}`, `02:00:00:00:00:0${s.mac}`, s.created, { key: `/k/${i}` }),
+        peerLease(
+          `10.244.${s.third}.0/${s.prefix}`.replace('.0/16', '.0/16').replace(/^10\.244\.\d+\.0\/16$/, '10.244.0.0/16'),
+          `192.0.2.${s.ip}`,
+          `02:00:00:00:00:0${s.mac}`,
+          s.created,
+          { key: `/k/${i}` },
+        ),
       );
       const a = admitLeases(ctx, leases);
-      const shuffled = [...leases].sort((x, y) => ((x.key.length * 31 + seed) % 7) - ((y.key.length * 31 + seed) % 7) || x.key.localeCompare(y.key) * (seed % 2 ? 1 : -1));
+      const shuffled = [...leases].sort(
+        (x, y) => ((x.key.length * 31 + seed) % 7) - ((y.key.length * 31 + seed) % 7) || x.key.localeCompare(y.key) * (seed % 2 ? 1 : -1),
+      );
       const b = admitLeases(ctx, shuffled);
       const key = (r: typeof a) => r.admitted.map((p) => `${p.subnet} ${p.publicIP} ${p.vtepMac}`).sort();
       assert.deepEqual(key(a), key(b));

@@ -109,7 +109,10 @@ test('a burst of 1000 changes while a run is busy is coalesced into one run with
   }
   await blocker;
   const results = await Promise.all(runs);
-  assert.ok(results.every((x) => x === results[0]), 'the ten requests share one run');
+  assert.ok(
+    results.every((x) => x === results[0]),
+    'the ten requests share one run',
+  );
   const ops = k.ops().slice(before);
   const count = (prefix: string) => ops.filter((o) => o.startsWith(prefix)).length;
   // added: 3 each; new MAC: delete old FDB + neighbour + new FDB; new IP: delete old FDB + new FDB; removed: 3 each.
@@ -120,7 +123,8 @@ test('a burst of 1000 changes while a run is busy is coalesced into one run with
   assert.equal(count('deleteNeighbor'), 20);
   assert.equal(count('replaceFdb'), 50 + 40 + 30);
   assert.equal(count('deleteFdb'), 40 + 30 + 20);
-  for (let i = 91; i <= 200; i++) assert.ok(!ops.some((o) => o.endsWith(` 10.244.${i}.0`) || o.endsWith(` 10.244.${i}.0/24`)), `nothing written for unchanged peer ${i}`);
+  for (let i = 91; i <= 200; i++)
+    assert.ok(!ops.some((o) => o.endsWith(` 10.244.${i}.0`) || o.endsWith(` 10.244.${i}.0/24`)), `nothing written for unchanged peer ${i}`);
   assert.ok(k.batches.length - batchesBefore <= 3, 'one run: removals and peer writes, at most two batches (the blocker wrote none)');
   assert.equal(k.routes.size, 230);
   assert.equal(k.neigh.size, 230);
@@ -132,7 +136,9 @@ test('admission is decided over all leases: a younger lease with a taken MAC is 
   const { k, r, ops } = await programmed([peer(2), peer(3)]);
   const clash = peerLease('10.244.9.0/24', '198.51.100.9', '02:00:00:00:00:02', 500);
   const rejected: string[] = [];
-  const r2 = new Reconciler(k.nl, ctx, silentLogger, { onAdmission: (a) => rejected.splice(0, rejected.length, ...a.rejected.map((x) => `${x.subnet} ${x.reason}`)) });
+  const r2 = new Reconciler(k.nl, ctx, silentLogger, {
+    onAdmission: (a) => rejected.splice(0, rejected.length, ...a.rejected.map((x) => `${x.subnet} ${x.reason}`)),
+  });
   r.close();
   // The same kernel, a reconciler that learned it in a full run.
   r2.setLeases([peer(2), peer(3)]);
@@ -146,13 +152,24 @@ test('admission is decided over all leases: a younger lease with a taken MAC is 
   r2.updateLeases([ev('removed', peer(2))]);
   await r2.reconcile('leases', 'incremental');
   assert.deepEqual(rejected, []);
-  assert.deepEqual(k.ops().slice(after), ['deleteRoute 10.244.2.0/24', 'deleteNeighbor 10.244.2.0', 'deleteFdb 02:00:00:00:00:02', 'replaceNeighbor 10.244.9.0', 'replaceFdb 02:00:00:00:00:02', 'addRoute 10.244.9.0/24']);
+  assert.deepEqual(k.ops().slice(after), [
+    'deleteRoute 10.244.2.0/24',
+    'deleteNeighbor 10.244.2.0',
+    'deleteFdb 02:00:00:00:00:02',
+    'replaceNeighbor 10.244.9.0',
+    'replaceFdb 02:00:00:00:00:02',
+    'addRoute 10.244.9.0/24',
+  ]);
   r2.close();
 });
 
 test('a foreign route seen as a kernel event keeps a later lease for its subnet out, without a dump', async () => {
   const { k, r, dumps } = await programmed([peer(2)]);
-  assert.equal(r.isExpected({ kind: 'route', action: 'new', route: { dst: '10.244.7.128/25', dev: 'eth0', protocol: 4, table: 254 } }), true, 'no peer there yet: not drift');
+  assert.equal(
+    r.isExpected({ kind: 'route', action: 'new', route: { dst: '10.244.7.128/25', dev: 'eth0', protocol: 4, table: 254 } }),
+    true,
+    'no peer there yet: not drift',
+  );
   r.updateLeases([ev('added', peer(7))]);
   await r.reconcile('leases', 'incremental');
   assert.equal(r.lastAdmission.rejected[0]?.reason, 'foreign-route');
@@ -164,7 +181,7 @@ test('a foreign route seen as a kernel event keeps a later lease for its subnet 
   r.close();
 });
 
-test('a full run after someone deleted an entry behind the agent\'s back dumps and repairs it; an incremental run would not', async () => {
+test("a full run after someone deleted an entry behind the agent's back dumps and repairs it; an incremental run would not", async () => {
   const { k, r, dumps } = await programmed([peer(2), peer(3)]);
   k.neigh.delete('10.244.3.0');
   assert.equal((await r.reconcile('leases', 'incremental')).writes, 0);

@@ -1,7 +1,15 @@
 /** Flood "none": the plan of FDB + neighbour entries per remote pod, and the diff against what the device holds. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { diffEndpointEntries, endpointOpCommand, endpointStatus, ensureEndpointDevice, EndpointDeviceError, L2_NONE_VXLAN_ATTRS, planEndpointEntries } from '../../src/overlay/l2-endpoints.js';
+import {
+  diffEndpointEntries,
+  endpointOpCommand,
+  endpointStatus,
+  ensureEndpointDevice,
+  EndpointDeviceError,
+  L2_NONE_VXLAN_ATTRS,
+  planEndpointEntries,
+} from '../../src/overlay/l2-endpoints.js';
 import type { Fdb, Link, Neighbor } from '../../src/netlink/index.js';
 
 const DEV = 'vxlan120';
@@ -26,12 +34,22 @@ test("the plan: one FDB entry and one permanent neighbour per remote pod, none f
   assert.deepEqual(planEndpointEntries(DEV, [], OWN), { fdb: [], neighbors: [] });
 });
 
-const fdb = (mac: string, dst: string | undefined, over: Partial<Fdb> = {}): Fdb => ({ dev: DEV, mac, ...(dst ? { dst } : {}), permanent: true, self: true, ...over });
+const fdb = (mac: string, dst: string | undefined, over: Partial<Fdb> = {}): Fdb => ({
+  dev: DEV,
+  mac,
+  ...(dst ? { dst } : {}),
+  permanent: true,
+  self: true,
+  ...over,
+});
 const neigh = (ip: string, mac: string, state: Neighbor['state'] = 'permanent', dev = DEV): Neighbor => ({ dev, ip, mac, state });
 
 test('the diff writes nothing for an unchanged set, 2 writes per added endpoint and 2 deletes per removed one', () => {
   const want = planEndpointEntries(DEV, pods, OWN);
-  const inKernel = { fdb: [fdb('0a:00:00:00:00:02', '192.0.2.12'), fdb('0a:00:00:00:00:03', '192.0.2.13')], neighbors: [neigh('10.17.0.34', '0a:00:00:00:00:02'), neigh('10.17.0.50', '0a:00:00:00:00:03')] };
+  const inKernel = {
+    fdb: [fdb('0a:00:00:00:00:02', '192.0.2.12'), fdb('0a:00:00:00:00:03', '192.0.2.13')],
+    neighbors: [neigh('10.17.0.34', '0a:00:00:00:00:02'), neigh('10.17.0.50', '0a:00:00:00:00:03')],
+  };
   assert.deepEqual(diffEndpointEntries(want, inKernel, DEV), []);
   const added = planEndpointEntries(DEV, [...pods, { ip: '10.17.0.51', mac: '0a:00:00:00:00:04', publicIP: '192.0.2.13' }], OWN);
   assert.deepEqual(diffEndpointEntries(added, inKernel, DEV), [
@@ -46,7 +64,14 @@ test('the diff writes nothing for an unchanged set, 2 writes per added endpoint 
 });
 
 test("a pod that moved host or changed MAC is rewritten in place; what is not tulle's kind of entry is never touched", () => {
-  const want = planEndpointEntries(DEV, [{ ip: '10.17.0.34', mac: '0a:00:00:00:00:09', publicIP: '192.0.2.12' }, { ip: '10.17.0.50', mac: '0a:00:00:00:00:03', publicIP: '192.0.2.14' }], OWN);
+  const want = planEndpointEntries(
+    DEV,
+    [
+      { ip: '10.17.0.34', mac: '0a:00:00:00:00:09', publicIP: '192.0.2.12' },
+      { ip: '10.17.0.50', mac: '0a:00:00:00:00:03', publicIP: '192.0.2.14' },
+    ],
+    OWN,
+  );
   const view = {
     fdb: [
       fdb('0a:00:00:00:00:02', '192.0.2.12'),
@@ -57,7 +82,13 @@ test("a pod that moved host or changed MAC is rewritten in place; what is not tu
       fdb('0a:00:00:00:00:cc', '192.0.2.99', { permanent: false }), // learned
       fdb('0a:00:00:00:00:dd', '192.0.2.99', { dev: 'vxlan7' }), // another device
     ],
-    neighbors: [neigh('10.17.0.34', '0a:00:00:00:00:02'), neigh('10.17.0.50', '0a:00:00:00:00:03'), neigh('10.17.0.60', '0a:00:00:00:00:ee', 'stale'), neigh('fe80::1', '0a:00:00:00:00:ef'), neigh('10.17.0.70', '0a:00:00:00:00:ef', 'permanent', 'eth0')],
+    neighbors: [
+      neigh('10.17.0.34', '0a:00:00:00:00:02'),
+      neigh('10.17.0.50', '0a:00:00:00:00:03'),
+      neigh('10.17.0.60', '0a:00:00:00:00:ee', 'stale'),
+      neigh('fe80::1', '0a:00:00:00:00:ef'),
+      neigh('10.17.0.70', '0a:00:00:00:00:ef', 'permanent', 'eth0'),
+    ],
   };
   assert.deepEqual(diffEndpointEntries(want, view, DEV), [
     { op: 'deleteFdb', args: { dev: DEV, mac: '0a:00:00:00:00:02', dst: '192.0.2.12', self: true } },
@@ -73,7 +104,9 @@ test("a pod that moved host or changed MAC is rewritten in place; what is not tu
   ]);
   // A non-permanent neighbour for a wanted IP is made permanent.
   const stale = { fdb: [fdb('0a:00:00:00:00:03', '192.0.2.13')], neighbors: [neigh('10.17.0.50', '0a:00:00:00:00:03', 'stale')] };
-  assert.deepEqual(diffEndpointEntries(planEndpointEntries(DEV, [pods[2]!], OWN), stale, DEV), [{ op: 'replaceNeighbor', args: { dev: DEV, ip: '10.17.0.50', mac: '0a:00:00:00:00:03', state: 'permanent' } }]);
+  assert.deepEqual(diffEndpointEntries(planEndpointEntries(DEV, [pods[2]!], OWN), stale, DEV), [
+    { op: 'replaceNeighbor', args: { dev: DEV, ip: '10.17.0.50', mac: '0a:00:00:00:00:03', state: 'permanent' } },
+  ]);
 });
 
 function vxlanLink(over: Partial<NonNullable<Link['vxlan']>>, kind = 'vxlan'): Link {
@@ -102,8 +135,14 @@ test('the device check: proxy is required (fixed at creation), learning is switc
   assert.deepEqual(await ensureEndpointDevice(nl(vxlanLink({ learning: true })), DEV), ['ip link set dev vxlan120 type vxlan nolearning']);
   assert.deepEqual(calls, ['vxlan120 false']);
   const refused = async (link: Link | undefined, rule: RegExp) =>
-    assert.rejects(ensureEndpointDevice(nl(link), DEV), (e: unknown) => e instanceof EndpointDeviceError && e.code === 'TLE_L2_ENDPOINT_DEVICE' && rule.test(e.message));
-  await refused(vxlanLink({ proxy: false }), /^vxlan120: has proxy off, .* recreate it with proxy nolearning \(ip link add vxlan120 type vxlan id 120 \.\.\. proxy nolearning\)/);
+    assert.rejects(
+      ensureEndpointDevice(nl(link), DEV),
+      (e: unknown) => e instanceof EndpointDeviceError && e.code === 'TLE_L2_ENDPOINT_DEVICE' && rule.test(e.message),
+    );
+  await refused(
+    vxlanLink({ proxy: false }),
+    /^vxlan120: has proxy off, .* recreate it with proxy nolearning \(ip link add vxlan120 type vxlan id 120 \.\.\. proxy nolearning\)/,
+  );
   await refused(vxlanLink({}, 'bridge'), /^vxlan120: is a bridge device, not a vxlan device/);
   await refused(undefined, /^vxlan120: there is no such device/);
 });
@@ -128,6 +167,12 @@ test('status: the writes still missing, as the iproute2 commands they equal; non
   }
   assert.deepEqual(await endpointStatus(view, DEV, pods, OWN), { remote: 2, pending: [] });
   // A pod gone from the store: its entries are what is left to delete.
-  assert.deepEqual((await endpointStatus(view, DEV, pods.slice(0, 2), OWN)).pending, ['ip neigh del 10.17.0.50 dev vxlan120', 'bridge fdb del 0a:00:00:00:00:03 dev vxlan120 dst 192.0.2.13 self']);
-  assert.equal(endpointOpCommand({ op: 'deleteFdb', args: { dev: DEV, mac: '0a:00:00:00:00:09', self: true } }), 'bridge fdb del 0a:00:00:00:00:09 dev vxlan120 self');
+  assert.deepEqual((await endpointStatus(view, DEV, pods.slice(0, 2), OWN)).pending, [
+    'ip neigh del 10.17.0.50 dev vxlan120',
+    'bridge fdb del 0a:00:00:00:00:03 dev vxlan120 dst 192.0.2.13 self',
+  ]);
+  assert.equal(
+    endpointOpCommand({ op: 'deleteFdb', args: { dev: DEV, mac: '0a:00:00:00:00:09', self: true } }),
+    'bridge fdb del 0a:00:00:00:00:09 dev vxlan120 self',
+  );
 });

@@ -41,9 +41,31 @@ test('learning as the mode needs: none alone is told (nolearning, proxy)', () =>
 });
 
 test('an existing device is kept only when every VXLAN attribute matches the mode', () => {
-  const spec: L2DeviceSpec = { name: 'vxlan4242', vni: 4242, local: '192.0.2.11', dev: 'eth0', port: 4789, mtu: 1450, mac: '02:00:00:00:00:01', flood: 'remote', remote: '192.0.2.12', bridge: 'tl4242' };
+  const spec: L2DeviceSpec = {
+    name: 'vxlan4242',
+    vni: 4242,
+    local: '192.0.2.11',
+    dev: 'eth0',
+    port: 4789,
+    mtu: 1450,
+    mac: '02:00:00:00:00:01',
+    flood: 'remote',
+    remote: '192.0.2.12',
+    bridge: 'tl4242',
+  };
   const link: Link = {
-    index: 7, name: 'vxlan4242', kind: 'vxlan', mtu: 1400, mac: '02:00:00:00:00:09', up: false, lowerUp: false, operState: 'down', master: undefined, masterIndex: undefined, linkIndex: undefined, linkNetnsId: undefined,
+    index: 7,
+    name: 'vxlan4242',
+    kind: 'vxlan',
+    mtu: 1400,
+    mac: '02:00:00:00:00:09',
+    up: false,
+    lowerUp: false,
+    operState: 'down',
+    master: undefined,
+    masterIndex: undefined,
+    linkIndex: undefined,
+    linkNetnsId: undefined,
     vxlan: { vni: 4242, local: '192.0.2.11', link: 2, port: 4789, learning: true, proxy: false, gbp: false, ttl: 0, udpCsum: false, remote: '192.0.2.12' },
   };
   assert.equal(l2Incompatibility(link, spec, 2), undefined, 'MTU, MAC, state and master are adjusted, not reasons');
@@ -56,13 +78,31 @@ test('an existing device is kept only when every VXLAN attribute matches the mod
 });
 
 test('slices of one L2 Network: overlapping or mis-sized slices are refused by the same lease admission', () => {
-  const ctx = { network: parseCidr4('10.33.0.0/24'), subnetLen: 28, vni: 4242, ownSubnet: '10.33.0.16/28', ownVtepMac: '02:00:00:00:00:01', localAddresses: new Set(['192.0.2.11']), foreignRoutes: [] };
+  const ctx = {
+    network: parseCidr4('10.33.0.0/24'),
+    subnetLen: 28,
+    vni: 4242,
+    ownSubnet: '10.33.0.16/28',
+    ownVtepMac: '02:00:00:00:00:01',
+    localAddresses: new Set(['192.0.2.11']),
+    foreignRoutes: [],
+  };
   const vni = (l: ReturnType<typeof peerLease>) => ({ ...l, backendData: { ...l.backendData, VNI: 4242 } });
   const older = vni(peerLease('10.33.0.32/28', '192.0.2.12', '02:00:00:00:00:02', 5));
   const sameSlice = { ...vni(peerLease('10.33.0.32/28', '192.0.2.13', '02:00:00:00:00:03', 9)), key: '/tulle.io/l2/subnets/010.33.0.32-28' };
   const wider = vni(peerLease('10.33.0.32/27', '192.0.2.14', '02:00:00:00:00:04', 3));
   const mine = vni(peerLease('10.33.0.16/28', '192.0.2.15', '02:00:00:00:00:05', 2));
   const r = admitLeases(ctx, [sameSlice, wider, older, mine]);
-  assert.deepEqual(r.admitted.map((p) => p.publicIP), ['192.0.2.12']);
-  assert.deepEqual(r.rejected.map((x) => [x.subnet, x.reason]).sort(), [['10.33.0.16/28', 'own-subnet'], ['10.33.0.32/27', 'subnet-length'], ['10.33.0.32/28', 'overlaps-peer']].sort());
+  assert.deepEqual(
+    r.admitted.map((p) => p.publicIP),
+    ['192.0.2.12'],
+  );
+  assert.deepEqual(
+    r.rejected.map((x) => [x.subnet, x.reason]).sort(),
+    [
+      ['10.33.0.16/28', 'own-subnet'],
+      ['10.33.0.32/27', 'subnet-length'],
+      ['10.33.0.32/28', 'overlaps-peer'],
+    ].sort(),
+  );
 });

@@ -24,7 +24,10 @@ test('each peer gets the seed-000 neighbour, FDB and onlink route; the own lease
 
 test('DirectRouting: a peer on the same segment gets a route via its public IP and no neighbour/FDB', () => {
   const plans = planPeers({ ...ctx, directRouting: true }, leases);
-  assert.deepEqual(plans.get('10.244.2.0/24'), { subnet: '10.244.2.0/24', route: { dst: '10.244.2.0/24', via: '192.0.2.12', dev: 'eth0', onlink: false, protocol: 84 } });
+  assert.deepEqual(plans.get('10.244.2.0/24'), {
+    subnet: '10.244.2.0/24',
+    route: { dst: '10.244.2.0/24', via: '192.0.2.12', dev: 'eth0', onlink: false, protocol: 84 },
+  });
   assert.ok(plans.get('10.244.3.0/24')!.fdb, 'a peer behind a router still goes over VXLAN');
 });
 
@@ -64,10 +67,16 @@ test('stale entries are removed route first; a changed VtepMAC leaves no stale F
     'bridge fdb del 00:11:22:33:44:55 dev flannel.1 dst 192.0.2.12 self',
     'bridge fdb del 2a:d1:57:50:83:74 dev flannel.1 dst 198.51.100.13 self',
   ]);
-  assert.deepEqual(d.peers.get('10.244.2.0/24')!.map((w) => `${w.op} ${w.kind}`), ['replace neighbor', 'replace fdb']);
+  assert.deepEqual(
+    d.peers.get('10.244.2.0/24')!.map((w) => `${w.op} ${w.kind}`),
+    ['replace neighbor', 'replace fdb'],
+  );
 });
 
 test('rollback deletes what a peer had written, last first', () => {
   const writes = diffOverlay(planPeers(ctx, leases), { neighbors: [], fdb: [], routes: [] }).peers.get('10.244.3.0/24')!;
-  assert.deepEqual(rollbackWrites(writes.slice(0, 2)).map((w) => `${w.op} ${w.kind}`), ['delete fdb', 'delete neighbor']);
+  assert.deepEqual(
+    rollbackWrites(writes.slice(0, 2)).map((w) => `${w.op} ${w.kind}`),
+    ['delete fdb', 'delete neighbor'],
+  );
 });

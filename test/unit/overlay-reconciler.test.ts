@@ -23,9 +23,13 @@ test('a peer whose route write fails is rolled back; the other peer stays progra
   const result = await r.reconcile('test');
   assert.deepEqual([result.failed, result.programmed], [1, 1]);
   assert.deepEqual([...k.routes.keys()], ['10.244.2.0/24']);
-  assert.deepEqual([...k.neigh.keys()], ['10.244.2.0'], 'the failed peer\'s neighbour was removed again');
-  assert.deepEqual([...k.fdb.keys()], ['02:00:00:00:00:02 192.0.2.12'], 'the failed peer\'s FDB entry was removed again');
-  assert.deepEqual(k.batches.at(-1)!.map((o) => o.op), ['deleteFdb', 'deleteNeighbor'], 'rollback undoes FDB, then neighbour');
+  assert.deepEqual([...k.neigh.keys()], ['10.244.2.0'], "the failed peer's neighbour was removed again");
+  assert.deepEqual([...k.fdb.keys()], ['02:00:00:00:00:02 192.0.2.12'], "the failed peer's FDB entry was removed again");
+  assert.deepEqual(
+    k.batches.at(-1)!.map((o) => o.op),
+    ['deleteFdb', 'deleteNeighbor'],
+    'rollback undoes FDB, then neighbour',
+  );
   r.close();
 });
 
@@ -96,7 +100,7 @@ test('a peer the kernel keeps refusing is retried with growing backoff and logge
   r.close();
 });
 
-test('a route someone else made is never overwritten: a lease over it is rejected, and only tulle\'s own route is replaced', async () => {
+test("a route someone else made is never overwritten: a lease over it is rejected, and only tulle's own route is replaced", async () => {
   const k = kernelStandIn();
   // A foreign (proto static) route to one peer's subnet, and a stale route of tulle's to the other with a wrong gateway.
   k.routes.set('10.244.2.0/24', { dst: '10.244.2.0/24', via: '192.0.2.99', dev: 'eth0', protocol: 4, table: 254 });
@@ -106,10 +110,17 @@ test('a route someone else made is never overwritten: a lease over it is rejecte
   r.setLeases(peers);
   const result = await r.reconcile('first');
   assert.deepEqual(rejected, ['10.244.2.0/24 foreign-route']);
-  assert.deepEqual(k.routes.get('10.244.2.0/24'), { dst: '10.244.2.0/24', via: '192.0.2.99', dev: 'eth0', protocol: 4, table: 254 }, 'the foreign route is untouched');
+  assert.deepEqual(
+    k.routes.get('10.244.2.0/24'),
+    { dst: '10.244.2.0/24', via: '192.0.2.99', dev: 'eth0', protocol: 4, table: 254 },
+    'the foreign route is untouched',
+  );
   const ops = k.ops();
   assert.ok(ops.includes('replaceRoute 10.244.3.0/24'), ops.join(', '));
-  assert.ok(!ops.some((o) => o.endsWith('10.244.2.0/24') || o.endsWith('10.244.2.0') || o.endsWith('02:00:00:00:00:02')), 'nothing written for the rejected peer');
+  assert.ok(
+    !ops.some((o) => o.endsWith('10.244.2.0/24') || o.endsWith('10.244.2.0') || o.endsWith('02:00:00:00:00:02')),
+    'nothing written for the rejected peer',
+  );
   assert.equal(result.programmed, 1);
   r.close();
 });
@@ -141,9 +152,21 @@ test('kernel events: the announcements of the plan are expected; a rewrite, a de
   assert.equal(expected({ kind: 'route', action: 'new', route }), true, 'own route write');
   assert.equal(expected({ kind: 'route', action: 'new', route: { ...route, via: '10.244.7.0' } }), false, 'rewritten in place');
   assert.equal(expected({ kind: 'route', action: 'del', route }), false, 'deleted');
-  assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '10.244.2.128/25', dev: 'eth0', protocol: 4, table: 254 } }), false, 'a foreign route inside a peer subnet');
-  assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '10.244.1.5', dev: 'veth1', protocol: 3, table: 254 } }), true, 'a pod route in the own subnet');
-  assert.equal(expected({ kind: 'route', action: 'new', route: { dst: '198.51.100.0/24', dev: 'eth0', protocol: 2, table: 254 } }), true, 'outside the network');
+  assert.equal(
+    expected({ kind: 'route', action: 'new', route: { dst: '10.244.2.128/25', dev: 'eth0', protocol: 4, table: 254 } }),
+    false,
+    'a foreign route inside a peer subnet',
+  );
+  assert.equal(
+    expected({ kind: 'route', action: 'new', route: { dst: '10.244.1.5', dev: 'veth1', protocol: 3, table: 254 } }),
+    true,
+    'a pod route in the own subnet',
+  );
+  assert.equal(
+    expected({ kind: 'route', action: 'new', route: { dst: '198.51.100.0/24', dev: 'eth0', protocol: 2, table: 254 } }),
+    true,
+    'outside the network',
+  );
   const neighbor: Neighbor = { dev: 'flannel.1', ip: '10.244.2.0', mac: '02:00:00:00:00:02', state: 'permanent' };
   assert.equal(expected({ kind: 'neighbor', action: 'new', neighbor }), true);
   assert.equal(expected({ kind: 'neighbor', action: 'new', neighbor: { ...neighbor, mac: '02:00:00:00:00:99' } }), false);

@@ -119,7 +119,9 @@ export function registryContract(name: string, factory: ContractFactory): void {
 
     // A host with a subnet.env from before gets that subnet back (written as FLANNEL_SUBNET, host bits set).
     const previous = a.subnet === '10.244.77.0/24' ? '10.244.78.0/24' : '10.244.77.0/24';
-    const b = await (await host(t, store)).acquire({ publicIP: '192.0.2.12', backendData: { VNI: 1, VtepMAC: mac(3) }, previousSubnet: previous.replace('.0/24', '.1/24') });
+    const b = await (
+      await host(t, store)
+    ).acquire({ publicIP: '192.0.2.12', backendData: { VNI: 1, VtepMAC: mac(3) }, previousSubnet: previous.replace('.0/24', '.1/24') });
     assert.equal(b.subnet, previous);
 
     // A previous subnet that another host holds, or that is outside the network, is not used.
@@ -144,7 +146,9 @@ export function registryContract(name: string, factory: ContractFactory): void {
 
     // flanneld on a dual-stack host would add fields tulle does not know: a renewal keeps them.
     const current = (await admin.get(lease.key))!;
-    const withV6 = current.value.replace('"BackendType"', '"PublicIPv6":"2001:db8::11","BackendType"').replace('}}', '},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:00:00:00:66"}}');
+    const withV6 = current.value
+      .replace('"BackendType"', '"PublicIPv6":"2001:db8::11","BackendType"')
+      .replace('}}', '},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:00:00:00:66"}}');
     await admin.update(lease.key, withV6, current.modRevision, { ttlSeconds: store.ttlSeconds });
     const renewed2 = await m.renew(renewed);
     const value = JSON.parse((await admin.get(lease.key))!.value);
@@ -218,12 +222,17 @@ export function registryContract(name: string, factory: ContractFactory): void {
     assert.deepEqual([one.subnet, two.subnet].sort(), ['10.5.0.16/28', '10.5.0.48/28']);
     await assert.rejects(
       (await host(t, store)).acquire({ publicIP: '192.0.2.3', backendData: { VNI: 1, VtepMAC: mac(3) } }),
-      (e: unknown) => e instanceof OutOfSubnetsError && e.total === 3 && e.leases === 2 && e.reservations === 1 && /out of subnets: all 3 subnets/.test(e.message),
+      (e: unknown) =>
+        e instanceof OutOfSubnetsError && e.total === 3 && e.leases === 2 && e.reservations === 1 && /out of subnets: all 3 subnets/.test(e.message),
     );
 
     await store.passTime(store.ttlSeconds + 2);
     const left = (await admin.list(subnetsPrefix(DEFAULT_PREFIX))).items;
-    assert.deepEqual(left.map((i) => i.key), [reservedKey], 'the leases expired, the reservation stayed');
+    assert.deepEqual(
+      left.map((i) => i.key),
+      [reservedKey],
+      'the leases expired, the reservation stayed',
+    );
     assert.equal(left[0]!.expiresAt, null);
 
     const owner = await (await host(t, store)).acquire({ publicIP: '198.51.100.9', backendData: { VNI: 1, VtepMAC: mac(9) } });
@@ -266,7 +275,10 @@ export function registryContract(name: string, factory: ContractFactory): void {
     await admin.update(a.key, '{"PublicIP":', aNow.modRevision, { ttlSeconds: store.ttlSeconds });
     assert.equal(await bHost.revoke(b2), true);
     assert.deepEqual(summary(await nextBatch(w)), [`removed ${b.subnet} 192.0.2.12`]);
-    assert.ok(lines.some((l) => /skipping a malformed lease/.test(l) && /10\.244\.250\.0-24/.test(l) && /not an IPv4 address/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /skipping a malformed lease/.test(l) && /10\.244\.250\.0-24/.test(l) && /not an IPv4 address/.test(l)),
+      lines.join('\n'),
+    );
     assert.ok(lines.some((l) => /skipping a malformed lease/.test(l) && /10\.244\.251\.0-24/.test(l)));
     assert.deepEqual(w.leases.map((l) => l.subnet).sort(), [a.subnet, self.subnet].sort(), 'the last good value of a garbled lease is kept');
   });
@@ -290,7 +302,10 @@ export function registryContract(name: string, factory: ContractFactory): void {
     const resync = await nextBatch(w);
     assert.deepEqual(summary(resync), [`added ${c.subnet} 192.0.2.13`, `changed ${a.subnet} 192.0.2.11`, `removed ${b.subnet} 192.0.2.12`].sort());
     assert.equal(resync.find((e) => e.type === 'changed')!.lease.backendData.VtepMAC, mac(4));
-    assert.ok(lines.some((l) => /fell behind; resyncing from a fresh snapshot/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /fell behind; resyncing from a fresh snapshot/.test(l)),
+      lines.join('\n'),
+    );
 
     // And it watches on from the fresh snapshot.
     const d = await (await host(t, store)).acquire({ publicIP: '192.0.2.14', backendData: { VNI: 1, VtepMAC: mac(5) } });
@@ -321,7 +336,8 @@ export function registryContract(name: string, factory: ContractFactory): void {
     const managers = await Promise.all(Array.from({ length: 50 }, () => host(t, store)));
     const leases = await Promise.all(managers.map((m, i) => m.acquire({ publicIP: `192.0.2.${i + 1}`, backendData: { VNI: 1, VtepMAC: mac(i + 1) } })));
     const subnets = leases.map((l) => parseCidr4(l.subnet));
-    for (let i = 0; i < subnets.length; i++) for (let j = i + 1; j < subnets.length; j++) assert.ok(!cidrsOverlap(subnets[i]!, subnets[j]!), `${leases[i]!.subnet} overlaps ${leases[j]!.subnet}`);
+    for (let i = 0; i < subnets.length; i++)
+      for (let j = i + 1; j < subnets.length; j++) assert.ok(!cidrsOverlap(subnets[i]!, subnets[j]!), `${leases[i]!.subnet} overlaps ${leases[j]!.subnet}`);
     const stored = (await admin.list(subnetsPrefix(DEFAULT_PREFIX))).items;
     assert.equal(stored.length, 50);
     const owners = new Map(stored.map((s) => [s.key, JSON.parse(s.value).PublicIP as string]));

@@ -66,7 +66,10 @@ test('etcd: config and leases written as flanneld writes them are read; tulle wr
   assert.ok(!['10.1.5.0/24', '10.1.6.0/24'].includes(mine.subnet), mine.subnet);
   const json = await etcd.etcdctl(['get', mine.key, '-w', 'json']);
   const got = JSON.parse(json) as { kvs: Array<{ value: string }> };
-  assert.equal(Buffer.from(got.kvs[0]!.value, 'base64').toString(), `{"PublicIP":"198.51.100.7","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac(7)}"}}`);
+  assert.equal(
+    Buffer.from(got.kvs[0]!.value, 'base64').toString(),
+    `{"PublicIP":"198.51.100.7","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac(7)}"}}`,
+  );
   const leaseId = /"lease":(\d+)/.exec(json)?.[1]; // a 64-bit number: read as text, JSON.parse would round it
   assert.ok(leaseId && leaseId !== '0', 'the key is attached to an etcd lease');
   const ttl = await etcd.etcdctl(['lease', 'timetolive', BigInt(leaseId).toString(16)]);
@@ -75,7 +78,10 @@ test('etcd: config and leases written as flanneld writes them are read; tulle wr
   // The flannel host restarts as a tulle host: it gets its subnet back, and flannel's extra field stays.
   const back = await m.acquire({ publicIP: '198.51.100.5', backendData: { VNI: 1, VtepMAC: mac(5) } });
   assert.equal(back.subnet, '10.1.5.0/24');
-  assert.equal(await etcd.etcdctl(['get', '--print-value-only', back.key]), `{"PublicIP":"198.51.100.5","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac(5)}"},"PublicIPv6":null}\n`);
+  assert.equal(
+    await etcd.etcdctl(['get', '--print-value-only', back.key]),
+    `{"PublicIP":"198.51.100.5","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac(5)}"},"PublicIPv6":null}\n`,
+  );
 
   // flanneld's own watch output path: a lease it deletes is seen by tulle's watcher.
   const w = m.watch({ excludeSubnet: mine.subnet });
@@ -101,16 +107,28 @@ test('etcd: TLS with a client certificate and password authentication', async (t
 
   const wrongPassword = await openRegistry(etcd.url, { tls, auth: { username: 'tulle', password: 'nope' }, requestTimeoutMs: 3000 });
   t.after(() => wrongPassword.close());
-  await assert.rejects(wrongPassword.get(configKey(DEFAULT_PREFIX)), (e: unknown) => e instanceof StoreError && /authentication failed|invalid/i.test(e.message));
+  await assert.rejects(
+    wrongPassword.get(configKey(DEFAULT_PREFIX)),
+    (e: unknown) => e instanceof StoreError && /authentication failed|invalid/i.test(e.message),
+  );
 
   const noAuth = await openRegistry(etcd.url, { tls, requestTimeoutMs: 3000 });
   t.after(() => noAuth.close());
-  await assert.rejects(noAuth.get(configKey(DEFAULT_PREFIX)), (e: unknown) => e instanceof StoreError && /user name is empty|permission denied|not capable/i.test(e.message));
+  await assert.rejects(
+    noAuth.get(configKey(DEFAULT_PREFIX)),
+    (e: unknown) => e instanceof StoreError && /user name is empty|permission denied|not capable/i.test(e.message),
+  );
 
   const noCertificate = await openRegistry(etcd.url, { tls: { caFile: tls.caFile }, auth, requestTimeoutMs: 3000 });
   t.after(() => noCertificate.close());
   await assert.rejects(noCertificate.get(configKey(DEFAULT_PREFIX)), (e: unknown) => e instanceof StoreUnavailableError || e instanceof StoreError);
 
-  await assert.rejects(openRegistry(etcd.url, { tls: { caFile: '/nonexistent/ca.pem' } }), (e: unknown) => e instanceof InvalidValueError && e.field === '--etcd-cafile' && /cannot be read \(ENOENT\)/.test(e.message));
-  await assert.rejects(openRegistry(etcd.url, { tls: { certFile: tls.certFile } }), (e: unknown) => e instanceof InvalidValueError && e.field === '--etcd-keyfile');
+  await assert.rejects(
+    openRegistry(etcd.url, { tls: { caFile: '/nonexistent/ca.pem' } }),
+    (e: unknown) => e instanceof InvalidValueError && e.field === '--etcd-cafile' && /cannot be read \(ENOENT\)/.test(e.message),
+  );
+  await assert.rejects(
+    openRegistry(etcd.url, { tls: { certFile: tls.certFile } }),
+    (e: unknown) => e instanceof InvalidValueError && e.field === '--etcd-keyfile',
+  );
 });

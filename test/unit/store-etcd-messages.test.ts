@@ -37,7 +37,13 @@ test('etcd stopped: every error and log line says "etcd ..." in plain words, fir
     assert.match(m, /^store unreachable: etcd:\/\/127\.0\.0\.1:\d+: get: (no etcd answers at this address \(connection refused|etcd did not answer)/, m);
     assert.doesNotMatch(m, JARGON, m);
   }
-  assert.ok(messages.some((m) => /connection refused: is etcd running/.test(m)), messages.join('\n'));
-  assert.ok(messages.some((m) => /etcd did not answer the last attempts, so the client waits a moment before trying again/.test(m)), messages.join('\n'));
+  assert.ok(
+    messages.some((m) => /connection refused: is etcd running/.test(m)),
+    messages.join('\n'),
+  );
+  assert.ok(
+    messages.some((m) => /etcd did not answer the last attempts, so the client waits a moment before trying again/.test(m)),
+    messages.join('\n'),
+  );
   for (const l of lines) assert.doesNotMatch(l, JARGON, l);
 });

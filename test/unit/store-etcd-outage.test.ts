@@ -45,7 +45,10 @@ test('etcd: stopped for 30 s and restarted: nothing lost, watches resume, no dup
   // A fourth host starts while etcd is away: it keeps retrying.
   const late = (await open()).acquire({ publicIP: '192.0.2.4', backendData: { VNI: 1, VtepMAC: mac(4) } });
   let lateDone = false;
-  void late.then(() => (lateDone = true), () => (lateDone = true));
+  void late.then(
+    () => (lateDone = true),
+    () => (lateDone = true),
+  );
   await sleep(OUTAGE_MS - (Date.now() - downAt));
   assert.equal(lateDone, false, 'no lease can be had while etcd is away');
   const renewalsDuringOutage = renewed.map((r) => r.length);
@@ -70,9 +73,15 @@ test('etcd: stopped for 30 s and restarted: nothing lost, watches resume, no dup
   // A restarting host still gets its own subnet back.
   assert.equal((await (await open()).acquire({ publicIP: '192.0.2.1', backendData: { VNI: 1, VtepMAC: mac(11) } })).subnet, leases[0]!.subnet);
 
-  assert.ok(lines.some((l) => /store unreachable, retrying in \d+ ms/.test(l)), 'the outage is logged');
+  assert.ok(
+    lines.some((l) => /store unreachable, retrying in \d+ ms/.test(l)),
+    'the outage is logged',
+  );
   // The watch lost its stream and reconnected on tulle's own backoff (the new lease above came through it).
-  assert.ok(lines.some((l) => /watch stream lost, reconnecting in \d+ ms/.test(l)), lines.slice(-20).join('\n'));
+  assert.ok(
+    lines.some((l) => /watch stream lost, reconnecting in \d+ ms/.test(l)),
+    lines.slice(-20).join('\n'),
+  );
   assert.ok(storeErrors.length > 0, 'the watcher reported store errors');
   assert.equal((await admin.registry.list(subnetsPrefix(DEFAULT_PREFIX))).items.length, 4);
 

@@ -36,7 +36,13 @@ export interface EtcdServer {
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
-  for (const child of running) if (child.pid) try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+  for (const child of running)
+    if (child.pid)
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
 });
 
 export async function freePort(): Promise<number> {
@@ -51,8 +57,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** Start etcd; it is stopped and its data removed by `t.after`. Fails (not skips) when etcd is not installed. */
-export async function startEtcd(t: { after(fn: () => unknown): void }, options: { tls?: boolean; auth?: { username: string; password: string } } = {}): Promise<EtcdServer> {
-  if (!hasProgram('etcd') || !hasProgram('etcdctl')) throw new Error('these tests need a real etcd server: install etcd-server and etcd-client (bash scripts/install-deps.sh)');
+export async function startEtcd(
+  t: { after(fn: () => unknown): void },
+  options: { tls?: boolean; auth?: { username: string; password: string } } = {},
+): Promise<EtcdServer> {
+  if (!hasProgram('etcd') || !hasProgram('etcdctl'))
+    throw new Error('these tests need a real etcd server: install etcd-server and etcd-client (bash scripts/install-deps.sh)');
   const dataDir = mkdtempSync(join(tmpdir(), 'tulle-etcd-'));
   const clientPort = await freePort();
   const peerPort = await freePort();
@@ -61,17 +71,35 @@ export async function startEtcd(t: { after(fn: () => unknown): void }, options: 
   const clientUrl = `${scheme}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const args = [
-    '--name', 'test', '--data-dir', join(dataDir, 'data'),
-    '--listen-client-urls', clientUrl, '--advertise-client-urls', clientUrl,
-    '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `test=${peerUrl}`, '--logger', 'zap', '--log-level', 'error',
-    ...(tls ? ['--cert-file', join(dataDir, 'server.pem'), '--key-file', join(dataDir, 'server-key.pem'), '--trusted-ca-file', tls.caFile, '--client-cert-auth'] : []),
+    '--name',
+    'test',
+    '--data-dir',
+    join(dataDir, 'data'),
+    '--listen-client-urls',
+    clientUrl,
+    '--advertise-client-urls',
+    clientUrl,
+    '--listen-peer-urls',
+    peerUrl,
+    '--initial-advertise-peer-urls',
+    peerUrl,
+    '--initial-cluster',
+    `test=${peerUrl}`,
+    '--logger',
+    'zap',
+    '--log-level',
+    'error',
+    ...(tls
+      ? ['--cert-file', join(dataDir, 'server.pem'), '--key-file', join(dataDir, 'server-key.pem'), '--trusted-ca-file', tls.caFile, '--client-cert-auth']
+      : []),
   ];
   let child: ChildProcess | undefined;
   let stderr = '';
 
   const ctlArgs = (): string[] => [
-    `--endpoints=${clientUrl}`, '--dial-timeout=3s', '--command-timeout=5s',
+    `--endpoints=${clientUrl}`,
+    '--dial-timeout=3s',
+    '--command-timeout=5s',
     ...(tls ? [`--cacert=${tls.caFile}`, `--cert=${tls.certFile}`, `--key=${tls.keyFile}`] : []),
     ...(authEnabled && options.auth ? [`--user=${options.auth.username}:${options.auth.password}`] : []),
   ];
@@ -164,9 +192,28 @@ function makeCertificates(dir: string): EtcdTlsFiles {
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=tulle-test-ca', '-keyout', p('ca-key.pem'), '-out', p('ca.pem'));
   writeFileSync(p('server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
   writeFileSync(p('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  for (const [name, cn] of [['server', '127.0.0.1'], ['client', 'tulle-client']] as const) {
+  for (const [name, cn] of [
+    ['server', '127.0.0.1'],
+    ['client', 'tulle-client'],
+  ] as const) {
     ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', p(`${name}-key.pem`), '-out', p(`${name}.csr`));
-    ssl('x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.pem'), '-CAkey', p('ca-key.pem'), '-CAcreateserial', '-days', '2', '-extfile', p(`${name}.ext`), '-out', p(`${name}.pem`));
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      p(`${name}.csr`),
+      '-CA',
+      p('ca.pem'),
+      '-CAkey',
+      p('ca-key.pem'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      p(`${name}.ext`),
+      '-out',
+      p(`${name}.pem`),
+    );
   }
   return { caFile: p('ca.pem'), certFile: p('client.pem'), keyFile: p('client-key.pem') };
 }

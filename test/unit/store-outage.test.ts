@@ -24,7 +24,10 @@ test('one line when the store goes, one reminder a minute at most, one when it i
   outage.succeeded();
   outage.succeeded();
   assert.equal(outage.up, true);
-  assert.deepEqual(lines.filter((l) => l.startsWith('info')), ['info store reachable again']);
+  assert.deepEqual(
+    lines.filter((l) => l.startsWith('info')),
+    ['info store reachable again'],
+  );
   assert.deepEqual(changes, [false, true]);
   assert.equal(lines.length, 12);
 });

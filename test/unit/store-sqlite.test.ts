@@ -70,7 +70,8 @@ test('sqlite: 50 separate processes acquiring on one file at once get 50 distinc
   for (const r of results) assert.equal(r.status, 0, r.stderr);
   const leases = results.map((r) => JSON.parse(r.stdout) as { subnet: string; key: string; publicIP: string });
   const subnets = leases.map((l) => parseCidr4(l.subnet));
-  for (let i = 0; i < subnets.length; i++) for (let j = i + 1; j < subnets.length; j++) assert.ok(!cidrsOverlap(subnets[i]!, subnets[j]!), `${leases[i]!.subnet} overlaps ${leases[j]!.subnet}`);
+  for (let i = 0; i < subnets.length; i++)
+    for (let j = i + 1; j < subnets.length; j++) assert.ok(!cidrsOverlap(subnets[i]!, subnets[j]!), `${leases[i]!.subnet} overlaps ${leases[j]!.subnet}`);
   const stored = (await admin.list(subnetsPrefix(DEFAULT_PREFIX))).items;
   assert.equal(stored.length, 50);
   const owners = new Map(stored.map((s) => [s.key, JSON.parse(s.value).PublicIP as string]));
@@ -119,8 +120,16 @@ test('sqlite: the file holds etcd-identical keys and values, expired rows are de
   const raw = new Database(path, { readonly: true });
   t.after(() => raw.close());
   assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
-  const rows = raw.prepare('SELECT key, value, mod_revision, expires_at FROM kv ORDER BY key').all() as Array<{ key: string; value: string; mod_revision: number; expires_at: number | null }>;
-  assert.deepEqual(rows.map((r) => r.key), [configKey(DEFAULT_PREFIX), lease.key]);
+  const rows = raw.prepare('SELECT key, value, mod_revision, expires_at FROM kv ORDER BY key').all() as Array<{
+    key: string;
+    value: string;
+    mod_revision: number;
+    expires_at: number | null;
+  }>;
+  assert.deepEqual(
+    rows.map((r) => r.key),
+    [configKey(DEFAULT_PREFIX), lease.key],
+  );
   assert.equal(rows[0]!.value, NET_CONF);
   assert.equal(rows[0]!.expires_at, null);
   assert.equal(rows[1]!.value, `{"PublicIP":"192.0.2.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac(1)}"}}`);
@@ -131,7 +140,7 @@ test('sqlite: the file holds etcd-identical keys and values, expired rows are de
   assert.equal(await registry.get(lease.key), undefined, 'invisible as soon as it expired');
   await registry.put('/other', 'x'); // any write cleans up expired rows, logging their deletion
   assert.equal((raw.prepare('SELECT COUNT(*) AS n FROM kv WHERE key = ?').get(lease.key) as { n: number }).n, 0);
-  const last = raw.prepare("SELECT type FROM events WHERE key = ? ORDER BY revision DESC LIMIT 1").get(lease.key) as { type: string };
+  const last = raw.prepare('SELECT type FROM events WHERE key = ? ORDER BY revision DESC LIMIT 1').get(lease.key) as { type: string };
   assert.equal(last.type, 'delete');
 });
 
@@ -152,18 +161,27 @@ test('sqlite: a watcher whose revision was trimmed from the change log resyncs',
   const w = m.watch({ resumeFrom: before, logger });
   t.after(() => w.close());
   assert.deepEqual(summary(await nextBatch(w)), [...later.map((l) => `added ${l.subnet} ${l.publicIP}`), `removed ${first.subnet} 192.0.2.1`].sort());
-  assert.ok(lines.some((l) => /fell behind; resyncing/.test(l) && /change log no longer holds revision/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /fell behind; resyncing/.test(l) && /change log no longer holds revision/.test(l)),
+    lines.join('\n'),
+  );
 });
 
 test('sqlite: a missing file or a database locked for too long are clear errors', async (t) => {
   const path = tempDb(t);
-  await assert.rejects(openRegistry(`sqlite:${path}`, { create: false }), (e: unknown) => e instanceof StoreError && e.code === 'TLE_STORE' && e.message.includes(path) && /does not exist/.test(e.message));
+  await assert.rejects(
+    openRegistry(`sqlite:${path}`, { create: false }),
+    (e: unknown) => e instanceof StoreError && e.code === 'TLE_STORE' && e.message.includes(path) && /does not exist/.test(e.message),
+  );
   const registry = await openRegistry(`sqlite:${path}`, { busyTimeoutMs: 100 });
   t.after(() => registry.close());
   const locker = new Database(path);
   t.after(() => locker.close());
   locker.exec('BEGIN IMMEDIATE');
-  await assert.rejects(registry.put('/k', 'v'), (e: unknown) => e instanceof StoreUnavailableError && e.code === 'TLE_STORE_UNAVAILABLE' && /locked/.test(e.message));
+  await assert.rejects(
+    registry.put('/k', 'v'),
+    (e: unknown) => e instanceof StoreUnavailableError && e.code === 'TLE_STORE_UNAVAILABLE' && /locked/.test(e.message),
+  );
   locker.exec('ROLLBACK');
   await registry.put('/k', 'v');
   assert.equal((await registry.get('/k'))?.value, 'v');

@@ -9,7 +9,10 @@ test('store URLs: sqlite:PATH, etcd://HOST:PORT[,...], memory:', () => {
   assert.deepEqual(parseStoreUrl('sqlite:/var/lib/tulle/tulle.db'), { kind: 'sqlite', path: '/var/lib/tulle/tulle.db' });
   assert.deepEqual(parseStoreUrl('sqlite:///var/x.db'), { kind: 'sqlite', path: '/var/x.db' });
   assert.deepEqual(parseStoreUrl('sqlite:rel/x.db'), { kind: 'sqlite', path: 'rel/x.db' });
-  assert.deepEqual(parseStoreUrl('etcd://10.0.0.1:2379,etcd-2.example:2379,[2001:db8::1]:2379'), { kind: 'etcd', endpoints: ['10.0.0.1:2379', 'etcd-2.example:2379', '[2001:db8::1]:2379'] });
+  assert.deepEqual(parseStoreUrl('etcd://10.0.0.1:2379,etcd-2.example:2379,[2001:db8::1]:2379'), {
+    kind: 'etcd',
+    endpoints: ['10.0.0.1:2379', 'etcd-2.example:2379', '[2001:db8::1]:2379'],
+  });
   assert.deepEqual(parseStoreUrl('memory:'), { kind: 'memory', name: '' });
 });
 
@@ -28,16 +31,25 @@ test('a bad store URL names the option and what is wrong', () => {
     ['https://etcd.example:2379', /as etcd:\/\/etcd\.example:2379 \(TLS: add --etcd-cafile/],
     ['192.0.2.10:2379', /is not a store URL: for etcd write etcd:\/\/192\.0\.2\.10:2379$/],
   ];
-  for (const [url, rule] of cases) assert.throws(() => parseStoreUrl(url), (e: unknown) => e instanceof InvalidValueError && e.field === '--store' && rule.test(e.message), url);
+  for (const [url, rule] of cases)
+    assert.throws(
+      () => parseStoreUrl(url),
+      (e: unknown) => e instanceof InvalidValueError && e.field === '--store' && rule.test(e.message),
+      url,
+    );
 });
 
 test("flannel's key layout", () => {
   assert.equal(normalizePrefix('/coreos.com/network/'), '/coreos.com/network');
-  assert.throws(() => normalizePrefix('coreos.com/network'), (e: unknown) => e instanceof InvalidValueError && e.field === '--prefix');
+  assert.throws(
+    () => normalizePrefix('coreos.com/network'),
+    (e: unknown) => e instanceof InvalidValueError && e.field === '--prefix',
+  );
   assert.throws(() => normalizePrefix('/'), InvalidValueError);
   assert.equal(configKey('/coreos.com/network'), '/coreos.com/network/config');
   assert.equal(subnetKey('/coreos.com/network', parseCidr4('10.244.1.0/24')), '/coreos.com/network/subnets/10.244.1.0-24');
   assert.deepEqual(parseSubnetKey('/p', '/p/subnets/10.244.1.0-24'), { subnet: parseCidr4('10.244.1.0/24') });
   assert.deepEqual(parseSubnetKey('/p', '/p/subnets/10.244.1.0-24&fc00::-64'), { subnet: parseCidr4('10.244.1.0/24'), ipv6Subnet: 'fc00::/64' });
-  for (const k of ['/p/subnets/10.244.1.0', '/p/subnets/10.244.1.0-24/x', '/q/subnets/10.244.1.0-24', '/p/subnets/300.1.1.0-24', '/p/config']) assert.equal(parseSubnetKey('/p', k), undefined, k);
+  for (const k of ['/p/subnets/10.244.1.0', '/p/subnets/10.244.1.0-24/x', '/q/subnets/10.244.1.0-24', '/p/subnets/300.1.1.0-24', '/p/config'])
+    assert.equal(parseSubnetKey('/p', k), undefined, k);
 });

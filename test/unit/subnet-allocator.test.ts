@@ -41,7 +41,9 @@ test('a full network gives "out of subnets" with the counts', () => {
       e.total === 3 &&
       e.leases === 3 &&
       e.reservations === 1 &&
-      e.message.startsWith('out of subnets: all 3 subnets between 10.5.0.16/28 and 10.5.0.48/28 of 10.5.0.0/26 are taken (3 leases and 1 reservation in the store)'),
+      e.message.startsWith(
+        'out of subnets: all 3 subnets between 10.5.0.16/28 and 10.5.0.48/28 of 10.5.0.0/26 are taken (3 leases and 1 reservation in the store)',
+      ),
   );
 });
 
@@ -59,14 +61,16 @@ test('property: a pick is always inside SubnetMin..SubnetMax, aligned, and overl
   const config = parseNetworkConfig('{"Network":"10.244.0.0/20","SubnetLen":26,"SubnetMin":"10.244.1.0","SubnetMax":"10.244.14.192"}');
   const min = parseCidr4('10.244.1.0/26').network;
   const max = parseCidr4('10.244.14.192/26').network;
-  const takenArb = fc.array(
-    fc.record({ offset: fc.integer({ min: 0, max: 4095 }), prefix: fc.integer({ min: 22, max: 30 }), reservation: fc.boolean() }),
-    { maxLength: 40 },
-  );
+  const takenArb = fc.array(fc.record({ offset: fc.integer({ min: 0, max: 4095 }), prefix: fc.integer({ min: 22, max: 30 }), reservation: fc.boolean() }), {
+    maxLength: 40,
+  });
   fc.assert(
     fc.property(takenArb, fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (raw, r) => {
       const base = parseCidr4('10.244.0.0/20').network;
-      const taken = raw.map((t) => ({ subnet: parseCidr4(formatCidr4({ network: (base + t.offset) >>> 0, prefix: 32 }).replace('/32', `/${t.prefix}`), 'x', true), reservation: t.reservation }));
+      const taken = raw.map((t) => ({
+        subnet: parseCidr4(formatCidr4({ network: (base + t.offset) >>> 0, prefix: 32 }).replace('/32', `/${t.prefix}`), 'x', true),
+        reservation: t.reservation,
+      }));
       const free = countFreeSubnets(config, taken);
       assert.equal(free, freeSubnets(config, taken).length);
       if (free === 0) {

@@ -37,7 +37,8 @@ async function memoryStore(t: { after(fn: () => unknown): void }): Promise<Regis
 function rejects(value: string, field: string, rule: RegExp, key = KEY): void {
   assert.throws(
     () => parseEndpointRecord(key, value),
-    (e: unknown) => e instanceof MalformedEndpointError && e.code === 'TLE_MALFORMED_ENDPOINT' && e.field === field && rule.test(e.message) && e.message.length < 400,
+    (e: unknown) =>
+      e instanceof MalformedEndpointError && e.code === 'TLE_MALFORMED_ENDPOINT' && e.field === field && rule.test(e.message) && e.message.length < 400,
     `${value.slice(0, 60)} should be refused naming ${field}`,
   );
 }
@@ -62,7 +63,11 @@ test('hostile records are refused, each naming the field, the value and the rule
   rejects('{"IP":"10.17.0.18","MAC":"0a:58:0a:11:00:12","PublicIP":"255.255.255.255"}', 'PublicIP', /broadcast/);
   rejects('{"IP":"10.17.0.18","MAC":"0a:58:0a:11:00:12","PublicIP":"2001:db8::1"}', 'PublicIP', /is not an IPv4 address/);
   rejects('{"IP":"10.17.0.18","MAC":"0a:58:0a:11:00:12"}', 'PublicIP', /is missing/);
-  rejects('{"IP":"10.17.0.18","MAC":"0a:58:0a:11:00:12","PublicIP":"192.0.2.12","Evil":"$(reboot)"}', '"Evil"', /is not a field of an endpoint record \(only IP, MAC, PublicIP\)/);
+  rejects(
+    '{"IP":"10.17.0.18","MAC":"0a:58:0a:11:00:12","PublicIP":"192.0.2.12","Evil":"$(reboot)"}',
+    '"Evil"',
+    /is not a field of an endpoint record \(only IP, MAC, PublicIP\)/,
+  );
   rejects('not json', 'value', /"not json" is not JSON/);
   rejects('["10.17.0.18"]', 'value', /is not a JSON object/);
   rejects('null', 'value', /is not a JSON object/);
@@ -78,11 +83,24 @@ test('publish writes the contract value; withdraw deletes only while the MAC mat
   const store = await memoryStore(t);
   await publishEndpoint(store, PREFIX, { ip: '10.17.0.18', mac: '0A:58:0A:11:00:12', publicIP: '192.0.2.12' });
   assert.equal((await store.get(KEY))?.value, VALUE);
-  await assert.rejects(publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: 'ff:ff:ff:ff:ff:ff', publicIP: '192.0.2.12' }), (e: unknown) => e instanceof InvalidValueError && e.message === 'endpoint mac: "ff:ff:ff:ff:ff:ff" is a multicast or broadcast MAC (the first octet is odd)');
-  await assert.rejects(publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: '0a:58:0a:11:00:13', publicIP: '127.0.0.1' }), (e: unknown) => e instanceof InvalidValueError && e.field === 'endpoint publicIP');
-  await assert.rejects(publishEndpoint(store, PREFIX, { ip: '10.17.0.19/24', mac: '0a:58:0a:11:00:13', publicIP: '192.0.2.12' }), /endpoint ip: "10\.17\.0\.19\/24" is not an IPv4 address/);
+  await assert.rejects(
+    publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: 'ff:ff:ff:ff:ff:ff', publicIP: '192.0.2.12' }),
+    (e: unknown) =>
+      e instanceof InvalidValueError && e.message === 'endpoint mac: "ff:ff:ff:ff:ff:ff" is a multicast or broadcast MAC (the first octet is odd)',
+  );
+  await assert.rejects(
+    publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: '0a:58:0a:11:00:13', publicIP: '127.0.0.1' }),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'endpoint publicIP',
+  );
+  await assert.rejects(
+    publishEndpoint(store, PREFIX, { ip: '10.17.0.19/24', mac: '0a:58:0a:11:00:13', publicIP: '192.0.2.12' }),
+    /endpoint ip: "10\.17\.0\.19\/24" is not an IPv4 address/,
+  );
   await assert.rejects(withdrawEndpoint(store, PREFIX, '../../config', '0a:58:0a:11:00:13'), /endpoint ip: "\.\.\/\.\.\/config" is not an IPv4 address/);
-  await assert.rejects(publishEndpoint(store, 'no-slash', { ip: '10.17.0.19', mac: '0a:58:0a:11:00:13', publicIP: '192.0.2.12' }), /prefix: "no-slash" is not a key prefix/);
+  await assert.rejects(
+    publishEndpoint(store, 'no-slash', { ip: '10.17.0.19', mac: '0a:58:0a:11:00:13', publicIP: '192.0.2.12' }),
+    /prefix: "no-slash" is not a key prefix/,
+  );
   assert.equal((await store.list(`${PREFIX}/`)).items.length, 1, 'a refused record writes nothing');
 
   assert.equal(await withdrawEndpoint(store, PREFIX, '10.17.0.18', '0a:58:0a:11:00:99'), false, "another pod's MAC: kept");
@@ -118,7 +136,11 @@ test('agent start prunes its own records whose address the IPAM directory no lon
   await publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: '0a:58:0a:11:00:13', publicIP: '192.0.2.12' });
   await publishEndpoint(store, PREFIX, { ip: '10.17.0.33', mac: '0a:58:0a:11:00:21', publicIP: '192.0.2.13' });
   assert.deepEqual(await pruneStaleEndpoints(store, PREFIX, '192.0.2.12', dir), [endpointKey(PREFIX, '10.17.0.19')]);
-  assert.deepEqual((await listEndpoints(store, PREFIX)).records.map((r) => r.ip), ['10.17.0.18', '10.17.0.33'], "another host's record and a held address stay");
+  assert.deepEqual(
+    (await listEndpoints(store, PREFIX)).records.map((r) => r.ip),
+    ['10.17.0.18', '10.17.0.33'],
+    "another host's record and a held address stay",
+  );
 });
 
 function rec(ip: string, mac: string, publicIP: string, created: number): StoredEndpoint {
@@ -140,7 +162,10 @@ test('admission: an IP must lie in an admitted lease of the same PublicIP; one M
   ];
   const run = (list: StoredEndpoint[]) => admitEndpoints(list, leases, '192.0.2.11');
   const r = run(records);
-  assert.deepEqual(r.accepted.map((a) => a.ip), ['10.17.0.36', '10.17.0.18']);
+  assert.deepEqual(
+    r.accepted.map((a) => a.ip),
+    ['10.17.0.36', '10.17.0.18'],
+  );
   assert.deepEqual(
     r.rejected.map((x) => [x.key.split('/').pop(), x.reason]),
     [
@@ -157,8 +182,15 @@ test('admission: an IP must lie in an admitted lease of the same PublicIP; one M
   assert.deepEqual(again.accepted.map((a) => a.key).sort(), r.accepted.map((a) => a.key).sort());
   assert.deepEqual(again.rejected.map((x) => x.key).sort(), r.rejected.map((x) => x.key).sort());
   // Same age: the lower IP wins.
-  const tie = admitEndpoints([rec('10.17.0.40', '0a:00:00:00:00:09', '192.0.2.12', 4), rec('10.17.0.39', '0a:00:00:00:00:09', '192.0.2.12', 4)], leases, '192.0.2.11');
-  assert.deepEqual(tie.accepted.map((a) => a.ip), ['10.17.0.39']);
+  const tie = admitEndpoints(
+    [rec('10.17.0.40', '0a:00:00:00:00:09', '192.0.2.12', 4), rec('10.17.0.39', '0a:00:00:00:00:09', '192.0.2.12', 4)],
+    leases,
+    '192.0.2.11',
+  );
+  assert.deepEqual(
+    tie.accepted.map((a) => a.ip),
+    ['10.17.0.39'],
+  );
 });
 
 async function watchContract(t: { after(fn: () => unknown): void }, store: Registry): Promise<void> {
@@ -169,15 +201,21 @@ async function watchContract(t: { after(fn: () => unknown): void }, store: Regis
   const watcher = new EndpointWatcher(store, PREFIX, (s) => snaps.push(s));
   t.after(() => watcher.close());
   await watcher.ready;
-  assert.deepEqual(snaps[0]!.records.map((r) => r.ip), ['10.17.0.18']);
-  assert.deepEqual(snaps[0]!.malformed.map((m) => m.key), [`${PREFIX}/endpoints/10.17.0.99`]);
+  assert.deepEqual(
+    snaps[0]!.records.map((r) => r.ip),
+    ['10.17.0.18'],
+  );
+  assert.deepEqual(
+    snaps[0]!.malformed.map((m) => m.key),
+    [`${PREFIX}/endpoints/10.17.0.99`],
+  );
   const last = () => snaps[snaps.length - 1]!;
   await publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: '0a:58:0a:11:00:13', publicIP: '192.0.2.12' });
   await waitFor(() => last().records.length === 2, 10_000, 'the new record in a snapshot');
   const created = last().records.find((r) => r.ip === '10.17.0.19')!;
   await publishEndpoint(store, PREFIX, { ip: '10.17.0.19', mac: '0a:58:0a:11:00:14', publicIP: '192.0.2.12' });
   await waitFor(() => last().records.find((r) => r.ip === '10.17.0.19')?.mac === '0a:58:0a:11:00:14', 10_000, 'the changed MAC');
-  assert.equal(last().records.find((r) => r.ip === '10.17.0.19')!.created, created.created, 'a rewrite keeps the record\'s age');
+  assert.equal(last().records.find((r) => r.ip === '10.17.0.19')!.created, created.created, "a rewrite keeps the record's age");
   await withdrawEndpoint(store, PREFIX, '10.17.0.18', '0a:58:0a:11:00:12');
   await waitFor(() => last().records.length === 1 && last().records[0]!.ip === '10.17.0.19', 10_000, 'the withdrawn record gone');
 }
@@ -212,7 +250,9 @@ test('watch: a watch that fell behind (compaction) lists again and delivers what
   const lossy: Registry = Object.assign(Object.create(store) as Registry, {
     watch: (prefix: string, after: number, handlers: Parameters<Registry['watch']>[2]) => {
       if (++watches > 1) return store.watch(prefix, after, handlers);
-      void publishEndpoint(store, PREFIX, { ip: '10.17.0.20', mac: '0a:58:0a:11:00:20', publicIP: '192.0.2.12' }).then(() => handlers.lost('required revision has been compacted'));
+      void publishEndpoint(store, PREFIX, { ip: '10.17.0.20', mac: '0a:58:0a:11:00:20', publicIP: '192.0.2.12' }).then(() =>
+        handlers.lost('required revision has been compacted'),
+      );
       return { close: async () => {} };
     },
   });

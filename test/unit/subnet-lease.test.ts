@@ -8,7 +8,10 @@ const key = `${DEFAULT_PREFIX}/subnets/10.244.1.0-24`;
 const stored = (value: string, k = key, expiresAt: number | null = 1_700_000_000_000) => ({ key: k, value, modRevision: 7, expiresAt });
 
 test("flannel's own lease value (PublicIPv6 null, upper-case MAC) decodes, and unknown fields survive re-encoding", () => {
-  const lease = decodeLease(DEFAULT_PREFIX, stored('{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VtepMAC":"C6:D2:32:6F:8F:44","VNI":1}}'));
+  const lease = decodeLease(
+    DEFAULT_PREFIX,
+    stored('{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VtepMAC":"C6:D2:32:6F:8F:44","VNI":1}}'),
+  );
   assert.deepEqual(lease, {
     subnet: '10.244.1.0/24',
     key,
@@ -20,16 +23,25 @@ test("flannel's own lease value (PublicIPv6 null, upper-case MAC) decodes, and u
     created: 7,
     extra: { PublicIPv6: null },
   });
-  assert.equal(encodeLeaseValue(lease), '{"PublicIP":"192.0.2.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"},"PublicIPv6":null}');
+  assert.equal(
+    encodeLeaseValue(lease),
+    '{"PublicIP":"192.0.2.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"},"PublicIPv6":null}',
+  );
 });
 
 test('keys are read case-insensitively; extra backend fields are kept; a key without TTL is a reservation', () => {
-  const lease = decodeLease(DEFAULT_PREFIX, stored('{"publicip":"192.0.2.12","backendtype":"vxlan","backenddata":{"vni":4096,"vtepmac":"0e:00:00:00:00:01","Future":true}}', key, null));
+  const lease = decodeLease(
+    DEFAULT_PREFIX,
+    stored('{"publicip":"192.0.2.12","backendtype":"vxlan","backenddata":{"vni":4096,"vtepmac":"0e:00:00:00:00:01","Future":true}}', key, null),
+  );
   assert.equal(lease.publicIP, '192.0.2.12');
   assert.deepEqual(lease.backendData, { VNI: 4096, VtepMAC: '0e:00:00:00:00:01', Future: true });
   assert.equal(lease.expiration, null);
   assert.deepEqual(lease.extra, {});
-  assert.equal(encodeLeaseValue(lease), '{"PublicIP":"192.0.2.12","BackendType":"vxlan","BackendData":{"VNI":4096,"VtepMAC":"0e:00:00:00:00:01","Future":true}}');
+  assert.equal(
+    encodeLeaseValue(lease),
+    '{"PublicIP":"192.0.2.12","BackendType":"vxlan","BackendData":{"VNI":4096,"VtepMAC":"0e:00:00:00:00:01","Future":true}}',
+  );
 });
 
 test('a dual-stack flannel key and another backend type are read as they are', () => {
@@ -62,13 +74,20 @@ test('malformed values name the key and the problem', () => {
 });
 
 test('what a host publishes is checked and normalised; renewals are not changes', () => {
-  assert.equal(checkLeaseAttrs({ publicIP: '192.0.2.1', backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: 'AA:BB:CC:DD:EE:FF' } }).backendData.VtepMAC, 'aa:bb:cc:dd:ee:ff');
+  assert.equal(
+    checkLeaseAttrs({ publicIP: '192.0.2.1', backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: 'AA:BB:CC:DD:EE:FF' } }).backendData.VtepMAC,
+    'aa:bb:cc:dd:ee:ff',
+  );
   const bad: Array<[Parameters<typeof checkLeaseAttrs>[0], string]> = [
     [{ publicIP: '2001:db8::1', backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: '0e:00:00:00:00:01' } }, 'publicIP'],
     [{ publicIP: '192.0.2.1', backendType: 'vxlan', backendData: { VNI: 0, VtepMAC: '0e:00:00:00:00:01' } }, 'backendData.VNI'],
     [{ publicIP: '192.0.2.1', backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: 'nope' } }, 'backendData.VtepMAC'],
   ];
-  for (const [attrs, field] of bad) assert.throws(() => checkLeaseAttrs(attrs), (e: unknown) => e instanceof InvalidValueError && e.field === field);
+  for (const [attrs, field] of bad)
+    assert.throws(
+      () => checkLeaseAttrs(attrs),
+      (e: unknown) => e instanceof InvalidValueError && e.field === field,
+    );
   const a = decodeLease(DEFAULT_PREFIX, stored('{"PublicIP":"192.0.2.1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:01"}}'));
   assert.ok(sameLeaseAttrs(a, { ...a, revision: 99, expiration: new Date(0) }));
   assert.ok(!sameLeaseAttrs(a, { ...a, backendData: { VNI: 1, VtepMAC: '0e:00:00:00:00:02' } }));

@@ -25,7 +25,10 @@ test('waitForNetworkConfig waits through a missing and an invalid config, loggin
   const admin = await open();
   const { logger, lines } = captureLogger();
   const m = new LeaseManager(await open(), { logger });
-  await assert.rejects(m.getNetworkConfig(), (e: unknown) => e instanceof NetworkConfigMissingError && e.code === 'TLE_NO_NETWORK_CONFIG' && e.message.includes(configKey(DEFAULT_PREFIX)));
+  await assert.rejects(
+    m.getNetworkConfig(),
+    (e: unknown) => e instanceof NetworkConfigMissingError && e.code === 'TLE_NO_NETWORK_CONFIG' && e.message.includes(configKey(DEFAULT_PREFIX)),
+  );
   const waiting = m.waitForNetworkConfig({ pollMs: 20 });
   // Each step waits until the manager has said why it is waiting (not for a time a loaded machine may overrun).
   await waitFor(() => lines.some((l) => /waiting for the network config/.test(l)), 10_000, 'the missing config to be logged');
@@ -48,9 +51,16 @@ test('hosts that choose the same subnet at the same moment: one wins, the other 
   await (await open()).put(configKey(DEFAULT_PREFIX), NET_CONF);
   const { logger, lines } = captureLogger();
   // random() = 0: both pick the first free subnet.
-  const [a, b] = await Promise.all([1, 2].map(async (i) => new LeaseManager(await open(), { random: () => 0, logger }).acquire({ publicIP: `192.0.2.${i}`, backendData: { VNI: 1, VtepMAC: mac(i) } })));
+  const [a, b] = await Promise.all(
+    [1, 2].map(async (i) =>
+      new LeaseManager(await open(), { random: () => 0, logger }).acquire({ publicIP: `192.0.2.${i}`, backendData: { VNI: 1, VtepMAC: mac(i) } }),
+    ),
+  );
   assert.deepEqual([a!.subnet, b!.subnet].sort(), ['10.244.1.0/24', '10.244.2.0/24']);
-  assert.ok(lines.some((l) => /another host took the chosen subnet first; choosing again/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /another host took the chosen subnet first; choosing again/.test(l)),
+    lines.join('\n'),
+  );
 });
 
 test('a lease that no longer fits a changed config is deleted and a fitting one taken; a lapsed lease is recreated on renew', async (t) => {

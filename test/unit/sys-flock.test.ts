@@ -73,7 +73,11 @@ test('a blocking lock waits for the holder without blocking the event loop', asy
 });
 
 test('errors name the errno; bad arguments are refused before the system call', async () => {
-  await assert.rejects(flock(987654, 'exclusive'), (e: unknown) => e instanceof LockError && e.errno === 'EBADF' && e.code === 'TLE_LOCK' && /flock fd 987654 exclusive: EBADF \(Bad file descriptor\)/.test(e.message));
+  await assert.rejects(
+    flock(987654, 'exclusive'),
+    (e: unknown) =>
+      e instanceof LockError && e.errno === 'EBADF' && e.code === 'TLE_LOCK' && /flock fd 987654 exclusive: EBADF \(Bad file descriptor\)/.test(e.message),
+  );
   assert.throws(() => tryFlock(-1, 'exclusive'), InvalidValueError);
   await assert.rejects(flock(0, 'sideways' as never), InvalidValueError);
 });

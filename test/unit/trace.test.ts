@@ -8,7 +8,20 @@ import * as C from '../../src/netlink/constants.js';
 import { Attrs } from '../../src/netlink/message.js';
 import { encodeGetRoute } from '../../src/netlink/route.js';
 import { InvalidValueError } from '../../src/base/errors.js';
-import { fdbText, formatTrace, neighText, parseTraceQuery, RemoteTraceError, routeText, trace, traceRoute, type SiteWalk, type TraceEnv, type TraceResult, type Walker } from '../../src/trace/index.js';
+import {
+  fdbText,
+  formatTrace,
+  neighText,
+  parseTraceQuery,
+  RemoteTraceError,
+  routeText,
+  trace,
+  traceRoute,
+  type SiteWalk,
+  type TraceEnv,
+  type TraceResult,
+  type Walker,
+} from '../../src/trace/index.js';
 
 const HDR = 16;
 
@@ -19,12 +32,21 @@ test('route get: RTM_GETROUTE with the packet addresses as /32s, the incoming de
   assert.deepEqual([m[HDR], m[HDR + 1], m[HDR + 2]], [C.AF_INET, 32, 32]);
   assert.equal(m.readUInt32LE(HDR + 8), C.RTM_F_FIB_MATCH);
   const a = new Attrs(m, HDR + C.RTMSG_LEN);
-  assert.deepEqual([a.address(C.RTA_DST), a.address(C.RTA_SRC), a.u32(C.RTA_IIF), a.u32(C.RTA_MARK), a.has(C.RTA_OIF)], ['10.244.2.7', '10.244.1.2', 9, 5, false]);
+  assert.deepEqual(
+    [a.address(C.RTA_DST), a.address(C.RTA_SRC), a.u32(C.RTA_IIF), a.u32(C.RTA_MARK), a.has(C.RTA_OIF)],
+    ['10.244.2.7', '10.244.1.2', 9, 5, false],
+  );
   assert.equal(req.command, 'route get fibmatch 10.244.2.7 from 10.244.1.2 iif cni0 mark 5');
   const plain = encodeGetRoute({ dst: 'fd00::1' }, {}, false).message;
   assert.deepEqual([plain[HDR], plain[HDR + 1], plain[HDR + 2], plain.readUInt32LE(HDR + 8)], [C.AF_INET6, 128, 0, 0]);
-  assert.throws(() => encodeGetRoute({ dst: '10.0.0.1', from: 'fd00::1' }, {}, false), (e: unknown) => e instanceof InvalidValueError && e.field === 'route get from');
-  assert.throws(() => encodeGetRoute({ dst: 'x'.repeat(5000) }, {}, false), (e: unknown) => e instanceof InvalidValueError && e.field === 'route get dst');
+  assert.throws(
+    () => encodeGetRoute({ dst: '10.0.0.1', from: 'fd00::1' }, {}, false),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'route get from',
+  );
+  assert.throws(
+    () => encodeGetRoute({ dst: 'x'.repeat(5000) }, {}, false),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'route get dst',
+  );
 });
 
 const vxlanQuery = 'src=10.244.1.2&dst=10.244.2.3&arrival=vxlan&osrc=192.0.2.11&odst=192.0.2.12&dport=8472&vni=1&imac=0e:f0:b5:8c:28:f5';
@@ -33,7 +55,10 @@ test('/trace query: a VXLAN arrival and a forwarded one', () => {
   const v = parseTraceQuery(new URLSearchParams(vxlanQuery));
   assert.deepEqual(v.probe, { src: '10.244.1.2', dst: '10.244.2.3', proto: 'icmp' });
   assert.equal(v.arrival.kind, 'vxlan');
-  assert.deepEqual(v.arrival.kind === 'vxlan' && [v.arrival.outer.src, v.arrival.outer.dst, v.arrival.outer.dstPort, v.arrival.outer.vni, v.arrival.outer.innerDstMac], ['192.0.2.11', '192.0.2.12', 8472, 1, '0e:f0:b5:8c:28:f5']);
+  assert.deepEqual(
+    v.arrival.kind === 'vxlan' && [v.arrival.outer.src, v.arrival.outer.dst, v.arrival.outer.dstPort, v.arrival.outer.vni, v.arrival.outer.innerDstMac],
+    ['192.0.2.11', '192.0.2.12', 8472, 1, '0e:f0:b5:8c:28:f5'],
+  );
   const f = parseTraceQuery(new URLSearchParams('src=10.244.1.2&dst=192.0.2.12&proto=udp&port=53&arrival=forwarded&to=192.0.2.12'));
   assert.deepEqual(f, { probe: { src: '10.244.1.2', dst: '192.0.2.12', proto: 'udp', port: 53 }, arrival: { kind: 'forwarded', to: '192.0.2.12' } });
 });
@@ -58,9 +83,16 @@ test('/trace query: each hostile value is refused naming the field, the value (c
     const q = new URLSearchParams(vxlanQuery);
     if (value === '') q.delete(field);
     else q.set(field, value);
-    assert.throws(() => parseTraceQuery(q), (e: unknown) => e instanceof InvalidValueError && e.field === field && message.test(e.message), `${field}=${value.slice(0, 20)}`);
+    assert.throws(
+      () => parseTraceQuery(q),
+      (e: unknown) => e instanceof InvalidValueError && e.field === field && message.test(e.message),
+      `${field}=${value.slice(0, 20)}`,
+    );
   }
-  assert.throws(() => parseTraceQuery(new URLSearchParams('src=10.0.0.1&dst=10.0.0.2&proto=tcp&arrival=forwarded&to=10.0.0.2')), (e: unknown) => e instanceof InvalidValueError && e.field === 'port');
+  assert.throws(
+    () => parseTraceQuery(new URLSearchParams('src=10.0.0.1&dst=10.0.0.2&proto=tcp&arrival=forwarded&to=10.0.0.2')),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'port',
+  );
 });
 
 test('/trace on the health server: other paths are not its business; a bad query is a 400 with the message and code', async () => {
@@ -72,15 +104,33 @@ test('/trace on the health server: other paths are not its business; a bad query
 });
 
 test("entries in iproute2's words, and the text walk", () => {
-  assert.equal(routeText({ dst: '10.244.2.0/24', via: '10.244.2.0', dev: 'flannel.1', onlink: true, protocol: 84, table: 254, scope: 'universe' }), '10.244.2.0/24 via 10.244.2.0 dev flannel.1 proto 84 onlink');
-  assert.equal(routeText({ dst: '10.244.1.5/32', dev: 'eth0', type: 'local', table: 255, protocol: 2, scope: 'host', src: '10.244.1.5' }), 'local 10.244.1.5 dev eth0 table local proto kernel scope host src 10.244.1.5');
-  assert.equal(neighText({ ip: '10.244.2.0', dev: 'flannel.1', mac: '0e:f0:b5:8c:28:f5', state: 'permanent' }), '10.244.2.0 dev flannel.1 lladdr 0e:f0:b5:8c:28:f5 PERMANENT');
+  assert.equal(
+    routeText({ dst: '10.244.2.0/24', via: '10.244.2.0', dev: 'flannel.1', onlink: true, protocol: 84, table: 254, scope: 'universe' }),
+    '10.244.2.0/24 via 10.244.2.0 dev flannel.1 proto 84 onlink',
+  );
+  assert.equal(
+    routeText({ dst: '10.244.1.5/32', dev: 'eth0', type: 'local', table: 255, protocol: 2, scope: 'host', src: '10.244.1.5' }),
+    'local 10.244.1.5 dev eth0 table local proto kernel scope host src 10.244.1.5',
+  );
+  assert.equal(
+    neighText({ ip: '10.244.2.0', dev: 'flannel.1', mac: '0e:f0:b5:8c:28:f5', state: 'permanent' }),
+    '10.244.2.0 dev flannel.1 lladdr 0e:f0:b5:8c:28:f5 PERMANENT',
+  );
   assert.equal(fdbText({ mac: '0e:f0:b5:8c:28:f5', dev: 'flannel.1', dst: '10.0.4.14' }), '0e:f0:b5:8c:28:f5 dev flannel.1 dst 10.0.4.14 self permanent');
   const r: TraceResult = {
     probe: { src: '10.244.0.3', dst: '10.244.1.3', proto: 'icmp' },
     verdict: 'fdb-missing',
     reason: 'master: no FDB entry',
-    hops: [{ host: 'master', namespace: 'ns', device: 'flannel.1', action: 'route into the overlay', entry: 'ip route: 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink', seen: false }],
+    hops: [
+      {
+        host: 'master',
+        namespace: 'ns',
+        device: 'flannel.1',
+        action: 'route into the overlay',
+        entry: 'ip route: 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink',
+        seen: false,
+      },
+    ],
     outer: null,
     vanishedAt: { host: 'master', device: 'flannel.1' },
   };
@@ -106,7 +156,15 @@ function scripted(host: string, steps: Record<string, SiteWalk['exit']>, seen: s
 
 test('trace(): joins the walks of each namespace, follows the exits, and names what it cannot see', async () => {
   const probe = { src: '10.244.1.2', dst: '10.244.2.3', proto: 'icmp' as const };
-  const outer = { src: '192.0.2.11', dst: '192.0.2.12', dstPort: 8472, srcPortRange: [32768, 60999] as [number, number], vni: 1, innerSrcMac: 'a', innerDstMac: 'b' };
+  const outer = {
+    src: '192.0.2.11',
+    dst: '192.0.2.12',
+    dstPort: 8472,
+    srcPortRange: [32768, 60999] as [number, number],
+    vni: 1,
+    innerSrcMac: 'a',
+    innerDstMac: 'b',
+  };
   const seen: string[] = [];
   const pod = scripted('h1-p1', { start: { kind: 'to-host', mtu: 1450 } }, seen);
   const h1 = scripted('h1', { forwarded: { kind: 'vxlan', outer } }, seen);
@@ -124,7 +182,10 @@ test('trace(): joins the walks of each namespace, follows the exits, and names w
   const r = await trace(env, probe);
   assert.deepEqual([r.verdict, r.reason, r.outer], ['delivered', 'here', outer]);
   assert.deepEqual(seen, ['h1-p1:start', 'h1:forwarded:mtu1450', 'h2:vxlan:mtu1450', 'h2-p1:forwarded:mtu1450']);
-  assert.deepEqual(r.hops.map((h) => h.host), ['h1-p1', 'h1', 'h2', 'h2-p1']);
+  assert.deepEqual(
+    r.hops.map((h) => h.host),
+    ['h1-p1', 'h1', 'h2', 'h2-p1'],
+  );
 
   // The destination host cannot be seen into: the trace says so instead of guessing.
   const blind = await trace({ ...env, walkerAt: async () => undefined }, probe);
@@ -140,10 +201,17 @@ test('trace(): joins the walks of each namespace, follows the exits, and names w
   assert.equal(realHost.verdict, 'delivered');
   assert.match(realHost.reason, /^handed to cni0 on h2/);
   // No route to an address of the cluster network that nobody leases: not-leased.
-  const unleased = await trace({ ...env, source: { walker: scripted('h1', { start: { kind: 'break', verdict: 'no-route', reason: 'h1: no route' } }, []), isPod: false } }, { ...probe, dst: '10.244.9.9' });
+  const unleased = await trace(
+    { ...env, source: { walker: scripted('h1', { start: { kind: 'break', verdict: 'no-route', reason: 'h1: no route' } }, []), isPod: false } },
+    { ...probe, dst: '10.244.9.9' },
+  );
   assert.equal(unleased.verdict, 'not-leased');
   // Two hosts forwarding to each other: the walk ends as a loop, not forever.
-  const loop = scripted('rt', { forwarded: { kind: 'forward', nexthop: '192.0.2.1', dev: 'eth0' }, start: { kind: 'forward', nexthop: '192.0.2.1', dev: 'eth0' } }, []);
+  const loop = scripted(
+    'rt',
+    { forwarded: { kind: 'forward', nexthop: '192.0.2.1', dev: 'eth0' }, start: { kind: 'forward', nexthop: '192.0.2.1', dev: 'eth0' } },
+    [],
+  );
   const looped = await trace({ ...env, source: { walker: loop, isPod: false }, walkerAt: async () => loop }, probe);
   assert.equal(looped.verdict, 'no-route');
   assert.match(looped.reason, /routing loop/);

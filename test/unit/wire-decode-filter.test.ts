@@ -19,9 +19,15 @@ const pod = { srcMac: 'c6:d2:32:6f:8f:44', dstMac: '0e:f0:b5:8c:28:f5', srcIp: '
 const FRAMES = {
   ping: encapsulate(icmpEchoFrame({ ...pod, id: 1, seq: 1 }), { ...hostA, vni: 1 }),
   podUdp: encapsulate(udpFrame({ ...pod, srcPort: 4000, dstPort: 53, payload: Buffer.from('q') }), { ...hostA, vni: 42 }),
-  podArp: encapsulate(arpFrame({ op: 1, senderMac: pod.srcMac, senderIp: '10.244.1.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.2.0' }), { ...hostA, vni: 1 }),
+  podArp: encapsulate(arpFrame({ op: 1, senderMac: pod.srcMac, senderIp: '10.244.1.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.2.0' }), {
+    ...hostA,
+    vni: 1,
+  }),
   v6Underlay: encapsulate(icmpEchoFrame({ ...pod, srcIp: 'fd00::2', dstIp: 'fd00::3', id: 2, seq: 2 }), { ...hostV6, vni: 7, dstPort: 4789 }),
-  nested: encapsulate(encapsulate(icmpEchoFrame({ ...pod, srcIp: '10.9.9.9', id: 3, seq: 3 }), { ...hostA, srcIp: '198.51.100.1', vni: 5 }), { ...hostA, vni: 6 }),
+  nested: encapsulate(encapsulate(icmpEchoFrame({ ...pod, srcIp: '10.9.9.9', id: 3, seq: 3 }), { ...hostA, srcIp: '198.51.100.1', vni: 5 }), {
+    ...hostA,
+    vni: 6,
+  }),
   underlayArp: arpFrame({ op: 1, senderMac: hostA.srcMac, senderIp: hostA.srcIp, targetMac: '00:00:00:00:00:00', targetIp: hostA.dstIp }),
   underlayUdp: udpFrame({ ...hostA, srcPort: 5353, dstPort: 5353, payload: Buffer.alloc(4) }),
 };
@@ -63,7 +69,10 @@ test('hostile filter values: the option, the value (cut when long) and the rule;
   writeFileSync(pcap, encodePcap(Object.values(FRAMES).map((data) => ({ data, time: { sec: 1_700_000_000, nsec: 0 } }))));
   const run = (args: string[]) => spawnSync(process.execPath, [MAIN, 'decode', ...args, pcap], { encoding: 'utf8' });
   const cases: Array<[string[], RegExp]> = [
-    [['--host', '999.1.1.1'], /^tulle: tulle decode: --host: "999\.1\.1\.1" is not an IPv4 or IPv6 address \(like 192\.0\.2\.11 or 2001:db8::11\) \[TLE_USAGE\]$/],
+    [
+      ['--host', '999.1.1.1'],
+      /^tulle: tulle decode: --host: "999\.1\.1\.1" is not an IPv4 or IPv6 address \(like 192\.0\.2\.11 or 2001:db8::11\) \[TLE_USAGE\]$/,
+    ],
     [['--host', ''], /--host: "" is not an IPv4 or IPv6 address/],
     [['--inner-host', '10.244.1.0/24'], /--inner-host: "10\.244\.1\.0\/24" is not an IPv4 or IPv6 address/],
     [['--inner-host', 'fe80::1%eth0'], /--inner-host: "fe80::1%eth0" is not an IPv4 or IPv6 address/],

@@ -99,7 +99,11 @@ test('stdin ("-") gives the same bytes as the file, with records cut by every pi
   const dir = mkdtempSync(join(tmpdir(), 'tulle-decode-stdin-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const records = [...readCaptureSync(decodeCorpus()[0]!.bytes)];
-  const big = encodePcap(Array.from({ length: 30 }, () => records).flat().map((r) => ({ data: r.data, time: { sec: r.sec, nsec: r.nsec }, originalLength: r.originalLength })));
+  const big = encodePcap(
+    Array.from({ length: 30 }, () => records)
+      .flat()
+      .map((r) => ({ data: r.data, time: { sec: r.sec, nsec: r.nsec }, originalLength: r.originalLength })),
+  );
   assert.ok(big.length > 1_000_000);
   const path = join(dir, 'big.pcap');
   writeFileSync(path, big);

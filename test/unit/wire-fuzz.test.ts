@@ -74,7 +74,15 @@ const samples = [
     }),
     { srcMac: '02:00:00:00:02:01', dstMac: '02:00:00:00:02:02', srcIp: '198.51.100.1', dstIp: '198.51.100.2', vni: 3, udpChecksum: true },
   ),
-  udpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 1, dstPort: 2, payload: Buffer.alloc(30) }),
+  udpFrame({
+    srcMac: '02:00:00:00:00:01',
+    dstMac: '02:00:00:00:00:02',
+    srcIp: '10.0.0.1',
+    dstIp: '10.0.0.2',
+    srcPort: 1,
+    dstPort: 2,
+    payload: Buffer.alloc(30),
+  }),
 ];
 
 test('mutated and truncated real frames: every layer meets broken fields, nothing throws', TIMEOUT, () => {
@@ -118,24 +126,37 @@ test('random and mutated capture files: records, then at most one PcapError with
   const pcapMagic = Buffer.from([0xd4, 0xc3, 0xb2, 0xa1]);
   const pcapngMagic = Buffer.from([0x0a, 0x0d, 0x0d, 0x0a]);
   fc.assert(
-    fc.property(fc.constantFrom(pcapMagic, pcapngMagic, Buffer.alloc(0)), fc.uint8Array({ maxLength: 400 }), fc.integer({ min: 1, max: 97 }), (magic, rest, chunk) => {
-      readFuzzed(Buffer.concat([magic, rest]), chunk);
-    }),
+    fc.property(
+      fc.constantFrom(pcapMagic, pcapngMagic, Buffer.alloc(0)),
+      fc.uint8Array({ maxLength: 400 }),
+      fc.integer({ min: 1, max: 97 }),
+      (magic, rest, chunk) => {
+        readFuzzed(Buffer.concat([magic, rest]), chunk);
+      },
+    ),
     { numRuns: 3000 },
   );
   const valid = encodePcap(samples.map((data, i) => ({ data, time: { sec: i, nsec: 0 } })));
   const pcapng = Buffer.from(
     '0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000' + // SHB
-      '01000000140000000100000000000400' + '14000000' + // IDB: Ethernet, snaplen 262144
-      '060000002c0000000000000000000000000000000a0000000a000000' + '0102030405060708090a0000' + '2c000000', // EPB, 10 bytes
+      '01000000140000000100000000000400' +
+      '14000000' + // IDB: Ethernet, snaplen 262144
+      '060000002c0000000000000000000000000000000a0000000a000000' +
+      '0102030405060708090a0000' +
+      '2c000000', // EPB, 10 bytes
     'hex',
   );
   fc.assert(
-    fc.property(fc.constantFrom(valid, pcapng), fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), { maxLength: 8 }), fc.integer({ min: 1, max: 300 }), (file, flips, chunk) => {
-      const buf = Buffer.from(file);
-      for (const f of flips) buf[f.at % buf.length] = f.value;
-      readFuzzed(buf, chunk);
-    }),
+    fc.property(
+      fc.constantFrom(valid, pcapng),
+      fc.array(fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }), { maxLength: 8 }),
+      fc.integer({ min: 1, max: 300 }),
+      (file, flips, chunk) => {
+        const buf = Buffer.from(file);
+        for (const f of flips) buf[f.at % buf.length] = f.value;
+        readFuzzed(buf, chunk);
+      },
+    ),
     { numRuns: 3000 },
   );
   assert.equal(readFuzzed(pcapng, 5), 1, 'the unmutated pcapng sample is valid');

@@ -51,9 +51,16 @@ const ipv6 = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => formatIP
 const payload = fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b));
 const u16 = fc.integer({ min: 0, max: 0xffff });
 
-const vlanTag = record({ tpid: fc.constantFrom(0x8100, 0x88a8), pcp: fc.integer({ min: 0, max: 7 }), dei: fc.boolean(), vid: fc.integer({ min: 0, max: 4095 }) });
+const vlanTag = record({
+  tpid: fc.constantFrom(0x8100, 0x88a8),
+  pcp: fc.integer({ min: 0, max: 7 }),
+  dei: fc.boolean(),
+  vid: fc.integer({ min: 0, max: 4095 }),
+});
 const etherType = fc.integer({ min: 0, max: 0xffff }).filter((t) => t !== 0x8100 && t !== 0x88a8);
-const ethernetHeader: fc.Arbitrary<EthernetHeader> = record({ dst: mac, src: mac, vlans: fc.array(vlanTag, { maxLength: 3 }), etherType }).map((h) => (h.vlans.length ? h : { dst: h.dst, src: h.src, etherType: h.etherType }));
+const ethernetHeader: fc.Arbitrary<EthernetHeader> = record({ dst: mac, src: mac, vlans: fc.array(vlanTag, { maxLength: 3 }), etherType }).map((h) =>
+  h.vlans.length ? h : { dst: h.dst, src: h.src, etherType: h.etherType },
+);
 
 test('Ethernet (with 0-3 VLAN tags) round-trips', () => {
   fc.assert(
@@ -106,7 +113,17 @@ test('IPv4 (options, flags, fragment offset) round-trips with a valid header che
 });
 
 test('IPv4 header checksum: a changed byte or a forced checksum is detected', () => {
-  const h: Ipv4Header = { tos: 0, id: 1, dontFragment: true, moreFragments: false, fragmentOffset: 0, ttl: 64, protocol: 17, src: '192.0.2.1', dst: '192.0.2.2' };
+  const h: Ipv4Header = {
+    tos: 0,
+    id: 1,
+    dontFragment: true,
+    moreFragments: false,
+    fragmentOffset: 0,
+    ttl: 64,
+    protocol: 17,
+    src: '192.0.2.1',
+    dst: '192.0.2.2',
+  };
   const good = buildIpv4(h, Buffer.alloc(8));
   // The well-known example: checksum over this header is fixed by the fields above.
   assert.equal(decodeIpv4(good).checksumValid, true);
@@ -190,12 +207,19 @@ test('UDP round-trips over IPv4 and IPv6; its checksum covers the pseudo-header'
   );
   // The same datagram seen between other addresses fails: the pseudo-header is part of the sum.
   const dgram = buildUdp({ srcPort: 1, dstPort: 2 }, Buffer.from('hello'), { src: '192.0.2.1', dst: '192.0.2.2' });
-  const elsewhere = decodeIpv4(buildIpv4({ tos: 0, id: 0, dontFragment: false, moreFragments: false, fragmentOffset: 0, ttl: 64, protocol: 17, src: '192.0.2.1', dst: '192.0.2.3' }, dgram));
+  const elsewhere = decodeIpv4(
+    buildIpv4(
+      { tos: 0, id: 0, dontFragment: false, moreFragments: false, fragmentOffset: 0, ttl: 64, protocol: 17, src: '192.0.2.1', dst: '192.0.2.3' },
+      dgram,
+    ),
+  );
   assert.equal(decodeUdp(elsewhere.buf, elsewhere.payloadOffset, elsewhere.payloadEnd).checksumStatus(elsewhere), 'bad');
   // Zero means "none" over IPv4, and is refused over IPv6.
   const zero = buildUdp({ srcPort: 1, dstPort: 2 }, Buffer.from('x'), { src: '192.0.2.1', dst: '192.0.2.2' }, { checksum: 'zero' });
   assert.equal(zero.readUInt16BE(6), 0);
-  const zip = decodeIpv4(buildIpv4({ tos: 0, id: 0, dontFragment: false, moreFragments: false, fragmentOffset: 0, ttl: 64, protocol: 17, src: '192.0.2.1', dst: '192.0.2.2' }, zero));
+  const zip = decodeIpv4(
+    buildIpv4({ tos: 0, id: 0, dontFragment: false, moreFragments: false, fragmentOffset: 0, ttl: 64, protocol: 17, src: '192.0.2.1', dst: '192.0.2.2' }, zero),
+  );
   assert.equal(decodeUdp(zip.buf, zip.payloadOffset, zip.payloadEnd).checksumStatus(zip), 'none');
   assert.throws(() => buildUdp({ srcPort: 1, dstPort: 2 }, Buffer.alloc(1), { src: 'fd00::1', dst: 'fd00::2' }, { checksum: 'zero' }), InvalidValueError);
 });
@@ -228,7 +252,9 @@ test('ICMP and ICMPv6 echo round-trip with good checksums; a flipped bit makes t
 
 test('VXLAN header round-trips: 24-bit VNI, I flag, and the GBP extension', () => {
   const gbp = record({ policyId: u16, dontLearn: fc.boolean(), policyApplied: fc.boolean() });
-  const hdr = record({ vni: fc.integer({ min: 0, max: 0xffffff }), gbp: fc.option(gbp, { nil: undefined }) }).map((h): { vni: number; gbp?: { policyId: number; dontLearn: boolean; policyApplied: boolean } } => (h.gbp ? h : { vni: h.vni }));
+  const hdr = record({ vni: fc.integer({ min: 0, max: 0xffffff }), gbp: fc.option(gbp, { nil: undefined }) }).map(
+    (h): { vni: number; gbp?: { policyId: number; dontLearn: boolean; policyApplied: boolean } } => (h.gbp ? h : { vni: h.vni }),
+  );
   fc.assert(
     fc.property(hdr, payload, (h, p) => {
       const v = decodeVxlan(buildVxlan(h, p));
@@ -242,7 +268,10 @@ test('VXLAN header round-trips: 24-bit VNI, I flag, and the GBP extension', () =
   );
   // RFC 7348 layout, byte by byte: flags 0x08, 3 reserved, VNI, 1 reserved.
   assert.deepEqual([...buildVxlan({ vni: 0x123456 }, Buffer.alloc(0))], [0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0]);
-  assert.deepEqual([...buildVxlan({ vni: 1, gbp: { policyId: 0x0102, dontLearn: true, policyApplied: true } }, Buffer.alloc(0))], [0x88, 0x48, 0x01, 0x02, 0, 0, 1, 0]);
+  assert.deepEqual(
+    [...buildVxlan({ vni: 1, gbp: { policyId: 0x0102, dontLearn: true, policyApplied: true } }, Buffer.alloc(0))],
+    [0x88, 0x48, 0x01, 0x02, 0, 0, 1, 0],
+  );
   const odd = Buffer.from([0x0c, 0, 0, 1, 0, 0, 42, 0]);
   assert.equal(decodeVxlan(odd).reservedBitsSet, true);
   assert.equal(decodeVxlan(odd).vni, 42);
@@ -253,10 +282,38 @@ test('builders reject out-of-range fields, naming the field', () => {
     [() => buildVxlan({ vni: 0x1000000 }, Buffer.alloc(0)), /^vni: 16777216 is out of range/],
     [() => buildEthernet({ dst: 'nope', src: '02:00:00:00:00:01', etherType: 0x800 }, Buffer.alloc(0)), /^mac: "nope"/],
     [() => buildEthernet({ dst: '02:00:00:00:00:02', src: '02:00:00:00:00:01', etherType: 0x8100 }, Buffer.alloc(0)), /^etherType: 33024 is a VLAN tag type/],
-    [() => buildIpv4({ tos: 0, id: 0, dontFragment: false, moreFragments: false, fragmentOffset: 0, ttl: 300, protocol: 1, src: '10.0.0.1', dst: '10.0.0.2' }, Buffer.alloc(0)), /^ttl: 300 is out of range/],
-    [() => buildIpv4({ tos: 0, id: 0, dontFragment: false, moreFragments: false, fragmentOffset: 0, ttl: 1, protocol: 1, src: '10.0.0.1', dst: '10.0.0.2', options: Buffer.alloc(3) }, Buffer.alloc(0)), /^options: "3 bytes" must be a multiple of 4/],
+    [
+      () =>
+        buildIpv4(
+          { tos: 0, id: 0, dontFragment: false, moreFragments: false, fragmentOffset: 0, ttl: 300, protocol: 1, src: '10.0.0.1', dst: '10.0.0.2' },
+          Buffer.alloc(0),
+        ),
+      /^ttl: 300 is out of range/,
+    ],
+    [
+      () =>
+        buildIpv4(
+          {
+            tos: 0,
+            id: 0,
+            dontFragment: false,
+            moreFragments: false,
+            fragmentOffset: 0,
+            ttl: 1,
+            protocol: 1,
+            src: '10.0.0.1',
+            dst: '10.0.0.2',
+            options: Buffer.alloc(3),
+          },
+          Buffer.alloc(0),
+        ),
+      /^options: "3 bytes" must be a multiple of 4/,
+    ],
     [() => buildUdp({ srcPort: 70000, dstPort: 1 }, Buffer.alloc(0), { src: '10.0.0.1', dst: '10.0.0.2' }), /^srcPort: 70000 is out of range/],
-    [() => buildIpv6({ trafficClass: 0, flowLabel: 0, nextHeader: 17, hopLimit: 1, src: '10.0.0.1', dst: '::1' }, Buffer.alloc(0)), /^src: "10.0.0.1" is not an IPv6 address/],
+    [
+      () => buildIpv6({ trafficClass: 0, flowLabel: 0, nextHeader: 17, hopLimit: 1, src: '10.0.0.1', dst: '::1' }, Buffer.alloc(0)),
+      /^src: "10.0.0.1" is not an IPv6 address/,
+    ],
   ];
   for (const [fn, re] of cases) assert.throws(fn, (e: unknown) => e instanceof InvalidValueError && re.test(e.message), re.source);
 });
@@ -312,7 +369,15 @@ test('views read through pooled Buffers: a frame at any byteOffset of a larger A
 });
 
 test('IPv4 fragments are recognised and not decoded past IP; the text says which fragment', () => {
-  const whole = udpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.0.0.1', dstIp: '10.0.0.2', srcPort: 1, dstPort: 8472, payload: Buffer.alloc(40) });
+  const whole = udpFrame({
+    srcMac: '02:00:00:00:00:01',
+    dstMac: '02:00:00:00:00:02',
+    srcIp: '10.0.0.1',
+    dstIp: '10.0.0.2',
+    srcPort: 1,
+    dstPort: 8472,
+    payload: Buffer.alloc(40),
+  });
   const first = Buffer.from(whole);
   first.writeUInt16BE(0x2000 | 0, 20); // MF, offset 0
   first.writeUInt16BE(0, 24);
@@ -321,7 +386,10 @@ test('IPv4 fragments are recognised and not decoded past IP; the text says which
   later.writeUInt16BE(185, 20); // offset 185 * 8 = 1480, last fragment
   later.writeUInt16BE(0, 24);
   later.writeUInt16BE(internetChecksum(later, 14, 34), 24);
-  for (const [frame, note] of [[first, 'offset 0, more'], [later, 'offset 1480']] as const) {
+  for (const [frame, note] of [
+    [first, 'offset 0, more'],
+    [later, 'offset 1480'],
+  ] as const) {
     const d = dissect(frame);
     assert.equal(d.error, undefined);
     assert.equal(d.ipv4!.isFragment, true);

@@ -7,7 +7,16 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { CaptureParser, PcapError, PcapWriter, encodePcap, readCapture, readCaptureBatches, readCaptureSync, type CaptureRecord } from '../../src/wire/index.js';
+import {
+  CaptureParser,
+  PcapError,
+  PcapWriter,
+  encodePcap,
+  readCapture,
+  readCaptureBatches,
+  readCaptureSync,
+  type CaptureRecord,
+} from '../../src/wire/index.js';
 
 /** All records of `buf`, plus the error that ended the file (if any). */
 function readAll(buf: Buffer): { records: CaptureRecord[]; error?: PcapError } {
@@ -120,7 +129,11 @@ const shb = (le = true): Buffer => block(0x0a0d0d0a, Buffer.concat([u32(0x1a2b3c
 const idb = (linkType: number, snaplen: number, le = true, options: Buffer[] = []): Buffer =>
   block(1, Buffer.concat([u16(linkType, le), u16(0, le), u32(snaplen, le), ...options, ...(options.length ? [Buffer.alloc(4)] : [])]), le);
 const epb = (ifId: number, tsHigh: number, tsLow: number, data: Buffer, le = true, origlen = data.length): Buffer =>
-  block(6, Buffer.concat([u32(ifId, le), u32(tsHigh, le), u32(tsLow, le), u32(data.length, le), u32(origlen, le), data, Buffer.alloc((4 - (data.length % 4)) % 4)]), le);
+  block(
+    6,
+    Buffer.concat([u32(ifId, le), u32(tsHigh, le), u32(tsLow, le), u32(data.length, le), u32(origlen, le), data, Buffer.alloc((4 - (data.length % 4)) % 4)]),
+    le,
+  );
 const spb = (data: Buffer, le = true, origlen = data.length): Buffer => block(3, Buffer.concat([u32(origlen, le), data]), le);
 
 test('pcapng: both byte orders, several interfaces, timestamp resolution and offset, SPB, unknown blocks skipped', () => {

@@ -20,7 +20,10 @@ const PORTS = [4789, 8472, 9000];
 function tulleJson(path: string): Array<Record<string, any>> {
   const r = spawnSync(process.execPath, [MAIN, 'decode', '--json', '--port', '9000', path], { encoding: 'utf8', maxBuffer: 64 << 20 });
   assert.equal(r.status, 0, r.stderr);
-  return r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  return r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }
 
 async function assertAgree(path: string, expectedFrames: number): Promise<void> {
@@ -39,7 +42,14 @@ function handPicked(): Buffer[] {
   const ping = icmpEchoFrame({ ...pods, id: 16640, seq: 3 });
   const frames: Buffer[] = [];
   frames.push(encapsulate(ping, { ...hostA, vni: 1 })); // flannel: 8472, no UDP checksum
-  frames.push(encapsulate(icmpEchoFrame({ ...pods, srcIp: pods.dstIp, dstIp: pods.srcIp, id: 16640, seq: 3, reply: true }), { ...hostA, vni: 4096, dstPort: 4789, udpChecksum: true })); // Calico
+  frames.push(
+    encapsulate(icmpEchoFrame({ ...pods, srcIp: pods.dstIp, dstIp: pods.srcIp, id: 16640, seq: 3, reply: true }), {
+      ...hostA,
+      vni: 4096,
+      dstPort: 4789,
+      udpChecksum: true,
+    }),
+  ); // Calico
   const badOuterIp = encapsulate(ping, { ...hostA, vni: 1 });
   badOuterIp[24]! ^= 0xff;
   frames.push(badOuterIp);
@@ -52,8 +62,21 @@ function handPicked(): Buffer[] {
   const badInnerIp = Buffer.from(ping);
   badInnerIp[24]! ^= 0x10;
   frames.push(encapsulate(badInnerIp, { ...hostA, vni: 1 }));
-  frames.push(encapsulate(arpFrame({ op: 1, senderMac: pods.srcMac, senderIp: '10.244.0.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.1.0' }), { ...hostA, vni: 1, vlans: [{ tpid: 0x8100, pcp: 3, dei: false, vid: 100 }] }));
-  frames.push(encapsulate(udpFrame({ ...pods, srcPort: 40000, dstPort: 53, payload: Buffer.from('dns?') }), { ...hostA, vni: 77, dstPort: 9000, gbp: { policyId: 300, dontLearn: true, policyApplied: true } }));
+  frames.push(
+    encapsulate(arpFrame({ op: 1, senderMac: pods.srcMac, senderIp: '10.244.0.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.1.0' }), {
+      ...hostA,
+      vni: 1,
+      vlans: [{ tpid: 0x8100, pcp: 3, dei: false, vid: 100 }],
+    }),
+  );
+  frames.push(
+    encapsulate(udpFrame({ ...pods, srcPort: 40000, dstPort: 53, payload: Buffer.from('dns?') }), {
+      ...hostA,
+      vni: 77,
+      dstPort: 9000,
+      gbp: { policyId: 300, dontLearn: true, policyApplied: true },
+    }),
+  );
   const v6 = { srcMac: hostA.srcMac, dstMac: hostA.dstMac, srcIp: '2001:db8::2', dstIp: '2001:db8::14' };
   frames.push(encapsulate(icmpEchoFrame({ ...pods, srcIp: 'fd00::3', dstIp: 'fd00::1:3', id: 9, seq: 1 }), { ...v6, vni: 5 }));
   frames.push(arpFrame({ op: 2, senderMac: hostA.srcMac, senderIp: hostA.srcIp, targetMac: hostA.dstMac, targetIp: hostA.dstIp }));
@@ -91,9 +114,24 @@ function randomFrames(n: number): Buffer[] {
         : r.inner === 'icmp6'
           ? icmpEchoFrame({ ...l2, srcIp: r.i6[0], dstIp: r.i6[1], id: r.id, seq: r.seq, data: r.data })
           : r.inner === 'udp'
-            ? udpFrame({ ...l2, srcIp: r.i4[0], dstIp: r.i4[1], srcPort: r.id || 1, dstPort: r.seq === 4789 || r.seq === 8472 || r.seq === 9000 ? 80 : r.seq || 1, payload: r.data })
+            ? udpFrame({
+                ...l2,
+                srcIp: r.i4[0],
+                dstIp: r.i4[1],
+                srcPort: r.id || 1,
+                dstPort: r.seq === 4789 || r.seq === 8472 || r.seq === 9000 ? 80 : r.seq || 1,
+                payload: r.data,
+              })
             : arpFrame({ op: 1, senderMac: l2.srcMac, senderIp: r.i4[0], targetMac: '00:00:00:00:00:00', targetIp: r.i4[1] });
-    const outer: VxlanOuter = { srcMac: r.macs[0], dstMac: r.macs[1], srcIp: r.outerV6 ? r.o6[0] : r.o4[0], dstIp: r.outerV6 ? r.o6[1] : r.o4[1], vni: r.vni, dstPort: r.port, udpChecksum: r.csum };
+    const outer: VxlanOuter = {
+      srcMac: r.macs[0],
+      dstMac: r.macs[1],
+      srcIp: r.outerV6 ? r.o6[0] : r.o4[0],
+      dstIp: r.outerV6 ? r.o6[1] : r.o4[1],
+      vni: r.vni,
+      dstPort: r.port,
+      udpChecksum: r.csum,
+    };
     return encapsulate(inner, outer);
   });
 }
@@ -128,9 +166,15 @@ test('tshark reads tulle pcaps in every variant (big-endian, nanoseconds) with t
     const { stdout } = await run(['tshark', '-r', path, '-T', 'fields', '-e', 'frame.time_epoch']);
     const times = stdout.trim().split('\n');
     const frac = variant.nanosecond ? '123456789' : '123456000';
-    assert.deepEqual(times, records.map((r) => `${r.time.sec}.${frac}`));
+    assert.deepEqual(
+      times,
+      records.map((r) => `${r.time.sec}.${frac}`),
+    );
     const tulleTimes = tulleJson(path).map((f) => f.time);
-    assert.deepEqual(tulleTimes, records.map((r) => `${new Date(r.time.sec * 1000).toISOString().slice(0, 19)}.${frac}Z`));
+    assert.deepEqual(
+      tulleTimes,
+      records.map((r) => `${new Date(r.time.sec * 1000).toISOString().slice(0, 19)}.${frac}Z`),
+    );
   }
 });
 
@@ -166,10 +210,19 @@ test('raw IP and Linux cooked captures (tcpdump -i any) decode as tshark reads t
   for (const linkType of [101, 113, 276] as const) {
     const frames = [...handPicked(), ...randomFrames(40)].map((f) => relink(f, linkType)).filter((f): f is Buffer => f !== undefined);
     const path = join(dir, `link-${linkType}.pcap`);
-    writeFileSync(path, encodePcap(frames.map((data, i) => ({ data, time: { sec: 1_700_000_000 + i, nsec: 0 } })), { linkType }));
+    writeFileSync(
+      path,
+      encodePcap(
+        frames.map((data, i) => ({ data, time: { sec: 1_700_000_000 + i, nsec: 0 } })),
+        { linkType },
+      ),
+    );
     await assertAgree(path, frames.length);
     const decoded = tulleJson(path);
-    assert.ok(decoded.every((f) => f.eth === undefined && f.error === undefined), `link type ${linkType}: no outer Ethernet, no errors`);
+    assert.ok(
+      decoded.every((f) => f.eth === undefined && f.error === undefined),
+      `link type ${linkType}: no outer Ethernet, no errors`,
+    );
     assert.ok(decoded.filter((f) => f.vxlan).length >= 40, `link type ${linkType}: VXLAN found under the cooked header`);
   }
 });
@@ -181,7 +234,13 @@ test('pcapng written by Wireshark (editcap) decodes exactly like the pcap it cam
   for (const nanosecond of [false, true]) {
     // editcap keeps the input's precision: a nanosecond pcap becomes a pcapng with if_tsresol 9.
     const pcap = join(dir, `in-${nanosecond}.pcap`);
-    writeFileSync(pcap, encodePcap(frames.map((data, i) => ({ data, time: { sec: 1_700_000_000 + i, nsec: 987_654_321 } })), { nanosecond }));
+    writeFileSync(
+      pcap,
+      encodePcap(
+        frames.map((data, i) => ({ data, time: { sec: 1_700_000_000 + i, nsec: 987_654_321 } })),
+        { nanosecond },
+      ),
+    );
     const ng = join(dir, `out-${nanosecond}.pcapng`);
     const r = spawnSync('editcap', ['-F', 'pcapng', pcap, ng], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);

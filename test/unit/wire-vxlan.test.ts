@@ -23,7 +23,7 @@ import {
 const seedInner = icmpEchoFrame({ srcMac: 'd2:ba:c1:db:b3:77', dstMac: '0e:f0:b5:8c:28:f5', srcIp: '10.244.0.3', dstIp: '10.244.1.3', id: 16640, seq: 3 });
 const seedOuter: VxlanOuter = { srcMac: '52:54:00:9c:09:d7', dstMac: 'fe:ee:8f:bf:86:99', srcIp: '10.0.4.2', dstIp: '10.0.4.14', vni: 1 };
 
-test("seed 003: a 98-byte ICMP frame becomes a 148-byte VXLAN frame to port 8472 with flags [I] and VNI 1", () => {
+test('seed 003: a 98-byte ICMP frame becomes a 148-byte VXLAN frame to port 8472 with flags [I] and VNI 1', () => {
   assert.equal(seedInner.length, 98);
   const frame = encapsulate(seedInner, seedOuter);
   assert.equal(frame.length, 148);
@@ -41,9 +41,17 @@ test("seed 003: a 98-byte ICMP frame becomes a 148-byte VXLAN frame to port 8472
   const text = describeFrame(d, { number: 1, sec: 0, nsec: 157412000, capturedLength: 148, originalLength: 148 });
   const [outerLine, innerLine] = text.split('\n');
   const port = d.udp!.srcPort;
-  assert.ok(outerLine!.endsWith(`52:54:00:9c:09:d7 > fe:ee:8f:bf:86:99, ethertype IPv4 (0x0800), length 148: 10.0.4.2.${port} > 10.0.4.14.8472: VXLAN, flags [I] (0x08), vni 1`), outerLine);
+  assert.ok(
+    outerLine!.endsWith(
+      `52:54:00:9c:09:d7 > fe:ee:8f:bf:86:99, ethertype IPv4 (0x0800), length 148: 10.0.4.2.${port} > 10.0.4.14.8472: VXLAN, flags [I] (0x08), vni 1`,
+    ),
+    outerLine,
+  );
   // The inner line is word for word the one tcpdump printed on flannel.1 in seed 003.
-  assert.equal(innerLine!.trim(), 'd2:ba:c1:db:b3:77 > 0e:f0:b5:8c:28:f5, ethertype IPv4 (0x0800), length 98: 10.244.0.3 > 10.244.1.3: ICMP echo request, id 16640, seq 3, length 64');
+  assert.equal(
+    innerLine!.trim(),
+    'd2:ba:c1:db:b3:77 > 0e:f0:b5:8c:28:f5, ethertype IPv4 (0x0800), length 98: 10.244.0.3 > 10.244.1.3: ICMP echo request, id 16640, seq 3, length 64',
+  );
 });
 
 test('Calico form: VNI 4096 to port 4789, with a UDP checksum on request', () => {
@@ -113,28 +121,69 @@ test('decapsulate(encapsulate(inner, outer)) gives back the inner frame and the 
 });
 
 test('decapsulate refuses what is not VXLAN with TLE_WIRE_UNSUPPORTED, and takes extra ports when told', () => {
-  const plainUdp = udpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '192.0.2.1', dstIp: '192.0.2.2', srcPort: 5000, dstPort: 53, payload: Buffer.alloc(20) });
-  assert.throws(() => decapsulate(plainUdp), (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_UNSUPPORTED' && /destination port 53 is not a VXLAN port \(4789, 8472\)/.test(e.message));
-  assert.throws(() => decapsulate(seedInner), (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_UNSUPPORTED' && /protocol 1 is not UDP/.test(e.message));
+  const plainUdp = udpFrame({
+    srcMac: '02:00:00:00:00:01',
+    dstMac: '02:00:00:00:00:02',
+    srcIp: '192.0.2.1',
+    dstIp: '192.0.2.2',
+    srcPort: 5000,
+    dstPort: 53,
+    payload: Buffer.alloc(20),
+  });
+  assert.throws(
+    () => decapsulate(plainUdp),
+    (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_UNSUPPORTED' && /destination port 53 is not a VXLAN port \(4789, 8472\)/.test(e.message),
+  );
+  assert.throws(
+    () => decapsulate(seedInner),
+    (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_UNSUPPORTED' && /protocol 1 is not UDP/.test(e.message),
+  );
   const onCustomPort = encapsulate(seedInner, { ...seedOuter, dstPort: 9999 });
   assert.throws(() => decapsulate(onCustomPort), WireError);
   assert.equal(decapsulate(onCustomPort, { ports: new Set([9999]) }).vxlan.vni, 1);
   const truncated = encapsulate(seedInner, seedOuter).subarray(0, 45);
-  assert.throws(() => decapsulate(truncated), (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_MALFORMED');
+  assert.throws(
+    () => decapsulate(truncated),
+    (e: unknown) => e instanceof WireError && e.code === 'TLE_WIRE_MALFORMED',
+  );
 });
 
 const pod = (i: number): string => `10.244.${(i >> 8) & 255}.${i & 255}`;
 
 test('flow-hashed source port: one flow keeps one port, whatever its sequence numbers and payloads', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff }), fc.uint8Array({ maxLength: 100 }), (id, seqA, seqB, data) => {
-      const a = icmpEchoFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.244.1.2', dstIp: '10.244.2.3', id, seq: seqA });
-      const b = icmpEchoFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.244.1.2', dstIp: '10.244.2.3', id, seq: seqB, data });
-      assert.equal(flowSourcePort(a), flowSourcePort(b));
-      const u1 = udpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.244.1.2', dstIp: '10.244.2.3', srcPort: id, dstPort: 53, payload: Buffer.from(data), ipId: seqA });
-      const u2 = udpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.244.1.2', dstIp: '10.244.2.3', srcPort: id, dstPort: 53, payload: Buffer.alloc(7), ipId: seqB });
-      assert.equal(flowSourcePort(u1), flowSourcePort(u2));
-    }),
+    fc.property(
+      fc.integer({ min: 0, max: 0xffff }),
+      fc.integer({ min: 0, max: 0xffff }),
+      fc.integer({ min: 0, max: 0xffff }),
+      fc.uint8Array({ maxLength: 100 }),
+      (id, seqA, seqB, data) => {
+        const a = icmpEchoFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.244.1.2', dstIp: '10.244.2.3', id, seq: seqA });
+        const b = icmpEchoFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.244.1.2', dstIp: '10.244.2.3', id, seq: seqB, data });
+        assert.equal(flowSourcePort(a), flowSourcePort(b));
+        const u1 = udpFrame({
+          srcMac: '02:00:00:00:00:01',
+          dstMac: '02:00:00:00:00:02',
+          srcIp: '10.244.1.2',
+          dstIp: '10.244.2.3',
+          srcPort: id,
+          dstPort: 53,
+          payload: Buffer.from(data),
+          ipId: seqA,
+        });
+        const u2 = udpFrame({
+          srcMac: '02:00:00:00:00:01',
+          dstMac: '02:00:00:00:00:02',
+          srcIp: '10.244.1.2',
+          dstIp: '10.244.2.3',
+          srcPort: id,
+          dstPort: 53,
+          payload: Buffer.alloc(7),
+          ipId: seqB,
+        });
+        assert.equal(flowSourcePort(u1), flowSourcePort(u2));
+      },
+    ),
     { numRuns: 200 },
   );
 });
@@ -144,7 +193,15 @@ test('flow-hashed source port: different flows spread evenly over the port range
   const ports: number[] = [];
   for (let i = 0; i < flows; i++) {
     // Flows differ in one field at a time, as pod traffic does: client port, then address.
-    const frame = udpFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: pod(i % 64), dstIp: '10.244.9.9', srcPort: 40000 + Math.floor(i / 64), dstPort: 80, payload: Buffer.alloc(10) });
+    const frame = udpFrame({
+      srcMac: '02:00:00:00:00:01',
+      dstMac: '02:00:00:00:00:02',
+      srcIp: pod(i % 64),
+      dstIp: '10.244.9.9',
+      srcPort: 40000 + Math.floor(i / 64),
+      dstPort: 80,
+      payload: Buffer.alloc(10),
+    });
     ports.push(flowSourcePort(frame));
   }
   const { min, max } = DEFAULT_SOURCE_PORT_RANGE;
@@ -156,7 +213,10 @@ test('flow-hashed source port: different flows spread evenly over the port range
   for (const b of buckets) assert.ok(b > 256 * 0.7 && b < 256 * 1.3, `bucket counts ${buckets.join(',')}`);
   // Separate pings between the same two pods (different echo ids) spread too.
   const pings = new Set<number>();
-  for (let id = 0; id < 256; id++) pings.add(flowSourcePort(icmpEchoFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.244.1.2', dstIp: '10.244.2.3', id, seq: 1 })));
+  for (let id = 0; id < 256; id++)
+    pings.add(
+      flowSourcePort(icmpEchoFrame({ srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', srcIp: '10.244.1.2', dstIp: '10.244.2.3', id, seq: 1 })),
+    );
   assert.ok(pings.size > 240, `${pings.size} ports for 256 pings`);
 });
 
@@ -168,7 +228,8 @@ test('flow-hashed source port: stays in any configured range; non-IP frames hash
       assert.ok(p >= range.min && p <= range.max);
     }),
   );
-  const arp = (sender: string): Buffer => arpFrame({ op: 1, senderMac: sender, senderIp: '10.244.0.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.1.0' });
+  const arp = (sender: string): Buffer =>
+    arpFrame({ op: 1, senderMac: sender, senderIp: '10.244.0.0', targetMac: '00:00:00:00:00:00', targetIp: '10.244.1.0' });
   assert.equal(flowSourcePort(arp('02:00:00:00:00:01')), flowSourcePort(arp('02:00:00:00:00:01')));
   assert.notEqual(flowSourcePort(arp('02:00:00:00:00:01')), flowSourcePort(arp('02:00:00:00:00:03')));
   assert.throws(() => flowSourcePort(seedInner, { min: 5000, max: 4000 }), /portRange: "5000-4000" must have min <= max/);

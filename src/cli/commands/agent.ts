@@ -47,7 +47,8 @@ function agentOptions(o: OptionsOf<typeof agentCommand>): AgentOptions {
  */
 function ipamDirOption(value: string): string {
   // eslint-disable-next-line no-control-regex
-  if (!isAbsolute(value) || /[\x00-\x1f\x7f]/.test(value)) throw new InvalidValueError('--cni-ipam-dir', value, "must be an absolute path without control characters (the plugin's <dataDir>/<network name>)");
+  if (!isAbsolute(value) || /[\x00-\x1f\x7f]/.test(value))
+    throw new InvalidValueError('--cni-ipam-dir', value, "must be an absolute path without control characters (the plugin's <dataDir>/<network name>)");
   return value;
 }
 
@@ -60,14 +61,58 @@ export const agentCommand = defineCommand({
   ].join('\n'),
   options: {
     ...storeOptions,
-    iface: { type: 'string', valueName: 'NAME|IP', description: "Underlay interface (or an address on it); default: the default route's interface", env: 'TULLE_IFACE' },
-    'public-ip': { type: 'string', valueName: 'IP', description: "Address peers send VXLAN packets to; default: the underlay interface's first IPv4 address", env: 'TULLE_PUBLIC_IP' },
-    'subnet-file': { type: 'string', valueName: 'PATH', description: 'Where to write subnet.env for the CNI plugin', default: DEFAULT_SUBNET_FILE, env: 'TULLE_SUBNET_FILE' },
-    'state-dir': { type: 'string', valueName: 'DIR', description: 'Where the agent keeps its VTEP MAC across restarts', default: DEFAULT_STATE_DIR, env: 'TULLE_STATE_DIR' },
+    iface: {
+      type: 'string',
+      valueName: 'NAME|IP',
+      description: "Underlay interface (or an address on it); default: the default route's interface",
+      env: 'TULLE_IFACE',
+    },
+    'public-ip': {
+      type: 'string',
+      valueName: 'IP',
+      description: "Address peers send VXLAN packets to; default: the underlay interface's first IPv4 address",
+      env: 'TULLE_PUBLIC_IP',
+    },
+    'subnet-file': {
+      type: 'string',
+      valueName: 'PATH',
+      description: 'Where to write subnet.env for the CNI plugin',
+      default: DEFAULT_SUBNET_FILE,
+      env: 'TULLE_SUBNET_FILE',
+    },
+    'state-dir': {
+      type: 'string',
+      valueName: 'DIR',
+      description: 'Where the agent keeps its VTEP MAC across restarts',
+      default: DEFAULT_STATE_DIR,
+      env: 'TULLE_STATE_DIR',
+    },
     'ip-masq': { type: 'boolean', description: 'Masquerade traffic leaving the cluster network', env: 'TULLE_IP_MASQ' },
-    'health-addr': { type: 'string', valueName: 'HOST:PORT', description: 'Serve /healthz, /metrics and /trace (the remote half of tulle trace) here', default: DEFAULT_HEALTH_ADDR, env: 'TULLE_HEALTH_ADDR' },
-    'reconcile-interval': { type: 'integer', valueName: 'SECONDS', description: 'Full reconcile period', default: 60, min: 1, max: 86400, env: 'TULLE_RECONCILE_INTERVAL' },
-    'rules-interval': { type: 'integer', valueName: 'SECONDS', description: 'Traffic rules check period', default: 30, min: 1, max: 86400, env: 'TULLE_RULES_INTERVAL' },
+    'health-addr': {
+      type: 'string',
+      valueName: 'HOST:PORT',
+      description: 'Serve /healthz, /metrics and /trace (the remote half of tulle trace) here',
+      default: DEFAULT_HEALTH_ADDR,
+      env: 'TULLE_HEALTH_ADDR',
+    },
+    'reconcile-interval': {
+      type: 'integer',
+      valueName: 'SECONDS',
+      description: 'Full reconcile period',
+      default: 60,
+      min: 1,
+      max: 86400,
+      env: 'TULLE_RECONCILE_INTERVAL',
+    },
+    'rules-interval': {
+      type: 'integer',
+      valueName: 'SECONDS',
+      description: 'Traffic rules check period',
+      default: 30,
+      min: 1,
+      max: 86400,
+      env: 'TULLE_RULES_INTERVAL',
+    },
     'vxlan-guard': {
       type: 'string',
       valueName: 'true|false',
@@ -76,21 +121,33 @@ export const agentCommand = defineCommand({
       choices: ['true', 'false'],
       env: 'TULLE_VXLAN_GUARD',
     },
-    'cni-socket': { type: 'string', valueName: 'PATH', description: 'Serve CNI requests from the tulle-cni shim on this unix socket (root only); "" serves none', default: DEFAULT_CNI_SOCKET, env: 'TULLE_CNI_SOCKET' },
+    'cni-socket': {
+      type: 'string',
+      valueName: 'PATH',
+      description: 'Serve CNI requests from the tulle-cni shim on this unix socket (root only); "" serves none',
+      default: DEFAULT_CNI_SOCKET,
+      env: 'TULLE_CNI_SOCKET',
+    },
     bridge: {
       type: 'string',
       valueName: 'NAME',
-      description: "L2 networks: the bridge this host's vxlan<VNI> joins, instead of Backend.Bridge (an existing one, e.g. a Docker network's br-<id>, is only joined)",
+      description:
+        "L2 networks: the bridge this host's vxlan<VNI> joins, instead of Backend.Bridge (an existing one, e.g. a Docker network's br-<id>, is only joined)",
       env: 'TULLE_BRIDGE',
     },
     'cni-ipam-dir': {
       type: 'string',
       valueName: 'DIR',
-      description: 'L2 Flood "none": the CNI plugin\'s address reservations for this network (<cni data dir>/<network name>); at start, endpoint records of this host for addresses not reserved there are deleted; "" deletes none',
+      description:
+        'L2 Flood "none": the CNI plugin\'s address reservations for this network (<cni data dir>/<network name>); at start, endpoint records of this host for addresses not reserved there are deleted; "" deletes none',
       default: DEFAULT_CNI_IPAM_DIR,
       env: 'TULLE_CNI_IPAM_DIR',
     },
-    cleanup: { type: 'boolean', description: 'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file; the device of an L2 network and a bridge tulle made), release its lease, and exit' },
+    cleanup: {
+      type: 'boolean',
+      description:
+        'Remove what the agent made on this host (VTEP, routes, rules, VXLAN guard, subnet file; the device of an L2 network and a bridge tulle made), release its lease, and exit',
+    },
   },
   examples: [
     'tulle agent --store etcd://192.0.2.10:2379 --iface eth0 --ip-masq',
@@ -118,7 +175,13 @@ export const agentCommand = defineCommand({
     if (socket) {
       try {
         // In-flight requests get half a second at shutdown: one cut short answers 11 (ADD) or falls back in the shim.
-        cni = await CniServer.start({ path: socket, log: log.child({ component: 'cni' }), registry: agent.metrics.registry, drainMs: 500, endpointHooks: () => agent.podEndpointHooks });
+        cni = await CniServer.start({
+          path: socket,
+          log: log.child({ component: 'cni' }),
+          registry: agent.metrics.registry,
+          drainMs: 500,
+          endpointHooks: () => agent.podEndpointHooks,
+        });
       } catch (err) {
         // A malformed path is the operator's typo: refuse to start. A socket that cannot be served (another agent's,
         // a directory that cannot be made) is not fatal: the shim falls back to the Node plugin, so pods still get

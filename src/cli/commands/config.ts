@@ -64,7 +64,9 @@ const putCommand = defineCommand({
         .sort((a, b) => a.network - b.network)
         .map(formatCidr4);
       if (misfits.length) {
-        process.stderr.write(`warning: ${misfits.length} existing lease(s) do not fit this config (${misfits.join(', ')}); their hosts get new subnets when they restart\n`);
+        process.stderr.write(
+          `warning: ${misfits.length} existing lease(s) do not fit this config (${misfits.join(', ')}); their hosts get new subnets when they restart\n`,
+        );
       }
     } finally {
       await registry.close();

@@ -54,11 +54,13 @@ export const demoCommand = defineCommand({
       if (flood === 'remote' && defaulted?.has('nodes')) nodes = 2;
       configText = checkL2Lab(flood, nodes, underlay, options.config === undefined ? undefined : readFileSync(options.config, 'utf8'));
     } else if (options.config !== undefined) {
-      throw new UsageError('tulle demo: --config goes with --l2 (the demo\'s L3 network is the lab default)');
+      throw new UsageError("tulle demo: --config goes with --l2 (the demo's L3 network is the lab default)");
     }
     const log = createLogger({ component: 'demo' }, { level: 'warn' });
     const out = (s = ''): boolean => process.stdout.write(s + '\n');
-    out(`Building lab ${name}: ${nodes} hosts on a ${underlay} underlay, ${store} store, ${pods} pod(s) per host (${flood ? `l2 network, flood ${flood}` : `${mode} mode`})...`);
+    out(
+      `Building lab ${name}: ${nodes} hosts on a ${underlay} underlay, ${store} store, ${pods} pod(s) per host (${flood ? `l2 network, flood ${flood}` : `${mode} mode`})...`,
+    );
     const started = Date.now();
     const state = await labUp({
       name,
@@ -81,7 +83,14 @@ export const demoCommand = defineCommand({
       for (const h of state.hosts) {
         out();
         out(`== ${h.name} (${h.namespace}): underlay ${h.address}, pods ${h.subnet}${l2 ? ' (a slice of the one shared subnet)' : ''} ==`);
-        for (const argv of l2 ? await l2Commands(h.namespace, l2) : [['ip', 'route'], ['ip', 'neigh', 'show', 'dev', 'flannel.1'], ['bridge', 'fdb', 'show', 'dev', 'flannel.1'], ['ip', '-d', 'link', 'show', 'flannel.1']]) {
+        for (const argv of l2
+          ? await l2Commands(h.namespace, l2)
+          : [
+              ['ip', 'route'],
+              ['ip', 'neigh', 'show', 'dev', 'flannel.1'],
+              ['bridge', 'fdb', 'show', 'dev', 'flannel.1'],
+              ['ip', '-d', 'link', 'show', 'flannel.1'],
+            ]) {
           out(`$ ${argv.join(' ')}`);
           const r = await run(['ip', 'netns', 'exec', h.namespace, ...argv], { allowFailure: true });
           out((r.stdout || r.stderr).trimEnd());
@@ -123,7 +132,16 @@ async function l2Commands(namespace: string, l2: { vni: number; flood: string })
 
 function hostTable(state: LabState): string {
   const rows = [['HOST', 'UNDERLAY', 'POD SUBNET', 'PODS']];
-  for (const h of state.hosts) rows.push([h.name, h.address, h.subnet ?? '-', state.pods.filter((p) => p.host === h.name).map((p) => `${p.name}=${p.address}`).join(' ')]);
+  for (const h of state.hosts)
+    rows.push([
+      h.name,
+      h.address,
+      h.subnet ?? '-',
+      state.pods
+        .filter((p) => p.host === h.name)
+        .map((p) => `${p.name}=${p.address}`)
+        .join(' '),
+    ]);
   return formatRows(rows);
 }
 

@@ -28,7 +28,12 @@ const etcdOptions = defineOptions({
 });
 
 const common = defineOptions({
-  root: { type: 'string', valueName: 'DIR', description: 'Install under this directory (paths inside the files stay the target system\'s, as with DESTDIR)', default: '/' },
+  root: {
+    type: 'string',
+    valueName: 'DIR',
+    description: "Install under this directory (paths inside the files stay the target system's, as with DESTDIR)",
+    default: '/',
+  },
   force: { type: 'boolean', description: 'Overwrite (install) or remove (uninstall) files even if tulle install did not write them or they changed since' },
 });
 
@@ -95,25 +100,48 @@ export const installCommand = defineCommand({
     ...common,
     'cni-bin-dir': { type: 'string', valueName: 'DIR', description: 'Where the runtime looks for CNI plugins', default: '/opt/cni/bin' },
     'cni-conf-dir': { type: 'string', valueName: 'DIR', description: 'Where the runtime reads network configs', default: '/etc/cni/net.d' },
-    'cni-data-dir': { type: 'string', valueName: 'DIR', description: "The plugin's address reservations (host-local's format); default: /var/lib/cni/networks" },
-    'subnet-file': { type: 'string', valueName: 'PATH', description: "subnet.env: the agent's --subnet-file and the plugin's subnetFile (one setting for both)", default: DEFAULT_SUBNET_FILE },
-    mode: { type: 'string', valueName: 'MODE', description: 'Pod attachment: bridge (flannel, cni0) or routed (Calico, /32 per pod)', default: 'bridge', choices: ['bridge', 'routed'] },
+    'cni-data-dir': {
+      type: 'string',
+      valueName: 'DIR',
+      description: "The plugin's address reservations (host-local's format); default: /var/lib/cni/networks",
+    },
+    'subnet-file': {
+      type: 'string',
+      valueName: 'PATH',
+      description: "subnet.env: the agent's --subnet-file and the plugin's subnetFile (one setting for both)",
+      default: DEFAULT_SUBNET_FILE,
+    },
+    mode: {
+      type: 'string',
+      valueName: 'MODE',
+      description: 'Pod attachment: bridge (flannel, cni0) or routed (Calico, /32 per pod)',
+      default: 'bridge',
+      choices: ['bridge', 'routed'],
+    },
     'network-name': { type: 'string', valueName: 'NAME', description: 'The CNI network name (podman --network NAME)', default: 'tulle' },
-    'cni-version': { type: 'string', valueName: 'V', description: 'The conflist\'s cniVersion (podman 4 and Debian\'s portmap read 1.0.0)', default: '1.0.0', choices: ['0.4.0', '1.0.0', '1.1.0'] },
-    store: { type: 'string', valueName: 'URL', description: 'The agent\'s store: etcd://HOST:PORT[,...] shared by every host, or sqlite:PATH for one host', default: DEFAULT_STORE_URL },
+    'cni-version': {
+      type: 'string',
+      valueName: 'V',
+      description: "The conflist's cniVersion (podman 4 and Debian's portmap read 1.0.0)",
+      default: '1.0.0',
+      choices: ['0.4.0', '1.0.0', '1.1.0'],
+    },
+    store: {
+      type: 'string',
+      valueName: 'URL',
+      description: "The agent's store: etcd://HOST:PORT[,...] shared by every host, or sqlite:PATH for one host",
+      default: DEFAULT_STORE_URL,
+    },
     prefix: { type: 'string', valueName: 'P', description: "Key prefix (flannel's --etcd-prefix)", default: DEFAULT_PREFIX },
     ...etcdOptions,
     iface: { type: 'string', valueName: 'NAME|IP', description: "The agent's underlay interface; default: the default route's" },
     'public-ip': { type: 'string', valueName: 'IP', description: 'Address other hosts send VXLAN packets to' },
     'ip-masq': { type: 'boolean', description: 'Masquerade pod traffic leaving the cluster network' },
     'health-addr': { type: 'string', valueName: 'HOST:PORT', description: "The agent's /healthz and /metrics address" },
-    'state-dir': { type: 'string', valueName: 'DIR', description: "Where the agent keeps its VTEP MAC; default: /var/lib/tulle" },
+    'state-dir': { type: 'string', valueName: 'DIR', description: 'Where the agent keeps its VTEP MAC; default: /var/lib/tulle' },
     'no-systemd': { type: 'boolean', description: 'Write no systemd unit (start the agent yourself)' },
   },
-  examples: [
-    'tulle install --store etcd://192.0.2.10:2379 --iface eth0',
-    'tulle install --root /tmp/stage --no-systemd --mode routed',
-  ],
+  examples: ['tulle install --store etcd://192.0.2.10:2379 --iface eth0', 'tulle install --root /tmp/stage --no-systemd --mode routed'],
   async run(args) {
     report(install(s(args.options.root)!, settings(args.options), { force: Boolean(args.options.force) }));
     return 0;

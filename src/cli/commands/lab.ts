@@ -36,7 +36,13 @@ import {
 import { defineCommand, type CommandGroup, type OptionSpec } from '../spec.js';
 import { labTraceCommand } from './trace.js';
 
-const nameOption = { type: 'string', description: 'Lab name (lower-case letters and digits)', valueName: 'NAME', default: DEFAULT_LAB_NAME, env: 'TULLE_LAB_NAME' } as const satisfies OptionSpec;
+const nameOption = {
+  type: 'string',
+  description: 'Lab name (lower-case letters and digits)',
+  valueName: 'NAME',
+  default: DEFAULT_LAB_NAME,
+  env: 'TULLE_LAB_NAME',
+} as const satisfies OptionSpec;
 
 const up = defineCommand({
   name: 'tulle lab up',
@@ -44,7 +50,7 @@ const up = defineCommand({
   details: [
     'Namespaces are named tulle-NAME-h1..hN (hosts), tulle-NAME-sw (switch; sw1/sw2 and rt for the routed underlay),',
     'tulle-NAME-hI-pJ (pods). Every host has eth0 on the underlay (192.0.2.0/24; routed: even hosts on 198.51.100.0/24',
-    'behind the router). The store is an SQLite file in the lab directory, or an etcd server in h1\'s namespace.',
+    "behind the router). The store is an SQLite file in the lab directory, or an etcd server in h1's namespace.",
     'Pods are attached by tulle-cni exactly as a container runtime calls it.',
     'State and files live in $TULLE_LAB_DIR/NAME (default /run/tulle/labs/NAME). Nothing is added to the root namespace.',
   ].join('\n'),
@@ -53,23 +59,42 @@ const up = defineCommand({
     nodes: { type: 'integer', description: 'Number of hosts', default: DEFAULT_HOSTS, min: 1, max: MAX_HOSTS },
     pods: { type: 'integer', description: 'Pods per host', default: 0, min: 0, max: MAX_PODS },
     underlay: { type: 'string', description: 'How hosts are connected', choices: UNDERLAYS, default: DEFAULT_UNDERLAY, valueName: 'KIND' },
-    store: { type: 'string', description: 'Where leases live: an SQLite file, or a real etcd server in h1', choices: STORE_KINDS, default: 'sqlite', valueName: 'KIND' },
+    store: {
+      type: 'string',
+      description: 'Where leases live: an SQLite file, or a real etcd server in h1',
+      choices: STORE_KINDS,
+      default: 'sqlite',
+      valueName: 'KIND',
+    },
     config: { type: 'string', description: `Network config (flannel's net-conf.json); default ${DEFAULT_NETWORK_CONFIG}`, valueName: 'FILE' },
-    mode: { type: 'string', description: 'Pod attachment: a cni0 bridge (flannel) or routed /32 (Calico)', choices: POD_MODES, default: 'bridge', valueName: 'MODE' },
+    mode: {
+      type: 'string',
+      description: 'Pod attachment: a cni0 bridge (flannel) or routed /32 (Calico)',
+      choices: POD_MODES,
+      default: 'bridge',
+      valueName: 'MODE',
+    },
     bare: { type: 'boolean', description: 'Underlay only: no store, no agents, no pods' },
     l2: {
       type: 'string',
-      description: 'An L2 network (seeds 001/002) flooding by FLOOD, under the store prefix /tulle.io/l2; default underlay: switch for multicast and remote, routed otherwise; remote needs --nodes 2',
+      description:
+        'An L2 network (seeds 001/002) flooding by FLOOD, under the store prefix /tulle.io/l2; default underlay: switch for multicast and remote, routed otherwise; remote needs --nodes 2',
       choices: FLOODS,
       valueName: 'FLOOD',
     },
     json: { type: 'boolean', description: 'Print the topology as JSON' },
   },
-  examples: ['tulle lab up', 'tulle lab up --name big --nodes 5 --underlay routed --pods 2 --json', 'tulle lab up --store etcd --mode routed', 'tulle lab up --bare --nodes 2'],
+  examples: [
+    'tulle lab up',
+    'tulle lab up --name big --nodes 5 --underlay routed --pods 2 --json',
+    'tulle lab up --store etcd --mode routed',
+    'tulle lab up --bare --nodes 2',
+  ],
   async run({ options, defaulted }) {
     const name = validateLabName(options.name, '--name');
     const pods = validatePodCount(options.pods, '--pods');
-    if (options.bare && (pods > 0 || options.config !== undefined)) throw new UsageError(`tulle lab up: --bare builds no overlay, so ${pods > 0 ? '--pods' : '--config'} cannot go with it`);
+    if (options.bare && (pods > 0 || options.config !== undefined))
+      throw new UsageError(`tulle lab up: --bare builds no overlay, so ${pods > 0 ? '--pods' : '--config'} cannot go with it`);
     let configText = options.config === undefined ? undefined : readConfigFile(options.config);
     let { underlay, nodes } = options;
     // An L2 config given without --l2 gets the same checks, with its own flood mode.
@@ -132,7 +157,9 @@ const down = defineCommand({
       process.stdout.write(`lab ${name} does not exist; nothing to remove\n`);
       return 0;
     }
-    process.stdout.write(`lab ${name} removed: ${plural(result.namespaces.length, 'namespace')}, ${plural(result.stopped.length, 'process', 'processes')} stopped\n`);
+    process.stdout.write(
+      `lab ${name} removed: ${plural(result.namespaces.length, 'namespace')}, ${plural(result.stopped.length, 'process', 'processes')} stopped\n`,
+    );
     return 0;
   },
 });
@@ -169,7 +196,8 @@ const exec = defineCommand({
 const status = defineCommand({
   name: 'tulle lab status',
   summary: 'Per host: lease, VTEP, peers, and whether the kernel matches what the leases ask for',
-  details: 'Reads the leases from the lab\'s store and each host\'s kernel over netlink, plans as the agent does, and lists any entry that is missing, wrong or stale.',
+  details:
+    "Reads the leases from the lab's store and each host's kernel over netlink, plans as the agent does, and lists any entry that is missing, wrong or stale.",
   options: { name: nameOption, json: { type: 'boolean', description: 'Print the status as JSON' } },
   examples: ['tulle lab status', 'tulle lab status --name big --json'],
   async run({ options }) {
@@ -262,13 +290,24 @@ export function formatLabSummary(state: LabState, ms: number): string {
     lines.push('', `router ${state.router.namespace}: ${state.router.interfaces.map((i) => `${i.interface} ${i.address}/${i.prefixLength}`).join(', ')}`);
   }
   lines.push(`switches: ${state.switches.map((s) => `${s.namespace} (${state.segments.find((g) => g.id === s.segment)?.cidr})`).join(', ')}`);
-  if (state.overlay) lines.push(`store: ${state.overlay.store}; agents: ${state.processes.filter((p) => p.role === 'agent').length}; pod mode: ${state.overlay.mode}`);
+  if (state.overlay)
+    lines.push(`store: ${state.overlay.store}; agents: ${state.processes.filter((p) => p.role === 'agent').length}; pod mode: ${state.overlay.mode}`);
   if (state.pods.length) {
     lines.push('');
     const pods = [...state.pods].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
-    lines.push(...table(['POD', 'HOST', 'NAMESPACE', 'ADDRESS'], pods.map((p) => [p.name, p.host, p.namespace, p.address ?? '-'])));
+    lines.push(
+      ...table(
+        ['POD', 'HOST', 'NAMESPACE', 'ADDRESS'],
+        pods.map((p) => [p.name, p.host, p.namespace, p.address ?? '-']),
+      ),
+    );
   }
-  lines.push(`files: ${state.dir}`, '', `run a command in a host: tulle lab exec ${state.name} h1 -- ip addr`, `remove the lab:          tulle lab down --name ${state.name}`);
+  lines.push(
+    `files: ${state.dir}`,
+    '',
+    `run a command in a host: tulle lab exec ${state.name} h1 -- ip addr`,
+    `remove the lab:          tulle lab down --name ${state.name}`,
+  );
   return lines.join('\n') + '\n';
 }
 

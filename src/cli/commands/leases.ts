@@ -33,7 +33,14 @@ export function formatLeaseTable(leases: readonly Lease[], now: number, rejected
   };
   for (const l of leases) {
     const vxlan = l.backendType === 'vxlan';
-    rows.push([l.subnet, l.publicIP, vxlan ? String(l.backendData.VtepMAC) : `- (${l.backendType || 'no backend'})`, vxlan ? String(l.backendData.VNI) : '-', formatExpiresIn(l, now), status(l.key)]);
+    rows.push([
+      l.subnet,
+      l.publicIP,
+      vxlan ? String(l.backendData.VtepMAC) : `- (${l.backendType || 'no backend'})`,
+      vxlan ? String(l.backendData.VNI) : '-',
+      formatExpiresIn(l, now),
+      status(l.key),
+    ]);
   }
   for (const r of rejected) if (r.reason === 'malformed') rows.push([r.subnet ?? r.key, '-', '-', '-', '-', status(r.key)]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -67,7 +74,10 @@ export const leasesCommand = defineCommand({
       leases.sort(bySubnet);
       const rejected: Rejection[] = malformed.map((err) => ({ key: err.key, reason: 'malformed', detail: err.message }));
       if (config) {
-        const judged = admitLeases({ network: parseCidr4(config.Network), subnetLen: config.SubnetLen, vni: config.Backend.VNI, localAddresses: new Set(), foreignRoutes: [] }, leases);
+        const judged = admitLeases(
+          { network: parseCidr4(config.Network), subnetLen: config.SubnetLen, vni: config.Backend.VNI, localAddresses: new Set(), foreignRoutes: [] },
+          leases,
+        );
         rejected.push(...judged.rejected);
       } else {
         process.stderr.write('warning: no valid network config in the store: leases are listed without being judged\n');

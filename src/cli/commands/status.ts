@@ -29,8 +29,20 @@ export const statusCommand = defineCommand({
   details: 'Exit 0 when the agent is ready and the kernel holds exactly what the leases ask for; 1 otherwise (the output says what).',
   options: {
     ...storeOptions,
-    'subnet-file': { type: 'string', valueName: 'PATH', description: "The agent's subnet.env (read when the store cannot be reached)", default: DEFAULT_SUBNET_FILE, env: 'TULLE_SUBNET_FILE' },
-    'health-addr': { type: 'string', valueName: 'HOST:PORT', description: "The agent's health address", default: DEFAULT_HEALTH_ADDR, env: 'TULLE_HEALTH_ADDR' },
+    'subnet-file': {
+      type: 'string',
+      valueName: 'PATH',
+      description: "The agent's subnet.env (read when the store cannot be reached)",
+      default: DEFAULT_SUBNET_FILE,
+      env: 'TULLE_SUBNET_FILE',
+    },
+    'health-addr': {
+      type: 'string',
+      valueName: 'HOST:PORT',
+      description: "The agent's health address",
+      default: DEFAULT_HEALTH_ADDR,
+      env: 'TULLE_HEALTH_ADDR',
+    },
     json: { type: 'boolean', description: 'Print the status as JSON' },
   },
   examples: ['tulle status --store etcd://192.0.2.10:2379', 'ip netns exec tulle-demo-h1 tulle status --store sqlite:/run/tulle/labs/demo/store.db'],
@@ -44,7 +56,8 @@ export const statusCommand = defineCommand({
         const manager = new LeaseManager(registry, { prefix });
         const config = await manager.getNetworkConfig();
         // Flood "none": the pods' endpoint records, which the device's entries must follow.
-        const endpoints: EndpointListing | undefined = config.Backend.mode === 'l2' && config.Backend.flood === 'none' ? await listEndpoints(registry, prefix) : undefined;
+        const endpoints: EndpointListing | undefined =
+          config.Backend.mode === 'l2' && config.Backend.flood === 'none' ? await listEndpoints(registry, prefix) : undefined;
         fromStore = { config, listing: await manager.listLeases(), endpoints };
       } finally {
         await registry.close();
@@ -95,7 +108,27 @@ export const statusCommand = defineCommand({
         }
         const inSync = l2.pending.length === 0;
         if (args.options.json) {
-          process.stdout.write(JSON.stringify({ subnet: s.subnet, publicIP: s.publicIP, mode: 'l2', flood: b.flood, device: l2.device ?? null, floodTo: l2.floodTo, peers: peerIPs.length, ...(pods ? { endpoints: pods } : {}), rejected, pending: l2.pending, inSync, agent, guard: guardView }, null, 2) + '\n');
+          process.stdout.write(
+            JSON.stringify(
+              {
+                subnet: s.subnet,
+                publicIP: s.publicIP,
+                mode: 'l2',
+                flood: b.flood,
+                device: l2.device ?? null,
+                floodTo: l2.floodTo,
+                peers: peerIPs.length,
+                ...(pods ? { endpoints: pods } : {}),
+                rejected,
+                pending: l2.pending,
+                inSync,
+                agent,
+                guard: guardView,
+              },
+              null,
+              2,
+            ) + '\n',
+          );
         } else {
           const d = l2.device;
           const lines = [
@@ -103,8 +136,12 @@ export const statusCommand = defineCommand({
             `lease:    ${s.subnet ? `${s.subnet} (a slice of the l2 network ${config.Network}; public IP ${s.publicIP})` : 'none: no lease in the store has a public IP of this host'}`,
             `device:   ${d ? `${d.name} vni ${d.vxlan?.vni} local ${d.vxlan?.local} dstport ${d.vxlan?.port} mtu ${d.mtu} on bridge ${d.master ?? 'none'}${d.up ? '' : ' (DOWN)'}` : 'missing'}`,
             `flood:    ${b.flood}${b.flood === 'unicast' ? ` to ${l2.floodTo.join(' ') || '(nobody)'}` : b.flood === 'multicast' ? ` group ${d?.vxlan?.group ?? 'none'}` : b.flood === 'remote' ? ` remote ${d?.vxlan?.remote ?? 'none'}` : ''}; ${peerIPs.length} admitted peer(s)`,
-            ...(pods ? [`pods:     ${pods.remote} remote pod(s) from the store's endpoint records${pods.rejected ? `; ${pods.rejected} record(s) not believed` : ''}`] : []),
-            ...(rejected.length ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)] : []),
+            ...(pods
+              ? [`pods:     ${pods.remote} remote pod(s) from the store's endpoint records${pods.rejected ? `; ${pods.rejected} record(s) not believed` : ''}`]
+              : []),
+            ...(rejected.length
+              ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)]
+              : []),
             `in sync:  ${inSync ? 'yes' : 'NO'}`,
             ...(l2.pending.length ? ['would need:', ...l2.pending.map((p) => `  ${p}`)] : []),
             ...guardLines(guardView),
@@ -121,7 +158,9 @@ export const statusCommand = defineCommand({
           `lease:    ${s.subnet ? `${s.subnet} (public IP ${s.publicIP})` : 'none: no lease in the store has a public IP of this host'}`,
           `VTEP:     ${s.vtep ? `${s.vtep.name} vni ${s.vtep.vni} local ${s.vtep.local} dstport ${s.vtep.port} mac ${s.vtep.mac} mtu ${s.vtep.mtu}${s.vtep.up ? '' : ' (DOWN)'}` : 'missing'}`,
           `peers:    ${s.programmed}/${s.peers} programmed`,
-          ...(rejected.length ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)] : []),
+          ...(rejected.length
+            ? [`rejected: ${rejected.length} lease(s) this host will not program:`, ...rejected.map((r) => `  ${r.key}: ${r.reason}: ${r.detail}`)]
+            : []),
           `in sync:  ${s.inSync ? 'yes' : 'NO'}${s.inSync && !agent.ready ? ' (now; nothing keeps it so while the agent is not running)' : ''}`,
           ...(s.pending.length ? ['would need:', ...s.pending.map((p) => `  ${p}`)] : []),
           ...guardLines(guardView),
@@ -138,7 +177,9 @@ export const statusCommand = defineCommand({
 /** The VXLAN guard's lines: its members (leased peers' public IPs), allowed sources and drops per reason. */
 function guardLines(g: GuardStatus & { missing: string[]; extra: string[] }): string[] {
   if (!g.present) return [`guard:    off (no VXLAN guard in ${g.backend})`];
-  const drops = Object.entries(g.drops).map(([reason, c]) => `${c.packets} ${reason}`).join(', ');
+  const drops = Object.entries(g.drops)
+    .map(([reason, c]) => `${c.packets} ${reason}`)
+    .join(', ');
   return [
     `guard:    ${g.backend}, VNI ${g.vni} port ${g.port}: ${g.members.length} member${g.members.length === 1 ? '' : 's'}, dropped ${drops}`,
     `  members: ${g.members.join(' ') || '(none)'}`,

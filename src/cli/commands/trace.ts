@@ -9,14 +9,34 @@ import { NetlinkClient } from '../../netlink/index.js';
 import { netnsExists } from '../../netns/netns.js';
 import { LeaseManager } from '../../subnet/manager.js';
 import { loadLabState, readLabLeases, validateLabName, type LabState } from '../../lab/index.js';
-import { confirmLive, formatTrace, localWalker, remoteWalker, trace, PROTOCOLS, type Probe, type Protocol, type TraceEnv, type TraceLease, type TraceResult, type Walker } from '../../trace/index.js';
+import {
+  confirmLive,
+  formatTrace,
+  localWalker,
+  remoteWalker,
+  trace,
+  PROTOCOLS,
+  type Probe,
+  type Protocol,
+  type TraceEnv,
+  type TraceLease,
+  type TraceResult,
+  type Walker,
+} from '../../trace/index.js';
 import { defineCommand, defineOptions, type OptionValues } from '../spec.js';
 import { openStoreFromOptions, storeOptions } from '../store-options.js';
 
 const probeOptions = defineOptions({
   proto: { type: 'string', description: 'Probe protocol', choices: PROTOCOLS, default: 'icmp', valueName: 'PROTO' },
   port: { type: 'integer', description: 'Destination port of a udp/tcp probe', min: 1, max: 65535, valueName: 'N' },
-  size: { type: 'integer', description: 'ICMP payload bytes of the --live probe (ping -s; 56 = a 98-byte frame); sent with DF set', default: 56, min: 0, max: 65000, valueName: 'BYTES' },
+  size: {
+    type: 'integer',
+    description: 'ICMP payload bytes of the --live probe (ping -s; 56 = a 98-byte frame); sent with DF set',
+    default: 56,
+    min: 0,
+    max: 65000,
+    valueName: 'BYTES',
+  },
   live: { type: 'boolean', description: 'Send a real probe and capture it at every hop (tcpdump, decoded by tulle)' },
   json: { type: 'boolean', description: 'Print {verdict, reason, hops, outer} as JSON' },
 });
@@ -84,7 +104,11 @@ const labTrace = defineCommand({
       if (host) return { namespace: host.namespace, address: host.address, pod: false, host: host.name, name: host.name };
       if (field === 'DST' && isIP(target) && !target.includes(':')) return { namespace: undefined, address: target, pod: false, host: undefined, name: target };
       const known = [...state.hosts.map((h) => h.name), ...state.pods.map((p) => p.name)].join(', ');
-      throw new InvalidValueError(field, target.length > 40 ? `${target.slice(0, 40)}…` : target, `is not a pod or host of lab ${name} (${known})${field === 'DST' ? ' nor an IPv4 address' : ''}`);
+      throw new InvalidValueError(
+        field,
+        target.length > 40 ? `${target.slice(0, 40)}…` : target,
+        `is not a pod or host of lab ${name} (${known})${field === 'DST' ? ' nor an IPv4 address' : ''}`,
+      );
     };
     const src = endpoint(args.positionals.SRC, 'SRC');
     const dst = endpoint(args.positionals.DST, 'DST');
@@ -93,17 +117,27 @@ const labTrace = defineCommand({
     const clients = new Clients();
     try {
       const walkerFor = async (host: string, namespace: string) => localWalker({ host, namespace, nl: await clients.get(namespace) });
-      const sites = [...state.hosts.map((h) => ({ name: h.name, namespace: h.namespace, addresses: [h.address] })), ...(state.router ? [{ name: state.router.name, namespace: state.router.namespace, addresses: state.router.interfaces.map((i) => i.address) }] : [])];
+      const sites = [
+        ...state.hosts.map((h) => ({ name: h.name, namespace: h.namespace, addresses: [h.address] })),
+        ...(state.router ? [{ name: state.router.name, namespace: state.router.namespace, addresses: state.router.interfaces.map((i) => i.address) }] : []),
+      ];
       const srcHost = state.hosts.find((h) => h.name === src.host)!;
       if (!src.pod) {
         // A host sends from the address its route to DST picks (its VTEP address towards pods), as ping would.
-        const picked = await (await clients.get(src.namespace)).getRoute({ dst: dst.address }).then((r) => r.result.src, () => undefined);
+        const picked = await (await clients.get(src.namespace)).getRoute({ dst: dst.address }).then(
+          (r) => r.result.src,
+          () => undefined,
+        );
         if (picked) probe.src = picked;
       }
       const env: TraceEnv = {
         leases,
         network,
-        source: { walker: await walkerFor(src.name, src.namespace!), isPod: src.pod, ...(src.pod ? { host: await walkerFor(srcHost.name, srcHost.namespace) } : {}) },
+        source: {
+          walker: await walkerFor(src.name, src.namespace!),
+          isPod: src.pod,
+          ...(src.pod ? { host: await walkerFor(srcHost.name, srcHost.namespace) } : {}),
+        },
         async walkerAt(address) {
           const s = sites.find((x) => x.addresses.includes(address));
           return s ? walkerFor(s.name, s.namespace) : undefined;
@@ -127,17 +161,24 @@ export const labTraceCommand = labTrace;
 
 export const traceCommand = defineCommand({
   name: 'tulle trace',
-  summary: 'Walk a packet from a local pod to DST hop by hop; the remote half is asked of the destination host\'s agent',
+  summary: "Walk a packet from a local pod to DST hop by hop; the remote half is asked of the destination host's agent",
   details: [
-    '--from is a network namespace (a pod\'s, under /run/netns) or a pod IP on this host (the walk then starts where',
-    'the packet enters this host). The local half is read from this host\'s kernel; for the remote half the agent of',
+    "--from is a network namespace (a pod's, under /run/netns) or a pod IP on this host (the walk then starts where",
+    "the packet enters this host). The local half is read from this host's kernel; for the remote half the agent of",
     'the host the packet is sent to is asked (GET http://HOST:AGENT-PORT/trace; its --health-addr must listen on its',
     'underlay address). A host that does not answer is named, with what could not be checked.',
   ].join('\n'),
   positionals: [{ name: 'DST', description: 'Destination IPv4 address', required: true }],
   options: {
     from: { type: 'string', description: 'Source: a network namespace name or a pod IP on this host', valueName: 'NETNS|POD-IP' },
-    'agent-port': { type: 'integer', description: "Port of the peers' agent health servers (their --health-addr)", default: 9465, min: 1, max: 65535, valueName: 'N' },
+    'agent-port': {
+      type: 'integer',
+      description: "Port of the peers' agent health servers (their --health-addr)",
+      default: 9465,
+      min: 1,
+      max: 65535,
+      valueName: 'N',
+    },
     ...probeOptions,
     ...storeOptions,
   },
@@ -148,8 +189,14 @@ export const traceCommand = defineCommand({
     const dst = args.positionals.DST;
     if (!isIP(dst) || dst.includes(':')) throw new InvalidValueError('DST', dst.length > 40 ? `${dst.slice(0, 40)}…` : dst, 'must be an IPv4 address');
     const { proto, port } = probeProto(args);
-    if (isIP(from) && args.options.live) throw new UsageError('tulle trace: --live needs --from NETNS (the probe is sent from the pod\'s namespace), not a pod IP');
-    if (!isIP(from) && !netnsExists(from)) throw new InvalidValueError('--from', from.length > 40 ? `${from.slice(0, 40)}…` : from, 'is neither an IPv4 address nor a network namespace under /run/netns');
+    if (isIP(from) && args.options.live)
+      throw new UsageError("tulle trace: --live needs --from NETNS (the probe is sent from the pod's namespace), not a pod IP");
+    if (!isIP(from) && !netnsExists(from))
+      throw new InvalidValueError(
+        '--from',
+        from.length > 40 ? `${from.slice(0, 40)}…` : from,
+        'is neither an IPv4 address nor a network namespace under /run/netns',
+      );
     const { registry, prefix } = await openStoreFromOptions(args, false);
     let config, listing;
     try {
@@ -159,7 +206,12 @@ export const traceCommand = defineCommand({
     } finally {
       await registry.close();
     }
-    const leases: TraceLease[] = listing.leases.map((l) => ({ subnet: l.subnet, publicIP: l.publicIP, vni: Number(l.backendData.VNI), vtepMac: String(l.backendData.VtepMAC ?? '') }));
+    const leases: TraceLease[] = listing.leases.map((l) => ({
+      subnet: l.subnet,
+      publicIP: l.publicIP,
+      vni: Number(l.backendData.VNI),
+      vtepMac: String(l.backendData.VtepMAC ?? ''),
+    }));
     const clients = new Clients();
     try {
       const hostNl = await clients.get(undefined);
@@ -198,7 +250,12 @@ export const traceCommand = defineCommand({
       const probe: Probe = { src: srcAddress, dst, proto, ...(port !== undefined ? { port } : {}) };
       let result = await trace(env, probe);
       if (args.options.live) {
-        result = await confirmLive(result, { sourceNamespace, size: args.options.size, vxlanPorts: [config.Backend.Port], canCapture: (h) => h.namespace === '(this host)' || h.namespace === sourceNamespace });
+        result = await confirmLive(result, {
+          sourceNamespace,
+          size: args.options.size,
+          vxlanPorts: [config.Backend.Port],
+          canCapture: (h) => h.namespace === '(this host)' || h.namespace === sourceNamespace,
+        });
       }
       return print(result, Boolean(args.options.json));
     } finally {
