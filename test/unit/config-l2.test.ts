@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidValueError } from '../../src/base/errors.js';
 import { parseNetworkConfig } from '../../src/config/network.js';
@@ -93,13 +93,16 @@ test('lab up --l2: a lab the flood mode cannot serve, or a --config of another m
   assert.equal(defaultL2Underlay('unicast'), 'routed');
 });
 
-test('tulle agent --bridge: a name that is no interface name is refused before anything is touched (exit 2)', (t) => {
-  const bin = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
-  // Were the refusal ever lost, the agent must still touch nothing here: no store it could lease from, its files in
-  // a temporary directory, and a deadline instead of a wait for the store.
-  const dir = mkdtempSync(join(tmpdir(), 'tulle-l2-bridge-'));
+/**
+ * `tulle agent ARGS` that must be refused before it touches anything. Were a refusal ever lost, the agent would
+ * still touch nothing here: no store it could lease from, its files in a temporary directory, and a deadline
+ * instead of a wait for the store.
+ */
+function refusedAgent(t: TestContext, label: string) {
+  const dir = mkdtempSync(join(tmpdir(), `tulle-l2-${label}-`));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const args = [
+  const bin = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
+  const safe = [
     '--store',
     'sqlite:/nonexistent/tulle-test.db',
     '--state-dir',
@@ -111,39 +114,29 @@ test('tulle agent --bridge: a name that is no interface name is refused before a
     '--health-addr',
     '127.0.0.1:0',
   ];
-  const r = spawnSync(process.execPath, [bin, 'agent', '--bridge', 'b'.repeat(200), ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { dir, run: (...args: string[]) => spawnSync(process.execPath, [bin, 'agent', ...args, ...safe], { encoding: 'utf8', timeout: 60_000 }) };
+}
+
+test('tulle agent --bridge: a name that is no interface name is refused before anything is touched (exit 2)', (t) => {
+  const r = refusedAgent(t, 'bridge').run('--bridge', 'b'.repeat(200));
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /--bridge: "b{61}…" is 200 bytes long \(a Linux interface name has at most 15\)/);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
 });
 
 test('tulle agent --cni-ipam-dir: a relative or control-character path is refused before anything is touched (exit 2)', (t) => {
-  const bin = fileURLToPath(new URL('../../../bin/tulle', import.meta.url));
-  const dir = mkdtempSync(join(tmpdir(), 'tulle-l2-ipamdir-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const args = [
-    '--store',
-    'sqlite:/nonexistent/tulle-test.db',
-    '--state-dir',
-    dir,
-    '--subnet-file',
-    join(dir, 'subnet.env'),
-    '--cni-socket',
-    join(dir, 'cni.sock'),
-    '--health-addr',
-    '127.0.0.1:0',
-  ];
+  const agent = refusedAgent(t, 'ipamdir');
   const cases: Array<[string, RegExp]> = [
     ['ipam/tulle', /--cni-ipam-dir: "ipam\/tulle" must be an absolute path/],
     ['/var/lib/cni/networks/tu\nlle', /--cni-ipam-dir: "\/var\/lib\/cni\/networks\/tu\\nlle" must be an absolute path without control characters/],
     ['x'.repeat(500), /--cni-ipam-dir: "x+"… \(500 characters\) must be an absolute path/],
   ];
   for (const [value, message] of cases) {
-    const r = spawnSync(process.execPath, [bin, 'agent', '--cni-ipam-dir', value, ...args], { encoding: 'utf8', timeout: 60_000 });
+    const r = agent.run('--cni-ipam-dir', value);
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, message);
     assert.ok(r.stderr.length < 400, `the value is cut: ${r.stderr.length} characters`);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
-  assert.deepEqual(readdirSync(dir), [], 'nothing written');
+  assert.deepEqual(readdirSync(agent.dir), [], 'nothing written');
 });
