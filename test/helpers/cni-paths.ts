@@ -5,7 +5,7 @@
  * TULLE_TEST_CNI_PATHS=resident (or fallback) narrows a run to one of them.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,4 +94,14 @@ export async function cniRoute(t: { after(fn: () => unknown): void }, ns: string
   if (path === 'fallback') return { plugin: SHIM, env: { TULLE_CNI_SOCKET: '/nonexistent/tulle-test/cni.sock' } };
   const server = await startCniServer(t, ns);
   return { plugin: SHIM, env: { TULLE_CNI_SOCKET: server.socket } };
+}
+
+/** The addresses the plugin's IPAM holds for network "tulle" under a CNI data dir (one file per address), sorted. */
+export function ipamFiles(host: { dataDir: string }): string[] {
+  const dir = join(host.dataDir, 'tulle');
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
+        .sort()
+    : [];
 }

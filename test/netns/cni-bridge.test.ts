@@ -3,14 +3,14 @@
 // points at a subnet.env and an IPAM directory the test wrote. Kernel state is read back with `ip -j`/`bridge -j`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/base/exec.js';
 import { cniInvoke, type CniInvocation, type CniOutcome } from '../../src/cni/invoke.js';
 import { hostVethName } from '../../src/cni/names.js';
 import { resultViolations } from '../../src/cni/validate-result.js';
-import { CNI_PATHS, cniRoute, type CniPath, type CniRoute } from '../helpers/cni-paths.js';
+import { CNI_PATHS, cniRoute, type CniPath, type CniRoute, ipamFiles } from '../helpers/cni-paths.js';
 import { bridgeJson, freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
 
 requireRoot();
@@ -71,12 +71,6 @@ async function ping(fromNs: string, address: string): Promise<boolean> {
   return r.status === 0;
 }
 
-const ipamFiles = (host: Host) =>
-  existsSync(join(host.dataDir, 'tulle'))
-    ? readdirSync(join(host.dataDir, 'tulle'))
-        .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
-        .sort()
-    : [];
 const linkNames = async (ns: string) => (await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show')).map((l) => l.ifname).sort();
 
 for (const path of CNI_PATHS) {

@@ -2,7 +2,7 @@
 // in the pod, no address file. Every case runs the real plugin in a fresh host namespace against a fresh pod.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/base/exec.js';
@@ -10,7 +10,7 @@ import { cniInvoke, type CniOutcome } from '../../src/cni/invoke.js';
 import { hostVethName } from '../../src/cni/names.js';
 import { freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
 
-import { CNI_PATHS, cniRoute, type CniPath, type CniRoute } from '../helpers/cni-paths.js';
+import { CNI_PATHS, cniRoute, type CniPath, type CniRoute, ipamFiles } from '../helpers/cni-paths.js';
 
 requireRoot();
 
@@ -52,12 +52,6 @@ const add = (host: Host, containerId: string, pod: string, config = host.config(
     env: host.route.env,
   });
 
-const ipamFiles = (host: Host) =>
-  existsSync(join(host.dataDir, 'tulle'))
-    ? readdirSync(join(host.dataDir, 'tulle'))
-        .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
-        .sort()
-    : [];
 const linkNames = async (ns: string) => (await ipJson<Array<{ ifname: string }>>(ns, 'link', 'show')).map((l) => l.ifname).sort();
 
 function assertError(out: CniOutcome, code: number, msg: RegExp): void {

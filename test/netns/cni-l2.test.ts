@@ -3,13 +3,13 @@
 // Called as a runtime calls the plugin, in a fresh host namespace; kernel state read back with `ip -j`/`bridge -j`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cniInvoke, type CniOutcome } from '../../src/cni/invoke.js';
 import { hostVethName } from '../../src/cni/names.js';
 import { resultViolations } from '../../src/cni/validate-result.js';
-import { CNI_PATHS, SHIM, cniRoute, startCniServer, type CniPath, type CniRoute } from '../helpers/cni-paths.js';
+import { CNI_PATHS, SHIM, cniRoute, startCniServer, type CniPath, type CniRoute, ipamFiles } from '../helpers/cni-paths.js';
 import { freshNetns, ip, ipJson, requireRoot, uniqueName } from '../helpers/netns.js';
 
 requireRoot();
@@ -60,13 +60,6 @@ function call(host: Host, command: 'ADD' | 'DEL', containerId: string, podNs: st
     env: host.route.env,
   });
 }
-
-const ipamFiles = (host: Host) =>
-  existsSync(join(host.dataDir, 'tulle'))
-    ? readdirSync(join(host.dataDir, 'tulle'))
-        .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
-        .sort()
-    : [];
 
 for (const path of CNI_PATHS) {
   test(`[${path}] l2 mode: the pod joins the network's bridge with the whole Network on-link and no route; the bridge is untouched; DEL undoes ADD`, async (t) => {

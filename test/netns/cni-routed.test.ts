@@ -3,7 +3,7 @@
 // "<ip>/32 dev <veth>". The host namespace has an underlay address (192.0.2.11/24 on eth0) like a real node.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/base/exec.js';
@@ -11,7 +11,7 @@ import { cniInvoke, type CniInvocation, type CniOutcome } from '../../src/cni/in
 import { hostVethName } from '../../src/cni/names.js';
 import { resultViolations } from '../../src/cni/validate-result.js';
 import { freshNetns, ip, ipJson, requireRoot, underlay } from '../helpers/netns.js';
-import { CNI_PATHS, cniRoute, type CniPath, type CniRoute } from '../helpers/cni-paths.js';
+import { CNI_PATHS, cniRoute, type CniPath, type CniRoute, ipamFiles } from '../helpers/cni-paths.js';
 
 requireRoot();
 
@@ -61,8 +61,6 @@ function call(
 const sysctl = async (ns: string, key: string) => (await run(['ip', 'netns', 'exec', ns, 'sysctl', '-n', key])).stdout.trim();
 const ping = async (ns: string, address: string) =>
   (await run(['ip', 'netns', 'exec', ns, 'ping', '-c', '1', '-W', '2', address], { allowFailure: true })).status === 0;
-const ipamFiles = (host: Host) =>
-  existsSync(join(host.dataDir, 'tulle')) ? readdirSync(join(host.dataDir, 'tulle')).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
 
 for (const path of CNI_PATHS) {
   test(`[${path}] routed mode: kernel state of seed 004 on both sides, valid results, pods reach each other and the node`, async (t) => {
