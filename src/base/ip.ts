@@ -26,7 +26,7 @@ const ZERO = 48;
  * leading zeros — exactly node:net's isIPv4 (a unit test holds them equal). A scanner rather than isIPv4 + split:
  * the agent parses every lease's addresses on every full reconcile, 5000 peers and more.
  */
-function scanIPv4(text: string, start: number, end: number): number {
+export function scanIPv4(text: string, start: number, end: number): number {
   let value = 0;
   let i = start;
   for (let octet = 0; octet < 4; octet++) {
@@ -47,6 +47,12 @@ function scanIPv4(text: string, start: number, end: number): number {
     value = value * 256 + n;
   }
   return i === end ? value : -1;
+}
+
+/** An IPv4 address as a number, or NaN when `text` is not one (for comparisons with numbers read from the kernel). */
+export function ipv4Number(text: string): number {
+  const n = typeof text === 'string' ? scanIPv4(text, 0, text.length) : -1;
+  return n < 0 ? NaN : n;
 }
 
 export function formatIPv4(n: number): string {
@@ -165,6 +171,33 @@ export function parseMac(text: string, field = 'mac'): string {
   const lower = typeof text === 'string' ? text.toLowerCase() : text;
   if (typeof lower !== 'string' || !MAC_RE.test(lower)) throw new InvalidValueError(field, text, 'is not a MAC address (like 0e:f0:b5:8c:28:f5)');
   return lower;
+}
+
+/** A MAC in colon form (either case) as a 48-bit number, or NaN: the kernel's NDA_LLADDR compared without text. */
+export function macNumber(text: string): number {
+  if (typeof text !== 'string' || text.length !== 17) return NaN;
+  let n = 0;
+  for (let i = 0; i < 17; i += 3) {
+    if (i > 0 && text.charCodeAt(i - 1) !== 58) return NaN; // ':'
+    const hi = hexDigit(text.charCodeAt(i));
+    const lo = hexDigit(text.charCodeAt(i + 1));
+    if (hi < 0 || lo < 0) return NaN;
+    n = n * 256 + hi * 16 + lo;
+  }
+  return n;
+}
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const lower = c | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+
+/** macNumber's inverse: lower-case colon form. */
+export function formatMacNumber(n: number): string {
+  let s = '';
+  for (let shift = 40; shift >= 0; shift -= 8) s += (shift < 40 ? ':' : '') + (Math.floor(n / 2 ** shift) & 255).toString(16).padStart(2, '0');
+  return s;
 }
 
 export function macToBytes(mac: string): Buffer {

@@ -35,6 +35,7 @@ import type { Message, Request } from './message.js';
 import { resolveNetns } from '../netns/resolve.js';
 import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
 import { decodeRoute, decodeRouteAnswer, encodeDumpRoutes, encodeGetRoute, type Route, type RouteFilter, type RouteLookup, type RouteQuery } from './route.js';
+import { scanNeighborDump, scanRouteDump, type NeighborSink, type RouteSink } from './scan.js';
 import { NetlinkSocket } from './socket.js';
 import { checkIfName } from './validate.js';
 
@@ -393,6 +394,43 @@ export class NetlinkClient {
     const messages = await this.socket.dump(encodeDumpFdb(index, filter.dev));
     const entries = await this.decodeNamed(messages, decodeFdb, knownName(index, filter.dev));
     return entries.filter((f) => filter.dev === undefined || f.dev === filter.dev);
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Compact dumps (scan.ts): one reused record per entry, for readers of thousands of entries
+
+  /**
+   * `ip route show table T` (default main; 0 = every table), each route handed to `sink` as numbers (scan.ts).
+   * Cached clones are left out, as `ip route show` does.
+   */
+  async scanRoutes(filter: { table?: number }, sink: RouteSink): Promise<void> {
+    const table = filter.table ?? 254;
+    // The kernel filters by table with strict checking; scanRouteDump filters again for kernels that ignore it.
+    scanRouteDump(await this.socket.dumpRaw(encodeDumpRoutes({ table }, undefined)), table, sink);
+  }
+
+  /**
+   * `ip neigh show dev DEV` in every state (IPv4 and IPv6), each entry handed to `sink` as numbers. Resolves with
+   * the device's index; fails like `ip` when there is no such device.
+   */
+  async scanNeighbors(dev: string, sink: NeighborSink): Promise<number> {
+    const probe = encodeDumpNeighbors(undefined, dev);
+    const index = await this.indexOf(checkIfName(dev, 'neighbor filter dev'), probe.command);
+    scanNeighborDump(await this.socket.dumpRaw(encodeDumpNeighbors(index, dev)), index, sink);
+    return index;
+  }
+
+  /** `bridge fdb show dev DEV`, each entry handed to `sink` as numbers; resolves with the device's index. */
+  async scanFdb(dev: string, sink: NeighborSink): Promise<number> {
+    const probe = encodeDumpFdb(undefined, dev);
+    const index = await this.indexOf(checkIfName(dev, 'fdb filter dev'), probe.command);
+    scanNeighborDump(await this.socket.dumpRaw(encodeDumpFdb(index, dev)), index, sink);
+    return index;
+  }
+
+  /** index -> name of the given device indexes (those that exist): `ip link show` for just these. */
+  linkNames(indexes: Iterable<number>): Promise<Map<number, string>> {
+    return this.namesOf([...new Set(indexes)]);
   }
 
   // ---------------------------------------------------------------------------------------------------------

@@ -31,6 +31,18 @@ interface Pending {
   messages: Message[] | undefined;
   /** Set when a dump message carries NLM_F_DUMP_INTR: the table changed while it was being dumped. */
   interrupted: boolean;
+  /** A raw dump collects where its messages lie instead of making a Message of each (see dumpRaw). */
+  raw: RawDump | undefined;
+}
+
+/**
+ * A dump's messages left where they arrived: the received datagrams, and per message three numbers — the index of
+ * its datagram, the offset of its header and its length. A dump of 5000 routes then costs no object per route;
+ * scan.ts reads the fields it needs straight from the bytes.
+ */
+export interface RawDump {
+  buffers: Buffer[];
+  spans: number[];
 }
 
 /** Requests sent in one sendto(): bounded so their ACKs fit the receive buffer with room to spare. */
@@ -112,12 +124,27 @@ export class NetlinkSocket {
     return run;
   }
 
+  /** A dump like `dump`, its messages left in the received datagrams (RawDump). */
+  dumpRaw(req: Request): Promise<RawDump> {
+    const run = this.dumpQueue.then(async () => {
+      const raw: RawDump = { buffers: [], spans: [] };
+      await this.dumpNow(req, raw);
+      return raw;
+    });
+    this.dumpQueue = run.catch(() => undefined);
+    return run;
+  }
+
   private dumpQueue: Promise<unknown> = Promise.resolve();
 
-  private async dumpNow(req: Request): Promise<Message[]> {
+  private async dumpNow(req: Request, raw?: RawDump): Promise<Message[]> {
     for (let attempt = 1; ; attempt++) {
       let interrupted = false;
-      const [result] = await this.sendAll([req], NLM_F_DUMP, () => (interrupted = true));
+      if (raw) {
+        raw.buffers.length = 0;
+        raw.spans.length = 0;
+      }
+      const [result] = await this.sendAll([req], NLM_F_DUMP, () => (interrupted = true), raw);
       if (result instanceof NetlinkError) throw result;
       if (!interrupted || attempt >= DUMP_ATTEMPTS) return result!;
     }
@@ -127,7 +154,7 @@ export class NetlinkSocket {
    * Send many requests (chunked, each chunk in one sendto) and collect one outcome per request, in order: the
    * messages it got back, or its NetlinkError. Never rejects for a single request's failure.
    */
-  async sendAll(requests: readonly Request[], flags: number, onInterrupted?: () => void): Promise<Array<Message[] | NetlinkError>> {
+  async sendAll(requests: readonly Request[], flags: number, onInterrupted?: () => void, raw?: RawDump): Promise<Array<Message[] | NetlinkError>> {
     const results = new Array<Message[] | NetlinkError>(requests.length);
     let i = 0;
     while (i < requests.length) {
@@ -137,7 +164,7 @@ export class NetlinkSocket {
         bytes += requests[i]!.message.length;
         i++;
       }
-      await this.sendChunk(requests, start, i, flags, results, onInterrupted);
+      await this.sendChunk(requests, start, i, flags, results, onInterrupted, raw);
     }
     return results;
   }
@@ -149,6 +176,7 @@ export class NetlinkSocket {
     flags: number,
     results: Array<Message[] | NetlinkError>,
     onInterrupted?: () => void,
+    raw?: RawDump,
   ): Promise<void> {
     return new Promise((resolve) => {
       const chunk: Chunk = { results, outstanding: end - start, resolve, onInterrupted };
@@ -162,7 +190,7 @@ export class NetlinkSocket {
         msg.writeUInt32LE(seq, 8);
         parts.push(msg);
         seqs.push(seq);
-        this.pending.set(seq, { request, index: k, chunk, messages: undefined, interrupted: false });
+        this.pending.set(seq, { request, index: k, chunk, messages: undefined, interrupted: false, raw });
       }
       this.updateRef();
       if (!this.handle) {
@@ -210,21 +238,39 @@ export class NetlinkSocket {
     if (!data) return;
     let unsolicited: Message[] | undefined;
     let off = 0;
+    // The header is read byte by byte (little-endian, as the kernel writes it): a dump of thousands of entries
+    // runs this loop once per entry, and the messages of one dump share a sequence number, so its lookup is kept.
+    let lastSeq = -1;
+    let lastPending: Pending | undefined;
     while (off + NLMSG_HDRLEN <= data.length) {
-      const len = data.readUInt32LE(off);
+      const len = (data[off]! | (data[off + 1]! << 8) | (data[off + 2]! << 16)) + data[off + 3]! * 0x1000000;
       if (len < NLMSG_HDRLEN || off + len > data.length) break;
-      const type = data.readUInt16LE(off + 4);
-      const flags = data.readUInt16LE(off + 6);
-      const seq = data.readUInt32LE(off + 8);
-      const p = seq !== 0 ? this.pending.get(seq) : undefined;
+      const type = data[off + 4]! | (data[off + 5]! << 8);
+      const flags = data[off + 6]! | (data[off + 7]! << 8);
+      const seq: number = (data[off + 8]! | (data[off + 9]! << 8) | (data[off + 10]! << 16)) + data[off + 11]! * 0x1000000;
+      if (seq !== lastSeq) {
+        lastSeq = seq;
+        lastPending = seq !== 0 ? this.pending.get(seq) : undefined;
+      }
+      const p: Pending | undefined = lastPending;
       // Fast path for the common case, a plain ACK: nothing to decode.
       if (p && type === NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 && data.readInt32LE(off + NLMSG_HDRLEN) === 0 && !(flags & NLM_F_ACK_TLVS)) {
         this.finish(seq, undefined);
+        lastSeq = -1;
+        off += align4(len);
+        continue;
+      }
+      if (p?.raw && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_OVERRUN) {
+        const r: RawDump = p.raw;
+        if (r.buffers[r.buffers.length - 1] !== data) r.buffers.push(data);
+        r.spans.push(r.buffers.length - 1, off, len);
+        if (flags & NLM_F_DUMP_INTR) p.interrupted = true;
         off += align4(len);
         continue;
       }
       const m: Message = { type, flags, seq, pid: data.readUInt32LE(off + 12), payload: data.subarray(off + NLMSG_HDRLEN, off + len) };
       off += align4(len);
+      if (type === NLMSG_ERROR || type === NLMSG_DONE || type === NLMSG_OVERRUN) lastSeq = -1; // its request is finished below
       if (!p) {
         (unsolicited ??= []).push(m);
       } else if (type === NLMSG_ERROR) {

@@ -1,26 +1,165 @@
 /**
- * Reading what the kernel holds that tulle owns (KernelView): the main table's routes with tulle's protocol
- * (`ip route show table main proto <tulle>`), the permanent IPv4 neighbours on the VTEP (`ip neigh show dev
- * flannel.1 nud permanent`) and its FDB entries with an IPv4 dst (`bridge fdb show dev flannel.1`); plus the
- * destinations of everyone else's routes, which admission must not cover. The reconciler diffs against it;
- * `tulle status` reads it without a reconciler.
+ * What the kernel holds that tulle may own (KernelView): the main table's routes with tulle's protocol (`ip route
+ * show table main proto <tulle>`), the permanent IPv4 neighbours on the VTEP (`ip neigh show dev flannel.1 nud
+ * permanent`) and its FDB entries with an IPv4 dst (`bridge fdb show dev flannel.1`); plus the destinations of
+ * everyone else's routes, which admission must not cover. The reconciler diffs against it; `tulle status` reads
+ * it without a reconciler.
+ *
+ * The view is indexed by what tells entries apart on one VTEP — a neighbour by IP, an FDB entry by MAC, a route
+ * by destination — with addresses as numbers, read by the compact dump readers (netlink/scan.ts). A full resync
+ * of 5000 peers reads 15000 entries; as numbers in three maps they cost no object or string each.
  */
-import { parseCidr4, type Cidr4 } from '../base/ip.js';
-import type { Fdb, Neighbor, NetlinkClient } from '../netlink/index.js';
-import type { KernelView } from './diff.js';
+import { formatIPv4, maskOf, scanIPv4, type Cidr4 } from '../base/ip.js';
+import { ipv4Number, macNumber } from '../base/ip.js';
+import type { NeighborSink, NetlinkClient, Route, RouteSink } from '../netlink/index.js';
+import type { PlannedFdb, PlannedNeighbor, PlannedRoute } from './plan.js';
 
-/** The three dumps a kernel view is read from. */
-export type KernelReader = Pick<NetlinkClient, 'listRoutes' | 'listNeighbors' | 'listFdb'>;
+const AF_INET = 2;
+const NUD_PERMANENT = 0x80;
 
-/** Split the main table into tulle's routes (the KernelView shape) and the destinations of everyone else's. */
-export function splitRoutes(routes: Awaited<ReturnType<NetlinkClient['listRoutes']>>, protocol: number): { ours: KernelView['routes']; foreign: Cidr4[] } {
-  const ours: KernelView['routes'][number][] = [];
+/** One of tulle's routes as the view holds it. */
+export interface ViewRoute {
+  dst: number;
+  prefix: number;
+  via: number;
+  /** Output device index (KernelView.deviceName gives its name). */
+  oif: number;
+  onlink: boolean;
+  protocol: number;
+}
+
+/** A route destination as one number (network and prefix): the key of KernelView.routes. */
+export function routeKey(network: number, prefix: number): number {
+  return network * 64 + prefix;
+}
+
+/** routeKey of "10.244.2.0/24"; NaN for text that is not an IPv4 CIDR. */
+export function routeKeyOf(cidr: string): number {
+  const slash = cidr.indexOf('/');
+  const network = slash > 0 ? scanIPv4(cidr, 0, slash) : -1;
+  const prefix = Number(cidr.slice(slash + 1));
+  return network < 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > 32 ? NaN : routeKey(network, prefix);
+}
+
+export class KernelView implements RouteSink, NeighborSink {
+  /** Permanent IPv4 neighbours on the VTEP: IP -> MAC. */
+  readonly neighbors = new Map<number, number>();
+  /** FDB entries on the VTEP with an IPv4 remote: MAC -> remote. */
+  readonly fdb = new Map<number, number>();
+  /** Further remotes of a MAC already in `fdb` (only `bridge fdb append` by someone else makes them). */
+  readonly extraFdb: Array<{ mac: number; dst: number }> = [];
+  /** tulle's routes in the main table, by routeKey. */
+  readonly routes = new Map<number, ViewRoute>();
+  /** Destinations of everyone else's IPv4 routes in the main table (the default route excluded). */
+  readonly foreignRoutes: Cidr4[] = [];
+  private readonly names = new Map<number, string>();
+  private readonly indexes = new Map<string, number>();
+
+  constructor(
+    /** The VTEP whose neighbours and FDB entries the view holds. */
+    readonly vtep: string,
+    private readonly routeProtocol: number,
+  ) {}
+
+  /**
+   * A view of entries given as text (tests; the incremental run's previous plans). Neighbour and FDB entries are
+   * taken as the VTEP's; devices get made-up indexes.
+   */
+  static of(
+    vtep: string,
+    routeProtocol: number,
+    entries: { neighbors?: readonly PlannedNeighbor[]; fdb?: readonly PlannedFdb[]; routes?: readonly PlannedRoute[] },
+  ): KernelView {
+    const view = new KernelView(vtep, routeProtocol);
+    const indexOf = (name: string): number => {
+      let i = view.indexes.get(name);
+      if (i === undefined) view.nameDevice((i = view.indexes.size + 1), name);
+      return i;
+    };
+    indexOf(vtep);
+    for (const n of entries.neighbors ?? []) view.neighbors.set(ipv4Number(n.ip), macNumber(n.mac));
+    for (const f of entries.fdb ?? []) view.addFdb(macNumber(f.mac), ipv4Number(f.dst));
+    for (const r of entries.routes ?? []) {
+      const key = routeKeyOf(r.dst);
+      view.routes.set(key, {
+        dst: Math.floor(key / 64),
+        prefix: key % 64,
+        via: ipv4Number(r.via),
+        oif: indexOf(r.dev),
+        onlink: r.onlink,
+        protocol: r.protocol,
+      });
+    }
+    return view;
+  }
+
+  /** A route of the main table (a RouteSink): tulle's own (by protocol), or a foreign destination. */
+  route(family: number, dst: number, dstLen: number, _table: number, protocol: number, _type: number, onlink: boolean, via: number, oif: number): void {
+    if (family !== 4 || dstLen === 0) return;
+    if (protocol !== this.routeProtocol) this.foreignRoutes.push({ network: (dst & maskOf(dstLen)) >>> 0, prefix: dstLen });
+    else if (via === via && oif !== 0) this.routes.set(routeKey(dst, dstLen), { dst, prefix: dstLen, via, oif, onlink, protocol });
+  }
+
+  /** An entry of the VTEP's neighbour table (a NeighborSink): a permanent IPv4 neighbour with a MAC is tulle's kind. */
+  neighbor(family: number, _ifindex: number, state: number, _flags: number, ip: number, mac: number): void {
+    if (family === AF_INET && (state & 0xff) === NUD_PERMANENT && mac === mac) this.neighbors.set(ip, mac);
+  }
+
+  /** Take in one FDB entry of the VTEP: one with an IPv4 remote is tulle's kind. */
+  addFdb(mac: number, dst: number): void {
+    if (mac !== mac || dst !== dst) return;
+    if (this.fdb.has(mac)) this.extraFdb.push({ mac, dst });
+    else this.fdb.set(mac, dst);
+  }
+
+  /** Does the VTEP hold FDB entry MAC -> dst? */
+  hasFdb(mac: number, dst: number): boolean {
+    if (this.fdb.get(mac) === dst) return true;
+    return this.extraFdb.length > 0 && this.extraFdb.some((f) => f.mac === mac && f.dst === dst);
+  }
+
+  nameDevice(index: number, name: string): void {
+    this.names.set(index, name);
+    this.indexes.set(name, index);
+  }
+
+  /** The name of a device index routes use (`if7` when it could not be named). */
+  deviceName(index: number): string {
+    return this.names.get(index) ?? `if${index}`;
+  }
+
+  /** The index of a named device, or -1 (a route on it cannot be in the view). */
+  deviceIndex(name: string): number {
+    return this.indexes.get(name) ?? -1;
+  }
+
+  /** Devices tulle's routes use whose names are not known yet. */
+  unnamedDevices(): number[] {
+    const out = new Set<number>();
+    for (const r of this.routes.values()) if (!this.names.has(r.oif)) out.add(r.oif);
+    return [...out];
+  }
+
+  /** A route of the view in the words of a plan (for a removal). */
+  plannedRoute(r: ViewRoute): PlannedRoute {
+    return { dst: `${formatIPv4(r.dst)}/${r.prefix}`, via: formatIPv4(r.via), dev: this.deviceName(r.oif), onlink: r.onlink, protocol: r.protocol };
+  }
+}
+
+/** The dumps a kernel view is read from (compact readers, netlink/scan.ts) and the naming of route devices. */
+export type KernelReader = Pick<NetlinkClient, 'scanRoutes' | 'scanNeighbors' | 'scanFdb' | 'linkNames'>;
+
+/** Split the main table into tulle's routes and the destinations of everyone else's (for code holding Route objects). */
+export function splitRoutes(routes: readonly Route[], protocol: number): { ours: PlannedRoute[]; foreign: Cidr4[] } {
+  const ours: PlannedRoute[] = [];
   const foreign: Cidr4[] = [];
   for (const r of routes) {
     if (r.protocol === protocol) {
       if (r.dst !== 'default' && r.via && r.dev) ours.push({ dst: r.dst, via: r.via, dev: r.dev, onlink: Boolean(r.onlink), protocol: r.protocol });
     } else if (r.dst !== 'default' && r.dst.includes('.')) {
-      foreign.push(parseCidr4(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route', true));
+      const slash = r.dst.indexOf('/');
+      const prefix = slash > 0 ? Number(r.dst.slice(slash + 1)) : 32;
+      foreign.push({ network: (ipv4Number(slash > 0 ? r.dst.slice(0, slash) : r.dst) & maskOf(prefix)) >>> 0, prefix });
     }
   }
   return { ours, foreign };
@@ -31,22 +170,16 @@ export function splitRoutes(routes: Awaited<ReturnType<NetlinkClient['listRoutes
  * there holds no entries (status on a host whose agent never ran) instead of failing the read (the reconciler,
  * which only runs with its VTEP made).
  */
-export async function readKernelView(
-  nl: KernelReader,
-  o: { vtep: string; routeProtocol: number; vtepMayBeMissing?: boolean },
-): Promise<KernelView & { foreignRoutes: Cidr4[] }> {
-  const onVtep = <T>(read: Promise<T[]>): Promise<T[]> => (o.vtepMayBeMissing ? read.catch((): T[] => []) : read);
-  const [routes, neighbors, fdb] = await Promise.all([
-    nl.listRoutes({ table: 254 }),
-    onVtep(nl.listNeighbors({ dev: o.vtep })),
-    onVtep(nl.listFdb({ dev: o.vtep })),
+export async function readKernelView(nl: KernelReader, o: { vtep: string; routeProtocol: number; vtepMayBeMissing?: boolean }): Promise<KernelView> {
+  const view = new KernelView(o.vtep, o.routeProtocol);
+  const onVtep = (read: Promise<number>): Promise<number> => (o.vtepMayBeMissing ? read.catch(() => 0) : read);
+  const [, vtepIndex] = await Promise.all([
+    nl.scanRoutes({ table: 254 }, view),
+    onVtep(nl.scanNeighbors(o.vtep, view)),
+    onVtep(nl.scanFdb(o.vtep, { neighbor: (_family, _ifindex, _state, _flags, ip, mac) => view.addFdb(mac, ip) })),
   ]);
-  const { ours, foreign } = splitRoutes(routes, o.routeProtocol);
-  return {
-    routes: ours,
-    foreignRoutes: foreign,
-    // The listed entries themselves (no copies: a full run of 5000 peers reads 10000 of them).
-    neighbors: neighbors.filter((n): n is Neighbor & { mac: string } => n.state === 'permanent' && n.mac !== undefined && n.ip.includes('.')),
-    fdb: fdb.filter((f): f is Fdb & { dst: string } => f.dst !== undefined && f.dst.includes('.')),
-  };
+  if (vtepIndex) view.nameDevice(vtepIndex, o.vtep);
+  const unnamed = view.unnamedDevices();
+  if (unnamed.length) for (const [index, name] of await nl.linkNames(unnamed)) view.nameDevice(index, name);
+  return view;
 }

@@ -24,8 +24,8 @@ import type { Logger } from '../base/log.js';
 import type { NetlinkClient, NetlinkEvent, NetlinkOp } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
-import { describeWrite, diffOverlay, rollbackWrites, type KernelView, type KernelWrite, type OverlayDiff } from './diff.js';
-import { readKernelView } from './kernel-view.js';
+import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
+import { KernelView, readKernelView, type KernelReader } from './kernel-view.js';
 import { planPeer, planPeers, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
@@ -46,8 +46,8 @@ export interface ReconcilerHooks {
   beforeProgram?(admitted: AdmissionResult['admitted']): Promise<void>;
 }
 
-/** What the reconciler needs of the kernel: three dumps and a batch of writes. */
-export type KernelAccess = Pick<NetlinkClient, 'listRoutes' | 'listNeighbors' | 'listFdb' | 'batch'>;
+/** What the reconciler needs of the kernel: the three dumps of a KernelView and a batch of writes. */
+export type KernelAccess = KernelReader & Pick<NetlinkClient, 'batch'>;
 
 /** What admission needs besides the leases and the kernel's routes. */
 export type AdmissionSettings = Omit<AdmissionContext, 'foreignRoutes' | 'ownSubnet'>;
@@ -169,7 +169,7 @@ export class Reconciler {
   }
 
   /** What the kernel holds that tulle may own (see KernelView), and the routes it does not own. */
-  readKernel(): Promise<KernelView & { foreignRoutes: Cidr4[] }> {
+  readKernel(): Promise<KernelView> {
     return readKernelView(this.nl, this.ctx);
   }
 
@@ -273,7 +273,7 @@ export class Reconciler {
       if (old) this.forget(old);
     }
     for (const p of changed.values()) this.learn(p);
-    return diffOverlay(changed, before);
+    return diffOverlay(changed, KernelView.of(this.ctx.vtep, this.ctx.routeProtocol, before));
   }
 
   private async runOnce(reason: string): Promise<ReconcileResult> {

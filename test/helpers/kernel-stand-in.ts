@@ -1,10 +1,12 @@
 /**
- * An in-memory stand-in for the part of the kernel the reconciler talks to (its KernelAccess: three dumps and a
+ * An in-memory stand-in for the part of the kernel the reconciler talks to (its KernelAccess: three compact dumps and a
  * batch of writes), for unit tests of the reconciler's bookkeeping. Typed as KernelAccess, so tests need no casts;
  * the kernel paths themselves are covered by the netns and e2e tests.
  */
 import { NetlinkError, type Fdb, type Neighbor, type NetlinkOp, type OpResult, type Route } from '../../src/netlink/index.js';
 import type { KernelAccess } from '../../src/overlay/reconciler.js';
+import { routeKeyOf } from '../../src/overlay/kernel-view.js';
+import { ipv4Number, macNumber } from '../../src/base/ip.js';
 
 /** The entry an op names: a route's destination, a neighbour's IP, an FDB entry's MAC. */
 export function opTarget(o: NetlinkOp): string {
@@ -65,18 +67,39 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
     }
     return { ok: true };
   };
+  // Devices get indexes in the order they are first named; the VTEP of the tests is flannel.1.
+  const devices = new Map<string, number>();
+  const indexOf = (dev: string | undefined): number => {
+    if (dev === undefined) return 0;
+    if (!devices.has(dev)) devices.set(dev, devices.size + 1);
+    return devices.get(dev)!;
+  };
   const nl: KernelAccess = {
-    async listRoutes() {
+    async scanRoutes(_filter, sink) {
       dumps++;
-      return [...routes.values()];
+      for (const r of [...routes.values()]) {
+        const key = r.dst === 'default' ? 0 : routeKeyOf(r.dst);
+        const via = r.via === undefined ? NaN : ipv4Number(r.via);
+        sink.route(4, Math.floor(key / 64), key % 64, r.table ?? 254, r.protocol ?? 0, 1, Boolean(r.onlink), via, indexOf(r.dev));
+      }
     },
-    async listNeighbors() {
+    async scanNeighbors(dev, sink) {
       dumps++;
-      return [...neigh.values()];
+      for (const n of [...neigh.values()])
+        if (n.dev === dev)
+          sink.neighbor(2, indexOf(dev), n.state === 'permanent' ? 0x80 : 0x02, 0, ipv4Number(n.ip), n.mac === undefined ? NaN : macNumber(n.mac));
+      return indexOf(dev);
     },
-    async listFdb() {
+    async scanFdb(dev, sink) {
       dumps++;
-      return [...fdb.values()];
+      for (const f of [...fdb.values()])
+        if (f.dev === dev) sink.neighbor(7, indexOf(dev), 0x80, 0x02, f.dst === undefined ? NaN : ipv4Number(f.dst), macNumber(f.mac));
+      return indexOf(dev);
+    },
+    async linkNames(indexes) {
+      const names = new Map<number, string>();
+      for (const [name, index] of devices) if ([...indexes].includes(index)) names.set(index, name);
+      return names;
     },
     async batch(ops: readonly NetlinkOp[]) {
       batches.push([...ops]);

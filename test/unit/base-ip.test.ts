@@ -1,6 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cidrContainsCidr, cidrsOverlap, formatCidr4, formatIPv4, nthAddress, parseCidr4, parseIPv4, parseMac, randomMac } from '../../src/base/ip.js';
+import {
+  cidrContainsCidr,
+  cidrsOverlap,
+  formatCidr4,
+  formatIPv4,
+  formatMacNumber,
+  ipv4Number,
+  macNumber,
+  nthAddress,
+  parseCidr4,
+  parseIPv4,
+  parseMac,
+  randomMac,
+} from '../../src/base/ip.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 import { isIPv4 } from 'node:net';
 
@@ -99,4 +112,29 @@ test('MACs normalise to lower case; random MACs are locally administered unicast
     const first = parseInt(randomMac((n) => Buffer.from(Array.from({ length: n }, () => Math.floor(Math.random() * 256)))).slice(0, 2), 16);
     assert.equal(first & 0x03, 0x02);
   }
+});
+
+test('macNumber / formatMacNumber: colon MACs of either case round-trip; anything else is NaN', () => {
+  for (const mac of ['00:00:00:00:00:00', '02:5c:00:00:13:88', 'ff:ff:ff:ff:ff:ff', '0e:f0:b5:8c:28:f5']) assert.equal(formatMacNumber(macNumber(mac)), mac);
+  assert.equal(macNumber('0E:F0:B5:8C:28:F5'), macNumber('0e:f0:b5:8c:28:f5'));
+  assert.equal(macNumber('ff:ff:ff:ff:ff:ff'), 2 ** 48 - 1);
+  for (const bad of [
+    '',
+    '0e:f0:b5:8c:28',
+    '0e:f0:b5:8c:28:f5:00',
+    '0e-f0-b5-8c-28-f5',
+    '0e:f0:b5:8c:28:g5',
+    ' e:f0:b5:8c:28:f5',
+    '0ef0b58c28f5aaaaa',
+    42,
+    null,
+  ])
+    assert.ok(Number.isNaN(macNumber(bad as string)), `macNumber(${JSON.stringify(bad)})`);
+});
+
+test('ipv4Number: what parseIPv4 accepts, NaN for the rest', () => {
+  assert.equal(ipv4Number('198.51.100.7'), parseIPv4('198.51.100.7'));
+  assert.equal(ipv4Number('255.255.255.255'), 2 ** 32 - 1);
+  for (const bad of ['', '1.2.3', '1.2.3.4.5', '01.2.3.4', '256.1.1.1', '1.2.3.4 ', 'fd00::1', 7])
+    assert.ok(Number.isNaN(ipv4Number(bad as string)), `ipv4Number(${JSON.stringify(bad)})`);
 });

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostContext } from '../helpers/leases.js';
 import { planPeers } from '../../src/overlay/plan.js';
-import { diffOverlay, describeWrite, rollbackWrites, type KernelView } from '../../src/overlay/diff.js';
+import { diffOverlay, describeWrite, rollbackWrites } from '../../src/overlay/diff.js';
+import { KernelView } from '../../src/overlay/kernel-view.js';
 
 const ctx = hostContext('10.244.1.0/24');
 const leases = [
@@ -14,7 +15,9 @@ const leases = [
 test('each peer gets the seed-000 neighbour, FDB and onlink route; the own lease is skipped', () => {
   const plans = planPeers(ctx, leases);
   assert.deepEqual([...plans.keys()], ['10.244.2.0/24', '10.244.3.0/24']);
-  const writes = diffOverlay(plans, { neighbors: [], fdb: [], routes: [] }).peers.get('10.244.2.0/24')!.map(describeWrite);
+  const writes = diffOverlay(plans, KernelView.of('flannel.1', 84, {}))
+    .peers.get('10.244.2.0/24')!
+    .map(describeWrite);
   assert.deepEqual(writes, [
     'ip neigh replace 10.244.2.0 lladdr 86:ee:f2:6c:ff:32 dev flannel.1 nud permanent',
     'bridge fdb replace 86:ee:f2:6c:ff:32 dev flannel.1 dst 192.0.2.12 self permanent',
@@ -33,12 +36,8 @@ test('DirectRouting: a peer on the same segment gets a route via its public IP a
 
 test('a kernel that already matches produces no writes at all', () => {
   const plans = planPeers(ctx, leases);
-  const view: KernelView = { neighbors: [], fdb: [], routes: [] };
-  for (const p of plans.values()) {
-    (view.neighbors as unknown[]).push(p.neighbor);
-    (view.fdb as unknown[]).push(p.fdb);
-    (view.routes as unknown[]).push(p.route);
-  }
+  const all = [...plans.values()];
+  const view = KernelView.of('flannel.1', 84, { neighbors: all.map((p) => p.neighbor!), fdb: all.map((p) => p.fdb!), routes: all.map((p) => p.route) });
   const d = diffOverlay(plans, view);
   assert.equal(d.removals.length, 0);
   assert.equal(d.peers.size, 0);
@@ -46,7 +45,7 @@ test('a kernel that already matches produces no writes at all', () => {
 
 test('stale entries are removed route first; a changed VtepMAC leaves no stale FDB entry', () => {
   const plans = planPeers(ctx, leases.slice(0, 2)); // 10.244.3.0/24 left
-  const view: KernelView = {
+  const view = KernelView.of('flannel.1', 84, {
     neighbors: [
       { dev: 'flannel.1', ip: '10.244.2.0', mac: '00:11:22:33:44:55' }, // old MAC
       { dev: 'flannel.1', ip: '10.244.3.0', mac: '2a:d1:57:50:83:74' },
@@ -59,7 +58,7 @@ test('stale entries are removed route first; a changed VtepMAC leaves no stale F
       { dst: '10.244.2.0/24', via: '10.244.2.0', dev: 'flannel.1', onlink: true, protocol: 84 },
       { dst: '10.244.3.0/24', via: '10.244.3.0', dev: 'flannel.1', onlink: true, protocol: 84 },
     ],
-  };
+  });
   const d = diffOverlay(plans, view);
   assert.deepEqual(d.removals.map(describeWrite), [
     'ip route del 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink proto 84',
@@ -74,7 +73,7 @@ test('stale entries are removed route first; a changed VtepMAC leaves no stale F
 });
 
 test('rollback deletes what a peer had written, last first', () => {
-  const writes = diffOverlay(planPeers(ctx, leases), { neighbors: [], fdb: [], routes: [] }).peers.get('10.244.3.0/24')!;
+  const writes = diffOverlay(planPeers(ctx, leases), KernelView.of('flannel.1', 84, {})).peers.get('10.244.3.0/24')!;
   assert.deepEqual(
     rollbackWrites(writes.slice(0, 2)).map((w) => `${w.op} ${w.kind}`),
     ['delete fdb', 'delete neighbor'],

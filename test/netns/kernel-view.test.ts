@@ -1,0 +1,146 @@
+/**
+ * The compact kernel view (overlay/kernel-view.ts over netlink/scan.ts) read from a real kernel, against what
+ * iproute2 shows of the same namespace: tulle's entries mixed with everything a host may also hold — IPv6
+ * * neighbours and routes, neighbours in other states or on other devices, FDB entries with a VNI,
+ * several remotes for one MAC, other protocols' routes, blackhole and multipath routes, another table, a route
+ * on another device — and a dump large enough to span many datagrams.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bridgeJson, ip, ipJson, requireRoot, vtepHost } from '../helpers/netns.js';
+import { run } from '../../src/base/exec.js';
+import { formatIPv4, formatMacNumber, parseCidr4 } from '../../src/base/ip.js';
+import { readKernelView, KernelView } from '../../src/overlay/kernel-view.js';
+import { diffOverlay } from '../../src/overlay/diff.js';
+import { planPeers } from '../../src/overlay/plan.js';
+
+requireRoot();
+
+const PROTO = 84;
+
+/** The view as sorted text, to compare with iproute2's. */
+function viewText(v: KernelView): { neighbors: string[]; fdb: string[]; routes: string[]; foreign: string[] } {
+  return {
+    neighbors: [...v.neighbors].map(([ip, mac]) => `${formatIPv4(ip)} ${formatMacNumber(mac)}`).sort(),
+    fdb: [...[...v.fdb].map(([mac, dst]) => ({ mac, dst })), ...v.extraFdb].map((f) => `${formatMacNumber(f.mac)} ${formatIPv4(f.dst)}`).sort(),
+    routes: [...v.routes.values()]
+      .map((r) => `${formatIPv4(r.dst)}/${r.prefix} via ${formatIPv4(r.via)} dev ${v.deviceName(r.oif)}${r.onlink ? ' onlink' : ''}`)
+      .sort(),
+    foreign: v.foreignRoutes.map((c) => `${formatIPv4(c.network)}/${c.prefix}`).sort(),
+  };
+}
+
+test('the compact view holds exactly the entries iproute2 shows as tulle-owned, amid everything else a host holds', async (t) => {
+  const { ns, nl } = await vtepHost(t, 'kview');
+  await ip(ns, 'link', 'add', 'other0', 'type', 'veth', 'peer', 'name', 'other1');
+  await ip(ns, 'link', 'set', 'other0', 'up');
+  await ip(ns, 'addr', 'add', '172.31.0.1/24', 'dev', 'other0');
+  // tulle-shaped entries: 300 peers, enough for several dump datagrams.
+  const dir = mkdtempSync(join(tmpdir(), 'tulle-kview-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  let batch = '';
+  let fdb = '';
+  for (let i = 0; i < 300; i++) {
+    const mac = `02:5c:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    batch += `neigh replace 10.${1 + (i >> 8)}.${i & 255}.0 lladdr ${mac} dev flannel.1 nud permanent\n`;
+    batch += `route replace 10.${1 + (i >> 8)}.${i & 255}.0/24 via 10.${1 + (i >> 8)}.${i & 255}.0 dev flannel.1 onlink proto ${PROTO}\n`;
+    fdb += `fdb replace ${mac} dev flannel.1 dst 198.51.100.${(i % 250) + 1} self permanent\n`;
+  }
+  writeFileSync(join(dir, 'ip.batch'), batch);
+  writeFileSync(join(dir, 'fdb.batch'), fdb);
+  await run(['ip', '-n', ns, '-batch', join(dir, 'ip.batch')]);
+  await run(['bridge', '-n', ns, '-batch', join(dir, 'fdb.batch')]);
+  // Everything else.
+  await ip(ns, 'neigh', 'add', '10.9.0.1', 'lladdr', '0e:00:00:00:00:01', 'dev', 'flannel.1', 'nud', 'reachable'); // not permanent
+  await ip(ns, 'neigh', 'add', 'fd00::1', 'lladdr', '0e:00:00:00:00:02', 'dev', 'flannel.1', 'nud', 'permanent'); // IPv6
+  await ip(ns, 'neigh', 'add', '172.31.0.9', 'lladdr', '0e:00:00:00:00:03', 'dev', 'other0', 'nud', 'permanent'); // another device
+  await run(['bridge', '-n', ns, 'fdb', 'append', '00:00:00:00:00:00', 'dev', 'flannel.1', 'dst', '192.0.2.50', 'self', 'permanent']);
+  await run(['bridge', '-n', ns, 'fdb', 'append', '00:00:00:00:00:00', 'dev', 'flannel.1', 'dst', '192.0.2.51', 'self', 'permanent']); // two remotes, one MAC
+  await run(['bridge', '-n', ns, 'fdb', 'add', '0e:00:00:00:00:04', 'dev', 'flannel.1', 'dst', '192.0.2.52', 'vni', '77', 'self', 'permanent']);
+  await ip(ns, 'route', 'add', '10.200.0.0/16', 'via', '172.31.0.2', 'dev', 'other0', 'proto', 'static'); // foreign
+  await ip(ns, 'route', 'add', 'blackhole', '10.201.0.0/24'); // foreign, no device
+  await ip(ns, 'route', 'add', '10.202.0.0/24', 'nexthop', 'via', '172.31.0.2', 'dev', 'other0', 'nexthop', 'via', '172.31.0.3', 'dev', 'other0'); // multipath
+  await ip(ns, 'route', 'add', '10.203.0.0/24', 'via', '172.31.0.2', 'dev', 'other0', 'proto', String(PROTO)); // tulle's protocol, another device
+  await ip(ns, 'route', 'add', '10.204.0.0/24', 'via', '172.31.0.2', 'dev', 'other0', 'table', '100', 'proto', String(PROTO)); // another table
+  await ip(ns, '-6', 'route', 'add', 'fd00:1::/64', 'dev', 'flannel.1', 'proto', String(PROTO)); // IPv6
+
+  const view = await readKernelView(nl, { vtep: 'flannel.1', routeProtocol: PROTO });
+  const got = viewText(view);
+
+  const neigh: Array<{ dst: string; lladdr?: string; state: string[] }> = await ipJson(ns, '-4', 'neigh', 'show', 'dev', 'flannel.1', 'nud', 'permanent');
+  const bridge: Array<{ mac: string; dst?: string }> = await bridgeJson(ns, 'fdb', 'show', 'dev', 'flannel.1');
+  const main: Array<{ dst: string; gateway?: string; dev?: string; protocol: string; flags: string[] }> = await ipJson(
+    ns,
+    '-4',
+    'route',
+    'show',
+    'table',
+    'main',
+  );
+  assert.deepEqual(
+    got.neighbors,
+    neigh
+      .filter((n) => n.lladdr)
+      .map((n) => `${n.dst} ${n.lladdr}`)
+      .sort(),
+  );
+  assert.deepEqual(
+    got.fdb,
+    bridge
+      .filter((f) => f.dst?.includes('.'))
+      .map((f) => `${f.mac} ${f.dst}`)
+      .sort(),
+  );
+  const ours = main.filter((r) => r.protocol === String(PROTO) && r.gateway && r.dev);
+  assert.deepEqual(got.routes, ours.map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.flags.includes('onlink') ? ' onlink' : ''}`).sort());
+  const foreign = main.filter((r) => r.protocol !== String(PROTO) && r.dst !== 'default').map((r) => (r.dst.includes('/') ? r.dst : `${r.dst}/32`));
+  assert.deepEqual(got.foreign, foreign.sort());
+  assert.equal(got.routes.length, 301, '300 peers and the route on other0');
+  assert.ok(got.routes.includes('10.203.0.0/24 via 172.31.0.2 dev other0'), 'a route on another device is named');
+  assert.equal(got.neighbors.length, 300);
+  assert.equal(got.fdb.length, 303, "300 peers, the all-zero MAC's two remotes (one of them an extra) and the entry with a VNI");
+  assert.equal(view.extraFdb.length, 1);
+});
+
+test('a full diff of 300 peers against the kernel that holds them writes nothing; against a kernel missing one peer, only that peer', async (t) => {
+  const { ns, nl } = await vtepHost(t, 'kdiff');
+  const ctx = {
+    vtep: 'flannel.1',
+    underlay: 'eth0',
+    underlayNetworks: [parseCidr4('192.0.2.0/24')],
+    directRouting: false,
+    ownSubnet: '10.250.0.0/24',
+    routeProtocol: PROTO,
+  };
+  const leases = Array.from({ length: 300 }, (_, i) => ({
+    subnet: `10.${1 + (i >> 8)}.${i & 255}.0/24`,
+    publicIP: `198.51.100.${(i % 250) + 1}`,
+    vtepMac: `02:5C:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+  }));
+  const plans = planPeers(ctx, leases);
+  const ops = [...plans.values()].flatMap((p) => [
+    { op: 'replaceNeighbor' as const, args: { dev: 'flannel.1', ip: p.neighbor!.ip, mac: p.neighbor!.mac } },
+    { op: 'replaceFdb' as const, args: { dev: 'flannel.1', mac: p.fdb!.mac, dst: p.fdb!.dst } },
+    { op: 'addRoute' as const, args: p.route },
+  ]);
+  assert.ok((await nl.batch(ops)).every((r) => r.ok));
+  let d = diffOverlay(plans, await readKernelView(nl, ctx));
+  assert.deepEqual([d.removals.length, d.peers.size], [0, 0]);
+
+  await ip(ns, 'neigh', 'del', '10.1.7.0', 'dev', 'flannel.1');
+  await ip(ns, 'route', 'replace', '10.1.9.0/24', 'via', '10.1.9.0', 'dev', 'flannel.1', 'onlink', 'proto', String(PROTO), 'metric', '0', 'mtu', '1400');
+  await run(['bridge', '-n', ns, 'fdb', 'replace', plans.get('10.1.8.0/24')!.fdb!.mac, 'dev', 'flannel.1', 'dst', '203.0.113.99', 'self', 'permanent']);
+  d = diffOverlay(plans, await readKernelView(nl, ctx));
+  assert.deepEqual(
+    [...d.peers].map(([subnet, ws]) => `${subnet}: ${ws.map((w) => `${w.op} ${w.kind}`).join(', ')}`),
+    ['10.1.7.0/24: replace neighbor', '10.1.8.0/24: replace fdb'],
+    'the peer whose neighbour went and the one whose FDB remote changed; a route with an extra mtu is still the same route',
+  );
+  assert.deepEqual(
+    d.removals.map((w) => `${w.op} ${w.kind} ${w.kind === 'fdb' ? `${w.entry.mac} ${w.entry.dst}` : ''}`.trim()),
+    [`delete fdb ${plans.get('10.1.8.0/24')!.fdb!.mac} 203.0.113.99`],
+  );
+});
