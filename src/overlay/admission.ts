@@ -121,20 +121,45 @@ export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>): Adm
   const rejected: Rejection[] = [];
   const candidates: Candidate[] = [];
   const ownSubnet = ctx.ownSubnet ? parseCidr4(ctx.ownSubnet) : undefined;
+  // How many candidates claim each subnet and each MAC: only those that share one compete.
+  const subnetClaims = new Map<string, number>();
+  const macClaims = new Map<string, number>();
   for (const lease of leases) {
     const subnet = parseCidr4(lease.subnet);
     const mac = String(lease.backendData.VtepMAC).toLowerCase();
     const problem = ownProblem(ctx, ownSubnet, lease, subnet, mac);
-    if (problem) rejected.push({ key: lease.key, subnet: lease.subnet, ...problem });
-    else candidates.push({ lease, network: subnet.network, mac });
+    if (problem) {
+      rejected.push({ key: lease.key, subnet: lease.subnet, ...problem });
+      continue;
+    }
+    candidates.push({ lease, network: subnet.network, mac });
+    subnetClaims.set(lease.subnet, (subnetClaims.get(lease.subnet) ?? 0) + 1);
+    macClaims.set(mac, (macClaims.get(mac) ?? 0) + 1);
   }
-  candidates.sort(olderFirst);
+  const losers = settleConflicts(
+    candidates.filter((c) => subnetClaims.get(c.lease.subnet)! > 1 || macClaims.get(c.mac)! > 1),
+    rejected,
+  );
+  const admitted: PeerLease[] = [];
+  for (const { lease, mac } of candidates) if (!losers.has(lease)) admitted.push({ subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac });
+  return { admitted, rejected };
+}
+
+/**
+ * Leases that share a subnet (under two keys) or a VtepMAC, oldest first: each takes its subnet and MAC unless
+ * an older winner holds either. A lease that shares nothing never loses, so only the contested ones are sorted
+ * (a 5000-peer store without conflicts sorts nothing). Returns the losers; their rejections go to `rejected`.
+ */
+function settleConflicts(contested: Candidate[], rejected: Rejection[]): Set<Lease> {
+  const losers = new Set<Lease>();
+  if (contested.length === 0) return losers;
+  contested.sort(olderFirst);
   const macOwner = new Map<string, Lease>();
   const subnetOwner = new Map<string, Lease>();
-  const admitted: PeerLease[] = [];
-  for (const { lease, mac } of candidates) {
+  for (const { lease, mac } of contested) {
     // Same length inside one Network: two leases overlap only when they name the same subnet (under two keys).
     const other = subnetOwner.get(lease.subnet);
+    const owner = other ? undefined : macOwner.get(mac);
     if (other) {
       rejected.push({
         key: lease.key,
@@ -142,21 +167,19 @@ export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>): Adm
         reason: 'overlaps-peer',
         detail: `subnet ${lease.subnet} is already held by the older lease at ${other.key}`,
       });
-      continue;
-    }
-    const owner = macOwner.get(mac);
-    if (owner) {
+    } else if (owner) {
       rejected.push({
         key: lease.key,
         subnet: lease.subnet,
         reason: 'duplicate-vtep-mac',
         detail: `VtepMAC ${mac} is already used by the older lease ${owner.subnet} (${owner.publicIP})`,
       });
+    } else {
+      macOwner.set(mac, lease);
+      subnetOwner.set(lease.subnet, lease);
       continue;
     }
-    macOwner.set(mac, lease);
-    subnetOwner.set(lease.subnet, lease);
-    admitted.push({ subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac });
+    losers.add(lease);
   }
-  return { admitted, rejected };
+  return losers;
 }

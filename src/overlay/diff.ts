@@ -39,31 +39,30 @@ export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelVi
   let routesFound = 0;
   for (const [subnet, plan] of plans) {
     let writes: KernelWrite[] | undefined;
+    // A VXLAN peer's neighbour IP is its route's gateway and its FDB MAC its neighbour's MAC: each parsed once.
     const neighbor = plan.neighbor;
+    const route = plan.route;
+    const gateway = ipv4Number(route.via);
+    let mac = NaN;
     if (neighbor) {
-      const have = neighbor.dev === view.vtep ? view.neighbors.get(ipv4Number(neighbor.ip)) : undefined;
+      mac = macNumber(neighbor.mac);
+      const have = neighbor.dev === view.vtep ? view.neighbors.get(neighbor.ip === route.via ? gateway : ipv4Number(neighbor.ip)) : undefined;
       if (have !== undefined) neighborsFound++;
-      if (have !== macNumber(neighbor.mac)) (writes ??= []).push({ op: 'replace', kind: 'neighbor', entry: neighbor });
+      if (have !== mac) (writes ??= []).push({ op: 'replace', kind: 'neighbor', entry: neighbor });
     }
     const fdb = plan.fdb;
     if (fdb) {
-      const mac = macNumber(fdb.mac);
+      const fdbMac = neighbor && fdb.mac === neighbor.mac ? mac : macNumber(fdb.mac);
       const dst = ipv4Number(fdb.dst);
-      if (fdb.dev === view.vtep && view.fdb.get(mac) === dst) fdbFound++;
-      else if (!(fdb.dev === view.vtep && view.hasFdb(mac, dst))) (writes ??= []).push({ op: 'replace', kind: 'fdb', entry: fdb });
+      if (fdb.dev === view.vtep && view.fdb.get(fdbMac) === dst) fdbFound++;
+      else if (!(fdb.dev === view.vtep && view.hasFdb(fdbMac, dst))) (writes ??= []).push({ op: 'replace', kind: 'fdb', entry: fdb });
     }
-    const route = plan.route;
     const current = view.routes.get(routeKeyOf(route.dst));
     if (!current) {
       (writes ??= []).push({ op: 'add', kind: 'route', entry: route });
     } else {
       routesFound++;
-      if (
-        current.via !== ipv4Number(route.via) ||
-        current.oif !== view.deviceIndex(route.dev) ||
-        current.onlink !== route.onlink ||
-        current.protocol !== route.protocol
-      )
+      if (current.via !== gateway || current.oif !== view.deviceIndex(route.dev) || current.onlink !== route.onlink || current.protocol !== route.protocol)
         (writes ??= []).push({ op: 'replace', kind: 'route', entry: route });
     }
     if (writes) peers.set(subnet, writes);
