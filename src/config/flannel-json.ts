@@ -28,6 +28,34 @@ export function otherFields(obj: JsonObject, known: readonly string[]): JsonObje
   return rest;
 }
 
+/**
+ * getField and otherFields for a fixed set of fields, in one pass over the object: a lease value is read this
+ * way for every lease the store delivers (5000 at once when a big cluster's agent starts).
+ */
+export class FieldSet<K extends string> {
+  private readonly exact = new Map<string, K>();
+  private readonly lower = new Map<string, K>();
+
+  constructor(names: readonly K[]) {
+    for (const n of names) {
+      this.exact.set(n, n);
+      this.lower.set(n.toLowerCase(), n);
+    }
+  }
+
+  /** The known fields (the last spelling wins) and the other entries, in document order. */
+  split(obj: JsonObject): { fields: Partial<Record<K, unknown>>; rest: JsonObject } {
+    const fields: Partial<Record<K, unknown>> = {};
+    const rest: JsonObject = {};
+    for (const key of Object.keys(obj)) {
+      const known = this.exact.get(key) ?? this.lower.get(key.toLowerCase());
+      if (known === undefined) rest[key] = obj[key];
+      else fields[known] = obj[key];
+    }
+    return { fields, rest };
+  }
+}
+
 /** Parse JSON text; a syntax error becomes an InvalidValueError naming `what`. */
 export function parseJsonText(text: string, what: string): unknown {
   try {

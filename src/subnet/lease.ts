@@ -10,7 +10,7 @@
 import { formatValue, InvalidValueError, TulleError } from '../base/errors.js';
 import { formatCidr4, isIP, parseMac } from '../base/ip.js';
 import { isIPv4 } from 'node:net';
-import { abbreviate, getField, isJsonObject, otherFields, parseJsonText, type JsonObject } from '../config/flannel-json.js';
+import { abbreviate, FieldSet, isJsonObject, otherFields, parseJsonText, type JsonObject } from '../config/flannel-json.js';
 import { MAX_VNI } from '../config/network.js';
 import { parseSubnetKey } from '../store/keys.js';
 import type { StoredValue } from '../store/registry.js';
@@ -65,6 +65,8 @@ export class MalformedLeaseError extends TulleError {
 }
 
 const KNOWN_FIELDS = ['PublicIP', 'BackendType', 'BackendData'];
+const LEASE_FIELDS = new FieldSet(['PublicIP', 'BackendType', 'BackendData']);
+const VXLAN_FIELDS = new FieldSet(['VNI', 'VtepMAC']);
 
 /** The JSON value for a lease, in flannel's spelling and field order. */
 export function encodeLeaseValue(attrs: LeaseAttrs): string {
@@ -95,28 +97,30 @@ export function decodeLease(prefix: string, stored: StoredValue): Lease {
   }
   if (!isJsonObject(doc)) return fail(`the value is not a JSON object: ${abbreviate(stored.value)}`);
 
-  const publicIP = getField(doc, 'PublicIP');
+  const { fields, rest } = LEASE_FIELDS.split(doc);
+  const publicIP = fields.PublicIP;
   if (typeof publicIP !== 'string' || !isIPv4(publicIP)) fail(`PublicIP ${formatValue(publicIP)} is not an IPv4 address`);
-  const backendTypeValue = getField(doc, 'BackendType');
+  const backendTypeValue = fields.BackendType;
   if (backendTypeValue !== undefined && backendTypeValue !== null && typeof backendTypeValue !== 'string')
     fail(`BackendType ${formatValue(backendTypeValue)} is not a string`);
   const backendType = typeof backendTypeValue === 'string' ? backendTypeValue : '';
-  const rawData = getField(doc, 'BackendData');
+  const rawData = fields.BackendData;
   if (rawData !== undefined && rawData !== null && !isJsonObject(rawData)) fail(`BackendData ${formatValue(rawData)} is not a JSON object`);
   const data: JsonObject = (rawData as JsonObject | null | undefined) ?? {};
 
   let backendData: BackendData = data;
   if (backendType === 'vxlan') {
-    const vni = getField(data, 'VNI');
+    const vxlan = VXLAN_FIELDS.split(data);
+    const vni = vxlan.fields.VNI;
     if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > MAX_VNI) fail(`BackendData.VNI ${formatValue(vni)} is not a VNI (0..${MAX_VNI})`);
-    const mac = getField(data, 'VtepMAC');
+    const mac = vxlan.fields.VtepMAC;
     let vtepMac = '';
     try {
       vtepMac = parseMac(mac as string, 'BackendData.VtepMAC');
     } catch {
       fail(`BackendData.VtepMAC ${formatValue(mac)} is not a MAC address`);
     }
-    backendData = { VNI: vni as number, VtepMAC: vtepMac, ...otherFields(data, ['VNI', 'VtepMAC']) };
+    backendData = { VNI: vni as number, VtepMAC: vtepMac, ...vxlan.rest };
   }
 
   return {
@@ -128,7 +132,7 @@ export function decodeLease(prefix: string, stored: StoredValue): Lease {
     expiration: stored.expiresAt === null ? null : new Date(stored.expiresAt),
     revision: stored.modRevision,
     created: stored.createRevision ?? stored.modRevision,
-    extra: otherFields(doc, KNOWN_FIELDS),
+    extra: rest,
   };
 }
 

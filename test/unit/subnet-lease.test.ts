@@ -92,3 +92,18 @@ test('what a host publishes is checked and normalised; renewals are not changes'
   assert.ok(sameLeaseAttrs(a, { ...a, revision: 99, expiration: new Date(0) }));
   assert.ok(!sameLeaseAttrs(a, { ...a, backendData: { VNI: 1, VtepMAC: '0e:00:00:00:00:02' } }));
 });
+
+test('several spellings of one field: the last one wins, as in Go; other fields keep their document order', () => {
+  const key = '/coreos.com/network/subnets/10.244.2.0-24';
+  const lease = decodeLease(
+    '/coreos.com/network',
+    stored(
+      '{"Z":1,"PublicIP":"192.0.2.99","publicip":"192.0.2.12","BackendType":"vxlan","A":2,"BackendData":{"VNI":1,"vni":7,"VtepMAC":"0e:00:00:00:00:01"}}',
+      key,
+      null,
+    ),
+  );
+  assert.equal(lease.publicIP, '192.0.2.12');
+  assert.equal(lease.backendData.VNI, 7);
+  assert.deepEqual(Object.keys(lease.extra), ['Z', 'A']);
+});
