@@ -29,6 +29,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <linux/netlink.h>
 
 #ifndef SOL_NETLINK
@@ -183,6 +184,40 @@ static void leave_netns(int back) {
 /* ------------------------------------------------------------------------------------------------------ */
 /* Netlink sockets                                                                                          */
 
+typedef struct send_item {
+  struct send_item *next;
+  void *data;
+  size_t length;
+  ssize_t sent;
+  int err;
+  napi_deferred deferred;
+} send_item;
+
+typedef struct send_queue {
+  pthread_mutex_t lock;
+  send_item *waiting, *waiting_tail;
+  send_item *done, *done_tail;
+  int fd;      /* a dup of the socket's, closed with the queue */
+  int closed;  /* the socket was closed */
+  int working; /* a pool work is draining `waiting` */
+  int refs;    /* the socket, and each pool work not yet completed */
+} send_queue;
+
+typedef struct {
+  send_queue *q;
+  napi_async_work work;
+} send_work;
+
+static void release_queue(send_queue *q) {
+  pthread_mutex_lock(&q->lock);
+  int last = --q->refs == 0;
+  pthread_mutex_unlock(&q->lock);
+  if (!last) return;
+  close(q->fd);
+  pthread_mutex_destroy(&q->lock);
+  free(q);
+}
+
 typedef struct {
   int fd;              /* -1 once closed */
   int polling;         /* uv_poll_init done and uv_close not yet called */
@@ -194,6 +229,7 @@ typedef struct {
   napi_async_context async_context;
   char *buf;
   size_t cap;
+  send_queue *queue; /* sendQueued's, made on first use */
 } nl_socket;
 
 static void free_socket_if_unused(nl_socket *s) {
@@ -221,6 +257,13 @@ static void close_socket(nl_socket *s, int env_usable) {
       napi_async_destroy(s->env, s->async_context);
     }
     s->callback = NULL;
+  }
+  if (s->queue) {
+    pthread_mutex_lock(&s->queue->lock);
+    s->queue->closed = 1;
+    pthread_mutex_unlock(&s->queue->lock);
+    release_queue(s->queue);
+    s->queue = NULL;
   }
   if (s->fd >= 0) {
     close(s->fd);
@@ -373,6 +416,156 @@ static napi_value nl_send(napi_env env, napi_callback_info info) {
   napi_value result;
   NAPI_OR_THROW(napi_create_int64(env, n, &result));
   return result;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Sends on a pool thread                                                                                   */
+
+/*
+ * sendQueued(handle, buffer) -> Promise<number>: the same sendto(), made by a libuv pool thread. The kernel handles
+ * a netlink request inside sendto(), so a chunk of a thousand route writes keeps the sending thread in the kernel
+ * for milliseconds; from a pool thread, the event loop's thread meanwhile builds the next chunk and reads the ACKs
+ * and events of the ones before — on a machine with two cores, tulle's writes and its own work overlap where
+ * `ip -batch` does one after the other. One pool work at a time drains a socket's queue, so the kernel gets the
+ * chunks in the order they were queued. Data is copied; the queue holds its own dup of the descriptor, and once
+ * the socket is closed, chunks still waiting fail with EBADF instead of being sent.
+ */
+static void append_item(send_item **head, send_item **tail, send_item *item) {
+  item->next = NULL;
+  if (*tail) (*tail)->next = item;
+  else *head = item;
+  *tail = item;
+}
+
+static void send_queue_execute(napi_env env, void *data) {
+  (void)env;
+  send_queue *q = ((send_work *)data)->q;
+  struct sockaddr_nl kernel;
+  memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  pthread_mutex_lock(&q->lock);
+  while (q->waiting) {
+    send_item *item = q->waiting;
+    q->waiting = item->next;
+    if (!q->waiting) q->waiting_tail = NULL;
+    if (q->closed) {
+      item->err = EBADF;
+    } else {
+      pthread_mutex_unlock(&q->lock);
+      do {
+        item->sent = sendto(q->fd, item->data, item->length, 0, (struct sockaddr *)&kernel, sizeof kernel);
+      } while (item->sent < 0 && errno == EINTR);
+      if (item->sent < 0) item->err = errno;
+      pthread_mutex_lock(&q->lock);
+    }
+    append_item(&q->done, &q->done_tail, item);
+  }
+  q->working = 0; /* under the lock: a chunk queued from now on starts a new work */
+  pthread_mutex_unlock(&q->lock);
+}
+
+/* Resolve (bytes sent) or reject (errno; `err` for all when non-zero) each item's promise, and free the items. */
+static void settle_items(napi_env env, send_item *item, int err) {
+  while (item) {
+    send_item *next = item->next;
+    int e = err ? err : item->err;
+    napi_value outcome = NULL;
+    if (e) {
+      outcome = make_errno_error(env, e, "sendto(netlink)");
+      if (outcome) napi_reject_deferred(env, item->deferred, outcome);
+    } else if (napi_create_int64(env, item->sent, &outcome) == napi_ok) {
+      napi_resolve_deferred(env, item->deferred, outcome);
+    }
+    free(item->data);
+    free(item);
+    item = next;
+  }
+}
+
+static void send_queue_complete(napi_env env, napi_status status, void *data) {
+  send_work *w = data;
+  send_queue *q = w->q;
+  pthread_mutex_lock(&q->lock);
+  send_item *item = q->done;
+  q->done = q->done_tail = NULL;
+  pthread_mutex_unlock(&q->lock);
+  settle_items(env, item, status == napi_ok ? 0 : ECANCELED);
+  napi_delete_async_work(env, w->work);
+  free(w);
+  release_queue(q);
+}
+
+static napi_value nl_send_queued(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  if (s->fd < 0) return throw_errno(env, EBADF, "send on a closed netlink socket");
+  void *data;
+  size_t length;
+  CHECK_NAPI(napi_get_buffer_info(env, argv[1], &data, &length));
+  if (!s->queue) {
+    send_queue *q = calloc(1, sizeof *q);
+    if (!q) return throw_errno(env, ENOMEM, "sendQueued");
+    q->fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+    if (q->fd < 0) {
+      int err = errno;
+      free(q);
+      return throw_errno(env, err, "dup(netlink socket)");
+    }
+    pthread_mutex_init(&q->lock, NULL);
+    q->refs = 1;
+    s->queue = q;
+  }
+  send_queue *q = s->queue;
+  send_item *item = calloc(1, sizeof *item);
+  void *copy = malloc(length ? length : 1);
+  send_work *w = calloc(1, sizeof *w);
+  napi_value promise, name;
+  if (!item || !copy || !w) {
+    free(item);
+    free(copy);
+    free(w);
+    return throw_errno(env, ENOMEM, "sendQueued");
+  }
+  memcpy(copy, data, length);
+  item->data = copy;
+  item->length = length;
+  if (napi_create_promise(env, &item->deferred, &promise) != napi_ok) {
+    free(item);
+    free(copy);
+    free(w);
+    return throw_napi_failure(env, "napi_create_promise");
+  }
+  pthread_mutex_lock(&q->lock);
+  append_item(&q->waiting, &q->waiting_tail, item);
+  int start = !q->working;
+  if (start) {
+    q->working = 1;
+    q->refs++;
+  }
+  pthread_mutex_unlock(&q->lock);
+  if (!start) {
+    free(w);
+    return promise;
+  }
+  w->q = q;
+  if (napi_create_string_utf8(env, "tulle.sendQueued", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, send_queue_execute, send_queue_complete, w, &w->work) != napi_ok ||
+      napi_queue_async_work(env, w->work) != napi_ok) {
+    /* No pool work will drain the queue: fail what waits in it, so no promise waits forever. */
+    if (w->work) napi_delete_async_work(env, w->work);
+    free(w);
+    pthread_mutex_lock(&q->lock);
+    send_item *waiting = q->waiting;
+    q->waiting = q->waiting_tail = NULL;
+    q->working = 0;
+    pthread_mutex_unlock(&q->lock);
+    release_queue(q);
+    settle_items(env, waiting, EAGAIN);
+  }
+  return promise;
 }
 
 static void call_js(nl_socket *s, napi_value error, napi_value data) {
@@ -621,15 +814,15 @@ static void ns_file_complete(napi_env env, napi_status status, void *data) {
 }
 
 /*
- * Creates a promise and queues `execute`/`complete` on the pool with `data` (owned from here on: freed on every
- * failure path; `complete` frees it otherwise). `deferred` and `work` point into `data`. Returns the promise, or
+ * Creates a promise and queues `execute`/`complete` on the pool with `data` (owned from here on: `release`d on
+ * every failure path; `complete` frees it otherwise). `deferred` and `work` point into `data`. Returns the promise, or
  * NULL with a JS exception pending.
  */
 static napi_value queue_promise_work(napi_env env, const char *resource, napi_async_execute_callback execute, napi_async_complete_callback complete, void *data,
-                                     napi_deferred *deferred, napi_async_work *work) {
+                                     napi_deferred *deferred, napi_async_work *work, void (*release)(void *)) {
   napi_value promise, name;
   if (napi_create_promise(env, deferred, &promise) != napi_ok) {
-    free(data);
+    release(data);
     return throw_napi_failure(env, "napi_create_promise");
   }
   if (napi_create_string_utf8(env, resource, NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -637,14 +830,14 @@ static napi_value queue_promise_work(napi_env env, const char *resource, napi_as
     /* The promise exists: settle it, so no caller waits forever. */
     napi_value error = make_errno_error(env, ENOMEM, "napi_create_async_work");
     if (error) napi_reject_deferred(env, *deferred, error);
-    free(data);
+    release(data);
     return error ? promise : NULL;
   }
   if (napi_queue_async_work(env, *work) != napi_ok) {
     napi_value error = make_errno_error(env, EAGAIN, "napi_queue_async_work");
     if (error) napi_reject_deferred(env, *deferred, error);
     napi_delete_async_work(env, *work);
-    free(data);
+    release(data);
     return error ? promise : NULL;
   }
   return promise;
@@ -652,7 +845,7 @@ static napi_value queue_promise_work(napi_env env, const char *resource, napi_as
 
 /* Queues `r` (owned from here on: freed on every path); returns the promise. */
 static napi_value queue_ns_file(napi_env env, ns_file_request *r, const char *resource) {
-  return queue_promise_work(env, resource, ns_file_execute, ns_file_complete, r, &r->deferred, &r->work);
+  return queue_promise_work(env, resource, ns_file_execute, ns_file_complete, r, &r->deferred, &r->work, free);
 }
 
 /* readFile(nsPath | null, path) -> Promise<string>. The whole open/read/close happens inside the namespace. */
@@ -748,7 +941,7 @@ static napi_value do_flock(napi_env env, napi_callback_info info) {
   if (!r) return throw_errno(env, ENOMEM, "calloc");
   r->fd = fd;
   r->op = op;
-  return queue_promise_work(env, "tulle.flock", flock_execute, flock_complete, r, &r->deferred, &r->work);
+  return queue_promise_work(env, "tulle.flock", flock_execute, flock_complete, r, &r->deferred, &r->work, free);
 }
 
 /* tryFlock(fd, mode) -> true if taken now, false if someone else holds a conflicting lock. */
@@ -800,6 +993,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, nl_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"send", NULL, nl_send, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sendQueued", NULL, nl_send_queued, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReading", NULL, nl_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setReadingRef", NULL, nl_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, nl_close, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -25,7 +25,7 @@ import { formatIPv4, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
 import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
 import type { NetworkConfig } from '../config/network.js';
-import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type Link, type NetlinkEvent } from '../netlink/index.js';
+import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type Link, type NeighborRecord, type NetlinkEvent, type RouteRecord } from '../netlink/index.js';
 import type { Rejection } from '../overlay/admission.js';
 import { Reconciler, type ReconcileMode } from '../overlay/reconciler.js';
 import { TrafficRules, chooseBackend } from '../overlay/rules.js';
@@ -367,7 +367,16 @@ export class Agent {
     this.own(reconciler, (r) => r.close());
 
     // Kernel events first, so that nothing changed between the first reconcile and the subscription is missed.
-    this.own(await nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e)), (s) => s.close());
+    // Route, neighbour and FDB announcements — thousands when many peers are programmed at once, nearly all of
+    // them the agent's own writes — come as numbers and are checked against the plans without being decoded.
+    const drift = (expected: boolean) => {
+      if (!expected && !this.signal.aborted) this.scheduleDrift();
+    };
+    const records = {
+      route: (deleted: boolean, r: RouteRecord) => drift(reconciler.routeExpected(deleted, r)),
+      neighbor: (deleted: boolean, n: NeighborRecord) => drift(reconciler.neighborExpected(deleted, n)),
+    };
+    this.own(await nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e), { records }), (s) => s.close());
 
     this.keepLeaseAndChecks(store, lease, rulesSide, () => void this.reconcile('periodic'));
 
@@ -717,7 +726,7 @@ export class Agent {
         return;
       }
       default:
-        if (this.reconciler && !this.reconciler.isExpected(e)) this.scheduleDrift();
+        return; // routes, neighbours and FDB entries come as records (see the subscription)
     }
   }
 

@@ -8,9 +8,10 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { decodeAddress, encodeDumpAddresses, type Address } from './addr.js';
-import { planOp, type IndexOf, type NetlinkOp, type OpResult } from './batch.js';
+import { planOp, type IndexOf, type NetlinkOp, type OpResult, type PlannedOp } from './batch.js';
 import { NLM_F_ACK } from './constants.js';
 import { NetlinkError, fromSystemError } from './errors.js';
+import { InvalidValueError } from '../base/errors.js';
 import { subscribe, type EventKind, type NetlinkEvent, type SubscribeOptions, type Subscription } from './events.js';
 import {
   checkVethOptions,
@@ -40,6 +41,9 @@ import { NetlinkSocket } from './socket.js';
 import { checkIfName } from './validate.js';
 
 const ENODEV = 19;
+const EINVAL = 22;
+/** Ops per chunk of batchEach: one sendto each (the socket's own chunk size). */
+const BATCH_CHUNK = 1024;
 /** Shared by every successful op of every batch: results are read, never changed. */
 const OK: OpResult = Object.freeze({ ok: true as const });
 
@@ -70,7 +74,10 @@ export class NetlinkClient {
   // ---------------------------------------------------------------------------------------------------------
   // Name resolution
 
-  /** name -> index for each name (one pipelined round of `ip link show dev NAME`); missing names are absent. */
+  /**
+   * name -> index for each name (one pipelined round of `ip link show dev NAME`); missing names are absent. A
+   * lookup that failed for another reason than the name (the socket closed meanwhile) throws its error.
+   */
   private async indexes(names: Iterable<string>): Promise<Map<string, number>> {
     const unique = [...new Set(names)];
     const found = new Map<string, number>();
@@ -80,7 +87,11 @@ export class NetlinkClient {
       NLM_F_ACK,
     );
     results.forEach((r, i) => {
-      if (!(r instanceof NetlinkError) && r[0]) found.set(unique[i]!, decodeLinkName(r[0]).index);
+      if (r instanceof NetlinkError) {
+        if (r.errnoNumber !== ENODEV && r.errnoNumber !== EINVAL) throw r;
+      } else if (r[0]) {
+        found.set(unique[i]!, decodeLinkName(r[0]).index);
+      }
     });
     return found;
   }
@@ -452,24 +463,64 @@ export class NetlinkClient {
     const found = await this.indexes(devices);
     const indexOf: IndexOf = (name) => found.get(name) ?? 0;
     const results = new Array<OpResult>(ops.length);
-    const requests: Request[] = [];
     const positions: number[] = [];
     for (let i = 0; i < planned.length; i++) {
       const p = planned[i]!;
       let missing: string | undefined;
       for (const d of p.devices) if (!found.has(d)) missing ??= d;
-      if (missing !== undefined) {
-        results[i] = { ok: false, error: missingDevice(p.build(indexOf).command, missing) };
-      } else {
-        requests.push(p.build(indexOf));
-        positions.push(i);
-      }
+      if (missing !== undefined) results[i] = { ok: false, error: missingDevice(p.build(indexOf).command, missing) };
+      else positions.push(i);
     }
-    const answers = await this.socket.sendAll(requests, NLM_F_ACK);
+    // Built as they go out: the kernel takes the first chunk while the next is built.
+    const answers = await this.socket.sendEach(positions.length, (k) => planned[positions[k]!]!.build(indexOf), NLM_F_ACK);
     for (let k = 0; k < answers.length; k++) {
       const a = answers[k]!;
       results[positions[k]!] = a instanceof NetlinkError ? { ok: false, error: a } : OK;
     }
+    return results;
+  }
+
+  /**
+   * `batch` for thousands of ops: each op is checked as its chunk is built, and each chunk goes to the kernel as
+   * soon as it is built (sent from a pool thread, see socket.ts), so the kernel works through one chunk while the
+   * next is checked and built. An op with bad input fails alone — its result is an EINVAL NetlinkError with the
+   * InvalidValueError's words — instead of the whole call throwing before anything is sent.
+   */
+  async batchEach(ops: readonly NetlinkOp[]): Promise<OpResult[]> {
+    const given: unknown = ops; // callers from plain JS may pass anything
+    if (!Array.isArray(given)) throw new TypeError('batchEach: ops must be an array');
+    const found = await this.indexes(deviceNames(ops));
+    const indexOf: IndexOf = (name) => found.get(name) ?? 0;
+    const results = new Array<OpResult>(ops.length);
+    const chunks: Array<Promise<void>> = [];
+    for (let start = 0; start < ops.length; start += BATCH_CHUNK) {
+      const requests: Request[] = [];
+      const positions: number[] = [];
+      for (let i = start; i < Math.min(ops.length, start + BATCH_CHUNK); i++) {
+        const op = ops[i]!;
+        let p: PlannedOp;
+        try {
+          p = planOp(op);
+        } catch (err) {
+          if (!(err instanceof InvalidValueError)) throw err;
+          results[i] = { ok: false, error: new NetlinkError(`batch ${String(op?.op)}`, EINVAL, err.message) };
+          continue;
+        }
+        const missing = p.devices.find((d) => !found.has(d));
+        if (missing !== undefined) {
+          results[i] = { ok: false, error: missingDevice(p.build(indexOf).command, missing) };
+          continue;
+        }
+        requests.push(p.build(indexOf));
+        positions.push(i);
+      }
+      chunks.push(
+        this.socket.sendAll(requests, NLM_F_ACK).then((answers) => {
+          answers.forEach((a, k) => (results[positions[k]!] = a instanceof NetlinkError ? { ok: false, error: a } : OK));
+        }),
+      );
+    }
+    await Promise.all(chunks);
     return results;
   }
 
@@ -489,6 +540,29 @@ export class NetlinkClient {
 }
 
 /** The one index -> name pair a filtered list already knows. */
+/** Every device name the ops may name (unchecked: an op whose name is bad fails its own check later). */
+function deviceNames(ops: readonly NetlinkOp[]): Set<string> {
+  const names = new Set<string>();
+  for (const op of ops) {
+    const a = op?.args as Record<string, unknown> | undefined;
+    if (!a || typeof a !== 'object') continue;
+    for (const field of ['dev', 'via', 'name', 'master'] as const) {
+      const v = a[field];
+      if (typeof v === 'string' && (field !== 'via' || op.op.endsWith('Fdb')) && isIfName(v)) names.add(v);
+    }
+  }
+  return names;
+}
+
+function isIfName(name: string): boolean {
+  try {
+    checkIfName(name, 'name');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function knownName(index: number | undefined, name: string | undefined): Map<number, string> {
   return index !== undefined && name !== undefined ? new Map([[index, name]]) : new Map<number, string>();
 }

@@ -7,6 +7,7 @@
 import { decodeAddress, type Address } from './addr.js';
 import {
   AF_BRIDGE,
+  NLMSG_HDRLEN,
   RTM_DELADDR,
   RTM_DELLINK,
   RTM_DELNEIGH,
@@ -27,6 +28,7 @@ import { decodeLink, type Link } from './link.js';
 import type { Message } from './message.js';
 import { decodeFdb, decodeNeighbor, type Fdb, type Neighbor } from './neigh.js';
 import { decodeRoute, type Route } from './route.js';
+import { neighborRecord, readNeighbor, readRoute, routeRecord, type NeighborRecord, type RouteRecord } from './scan.js';
 import { NetlinkSocket } from './socket.js';
 
 export type EventKind = 'link' | 'address' | 'route' | 'neighbor' | 'fdb';
@@ -57,6 +59,19 @@ export interface SubscribeOptions {
    * entries then does not pay for decoding the announcements of its own writes.
    */
   deletionsOnly?: boolean;
+  /**
+   * Route, neighbour and FDB announcements handed over as numbers (scan.ts records, reused for every message)
+   * instead of as NetlinkEvents: nothing is decoded into objects or strings. For a process that watches thousands
+   * of its own writes go by; link and address events still come as events.
+   */
+  records?: RecordHandlers;
+}
+
+/** Receivers of announcements as records (SubscribeOptions.records); `deleted` for RTM_DEL*. */
+export interface RecordHandlers {
+  route(deleted: boolean, r: RouteRecord): void;
+  /** A neighbour, or an FDB entry (family AF_BRIDGE). */
+  neighbor(deleted: boolean, n: NeighborRecord): void;
 }
 
 const GROUPS: Record<EventKind, number[]> = {
@@ -84,7 +99,6 @@ export async function subscribe(
   const groups = [...new Set([RTNLGRP_LINK, ...[...wanted].flatMap((k) => GROUPS[k])])];
   let names = new Map<number, string>();
   const nameOf = (index: number): string | undefined => names.get(index);
-  const queued: Message[] = [];
   let ready = false;
 
   const handle = (m: Message): void => {
@@ -121,17 +135,42 @@ export async function subscribe(
     }
   };
 
+  const records = options.records;
+  const route = routeRecord();
+  const neighbor = neighborRecord();
+  /** One buffer of one or more datagrams: each message to `records` or, decoded, to `handle`. */
+  const handleData = (data: Buffer): void => {
+    let off = 0;
+    while (off + NLMSG_HDRLEN <= data.length) {
+      const len = (data[off]! | (data[off + 1]! << 8) | (data[off + 2]! << 16)) + data[off + 3]! * 0x1000000;
+      if (len < NLMSG_HDRLEN || off + len > data.length) break;
+      const at = off;
+      const type = data[at + 4]! | (data[at + 5]! << 8);
+      const start = at + NLMSG_HDRLEN;
+      const end = at + len;
+      off += (len + 3) & ~3;
+      if (records && (type === RTM_NEWROUTE || type === RTM_DELROUTE)) {
+        if (wanted.has('route') && !(options.deletionsOnly && type === RTM_NEWROUTE) && readRoute(data, start, end, route))
+          records.route(type === RTM_DELROUTE, route);
+      } else if (records && (type === RTM_NEWNEIGH || type === RTM_DELNEIGH)) {
+        if (!(options.deletionsOnly && type === RTM_NEWNEIGH) && readNeighbor(data, start, end, neighbor)) {
+          if (neighbor.family === AF_BRIDGE ? wanted.has('fdb') : wanted.has('neighbor')) records.neighbor(type === RTM_DELNEIGH, neighbor);
+        }
+      } else {
+        const flags = data[at + 6]! | (data[at + 7]! << 8);
+        handle({ type, flags, seq: data.readUInt32LE(at + 8), pid: data.readUInt32LE(at + 12), payload: data.subarray(start, end) });
+      }
+    }
+  };
+  const queued: Buffer[] = [];
   const socket = NetlinkSocket.open({
     nsPath,
     groups,
     receiveBufferBytes: options.receiveBufferBytes,
-    onUnsolicited: (error, messages) => {
-      if (error) {
-        onEvent({ kind: 'overflow', error });
-        return;
-      }
-      if (!ready) queued.push(...messages);
-      else for (const m of messages) handle(m);
+    onDatagrams: (error, data) => {
+      if (error) onEvent({ kind: 'overflow', error });
+      else if (!ready) queued.push(data);
+      else handleData(data);
     },
   });
   try {
@@ -141,6 +180,6 @@ export async function subscribe(
     throw err;
   }
   ready = true;
-  for (const m of queued.splice(0)) handle(m);
+  for (const data of queued.splice(0)) handleData(data);
   return { close: () => socket.close() };
 }

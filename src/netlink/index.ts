@@ -22,4 +22,4 @@ export {
 } from './route.js';
 export { normalizeFdb, type Neighbor, type NeighborState, type Fdb } from './neigh.js';
 export { NftSetWriter } from './nft-set.js';
-export type { RouteSink, NeighborSink } from './scan.js';
+export type { RouteSink, NeighborSink, RouteRecord, NeighborRecord } from './scan.js';

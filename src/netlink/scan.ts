@@ -24,86 +24,132 @@ import {
 } from './constants.js';
 import type { RawDump } from './socket.js';
 
-/** Receives the routes of a dump, one call each: IPv4 fields as numbers, NaN where the route has no such field. */
+/** One route (`ip route show` / `ip monitor route`), IPv4 fields as numbers; a record reused for every route. */
+export interface RouteRecord {
+  /** 4 or 6. */
+  family: number;
+  /** Destination network (0 for the default route; NaN when IPv6). */
+  dst: number;
+  dstLen: number;
+  table: number;
+  protocol: number;
+  /** rtm_type: 1 unicast, 2 local, 6 blackhole, ... */
+  type: number;
+  /** The `onlink` flag (RTNH_F_ONLINK). */
+  onlink: boolean;
+  /** IPv4 gateway (`via`); NaN without one. */
+  via: number;
+  /** Output device index (`dev`); 0 without one. */
+  oif: number;
+}
+
+/** One neighbour or FDB entry (`ip neigh show`, `bridge fdb show`); a record reused for every entry. */
+export interface NeighborRecord {
+  /** AF_INET, AF_INET6 or AF_BRIDGE (an FDB entry). */
+  family: number;
+  ifindex: number;
+  /** NUD_* bits (permanent 0x80). */
+  state: number;
+  /** NTF_* bits (self 0x02). */
+  flags: number;
+  /** NDA_DST as IPv4 (a neighbour's address, an FDB entry's remote); NaN when absent or IPv6. */
+  ip: number;
+  /** NDA_LLADDR as a 48-bit number; NaN when absent or not 6 bytes long. */
+  mac: number;
+}
+
+/** Receives the routes of a dump, one call each (the record is reused: copy what you keep). */
 export interface RouteSink {
-  /**
-   * family 4 or 6; dst the destination network (0 for the default route, NaN when IPv6); table; protocol; type
-   * (rtm_type: 1 unicast, 2 local, ...); onlink (RTNH_F_ONLINK); via the IPv4 gateway; oif the output device
-   * index, 0 without one.
-   */
-  route(family: number, dst: number, dstLen: number, table: number, protocol: number, type: number, onlink: boolean, via: number, oif: number): void;
+  route(r: RouteRecord): void;
 }
 
-/** Receives the entries of a neighbour or FDB dump, one call each. */
+/** Receives the entries of a neighbour or FDB dump, one call each (the record is reused). */
 export interface NeighborSink {
-  /**
-   * family AF_INET, AF_INET6 or AF_BRIDGE (an FDB entry); state the NUD_* bits (permanent 0x80); flags the NTF_*
-   * bits (self 0x02); ip NDA_DST as IPv4 (a neighbour's address, an FDB entry's remote), NaN when absent or IPv6;
-   * mac NDA_LLADDR as a 48-bit number, NaN when absent or not 6 bytes long.
-   */
-  neighbor(family: number, ifindex: number, state: number, flags: number, ip: number, mac: number): void;
+  neighbor(n: NeighborRecord): void;
 }
 
-// Fields are read byte by byte in place: these loops run once per entry of dumps of thousands, often in a process
-// that has just started, where every call through Buffer's read methods still costs.
+export function routeRecord(): RouteRecord {
+  return { family: 0, dst: 0, dstLen: 0, table: 0, protocol: 0, type: 0, onlink: false, via: NaN, oif: 0 };
+}
+
+export function neighborRecord(): NeighborRecord {
+  return { family: 0, ifindex: 0, state: 0, flags: 0, ip: NaN, mac: NaN };
+}
+
+// Fields are read byte by byte in place: these run once per entry of dumps of thousands (and once per kernel
+// announcement), often in a process that has just started, where every call through Buffer's read methods costs.
 
 /**
- * The routes of a raw dump (RTM_NEWROUTE: struct rtmsg + attributes), table `table` only (0 = all), cached clones
- * left out (they are not configuration; `ip route show` leaves them out too).
+ * Read an RTM_NEWROUTE/RTM_DELROUTE payload (struct rtmsg + attributes, at b[start..end)) into `r`; false for a
+ * cached clone (not configuration: `ip route show` leaves them out) or a truncated message.
  */
+export function readRoute(b: Buffer, start: number, end: number, r: RouteRecord): boolean {
+  if (end - start < RTMSG_LEN) return false;
+  const flags = b[start + 8]! | (b[start + 9]! << 8);
+  if (flags & RTM_F_CLONED) return false;
+  r.family = b[start] === AF_INET ? 4 : 6;
+  r.dstLen = b[start + 1]!;
+  r.table = b[start + 4]!;
+  r.protocol = b[start + 5]!;
+  r.type = b[start + 7]!;
+  r.onlink = (flags & RTNH_F_ONLINK) !== 0;
+  r.dst = 0;
+  r.via = NaN;
+  r.oif = 0;
+  let off = start + RTMSG_LEN;
+  while (off + NLA_HDRLEN <= end) {
+    const len = b[off]! | (b[off + 1]! << 8);
+    if (len < NLA_HDRLEN || off + len > end) break;
+    const type = (b[off + 2]! | (b[off + 3]! << 8)) & NLA_TYPE_MASK;
+    const v = off + NLA_HDRLEN;
+    if (type === RTA_DST) r.dst = len === 8 ? b[v]! * 0x1000000 + ((b[v + 1]! << 16) | (b[v + 2]! << 8) | b[v + 3]!) : NaN;
+    else if (type === RTA_GATEWAY) r.via = len === 8 ? b[v]! * 0x1000000 + ((b[v + 1]! << 16) | (b[v + 2]! << 8) | b[v + 3]!) : NaN;
+    else if (type === RTA_OIF && len >= 8) r.oif = (b[v]! | (b[v + 1]! << 8) | (b[v + 2]! << 16)) + b[v + 3]! * 0x1000000;
+    else if (type === RTA_TABLE && len >= 8) r.table = (b[v]! | (b[v + 1]! << 8) | (b[v + 2]! << 16)) + b[v + 3]! * 0x1000000;
+    off += (len + 3) & ~3;
+  }
+  return true;
+}
+
+/** Read an RTM_NEWNEIGH/RTM_DELNEIGH payload (struct ndmsg + attributes) into `n`; false for a truncated message. */
+export function readNeighbor(b: Buffer, start: number, end: number, n: NeighborRecord): boolean {
+  if (end - start < NDMSG_LEN) return false;
+  n.family = b[start]!;
+  n.ifindex = (b[start + 4]! | (b[start + 5]! << 8) | (b[start + 6]! << 16)) + b[start + 7]! * 0x1000000;
+  n.state = b[start + 8]! | (b[start + 9]! << 8);
+  n.flags = b[start + 10]!;
+  n.ip = NaN;
+  n.mac = NaN;
+  let off = start + NDMSG_LEN;
+  while (off + NLA_HDRLEN <= end) {
+    const len = b[off]! | (b[off + 1]! << 8);
+    if (len < NLA_HDRLEN || off + len > end) break;
+    const type = (b[off + 2]! | (b[off + 3]! << 8)) & NLA_TYPE_MASK;
+    const v = off + NLA_HDRLEN;
+    if (type === NDA_DST) n.ip = len === 8 ? b[v]! * 0x1000000 + ((b[v + 1]! << 16) | (b[v + 2]! << 8) | b[v + 3]!) : NaN;
+    else if (type === NDA_LLADDR)
+      n.mac = len === 10 ? (b[v]! * 0x100 + b[v + 1]!) * 0x100000000 + b[v + 2]! * 0x1000000 + ((b[v + 3]! << 16) | (b[v + 4]! << 8) | b[v + 5]!) : NaN;
+    off += (len + 3) & ~3;
+  }
+  return true;
+}
+
+/** The routes of a raw dump, table `table` only (0 = all). */
 export function scanRouteDump(raw: RawDump, table: number, sink: RouteSink): void {
+  const r = routeRecord();
   const spans = raw.spans;
   for (let i = 0; i < spans.length; i += 3) {
-    const b = raw.buffers[spans[i]!]!;
-    const start = spans[i + 1]! + NLMSG_HDRLEN;
-    const end = spans[i + 1]! + spans[i + 2]!;
-    if (end - start < RTMSG_LEN) continue;
-    const flags = b[start + 8]! | (b[start + 9]! << 8);
-    if (flags & RTM_F_CLONED) continue;
-    let dst = 0;
-    let via = NaN;
-    let oif = 0;
-    let t = b[start + 4]!;
-    let off = start + RTMSG_LEN;
-    while (off + NLA_HDRLEN <= end) {
-      const len = b[off]! | (b[off + 1]! << 8);
-      if (len < NLA_HDRLEN || off + len > end) break;
-      const type = (b[off + 2]! | (b[off + 3]! << 8)) & NLA_TYPE_MASK;
-      const v = off + NLA_HDRLEN;
-      if (type === RTA_DST) dst = len === 8 ? b[v]! * 0x1000000 + ((b[v + 1]! << 16) | (b[v + 2]! << 8) | b[v + 3]!) : NaN;
-      else if (type === RTA_GATEWAY) via = len === 8 ? b[v]! * 0x1000000 + ((b[v + 1]! << 16) | (b[v + 2]! << 8) | b[v + 3]!) : NaN;
-      else if (type === RTA_OIF && len >= 8) oif = (b[v]! | (b[v + 1]! << 8) | (b[v + 2]! << 16)) + b[v + 3]! * 0x1000000;
-      else if (type === RTA_TABLE && len >= 8) t = (b[v]! | (b[v + 1]! << 8) | (b[v + 2]! << 16)) + b[v + 3]! * 0x1000000;
-      off += (len + 3) & ~3;
-    }
-    if (table !== 0 && t !== table) continue;
-    sink.route(b[start] === AF_INET ? 4 : 6, dst, b[start + 1]!, t, b[start + 5]!, b[start + 7]!, (flags & RTNH_F_ONLINK) !== 0, via, oif);
+    const off = spans[i + 1]!;
+    if (readRoute(raw.buffers[spans[i]!]!, off + NLMSG_HDRLEN, off + spans[i + 2]!, r) && (table === 0 || r.table === table)) sink.route(r);
   }
 }
 
-/** The entries of a raw neighbour or FDB dump (RTM_NEWNEIGH: struct ndmsg + attributes) on device `ifindex` only. */
+/** The entries of a raw neighbour or FDB dump on device `ifindex` only. */
 export function scanNeighborDump(raw: RawDump, ifindex: number, sink: NeighborSink): void {
+  const n = neighborRecord();
   const spans = raw.spans;
   for (let i = 0; i < spans.length; i += 3) {
-    const b = raw.buffers[spans[i]!]!;
-    const start = spans[i + 1]! + NLMSG_HDRLEN;
-    const end = spans[i + 1]! + spans[i + 2]!;
-    if (end - start < NDMSG_LEN) continue;
-    const index = (b[start + 4]! | (b[start + 5]! << 8) | (b[start + 6]! << 16)) + b[start + 7]! * 0x1000000;
-    if (index !== ifindex) continue;
-    let ip = NaN;
-    let mac = NaN;
-    let off = start + NDMSG_LEN;
-    while (off + NLA_HDRLEN <= end) {
-      const len = b[off]! | (b[off + 1]! << 8);
-      if (len < NLA_HDRLEN || off + len > end) break;
-      const type = (b[off + 2]! | (b[off + 3]! << 8)) & NLA_TYPE_MASK;
-      const v = off + NLA_HDRLEN;
-      if (type === NDA_DST) ip = len === 8 ? b[v]! * 0x1000000 + ((b[v + 1]! << 16) | (b[v + 2]! << 8) | b[v + 3]!) : NaN;
-      else if (type === NDA_LLADDR)
-        mac = len === 10 ? (b[v]! * 0x100 + b[v + 1]!) * 0x100000000 + b[v + 2]! * 0x1000000 + ((b[v + 3]! << 16) | (b[v + 4]! << 8) | b[v + 5]!) : NaN;
-      off += (len + 3) & ~3;
-    }
-    sink.neighbor(b[start]!, index, b[start + 8]! | (b[start + 9]! << 8), b[start + 10]!, ip, mac);
+    const off = spans[i + 1]!;
+    if (readNeighbor(raw.buffers[spans[i]!]!, off + NLMSG_HDRLEN, off + spans[i + 2]!, n) && n.ifindex === ifindex) sink.neighbor(n);
   }
 }

@@ -51,6 +51,12 @@ const CHUNK_BYTES = 256 * 1024;
 /** Large enough for the ACKs of a whole chunk and a dump datagram in flight; SO_RCVBUFFORCE doubles it. */
 const RCVBUF = 8 * 1024 * 1024;
 const SNDBUF = 1024 * 1024;
+/**
+ * A chunk of at least this many requests is sent from a pool thread: the kernel works through it inside sendto()
+ * (tens of milliseconds for a thousand routes), while this thread reads the ACKs and events of the chunk before
+ * and builds the next. A few requests are sent at once: a thread hand-off would cost more than it saves.
+ */
+const POOL_SEND_MIN = 64;
 /** A dump the kernel marks inconsistent (the table changed under it) is taken again, this many times at most. */
 const DUMP_ATTEMPTS = 5;
 
@@ -63,6 +69,11 @@ export interface SocketOptions {
   receiveBufferBytes?: number;
   /** Receives every message that answers no request (events), and receive errors such as ENOBUFS. */
   onUnsolicited?: (error: NetlinkError | undefined, messages: Message[]) => void;
+  /**
+   * For a socket that only listens (a subscription, never a request): every received buffer as it came (one or
+   * more whole datagrams, parsed by the caller), and receive errors. Replaces onUnsolicited.
+   */
+  onDatagrams?: (error: NetlinkError | undefined, data: Buffer) => void;
 }
 
 export class NetlinkSocket {
@@ -70,10 +81,13 @@ export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff) + 1;
   private readonly pending = new Map<number, Pending>();
   private referenced = true;
+  /** Sends queued on the pool and not yet done: while there are any, every send queues. */
+  private queuedSends = 0;
 
   private constructor(
     handle: SocketHandle,
     private readonly onUnsolicited?: SocketOptions['onUnsolicited'],
+    private readonly onDatagrams?: SocketOptions['onDatagrams'],
   ) {
     this.handle = handle;
     native().startReading(handle, (err, data) => this.receive(err, data));
@@ -92,7 +106,7 @@ export class NetlinkSocket {
     } catch (err) {
       throw fromSystemError(command, err);
     }
-    return new NetlinkSocket(handle, options.onUnsolicited);
+    return new NetlinkSocket(handle, options.onUnsolicited, options.onDatagrams);
   }
 
   get closed(): boolean {
@@ -154,59 +168,103 @@ export class NetlinkSocket {
    * Send many requests (chunked, each chunk in one sendto) and collect one outcome per request, in order: the
    * messages it got back, or its NetlinkError. Never rejects for a single request's failure.
    */
-  async sendAll(requests: readonly Request[], flags: number, onInterrupted?: () => void, raw?: RawDump): Promise<Array<Message[] | NetlinkError>> {
-    const results = new Array<Message[] | NetlinkError>(requests.length);
+  sendAll(requests: readonly Request[], flags: number, onInterrupted?: () => void, raw?: RawDump): Promise<Array<Message[] | NetlinkError>> {
+    return this.sendEach(requests.length, (k) => requests[k]!, flags, onInterrupted, raw);
+  }
+
+  /**
+   * sendAll of `count` requests made by `build(k)` as they go out: each chunk is sent as soon as it is built, so
+   * the kernel works through one chunk (on a pool thread) while the next is built and the ACKs of the one before
+   * are read. The ACKs of every chunk in flight fit the receive buffer many times over.
+   */
+  async sendEach(
+    count: number,
+    build: (k: number) => Request,
+    flags: number,
+    onInterrupted?: () => void,
+    raw?: RawDump,
+  ): Promise<Array<Message[] | NetlinkError>> {
+    const results = new Array<Message[] | NetlinkError>(count);
+    const chunks: Array<Promise<void>> = [];
+    let next: Request | undefined;
     let i = 0;
-    while (i < requests.length) {
-      let bytes = 0;
+    while (i < count) {
       const start = i;
-      while (i < requests.length && i - start < CHUNK_MESSAGES && (i === start || bytes + requests[i]!.message.length <= CHUNK_BYTES)) {
-        bytes += requests[i]!.message.length;
+      const chunk: Request[] = [];
+      let bytes = 0;
+      while (i < count && chunk.length < CHUNK_MESSAGES) {
+        next ??= build(i);
+        if (chunk.length > 0 && bytes + next.message.length > CHUNK_BYTES) break;
+        chunk.push(next);
+        bytes += next.message.length;
+        next = undefined;
         i++;
       }
-      await this.sendChunk(requests, start, i, flags, results, onInterrupted, raw);
+      chunks.push(this.sendChunk(chunk, start, flags, results, onInterrupted, raw));
     }
+    await Promise.all(chunks);
     return results;
   }
 
+  /** Send `chunk` (requests start.. of a sendEach) in one sendto; resolves when every one is answered. */
   private sendChunk(
-    requests: readonly Request[],
+    chunk: readonly Request[],
     start: number,
-    end: number,
     flags: number,
     results: Array<Message[] | NetlinkError>,
     onInterrupted?: () => void,
     raw?: RawDump,
   ): Promise<void> {
     return new Promise((resolve) => {
-      const chunk: Chunk = { results, outstanding: end - start, resolve, onInterrupted };
+      const state: Chunk = { results, outstanding: chunk.length, resolve, onInterrupted };
       const parts: Buffer[] = [];
       const seqs: number[] = [];
-      for (let k = start; k < end; k++) {
-        const request = requests[k]!;
+      for (let k = 0; k < chunk.length; k++) {
+        const request = chunk[k]!;
         const seq = this.nextSeq();
         const msg = request.message;
         msg.writeUInt16LE(msg.readUInt16LE(6) | flags, 6);
         msg.writeUInt32LE(seq, 8);
         parts.push(msg);
         seqs.push(seq);
-        this.pending.set(seq, { request, index: k, chunk, messages: undefined, interrupted: false, raw });
+        this.pending.set(seq, { request, index: start + k, chunk: state, messages: undefined, interrupted: false, raw });
       }
       this.updateRef();
       if (!this.handle) {
         for (const seq of seqs) this.finish(seq, new NetlinkError(this.pending.get(seq)!.request.command, EBADF));
         return;
       }
-      try {
-        native().send(this.handle, joinMessages(parts));
-      } catch (err) {
+      const failed = (err: unknown): void => {
         for (const seq of seqs) {
           const p = this.pending.get(seq);
           if (!p) continue;
           const e = fromSystemError(p.request.command, err);
           this.finish(seq, e instanceof NetlinkError ? e : new NetlinkError(p.request.command, EIO, String(err)));
         }
+      };
+      const data = joinMessages(parts);
+      const handle = this.handle;
+      const sendNow = (): void => {
+        try {
+          native().send(handle, data);
+        } catch (err) {
+          failed(err);
+        }
+      };
+      if (chunk.length < POOL_SEND_MIN && this.queuedSends === 0) {
+        sendNow();
+        return;
       }
+      // Queued behind the pool sends still running (a small chunk too), so the kernel gets every request in the
+      // order it was made.
+      this.queuedSends++;
+      let queued: Promise<number>;
+      try {
+        queued = native().sendQueued(handle, data);
+      } catch (err) {
+        queued = Promise.reject(err);
+      }
+      void queued.catch(failed).finally(() => this.queuedSends--);
     });
   }
 
@@ -227,6 +285,11 @@ export class NetlinkSocket {
   }
 
   private receive(err: NodeJS.ErrnoException | null, data: Buffer | null): void {
+    if (this.onDatagrams) {
+      if (err) this.onDatagrams(new NetlinkError('receive', typeof err.errno === 'number' ? err.errno : EIO, err.syscall), EMPTY);
+      else if (data) this.onDatagrams(undefined, data);
+      return;
+    }
     if (err) {
       // ENOBUFS: the kernel dropped replies because the receive buffer was full. Which ones is unknowable,
       // so every waiting request fails rather than waiting forever; subscribers are told to resync.
@@ -296,7 +359,7 @@ export class NetlinkSocket {
 
   /** The socket keeps the process alive only while requests wait (or while it carries a subscription). */
   private updateRef(): void {
-    const want = this.pending.size > 0 || this.onUnsolicited !== undefined;
+    const want = this.pending.size > 0 || this.onUnsolicited !== undefined || this.onDatagrams !== undefined;
     if (want !== this.referenced && this.handle) {
       native().setReadingRef(this.handle, want);
       this.referenced = want;
@@ -307,6 +370,7 @@ export class NetlinkSocket {
 /** The outcome of a request that got only its ACK; shared, never written to. */
 const NO_MESSAGES: Message[] = Object.freeze([]) as unknown as Message[];
 
+const EMPTY = Buffer.alloc(0);
 const EBADF = 9;
 const EIO = 5;
 const ENOBUFS = 105;

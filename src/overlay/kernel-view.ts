@@ -11,7 +11,7 @@
  */
 import { formatIPv4, maskOf, scanIPv4, type Cidr4 } from '../base/ip.js';
 import { ipv4Number, macNumber } from '../base/ip.js';
-import type { NeighborSink, NetlinkClient, Route, RouteSink } from '../netlink/index.js';
+import type { NeighborRecord, NeighborSink, NetlinkClient, Route, RouteRecord, RouteSink } from '../netlink/index.js';
 import type { PlannedFdb, PlannedNeighbor, PlannedRoute } from './plan.js';
 
 const AF_INET = 2;
@@ -94,15 +94,16 @@ export class KernelView implements RouteSink, NeighborSink {
   }
 
   /** A route of the main table (a RouteSink): tulle's own (by protocol), or a foreign destination. */
-  route(family: number, dst: number, dstLen: number, _table: number, protocol: number, _type: number, onlink: boolean, via: number, oif: number): void {
-    if (family !== 4 || dstLen === 0) return;
-    if (protocol !== this.routeProtocol) this.foreignRoutes.push({ network: (dst & maskOf(dstLen)) >>> 0, prefix: dstLen });
-    else if (via === via && oif !== 0) this.routes.set(routeKey(dst, dstLen), { dst, prefix: dstLen, via, oif, onlink, protocol });
+  route(r: RouteRecord): void {
+    if (r.family !== 4 || r.dstLen === 0) return;
+    if (r.protocol !== this.routeProtocol) this.foreignRoutes.push({ network: (r.dst & maskOf(r.dstLen)) >>> 0, prefix: r.dstLen });
+    else if (r.via === r.via && r.oif !== 0)
+      this.routes.set(routeKey(r.dst, r.dstLen), { dst: r.dst, prefix: r.dstLen, via: r.via, oif: r.oif, onlink: r.onlink, protocol: r.protocol });
   }
 
   /** An entry of the VTEP's neighbour table (a NeighborSink): a permanent IPv4 neighbour with a MAC is tulle's kind. */
-  neighbor(family: number, _ifindex: number, state: number, _flags: number, ip: number, mac: number): void {
-    if (family === AF_INET && (state & 0xff) === NUD_PERMANENT && mac === mac) this.neighbors.set(ip, mac);
+  neighbor(n: NeighborRecord): void {
+    if (n.family === AF_INET && (n.state & 0xff) === NUD_PERMANENT && n.mac === n.mac) this.neighbors.set(n.ip, n.mac);
   }
 
   /** Take in one FDB entry of the VTEP: one with an IPv4 remote is tulle's kind. */
@@ -131,6 +132,11 @@ export class KernelView implements RouteSink, NeighborSink {
   /** The index of a named device, or -1 (a route on it cannot be in the view). */
   deviceIndex(name: string): number {
     return this.indexes.get(name) ?? -1;
+  }
+
+  /** Every device the view knows, name -> index (the VTEP, and the devices tulle's routes use). */
+  devices(): ReadonlyMap<string, number> {
+    return new Map(this.indexes);
   }
 
   /** Devices tulle's routes use whose names are not known yet. */
@@ -176,7 +182,7 @@ export async function readKernelView(nl: KernelReader, o: { vtep: string; routeP
   const [, vtepIndex] = await Promise.all([
     nl.scanRoutes({ table: 254 }, view),
     onVtep(nl.scanNeighbors(o.vtep, view)),
-    onVtep(nl.scanFdb(o.vtep, { neighbor: (_family, _ifindex, _state, _flags, ip, mac) => view.addFdb(mac, ip) })),
+    onVtep(nl.scanFdb(o.vtep, { neighbor: (f) => view.addFdb(f.mac, f.ip) })),
   ]);
   if (vtepIndex) view.nameDevice(vtepIndex, o.vtep);
   const unnamed = view.unnamedDevices();

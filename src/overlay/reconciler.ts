@@ -8,7 +8,7 @@
  *    the same way as in a full run), against the foreign routes of the last dump kept current by kernel events;
  *    only the peers whose plan differs from what was programmed are diffed, against their previous plan, so one
  *    lease change costs the writes of that peer alone. Anything else touching tulle's entries shows up as a
- *    kernel event that isExpected() calls drift, and drift brings a full run. A peer whose writes fail part-way is rolled back, so no peer is ever left half-programmed, and is
+ *    kernel announcement that routeExpected()/neighborExpected() call drift, and drift brings a full run. A peer whose writes fail part-way is rolled back, so no peer is ever left half-programmed, and is
  * retried with capped exponential backoff — logged once per distinct failure, not once per attempt.
  *
  * Ownership: a route is tulle's when it carries tulle's route protocol; a new route is written with `ip route
@@ -19,13 +19,13 @@
  */
 import { Coalescer } from '../base/coalesce.js';
 import type { Cidr4 } from '../base/ip.js';
-import { cidrContainsCidr, cidrsOverlap, parseCidr4 } from '../base/ip.js';
+import { cidrContainsCidr, cidrsOverlap, ipv4Number, macNumber, maskOf } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
-import type { NetlinkClient, NetlinkEvent, NetlinkOp } from '../netlink/index.js';
+import type { NeighborRecord, NetlinkClient, NetlinkOp, RouteRecord } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
-import { KernelView, readKernelView, type KernelReader } from './kernel-view.js';
+import { KernelView, readKernelView, routeKey, routeKeyOf, type KernelReader } from './kernel-view.js';
 import { planPeer, planPeers, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
@@ -47,7 +47,7 @@ export interface ReconcilerHooks {
 }
 
 /** What the reconciler needs of the kernel: the three dumps of a KernelView and a batch of writes. */
-export type KernelAccess = KernelReader & Pick<NetlinkClient, 'batch'>;
+export type KernelAccess = KernelReader & Pick<NetlinkClient, 'batchEach'>;
 
 /** What admission needs besides the leases and the kernel's routes. */
 export type AdmissionSettings = Omit<AdmissionContext, 'foreignRoutes' | 'ownSubnet'>;
@@ -56,11 +56,12 @@ export interface ReconcilerContext extends PlanContext {
   admission: AdmissionSettings;
 }
 
+const AF_BRIDGE = 7;
+const NUD_PERMANENT = 0x80;
+
 /** Retry schedule of a peer whose writes the kernel refused. */
 const RETRY_INITIAL_MS = 1000;
 const RETRY_MAX_MS = 60_000;
-/** Writes per batch: as many as the netlink socket sends in one chunk. */
-const WRITE_SLICE = 1024;
 
 interface Failing {
   attempts: number;
@@ -120,8 +121,12 @@ export class Reconciler {
    * and FDB entries by key: what kernel events are compared with, and the base of an incremental run.
    */
   private plans = new Map<string, PeerPlan>();
-  private readonly plannedNeighbors = new Map<string, string>();
-  private readonly plannedFdb = new Map<string, string>();
+  /** The same as numbers, as kernel announcements come (netlink/scan.ts): route key -> route, IP -> MAC, MAC -> remote. */
+  private readonly plannedRoutes = new Map<number, { via: number; dev: string; onlink: boolean }>();
+  private readonly plannedNeighbors = new Map<number, number>();
+  private readonly plannedFdb = new Map<number, number>();
+  /** Device name -> index, from the last kernel read (the VTEP's, and the devices of tulle's routes). */
+  private devices: ReadonlyMap<string, number> = new Map();
   private readonly network: Cidr4;
   private admission: AdmissionResult = { admitted: [], rejected: [] };
 
@@ -174,65 +179,62 @@ export class Reconciler {
   }
 
   /**
-   * Does this kernel event leave tulle's entries as the last run planned them? Announcements of the agent's own
-   * writes do; false means drift (an entry deleted or rewritten by someone else, a foreign route appearing in or
-   * leaving the overlay network): reconcile.
+   * Does this route announcement (numbers, see netlink/scan.ts) leave tulle's routes as the last run planned
+   * them? Announcements of the agent's own writes do; false means drift — a route of tulle's deleted or rewritten
+   * by someone else, a foreign route appearing in (or leaving) a peer's subnet: reconcile.
    */
-  isExpected(e: NetlinkEvent): boolean {
-    switch (e.kind) {
-      case 'route': {
-        const r = e.route;
-        if ((r.table ?? 254) !== 254 || r.dst === 'default' || !r.dst.includes('.')) return true;
-        const planned = this.plans.get(r.dst)?.route;
-        if (r.protocol !== this.ctx.routeProtocol) {
-          // Someone else's route: it matters only when it lands in (or leaves) a peer's subnet.
-          const dst = parseCidr4(r.dst.includes('/') ? r.dst : `${r.dst}/32`, 'route', true);
-          if (!cidrsOverlap(dst, this.network)) return true;
-          // Keep the foreign routes current for incremental admission (a lease arriving later is judged by them).
-          this.foreign = this.foreign.filter((f) => f.network !== dst.network || f.prefix !== dst.prefix);
-          if (e.action !== 'del') this.foreign.push(dst);
-          if (e.action === 'del') return !this.admission.rejected.some((x) => x.reason === 'foreign-route');
-          return planned === undefined && ![...this.plans.keys()].some((s) => cidrContainsCidr(parseCidr4(s), dst));
-        }
-        if (e.action === 'del') return !planned;
-        return planned !== undefined && planned.via === r.via && planned.dev === r.dev && planned.onlink === Boolean(r.onlink);
-      }
-      case 'neighbor': {
-        const n = e.neighbor;
-        if (n.dev !== this.ctx.vtep) return true;
-        const mac = this.plannedNeighbors.get(n.ip);
-        if (e.action === 'del') return mac === undefined;
-        if (n.state !== 'permanent') return mac === undefined;
-        return mac !== undefined && mac === n.mac;
-      }
-      case 'fdb': {
-        const f = e.fdb;
-        if (f.dev !== this.ctx.vtep || !f.dst) return true;
-        const dst = this.plannedFdb.get(f.mac);
-        if (e.action === 'del') return dst !== f.dst;
-        return dst === f.dst;
-      }
-      default:
-        return true;
+  routeExpected(deleted: boolean, r: RouteRecord): boolean {
+    if (r.table !== 254 || r.family !== 4 || r.dstLen === 0) return true;
+    const dst: Cidr4 = { network: (r.dst & maskOf(r.dstLen)) >>> 0, prefix: r.dstLen };
+    const planned = this.plannedRoutes.get(routeKey(dst.network, dst.prefix));
+    if (r.protocol !== this.ctx.routeProtocol) {
+      // Someone else's route: it matters only when it lands in (or leaves) a peer's subnet.
+      if (!cidrsOverlap(dst, this.network)) return true;
+      // Keep the foreign routes current for incremental admission (a lease arriving later is judged by them).
+      this.foreign = this.foreign.filter((f) => f.network !== dst.network || f.prefix !== dst.prefix);
+      if (!deleted) this.foreign.push(dst);
+      if (deleted) return !this.admission.rejected.some((x) => x.reason === 'foreign-route');
+      return planned === undefined && ![...this.plannedRoutes.keys()].some((k) => cidrContainsCidr({ network: Math.floor(k / 64), prefix: k % 64 }, dst));
     }
+    if (deleted) return !planned;
+    return planned !== undefined && planned.via === r.via && this.devices.get(planned.dev) === r.oif && planned.onlink === r.onlink;
+  }
+
+  /** The same for a neighbour or FDB announcement (family AF_BRIDGE): only the VTEP's entries are tulle's. */
+  neighborExpected(deleted: boolean, n: NeighborRecord): boolean {
+    if (n.ifindex !== this.devices.get(this.ctx.vtep)) return true;
+    if (n.family === AF_BRIDGE) {
+      if (n.ip !== n.ip) return true; // no IPv4 remote: not an entry tulle writes
+      const dst = this.plannedFdb.get(n.mac);
+      return deleted ? dst !== n.ip : dst === n.ip;
+    }
+    const mac = this.plannedNeighbors.get(n.ip);
+    if (deleted || (n.state & 0xff) !== NUD_PERMANENT) return mac === undefined;
+    return mac !== undefined && mac === n.mac;
   }
 
   private learn(p: PeerPlan): void {
     this.plans.set(p.subnet, p);
-    if (p.neighbor) this.plannedNeighbors.set(p.neighbor.ip, p.neighbor.mac);
-    if (p.fdb) this.plannedFdb.set(p.fdb.mac, p.fdb.dst);
+    this.plannedRoutes.set(routeKeyOf(p.subnet), { via: ipv4Number(p.route.via), dev: p.route.dev, onlink: p.route.onlink });
+    if (p.neighbor) this.plannedNeighbors.set(ipv4Number(p.neighbor.ip), macNumber(p.neighbor.mac));
+    if (p.fdb) this.plannedFdb.set(macNumber(p.fdb.mac), ipv4Number(p.fdb.dst));
   }
 
   private forget(p: PeerPlan): void {
-    if (this.plans.get(p.subnet) === p) this.plans.delete(p.subnet);
-    if (p.neighbor && this.plannedNeighbors.get(p.neighbor.ip) === p.neighbor.mac) this.plannedNeighbors.delete(p.neighbor.ip);
-    if (p.fdb && this.plannedFdb.get(p.fdb.mac) === p.fdb.dst) this.plannedFdb.delete(p.fdb.mac);
+    if (this.plans.get(p.subnet) !== p) return;
+    this.plans.delete(p.subnet);
+    this.plannedRoutes.delete(routeKeyOf(p.subnet));
+    const ip = p.neighbor ? ipv4Number(p.neighbor.ip) : NaN;
+    if (p.neighbor && this.plannedNeighbors.get(ip) === macNumber(p.neighbor.mac)) this.plannedNeighbors.delete(ip);
+    const mac = p.fdb ? macNumber(p.fdb.mac) : NaN;
+    if (p.fdb && this.plannedFdb.get(mac) === ipv4Number(p.fdb.dst)) this.plannedFdb.delete(mac);
   }
 
   /** Full run: the plans of every admitted peer against the kernel as dumped. */
   private planFull(due: readonly PeerLease[], view: KernelView): OverlayDiff {
     const plans = planPeers(this.ctx, due);
     this.plans = new Map();
+    this.plannedRoutes.clear();
     this.plannedNeighbors.clear();
     this.plannedFdb.clear();
     for (const p of plans.values()) this.learn(p);
@@ -283,7 +285,10 @@ export class Reconciler {
     const full = this.wantFull || !this.synced || retryDue;
     this.wantFull = false;
     const view = full ? await this.readKernel() : undefined;
-    if (view) this.foreign = view.foreignRoutes.filter((f) => cidrsOverlap(f, this.network));
+    if (view) {
+      this.foreign = view.foreignRoutes.filter((f) => cidrsOverlap(f, this.network));
+      this.devices = view.devices();
+    }
     this.admission = admitLeases({ ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: this.foreign }, this.leases.values());
     this.hooks.onAdmission?.(this.admission);
     await this.hooks.beforeProgram?.(this.admission.admitted);
@@ -294,29 +299,22 @@ export class Reconciler {
 
     let writes = 0;
     let failed = 0;
-    // Written a slice at a time: the requests of one slice (and the kernel's announcements of them) become garbage
-    // before the next is built, so programming thousands of peers does not hold them all at once.
+    // All in one batchEach: the kernel works through one chunk (on a pool thread, see netlink/socket.ts) while
+    // this thread checks and builds the next, then reads the ACKs and the kernel's announcements.
     const apply = async (list: KernelWrite[]) => {
-      const outcome: Array<string | undefined> = [];
-      for (let start = 0; start < list.length; start += WRITE_SLICE) {
-        const slice = list.slice(start, start + WRITE_SLICE);
-        const results = await this.nl.batch(slice.map(toNetlinkOp));
-        results.forEach((r, i) => {
-          const w = slice[i]!;
-          if (r.ok) {
-            writes++;
-            this.hooks.onWrite?.(w);
-            outcome.push(undefined);
-          } else if (w.op === 'delete' && (r.error.errno === 'ENOENT' || r.error.errno === 'ESRCH')) {
-            outcome.push(undefined);
-          } else {
-            failed++;
-            this.hooks.onFailure?.(w, r.error);
-            outcome.push(`${describeWrite(w)}: ${r.error.message}`);
-          }
-        });
-      }
-      return outcome;
+      const results = list.length ? await this.nl.batchEach(list.map(toNetlinkOp)) : [];
+      return results.map((r, i): string | undefined => {
+        const w = list[i]!;
+        if (r.ok) {
+          writes++;
+          this.hooks.onWrite?.(w);
+          return undefined;
+        }
+        if (w.op === 'delete' && (r.error.errno === 'ENOENT' || r.error.errno === 'ESRCH')) return undefined;
+        failed++;
+        this.hooks.onFailure?.(w, r.error);
+        return `${describeWrite(w)}: ${r.error.message}`;
+      });
     };
 
     const removalErrors = (await apply(diff.removals)).filter(Boolean);
@@ -343,7 +341,7 @@ export class Reconciler {
       const p = this.plans.get(subnet);
       if (p) this.forget(p);
     }
-    if (rollback.length) await this.nl.batch(rollback.map(toNetlinkOp));
+    if (rollback.length) await this.nl.batchEach(rollback.map(toNetlinkOp));
     for (const [subnet, error] of broken) this.failed(subnet, error);
     const admitted = new Set(this.admission.admitted.map((p) => p.subnet));
     for (const subnet of this.failing.keys()) if (!admitted.has(subnet)) this.failing.delete(subnet);

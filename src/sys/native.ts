@@ -22,6 +22,11 @@ export interface NativeBinding {
     flags: { extAck: boolean; capAck: boolean; strict: boolean },
   ): SocketHandle;
   send(handle: SocketHandle, data: Buffer): number;
+  /**
+   * The same sendto(), made by a libuv pool thread (data copied) while the loop goes on; queued sends of one socket
+   * reach the kernel in the order queued. Resolves with the bytes sent.
+   */
+  sendQueued(handle: SocketHandle, data: Buffer): Promise<number>;
   /** `callback(error, data)`: data holds one or more whole datagrams, back to back. */
   startReading(handle: SocketHandle, callback: (error: NodeJS.ErrnoException | null, data: Buffer | null) => void): void;
   setReadingRef(handle: SocketHandle, ref: boolean): void;

@@ -3,7 +3,16 @@
  * batch of writes), for unit tests of the reconciler's bookkeeping. Typed as KernelAccess, so tests need no casts;
  * the kernel paths themselves are covered by the netns and e2e tests.
  */
-import { NetlinkError, type Fdb, type Neighbor, type NetlinkOp, type OpResult, type Route } from '../../src/netlink/index.js';
+import {
+  NetlinkError,
+  type Fdb,
+  type Neighbor,
+  type NeighborRecord,
+  type NetlinkOp,
+  type OpResult,
+  type Route,
+  type RouteRecord,
+} from '../../src/netlink/index.js';
 import type { KernelAccess } from '../../src/overlay/reconciler.js';
 import { routeKeyOf } from '../../src/overlay/kernel-view.js';
 import { ipv4Number, macNumber } from '../../src/base/ip.js';
@@ -16,6 +25,10 @@ export function opTarget(o: NetlinkOp): string {
 
 export interface KernelStandIn {
   nl: KernelAccess;
+  /** An entry as the kernel announces it (scan.ts records), with this stand-in's device indexes. */
+  routeRecord(r: Route): RouteRecord;
+  neighborRecord(n: Neighbor): NeighborRecord;
+  fdbRecord(f: Fdb): NeighborRecord;
   routes: Map<string, Route>;
   /** By neighbour IP. */
   neigh: Map<string, Neighbor>;
@@ -74,26 +87,50 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
     if (!devices.has(dev)) devices.set(dev, devices.size + 1);
     return devices.get(dev)!;
   };
+  const routeRecord = (r: Route): RouteRecord => {
+    const key = r.dst === 'default' ? 0 : routeKeyOf(r.dst.includes('/') ? r.dst : `${r.dst}/32`);
+    const via = r.via === undefined ? NaN : ipv4Number(r.via);
+    return {
+      family: 4,
+      dst: Math.floor(key / 64),
+      dstLen: key % 64,
+      table: r.table ?? 254,
+      protocol: r.protocol ?? 0,
+      type: 1,
+      onlink: Boolean(r.onlink),
+      via,
+      oif: indexOf(r.dev),
+    };
+  };
+  const neighborRecord = (n: Neighbor): NeighborRecord => ({
+    family: 2,
+    ifindex: indexOf(n.dev),
+    state: n.state === 'permanent' ? 0x80 : 0x02,
+    flags: 0,
+    ip: ipv4Number(n.ip),
+    mac: n.mac === undefined ? NaN : macNumber(n.mac),
+  });
+  const fdbRecord = (f: Fdb): NeighborRecord => ({
+    family: 7,
+    ifindex: indexOf(f.dev),
+    state: 0x80,
+    flags: 0x02,
+    ip: f.dst === undefined ? NaN : ipv4Number(f.dst),
+    mac: macNumber(f.mac),
+  });
   const nl: KernelAccess = {
     async scanRoutes(_filter, sink) {
       dumps++;
-      for (const r of [...routes.values()]) {
-        const key = r.dst === 'default' ? 0 : routeKeyOf(r.dst);
-        const via = r.via === undefined ? NaN : ipv4Number(r.via);
-        sink.route(4, Math.floor(key / 64), key % 64, r.table ?? 254, r.protocol ?? 0, 1, Boolean(r.onlink), via, indexOf(r.dev));
-      }
+      for (const r of [...routes.values()]) sink.route(routeRecord(r));
     },
     async scanNeighbors(dev, sink) {
       dumps++;
-      for (const n of [...neigh.values()])
-        if (n.dev === dev)
-          sink.neighbor(2, indexOf(dev), n.state === 'permanent' ? 0x80 : 0x02, 0, ipv4Number(n.ip), n.mac === undefined ? NaN : macNumber(n.mac));
+      for (const n of [...neigh.values()]) if (n.dev === dev) sink.neighbor(neighborRecord(n));
       return indexOf(dev);
     },
     async scanFdb(dev, sink) {
       dumps++;
-      for (const f of [...fdb.values()])
-        if (f.dev === dev) sink.neighbor(7, indexOf(dev), 0x80, 0x02, f.dst === undefined ? NaN : ipv4Number(f.dst), macNumber(f.mac));
+      for (const f of [...fdb.values()]) if (f.dev === dev) sink.neighbor(fdbRecord(f));
       return indexOf(dev);
     },
     async linkNames(indexes) {
@@ -101,11 +138,22 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
       for (const [name, index] of devices) if ([...indexes].includes(index)) names.set(index, name);
       return names;
     },
-    async batch(ops: readonly NetlinkOp[]) {
+    async batchEach(ops: readonly NetlinkOp[]) {
       batches.push([...ops]);
       if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
       return ops.map(apply);
     },
   };
-  return { nl, routes, neigh, fdb, batches, dumps: () => dumps, ops: () => batches.flat().map((o) => `${o.op} ${opTarget(o)}`) };
+  return {
+    nl,
+    routeRecord,
+    neighborRecord,
+    fdbRecord,
+    routes,
+    neigh,
+    fdb,
+    batches,
+    dumps: () => dumps,
+    ops: () => batches.flat().map((o) => `${o.op} ${opTarget(o)}`),
+  };
 }

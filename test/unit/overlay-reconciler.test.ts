@@ -147,7 +147,14 @@ test('kernel events: the announcements of the plan are expected; a rewrite, a de
   r.setLeases(peers);
   await r.reconcile('first');
   const route = { dst: '10.244.2.0/24', via: '10.244.2.0', dev: 'flannel.1', onlink: true, protocol: 84, table: 254 };
-  const expected = (e: NetlinkEvent) => r.isExpected(e);
+  const expected = (e: NetlinkEvent) =>
+    e.kind === 'route'
+      ? r.routeExpected(e.action === 'del', k.routeRecord(e.route))
+      : e.kind === 'neighbor'
+        ? r.neighborExpected(e.action === 'del', k.neighborRecord(e.neighbor))
+        : e.kind === 'fdb'
+          ? r.neighborExpected(e.action === 'del', k.fdbRecord(e.fdb))
+          : true;
   assert.equal(expected({ kind: 'route', action: 'new', route }), true, 'own route write');
   assert.equal(expected({ kind: 'route', action: 'new', route: { ...route, via: '10.244.7.0' } }), false, 'rewritten in place');
   assert.equal(expected({ kind: 'route', action: 'del', route }), false, 'deleted');

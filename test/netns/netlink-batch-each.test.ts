@@ -1,0 +1,121 @@
+/**
+ * batchEach and the pool-thread sends under it, and announcements as records, in fresh namespaces: thousands of
+ * ops in many chunks land in order (a later chunk's replace wins over an earlier chunk's add), a bad op or a
+ * missing device fails alone, a socket closed with chunks still queued fails them instead of hanging, and a
+ * subscription with `records` hands over exactly what iproute2 wrote, as numbers.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bridgeJson, ip, ipJson, requireRoot, vtepHost } from '../helpers/netns.js';
+import { run } from '../../src/base/exec.js';
+import { ipv4Number, macNumber } from '../../src/base/ip.js';
+import { NetlinkClient, NetlinkError, type NeighborRecord, type NetlinkOp, type RouteRecord } from '../../src/netlink/index.js';
+import { NetlinkSocket } from '../../src/netlink/socket.js';
+import { encodeReplaceNeighbor } from '../../src/netlink/neigh.js';
+import { NLM_F_ACK } from '../../src/netlink/constants.js';
+import { waitFor } from '../../src/base/retry.js';
+
+requireRoot();
+
+const mac = (i: number) => `02:5c:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+const subnet = (i: number) => `10.${1 + (i >> 8)}.${i & 255}`;
+
+test('batchEach: 2400 peers (7200 ops, several chunks sent from the pool) land in order; bad ops fail alone', async (t) => {
+  const { ns, nl } = await vtepHost(t, 'beach');
+  const n = 2400;
+  const ops: NetlinkOp[] = [];
+  for (let i = 0; i < n; i++) {
+    ops.push({ op: 'replaceNeighbor', args: { dev: 'flannel.1', ip: `${subnet(i)}.0`, mac: mac(i) } });
+    ops.push({ op: 'replaceFdb', args: { dev: 'flannel.1', mac: mac(i), dst: `198.51.100.${(i % 250) + 1}` } });
+    ops.push({ op: 'addRoute', args: { dst: `${subnet(i)}.0/24`, via: `${subnet(i)}.0`, dev: 'flannel.1', onlink: true } });
+  }
+  // In the last chunk: peer 0's route again, now replaced with another gateway (must come after its add).
+  ops.push({ op: 'replaceRoute', args: { dst: `${subnet(0)}.0/24`, via: `${subnet(0)}.9`, dev: 'flannel.1', onlink: true } });
+  ops.splice(1500, 0, { op: 'replaceNeighbor', args: { dev: 'flannel.1', ip: 'not-an-ip', mac: mac(1) } });
+  ops.splice(3000, 0, { op: 'replaceRoute', args: { dst: '10.250.0.0/24', via: '10.250.0.0', dev: 'flannel.9', onlink: true } });
+  const results = await nl.batchEach(ops);
+  assert.equal(results.length, ops.length);
+  const failures = results.map((r, i) => (r.ok ? undefined : [i, r.error])).filter((x): x is [number, NetlinkError] => x !== undefined);
+  assert.deepEqual(
+    failures.map(([i, e]) => [i, e.errno]),
+    [
+      [1500, 'EINVAL'],
+      [3000, 'ENODEV'],
+    ],
+  );
+  assert.match(failures[0]![1].message, /neighbor ip.*not-an-ip/);
+  const routes: Array<{ dst: string; gateway: string }> = await ipJson(ns, 'route', 'show', 'dev', 'flannel.1');
+  assert.equal(routes.length, n);
+  assert.equal(routes.find((r) => r.dst === `${subnet(0)}.0/24`)?.gateway, `${subnet(0)}.9`, 'the later replace won');
+  assert.equal((await ipJson<unknown[]>(ns, 'neigh', 'show', 'dev', 'flannel.1', 'nud', 'permanent')).length, n);
+  assert.equal((await bridgeJson<unknown[]>(ns, 'fdb', 'show', 'dev', 'flannel.1')).filter((f: any) => f.dst).length, n);
+});
+
+test('a socket closed while chunks wait on the pool: every request fails with EBADF at once, nothing hangs', async (t) => {
+  const { ns } = await vtepHost(t, 'bclose');
+  const index = Number((await ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'flannel.1'))[0]!.ifindex);
+  const socket = NetlinkSocket.open({ nsPath: `/run/netns/${ns}` });
+  const requests = Array.from({ length: 5000 }, (_, i) => encodeReplaceNeighbor({ dev: 'flannel.1', ip: `${subnet(i)}.0`, mac: mac(i) }, index));
+  const pending = socket.sendAll(requests, NLM_F_ACK); // five chunks, queued for the pool thread at once
+  socket.close();
+  const results = await pending;
+  assert.equal(results.length, requests.length);
+  assert.ok(results.every((r) => r instanceof NetlinkError && r.errno === 'EBADF'));
+  // The namespace's netlink is fine afterwards: a new client writes and reads.
+  const nl = await NetlinkClient.open({ netns: ns });
+  t.after(() => nl.close());
+  assert.ok((await nl.batchEach([{ op: 'replaceNeighbor', args: { dev: 'flannel.1', ip: '10.99.0.1', mac: mac(1) } }]))[0]!.ok);
+  // A client closed while batchEach still looks its devices up: the call fails with EBADF, not "no such device".
+  const closing = await NetlinkClient.open({ netns: ns });
+  const call = closing.batchEach([{ op: 'replaceNeighbor', args: { dev: 'flannel.1', ip: '10.99.0.2', mac: mac(2) } }]);
+  closing.close();
+  await assert.rejects(call, (e: unknown) => e instanceof NetlinkError && e.errno === 'EBADF');
+});
+
+test('subscribe with records: routes, neighbours and FDB entries arrive as the numbers iproute2 wrote, deletions too', async (t) => {
+  const { ns, nl } = await vtepHost(t, 'brec');
+  const routes: Array<[boolean, RouteRecord]> = [];
+  const neighbors: Array<[boolean, NeighborRecord]> = [];
+  const links: string[] = [];
+  const sub = await nl.subscribe(['link', 'route', 'neighbor'], (e) => e.kind === 'link' && links.push(e.link.name), {
+    records: { route: (d, r) => routes.push([d, { ...r }]), neighbor: (d, n) => neighbors.push([d, { ...n }]) },
+  });
+  t.after(() => sub.close());
+  const index = Number((await ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'flannel.1'))[0]!.ifindex);
+  await ip(ns, 'neigh', 'add', '10.244.2.0', 'lladdr', '0e:f0:b5:8c:28:f5', 'dev', 'flannel.1', 'nud', 'permanent');
+  await run(['bridge', '-n', ns, 'fdb', 'add', '0e:f0:b5:8c:28:f5', 'dev', 'flannel.1', 'dst', '198.51.100.12', 'self', 'permanent']);
+  await ip(ns, 'route', 'add', '10.244.2.0/24', 'via', '10.244.2.0', 'dev', 'flannel.1', 'onlink', 'proto', '84');
+  await ip(ns, 'route', 'del', '10.244.2.0/24', 'via', '10.244.2.0', 'dev', 'flannel.1');
+  await ip(ns, 'link', 'set', 'flannel.1', 'mtu', '1400');
+  await waitFor(async () => routes.some(([d]) => d) && links.includes('flannel.1'), 10_000, 'the announcements');
+  const added = routes.find(([d, r]) => !d && r.dstLen === 24 && r.dst === ipv4Number('10.244.2.0'))?.[1];
+  assert.deepEqual(added && { ...added, table: added.table }, {
+    family: 4,
+    dst: ipv4Number('10.244.2.0'),
+    dstLen: 24,
+    table: 254,
+    protocol: 84,
+    type: 1,
+    onlink: true,
+    via: ipv4Number('10.244.2.0'),
+    oif: index,
+  });
+  assert.ok(
+    routes.some(([d, r]) => d && r.dst === ipv4Number('10.244.2.0') && r.protocol === 84),
+    'the deletion',
+  );
+  const neighbor = neighbors.find(([d, n]) => !d && n.family === 2)?.[1];
+  assert.deepEqual(
+    neighbor && { family: neighbor.family, ifindex: neighbor.ifindex, permanent: (neighbor.state & 0x80) !== 0, ip: neighbor.ip, mac: neighbor.mac },
+    {
+      family: 2,
+      ifindex: index,
+      permanent: true,
+      ip: ipv4Number('10.244.2.0'),
+      mac: macNumber('0e:f0:b5:8c:28:f5'),
+    },
+  );
+  const fdb = neighbors.find(([d, n]) => !d && n.family === 7 && n.ip === ipv4Number('198.51.100.12'))?.[1];
+  assert.equal(fdb?.mac, macNumber('0e:f0:b5:8c:28:f5'));
+  assert.equal(fdb?.ifindex, index);
+});
