@@ -344,7 +344,12 @@ export class Agent {
       },
       log,
       {
-        onWrite: (w) => metrics.kernelWrites.inc({ kind: w.kind, op: w.op }),
+        onWrites: (counts) => {
+          for (const [what, n] of counts) {
+            const [kind, op] = what.split(' ');
+            metrics.kernelWrites.inc({ kind, op }, n);
+          }
+        },
         onFailure: () => metrics.kernelErrors.inc(),
         onResult: (r, reason) => {
           metrics.reconciles.inc();

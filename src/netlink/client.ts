@@ -506,7 +506,8 @@ export class NetlinkClient {
           results[i] = { ok: false, error: new NetlinkError(`batch ${String(op?.op)}`, EINVAL, err.message) };
           continue;
         }
-        const missing = p.devices.find((d) => !found.has(d));
+        let missing: string | undefined;
+        for (const d of p.devices) if (!found.has(d)) missing ??= d;
         if (missing !== undefined) {
           results[i] = { ok: false, error: missingDevice(p.build(indexOf).command, missing) };
           continue;
@@ -548,7 +549,7 @@ function deviceNames(ops: readonly NetlinkOp[]): Set<string> {
     if (!a || typeof a !== 'object') continue;
     for (const field of ['dev', 'via', 'name', 'master'] as const) {
       const v = a[field];
-      if (typeof v === 'string' && (field !== 'via' || op.op.endsWith('Fdb')) && isIfName(v)) names.add(v);
+      if (typeof v === 'string' && !names.has(v) && (field !== 'via' || op.op.endsWith('Fdb')) && isIfName(v)) names.add(v);
     }
   }
   return names;

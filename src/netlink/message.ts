@@ -44,6 +44,20 @@ let arena = Buffer.allocUnsafe(ARENA_SIZE);
 let arenaUsed = 0;
 let writerOpen = false;
 
+// Little-endian stores without Buffer's checked write methods: an encoder of thousands of requests calls these
+// several times per message, and the offsets come from the writer itself.
+function put16(b: Buffer, at: number, v: number): void {
+  b[at] = v & 255;
+  b[at + 1] = (v >>> 8) & 255;
+}
+
+function put32(b: Buffer, at: number, v: number): void {
+  b[at] = v & 255;
+  b[at + 1] = (v >>> 8) & 255;
+  b[at + 2] = (v >>> 16) & 255;
+  b[at + 3] = (v >>> 24) & 255;
+}
+
 /**
  * Builds one message. Start with the header and fixed struct (`new MessageWriter(type, flags, structLen)`), fill
  * the struct through `struct`, add attributes, then `finish()`. The sequence number is set when sent.
@@ -74,8 +88,24 @@ export class MessageWriter {
     }
     this.pos = this.start + headLen;
     this.buf.fill(0, this.start, this.pos);
-    this.buf.writeUInt16LE(type, this.start + 4);
-    this.buf.writeUInt16LE(flags | NLM_F_REQUEST, this.start + 6);
+    put16(this.buf, this.start + 4, type);
+    put16(this.buf, this.start + 6, flags | NLM_F_REQUEST);
+  }
+
+  /** Fields of the fixed struct after the header, written in place (little-endian, as netlink wants). */
+  structU8(offset: number, value: number): this {
+    this.buf[this.start + NLMSG_HDRLEN + offset] = value;
+    return this;
+  }
+
+  structU16(offset: number, value: number): this {
+    put16(this.buf, this.start + NLMSG_HDRLEN + offset, value);
+    return this;
+  }
+
+  structU32(offset: number, value: number): this {
+    put32(this.buf, this.start + NLMSG_HDRLEN + offset, value);
+    return this;
   }
 
   /**
@@ -140,7 +170,7 @@ export class MessageWriter {
 
   u32(type: number, value: number): this {
     const at = this.attr(type, 4);
-    this.buf.writeUInt32LE(value >>> 0, at);
+    put32(this.buf, at, value);
     return this;
   }
 
@@ -179,7 +209,7 @@ export class MessageWriter {
 
   /** The finished message, a view into the arena; the writer must not be used afterwards. */
   finish(): Buffer {
-    this.buf.writeUInt32LE(this.pos - this.start, this.start);
+    put32(this.buf, this.start, this.pos - this.start);
     if (this.inArena) {
       arenaUsed = this.pos;
       writerOpen = false;

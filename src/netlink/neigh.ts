@@ -80,11 +80,7 @@ function checkNeighborTarget(n: { dev: string; ip: string }): ReturnType<typeof 
 }
 
 function ndmsg(w: MessageWriter, family: number, index: number, state: number, flags: number): void {
-  const s = w.struct;
-  s[0] = family;
-  s.writeInt32LE(index, 4);
-  s.writeUInt16LE(state, 8);
-  s[10] = flags;
+  w.structU8(0, family).structU32(4, index).structU16(8, state).structU8(10, flags);
 }
 
 /** `ip neigh replace IP lladdr MAC dev DEV nud STATE` (state default permanent). */
@@ -149,15 +145,21 @@ export function decodeNeighbor(m: Message, nameOf: (index: number) => string | u
 // FDB
 
 export function checkFdb(f: Fdb): void {
+  parseFdb(f);
+}
+
+/** checkFdb, and the MAC and remote as the kernel wants them (each parsed once). */
+function parseFdb(f: Fdb): { mac: Buffer; dst: Buffer | undefined } {
   if (!f || typeof f !== 'object') throw new InvalidValueError('fdb', f, 'must be an object like {dev, mac, dst}');
   checkIfName(f.dev, 'fdb dev');
-  macBytes(f.mac, 'fdb mac');
-  if (f.dst !== undefined) parseAddress(f.dst, 'fdb dst');
+  const mac = macBytes(f.mac, 'fdb mac');
+  const dst = f.dst !== undefined ? parseAddress(f.dst, 'fdb dst').bytes : undefined;
   if (f.vni !== undefined) checkInt(f.vni, 'fdb vni', 0, 0xffffff);
   if (f.port !== undefined) checkInt(f.port, 'fdb port', 1, 65535);
   if (f.via !== undefined) checkIfName(f.via, 'fdb via');
   checkBool(f.permanent, 'fdb permanent');
   checkBool(f.self, 'fdb self');
+  return { mac, dst };
 }
 
 /** A requested FDB entry as `listFdb` reports it: `permanent` and `self` spelled out, MAC in lower case. */
@@ -186,9 +188,7 @@ export type FdbAction = 'replace' | 'append' | 'del';
  * the device's index and, when `via` is given, the underlay device's.
  */
 export function prepareFdb(action: FdbAction, f: Fdb): (indexes: { dev: number; via?: number }) => Request {
-  checkFdb(f);
-  const mac = macBytes(f.mac, 'fdb mac');
-  const dst = f.dst !== undefined ? parseAddress(f.dst, 'fdb dst').bytes : undefined;
+  const { mac, dst } = parseFdb(f);
   const type = action === 'del' ? RTM_DELNEIGH : RTM_NEWNEIGH;
   const flags = action === 'replace' ? NLM_F_CREATE | NLM_F_REPLACE : action === 'append' ? NLM_F_CREATE | NLM_F_APPEND : 0;
   const state = f.permanent === false ? NUD_STATES.reachable : NUD_STATES.permanent;

@@ -161,14 +161,13 @@ function prepareRoute(r: Route, verb: RouteVerb): (oif: number | undefined) => R
   const scope = forDelete ? (r.scope !== undefined ? SCOPES[r.scope] : SCOPES.nowhere) : SCOPES[r.scope ?? defaultScope(r)];
   return (oif) => {
     const w = new MessageWriter(forDelete ? RTM_DELROUTE : RTM_NEWROUTE, ROUTE_FLAGS[verb], RTMSG_LEN);
-    const s = w.struct;
-    s[0] = addressFamily(p.family);
-    s[1] = p.dst?.prefix ?? 0;
-    s[4] = table < 256 ? table : RT_TABLE_UNSPEC;
-    s[5] = protocol;
-    s[6] = scope;
-    s[7] = forDelete ? 0 : RTN_UNICAST;
-    s.writeUInt32LE(r.onlink ? RTNH_F_ONLINK : 0, 8);
+    w.structU8(0, addressFamily(p.family))
+      .structU8(1, p.dst?.prefix ?? 0)
+      .structU8(4, table < 256 ? table : RT_TABLE_UNSPEC)
+      .structU8(5, protocol)
+      .structU8(6, scope)
+      .structU8(7, forDelete ? 0 : RTN_UNICAST)
+      .structU32(8, r.onlink ? RTNH_F_ONLINK : 0);
     if (p.dst) w.bytes(RTA_DST, p.dst.bytes);
     if (p.via) w.bytes(RTA_GATEWAY, p.via);
     if (oif !== undefined) w.u32(RTA_OIF, oif);

@@ -223,8 +223,12 @@ export class NetlinkSocket {
         const request = chunk[k]!;
         const seq = this.nextSeq();
         const msg = request.message;
-        msg.writeUInt16LE(msg.readUInt16LE(6) | flags, 6);
-        msg.writeUInt32LE(seq, 8);
+        msg[6]! |= flags & 255; // nlmsg_flags (little-endian), then nlmsg_seq
+        msg[7]! |= flags >>> 8;
+        msg[8] = seq & 255;
+        msg[9] = (seq >>> 8) & 255;
+        msg[10] = (seq >>> 16) & 255;
+        msg[11] = (seq >>> 24) & 255;
         parts.push(msg);
         seqs.push(seq);
         this.pending.set(seq, { request, index: start + k, chunk: state, messages: undefined, interrupted: false, raw });

@@ -37,7 +37,8 @@ export interface ReconcileResult {
 }
 
 export interface ReconcilerHooks {
-  onWrite?(w: KernelWrite): void;
+  /** The writes of one run that the kernel accepted, counted by kind and op (one call per run, not per write). */
+  onWrites?(counts: ReadonlyMap<`${KernelWrite['kind']} ${KernelWrite['op']}`, number>): void;
   onFailure?(w: KernelWrite, err: Error): void;
   onResult?(r: ReconcileResult, reason: string): void;
   /** Every run's admission (the agent logs and counts the rejections that are new). */
@@ -301,13 +302,15 @@ export class Reconciler {
     let failed = 0;
     // All in one batchEach: the kernel works through one chunk (on a pool thread, see netlink/socket.ts) while
     // this thread checks and builds the next, then reads the ACKs and the kernel's announcements.
+    const written = new Map<`${KernelWrite['kind']} ${KernelWrite['op']}`, number>();
     const apply = async (list: KernelWrite[]) => {
       const results = list.length ? await this.nl.batchEach(list.map(toNetlinkOp)) : [];
       return results.map((r, i): string | undefined => {
         const w = list[i]!;
         if (r.ok) {
           writes++;
-          this.hooks.onWrite?.(w);
+          const what = `${w.kind} ${w.op}` as const;
+          written.set(what, (written.get(what) ?? 0) + 1);
           return undefined;
         }
         if (w.op === 'delete' && (r.error.errno === 'ENOENT' || r.error.errno === 'ESRCH')) return undefined;
@@ -347,6 +350,7 @@ export class Reconciler {
     for (const subnet of this.failing.keys()) if (!admitted.has(subnet)) this.failing.delete(subnet);
     this.scheduleRetry();
 
+    if (written.size) this.hooks.onWrites?.(written);
     const result: ReconcileResult = { writes, failed, programmed: this.plans.size, durationMs: performance.now() - started };
     if (writes || failed) this.log.info('reconciled', { reason, full, ...result, durationMs: Math.round(result.durationMs * 10) / 10 });
     this.hooks.onResult?.(result, reason);
