@@ -16,11 +16,15 @@
  * (an entry deleted or rewritten by someone else, the VTEP's MTU, state, MAC, address or VXLAN attributes) is
  * repaired at once, while the announcements of the agent's own writes are recognised and cost nothing; the
  * store is probed so that an outage or a frozen store is noticed and reported in a few lines (StoreOutage).
+ * After bulk work (reconciles that wrote or dumped a thousand entries or more) one memory-returning garbage
+ * collection runs (src/base/memory.ts): without it V8 kept ~45 MB of grown young generation and old-space
+ * garbage committed at 5000 peers.
  */
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { TulleError, describeError } from '../base/errors.js';
+import { BulkGc } from '../base/memory.js';
 import { formatIPv4, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
 import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
@@ -325,6 +329,7 @@ export class Agent {
     const { log, metrics } = this;
     const { manager } = store;
     const { guard } = rulesSide;
+    const bulkGc = this.own(new BulkGc(), (g) => g.close());
     const reconciler = (this.reconciler = new Reconciler(
       nl,
       {
@@ -347,6 +352,8 @@ export class Agent {
         onWrite: (w) => metrics.kernelWrites.inc({ kind: w.kind, op: w.op }),
         onFailure: () => metrics.kernelErrors.inc(),
         onResult: (r, reason) => {
+          // A full run (any reason but a lease change) dumped every peer's three entries besides what it wrote.
+          bulkGc.noteRun(r.writes + r.failed + (reason === 'leases' ? 0 : 3 * r.programmed));
           metrics.reconciles.inc();
           metrics.reconcileSeconds.observe(r.durationMs / 1000);
           metrics.peersProgrammed.set(r.programmed);
