@@ -40,7 +40,7 @@ import { VXLAN_OVERHEAD_IPV4, ensureVtep, ensureVtepAddress, incompatibility, vn
 import { configKey } from '../store/keys.js';
 import { StoreOutage } from '../store/outage.js';
 import { StoreUnavailableError, type Registry } from '../store/registry.js';
-import { LeaseManager, type Lease, type LeaseWatcher } from '../subnet/index.js';
+import { LeaseManager, type Lease, type LeaseEvent, type LeaseWatcher } from '../subnet/index.js';
 import { AgentMetrics, startHealthServer, type HealthState } from './health.js';
 import type { AgentOptions } from './options.js';
 import { chooseVtepMac } from './vtep-mac.js';
@@ -330,6 +330,7 @@ export class Agent {
     const { manager } = store;
     const { guard } = rulesSide;
     const bulkGc = this.own(new BulkGc(), (g) => g.close());
+    let firstRun = true;
     const reconciler = (this.reconciler = new Reconciler(
       nl,
       {
@@ -352,8 +353,9 @@ export class Agent {
         onWrite: (w) => metrics.kernelWrites.inc({ kind: w.kind, op: w.op }),
         onFailure: () => metrics.kernelErrors.inc(),
         onResult: (r, reason) => {
-          // A full run (any reason but a lease change) dumped every peer's three entries besides what it wrote.
-          bulkGc.noteRun(r.writes + r.failed + (reason === 'leases' ? 0 : 3 * r.programmed));
+          // A full run (the first, and any run not for a lease change) dumped every peer's three entries too.
+          bulkGc.noteRun(r.writes + r.failed + (firstRun || reason !== 'leases' ? 3 * r.programmed : 0));
+          firstRun = false;
           metrics.reconciles.inc();
           metrics.reconcileSeconds.observe(r.durationMs / 1000);
           metrics.peersProgrammed.set(r.programmed);
@@ -379,9 +381,8 @@ export class Agent {
     this.keepLeaseAndChecks(store, lease, rulesSide, () => void this.reconcile('periodic'));
 
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
-    for await (const batch of watcher) {
-      // Only what changed goes on: the reconciler writes the entries of those peers alone (no dump, no full diff).
-      reconciler.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
+    // Only what changed goes on: the reconciler writes the entries of those peers alone (no dump, no full diff).
+    while (await takeNextBatch(watcher, lease.key, (events) => reconciler.updateLeases(events))) {
       const r = await this.reconcile('leases', 'incremental');
       if (r && !this.health.ready) {
         const peers = reconciler.lastAdmission.admitted.length;
@@ -553,8 +554,7 @@ export class Agent {
     );
     this.keepLeaseAndChecks(store, lease, rulesSide, () => void sync('periodic'));
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
-    for await (const batch of watcher) {
-      l2.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
+    while (await takeNextBatch(watcher, lease.key, (events) => l2.updateLeases(events))) {
       await sync('leases');
       await startEndpoints();
     }
@@ -773,6 +773,19 @@ export class Agent {
       this.log.error('traffic rules check failed', { error: describeError(err) });
     }
   }
+}
+
+/**
+ * Wait for the watcher's next batch and hand its peer events (the host's own lease left out) to `take`; false once
+ * the watch has ended. A function of its own so that the batch is garbage once taken: a variable of the long-lived
+ * watch loop stays in its suspended frame while it awaits (measured: the 5000 events of a snapshot were held
+ * until the next lease change).
+ */
+async function takeNextBatch(watcher: LeaseWatcher, ownKey: string, take: (events: LeaseEvent[]) => void): Promise<boolean> {
+  const batch = await watcher.next();
+  if (!batch) return false;
+  take(batch.filter((e) => e.lease.key !== ownKey));
+  return true;
 }
 
 /** Close a server and the connections it still has (a scraper's keep-alive must not hold the agent up). */

@@ -31,7 +31,7 @@ export interface BulkGcOptions {
   now?: () => number;
 }
 
-export const BULK_GC_DEFAULTS = { minEntries: 1000, quietMs: 100, maxWaitMs: 1000, minIntervalMs: 1000 } as const;
+export const BULK_GC_DEFAULTS = { minEntries: 1000, quietMs: 100, maxWaitMs: 1000, minIntervalMs: 500 } as const;
 
 type Policy = Required<Pick<BulkGcOptions, 'minEntries' | 'quietMs' | 'maxWaitMs' | 'minIntervalMs'>>;
 

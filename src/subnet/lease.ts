@@ -128,8 +128,16 @@ export function decodeLease(prefix: string, stored: StoredValue): Lease {
     expiration: stored.expiresAt === null ? null : new Date(stored.expiresAt),
     revision: stored.modRevision,
     created: stored.createRevision ?? stored.modRevision,
-    extra: otherFields(doc, KNOWN_FIELDS),
+    extra: extraFields(doc),
   };
+}
+
+/** Most leases carry no field beyond flannel's three: they share one empty object (one less object per peer). */
+const NO_EXTRA: JsonObject = Object.freeze({});
+
+function extraFields(doc: JsonObject): JsonObject {
+  const extra = otherFields(doc, KNOWN_FIELDS);
+  return Object.keys(extra).length ? extra : NO_EXTRA;
 }
 
 /** Do two leases publish the same thing (ignoring expiration and revision)? */
