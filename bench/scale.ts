@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { run as runCommand, runJson } from '../src/base/exec.js';
 import { formatIPv4, parseCidr4 } from '../src/base/ip.js';
+import { BULK_GC_DEFAULTS } from '../src/base/memory.js';
 import { sleep, waitFor } from '../src/base/retry.js';
 import { labNamespace, loadLabState, overlaySteps, startAgent, stopAgent, type LabState } from '../src/lab/index.js';
 import { DEFAULT_PREFIX, openRegistry, subnetKey, type Registry } from '../src/store/index.js';
@@ -119,7 +120,8 @@ export interface RunOptions {
 
 export async function run(options: RunOptions): Promise<ScaleResult> {
   const env = await environment();
-  const sizes = options.sizes ?? (options.quick ? [50] : [1000, 5000]);
+  // Quick: enough peers (3 entries each) for the agent's post-bulk collection to run, as it does in a full run.
+  const sizes = options.sizes ?? (options.quick ? [Math.ceil(BULK_GC_DEFAULTS.minEntries / 3) + 20] : [1000, 5000]);
   const repetitions = options.repetitions ?? (options.quick ? 1 : 3);
   const results: SizeResult[] = [];
   for (const n of sizes) results.push(await measureSize(n, repetitions));
@@ -137,7 +139,8 @@ export async function run(options: RunOptions): Promise<ScaleResult> {
         `(agent CPU meanwhile ${r.program.agentCpuMs.join(', ')} ms; this benchmark's own CPU while observing ${r.program.observerCpuMs.join(', ')} ms); ` +
         (r.noopReconcile.warmMs !== undefined ? `a later periodic no-op reconcile of the same agent took ${r.noopReconcile.warmMs} ms; ` : '') +
         `RSS after each programming run ${r.memory.rssRunsMB.join(', ')} MB (peak ${r.memory.peakRssMB} MB, during the runs), ${r.memory.afterRestartRssMB} MB 1 s after a restart; ` +
-        `V8 heap after the first run (after the agent's post-bulk collection, so about the live heap) ${r.memory.heapUsedMB} MB used of ${r.memory.heapTotalMB} MB, external ${r.memory.externalMB} MB`,
+        `V8 heap after the first run (${3 * r.peers >= BULK_GC_DEFAULTS.minEntries ? "after the agent's post-bulk collection, so about the live heap" : 'no post-bulk collection at this size'}) ` +
+        `${r.memory.heapUsedMB} MB used of ${r.memory.heapTotalMB} MB, external ${r.memory.externalMB} MB`,
     ),
     rows: results.flatMap(rows),
   };
