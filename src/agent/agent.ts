@@ -24,7 +24,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { TulleError, describeError } from '../base/errors.js';
-import { BulkGc } from '../base/memory.js';
+import { BulkGc, forcedGc } from '../base/memory.js';
 import { formatIPv4, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
 import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
@@ -329,7 +329,17 @@ export class Agent {
     const { log, metrics } = this;
     const { manager } = store;
     const { guard } = rulesSide;
-    const bulkGc = this.own(new BulkGc(), (g) => g.close());
+    const bulkGc = this.own(
+      new BulkGc({
+        collect: async () => {
+          const started = performance.now();
+          await forcedGc();
+          metrics.memoryCollections.inc();
+          log.debug('memory collected after bulk work', { ms: Math.round(performance.now() - started) });
+        },
+      }),
+      (g) => g.close(),
+    );
     let firstRun = true;
     const reconciler = (this.reconciler = new Reconciler(
       nl,
