@@ -16,11 +16,15 @@
  * (an entry deleted or rewritten by someone else, the VTEP's MTU, state, MAC, address or VXLAN attributes) is
  * repaired at once, while the announcements of the agent's own writes are recognised and cost nothing; the
  * store is probed so that an outage or a frozen store is noticed and reported in a few lines (StoreOutage).
+ * After bulk work (reconciles that wrote or dumped a thousand entries or more) one memory-returning garbage
+ * collection runs (src/base/memory.ts): without it V8 kept ~45 MB of grown young generation and old-space
+ * garbage committed at 5000 peers.
  */
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { TulleError, describeError } from '../base/errors.js';
+import { BulkGc, forcedGc } from '../base/memory.js';
 import { formatIPv4, parseCidr4 } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
 import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
@@ -36,7 +40,7 @@ import { VXLAN_OVERHEAD_IPV4, ensureVtep, ensureVtepAddress, incompatibility, vn
 import { configKey } from '../store/keys.js';
 import { StoreOutage } from '../store/outage.js';
 import { StoreUnavailableError, type Registry } from '../store/registry.js';
-import { LeaseManager, type Lease, type LeaseWatcher } from '../subnet/index.js';
+import { LeaseManager, type Lease, type LeaseEvent, type LeaseWatcher } from '../subnet/index.js';
 import { AgentMetrics, startHealthServer, type HealthState } from './health.js';
 import type { AgentOptions } from './options.js';
 import { chooseVtepMac } from './vtep-mac.js';
@@ -325,6 +329,18 @@ export class Agent {
     const { log, metrics } = this;
     const { manager } = store;
     const { guard } = rulesSide;
+    const bulkGc = this.own(
+      new BulkGc({
+        collect: async () => {
+          const started = performance.now();
+          await forcedGc();
+          metrics.memoryCollections.inc();
+          log.debug('memory collected after bulk work', { ms: Math.round(performance.now() - started) });
+        },
+      }),
+      (g) => g.close(),
+    );
+    let firstRun = true;
     const reconciler = (this.reconciler = new Reconciler(
       nl,
       {
@@ -352,6 +368,9 @@ export class Agent {
         },
         onFailure: () => metrics.kernelErrors.inc(),
         onResult: (r, reason) => {
+          // A full run (the first, and any run not for a lease change) dumped every peer's three entries too.
+          bulkGc.noteRun(r.writes + r.failed + (firstRun || reason !== 'leases' ? 3 * r.programmed : 0));
+          firstRun = false;
           metrics.reconciles.inc();
           metrics.reconcileSeconds.observe(r.durationMs / 1000);
           metrics.peersProgrammed.set(r.programmed);
@@ -386,9 +405,8 @@ export class Agent {
     this.keepLeaseAndChecks(store, lease, rulesSide, () => void this.reconcile('periodic'));
 
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
-    for await (const batch of watcher) {
-      // Only what changed goes on: the reconciler writes the entries of those peers alone (no dump, no full diff).
-      reconciler.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
+    // Only what changed goes on: the reconciler writes the entries of those peers alone (no dump, no full diff).
+    while (await takeNextBatch(watcher, lease.key, (events) => reconciler.updateLeases(events))) {
       const r = await this.reconcile('leases', 'incremental');
       if (r && !this.health.ready) {
         const peers = reconciler.lastAdmission.admitted.length;
@@ -560,8 +578,7 @@ export class Agent {
     );
     this.keepLeaseAndChecks(store, lease, rulesSide, () => void sync('periodic'));
     const watcher = (this.watcher = this.own(manager.watch({ excludeSubnet: lease.subnet, onStoreError: () => metrics.storeErrors.inc() }), (w) => w.close()));
-    for await (const batch of watcher) {
-      l2.updateLeases(batch.filter((e) => e.lease.key !== lease.key));
+    while (await takeNextBatch(watcher, lease.key, (events) => l2.updateLeases(events))) {
       await sync('leases');
       await startEndpoints();
     }
@@ -780,6 +797,19 @@ export class Agent {
       this.log.error('traffic rules check failed', { error: describeError(err) });
     }
   }
+}
+
+/**
+ * Wait for the watcher's next batch and hand its peer events (the host's own lease left out) to `take`; false once
+ * the watch has ended. A function of its own so that the batch is garbage once taken: a variable of the long-lived
+ * watch loop stays in its suspended frame while it awaits (measured: the 5000 events of a snapshot were held
+ * until the next lease change).
+ */
+async function takeNextBatch(watcher: LeaseWatcher, ownKey: string, take: (events: LeaseEvent[]) => void): Promise<boolean> {
+  const batch = await watcher.next();
+  if (!batch) return false;
+  take(batch.filter((e) => e.lease.key !== ownKey));
+  return true;
 }
 
 /** Close a server and the connections it still has (a scraper's keep-alive must not hold the agent up). */

@@ -58,6 +58,11 @@ export class AgentMetrics {
     help: '1 while the store answers, 0 while it is unreachable or does not answer in time',
     registers: [this.registry],
   });
+  readonly memoryCollections = new Counter({
+    name: 'tulle_memory_collections_total',
+    help: 'Memory-returning garbage collections run after bulk work (a thousand kernel entries or more written or dumped)',
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tulle_' });

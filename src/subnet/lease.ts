@@ -132,9 +132,12 @@ export function decodeLease(prefix: string, stored: StoredValue): Lease {
     expiration: stored.expiresAt === null ? null : new Date(stored.expiresAt),
     revision: stored.modRevision,
     created: stored.createRevision ?? stored.modRevision,
-    extra: rest,
+    extra: Object.keys(rest).length ? rest : NO_EXTRA,
   };
 }
+
+/** Most leases carry no field beyond flannel's three: they share one empty object (one less object per peer). */
+const NO_EXTRA: JsonObject = Object.freeze({});
 
 /** Do two leases publish the same thing (ignoring expiration and revision)? */
 export function sameLeaseAttrs(a: Lease, b: Lease): boolean {
