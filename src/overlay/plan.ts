@@ -84,6 +84,16 @@ export function planPeer(ctx: PlanContext, lease: PeerLease): PeerPlan {
   };
 }
 
+/**
+ * Would planPeer (same context) make `plan` of `lease`? Its entries follow from the lease's PublicIP and VtepMAC
+ * alone: an incremental run plans again only the leases for which this is false.
+ */
+export function planMatches(plan: PeerPlan, lease: PeerLease): boolean {
+  if (plan.subnet !== lease.subnet) return false;
+  if (!plan.fdb || !plan.neighbor) return plan.route.via === lease.publicIP;
+  return plan.fdb.dst === lease.publicIP && (plan.neighbor.mac === lease.vtepMac || plan.neighbor.mac === lease.vtepMac.toLowerCase());
+}
+
 /** One plan per peer subnet, skipping this host's own lease. */
 export function planPeers(ctx: PlanContext, leases: Iterable<PeerLease>): Map<string, PeerPlan> {
   const plans = new Map<string, PeerPlan>();

@@ -26,7 +26,7 @@ import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
 import { KernelView, readKernelView, routeKey, routeKeyOf, type KernelReader } from './kernel-view.js';
-import { planPeer, planPeers, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
+import { planMatches, planPeer, planPeers, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
   writes: number;
@@ -258,17 +258,24 @@ export class Reconciler {
       if (p.neighbor) before.neighbors.push(p.neighbor);
       if (p.fdb) before.fdb.push(p.fdb);
     };
-    const keep = new Set<string>();
+    // Only leases whose plan would differ are planned again; an unchanged peer costs one map lookup.
+    let stillPlanned = 0;
     for (const lease of due) {
       if (lease.subnet === this.ctx.ownSubnet) continue;
-      keep.add(lease.subnet);
       const old = this.plans.get(lease.subnet);
+      if (old) stillPlanned++;
+      if (old && planMatches(old, lease)) continue;
       const plan = planPeer(this.ctx, lease);
       if (old && samePlan(old, plan)) continue;
       if (old) was(old);
       changed.set(lease.subnet, plan);
     }
-    const gone = [...this.plans.values()].filter((p) => !keep.has(p.subnet));
+    // Peers no longer admitted: only when fewer planned subnets are still due than are planned.
+    const gone: PeerPlan[] = [];
+    if (stillPlanned < this.plans.size) {
+      const keep = new Set(due.map((l) => l.subnet));
+      for (const p of this.plans.values()) if (!keep.has(p.subnet)) gone.push(p);
+    }
     for (const p of gone) was(p);
     for (const p of gone) this.forget(p);
     for (const p of changed.values()) {
@@ -346,8 +353,10 @@ export class Reconciler {
     }
     if (rollback.length) await this.nl.batchEach(rollback.map(toNetlinkOp));
     for (const [subnet, error] of broken) this.failed(subnet, error);
-    const admitted = new Set(this.admission.admitted.map((p) => p.subnet));
-    for (const subnet of this.failing.keys()) if (!admitted.has(subnet)) this.failing.delete(subnet);
+    if (this.failing.size) {
+      const admitted = new Set(this.admission.admitted.map((p) => p.subnet));
+      for (const subnet of this.failing.keys()) if (!admitted.has(subnet)) this.failing.delete(subnet);
+    }
     this.scheduleRetry();
 
     if (written.size) this.hooks.onWrites?.(written);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostContext } from '../helpers/leases.js';
-import { planPeers } from '../../src/overlay/plan.js';
+import { planMatches, planPeer, planPeers } from '../../src/overlay/plan.js';
 import { diffOverlay, describeWrite, rollbackWrites } from '../../src/overlay/diff.js';
 import { KernelView } from '../../src/overlay/kernel-view.js';
 
@@ -78,4 +78,23 @@ test('rollback deletes what a peer had written, last first', () => {
     rollbackWrites(writes.slice(0, 2)).map((w) => `${w.op} ${w.kind}`),
     ['delete fdb', 'delete neighbor'],
   );
+});
+
+test('planMatches says whether planPeer would make the same plan again, for VXLAN and DirectRouting peers alike', () => {
+  const contexts = [ctx, { ...ctx, directRouting: true }];
+  const base = { subnet: '10.244.2.0/24', publicIP: '192.0.2.12', vtepMac: '86:ee:f2:6c:ff:32' };
+  const variants = [
+    base,
+    { ...base, vtepMac: '86:EE:F2:6C:FF:32' }, // the same MAC, upper case
+    { ...base, vtepMac: '86:ee:f2:6c:ff:33' },
+    { ...base, publicIP: '192.0.2.13' }, // same segment: direct for DirectRouting
+    { ...base, publicIP: '198.51.100.12' }, // behind a router: VXLAN even with DirectRouting
+    { ...base, subnet: '10.244.3.0/24' },
+  ];
+  for (const c of contexts)
+    for (const a of variants)
+      for (const b of variants) {
+        const same = JSON.stringify(planPeer(c, a)) === JSON.stringify(planPeer(c, b));
+        assert.equal(planMatches(planPeer(c, a), b), same, `${JSON.stringify(a)} -> ${JSON.stringify(b)}, directRouting ${c.directRouting}`);
+      }
 });
