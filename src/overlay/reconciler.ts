@@ -26,7 +26,7 @@ import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
 import { KernelView, readKernelView, routeKey, routeKeyOf, type KernelReader } from './kernel-view.js';
-import { planMatches, planPeer, planPeers, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
+import { planMatches, planPeer, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
   writes: number;
@@ -231,34 +231,14 @@ export class Reconciler {
     if (p.fdb && this.plannedFdb.get(mac) === ipv4Number(p.fdb.dst)) this.plannedFdb.delete(mac);
   }
 
-  /** Full run: the plans of every admitted peer against the kernel as dumped. */
-  private planFull(due: readonly PeerLease[], view: KernelView): OverlayDiff {
-    const plans = planPeers(this.ctx, due);
-    this.plans = new Map();
-    this.plannedRoutes.clear();
-    this.plannedNeighbors.clear();
-    this.plannedFdb.clear();
-    for (const p of plans.values()) this.learn(p);
-    return diffOverlay(plans, view);
-  }
-
   /**
-   * Incremental run: only the peers whose plan changed (added, rewritten, gone), diffed against their previous
-   * plans, which stand for what the kernel holds of them.
+   * Bring the plans up to the admitted leases: only the leases whose plan would change are planned again (an
+   * unchanged peer costs one map lookup), departed peers are looked for only when some planned subnet is no
+   * longer due. Returns the new plans, and the plans they replaced or that left.
    */
-  private planChanges(due: readonly PeerLease[]): OverlayDiff {
+  private updatePlans(due: readonly PeerLease[]): { changed: Map<string, PeerPlan>; before: PeerPlan[] } {
     const changed = new Map<string, PeerPlan>();
-    const before: { routes: PeerPlan['route'][]; neighbors: NonNullable<PeerPlan['neighbor']>[]; fdb: NonNullable<PeerPlan['fdb']>[] } = {
-      routes: [],
-      neighbors: [],
-      fdb: [],
-    };
-    const was = (p: PeerPlan) => {
-      before.routes.push(p.route);
-      if (p.neighbor) before.neighbors.push(p.neighbor);
-      if (p.fdb) before.fdb.push(p.fdb);
-    };
-    // Only leases whose plan would differ are planned again; an unchanged peer costs one map lookup.
+    const before: PeerPlan[] = [];
     let stillPlanned = 0;
     for (const lease of due) {
       if (lease.subnet === this.ctx.ownSubnet) continue;
@@ -267,23 +247,36 @@ export class Reconciler {
       if (old && planMatches(old, lease)) continue;
       const plan = planPeer(this.ctx, lease);
       if (old && samePlan(old, plan)) continue;
-      if (old) was(old);
+      if (old) before.push(old);
       changed.set(lease.subnet, plan);
     }
-    // Peers no longer admitted: only when fewer planned subnets are still due than are planned.
-    const gone: PeerPlan[] = [];
     if (stillPlanned < this.plans.size) {
       const keep = new Set(due.map((l) => l.subnet));
-      for (const p of this.plans.values()) if (!keep.has(p.subnet)) gone.push(p);
+      for (const p of this.plans.values()) if (!keep.has(p.subnet)) before.push(p);
     }
-    for (const p of gone) was(p);
-    for (const p of gone) this.forget(p);
-    for (const p of changed.values()) {
-      const old = this.plans.get(p.subnet);
-      if (old) this.forget(old);
-    }
+    for (const p of before) this.forget(p);
     for (const p of changed.values()) this.learn(p);
-    return diffOverlay(changed, KernelView.of(this.ctx.vtep, this.ctx.routeProtocol, before));
+    return { changed, before };
+  }
+
+  /** Full run: the plans of every admitted peer against the kernel as dumped. */
+  private planFull(due: readonly PeerLease[], view: KernelView): OverlayDiff {
+    this.updatePlans(due);
+    return diffOverlay(this.plans, view);
+  }
+
+  /**
+   * Incremental run: only the peers whose plan changed (added, rewritten, gone), diffed against their previous
+   * plans, which stand for what the kernel holds of them.
+   */
+  private planChanges(due: readonly PeerLease[]): OverlayDiff {
+    const { changed, before } = this.updatePlans(due);
+    const was = {
+      routes: before.map((p) => p.route),
+      neighbors: before.flatMap((p) => (p.neighbor ? [p.neighbor] : [])),
+      fdb: before.flatMap((p) => (p.fdb ? [p.fdb] : [])),
+    };
+    return diffOverlay(changed, KernelView.of(this.ctx.vtep, this.ctx.routeProtocol, was));
   }
 
   private async runOnce(reason: string): Promise<ReconcileResult> {
