@@ -12,9 +12,11 @@
  * during the run (the machine is shared) weighs on both settings alike, and so do the joins right after a switch.
  * A switch restarts the N-1 agents with the other setting (an agent started without the guard removes its table)
  * and waits until each has logged "ready" again with all its peers programmed, each host's nftables show the
- * guard as wanted, and the agents' CPU use is back near the idle level measured at the start. Two separate labs
+ * guard as wanted, and the agents' CPU use is back near the idle level measured at the start; then one unmeasured
+ * join warms the fresh agents up (cold code made the first join after any start slower). Two separate labs
  * one after the other (the earlier method) put whatever else ran on the machine meanwhile into the ratio.
- * Besides the times: the CPU the N-1 agents used per join (from /proc, lease seen to last host done), per setting.
+ * Besides the times: the CPU the N-1 agents' main threads used per join (/proc/PID/schedstat, ns resolution,
+ * lease seen to last host done), per setting.
  *
  * Baseline, in the same run: the same three entries written with iproute2 into N-1 spare namespaces (each with
  * its own flannel.1), all at once (`ip -batch` for the neighbour and route, `bridge fdb replace`), the fastest a
@@ -50,6 +52,7 @@ import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
 import {
   environment,
   labRoot,
+  mainThreadCpuMs,
   percentiles,
   sumCpuMs,
   resultFile,
@@ -81,7 +84,7 @@ export function abbaOrder(joinsPerSetting: number): boolean[] {
 export interface JoinResult {
   /** The N-1 observing agents ran with the VXLAN guard. */
   guard: boolean;
-  /** The agents had been restarted with this setting right before this join. */
+  /** The first measured join after the agents (re)started with this setting (an unmeasured join came before it). */
   afterSwitch: boolean;
   subnet: string;
   startMark: 'agent log' | 'store watch';
@@ -89,7 +92,7 @@ export interface JoinResult {
   p50: number;
   max: number;
   baselineMax: number;
-  /** CPU time all N-1 other agents used from the lease's appearance until the last host was done. */
+  /** CPU time all N-1 other agents' main threads used from the lease's appearance until the last host was done. */
   peerAgentsCpuMs: number;
 }
 
@@ -118,6 +121,8 @@ export interface SizeResult {
   idleCpuPercent: number;
   /** Restarts of the N-1 agents with the other guard setting, and how long each took until all were ready and quiet (s). */
   switchSeconds: number[];
+  /** Unmeasured joins, one after the lab's start and after every restart (the agents' code is cold then). */
+  warmupJoins: number;
   ratioP99: number;
   guardOn: SettingResult;
   /** The same lab's joins whose observing agents ran with --vxlan-guard=false. */
@@ -201,7 +206,8 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
         `without it p50 ${r.guardOff.tulleMs.p50} ms, p99 ${r.guardOff.tulleMs.p99} ms, max ${r.guardOff.tulleMs.max} ms over ${r.guardOff.tulleMs.samples}; ` +
         `guard / no guard p50 ${r.guardRatioP50}, p99 ${r.guardRatioP99}; ` +
         `iproute2 fan-out p50 ${r.iprouteMs.p50} ms, p99 ${r.iprouteMs.p99} ms; ` +
-        `CPU of one observing agent per join (all ${r.hosts - 1} agents' CPU from lease to last host done, / ${r.hosts - 1}): ${r.guardOn.agentCpuMsPerJoin} ms with the guard, ` +
+        `${r.warmupJoins} unmeasured warm-up joins (one after each start); ` +
+        `CPU of one observing agent per join (all ${r.hosts - 1} agents' main threads from lease to last host done, / ${r.hosts - 1}): ${r.guardOn.agentCpuMsPerJoin} ms with the guard, ` +
         `${r.guardOff.agentCpuMsPerJoin} ms without, on ${env.machine.cores} cores; ` +
         `the idle agents alone use ${r.idleCpuPercent}% of the machine's CPU` +
         (r.announcedBeforeStartMark ? `; ${r.announcedBeforeStartMark} host-joins were announced before the start mark and count as 0 ms` : ''),
@@ -242,55 +248,69 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
       const baseline: number[] = [];
       const switchSeconds: number[] = [];
       let early = 0;
+      let warmups = 0;
       const joins: JoinResult[] = [];
       let current = order[0]!;
-      try {
-        for (const [i, guard] of order.entries()) {
-          const afterSwitch = guard !== current;
-          if (afterSwitch) {
-            const t0 = performance.now();
-            peerAgents = await restartObservers(state, observers, joining.name, guard, idleCpuPercent);
-            switchSeconds.push(round((performance.now() - t0) / 1000, 1));
-            current = guard;
-          }
-          observer.reset();
-          const appeared = leases.next();
-          await withVxlanGuard(guard, async () => void startAgent(state, joining.name));
-          const { at: watchedAt, peer } = await appeared;
-          const cpuBefore = sumCpuMs(peerAgents);
-          const doneAt = await Promise.all(observed.map((ns) => observer.complete(ns, entryKeys(peer), 60_000)));
-          const overflowed = observed.filter((ns) => observer.overflowed(ns));
-          if (overflowed.length) throw new Error(`netlink events were dropped in ${overflowed.join(', ')}; the times are not trustworthy`);
-          const cpuSpent = sumCpuMs(peerAgents) - cpuBefore;
-          // The lease was committed before anyone saw it: take the earlier of this process's store watch and the
-          // joining agent's own "lease acquired" log line (written right after its create returned).
-          const loggedAt = leaseLoggedAt(join(hostDir(state, joining.name), 'agent.log'), peer.subnet);
-          const leaseAt = Math.min(watchedAt, loggedAt ?? Infinity);
-          const ms = doneAt.map((t) => t - leaseAt);
+      /** One join and leave of the N-th host; its figures, or nothing when only warming up. */
+      const joinAndLeave = async (guard: boolean, afterSwitch: boolean, measure: boolean): Promise<void> => {
+        observer.reset();
+        const appeared = leases.next();
+        await withVxlanGuard(guard, async () => void startAgent(state, joining.name));
+        const { at: watchedAt, peer } = await appeared;
+        const cpuBefore = mainThreadCpuMs(peerAgents);
+        const doneAt = await Promise.all(observed.map((ns) => observer.complete(ns, entryKeys(peer), 60_000)));
+        const cpuSpent = mainThreadCpuMs(peerAgents) - cpuBefore;
+        const overflowed = observed.filter((ns) => observer.overflowed(ns));
+        if (overflowed.length) throw new Error(`netlink events were dropped in ${overflowed.join(', ')}; the times are not trustworthy`);
+        // The lease was committed before anyone saw it: take the earlier of this process's store watch and the
+        // joining agent's own "lease acquired" log line (written right after its create returned).
+        const loggedAt = leaseLoggedAt(join(hostDir(state, joining.name), 'agent.log'), peer.subnet);
+        const leaseAt = Math.min(watchedAt, loggedAt ?? Infinity);
+        const ms = doneAt.map((t) => t - leaseAt);
+        await verifyProgrammed(observed, peer);
+        if (measure) {
           early += ms.filter((x) => x < 0).length;
-          await verifyProgrammed(observed, peer);
           const fanout = await fanOut(spareNs, peer);
           samples[guard ? 'on' : 'off'].push(...ms.map((x) => Math.max(0, x)));
           baseline.push(...fanout);
           joins.push({
             guard,
-            afterSwitch: afterSwitch || i === 0,
+            afterSwitch,
             subnet: peer.subnet,
             startMark: loggedAt !== undefined && loggedAt < watchedAt ? 'agent log' : 'store watch',
             watchLateMs: round(watchedAt - leaseAt, 2),
             p50: percentiles(ms).p50,
             max: round(Math.max(...ms), 2),
             baselineMax: round(Math.max(...fanout), 2),
-            peerAgentsCpuMs: round(cpuSpent),
+            peerAgentsCpuMs: round(cpuSpent, 2),
           });
-          // Leave: the agent stops, --cleanup releases the lease, every host drops the peer; then join again.
-          await removeHostFromOverlay(state, joining.name);
-          await waitFor(
-            async () => (await Promise.all(observed.map(async (ns) => (await overlayRoutes(ns)).some((r) => r.dst === peer.subnet)))).every((has) => !has),
-            60_000,
-            `every host to drop ${peer.subnet}`,
-            100,
-          );
+        }
+        // Leave: the agent stops, --cleanup releases the lease, every host drops the peer; then join again.
+        await removeHostFromOverlay(state, joining.name);
+        await waitFor(
+          async () => (await Promise.all(observed.map(async (ns) => (await overlayRoutes(ns)).some((r) => r.dst === peer.subnet)))).every((has) => !has),
+          60_000,
+          `every host to drop ${peer.subnet}`,
+          100,
+        );
+      };
+      try {
+        for (const [i, guard] of order.entries()) {
+          const afterSwitch = i === 0 || guard !== current;
+          if (guard !== current) {
+            const t0 = performance.now();
+            peerAgents = await restartObservers(state, observers, joining.name, guard, idleCpuPercent);
+            switchSeconds.push(round((performance.now() - t0) / 1000, 1));
+            current = guard;
+          }
+          // Agents just started run their join code cold (not yet compiled by V8), which made the first join after
+          // every start slower whatever the setting: one unmeasured join warms them up, so both settings are
+          // measured with agents in the steady state a long-running agent is in.
+          if (afterSwitch) {
+            await joinAndLeave(guard, true, false);
+            warmups++;
+          }
+          await joinAndLeave(guard, afterSwitch, true);
         }
       } finally {
         observer.close();
@@ -315,6 +335,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
         joins,
         idleCpuPercent,
         switchSeconds,
+        warmupJoins: warmups,
         announcedBeforeStartMark: early,
         ratioP99: round(guardOn.tulleMs.p99 / iprouteMs.p99, 3),
         guardOn,
