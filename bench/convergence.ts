@@ -103,6 +103,8 @@ export interface SettingResult {
   joins: number;
   /** Mean CPU per join of one observing agent (all N-1 agents' CPU / (N-1)), in ms. */
   agentCpuMsPerJoin: number;
+  /** CPU the N-1 idle agents use, in % of the machine: mean of the windows after each start with this setting. */
+  idleCpuPercent: number;
 }
 
 export interface SizeResult {
@@ -117,7 +119,7 @@ export interface SizeResult {
   joins: JoinResult[];
   /** Host-joins whose entries were announced before the start mark (counted as 0 ms): both marks were late. */
   announcedBeforeStartMark: number;
-  /** CPU the N-1 agents use while nothing happens (guard on, at the start), in % of the whole machine (all cores). */
+  /** CPU the N-1 agents use while nothing happens, at the start (the first setting), in % of the whole machine (all cores). */
   idleCpuPercent: number;
   /** Restarts of the N-1 agents with the other guard setting, and how long each took until all were ready and quiet (s). */
   switchSeconds: number[];
@@ -209,7 +211,7 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
         `${r.warmupJoins} unmeasured warm-up joins (one after each start); ` +
         `CPU of one observing agent per join (all ${r.hosts - 1} agents' main threads from lease to last host done, / ${r.hosts - 1}): ${r.guardOn.agentCpuMsPerJoin} ms with the guard, ` +
         `${r.guardOff.agentCpuMsPerJoin} ms without, on ${env.machine.cores} cores; ` +
-        `the idle agents alone use ${r.idleCpuPercent}% of the machine's CPU` +
+        `the idle agents alone use ${r.guardOn.idleCpuPercent}% of the machine's CPU with the guard, ${r.guardOff.idleCpuPercent}% without` +
         (r.announcedBeforeStartMark ? `; ${r.announcedBeforeStartMark} host-joins were announced before the start mark and count as 0 ms` : ''),
     ),
     rows,
@@ -241,9 +243,9 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
       // What N-1 idle agents cost the machine (store polling, periodic reconciles and rules checks), as context
       // and as the level a switch waits to come back to.
       const idleWindowMs = n > 3 ? 5000 : 1000;
-      const idleBefore = sumCpuMs(peerAgents);
-      await sleep(idleWindowMs);
-      const idleCpuPercent = round(((sumCpuMs(peerAgents) - idleBefore) / (idleWindowMs * cpus().length)) * 100, 1);
+      const idleCpuPercent = await idlePercent(peerAgents, idleWindowMs);
+      const idle = { on: [] as number[], off: [] as number[] };
+      idle[order[0]! ? 'on' : 'off'].push(idleCpuPercent);
       const samples = { on: [] as number[], off: [] as number[] };
       const baseline: number[] = [];
       const switchSeconds: number[] = [];
@@ -301,6 +303,8 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
             const t0 = performance.now();
             peerAgents = await restartObservers(state, observers, joining.name, guard, idleCpuPercent);
             switchSeconds.push(round((performance.now() - t0) / 1000, 1));
+            // The guard's standing cost (its periodic check runs `nft -j list` every rules interval), per setting.
+            idle[guard ? 'on' : 'off'].push(await idlePercent(peerAgents, idleWindowMs / 2));
             current = guard;
           }
           // Agents just started run their join code cold (not yet compiled by V8), which made the first join after
@@ -318,7 +322,9 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
       }
       const setting = (guard: boolean): SettingResult => {
         const of = joins.filter((j) => j.guard === guard);
+        const idleOf = idle[guard ? 'on' : 'off'];
         return {
+          idleCpuPercent: round(idleOf.reduce((a, b) => a + b, 0) / idleOf.length, 1),
           tulleMs: percentiles(samples[guard ? 'on' : 'off']),
           joins: of.length,
           agentCpuMsPerJoin: round(of.reduce((a, j) => a + j.peerAgentsCpuMs, 0) / of.length / (n - 1), 2),
@@ -348,6 +354,13 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
       };
     }),
   );
+}
+
+/** The CPU the processes use over a window of `ms`, in % of the whole machine (all cores). */
+async function idlePercent(pids: readonly number[], ms: number): Promise<number> {
+  const before = sumCpuMs(pids);
+  await sleep(ms);
+  return round(((sumCpuMs(pids) - before) / (ms * cpus().length)) * 100, 1);
 }
 
 /** PIDs of the agents of every host but the joining one, as the lab state records them now. */
@@ -399,16 +412,7 @@ async function restartObservers(state: LabState, observers: LabState['hosts'], j
   // reaching it within the deadline is no error (the machine is shared); the join then runs as things are.
   const windowMs = 500;
   const quiet = Math.max(2 * idleCpuPercent, idleCpuPercent + 2);
-  await waitFor(
-    async () => {
-      const before = sumCpuMs(pids);
-      await sleep(windowMs);
-      return ((sumCpuMs(pids) - before) / (windowMs * cpus().length)) * 100 <= quiet;
-    },
-    60_000,
-    'the restarted agents to be quiet',
-    0,
-  ).catch(() => undefined);
+  await waitFor(async () => (await idlePercent(pids, windowMs)) <= quiet, 60_000, 'the restarted agents to be quiet', 0).catch(() => undefined);
   return pids;
 }
 
