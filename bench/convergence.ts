@@ -94,6 +94,11 @@ export interface JoinResult {
   baselineMax: number;
   /** CPU time all N-1 other agents' main threads used from the lease's appearance until the last host was done. */
   peerAgentsCpuMs: number;
+  /**
+   * This process saw the lease before any host announced the entries, so the CPU window held all their work (on a
+   * busy machine the watch can see it late); only such joins count in agentCpuMsPerJoin.
+   */
+  cpuWindowComplete: boolean;
 }
 
 /** The joins of one guard setting. */
@@ -101,8 +106,10 @@ export interface SettingResult {
   /** Per observing host and join: lease seen -> route + neighbour + FDB entry announced, in ms. */
   tulleMs: Percentiles;
   joins: number;
-  /** Mean CPU per join of one observing agent (all N-1 agents' CPU / (N-1)), in ms. */
+  /** Mean CPU per join of one observing agent (all N-1 agents' CPU / (N-1)), in ms, over the joins whose window was complete. */
   agentCpuMsPerJoin: number;
+  /** How many joins that mean is over. */
+  cpuJoins: number;
   /** CPU the N-1 idle agents use, in % of the machine: mean of the windows after each start with this setting. */
   idleCpuPercent: number;
 }
@@ -210,7 +217,7 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
         `iproute2 fan-out p50 ${r.iprouteMs.p50} ms, p99 ${r.iprouteMs.p99} ms; ` +
         `${r.warmupJoins} unmeasured warm-up joins (one after each start); ` +
         `CPU of one observing agent per join (all ${r.hosts - 1} agents' main threads from lease to last host done, / ${r.hosts - 1}): ${r.guardOn.agentCpuMsPerJoin} ms with the guard, ` +
-        `${r.guardOff.agentCpuMsPerJoin} ms without, on ${env.machine.cores} cores; ` +
+        `${r.guardOff.agentCpuMsPerJoin} ms without (over ${r.guardOn.cpuJoins} and ${r.guardOff.cpuJoins} joins whose lease this benchmark saw before any host was done), on ${env.machine.cores} cores; ` +
         `the idle agents alone use ${r.guardOn.idleCpuPercent}% of the machine's CPU with the guard, ${r.guardOff.idleCpuPercent}% without` +
         (r.announcedBeforeStartMark ? `; ${r.announcedBeforeStartMark} host-joins were announced before the start mark and count as 0 ms` : ''),
     ),
@@ -285,6 +292,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
             max: round(Math.max(...ms), 2),
             baselineMax: round(Math.max(...fanout), 2),
             peerAgentsCpuMs: round(cpuSpent, 2),
+            cpuWindowComplete: Math.min(...doneAt) > watchedAt,
           });
         }
         // Leave: the agent stops, --cleanup releases the lease, every host drops the peer; then join again.
@@ -323,11 +331,13 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
       const setting = (guard: boolean): SettingResult => {
         const of = joins.filter((j) => j.guard === guard);
         const idleOf = idle[guard ? 'on' : 'off'];
+        const cpuJoins = of.filter((j) => j.cpuWindowComplete);
         return {
           idleCpuPercent: round(idleOf.reduce((a, b) => a + b, 0) / idleOf.length, 1),
           tulleMs: percentiles(samples[guard ? 'on' : 'off']),
           joins: of.length,
-          agentCpuMsPerJoin: round(of.reduce((a, j) => a + j.peerAgentsCpuMs, 0) / of.length / (n - 1), 2),
+          agentCpuMsPerJoin: cpuJoins.length ? round(cpuJoins.reduce((a, j) => a + j.peerAgentsCpuMs, 0) / cpuJoins.length / (n - 1), 2) : NaN,
+          cpuJoins: cpuJoins.length,
         };
       };
       const guardOn = setting(true);
