@@ -231,7 +231,9 @@ export class VxlanGuard {
     }
     this.spec = checked;
     this.setMembers(valid);
-    this.allowedListing = (await this.status()).allowed.join(',');
+    // Only auto-merge can make the kernel's listing differ from what was written, and it has nothing to merge in an
+    // empty set: no `nft -j list` (a process start on every agent start, when a joining host's CPU is scarcest).
+    this.allowedListing = checked.allowedSources.length ? (await this.status()).allowed.join(',') : '';
   }
 
   /**
