@@ -169,9 +169,12 @@ export interface RunOptions {
 }
 
 export async function run(options: RunOptions): Promise<ConvergenceResult> {
-  const env = await environment();
   const sizes = options.sizes ?? (options.quick ? [3] : [50, 100]);
   const joinsPerSetting = options.joinsPerSetting ?? (options.quick ? 2 : 6);
+  // Checked before anything is built: a bad value must not cost a lab.
+  if (!Number.isInteger(joinsPerSetting) || joinsPerSetting < 1) throw new Error(`joinsPerSetting: ${joinsPerSetting} is not a positive integer`);
+  for (const n of sizes) if (!Number.isInteger(n) || n < 2) throw new Error(`sizes: ${n} is not a lab size (convergence needs at least 2 hosts)`);
+  const env = await environment();
   const results: SizeResult[] = [];
   for (const n of sizes) results.push(await measureSize(n, joinsPerSetting));
   const rows = results.flatMap((r) => [
@@ -232,8 +235,6 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
 }
 
 async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResult> {
-  if (n < 2) throw new Error(`convergence needs at least 2 hosts, not ${n}`);
-  if (!Number.isInteger(joinsPerSetting) || joinsPerSetting < 1) throw new Error(`joinsPerSetting must be a positive integer, not ${joinsPerSetting}`);
   const order = abbaOrder(joinsPerSetting);
   const spares = Array.from({ length: n - 1 }, (_, i) => `x${i + 1}`);
   const afterUnderlay = [spareNamespacesStep(spares), ...overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 0, agents: n - 1, convergeTimeoutMs: 600_000 })];
