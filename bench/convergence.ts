@@ -109,8 +109,8 @@ export interface SettingResult {
   /** Per observing host and join: lease seen -> route + neighbour + FDB entry announced, in ms. */
   tulleMs: Percentiles;
   joins: number;
-  /** Mean CPU per join of one observing agent (all N-1 agents' CPU / (N-1)), in ms, over the joins whose window was complete. */
-  agentCpuMsPerJoin: number;
+  /** Mean CPU per join of one observing agent (all N-1 agents' CPU / (N-1)), in ms, over the joins whose window was complete (null: none was). */
+  agentCpuMsPerJoin: number | null;
   /** How many joins that mean is over. */
   cpuJoins: number;
   /** CPU the N-1 idle agents use, in % of the machine: mean of the windows after each start with this setting. */
@@ -222,8 +222,8 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
         `guard / no guard p50 ${r.guardRatioP50}, p99 ${r.guardRatioP99}; ` +
         `iproute2 fan-out p50 ${r.iprouteMs.p50} ms, p99 ${r.iprouteMs.p99} ms; ` +
         `${r.warmupJoins} unmeasured warm-up joins (one after each start); ` +
-        `CPU of one observing agent per join (all ${r.hosts - 1} agents' main threads from lease to last host done, / ${r.hosts - 1}): ${r.guardOn.agentCpuMsPerJoin} ms with the guard, ` +
-        `${r.guardOff.agentCpuMsPerJoin} ms without (over ${r.guardOn.cpuJoins} and ${r.guardOff.cpuJoins} joins whose lease this benchmark saw before any host was done), on ${env.machine.cores} cores; ` +
+        `CPU of one observing agent per join (all ${r.hosts - 1} agents' main threads from lease to last host done, / ${r.hosts - 1}): ${cpuText(r.guardOn)} with the guard, ` +
+        `${cpuText(r.guardOff)} without (over ${r.guardOn.cpuJoins} and ${r.guardOff.cpuJoins} joins whose lease this benchmark saw before any host was done), on ${env.machine.cores} cores; ` +
         `the idle agents alone use ${r.guardOn.idleCpuPercent}% of the machine's CPU with the guard, ${r.guardOff.idleCpuPercent}% without` +
         (r.announcedBeforeStartMark ? `; ${r.announcedBeforeStartMark} host-joins were announced before the start mark and count as 0 ms` : ''),
     ),
@@ -232,6 +232,11 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
   const file = resultFile(NAME, options);
   if (file) writeResult(file, result);
   return result;
+}
+
+/** A setting's CPU per join for the notes: none when no join's window was complete. */
+function cpuText(s: SettingResult): string {
+  return s.cpuJoins ? `${s.agentCpuMsPerJoin} ms` : 'not measured';
 }
 
 async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResult> {
@@ -342,7 +347,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
           idleCpuPercent: round(idleOf.reduce((a, b) => a + b, 0) / idleOf.length, 1),
           tulleMs: percentiles(samples[guard ? 'on' : 'off']),
           joins: of.length,
-          agentCpuMsPerJoin: cpuJoins.length ? round(cpuJoins.reduce((a, j) => a + j.peerAgentsCpuMs, 0) / cpuJoins.length / (n - 1), 2) : NaN,
+          agentCpuMsPerJoin: cpuJoins.length ? round(cpuJoins.reduce((a, j) => a + j.peerAgentsCpuMs, 0) / cpuJoins.length / (n - 1), 2) : null,
           cpuJoins: cpuJoins.length,
         };
       };
