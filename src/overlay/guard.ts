@@ -282,7 +282,10 @@ export class VxlanGuard {
         const lines = [...added.map((ip) => `add ${IPSET_PEERS} ${ip} -exist`), ...removed.map((ip) => `del ${IPSET_PEERS} ${ip} -exist`)];
         await this.cmd(['ipset', 'restore'], { input: lines.join('\n') + '\n' });
       }
-      this.setMembers([...kept, ...added]);
+      // Changed in place: a join or a leave touches one member, not all of them.
+      for (const ip of removed) this.members.delete(ip);
+      for (const ip of added) this.members.add(ip);
+      this.sorted = undefined;
     } catch {
       // Someone removed the table, the set or an element we listed: rebuild the whole guard with the new members.
       await this.write(this.spec, [...kept, ...added]);
