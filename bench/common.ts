@@ -253,6 +253,24 @@ export function sumCpuMs(pids: readonly number[]): number {
   return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
+/**
+ * CPU time the processes' main threads have used so far, summed, in ms with nanosecond resolution, from
+ * /proc/PID/schedstat (its first field: time on a CPU, in ns; the thread-group leader only). For short windows,
+ * where sumCpuMs's 10 ms ticks per process would swamp the figure; a Node process's own work runs on that thread.
+ * Processes that are gone count 0.
+ */
+export function mainThreadCpuMs(pids: readonly number[]): number {
+  let ns = 0;
+  for (const pid of pids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // exited
+    }
+  }
+  return ns / 1e6;
+}
+
 /** VmRSS and VmHWM of a process from /proc/PID/status, in MiB. */
 export function processMemory(pid: number): { rssMB: number; peakMB: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

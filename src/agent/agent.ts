@@ -779,7 +779,7 @@ export class Agent {
         return;
       }
       const r = await guard.setPeers(publicIPs);
-      if (r.added.length || r.removed.length) this.log.info('VXLAN guard members', { added: r.added, removed: r.removed, members: guard.peers.length });
+      if (r.added.length || r.removed.length) this.log.info('VXLAN guard members', { added: r.added, removed: r.removed, members: guard.size });
       if (r.invalid.length) this.log.warn('VXLAN guard: ignoring public IPs that are not IPv4 addresses', { count: r.invalid.length });
     } catch (err) {
       this.log.error('VXLAN guard update failed', { error: describeError(err) });

@@ -12,7 +12,7 @@ export function registerGuardMetrics(registry: Registry, guard: VxlanGuard): voi
     help: 'Peer public IPs the VXLAN guard lets in (leased peers; Backend.AllowedSources not counted)',
     registers: [registry],
     collect(this: Gauge) {
-      this.set(guard.peers.length);
+      this.set(guard.size);
     },
   });
   new Counter({

@@ -155,8 +155,13 @@ export function iptablesGuardRule(spec: GuardSpec): string[] {
 
 export class VxlanGuard {
   private spec: GuardSpec | undefined;
-  /** The peers set as last written (sorted). */
-  private members: string[] = [];
+  /**
+   * The peers set as last written, canonical dotted quads. A Set, because setPeers runs at every lease event with
+   * every admitted peer: a member that is already there is found by its string alone, without parsing or sorting.
+   */
+  private members = new Set<string>();
+  /** `members` sorted by address, made when asked for (status, logs) and dropped at every change. */
+  private sorted: string[] | undefined;
   /** The allowed set as the kernel listed it right after apply() (auto-merge may have joined entries). */
   private allowedListing = '';
   /** Writes run one at a time: a periodic repair must never interleave with a member change. */
@@ -173,9 +178,20 @@ export class VxlanGuard {
     return run(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
   }
 
-  /** The peers the guard lets in, as last written. */
+  /** The peers the guard lets in, as last written, sorted by address. */
   get peers(): readonly string[] {
-    return this.members;
+    this.sorted ??= [...this.members].sort(byAddress);
+    return this.sorted;
+  }
+
+  /** How many peers the guard lets in. */
+  get size(): number {
+    return this.members.size;
+  }
+
+  private setMembers(members: Iterable<string>): void {
+    this.members = new Set(members);
+    this.sorted = undefined;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -185,8 +201,8 @@ export class VxlanGuard {
   }
 
   /** Write the whole guard (replacing an earlier one) with `peers` as members. */
-  apply(spec: GuardSpec, peers: readonly string[] = this.members): Promise<void> {
-    return this.serial(() => this.write(spec, peers));
+  apply(spec: GuardSpec, peers?: readonly string[]): Promise<void> {
+    return this.serial(() => this.write(spec, peers ?? this.peers));
   }
 
   private async write(spec: GuardSpec, peers: readonly string[]): Promise<void> {
@@ -214,8 +230,10 @@ export class VxlanGuard {
       await this.cmd(['iptables', '-w', '-I', 'INPUT', '1', '-j', IPT_CHAIN]);
     }
     this.spec = checked;
-    this.members = valid;
-    this.allowedListing = (await this.status()).allowed.join(',');
+    this.setMembers(valid);
+    // Only auto-merge can make the kernel's listing differ from what was written, and it has nothing to merge in an
+    // empty set: no `nft -j list` (a process start on every agent start, when a joining host's CPU is scarcest).
+    this.allowedListing = checked.allowedSources.length ? (await this.status()).allowed.join(',') : '';
   }
 
   /**
@@ -234,7 +252,7 @@ export class VxlanGuard {
     const haveAllowed = s.allowed.map((c) => c.replace(/\/32$/, '')).join(',');
     if (s.present && s.port === checked.port && s.vni === checked.vni && haveAllowed === wantAllowed) {
       this.spec = checked;
-      this.members = s.members;
+      this.setMembers(s.members);
       this.allowedListing = s.allowed.join(',');
       return 'kept';
     }
@@ -252,11 +270,9 @@ export class VxlanGuard {
 
   private async setPeersNow(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
     if (!this.spec) throw new GuardError('the VXLAN guard is not set up: call apply() first');
-    const { valid, invalid } = normalizePeers(ips);
-    const want = new Set(valid);
-    const have = new Set(this.members);
-    const added = valid.filter((ip) => !have.has(ip));
-    const removed = this.members.filter((ip) => !want.has(ip));
+    const { kept, added, invalid } = this.compare(ips);
+    const removed = kept.size === this.members.size ? [] : [...this.members].filter((ip) => !kept.has(ip)).sort(byAddress);
+    // Nothing changed (every lease event but a join or a leave): no kernel round trip at all.
     if (added.length === 0 && removed.length === 0) return { added, removed, invalid };
     try {
       if (this.backend === 'nftables') {
@@ -266,12 +282,44 @@ export class VxlanGuard {
         const lines = [...added.map((ip) => `add ${IPSET_PEERS} ${ip} -exist`), ...removed.map((ip) => `del ${IPSET_PEERS} ${ip} -exist`)];
         await this.cmd(['ipset', 'restore'], { input: lines.join('\n') + '\n' });
       }
-      this.members = valid;
+      // Changed in place: a join or a leave touches one member, not all of them.
+      for (const ip of removed) this.members.delete(ip);
+      for (const ip of added) this.members.add(ip);
+      this.sorted = undefined;
     } catch {
       // Someone removed the table, the set or an element we listed: rebuild the whole guard with the new members.
-      await this.write(this.spec, valid);
+      await this.write(this.spec, [...kept, ...added]);
     }
     return { added, removed, invalid };
+  }
+
+  /**
+   * Split `ips` against the members: those already in (`kept`, found by their string: a member is canonical),
+   * the new ones (canonical, unique, sorted by address) and the values that are no IPv4 address. Only a value
+   * that is not a member yet is parsed.
+   */
+  private compare(ips: readonly unknown[]): { kept: Set<string>; added: string[]; invalid: unknown[] } {
+    const kept = new Set<string>();
+    const fresh = new Set<number>();
+    const invalid: unknown[] = [];
+    for (const ip of ips) {
+      if (typeof ip === 'string' && this.members.has(ip)) {
+        kept.add(ip);
+        continue;
+      }
+      try {
+        if (typeof ip !== 'string') throw new Error('not a string');
+        fresh.add(parseIPv4(ip, 'PublicIP'));
+      } catch {
+        invalid.push(ip);
+      }
+    }
+    const added: string[] = [];
+    for (const ip of [...fresh].sort((a, b) => a - b).map(formatIPv4)) {
+      if (this.members.has(ip)) kept.add(ip);
+      else added.push(ip);
+    }
+    return { kept, added, invalid };
   }
 
   /** True when the kernel holds the guard exactly as last written (rule, members, allowed sources). */
@@ -282,7 +330,7 @@ export class VxlanGuard {
       s.present &&
       s.port === this.spec.port &&
       s.vni === this.spec.vni &&
-      s.members.join(',') === this.members.join(',') &&
+      s.members.join(',') === this.peers.join(',') &&
       s.allowed.join(',') === this.allowedListing
     );
   }
@@ -291,7 +339,7 @@ export class VxlanGuard {
   repair(): Promise<boolean> {
     return this.serial(async () => {
       if (!this.spec || (await this.intact())) return false;
-      await this.write(this.spec, this.members);
+      await this.write(this.spec, this.peers);
       return true;
     });
   }
@@ -376,7 +424,7 @@ export class VxlanGuard {
       if (this.backend === 'nftables') await this.cmd(['nft', 'delete', 'table', 'ip', GUARD_TABLE], { allowFailure: true });
       else await this.removeIptables();
       this.spec = undefined;
-      this.members = [];
+      this.setMembers([]);
       this.close();
     });
   }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { run, runJson } from '../../src/base/exec.js';
 import { waitFor } from '../../src/base/retry.js';
 import { VxlanGuard } from '../../src/overlay/guard.js';
+import { spawnIn } from '../../src/netns/netns.js';
 import { freshNetns, ip, ipJson, requireRoot } from '../helpers/netns.js';
 import { rxPackets, sendVxlan, type VxlanProbe } from '../helpers/vxlan.js';
 
@@ -214,3 +215,95 @@ test("nftables: only tulle-guard is touched; another table's rules and sets stay
   await guard.remove();
   assert.equal((await run(['ip', 'netns', 'exec', host, 'nft', 'list', 'table', 'ip', 'other'])).stdout, other);
 });
+
+/**
+ * Every nf_tables commit in `ns` as `nft monitor` reports it ("# new generation N by process PID (name)"). `mark()`
+ * commits a table of its own and waits until the monitor has printed it, so the commits counted up to it are all.
+ */
+async function commitMonitor(t: { after(fn: () => unknown): void }, ns: string) {
+  const child = spawnIn(ns, ['nft', 'monitor'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => void child.kill());
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  let marks = 0;
+  const mark = async (): Promise<string> => {
+    // The monitor may not listen yet at the first mark: a new mark table per try until one shows.
+    await waitFor(
+      async () => {
+        const name = `mark${++marks}`;
+        await run(['ip', 'netns', 'exec', ns, 'nft', 'add', 'table', 'ip', name]);
+        return waitFor(() => new RegExp(`^add table ip ${name}\\n# new generation .*\\n`, 'm').test(out), 2000, `nft monitor to show ${name}`, 10).then(
+          () => true,
+          () => false,
+        );
+      },
+      30_000,
+      'nft monitor to report commits',
+      0,
+    );
+    const text = out;
+    out = '';
+    return text;
+  };
+  // The commits since the last mark, without the marks' own (a slow monitor may have needed more than one).
+  const commitsSince = async (): Promise<{ commits: number; text: string }> => {
+    const text = await mark();
+    // nft monitor prints a commit's changes, then its "# new generation" line.
+    const commits = text.split(/^# new generation .*$/m).slice(0, -1);
+    return { commits: commits.filter((c) => c.trim() && !/^add table ip mark\d+$/m.test(c)).length, text };
+  };
+  return { mark, commitsSince };
+}
+
+test(
+  'nftables: setPeers writes only a change, one commit each; unchanged members (any order, duplicates, junk) no write at all',
+  { timeout: 120_000 },
+  async (t) => {
+    requireRoot();
+    const host = await freshNetns(t, 'gw');
+    const guard = new VxlanGuard('nftables', host);
+    t.after(() => guard.remove());
+    await guard.apply(spec, ['192.0.2.12', '192.0.2.13']);
+    const monitor = await commitMonitor(t, host);
+    await monitor.mark();
+
+    for (const same of [
+      ['192.0.2.13', '192.0.2.12'],
+      ['192.0.2.12', '192.0.2.12', '192.0.2.13'],
+      ['192.0.2.13', 'x', null, '192.0.2.12'],
+    ]) {
+      const r = await guard.setPeers(same);
+      assert.deepEqual([r.added, r.removed], [[], []], JSON.stringify(same));
+    }
+    assert.equal((await monitor.commitsSince()).commits, 0, 'unchanged members must not reach the kernel');
+
+    let r = await guard.setPeers(['192.0.2.14', '192.0.2.12', '192.0.2.13', '192.0.2.9']);
+    assert.deepEqual([r.added, r.removed], [['192.0.2.9', '192.0.2.14'], []]);
+    let seen = await monitor.commitsSince();
+    assert.equal(seen.commits, 1, seen.text);
+    // nft monitor prints one line per element, then the one commit.
+    assert.deepEqual(seen.text.match(/^(add|delete) element .*$/gm), [
+      'add element ip tulle-guard peers { 192.0.2.9 }',
+      'add element ip tulle-guard peers { 192.0.2.14 }',
+    ]);
+
+    r = await guard.setPeers(['192.0.2.14', '192.0.2.9', '192.0.2.12']);
+    assert.deepEqual([r.added, r.removed], [[], ['192.0.2.13']]);
+    seen = await monitor.commitsSince();
+    assert.equal(seen.commits, 1, seen.text);
+    assert.deepEqual(seen.text.match(/^(add|delete) element .*$/gm), ['delete element ip tulle-guard peers { 192.0.2.13 }']);
+
+    assert.deepEqual(await kernelMembers('nftables', host), ['192.0.2.12', '192.0.2.14', '192.0.2.9']);
+    assert.deepEqual(guard.peers, ['192.0.2.9', '192.0.2.12', '192.0.2.14']);
+    assert.equal(guard.size, 3);
+    assert.equal(await guard.intact(), true);
+
+    // Written without allowed sources, the guard does not list them back; one slipped in behind its back is still seen.
+    await guard.apply({ ...spec, allowedSources: [] });
+    assert.equal(await guard.intact(), true);
+    await run(['ip', 'netns', 'exec', host, 'nft', 'add', 'element', 'ip', 'tulle-guard', 'allowed', '{ 198.51.100.0/24 }']);
+    assert.equal(await guard.intact(), false);
+    assert.equal(await guard.repair(), true);
+    assert.deepEqual((await guard.status()).allowed, []);
+  },
+);
