@@ -19,7 +19,7 @@ test('parseAddress reads as IPv4 exactly what node:net accepts as IPv4 (property
   );
   fc.assert(
     fc.property(text, (s) => {
-      let v4 = false;
+      let v4: boolean;
       try {
         v4 = parseAddress(s, 'address').family === 4;
       } catch {
