@@ -7,8 +7,8 @@
  * before it disappears); then per peer neighbour -> FDB -> route (the route only starts to match once the
  * next hop can be resolved and encapsulated).
  */
-import { formatIPv4, formatMacNumber, ipv4Number, macNumber } from '../base/ip.js';
-import { routeKeyOf, type KernelView } from './kernel-view.js';
+import { formatIPv4, formatMacNumber } from '../base/ip.js';
+import type { KernelView } from './kernel-view.js';
 import type { PeerPlan, PlannedFdb, PlannedNeighbor, PlannedRoute } from './plan.js';
 
 /**
@@ -39,30 +39,25 @@ export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelVi
   let routesFound = 0;
   for (const [subnet, plan] of plans) {
     let writes: KernelWrite[] | undefined;
-    // A VXLAN peer's neighbour IP is its route's gateway and its FDB MAC its neighbour's MAC: each parsed once.
+    const n = plan.numbers;
     const neighbor = plan.neighbor;
-    const route = plan.route;
-    const gateway = ipv4Number(route.via);
-    let mac = NaN;
     if (neighbor) {
-      mac = macNumber(neighbor.mac);
-      const have = neighbor.dev === view.vtep ? view.neighbors.get(neighbor.ip === route.via ? gateway : ipv4Number(neighbor.ip)) : undefined;
+      const have = neighbor.dev === view.vtep ? view.neighbors.get(n.neighborIp) : undefined;
       if (have !== undefined) neighborsFound++;
-      if (have !== mac) (writes ??= []).push({ op: 'replace', kind: 'neighbor', entry: neighbor });
+      if (have !== n.mac) (writes ??= []).push({ op: 'replace', kind: 'neighbor', entry: neighbor });
     }
     const fdb = plan.fdb;
     if (fdb) {
-      const fdbMac = neighbor && fdb.mac === neighbor.mac ? mac : macNumber(fdb.mac);
-      const dst = ipv4Number(fdb.dst);
-      if (fdb.dev === view.vtep && view.fdb.get(fdbMac) === dst) fdbFound++;
-      else if (!(fdb.dev === view.vtep && view.hasFdb(fdbMac, dst))) (writes ??= []).push({ op: 'replace', kind: 'fdb', entry: fdb });
+      if (fdb.dev === view.vtep && view.fdb.get(n.mac) === n.fdbDst) fdbFound++;
+      else if (!(fdb.dev === view.vtep && view.hasFdb(n.mac, n.fdbDst))) (writes ??= []).push({ op: 'replace', kind: 'fdb', entry: fdb });
     }
-    const current = view.routes.get(routeKeyOf(route.dst));
+    const route = plan.route;
+    const current = view.routes.get(n.route);
     if (!current) {
       (writes ??= []).push({ op: 'add', kind: 'route', entry: route });
     } else {
       routesFound++;
-      if (current.via !== gateway || current.oif !== view.deviceIndex(route.dev) || current.onlink !== route.onlink || current.protocol !== route.protocol)
+      if (current.via !== n.via || current.oif !== view.deviceIndex(route.dev) || current.onlink !== route.onlink || current.protocol !== route.protocol)
         (writes ??= []).push({ op: 'replace', kind: 'route', entry: route });
     }
     if (writes) peers.set(subnet, writes);
@@ -77,9 +72,9 @@ function removals(plans: ReadonlyMap<string, PeerPlan>, view: KernelView): Kerne
   const wantNeighbors = new Set<number>();
   const wantFdb = new Map<number, number>();
   for (const plan of plans.values()) {
-    wantRoutes.add(routeKeyOf(plan.route.dst));
-    if (plan.neighbor && plan.neighbor.dev === view.vtep) wantNeighbors.add(ipv4Number(plan.neighbor.ip));
-    if (plan.fdb && plan.fdb.dev === view.vtep) wantFdb.set(macNumber(plan.fdb.mac), ipv4Number(plan.fdb.dst));
+    wantRoutes.add(plan.numbers.route);
+    if (plan.neighbor && plan.neighbor.dev === view.vtep) wantNeighbors.add(plan.numbers.neighborIp);
+    if (plan.fdb && plan.fdb.dev === view.vtep) wantFdb.set(plan.numbers.mac, plan.numbers.fdbDst);
   }
   const out: KernelWrite[] = [];
   for (const [key, r] of view.routes) if (!wantRoutes.has(key)) out.push({ op: 'delete', kind: 'route', entry: view.plannedRoute(r) });

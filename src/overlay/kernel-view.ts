@@ -9,10 +9,10 @@
  * by destination — with addresses as numbers, read by the compact dump readers (netlink/scan.ts). A full resync
  * of 5000 peers reads 15000 entries; as numbers in three maps they cost no object or string each.
  */
-import { formatIPv4, maskOf, scanIPv4, type Cidr4 } from '../base/ip.js';
+import { formatIPv4, maskOf, type Cidr4 } from '../base/ip.js';
 import { ipv4Number, macNumber } from '../base/ip.js';
 import type { NeighborRecord, NeighborSink, NetlinkClient, Route, RouteRecord, RouteSink } from '../netlink/index.js';
-import type { PlannedFdb, PlannedNeighbor, PlannedRoute } from './plan.js';
+import { routeKey, routeKeyOf, type PlannedFdb, type PlannedNeighbor, type PlannedRoute } from './plan.js';
 
 const AF_INET = 2;
 const NUD_PERMANENT = 0x80;
@@ -26,19 +26,6 @@ export interface ViewRoute {
   oif: number;
   onlink: boolean;
   protocol: number;
-}
-
-/** A route destination as one number (network and prefix): the key of KernelView.routes. */
-export function routeKey(network: number, prefix: number): number {
-  return network * 64 + prefix;
-}
-
-/** routeKey of "10.244.2.0/24"; NaN for text that is not an IPv4 CIDR. */
-export function routeKeyOf(cidr: string): number {
-  const slash = cidr.indexOf('/');
-  const network = slash > 0 ? scanIPv4(cidr, 0, slash) : -1;
-  const prefix = Number(cidr.slice(slash + 1));
-  return network < 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > 32 ? NaN : routeKey(network, prefix);
 }
 
 export class KernelView implements RouteSink, NeighborSink {

@@ -11,7 +11,7 @@
  *   ip route replace <peer subnet> via <peer public IP> dev <underlay iface>
  */
 import { InvalidValueError } from '../base/errors.js';
-import { cidrContains, parseIPv4, type Cidr4 } from '../base/ip.js';
+import { cidrContains, ipv4Number, macNumber, parseIPv4, scanIPv4, type Cidr4 } from '../base/ip.js';
 
 export interface PeerLease {
   /** "10.244.2.0/24" */
@@ -58,6 +58,24 @@ export interface PeerPlan {
   neighbor?: PlannedNeighbor;
   fdb?: PlannedFdb;
   route: PlannedRoute;
+  /**
+   * Its addresses as numbers, parsed once here: the diff compares them with the kernel view and the reconciler
+   * with kernel announcements (NaN for the neighbour and FDB fields of a DirectRouting peer).
+   */
+  numbers: { route: number; via: number; neighborIp: number; mac: number; fdbDst: number };
+}
+
+/** A route destination as one number (network and prefix): the key of KernelView.routes. */
+export function routeKey(network: number, prefix: number): number {
+  return network * 64 + prefix;
+}
+
+/** routeKey of "10.244.2.0/24"; NaN for text that is not an IPv4 CIDR. */
+export function routeKeyOf(cidr: string): number {
+  const slash = cidr.indexOf('/');
+  const network = slash > 0 ? scanIPv4(cidr, 0, slash) : -1;
+  const prefix = Number(cidr.slice(slash + 1));
+  return network < 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > 32 ? NaN : routeKey(network, prefix);
 }
 
 /** Is `ip` inside one of the underlay's connected networks (flannel's DirectRouting test)? */
@@ -72,15 +90,23 @@ export function planPeer(ctx: PlanContext, lease: PeerLease): PeerPlan {
   const slash = lease.subnet.indexOf('/');
   if (slash < 0) throw new InvalidValueError('subnet', lease.subnet, 'is not an IPv4 CIDR (like 10.244.2.0/24)');
   const gateway = lease.subnet.slice(0, slash);
+  const route = routeKey(scanIPv4(lease.subnet, 0, slash), Number(lease.subnet.slice(slash + 1)));
   if (ctx.directRouting && isOnSameSegment(lease.publicIP, ctx.underlayNetworks)) {
-    return { subnet: lease.subnet, route: { dst: lease.subnet, via: lease.publicIP, dev: ctx.underlay, onlink: false, protocol: ctx.routeProtocol } };
+    return {
+      subnet: lease.subnet,
+      route: { dst: lease.subnet, via: lease.publicIP, dev: ctx.underlay, onlink: false, protocol: ctx.routeProtocol },
+      numbers: { route, via: ipv4Number(lease.publicIP), neighborIp: NaN, mac: NaN, fdbDst: NaN },
+    };
   }
   const mac = lease.vtepMac.toLowerCase();
+  const ip = scanIPv4(lease.subnet, 0, slash);
+  const macN = macNumber(mac);
   return {
     subnet: lease.subnet,
     neighbor: { dev: ctx.vtep, ip: gateway, mac },
     fdb: { dev: ctx.vtep, mac, dst: lease.publicIP },
     route: { dst: lease.subnet, via: gateway, dev: ctx.vtep, onlink: true, protocol: ctx.routeProtocol },
+    numbers: { route, via: ip, neighborIp: ip, mac: macN, fdbDst: ipv4Number(lease.publicIP) },
   };
 }
 

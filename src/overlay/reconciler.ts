@@ -19,14 +19,14 @@
  */
 import { Coalescer } from '../base/coalesce.js';
 import type { Cidr4 } from '../base/ip.js';
-import { cidrContainsCidr, cidrsOverlap, ipv4Number, macNumber, maskOf } from '../base/ip.js';
+import { cidrContainsCidr, cidrsOverlap, maskOf } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
 import type { NeighborRecord, NetlinkClient, NetlinkOp, RouteRecord } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
-import { KernelView, readKernelView, routeKey, routeKeyOf, type KernelReader } from './kernel-view.js';
-import { planMatches, planPeer, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
+import { KernelView, readKernelView, type KernelReader } from './kernel-view.js';
+import { planMatches, planPeer, routeKey, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
   writes: number;
@@ -216,19 +216,19 @@ export class Reconciler {
 
   private learn(p: PeerPlan): void {
     this.plans.set(p.subnet, p);
-    this.plannedRoutes.set(routeKeyOf(p.subnet), { via: ipv4Number(p.route.via), dev: p.route.dev, onlink: p.route.onlink });
-    if (p.neighbor) this.plannedNeighbors.set(ipv4Number(p.neighbor.ip), macNumber(p.neighbor.mac));
-    if (p.fdb) this.plannedFdb.set(macNumber(p.fdb.mac), ipv4Number(p.fdb.dst));
+    const n = p.numbers;
+    this.plannedRoutes.set(n.route, { via: n.via, dev: p.route.dev, onlink: p.route.onlink });
+    if (p.neighbor) this.plannedNeighbors.set(n.neighborIp, n.mac);
+    if (p.fdb) this.plannedFdb.set(n.mac, n.fdbDst);
   }
 
   private forget(p: PeerPlan): void {
     if (this.plans.get(p.subnet) !== p) return;
     this.plans.delete(p.subnet);
-    this.plannedRoutes.delete(routeKeyOf(p.subnet));
-    const ip = p.neighbor ? ipv4Number(p.neighbor.ip) : NaN;
-    if (p.neighbor && this.plannedNeighbors.get(ip) === macNumber(p.neighbor.mac)) this.plannedNeighbors.delete(ip);
-    const mac = p.fdb ? macNumber(p.fdb.mac) : NaN;
-    if (p.fdb && this.plannedFdb.get(mac) === ipv4Number(p.fdb.dst)) this.plannedFdb.delete(mac);
+    const n = p.numbers;
+    this.plannedRoutes.delete(n.route);
+    if (p.neighbor && this.plannedNeighbors.get(n.neighborIp) === n.mac) this.plannedNeighbors.delete(n.neighborIp);
+    if (p.fdb && this.plannedFdb.get(n.mac) === n.fdbDst) this.plannedFdb.delete(n.mac);
   }
 
   /**

@@ -14,7 +14,7 @@ import {
   type RouteRecord,
 } from '../../src/netlink/index.js';
 import type { KernelAccess } from '../../src/overlay/reconciler.js';
-import { routeKeyOf } from '../../src/overlay/kernel-view.js';
+import { routeKeyOf } from '../../src/overlay/plan.js';
 import { ipv4Number, macNumber } from '../../src/base/ip.js';
 
 /** The entry an op names: a route's destination, a neighbour's IP, an FDB entry's MAC. */

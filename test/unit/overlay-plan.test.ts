@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostContext } from '../helpers/leases.js';
+import { macNumber, parseIPv4 } from '../../src/base/ip.js';
 import { planMatches, planPeer, planPeers } from '../../src/overlay/plan.js';
 import { diffOverlay, describeWrite, rollbackWrites } from '../../src/overlay/diff.js';
 import { KernelView } from '../../src/overlay/kernel-view.js';
@@ -30,6 +31,14 @@ test('DirectRouting: a peer on the same segment gets a route via its public IP a
   assert.deepEqual(plans.get('10.244.2.0/24'), {
     subnet: '10.244.2.0/24',
     route: { dst: '10.244.2.0/24', via: '192.0.2.12', dev: 'eth0', onlink: false, protocol: 84 },
+    numbers: { route: parseIPv4('10.244.2.0') * 64 + 24, via: parseIPv4('192.0.2.12'), neighborIp: NaN, mac: NaN, fdbDst: NaN },
+  });
+  assert.deepEqual(plans.get('10.244.3.0/24')!.numbers, {
+    route: parseIPv4('10.244.3.0') * 64 + 24,
+    via: parseIPv4('10.244.3.0'),
+    neighborIp: parseIPv4('10.244.3.0'),
+    mac: macNumber('2a:d1:57:50:83:74'),
+    fdbDst: parseIPv4('198.51.100.13'),
   });
   assert.ok(plans.get('10.244.3.0/24')!.fdb, 'a peer behind a router still goes over VXLAN');
 });
