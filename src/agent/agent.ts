@@ -368,8 +368,10 @@ export class Agent {
         },
         onFailure: () => metrics.kernelErrors.inc(),
         onResult: (r, reason) => {
-          // A full run (the first, and any run not for a lease change) dumped every peer's three entries too.
-          bulkGc.noteRun(r.writes + r.failed + (firstRun || reason !== 'leases' ? 3 * r.programmed : 0));
+          // The first run also read every peer's three entries and planned every peer. A later no-op resync reads the
+          // kernel as numbers and reuses the plans: it leaves little garbage, and a collection after it would only
+          // throw away the code V8 has optimised for the next one (measured: 55 ms resyncs at 5000 peers, not 20).
+          bulkGc.noteRun(r.writes + r.failed + (firstRun ? 3 * r.programmed : 0));
           firstRun = false;
           metrics.reconciles.inc();
           metrics.reconcileSeconds.observe(r.durationMs / 1000);
