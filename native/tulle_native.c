@@ -393,25 +393,47 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
   return handle;
 }
 
-/* send(handle, buffer) -> bytes sent. A request to the kernel is handled synchronously inside this call, so
- * its replies are already queued on the socket when it returns. */
-static napi_value nl_send(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  nl_socket *s = get_socket(env, argv[0]);
-  if (!s) return NULL;
-  if (s->fd < 0) return throw_errno(env, EBADF, "send on a closed netlink socket");
-  void *data;
-  size_t length;
-  CHECK_NAPI(napi_get_buffer_info(env, argv[1], &data, &length));
+/* sendto() the kernel (port 0), retried on EINTR; -1 with errno set on failure. */
+static ssize_t send_to_kernel(int fd, const void *data, size_t length) {
   struct sockaddr_nl kernel;
   memset(&kernel, 0, sizeof kernel);
   kernel.nl_family = AF_NETLINK;
   ssize_t n;
   do {
-    n = sendto(s->fd, data, length, 0, (struct sockaddr *)&kernel, sizeof kernel);
+    n = sendto(fd, data, length, 0, (struct sockaddr *)&kernel, sizeof kernel);
   } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+/* The (handle, buffer) arguments of send and sendQueued: the open socket, or NULL with an exception pending. */
+static nl_socket *send_args(napi_env env, napi_callback_info info, void **data, size_t *length) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_type_error(env, NULL, "tulle_native: bad argument");
+    return NULL;
+  }
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  if (s->fd < 0) {
+    throw_errno(env, EBADF, "send on a closed netlink socket");
+    return NULL;
+  }
+  if (napi_get_buffer_info(env, argv[1], data, length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "tulle_native: bad argument");
+    return NULL;
+  }
+  return s;
+}
+
+/* send(handle, buffer) -> bytes sent. A request to the kernel is handled synchronously inside this call, so
+ * its replies are already queued on the socket when it returns. */
+static napi_value nl_send(napi_env env, napi_callback_info info) {
+  void *data;
+  size_t length;
+  nl_socket *s = send_args(env, info, &data, &length);
+  if (!s) return NULL;
+  ssize_t n = send_to_kernel(s->fd, data, length);
   if (n < 0) return throw_errno(env, errno, "sendto(netlink)");
   napi_value result;
   NAPI_OR_THROW(napi_create_int64(env, n, &result));
@@ -440,9 +462,6 @@ static void append_item(send_item **head, send_item **tail, send_item *item) {
 static void send_queue_execute(napi_env env, void *data) {
   (void)env;
   send_queue *q = ((send_work *)data)->q;
-  struct sockaddr_nl kernel;
-  memset(&kernel, 0, sizeof kernel);
-  kernel.nl_family = AF_NETLINK;
   pthread_mutex_lock(&q->lock);
   while (q->waiting) {
     send_item *item = q->waiting;
@@ -452,9 +471,7 @@ static void send_queue_execute(napi_env env, void *data) {
       item->err = EBADF;
     } else {
       pthread_mutex_unlock(&q->lock);
-      do {
-        item->sent = sendto(q->fd, item->data, item->length, 0, (struct sockaddr *)&kernel, sizeof kernel);
-      } while (item->sent < 0 && errno == EINTR);
+      item->sent = send_to_kernel(q->fd, item->data, item->length);
       if (item->sent < 0) item->err = errno;
       pthread_mutex_lock(&q->lock);
     }
@@ -496,15 +513,10 @@ static void send_queue_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value nl_send_queued(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  nl_socket *s = get_socket(env, argv[0]);
-  if (!s) return NULL;
-  if (s->fd < 0) return throw_errno(env, EBADF, "send on a closed netlink socket");
   void *data;
   size_t length;
-  CHECK_NAPI(napi_get_buffer_info(env, argv[1], &data, &length));
+  nl_socket *s = send_args(env, info, &data, &length);
+  if (!s) return NULL;
   if (!s->queue) {
     send_queue *q = calloc(1, sizeof *q);
     if (!q) return throw_errno(env, ENOMEM, "sendQueued");
