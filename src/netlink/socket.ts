@@ -83,6 +83,8 @@ export class NetlinkSocket {
   private referenced = true;
   /** Sends queued on the pool and not yet done: while there are any, every send queues. */
   private queuedSends = 0;
+  /** The last send queued for the pool thread, settled (never rejects). */
+  private lastQueued: Promise<void> = Promise.resolve();
 
   private constructor(
     handle: SocketHandle,
@@ -255,6 +257,14 @@ export class NetlinkSocket {
           failed(err);
         }
       };
+      if (flags & NLM_F_DUMP) {
+        // A dump is sent from this thread only, after every queued send (the kernel gets requests in order). From
+        // the pool thread, the kernel would run its first part there while this thread's recv() runs the rest, and
+        // two netlink_dump() calls racing on one socket make the kernel fail the socket with EINVAL (seen).
+        if (this.queuedSends === 0) sendNow();
+        else void this.queueDrained().then(() => (this.handle === handle ? sendNow() : failed(new NetlinkError('send', EBADF))));
+        return;
+      }
       if (chunk.length < POOL_SEND_MIN && this.queuedSends === 0) {
         sendNow();
         return;
@@ -268,8 +278,13 @@ export class NetlinkSocket {
       } catch (err) {
         queued = Promise.reject(err);
       }
-      void queued.catch(failed).finally(() => this.queuedSends--);
+      this.lastQueued = queued.then(() => undefined, failed).finally(() => this.queuedSends--);
     });
+  }
+
+  /** Resolves once no send is queued for the pool thread (the queue runs in order: the last one done is all done). */
+  private async queueDrained(): Promise<void> {
+    while (this.queuedSends > 0) await this.lastQueued;
   }
 
   private nextSeq(): number {

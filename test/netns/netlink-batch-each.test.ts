@@ -11,7 +11,9 @@ import { run } from '../../src/base/exec.js';
 import { ipv4Number, macNumber } from '../../src/base/ip.js';
 import { NetlinkClient, NetlinkError, type NeighborRecord, type NetlinkOp, type RouteRecord } from '../../src/netlink/index.js';
 import { NetlinkSocket } from '../../src/netlink/socket.js';
-import { encodeReplaceNeighbor } from '../../src/netlink/neigh.js';
+import { encodeDumpNeighbors, encodeReplaceNeighbor } from '../../src/netlink/neigh.js';
+import { encodeDumpRoutes, encodeReplaceRoute } from '../../src/netlink/route.js';
+import { scanRouteDump } from '../../src/netlink/scan.js';
 import { NLM_F_ACK } from '../../src/netlink/constants.js';
 import { waitFor } from '../../src/base/retry.js';
 
@@ -118,4 +120,31 @@ test('subscribe with records: routes, neighbours and FDB entries arrive as the n
   const fdb = neighbors.find(([d, n]) => !d && n.family === 7 && n.ip === ipv4Number('198.51.100.12'))?.[1];
   assert.equal(fdb?.mac, macNumber('0e:f0:b5:8c:28:f5'));
   assert.equal(fdb?.ifindex, index);
+});
+
+test('a dump asked for while chunks are still queued for the pool thread comes after them and never fails the socket', async (t) => {
+  const { ns } = await vtepHost(t, 'bdump');
+  const index = Number((await ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'flannel.1'))[0]!.ifindex);
+  const socket = NetlinkSocket.open({ nsPath: `/run/netns/${ns}` });
+  t.after(() => socket.close());
+  // 20 rounds: 2000 route writes queued for the pool, then at once a dump of the main table. Sent from the pool
+  // thread, the dump's first part would race this thread's recv() in the kernel (EINVAL on the socket); sent before
+  // the queue drained, it would miss routes.
+  for (let round = 0; round < 40; round++) {
+    const writes = Array.from({ length: 2000 }, (_, i) =>
+      encodeReplaceRoute({ dst: `10.${100 + round}.${i >> 8}.${i & 255}/32`, dev: 'flannel.1', protocol: 84 }, index),
+    );
+    const written = socket.sendAll(writes, NLM_F_ACK);
+    // A small dump (done in its first part: the racy kind), then the main table.
+    const small = socket.dumpRaw(encodeDumpNeighbors(index, 'flannel.1'));
+    const dumped = socket.dumpRaw(encodeDumpRoutes({ table: 254 }, undefined));
+    const [answers, raw] = await Promise.all([written, dumped, small]);
+    assert.ok(
+      answers.every((a) => !(a instanceof NetlinkError)),
+      `round ${round}: every write acknowledged`,
+    );
+    let ours = 0;
+    scanRouteDump(raw, 254, { route: (r) => void (r.protocol === 84 && ours++) });
+    assert.equal(ours, 2000 * (round + 1), `round ${round}: the dump saw every route written before it`);
+  }
 });
