@@ -41,9 +41,15 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
     );
   });
 
+  // The agents picked their subnets at random: the hand-made host and the garbage leases take ones none of them holds
+  // (a garbage value written over an agent's own lease would be a different test).
+  const taken = new Set((await leasesOf(state)).map((l) => l.subnet));
+  const [handSubnet, garbageSubnet, notJsonSubnet] = Array.from({ length: 256 }, (_, i) => `10.244.${255 - i}.0/24`).filter((c) => !taken.has(c));
+  const keyOf = (subnet: string) => `/coreos.com/network/subnets/${subnet.replace('/', '-')}`;
+
   await t.test('a host set up by hand as in seed 002, announced by a flannel-format lease written with etcdctl, is programmed and reachable', async () => {
     const hand = state.hosts[3]!; // h4, the host without an agent
-    const subnet = '10.244.250.0/24';
+    const subnet = handSubnet!;
     const mac = '0e:f0:b5:8c:28:f5';
     // h4 by hand: the VTEP, its address, a bridge holding the subnet's gateway, and the way back to each agent host.
     const ip = (...a: string[]) => run(['ip', '-n', hand.namespace, ...a]);
@@ -62,7 +68,7 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
     const grant = (await etcdctl(state, 'lease', 'grant', '600')).stdout;
     const leaseId = /lease ([0-9a-f]+) granted/.exec(grant)![1]!;
     const value = JSON.stringify({ PublicIP: hand.address, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
-    await etcdctl(state, 'put', '--lease', leaseId, '/coreos.com/network/subnets/10.244.250.0-24', value);
+    await etcdctl(state, 'put', '--lease', leaseId, keyOf(subnet), value);
 
     await within(5000, 'h1..h3 to program the hand-made host', async () => {
       for (const h of ['h1', 'h2', 'h3']) {
@@ -79,25 +85,17 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
   });
 
   await t.test('a lease with garbage backend data is logged and skipped; everything else stays programmed', async () => {
-    await etcdctl(
-      state,
-      'put',
-      '/coreos.com/network/subnets/10.244.251.0-24',
-      '{"PublicIP":"192.0.2.99","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"not-a-mac"}}',
-    );
-    await etcdctl(state, 'put', '/coreos.com/network/subnets/10.244.252.0-24', 'this is not json');
-    await within(
-      5000,
-      'the agents to log the malformed leases',
-      () => /10\.244\.251\.0/.test(agentLog(state, 'h1')) && /10\.244\.252\.0/.test(agentLog(state, 'h1')),
-    );
+    await etcdctl(state, 'put', keyOf(garbageSubnet!), '{"PublicIP":"192.0.2.99","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"not-a-mac"}}');
+    await etcdctl(state, 'put', keyOf(notJsonSubnet!), 'this is not json');
+    const named = (subnet: string) => agentLog(state, 'h1').includes(keyOf(subnet));
+    await within(5000, 'the agents to log the malformed leases', () => named(garbageSubnet!) && named(notJsonSubnet!));
     for (const h of ['h1', 'h2', 'h3']) {
       const k = await kernelView(ns(state, h));
-      assert.ok(!k.routes.some((r) => r.dst === '10.244.251.0/24' || r.dst === '10.244.252.0/24'), `${h} programmed no garbage`);
+      assert.ok(!k.routes.some((r) => r.dst === garbageSubnet || r.dst === notJsonSubnet), `${h} programmed no garbage`);
     }
     assert.deepEqual(await podMatrix(state), []);
-    await etcdctl(state, 'del', '/coreos.com/network/subnets/10.244.251.0-24');
-    await etcdctl(state, 'del', '/coreos.com/network/subnets/10.244.252.0-24');
+    await etcdctl(state, 'del', keyOf(garbageSubnet!));
+    await etcdctl(state, 'del', keyOf(notJsonSubnet!));
   });
 
   await t.test('etcd stops: agents keep the data plane and retry; etcd returns: they carry on', async () => {
@@ -129,14 +127,13 @@ test('etcd store: routed-mode pods, a hand-made flannel host, a garbage lease, a
       'etcd to answer again',
       async () =>
         (
-          await run(
-            ['ip', 'netns', 'exec', ns(state, 'h1'), 'etcdctl', '--endpoints', 'http://127.0.0.1:2379', 'del', '/coreos.com/network/subnets/10.244.250.0-24'],
-            { allowFailure: true },
-          )
+          await run(['ip', 'netns', 'exec', ns(state, 'h1'), 'etcdctl', '--endpoints', 'http://127.0.0.1:2379', 'del', keyOf(handSubnet!)], {
+            allowFailure: true,
+          })
         ).status === 0,
     );
     await within(20_000, 'h1..h3 to drop the deleted lease', async () => {
-      for (const h of ['h1', 'h2', 'h3']) if ((await kernelView(ns(state, h))).routes.some((r) => r.dst === '10.244.250.0/24')) return false;
+      for (const h of ['h1', 'h2', 'h3']) if ((await kernelView(ns(state, h))).routes.some((r) => r.dst === handSubnet)) return false;
       return true;
     });
     await assertClusterPattern(state, ['h1', 'h2', 'h3']);
