@@ -91,20 +91,6 @@ export function toNetlinkOp(w: KernelWrite): NetlinkOp {
 /** How a reconcile request is run: `full` dumps the kernel; `incremental` trusts the programmed plans. */
 export type ReconcileMode = 'full' | 'incremental';
 
-const sameRoute = (a: PeerPlan['route'], b: PeerPlan['route']): boolean =>
-  a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && a.protocol === b.protocol;
-
-/** Do two plans of one subnet ask for the same kernel entries? */
-function samePlan(a: PeerPlan, b: PeerPlan): boolean {
-  return (
-    sameRoute(a.route, b.route) &&
-    a.neighbor?.mac === b.neighbor?.mac &&
-    a.neighbor?.ip === b.neighbor?.ip &&
-    a.fdb?.mac === b.fdb?.mac &&
-    a.fdb?.dst === b.fdb?.dst
-  );
-}
-
 export class Reconciler {
   /** The peer leases as the store has them, by key. */
   private leases = new Map<string, Lease>();
@@ -245,10 +231,8 @@ export class Reconciler {
       const old = this.plans.get(lease.subnet);
       if (old) stillPlanned++;
       if (old && planMatches(old, lease)) continue;
-      const plan = planPeer(this.ctx, lease);
-      if (old && samePlan(old, plan)) continue;
       if (old) before.push(old);
-      changed.set(lease.subnet, plan);
+      changed.set(lease.subnet, planPeer(this.ctx, lease));
     }
     if (stillPlanned < this.plans.size) {
       const keep = new Set(due.map((l) => l.subnet));
