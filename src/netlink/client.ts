@@ -439,6 +439,11 @@ export class NetlinkClient {
     return index;
   }
 
+  /** name -> index of the given devices (those that exist): `ip link show dev NAME` for just these. */
+  linkIndexes(names: Iterable<string>): Promise<Map<string, number>> {
+    return this.indexes(names);
+  }
+
   /** index -> name of the given device indexes (those that exist): `ip link show` for just these. */
   linkNames(indexes: Iterable<number>): Promise<Map<number, string>> {
     return this.namesOf([...new Set(indexes)]);

@@ -140,7 +140,7 @@ export class KernelView implements RouteSink, NeighborSink {
 }
 
 /** The dumps a kernel view is read from (compact readers, netlink/scan.ts) and the naming of route devices. */
-export type KernelReader = Pick<NetlinkClient, 'scanRoutes' | 'scanNeighbors' | 'scanFdb' | 'linkNames'>;
+export type KernelReader = Pick<NetlinkClient, 'scanRoutes' | 'scanNeighbors' | 'scanFdb' | 'linkNames' | 'linkIndexes'>;
 
 /** Split the main table into tulle's routes and the destinations of everyone else's (for code holding Route objects). */
 export function splitRoutes(routes: readonly Route[], protocol: number): { ours: PlannedRoute[]; foreign: Cidr4[] } {
@@ -161,9 +161,13 @@ export function splitRoutes(routes: readonly Route[], protocol: number): { ours:
 /**
  * One dump each of the main table, the VTEP's neighbours and its FDB. `vtepMayBeMissing`: a VTEP that is not
  * there holds no entries (status on a host whose agent never ran) instead of failing the read (the reconciler,
- * which only runs with its VTEP made).
+ * which only runs with its VTEP made). `alsoName`: a device the view must know by index even when no route of
+ * tulle's uses it yet (DirectRouting's underlay: its routes' announcements are compared by index).
  */
-export async function readKernelView(nl: KernelReader, o: { vtep: string; routeProtocol: number; vtepMayBeMissing?: boolean }): Promise<KernelView> {
+export async function readKernelView(
+  nl: KernelReader,
+  o: { vtep: string; routeProtocol: number; vtepMayBeMissing?: boolean; alsoName?: string },
+): Promise<KernelView> {
   const view = new KernelView(o.vtep, o.routeProtocol);
   const onVtep = (read: Promise<number>): Promise<number> => (o.vtepMayBeMissing ? read.catch(() => 0) : read);
   const [, vtepIndex] = await Promise.all([
@@ -174,5 +178,7 @@ export async function readKernelView(nl: KernelReader, o: { vtep: string; routeP
   if (vtepIndex) view.nameDevice(vtepIndex, o.vtep);
   const unnamed = view.unnamedDevices();
   if (unnamed.length) for (const [index, name] of await nl.linkNames(unnamed)) view.nameDevice(index, name);
+  if (o.alsoName !== undefined && view.deviceIndex(o.alsoName) < 0)
+    for (const [name, index] of await nl.linkIndexes([o.alsoName])) view.nameDevice(index, name);
   return view;
 }

@@ -162,7 +162,7 @@ export class Reconciler {
 
   /** What the kernel holds that tulle may own (see KernelView), and the routes it does not own. */
   readKernel(): Promise<KernelView> {
-    return readKernelView(this.nl, this.ctx);
+    return readKernelView(this.nl, { ...this.ctx, alsoName: this.ctx.directRouting ? this.ctx.underlay : undefined });
   }
 
   /**

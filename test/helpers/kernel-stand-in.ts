@@ -133,6 +133,9 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
       for (const f of [...fdb.values()]) if (f.dev === dev) sink.neighbor(fdbRecord(f));
       return indexOf(dev);
     },
+    async linkIndexes(names) {
+      return new Map([...names].map((name) => [name, indexOf(name)]));
+    },
     async linkNames(indexes) {
       const names = new Map<number, string>();
       for (const [name, index] of devices) if ([...indexes].includes(index)) names.set(index, name);

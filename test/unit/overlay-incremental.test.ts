@@ -247,3 +247,17 @@ test('a changed peer whose new entries fail is rolled back; its retry is a full 
   assert.equal(k.ops().filter((o) => o === 'addRoute 10.244.3.0/24').length, 1, 'added once at start, never over itself');
   r.close();
 });
+
+test("DirectRouting: the announcement of a direct route added incrementally is the agent's own write, not drift", async () => {
+  const k = kernelStandIn(undefined, 0);
+  const r = new Reconciler(k.nl, { ...ctx, directRouting: true }, silentLogger);
+  r.setLeases([peer(2)]); // behind a router: VXLAN, so no route of tulle's uses the underlay yet
+  await r.reconcile('start');
+  r.updateLeases([ev('added', peerLease('10.244.9.0/24', '192.0.2.20', '02:00:00:00:00:09', 109))]); // on the underlay's segment
+  await r.reconcile('leases', 'incremental');
+  const route = k.routes.get('10.244.9.0/24')!;
+  assert.deepEqual([route.via, route.dev], ['192.0.2.20', 'eth0']);
+  assert.equal(r.routeExpected(false, k.routeRecord(route)), true, "the underlay's index was read with the kernel view");
+  assert.equal(r.routeExpected(false, k.routeRecord({ ...route, via: '192.0.2.21' })), false, 'rewritten by someone else');
+  r.close();
+});
