@@ -37,6 +37,7 @@ import { resolveNetns } from '../netns/resolve.js';
 import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
 import { decodeRoute, decodeRouteAnswer, encodeDumpRoutes, encodeGetRoute, type Route, type RouteFilter, type RouteLookup, type RouteQuery } from './route.js';
 import { scanNeighborDump, scanRouteDump, type NeighborSink, type RouteSink } from './scan.js';
+import { EntryPacker, type EntryEncoder } from './packed.js';
 import { NetlinkSocket } from './socket.js';
 import { checkIfName } from './validate.js';
 
@@ -44,6 +45,11 @@ const ENODEV = 19;
 const EINVAL = 22;
 /** Ops per chunk of batchEach: one sendto each (the socket's own chunk size). */
 const BATCH_CHUNK = 1024;
+/**
+ * Writes per packed chunk: small enough that the kernel starts on the first chunk soon after the call, large
+ * enough that the hand-off to the pool thread is paid once per few hundred writes.
+ */
+const PACKED_CHUNK = 256;
 /** Shared by every successful op of every batch: results are read, never changed. */
 const OK: OpResult = Object.freeze({ ok: true as const });
 
@@ -527,6 +533,46 @@ export class NetlinkClient {
       );
     }
     await Promise.all(chunks);
+    return results;
+  }
+
+  /**
+   * Thousands of the overlay's writes given as numbers (packed.ts): `encode(k, to)` makes write k with one call
+   * of `to` — a device by its index, addresses and MACs as numbers. They go out in chunks, each sent (from a pool
+   * thread) as soon as it is packed, and the kernel answers only the writes it refuses (socket.sendPacked), so a
+   * write costs a few dozen bytes put in place rather than an op object, parsed text and an ACK. One result per
+   * write, in order: undefined when the kernel took it, else its NetlinkError worded by `describe(k)`; a write
+   * whose numbers are out of range fails alone with EINVAL, and a device index of 0 (unknown) with ENODEV.
+   */
+  async writeEntries(count: number, encode: (k: number, to: EntryEncoder) => void, describe: (k: number) => string): Promise<Array<NetlinkError | undefined>> {
+    const results = new Array<NetlinkError | undefined>(count);
+    const sends: Array<Promise<void>> = [];
+    let k = 0;
+    while (k < count) {
+      const packer = new EntryPacker(PACKED_CHUNK);
+      const writes: number[] = []; // which write each packed message is
+      for (; k < count && packer.count < PACKED_CHUNK; k++) {
+        const before = packer.count;
+        try {
+          encode(k, packer);
+        } catch (err) {
+          if (!(err instanceof InvalidValueError)) throw err;
+          const unknownDevice = err.value === 0 && err.field.endsWith('dev index');
+          results[k] = new NetlinkError(describe(k), unknownDevice ? ENODEV : EINVAL, unknownDevice ? 'no such device' : err.message);
+          continue;
+        }
+        if (packer.count !== before + 1) throw new TypeError(`writeEntries: write ${k} must be encoded as exactly one message`);
+        writes.push(k);
+      }
+      sends.push(
+        this.socket
+          .sendPacked(packer.data, packer.offsets, (j) => describe(writes[j]!))
+          .then((errors) => {
+            for (let j = 0; j < errors.length; j++) results[writes[j]!] = errors[j];
+          }),
+      );
+    }
+    await Promise.all(sends);
     return results;
   }
 

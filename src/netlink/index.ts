@@ -22,4 +22,5 @@ export {
 } from './route.js';
 export { normalizeFdb, type Neighbor, type NeighborState, type Fdb } from './neigh.js';
 export { NftSetWriter } from './nft-set.js';
+export type { EntryEncoder, EntryOp } from './packed.js';
 export type { RouteSink, NeighborSink, RouteRecord, NeighborRecord } from './scan.js';

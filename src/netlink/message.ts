@@ -51,7 +51,7 @@ function put16(b: Buffer, at: number, v: number): void {
   b[at + 1] = (v >>> 8) & 255;
 }
 
-function put32(b: Buffer, at: number, v: number): void {
+export function put32(b: Buffer, at: number, v: number): void {
   b[at] = v & 255;
   b[at + 1] = (v >>> 8) & 255;
   b[at + 2] = (v >>> 16) & 255;

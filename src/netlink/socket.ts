@@ -10,7 +10,7 @@
  */
 import { NETLINK_ROUTE, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_DUMP, NLM_F_DUMP_INTR } from './constants.js';
 import { NetlinkError, fromSystemError } from './errors.js';
-import { align4, joinMessages, parseDone, parseError, type Message, type Request } from './message.js';
+import { align4, joinMessages, lazyRequest, parseDone, parseError, type Message, type Request } from './message.js';
 import { native, type SocketHandle } from '../sys/native.js';
 
 /** Requests sent together in one sendto(), and their outcomes as they arrive. */
@@ -33,6 +33,16 @@ interface Pending {
   interrupted: boolean;
   /** A raw dump collects where its messages lie instead of making a Message of each (see dumpRaw). */
   raw: RawDump | undefined;
+  /** The last message of a packed batch (sendPacked): its answer closes the batch. */
+  packed?: PackedBatch;
+}
+
+/** Messages sent by sendPacked, answered only when they fail (and the last one always). */
+interface PackedBatch {
+  first: number;
+  last: number;
+  errors: Array<NetlinkError | undefined>;
+  describe: (k: number) => string;
 }
 
 /**
@@ -80,6 +90,8 @@ export class NetlinkSocket {
   private handle: SocketHandle | undefined;
   private seq = Math.floor(Math.random() * 0x7fffffff) + 1;
   private readonly pending = new Map<number, Pending>();
+  /** Packed batches waiting for their last answer: a failure of any of their messages is looked up here. */
+  private readonly packed = new Set<PackedBatch>();
   private referenced = true;
   /** Sends queued on the pool and not yet done: while there are any, every send queues. */
   private queuedSends = 0;
@@ -248,37 +260,95 @@ export class NetlinkSocket {
           this.finish(seq, e instanceof NetlinkError ? e : new NetlinkError(p.request.command, EIO, String(err)));
         }
       };
-      const data = joinMessages(parts);
-      const handle = this.handle;
-      const sendNow = (): void => {
-        try {
-          native().send(handle, data);
-        } catch (err) {
-          failed(err);
-        }
-      };
-      if (flags & NLM_F_DUMP) {
-        // A dump is sent from this thread only, after every queued send (the kernel gets requests in order). From
-        // the pool thread, the kernel would run its first part there while this thread's recv() runs the rest, and
-        // two netlink_dump() calls racing on one socket make the kernel fail the socket with EINVAL (seen).
-        if (this.queuedSends === 0) sendNow();
-        else void this.queueDrained().then(() => (this.handle === handle ? sendNow() : failed(new NetlinkError('send', EBADF))));
-        return;
-      }
-      if (chunk.length < POOL_SEND_MIN && this.queuedSends === 0) {
-        sendNow();
-        return;
-      }
-      // Queued behind the pool sends still running (a small chunk too), so the kernel gets every request in the
-      // order it was made.
-      this.queuedSends++;
-      let queued: Promise<number>;
+      this.transmit(this.handle, joinMessages(parts), chunk.length, flags, failed);
+    });
+  }
+
+  /**
+   * One sendto() of `count` messages: from this thread for a few, queued for the pool thread for many (see
+   * POOL_SEND_MIN), always after the sends queued before it, so the kernel gets every request in the order made.
+   */
+  private transmit(handle: SocketHandle, data: Buffer, count: number, flags: number, failed: (err: unknown) => void): void {
+    const sendNow = (): void => {
       try {
-        queued = native().sendQueued(handle, data);
+        native().send(handle, data);
       } catch (err) {
-        queued = Promise.reject(err);
+        failed(err);
       }
-      this.lastQueued = queued.then(() => undefined, failed).finally(() => this.queuedSends--);
+    };
+    if (flags & NLM_F_DUMP) {
+      // A dump is sent from this thread only, after every queued send (the kernel gets requests in order). From
+      // the pool thread, the kernel would run its first part there while this thread's recv() runs the rest, and
+      // two netlink_dump() calls racing on one socket make the kernel fail the socket with EINVAL (seen).
+      if (this.queuedSends === 0) sendNow();
+      else void this.queueDrained().then(() => (this.handle === handle ? sendNow() : failed(new NetlinkError('send', EBADF))));
+      return;
+    }
+    if (count < POOL_SEND_MIN && this.queuedSends === 0) {
+      sendNow();
+      return;
+    }
+    this.queuedSends++;
+    let queued: Promise<number>;
+    try {
+      queued = native().sendQueued(handle, data);
+    } catch (err) {
+      queued = Promise.reject(err);
+    }
+    this.lastQueued = queued.then(() => undefined, failed).finally(() => this.queuedSends--);
+  }
+
+  /**
+   * Send the messages packed in `data` (each starting at one of `offsets`; packed.ts) in one sendto(), asking
+   * only the last for an ACK: the kernel answers a message that fails whether or not it asked, and handles a
+   * sendto()'s messages in order, so when the last one's answer arrives every earlier failure has arrived too.
+   * A thousand writes then cost the kernel and this thread one answer, not a thousand. Resolves with one entry
+   * per message: its NetlinkError (worded by `describe`), or undefined when the kernel took it. When the answers
+   * are lost (the receive buffer overflowed, the socket closed), every message not known to have failed fails.
+   */
+  sendPacked(data: Buffer, offsets: readonly number[], describe: (k: number) => string): Promise<Array<NetlinkError | undefined>> {
+    const count = offsets.length;
+    if (count === 0) return Promise.resolve([]);
+    if (this.seq + count > 0xffffffff) this.seq = 0; // one batch's sequence numbers never wrap
+    const first = this.seq + 1;
+    this.seq += count;
+    for (let k = 0; k < count; k++) {
+      const at = offsets[k]!;
+      const seq = first + k;
+      data[at + 6] = (data[at + 6]! & ~NLM_F_ACK) | (k === count - 1 ? NLM_F_ACK : 0);
+      data[at + 8] = seq & 255;
+      data[at + 9] = (seq >>> 8) & 255;
+      data[at + 10] = (seq >>> 16) & 255;
+      data[at + 11] = seq >>> 24;
+    }
+    return new Promise((resolve) => {
+      const batch: PackedBatch = { first, last: first + count - 1, errors: new Array<NetlinkError | undefined>(count), describe };
+      const results: Array<Message[] | NetlinkError> = [];
+      const settle = (): void => {
+        this.packed.delete(batch);
+        const lost = results[0];
+        if (lost instanceof NetlinkError)
+          for (let k = 0; k < count; k++) batch.errors[k] ??= new NetlinkError(describe(k), lost.errnoNumber, lost.kernelMessage);
+        resolve(batch.errors);
+      };
+      const request = lazyRequest(data, () => describe(count - 1));
+      this.packed.add(batch);
+      this.pending.set(batch.last, {
+        request,
+        index: 0,
+        chunk: { results, outstanding: 1, resolve: settle, onInterrupted: undefined },
+        messages: undefined,
+        interrupted: false,
+        raw: undefined,
+        packed: batch,
+      });
+      this.updateRef();
+      if (!this.handle) return this.finish(batch.last, new NetlinkError(request.command, EBADF));
+      const failed = (err: unknown): void => {
+        const e = fromSystemError(request.command, err);
+        this.finish(batch.last, e instanceof NetlinkError ? e : new NetlinkError(request.command, EIO, String(err)));
+      };
+      this.transmit(this.handle, data, count, 0, failed);
     });
   }
 
@@ -354,10 +424,12 @@ export class NetlinkSocket {
       off += align4(len);
       if (type === NLMSG_ERROR || type === NLMSG_DONE || type === NLMSG_OVERRUN) lastSeq = -1; // its request is finished below
       if (!p) {
-        (unsolicited ??= []).push(m);
+        if (type !== NLMSG_ERROR || !this.packedFailure(seq, m)) (unsolicited ??= []).push(m);
       } else if (type === NLMSG_ERROR) {
         const ack = parseError(m);
-        this.finish(seq, ack.errno ? new NetlinkError(p.request.command, ack.errno, ack.kernelMessage) : undefined);
+        const error = ack.errno ? new NetlinkError(p.request.command, ack.errno, ack.kernelMessage) : undefined;
+        if (p.packed) p.packed.errors[seq - p.packed.first] = error;
+        this.finish(seq, p.packed ? undefined : error);
       } else if (type === NLMSG_DONE) {
         const done = parseDone(m);
         this.finish(seq, done.errno ? new NetlinkError(p.request.command, done.errno, done.kernelMessage) : undefined);
@@ -370,6 +442,18 @@ export class NetlinkSocket {
       }
     }
     if (unsolicited && this.onUnsolicited) this.onUnsolicited(undefined, unsolicited);
+  }
+
+  /** The answer to a message of a packed batch other than its last: the kernel refused it. */
+  private packedFailure(seq: number, m: Message): boolean {
+    for (const batch of this.packed) {
+      if (seq < batch.first || seq >= batch.last) continue;
+      const ack = parseError(m);
+      const k = seq - batch.first;
+      if (ack.errno) batch.errors[k] = new NetlinkError(batch.describe(k), ack.errno, ack.kernelMessage);
+      return true;
+    }
+    return false;
   }
 
   private failAll(errno: number): void {

@@ -16,9 +16,16 @@ import type { PeerPlan, PlannedFdb, PlannedNeighbor, PlannedRoute } from './plan
  * own route to that destination is there with other attributes: only then `replace`.
  */
 export type KernelWrite =
-  | { op: 'replace' | 'delete'; kind: 'neighbor'; entry: PlannedNeighbor }
-  | { op: 'replace' | 'delete'; kind: 'fdb'; entry: PlannedFdb }
-  | { op: 'add' | 'replace' | 'delete'; kind: 'route'; entry: PlannedRoute };
+  | { op: 'replace' | 'delete'; kind: 'neighbor'; entry: PlannedNeighbor; numbers: WriteNumbers }
+  | { op: 'replace' | 'delete'; kind: 'fdb'; entry: PlannedFdb; numbers: WriteNumbers }
+  | { op: 'add' | 'replace' | 'delete'; kind: 'route'; entry: PlannedRoute; numbers: WriteNumbers };
+
+/**
+ * The write's entry as numbers, which is how it is encoded for the kernel (netlink/packed.ts): the plan's own
+ * numbers for a planned entry (shared, not copied); for an entry found in the kernel view, its numbers there and,
+ * for a route, the index of its device (whose name the view may not know).
+ */
+export type WriteNumbers = PeerPlan['numbers'] & { oif?: number };
 
 export interface OverlayDiff {
   /** Entries no plan wants (hosts that left, a peer's old VtepMAC), in removal order. */
@@ -44,27 +51,29 @@ export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelVi
     if (neighbor) {
       const have = neighbor.dev === view.vtep ? view.neighbors.get(n.neighborIp) : undefined;
       if (have !== undefined) neighborsFound++;
-      if (have !== n.mac) (writes ??= []).push({ op: 'replace', kind: 'neighbor', entry: neighbor });
+      if (have !== n.mac) (writes ??= []).push({ op: 'replace', kind: 'neighbor', entry: neighbor, numbers: n });
     }
     const fdb = plan.fdb;
     if (fdb) {
       if (fdb.dev === view.vtep && view.fdb.get(n.mac) === n.fdbDst) fdbFound++;
-      else if (!(fdb.dev === view.vtep && view.hasFdb(n.mac, n.fdbDst))) (writes ??= []).push({ op: 'replace', kind: 'fdb', entry: fdb });
+      else if (!(fdb.dev === view.vtep && view.hasFdb(n.mac, n.fdbDst))) (writes ??= []).push({ op: 'replace', kind: 'fdb', entry: fdb, numbers: n });
     }
     const route = plan.route;
     const current = view.routes.get(n.route);
     if (!current) {
-      (writes ??= []).push({ op: 'add', kind: 'route', entry: route });
+      (writes ??= []).push({ op: 'add', kind: 'route', entry: route, numbers: n });
     } else {
       routesFound++;
       if (current.via !== n.via || current.oif !== view.deviceIndex(route.dev) || current.onlink !== route.onlink || current.protocol !== route.protocol)
-        (writes ??= []).push({ op: 'replace', kind: 'route', entry: route });
+        (writes ??= []).push({ op: 'replace', kind: 'route', entry: route, numbers: n });
     }
     if (writes) peers.set(subnet, writes);
   }
   const nothingElse = neighborsFound === view.neighbors.size && fdbFound === view.fdb.size && view.extraFdb.length === 0 && routesFound === view.routes.size;
   return { removals: nothingElse ? [] : removals(plans, view), peers };
 }
+
+const NO_NUMBERS: WriteNumbers = { route: NaN, via: NaN, neighborIp: NaN, mac: NaN, fdbDst: NaN };
 
 /** The view's entries no plan wants: routes first, then neighbours, then FDB entries (an FDB entry of a wanted MAC with another remote too). */
 function removals(plans: ReadonlyMap<string, PeerPlan>, view: KernelView): KernelWrite[] {
@@ -77,12 +86,26 @@ function removals(plans: ReadonlyMap<string, PeerPlan>, view: KernelView): Kerne
     if (plan.fdb && plan.fdb.dev === view.vtep) wantFdb.set(plan.numbers.mac, plan.numbers.fdbDst);
   }
   const out: KernelWrite[] = [];
-  for (const [key, r] of view.routes) if (!wantRoutes.has(key)) out.push({ op: 'delete', kind: 'route', entry: view.plannedRoute(r) });
+  for (const [key, r] of view.routes)
+    if (!wantRoutes.has(key))
+      out.push({ op: 'delete', kind: 'route', entry: view.plannedRoute(r), numbers: { ...NO_NUMBERS, route: key, via: r.via, oif: r.oif } });
   for (const [ip, mac] of view.neighbors)
-    if (!wantNeighbors.has(ip)) out.push({ op: 'delete', kind: 'neighbor', entry: { dev: view.vtep, ip: formatIPv4(ip), mac: formatMacNumber(mac) } });
+    if (!wantNeighbors.has(ip))
+      out.push({
+        op: 'delete',
+        kind: 'neighbor',
+        entry: { dev: view.vtep, ip: formatIPv4(ip), mac: formatMacNumber(mac) },
+        numbers: { ...NO_NUMBERS, neighborIp: ip, mac },
+      });
   const fdbEntries = [...view.fdb].map(([mac, dst]) => ({ mac, dst })).concat(view.extraFdb);
   for (const { mac, dst } of fdbEntries)
-    if (wantFdb.get(mac) !== dst) out.push({ op: 'delete', kind: 'fdb', entry: { dev: view.vtep, mac: formatMacNumber(mac), dst: formatIPv4(dst) } });
+    if (wantFdb.get(mac) !== dst)
+      out.push({
+        op: 'delete',
+        kind: 'fdb',
+        entry: { dev: view.vtep, mac: formatMacNumber(mac), dst: formatIPv4(dst) },
+        numbers: { ...NO_NUMBERS, mac, fdbDst: dst },
+      });
   return out;
 }
 

@@ -21,7 +21,7 @@ import { Coalescer } from '../base/coalesce.js';
 import type { Cidr4 } from '../base/ip.js';
 import { cidrContainsCidr, cidrsOverlap, maskOf } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
-import type { NeighborRecord, NetlinkClient, NetlinkOp, RouteRecord } from '../netlink/index.js';
+import type { EntryEncoder, NeighborRecord, NetlinkClient, NetlinkError, RouteRecord } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
 import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
@@ -48,7 +48,7 @@ export interface ReconcilerHooks {
 }
 
 /** What the reconciler needs of the kernel: the three dumps of a KernelView and a batch of writes. */
-export type KernelAccess = KernelReader & Pick<NetlinkClient, 'batchEach'>;
+export type KernelAccess = KernelReader & Pick<NetlinkClient, 'writeEntries'>;
 
 /** What admission needs besides the leases and the kernel's routes. */
 export type AdmissionSettings = Omit<AdmissionContext, 'foreignRoutes' | 'ownSubnet'>;
@@ -70,21 +70,21 @@ interface Failing {
   message: string;
 }
 
-export function toNetlinkOp(w: KernelWrite): NetlinkOp {
+/**
+ * Write `w` as the kernel gets it (netlink/packed.ts): from its numbers, its device by index. A device the kernel
+ * view does not know goes as index 0, which the client fails with ENODEV without sending (a route found in the
+ * kernel under a device the view could not name keeps the index it was found with).
+ */
+function encodeWrite(w: KernelWrite, to: EntryEncoder, devices: ReadonlyMap<string, number>): void {
+  const n = w.numbers;
   switch (w.kind) {
     case 'neighbor':
-      return w.op === 'delete'
-        ? { op: 'deleteNeighbor', args: { dev: w.entry.dev, ip: w.entry.ip } }
-        : { op: 'replaceNeighbor', args: { dev: w.entry.dev, ip: w.entry.ip, mac: w.entry.mac, state: 'permanent' } };
+      return to.neighbor(w.op, devices.get(w.entry.dev) ?? 0, n.neighborIp, n.mac);
     case 'fdb':
-      return {
-        op: w.op === 'delete' ? 'deleteFdb' : 'replaceFdb',
-        args: { dev: w.entry.dev, mac: w.entry.mac, dst: w.entry.dst, self: true, permanent: true },
-      };
-    case 'route': {
-      const r = { dst: w.entry.dst, via: w.entry.via, dev: w.entry.dev, onlink: w.entry.onlink, protocol: w.entry.protocol };
-      return { op: w.op === 'add' ? 'addRoute' : w.op === 'replace' ? 'replaceRoute' : 'deleteRoute', args: r };
-    }
+      return to.fdb(w.op, devices.get(w.entry.dev) ?? 0, n.mac, n.fdbDst);
+    case 'route':
+      // By name first: the view an incremental run diffs against (KernelView.of) numbers its devices itself.
+      return to.route(w.op, Math.floor(n.route / 64), n.route % 64, n.via, devices.get(w.entry.dev) ?? n.oif ?? 0, w.entry.onlink, w.entry.protocol);
   }
 }
 
@@ -284,23 +284,23 @@ export class Reconciler {
 
     let writes = 0;
     let failed = 0;
-    // All in one batchEach: the kernel works through one chunk (on a pool thread, see netlink/socket.ts) while
+    // All in one pipelined write (netlink/packed.ts): the kernel works through one chunk (on a pool thread, see netlink/socket.ts) while
     // this thread checks and builds the next, then reads the ACKs and the kernel's announcements.
     const written = new Map<`${KernelWrite['kind']} ${KernelWrite['op']}`, number>();
     const apply = async (list: KernelWrite[]) => {
-      const results = list.length ? await this.nl.batchEach(list.map(toNetlinkOp)) : [];
-      return results.map((r, i): string | undefined => {
+      const results = await this.write(list);
+      return results.map((error, i): string | undefined => {
         const w = list[i]!;
-        if (r.ok) {
+        if (!error) {
           writes++;
           const what = `${w.kind} ${w.op}` as const;
           written.set(what, (written.get(what) ?? 0) + 1);
           return undefined;
         }
-        if (w.op === 'delete' && (r.error.errno === 'ENOENT' || r.error.errno === 'ESRCH')) return undefined;
+        if (w.op === 'delete' && (error.errno === 'ENOENT' || error.errno === 'ESRCH')) return undefined;
         failed++;
-        this.hooks.onFailure?.(w, r.error);
-        return `${describeWrite(w)}: ${r.error.message}`;
+        this.hooks.onFailure?.(w, error);
+        return error.message; // it starts with the command, in iproute2's words (describeWrite)
       });
     };
 
@@ -328,7 +328,7 @@ export class Reconciler {
       const p = this.plans.get(subnet);
       if (p) this.forget(p);
     }
-    if (rollback.length) await this.nl.batchEach(rollback.map(toNetlinkOp));
+    if (rollback.length) await this.write(rollback);
     for (const [subnet, error] of broken) this.failed(subnet, error);
     if (this.failing.size) {
       const admitted = new Set(this.admission.admitted.map((p) => p.subnet));
@@ -341,6 +341,17 @@ export class Reconciler {
     if (writes || failed) this.log.info('reconciled', { reason, full, ...result, durationMs: Math.round(result.durationMs * 10) / 10 });
     this.hooks.onResult?.(result, reason);
     return result;
+  }
+
+  /** Send the writes, all pipelined (netlink/packed.ts); one result per write: undefined, or why the kernel refused it. */
+  private write(list: readonly KernelWrite[]): Promise<Array<NetlinkError | undefined>> {
+    if (list.length === 0) return Promise.resolve([]);
+    const devices = this.devices;
+    return this.nl.writeEntries(
+      list.length,
+      (k, to) => encodeWrite(list[k]!, to, devices),
+      (k) => describeWrite(list[k]!),
+    );
   }
 
   /** A peer's writes failed: back off before trying it again, and say so once per distinct error. */

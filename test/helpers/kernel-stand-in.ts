@@ -13,9 +13,12 @@ import {
   type Route,
   type RouteRecord,
 } from '../../src/netlink/index.js';
+import type { EntryEncoder } from '../../src/netlink/index.js';
+import { EntryPacker } from '../../src/netlink/packed.js';
+import { InvalidValueError } from '../../src/base/errors.js';
 import type { KernelAccess } from '../../src/overlay/reconciler.js';
 import { routeKeyOf } from '../../src/overlay/plan.js';
-import { ipv4Number, macNumber } from '../../src/base/ip.js';
+import { formatIPv4, formatMacNumber, ipv4Number, macNumber } from '../../src/base/ip.js';
 
 /** The entry an op names: a route's destination, a neighbour's IP, an FDB entry's MAC. */
 export function opTarget(o: NetlinkOp): string {
@@ -118,6 +121,29 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
     ip: f.dst === undefined ? NaN : ipv4Number(f.dst),
     mac: macNumber(f.mac),
   });
+  const nameOf = (index: number): string => [...devices].find(([, i]) => i === index)?.[0] ?? `if${index}`;
+  /** The op (as tests name them) of the one write `encode` makes. */
+  const recordWrite = (encode: (to: EntryEncoder) => void): NetlinkOp => {
+    let op: NetlinkOp | undefined;
+    encode({
+      neighbor: (what, ifindex, ip, mac) =>
+        (op =
+          what === 'delete'
+            ? { op: 'deleteNeighbor', args: { dev: nameOf(ifindex), ip: formatIPv4(ip) } }
+            : { op: 'replaceNeighbor', args: { dev: nameOf(ifindex), ip: formatIPv4(ip), mac: formatMacNumber(mac), state: 'permanent' } }),
+      fdb: (what, ifindex, mac, dst) =>
+        (op = {
+          op: what === 'delete' ? 'deleteFdb' : 'replaceFdb',
+          args: { dev: nameOf(ifindex), mac: formatMacNumber(mac), dst: formatIPv4(dst), self: true, permanent: true },
+        }),
+      route: (what, network, prefix, via, oif, onlink, protocol) =>
+        (op = {
+          op: what === 'add' ? 'addRoute' : what === 'replace' ? 'replaceRoute' : 'deleteRoute',
+          args: { dst: `${formatIPv4(network)}/${prefix}`, via: formatIPv4(via), dev: nameOf(oif), onlink, protocol },
+        }),
+    });
+    return op!;
+  };
   const nl: KernelAccess = {
     async scanRoutes(_filter, sink) {
       dumps++;
@@ -141,10 +167,25 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
       for (const [name, index] of devices) if ([...indexes].includes(index)) names.set(index, name);
       return names;
     },
-    async batchEach(ops: readonly NetlinkOp[]) {
-      batches.push([...ops]);
+    async writeEntries(count, encode, describe) {
+      // Each write goes through the real packer first (its range checks), then is read back as the op it equals.
+      const ops: Array<NetlinkOp | NetlinkError> = [];
+      for (let k = 0; k < count; k++) {
+        try {
+          encode(k, new EntryPacker(1));
+          ops.push(recordWrite((to) => encode(k, to)));
+        } catch (err) {
+          if (!(err instanceof InvalidValueError)) throw err;
+          ops.push(new NetlinkError(describe(k), err.value === 0 ? 19 : 22, err.message)); // ENODEV, EINVAL
+        }
+      }
+      batches.push(ops.filter((o): o is NetlinkOp => !(o instanceof NetlinkError)));
       if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
-      return ops.map(apply);
+      return ops.map((o) => {
+        if (o instanceof NetlinkError) return o;
+        const r = apply(o);
+        return r.ok ? undefined : r.error;
+      });
     },
   };
   return {

@@ -2,14 +2,15 @@
  * batchEach and the pool-thread sends under it, and announcements as records, in fresh namespaces: thousands of
  * ops in many chunks land in order (a later chunk's replace wins over an earlier chunk's add), a bad op or a
  * missing device fails alone, a socket closed with chunks still queued fails them instead of hanging, and a
- * subscription with `records` hands over exactly what iproute2 wrote, as numbers.
+ * subscription with `records` hands over exactly what iproute2 wrote, as numbers. writeEntries (packed writes,
+ * answered only when they fail) lands the same entries and reports each failure at its own write.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bridgeJson, ip, ipJson, requireRoot, vtepHost } from '../helpers/netns.js';
 import { run } from '../../src/base/exec.js';
 import { ipv4Number, macNumber } from '../../src/base/ip.js';
-import { NetlinkClient, NetlinkError, type NeighborRecord, type NetlinkOp, type RouteRecord } from '../../src/netlink/index.js';
+import { NetlinkClient, NetlinkError, type EntryEncoder, type NeighborRecord, type NetlinkOp, type RouteRecord } from '../../src/netlink/index.js';
 import { NetlinkSocket } from '../../src/netlink/socket.js';
 import { encodeDumpNeighbors, encodeReplaceNeighbor } from '../../src/netlink/neigh.js';
 import { encodeDumpRoutes, encodeReplaceRoute } from '../../src/netlink/route.js';
@@ -147,4 +148,73 @@ test('a dump asked for while chunks are still queued for the pool thread comes a
     scanRouteDump(raw, 254, { route: (r) => void (r.protocol === 84 && ours++) });
     assert.equal(ours, 2000 * (round + 1), `round ${round}: the dump saw every route written before it`);
   }
+});
+
+test('writeEntries: 2400 peers as numbers (7200 packed writes, answered only on failure) land; failures come back one by one', async (t) => {
+  const { ns, nl } = await vtepHost(t, 'bpack');
+  const vtep = Number((await ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'flannel.1'))[0]!.ifindex);
+  const n = 2400;
+  type W = (to: EntryEncoder) => void;
+  const writes: Array<[string, W]> = [];
+  for (let i = 0; i < n; i++) {
+    const gw = ipv4Number(`${subnet(i)}.0`);
+    const m = macNumber(mac(i));
+    const dst = ipv4Number(`198.51.100.${(i % 250) + 1}`);
+    writes.push([`neigh ${i}`, (to) => to.neighbor('replace', vtep, gw, m)]);
+    writes.push([`fdb ${i}`, (to) => to.fdb('replace', vtep, m, dst)]);
+    writes.push([`route ${i}`, (to) => to.route('add', gw, 24, gw, vtep, true, 84)]);
+  }
+  const gw5 = ipv4Number(`${subnet(5)}.0`);
+  // Failures in the middle of a chunk, at the end of one (its last message, the one always answered) and last of all.
+  writes.splice(1000, 0, ['route 5 again', (to) => to.route('add', gw5, 24, gw5, vtep, true, 84)]); // EEXIST
+  writes.splice(2000, 0, ['unknown device', (to) => to.neighbor('replace', 0, gw5, 1)]); // ENODEV, never sent
+  writes.splice(3000, 0, ['bad number', (to) => to.fdb('replace', vtep, -1, 1)]); // EINVAL, never sent
+  const lastOfChunk = 256 * 5 - 1;
+  writes.splice(lastOfChunk, 0, ['missing neighbour', (to) => to.neighbor('delete', vtep, ipv4Number('10.254.0.1'), NaN)]); // ENOENT
+  writes.push(['missing route', (to) => to.route('delete', ipv4Number('10.254.1.0'), 24, ipv4Number('10.254.1.0'), vtep, true, 84)]); // ESRCH
+  const results = await nl.writeEntries(
+    writes.length,
+    (k, to) => writes[k]![1](to),
+    (k) => writes[k]![0],
+  );
+  assert.equal(results.length, writes.length);
+  const failures = results.flatMap((e, k) => (e ? [[writes[k]![0], e.errno, e.message.startsWith(writes[k]![0])]] : []));
+  assert.deepEqual(
+    failures.sort(),
+    [
+      ['bad number', 'EINVAL', true],
+      ['missing neighbour', 'ENOENT', true],
+      ['missing route', 'ESRCH', true],
+      ['route 5 again', 'EEXIST', true],
+      ['unknown device', 'ENODEV', true],
+    ].sort(),
+  );
+  const routes: Array<{ dst: string; gateway: string; flags: string[]; protocol: string }> = await ipJson(ns, 'route', 'show', 'dev', 'flannel.1');
+  assert.equal(routes.length, n);
+  assert.deepEqual(
+    routes.find((r) => r.dst === `${subnet(7)}.0/24`),
+    { type: 'unicast', dst: `${subnet(7)}.0/24`, gateway: `${subnet(7)}.0`, protocol: '84', scope: 'global', flags: ['onlink'] },
+  );
+  const neigh: Array<{ dst: string; lladdr: string; state: string[] }> = await ipJson(ns, 'neigh', 'show', 'dev', 'flannel.1', 'nud', 'permanent');
+  assert.equal(neigh.length, n);
+  assert.equal(neigh.find((x) => x.dst === `${subnet(9)}.0`)?.lladdr, mac(9));
+  const fdb = (await bridgeJson<Array<{ mac: string; dst?: string }>>(ns, 'fdb', 'show', 'dev', 'flannel.1')).filter((f) => f.dst);
+  assert.equal(fdb.length, n);
+  assert.equal(fdb.find((f) => f.mac === mac(11))?.dst, '198.51.100.12');
+});
+
+test('writeEntries on a client closed while its chunks wait on the pool: the call resolves, the writes not done fail with EBADF', async (t) => {
+  const { ns } = await vtepHost(t, 'bpclose');
+  const vtep = Number((await ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'flannel.1'))[0]!.ifindex);
+  const nl = await NetlinkClient.open({ netns: ns });
+  const pending = nl.writeEntries(
+    6000,
+    (k, to) => to.neighbor('replace', vtep, ipv4Number(`${subnet(k)}.0`), k + 1),
+    (k) => `neigh ${k}`,
+  );
+  nl.close();
+  const results = await pending;
+  assert.equal(results.length, 6000);
+  for (const e of results) if (e) assert.equal(e.errno, 'EBADF');
+  assert.ok(results.some((e) => e?.errno === 'EBADF'));
 });
