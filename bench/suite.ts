@@ -72,7 +72,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
     title: 'Scale: thousands of peers on one agent',
     summary:
       'N synthetic peer leases written into the store of a 1-host lab. Program: the agent is paused while they are written and timed from its resumption until the kernel announced all 3N entries, ' +
-      'against ip -batch + bridge -batch of the same entries into a fresh namespace. No-op reconcile: the first reconcile after a restart with everything in place (from /metrics), ' +
+      'against ip -batch + bridge -batch of the same entries into a fresh namespace, timed the same way (the same observer listens there: a listener costs the writer kernel time). No-op reconcile: the first reconcile after a restart with everything in place (from /metrics), ' +
       'against iproute2 reading the same entries back. RSS from /proc/PID/status right after a fresh agent took on the N peers, against the same agent with no peers.',
     run: (o) => scale.run(o),
     rows: ownRows,

@@ -88,6 +88,10 @@ function encodeWrite(w: KernelWrite, to: EntryEncoder, devices: ReadonlyMap<stri
   }
 }
 
+function sameCidrs(a: readonly Cidr4[], b: readonly Cidr4[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.network === b[i]!.network && x.prefix === b[i]!.prefix);
+}
+
 /** How a reconcile request is run: `full` dumps the kernel; `incremental` trusts the programmed plans. */
 export type ReconcileMode = 'full' | 'incremental';
 
@@ -116,6 +120,9 @@ export class Reconciler {
   private devices: ReadonlyMap<string, number> = new Map();
   private readonly network: Cidr4;
   private admission: AdmissionResult = { admitted: [], rejected: [] };
+  /** Bumped by every lease change: a run decides admission again only when the leases or the foreign routes changed. */
+  private leasesVersion = 0;
+  private admittedFor: { version: number; foreign: readonly Cidr4[] } | undefined;
 
   constructor(
     private readonly nl: KernelAccess,
@@ -130,6 +137,7 @@ export class Reconciler {
   /** The peer leases as the store has them (admission happens at every run, against the kernel's routes). */
   setLeases(leases: Iterable<Lease>): void {
     this.leases = new Map([...leases].map((l) => [l.key, l]));
+    this.leasesVersion++;
   }
 
   /** Apply a batch of the lease watcher's events (the next incremental run writes what they change). */
@@ -138,6 +146,7 @@ export class Reconciler {
       if (type === 'removed') this.leases.delete(lease.key);
       else this.leases.set(lease.key, lease);
     }
+    this.leasesVersion++;
   }
 
   /** The last run's admission: the peers programmed and the leases rejected with their reasons. */
@@ -274,7 +283,11 @@ export class Reconciler {
       this.foreign = view.foreignRoutes.filter((f) => cidrsOverlap(f, this.network));
       this.devices = view.devices();
     }
-    this.admission = admitLeases({ ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: this.foreign }, this.leases.values());
+    const before = this.admittedFor;
+    if (!before || before.version !== this.leasesVersion || !sameCidrs(before.foreign, this.foreign)) {
+      this.admission = admitLeases({ ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: this.foreign }, this.leases.values());
+      this.admittedFor = { version: this.leasesVersion, foreign: this.foreign };
+    }
     this.hooks.onAdmission?.(this.admission);
     await this.hooks.beforeProgram?.(this.admission.admitted);
     const now = this.now();

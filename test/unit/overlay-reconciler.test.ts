@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger } from '../../src/base/log.js';
 import { Reconciler } from '../../src/overlay/reconciler.js';
+import type { AdmissionResult } from '../../src/overlay/admission.js';
 import type { Logger } from '../../src/base/log.js';
 import type { Neighbor, NetlinkEvent } from '../../src/netlink/index.js';
 import { peerLease, hostContext } from '../helpers/leases.js';
@@ -122,6 +123,32 @@ test("a route someone else made is never overwritten: a lease over it is rejecte
     'nothing written for the rejected peer',
   );
   assert.equal(result.programmed, 1);
+  r.close();
+});
+
+test('admission is decided again only when the leases or the foreign routes changed; a resync of the same leases reuses it', async () => {
+  const k = kernelStandIn();
+  const seen: AdmissionResult[] = [];
+  const r = new Reconciler(k.nl, ctx, silentLogger, { onAdmission: (a) => seen.push(a) });
+  r.setLeases(peers);
+  await r.reconcile('first');
+  await r.reconcile('periodic');
+  assert.equal(seen.length, 2);
+  assert.equal(seen[1], seen[0], 'same leases, same routes: the same admission');
+  r.updateLeases([{ type: 'removed', lease: peers[0]! }]);
+  await r.reconcile('leases', 'incremental');
+  assert.notEqual(seen[2], seen[1], 'a lease left');
+  assert.deepEqual(
+    seen[2]!.admitted.map((p) => p.subnet),
+    peers.slice(1).map((p) => p.subnet),
+  );
+  // A route of someone else's appears in a peer's subnet: the next run rejects that peer.
+  k.routes.set('10.244.3.0/24', { dst: '10.244.3.0/24', via: '192.0.2.99', dev: 'eth0', protocol: 4, table: 254 });
+  await r.reconcile('periodic');
+  assert.deepEqual(
+    seen[3]!.rejected.map((x) => `${x.subnet} ${x.reason}`),
+    ['10.244.3.0/24 foreign-route'],
+  );
   r.close();
 });
 
