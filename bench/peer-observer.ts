@@ -2,11 +2,15 @@
  * Watching, from outside the agents, when a host's kernel holds a peer's three entries (route, neighbour, FDB
  * entry on flannel.1). One netlink event socket per host namespace (what `ip monitor route neigh` and
  * `bridge monitor fdb` read), opened by the benchmark process itself: an entry counts from the moment the kernel
- * announced it, so nothing is polled and no process start-up sits inside the measurement.
+ * announced it, so nothing is polled and no process start-up sits inside the measurement. Announcements are read
+ * as numbers (the subscription's records), not decoded into objects: this process shares the machine's cores
+ * with what it measures, so it should cost as little as it can.
  */
 import { performance } from 'node:perf_hooks';
-import { formatIPv4, parseCidr4 } from '../src/base/ip.js';
+import { formatIPv4, formatMacNumber, ipv4Number, macNumber, parseCidr4 } from '../src/base/ip.js';
 import { NetlinkClient, type NetlinkEvent, type Subscription } from '../src/netlink/index.js';
+
+const AF_BRIDGE = 7;
 
 export const VTEP = 'flannel.1';
 
@@ -19,11 +23,23 @@ export interface PeerEntries {
   publicIP: string;
 }
 
-/** The three announcements that together program a peer (each as the observer names it). */
+/** The three announcements that together program a peer (each as the observer names it: kind letter and numbers). */
 export function entryKeys(p: PeerEntries): string[] {
-  const vtepIP = formatIPv4(parseCidr4(p.subnet, 'subnet').network);
-  const mac = p.mac.toLowerCase();
-  return [`route ${p.subnet}`, `neigh ${vtepIP} ${mac}`, `fdb ${mac} ${p.publicIP}`];
+  const subnet = parseCidr4(p.subnet, 'subnet');
+  const mac = macNumber(p.mac);
+  return [routeKeyText(subnet.network, subnet.prefix), neighborKeyText(subnet.network, mac), fdbKeyText(mac, ipv4Number(p.publicIP))];
+}
+
+const routeKeyText = (network: number, prefix: number): string => `r${network}/${prefix}`;
+const neighborKeyText = (ip: number, mac: number): string => `n${ip}/${mac}`;
+const fdbKeyText = (mac: number, dst: number): string => `f${mac}/${dst}`;
+
+/** A key in words, for errors: "route 10.244.7.0/24", "neigh 10.244.7.0 02:..", "fdb 02:.. 192.0.2.7". */
+function describeKey(key: string): string {
+  const [a, b] = key.slice(1).split('/').map(Number) as [number, number];
+  if (key[0] === 'r') return `route ${formatIPv4(a)}/${b}`;
+  if (key[0] === 'n') return `neigh ${formatIPv4(a)} ${formatMacNumber(b)}`;
+  return `fdb ${formatMacNumber(a)} ${formatIPv4(b)}`;
 }
 
 interface Expectation {
@@ -36,7 +52,9 @@ interface Expectation {
 
 interface Host {
   client: NetlinkClient;
-  subscription: Subscription;
+  subscription: Subscription | undefined;
+  /** The index of the host's flannel.1 now (it changes when the VTEP is made again); 0 while there is none. */
+  vtep: number;
   /** First announcement of each key since the last reset, in performance.now() ms. */
   first: Map<string, number>;
   expectation?: Expectation;
@@ -54,10 +72,23 @@ export class PeerObserver {
       await Promise.all(
         namespaces.map(async (ns) => {
           const client = await NetlinkClient.open({ netns: ns });
-          const host: Host = { client, subscription: { close: () => {} }, first: new Map(), overflowed: false };
+          const host: Host = { client, subscription: undefined, vtep: 0, first: new Map(), overflowed: false };
           hosts.set(ns, host);
           // A big receive buffer: at 5000 peers the agent announces 15000 entries in about a second.
-          host.subscription = await client.subscribe(['route', 'neighbor'], (e) => observer.onEvent(host, e), { receiveBufferBytes: 32 * 2 ** 20 });
+          host.subscription = await client.subscribe(['link', 'route', 'neighbor'], (e) => observer.onEvent(host, e), {
+            receiveBufferBytes: 32 * 2 ** 20,
+            records: {
+              route: (deleted, r) => {
+                if (!deleted && r.family === 4 && r.oif === host.vtep && host.vtep !== 0) observer.announced(host, routeKeyText(r.dst, r.dstLen));
+              },
+              neighbor: (deleted, n) => {
+                if (deleted || n.ifindex !== host.vtep || host.vtep === 0 || n.ip !== n.ip || n.mac !== n.mac) return;
+                observer.announced(host, n.family === AF_BRIDGE ? fdbKeyText(n.mac, n.ip) : neighborKeyText(n.ip, n.mac));
+              },
+            },
+          });
+          // After subscribing, so that a VTEP made meanwhile is seen either here or as a link event.
+          host.vtep ||= (await client.linkIndexes([VTEP])).get(VTEP) ?? 0;
         }),
       );
     } catch (err) {
@@ -68,17 +99,13 @@ export class PeerObserver {
   }
 
   private onEvent(host: Host, e: NetlinkEvent): void {
+    if (e.kind === 'overflow') host.overflowed = true;
+    else if (e.kind === 'link' && e.link.name === VTEP) host.vtep = e.action === 'new' ? e.link.index : 0;
+  }
+
+  private announced(host: Host, key: string): void {
+    if (host.first.has(key)) return;
     const now = performance.now();
-    let key: string | undefined;
-    if (e.kind === 'overflow') {
-      host.overflowed = true;
-      return;
-    }
-    if (e.kind === 'route' && e.action === 'new' && e.route.dev === VTEP) key = `route ${e.route.dst}`;
-    else if (e.kind === 'neighbor' && e.action === 'new' && e.neighbor.dev === VTEP && e.neighbor.mac)
-      key = `neigh ${e.neighbor.ip} ${e.neighbor.mac.toLowerCase()}`;
-    else if (e.kind === 'fdb' && e.action === 'new' && e.fdb.dev === VTEP && e.fdb.dst) key = `fdb ${e.fdb.mac.toLowerCase()} ${e.fdb.dst}`;
-    if (key === undefined || host.first.has(key)) return;
     host.first.set(key, now);
     const x = host.expectation;
     if (x && x.wanted.has(key) && !x.seen.has(key)) {
@@ -129,7 +156,7 @@ export class PeerObserver {
         () =>
           reject(
             new Error(
-              `${ns}: ${x.wanted.size - x.seen.size} of ${x.wanted.size} expected entries not announced after ${timeoutMs} ms (e.g. ${[...x.wanted].find((k) => !x.seen.has(k))})`,
+              `${ns}: ${x.wanted.size - x.seen.size} of ${x.wanted.size} expected entries not announced after ${timeoutMs} ms (e.g. ${describeKey([...x.wanted].find((k) => !x.seen.has(k))!)})`,
             ),
           ),
         timeoutMs,
@@ -148,7 +175,7 @@ export class PeerObserver {
 
   close(): void {
     for (const h of this.hosts.values()) {
-      h.subscription.close();
+      h.subscription?.close();
       h.client.close();
     }
   }

@@ -134,7 +134,7 @@ export class Reconciler {
     this.network = ctx.admission.network;
   }
 
-  /** The peer leases as the store has them (admission happens at every run, against the kernel's routes). */
+  /** The peer leases as the store has them (admission is decided at the next run, against the kernel's routes). */
   setLeases(leases: Iterable<Lease>): void {
     this.leases = new Map([...leases].map((l) => [l.key, l]));
     this.leasesVersion++;
@@ -297,8 +297,8 @@ export class Reconciler {
 
     let writes = 0;
     let failed = 0;
-    // All in one pipelined write (netlink/packed.ts): the kernel works through one chunk (on a pool thread, see netlink/socket.ts) while
-    // this thread checks and builds the next, then reads the ACKs and the kernel's announcements.
+    // All in one pipelined write (netlink/packed.ts): the kernel works through one chunk on a pool thread (see
+    // netlink/socket.ts) while this thread packs the next; only failures and each chunk's last write are answered.
     const written = new Map<`${KernelWrite['kind']} ${KernelWrite['op']}`, number>();
     const apply = async (list: KernelWrite[]) => {
       const results = await this.write(list);
