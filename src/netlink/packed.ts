@@ -171,13 +171,19 @@ export class EntryPacker implements EntryEncoder {
     b[at + 27] = 0;
   }
 
-  /** An attribute holding an IPv4 address (network byte order). */
-  private ipv4Attr(at: number, type: number, ip: number): void {
+  /** An attribute's header: its length (header included, padding not) and type. */
+  private attrHeader(at: number, len: number, type: number): void {
     const b = this.buf;
-    b[at] = 8;
+    b[at] = len;
     b[at + 1] = 0;
     b[at + 2] = type;
     b[at + 3] = 0;
+  }
+
+  /** An attribute holding an IPv4 address (network byte order). */
+  private ipv4Attr(at: number, type: number, ip: number): void {
+    const b = this.buf;
+    this.attrHeader(at, 8, type);
     b[at + 4] = ip >>> 24;
     b[at + 5] = (ip >>> 16) & 255;
     b[at + 6] = (ip >>> 8) & 255;
@@ -188,10 +194,7 @@ export class EntryPacker implements EntryEncoder {
   private macAttr(at: number, type: number, mac: number): void {
     const b = this.buf;
     const high = Math.floor(mac / 0x100000000);
-    b[at] = 10;
-    b[at + 1] = 0;
-    b[at + 2] = type;
-    b[at + 3] = 0;
+    this.attrHeader(at, 10, type);
     b[at + 4] = (high >>> 8) & 255;
     b[at + 5] = high & 255;
     b[at + 6] = mac >>> 24;
@@ -203,11 +206,7 @@ export class EntryPacker implements EntryEncoder {
   }
 
   private u32Attr(at: number, type: number, value: number): void {
-    const b = this.buf;
-    b[at] = 8;
-    b[at + 1] = 0;
-    b[at + 2] = type;
-    b[at + 3] = 0;
-    put32(b, at + 4, value);
+    this.attrHeader(at, 8, type);
+    put32(this.buf, at + 4, value);
   }
 }
