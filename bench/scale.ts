@@ -284,8 +284,8 @@ async function measureSize(n: number, repetitions: number): Promise<SizeResult> 
       writeFileSync(join(scratch.dir, 'bridge.batch'), peers.map((p) => `fdb replace ${p.mac} dev ${VTEP} dst ${p.publicIP} self permanent\n`).join(''));
 
       const registry = await openRegistry(state.overlay!.store);
-      // Listening in the spare namespace too: the kernel pays for every announcement a listener gets (about a
-      // quarter more time for iproute2's writes at 5000 peers, measured), so both sides are timed under the same ear.
+      // Listening in the spare namespace too: the kernel pays for every announcement a listener gets (`ip -batch`
+      // of 5000 peers took a third longer with `ip monitor` listening, measured), so both sides are timed alike.
       const observer = await PeerObserver.open([host.namespace, spare]);
       try {
         let pid = agentPid(state);
