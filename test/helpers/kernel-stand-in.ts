@@ -176,7 +176,7 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
           ops.push(recordWrite((to) => encode(k, to)));
         } catch (err) {
           if (!(err instanceof InvalidValueError)) throw err;
-          ops.push(new NetlinkError(describe(k), err.value === 0 ? 19 : 22, err.message)); // ENODEV, EINVAL
+          ops.push(new NetlinkError(describe(k), err.value === 0 && err.field.endsWith('dev index') ? 19 : 22, err.message)); // ENODEV, EINVAL
         }
       }
       batches.push(ops.filter((o): o is NetlinkOp => !(o instanceof NetlinkError)));
