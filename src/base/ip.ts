@@ -55,6 +55,19 @@ export function ipv4Number(text: string): number {
   return n < 0 ? NaN : n;
 }
 
+/** text[start, end) as an IPv4 prefix length: one or two decimal digits, 0..32; else -1. */
+export function scanPrefixLength(text: string, start: number, end: number): number {
+  const digits = end - start;
+  if (digits < 1 || digits > 2) return -1;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = text.charCodeAt(i) - ZERO;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n > 32 ? -1 : n;
+}
+
 export function formatIPv4(n: number): string {
   return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
@@ -67,11 +80,10 @@ export function maskOf(prefix: number): number {
 export function parseCidr4(text: string, field = 'cidr', allowHostBits = false): Cidr4 {
   const slash = typeof text === 'string' ? text.indexOf('/') : -1;
   const addr = slash > 0 ? scanIPv4(text, 0, slash) : -1;
-  const prefixText = slash > 0 ? text.slice(slash + 1) : '';
-  if (addr < 0 || !/^\d{1,2}$/.test(prefixText) || Number(prefixText) > 32) {
+  const prefix = slash > 0 ? scanPrefixLength(text, slash + 1, text.length) : -1;
+  if (addr < 0 || prefix < 0) {
     throw new InvalidValueError(field, text, 'is not an IPv4 CIDR (like 10.244.0.0/16)');
   }
-  const prefix = Number(prefixText);
   const network = (addr & maskOf(prefix)) >>> 0;
   if (!allowHostBits && network !== addr) {
     throw new InvalidValueError(field, text, `has host bits set (the network address is ${formatIPv4(network)}/${prefix})`);

@@ -47,7 +47,8 @@ export class FieldSet<K extends string> {
   split(obj: JsonObject): { fields: Partial<Record<K, unknown>>; rest: JsonObject } {
     const fields: Partial<Record<K, unknown>> = {};
     const rest: JsonObject = {};
-    for (const key of Object.keys(obj)) {
+    // for-in, not Object.keys: no key array per object (a JSON.parse result has no inherited enumerable keys).
+    for (const key in obj) {
       const known = this.exact.get(key) ?? this.lower.get(key.toLowerCase());
       if (known === undefined) rest[key] = obj[key];
       else fields[known] = obj[key];

@@ -5,7 +5,7 @@
  *   <prefix>/subnets/10.244.1.0-24   one lease per host; a dual-stack flannel lease is 10.244.1.0-24&fc00::-64
  */
 import { InvalidValueError } from '../base/errors.js';
-import { formatIPv4, parseCidr4, type Cidr4 } from '../base/ip.js';
+import { formatIPv4, maskOf, scanIPv4, scanPrefixLength, type Cidr4 } from '../base/ip.js';
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
 /** Where L2 networks (Backend.Mode "l2") live by default: never under flannel's prefix, so they cannot mix. */
@@ -55,20 +55,37 @@ export interface ParsedSubnetKey {
   ipv6Subnet?: string;
 }
 
-const SUBNET_NAME_RE = /^(\d{1,3}(?:\.\d{1,3}){3})-(\d{1,2})(?:&([0-9a-fA-F:]+)-(\d{1,3}))?$/;
+/** The IPv6 half of a dual-stack key, after the "&": "fc00::-64". */
+const IPV6_HALF_RE = /^([0-9a-fA-F:]+)-(\d{1,3})$/;
 
-/** Parse a lease key; undefined when the key is not a subnet key of this prefix. */
+/** subnetsPrefix of the prefix last asked for: the keys of one listing, thousands of them, share one prefix. */
+let lastPrefix: string | undefined;
+let lastSubnetsPrefix = '';
+
+/**
+ * Parse a lease key; undefined when the key is not a subnet key of this prefix: "<prefix>/subnets/" then an
+ * IPv4 network address (no leading zeros, host bits clear), "-", a length of one or two digits up to 32, and
+ * optionally "&" and the IPv6 half. Scanned rather than matched with a regular expression: an agent parses every
+ * key of a listing (5000 and more when a big cluster's agent starts).
+ */
 export function parseSubnetKey(prefix: string, key: string): ParsedSubnetKey | undefined {
-  const base = subnetsPrefix(prefix);
-  if (!key.startsWith(base)) return undefined;
-  const m = SUBNET_NAME_RE.exec(key.slice(base.length));
-  if (!m) return undefined;
-  try {
-    const subnet = parseCidr4(`${m[1]}/${m[2]}`, 'subnet key');
-    return m[3] === undefined ? { subnet } : { subnet, ipv6Subnet: `${m[3]}/${m[4]}` };
-  } catch {
-    return undefined;
+  if (prefix !== lastPrefix) {
+    lastSubnetsPrefix = subnetsPrefix(prefix);
+    lastPrefix = prefix;
   }
+  const start = lastSubnetsPrefix.length;
+  if (!key.startsWith(lastSubnetsPrefix)) return undefined;
+  const dash = key.indexOf('-', start);
+  if (dash < 0) return undefined;
+  const network = scanIPv4(key, start, dash);
+  const amp = key.indexOf('&', dash);
+  const end = amp < 0 ? key.length : amp;
+  const length = scanPrefixLength(key, dash + 1, end);
+  if (network < 0 || length < 0 || (network & maskOf(length)) >>> 0 !== network) return undefined;
+  const subnet: Cidr4 = { network, prefix: length };
+  if (amp < 0) return { subnet };
+  const v6 = IPV6_HALF_RE.exec(key.slice(amp + 1));
+  return v6 ? { subnet, ipv6Subnet: `${v6[1]}/${v6[2]}` } : undefined;
 }
 
 /** The smallest string greater than every string starting with `prefix` (etcd's range_end for a prefix). */

@@ -12,7 +12,7 @@ import { formatCidr4, isIP, parseMac } from '../base/ip.js';
 import { isIPv4 } from 'node:net';
 import { abbreviate, FieldSet, isJsonObject, otherFields, parseJsonText, type JsonObject } from '../config/flannel-json.js';
 import { MAX_VNI } from '../config/network.js';
-import { parseSubnetKey } from '../store/keys.js';
+import { parseSubnetKey, type ParsedSubnetKey } from '../store/keys.js';
 import type { StoredValue } from '../store/registry.js';
 
 /** What a VXLAN host publishes: its VNI and its VTEP's MAC. Other keys a peer wrote are kept. */
@@ -82,12 +82,14 @@ export function encodeLeaseValue(attrs: LeaseAttrs): string {
   });
 }
 
-/** Read a stored lease; throws MalformedLeaseError naming the key and what is wrong. */
-export function decodeLease(prefix: string, stored: StoredValue): Lease {
+/**
+ * Read a stored lease; throws MalformedLeaseError naming the key and what is wrong. `parsedKey`: the caller's
+ * parseSubnetKey of the same prefix and key, when it already has it.
+ */
+export function decodeLease(prefix: string, stored: StoredValue, parsedKey: ParsedSubnetKey | undefined = parseSubnetKey(prefix, stored.key)): Lease {
   const fail = (detail: string): never => {
     throw new MalformedLeaseError(stored.key, detail);
   };
-  const parsedKey = parseSubnetKey(prefix, stored.key);
   if (!parsedKey) fail('the key is not a subnet key (like 10.244.1.0-24)');
   let doc: unknown;
   try {

@@ -254,12 +254,13 @@ export class LeaseWatcher implements AsyncIterable<LeaseEvent[]> {
 
   private decode(stored: StoredValue): Lease | undefined {
     const key = stored.key;
-    if (!parseSubnetKey(this.prefix, key)) {
+    const parsedKey = parseSubnetKey(this.prefix, key);
+    if (!parsedKey) {
       this.logger.debug('ignoring a key that is not a subnet lease', { key });
       return undefined;
     }
     try {
-      const lease = decodeLease(this.prefix, stored);
+      const lease = decodeLease(this.prefix, stored, parsedKey);
       this.unreadable.delete(key);
       return lease;
     } catch (err) {

@@ -50,6 +50,31 @@ test("flannel's key layout", () => {
   assert.equal(subnetKey('/coreos.com/network', parseCidr4('10.244.1.0/24')), '/coreos.com/network/subnets/10.244.1.0-24');
   assert.deepEqual(parseSubnetKey('/p', '/p/subnets/10.244.1.0-24'), { subnet: parseCidr4('10.244.1.0/24') });
   assert.deepEqual(parseSubnetKey('/p', '/p/subnets/10.244.1.0-24&fc00::-64'), { subnet: parseCidr4('10.244.1.0/24'), ipv6Subnet: 'fc00::/64' });
-  for (const k of ['/p/subnets/10.244.1.0', '/p/subnets/10.244.1.0-24/x', '/q/subnets/10.244.1.0-24', '/p/subnets/300.1.1.0-24', '/p/config'])
+  assert.deepEqual(parseSubnetKey('/p', '/p/subnets/0.0.0.0-0'), { subnet: parseCidr4('0.0.0.0/0') });
+  assert.deepEqual(parseSubnetKey('/p', '/p/subnets/10.244.1.7-32'), { subnet: parseCidr4('10.244.1.7/32') });
+  assert.deepEqual(parseSubnetKey('/p', '/p/subnets/10.0.0.0-08'), { subnet: parseCidr4('10.0.0.0/8') }); // a length is one or two digits
+  for (const k of [
+    '/p/subnets/10.244.1.0',
+    '/p/subnets/10.244.1.0-24/x',
+    '/q/subnets/10.244.1.0-24',
+    '/p/subnets/300.1.1.0-24',
+    '/p/config',
+    '/p/subnets/010.244.1.0-24', // a leading zero: not how tulle or flannel write an address
+    '/p/subnets/10.244.1.1-24', // host bits set
+    '/p/subnets/10.244.1.0-33',
+    '/p/subnets/10.244.1.0-024',
+    '/p/subnets/10.244.1.0-',
+    '/p/subnets/10.244.1.0-2x',
+    '/p/subnets/10.244.1.0--24',
+    '/p/subnets/10.244.1.0-24&',
+    '/p/subnets/10.244.1.0-24&fc00::-64&x',
+    '/p/subnets/10.244.1.0-24&fc00::-1234',
+    '/p/subnets/10.244.1.0 -24',
+    '/p/subnets/-24',
+    '/p/subnetsX/10.244.1.0-24',
+  ])
     assert.equal(parseSubnetKey('/p', k), undefined, k);
+  // The prefix is remembered between calls: a second prefix must not be confused with the first.
+  assert.deepEqual(parseSubnetKey('/q', '/q/subnets/10.244.1.0-24'), { subnet: parseCidr4('10.244.1.0/24') });
+  assert.equal(parseSubnetKey('/p', '/q/subnets/10.244.1.0-24'), undefined);
 });
