@@ -91,6 +91,7 @@ function olderFirst(a: Candidate, b: Candidate): number {
 function ownProblem(
   ctx: AdmissionContext,
   ownSubnet: Cidr4 | undefined,
+  ownVtepMac: string | undefined,
   lease: Lease,
   subnet: Cidr4,
   mac: string,
@@ -103,10 +104,11 @@ function ownProblem(
     return { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` };
   if (ownSubnet && cidrsOverlap(subnet, ownSubnet))
     return { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` };
-  const route = ctx.foreignRoutes.find((r) => r.prefix > 0 && cidrContainsCidr(subnet, r));
-  if (route) return { reason: 'foreign-route', detail: `subnet ${lease.subnet} holds the route ${formatCidr4(route)}, which tulle does not own` };
+  for (const route of ctx.foreignRoutes)
+    if (route.prefix > 0 && cidrContainsCidr(subnet, route))
+      return { reason: 'foreign-route', detail: `subnet ${lease.subnet} holds the route ${formatCidr4(route)}, which tulle does not own` };
   if (mac === ZERO_MAC || isMulticastMac(mac)) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is not a unicast MAC` };
-  if (ctx.ownVtepMac && mac === ctx.ownVtepMac.toLowerCase()) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is this host's own VTEP MAC` };
+  if (mac === ownVtepMac) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is this host's own VTEP MAC` };
   const publicIP = parseIPv4(lease.publicIP);
   const ipProblem = publicIPProblem(publicIP);
   if (ipProblem) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} ${ipProblem}` };
@@ -121,13 +123,14 @@ export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>): Adm
   const rejected: Rejection[] = [];
   const candidates: Candidate[] = [];
   const ownSubnet = ctx.ownSubnet ? parseCidr4(ctx.ownSubnet) : undefined;
+  const ownVtepMac = ctx.ownVtepMac ? ctx.ownVtepMac.toLowerCase() : undefined;
   // How many candidates claim each subnet and each MAC: only those that share one compete.
   const subnetClaims = new Map<string, number>();
   const macClaims = new Map<string, number>();
   for (const lease of leases) {
     const subnet = parseCidr4(lease.subnet);
     const mac = String(lease.backendData.VtepMAC).toLowerCase();
-    const problem = ownProblem(ctx, ownSubnet, lease, subnet, mac);
+    const problem = ownProblem(ctx, ownSubnet, ownVtepMac, lease, subnet, mac);
     if (problem) {
       rejected.push({ key: lease.key, subnet: lease.subnet, ...problem });
       continue;

@@ -38,7 +38,7 @@ export interface ReconcileResult {
 
 export interface ReconcilerHooks {
   /** The writes of one run that the kernel accepted, counted by kind and op (one call per run, not per write). */
-  onWrites?(counts: ReadonlyMap<`${KernelWrite['kind']} ${KernelWrite['op']}`, number>): void;
+  onWrites?(counts: ReadonlyMap<WriteName, number>): void;
   onFailure?(w: KernelWrite, err: Error): void;
   onResult?(r: ReconcileResult, reason: string): void;
   /** Every run's admission (the agent logs and counts the rejections that are new). */
@@ -63,6 +63,17 @@ const NUD_PERMANENT = 0x80;
 /** Retry schedule of a peer whose writes the kernel refused. */
 const RETRY_INITIAL_MS = 1000;
 const RETRY_MAX_MS = 60_000;
+
+/**
+ * The hook's names of a write's kind and op, made once: a name built per write (a template string) would cost a
+ * string and its hash for each of thousands of writes.
+ */
+type WriteName = `${KernelWrite['kind']} ${KernelWrite['op']}`;
+const WRITE_NAMES: Readonly<Record<KernelWrite['kind'], Readonly<Record<KernelWrite['op'], WriteName>>>> = {
+  neighbor: { add: 'neighbor add', replace: 'neighbor replace', delete: 'neighbor delete' },
+  fdb: { add: 'fdb add', replace: 'fdb replace', delete: 'fdb delete' },
+  route: { add: 'route add', replace: 'route replace', delete: 'route delete' },
+};
 
 interface Failing {
   attempts: number;
@@ -112,8 +123,8 @@ export class Reconciler {
    * and FDB entries by key: what kernel events are compared with, and the base of an incremental run.
    */
   private plans = new Map<string, PeerPlan>();
-  /** The same as numbers, as kernel announcements come (netlink/scan.ts): route key -> route, IP -> MAC, MAC -> remote. */
-  private readonly plannedRoutes = new Map<number, { via: number; dev: string; onlink: boolean }>();
+  /** The same as numbers, as kernel announcements come (netlink/scan.ts): route key -> plan, IP -> MAC, MAC -> remote. */
+  private readonly plannedRoutes = new Map<number, PeerPlan>();
   private readonly plannedNeighbors = new Map<number, number>();
   private readonly plannedFdb = new Map<number, number>();
   /** Device name -> index, from the last kernel read (the VTEP's, and the devices of tulle's routes). */
@@ -193,7 +204,7 @@ export class Reconciler {
       return planned === undefined && ![...this.plannedRoutes.keys()].some((k) => cidrContainsCidr({ network: Math.floor(k / 64), prefix: k % 64 }, dst));
     }
     if (deleted) return !planned;
-    return planned !== undefined && planned.via === r.via && this.devices.get(planned.dev) === r.oif && planned.onlink === r.onlink;
+    return planned !== undefined && planned.numbers.via === r.via && this.devices.get(planned.route.dev) === r.oif && planned.route.onlink === r.onlink;
   }
 
   /** The same for a neighbour or FDB announcement (family AF_BRIDGE): only the VTEP's entries are tulle's. */
@@ -212,7 +223,7 @@ export class Reconciler {
   private learn(p: PeerPlan): void {
     this.plans.set(p.subnet, p);
     const n = p.numbers;
-    this.plannedRoutes.set(n.route, { via: n.via, dev: p.route.dev, onlink: p.route.onlink });
+    this.plannedRoutes.set(n.route, p);
     if (p.neighbor) this.plannedNeighbors.set(n.neighborIp, n.mac);
     if (p.fdb) this.plannedFdb.set(n.mac, n.fdbDst);
   }
@@ -299,14 +310,14 @@ export class Reconciler {
     let failed = 0;
     // All in one pipelined write (netlink/packed.ts): the kernel works through one chunk on a pool thread (see
     // netlink/socket.ts) while this thread packs the next; only failures and each chunk's last write are answered.
-    const written = new Map<`${KernelWrite['kind']} ${KernelWrite['op']}`, number>();
+    const written = new Map<WriteName, number>();
     const apply = async (list: KernelWrite[]) => {
       const results = await this.write(list);
       return results.map((error, i): string | undefined => {
         const w = list[i]!;
         if (!error) {
           writes++;
-          const what = `${w.kind} ${w.op}` as const;
+          const what = WRITE_NAMES[w.kind][w.op];
           written.set(what, (written.get(what) ?? 0) + 1);
           return undefined;
         }
@@ -319,19 +330,26 @@ export class Reconciler {
 
     const removalErrors = (await apply(diff.removals)).filter(Boolean);
     if (removalErrors.length) this.log.warn('could not remove stale entries', { errors: removalErrors.slice(0, 5), count: removalErrors.length });
-    const peerWrites = [...diff.peers.entries()];
-    const errors = await apply(peerWrites.flatMap(([, ws]) => ws));
+    // One list of every peer's writes; peer p's are all[ends[p - 1] .. ends[p]).
+    const all: KernelWrite[] = [];
+    const ends: number[] = [];
+    for (const ws of diff.peers.values()) {
+      for (const w of ws) all.push(w);
+      ends.push(all.length);
+    }
+    const errors = await apply(all);
     // Roll back any peer with a failed write: its earlier successful writes are undone.
     const rollback: KernelWrite[] = [];
-    let offset = 0;
     const broken = new Map<string, string>();
-    for (const [subnet, ws] of peerWrites) {
-      const mine = errors.slice(offset, offset + ws.length);
-      offset += ws.length;
-      const error = mine.find(Boolean);
+    let p = 0;
+    for (const subnet of diff.peers.keys()) {
+      const start = p === 0 ? 0 : ends[p - 1]!;
+      const end = ends[p++]!;
+      let error: string | undefined;
+      for (let i = start; i < end && !error; i++) error = errors[i];
       if (error) {
         broken.set(subnet, error);
-        rollback.push(...rollbackWrites(ws.filter((_, i) => !mine[i])));
+        rollback.push(...rollbackWrites(all.slice(start, end).filter((_, i) => !errors[start + i])));
       } else {
         this.recovered(subnet);
       }
