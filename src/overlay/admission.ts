@@ -118,34 +118,88 @@ function ownProblem(
   return undefined;
 }
 
-/** Split the peer leases (the caller leaves this host's own lease out, by key) into admitted peers and rejections. */
-export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>): AdmissionResult {
+/** A lease judged on its own: its rejection, or the candidate and the peer it becomes when it wins. */
+type Judged = { rejection: Rejection } | { candidate: Candidate; peer: PeerLease };
+
+/**
+ * What admitLeases found of each lease on its own, kept between calls with the same context: every lease event
+ * decides admission over all leases again (a conflict must resolve the same way wherever it is seen), and with
+ * the memo only the leases that are new or changed (new Lease objects) are checked again — in a cluster of 100
+ * hosts every join costs each of 99 agents one lease's checks, not a hundred.
+ */
+export class AdmissionMemo {
+  private judged = new WeakMap<Lease, Judged>();
+  private context: AdmissionContext | undefined;
+
+  /** The memo's results for `ctx` (forgotten when any field differs; foreign routes and addresses by identity). */
+  for(ctx: AdmissionContext): WeakMap<Lease, Judged> {
+    const c = this.context;
+    if (
+      !c ||
+      c.network.network !== ctx.network.network ||
+      c.network.prefix !== ctx.network.prefix ||
+      c.subnetLen !== ctx.subnetLen ||
+      c.vni !== ctx.vni ||
+      c.ownSubnet !== ctx.ownSubnet ||
+      c.ownVtepMac !== ctx.ownVtepMac ||
+      c.localAddresses !== ctx.localAddresses ||
+      c.foreignRoutes !== ctx.foreignRoutes
+    ) {
+      this.judged = new WeakMap();
+      this.context = ctx;
+    }
+    return this.judged;
+  }
+}
+
+/**
+ * Split the peer leases (the caller leaves this host's own lease out, by key) into admitted peers and rejections.
+ * `memo`: results of earlier calls to reuse (AdmissionMemo); the outcome is the same with or without it.
+ */
+export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo?: AdmissionMemo): AdmissionResult {
   const rejected: Rejection[] = [];
-  const candidates: Candidate[] = [];
-  const ownSubnet = ctx.ownSubnet ? parseCidr4(ctx.ownSubnet) : undefined;
-  const ownVtepMac = ctx.ownVtepMac ? ctx.ownVtepMac.toLowerCase() : undefined;
+  const candidates: Array<{ candidate: Candidate; peer: PeerLease }> = [];
+  const known = memo?.for(ctx);
+  let ownSubnet: Cidr4 | undefined;
+  let ownVtepMac: string | undefined;
+  let ownParsed = false;
   // How many candidates claim each subnet and each MAC: only those that share one compete.
   const subnetClaims = new Map<string, number>();
   const macClaims = new Map<string, number>();
   for (const lease of leases) {
-    const subnet = parseCidr4(lease.subnet);
-    const mac = String(lease.backendData.VtepMAC).toLowerCase();
-    const problem = ownProblem(ctx, ownSubnet, ownVtepMac, lease, subnet, mac);
-    if (problem) {
-      rejected.push({ key: lease.key, subnet: lease.subnet, ...problem });
+    let judged = known?.get(lease);
+    if (!judged) {
+      if (!ownParsed) {
+        ownSubnet = ctx.ownSubnet ? parseCidr4(ctx.ownSubnet) : undefined;
+        ownVtepMac = ctx.ownVtepMac ? ctx.ownVtepMac.toLowerCase() : undefined;
+        ownParsed = true;
+      }
+      judged = judge(ctx, ownSubnet, ownVtepMac, lease);
+      known?.set(lease, judged);
+    }
+    if ('rejection' in judged) {
+      rejected.push(judged.rejection);
       continue;
     }
-    candidates.push({ lease, network: subnet.network, mac });
+    candidates.push(judged);
+    const { mac } = judged.candidate;
     subnetClaims.set(lease.subnet, (subnetClaims.get(lease.subnet) ?? 0) + 1);
     macClaims.set(mac, (macClaims.get(mac) ?? 0) + 1);
   }
-  const losers = settleConflicts(
-    candidates.filter((c) => subnetClaims.get(c.lease.subnet)! > 1 || macClaims.get(c.mac)! > 1),
-    rejected,
-  );
+  const contested: Candidate[] = [];
+  for (const { candidate } of candidates) if (subnetClaims.get(candidate.lease.subnet)! > 1 || macClaims.get(candidate.mac)! > 1) contested.push(candidate);
+  const losers = settleConflicts(contested, rejected);
   const admitted: PeerLease[] = [];
-  for (const { lease, mac } of candidates) if (!losers.has(lease)) admitted.push({ subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac });
+  for (const { candidate, peer } of candidates) if (!losers.has(candidate.lease)) admitted.push(peer);
   return { admitted, rejected };
+}
+
+function judge(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, ownVtepMac: string | undefined, lease: Lease): Judged {
+  const subnet = parseCidr4(lease.subnet);
+  const mac = String(lease.backendData.VtepMAC).toLowerCase();
+  const problem = ownProblem(ctx, ownSubnet, ownVtepMac, lease, subnet, mac);
+  if (problem) return { rejection: { key: lease.key, subnet: lease.subnet, ...problem } };
+  return { candidate: { lease, network: subnet.network, mac }, peer: { subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac } };
 }
 
 /**

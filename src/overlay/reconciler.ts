@@ -23,7 +23,7 @@ import { cidrContainsCidr, cidrsOverlap, maskOf } from '../base/ip.js';
 import type { Logger } from '../base/log.js';
 import type { EntryEncoder, NeighborRecord, NetlinkClient, NetlinkError, RouteRecord } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
-import { admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
+import { AdmissionMemo, admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
 import { KernelView, readKernelView, type KernelReader } from './kernel-view.js';
 import { planMatches, planPeer, routeKey, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
@@ -134,6 +134,8 @@ export class Reconciler {
   /** Bumped by every lease change: a run decides admission again only when the leases or the foreign routes changed. */
   private leasesVersion = 0;
   private admittedFor: { version: number; foreign: readonly Cidr4[] } | undefined;
+  /** Each lease's own checks, kept while the lease object and the foreign routes stay the same. */
+  private readonly admissionMemo = new AdmissionMemo();
 
   constructor(
     private readonly nl: KernelAccess,
@@ -291,12 +293,18 @@ export class Reconciler {
     this.wantFull = false;
     const view = full ? await this.readKernel() : undefined;
     if (view) {
-      this.foreign = view.foreignRoutes.filter((f) => cidrsOverlap(f, this.network));
+      const foreign = view.foreignRoutes.filter((f) => cidrsOverlap(f, this.network));
+      // The same array when nothing changed: the admission memo keys on it.
+      if (!sameCidrs(foreign, this.foreign)) this.foreign = foreign;
       this.devices = view.devices();
     }
     const before = this.admittedFor;
     if (!before || before.version !== this.leasesVersion || !sameCidrs(before.foreign, this.foreign)) {
-      this.admission = admitLeases({ ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: this.foreign }, this.leases.values());
+      this.admission = admitLeases(
+        { ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: this.foreign },
+        this.leases.values(),
+        this.admissionMemo,
+      );
       this.admittedFor = { version: this.leasesVersion, foreign: this.foreign };
     }
     this.hooks.onAdmission?.(this.admission);

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseCidr4 } from '../../src/base/ip.js';
-import { admitLeases, type AdmissionContext } from '../../src/overlay/admission.js';
+import { AdmissionMemo, admitLeases, type AdmissionContext } from '../../src/overlay/admission.js';
 import { peerLease } from '../helpers/leases.js';
 
 const ctx: AdmissionContext = {
@@ -142,5 +142,58 @@ test('property: admission does not depend on the order of the leases, and admitt
       assert.equal(new Set(a.admitted.map((p) => p.vtepMac)).size, a.admitted.length);
       assert.equal(a.admitted.length + a.rejected.length, leases.length);
     }),
+  );
+});
+
+/** A lease that notes its key in `reads` when its BackendData is read: only a lease's own checks read it. */
+function counted(lease: ReturnType<typeof peerLease>, reads: Set<string>): ReturnType<typeof peerLease> {
+  const backendData = lease.backendData;
+  const out = { ...lease };
+  Object.defineProperty(out, 'backendData', {
+    enumerable: true,
+    get: () => {
+      reads.add(lease.key);
+      return backendData;
+    },
+  });
+  return out;
+}
+
+test('the memo checks only new or changed leases again, and admits exactly what a call without it admits', () => {
+  const reads = new Set<string>();
+  const memo = new AdmissionMemo();
+  const peers = Array.from({ length: 20 }, (_, i) =>
+    counted(peerLease(`10.244.${10 + i}.0/24`, `192.0.2.${100 + i}`, `02:00:00:00:01:${(16 + i).toString(16)}`, 10 + i), reads),
+  );
+  const judge = (c: AdmissionContext, leases: ReturnType<typeof peerLease>[]) => {
+    reads.clear();
+    const withMemo = admitLeases(c, leases, memo);
+    const checked = reads.size;
+    assert.deepEqual(withMemo, admitLeases(c, leases));
+    return { result: withMemo, checked };
+  };
+  assert.equal(judge(ctx, peers).checked, 20);
+  assert.equal(judge(ctx, peers).checked, 0, 'nothing changed: no lease is checked again');
+  // A join: one new lease, and it takes an older peer's VtepMAC — the conflict is still settled over all of them.
+  const thief = counted(peerLease('10.244.50.0/24', '192.0.2.50', '02:00:00:00:01:10', 99), reads);
+  const joined = judge(ctx, [...peers, thief]);
+  assert.equal(joined.checked, 1);
+  assert.deepEqual(
+    joined.result.rejected.map((r) => [r.subnet, r.reason]),
+    [['10.244.50.0/24', 'duplicate-vtep-mac']],
+  );
+  // The older holder leaves: the newcomer wins the MAC now, without being checked again.
+  const left = judge(ctx, [...peers.slice(1), thief]);
+  assert.equal(left.checked, 0);
+  assert.ok(left.result.admitted.some((p) => p.subnet === '10.244.50.0/24'));
+  // A changed lease is a new object: it alone is checked again.
+  const moved = counted(peerLease('10.244.11.0/24', '198.51.100.7', '02:00:00:00:01:11', 11), reads);
+  assert.equal(judge(ctx, [peers[0]!, moved, ...peers.slice(2)]).checked, 1);
+  // Other foreign routes (a new array) are another context: everything is checked against them.
+  const routed = judge({ ...ctx, foreignRoutes: [...ctx.foreignRoutes, parseCidr4('10.244.12.0/24')] }, peers);
+  assert.equal(routed.checked, 20);
+  assert.deepEqual(
+    routed.result.rejected.map((r) => [r.subnet, r.reason]),
+    [['10.244.12.0/24', 'foreign-route']],
   );
 });
