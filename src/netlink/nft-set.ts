@@ -48,6 +48,12 @@ export class NftSetWriter {
   private waiting: Waiting | undefined;
   /** One batch at a time: the replies of two would be told apart by seq alone, which is fine, but one is simpler. */
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * The reply deadline of the batch in flight: one timer, restarted for each batch (refresh) rather than made anew,
+   * since every lease event of every agent sends a batch. It holds the process only while a reply is due.
+   */
+  private deadline: NodeJS.Timeout | undefined;
+  private onDeadline: (() => void) | undefined;
 
   private constructor(private handle: SocketHandle | undefined) {
     native().startReading(handle!, (err, data) => this.receive(err, data));
@@ -66,6 +72,7 @@ export class NftSetWriter {
 
   close(): void {
     if (!this.handle) return;
+    clearTimeout(this.deadline);
     native().close(this.handle);
     this.handle = undefined;
     this.waiting?.reject(new NetlinkError('nft set update', EIO, 'socket closed'));
@@ -102,17 +109,21 @@ export class NftSetWriter {
     }
     parts.push(batchMessage(NFNL_MSG_BATCH_END, this.nextSeq()));
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting = undefined;
-        reject(new NetlinkError([...commands.values()].join('; '), ETIMEDOUT, 'no reply from the kernel'));
-      }, REPLY_TIMEOUT_MS);
       const done = (err?: NetlinkError) => {
-        clearTimeout(timer);
+        this.deadline?.unref();
         this.waiting = undefined;
         if (err) reject(err);
         else resolve();
       };
-      this.waiting = { seqs: new Set(commands.keys()), commands, resolve: () => done(), reject: (e) => done(e) };
+      const waiting: Waiting = { seqs: new Set(commands.keys()), commands, resolve: () => done(), reject: (e) => done(e) };
+      this.waiting = waiting;
+      const timedOut = () => {
+        // Fires late for a batch already answered (the timer is only restarted, never cleared): nothing to do then.
+        if (this.waiting === waiting) done(new NetlinkError([...commands.values()].join('; '), ETIMEDOUT, 'no reply from the kernel'));
+      };
+      if (this.deadline) this.deadline.refresh().ref();
+      else this.deadline = setTimeout(() => this.onDeadline?.(), REPLY_TIMEOUT_MS);
+      this.onDeadline = timedOut;
       try {
         native().send(handle, joinMessages(parts));
       } catch (err) {

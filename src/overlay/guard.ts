@@ -156,10 +156,13 @@ export function iptablesGuardRule(spec: GuardSpec): string[] {
 export class VxlanGuard {
   private spec: GuardSpec | undefined;
   /**
-   * The peers set as last written, canonical dotted quads. A Set, because setPeers runs at every lease event with
-   * every admitted peer: a member that is already there is found by its string alone, without parsing or sorting.
+   * The peers set as last written, canonical dotted quads, each with the number of the last compare() that named
+   * it. setPeers runs at every lease event with every admitted peer: a member that is already there is found by its
+   * string alone (no parsing, no sorting), and the members no longer named are those whose mark is older, so an
+   * unchanged list costs no new set.
    */
-  private members = new Set<string>();
+  private members = new Map<string, number>();
+  private compares = 0;
   /** `members` sorted by address, made when asked for (status, logs) and dropped at every change. */
   private sorted: string[] | undefined;
   /** The allowed set as the kernel listed it right after apply() (auto-merge may have joined entries). */
@@ -180,7 +183,7 @@ export class VxlanGuard {
 
   /** The peers the guard lets in, as last written, sorted by address. */
   get peers(): readonly string[] {
-    this.sorted ??= [...this.members].sort(byAddress);
+    this.sorted ??= [...this.members.keys()].sort(byAddress);
     return this.sorted;
   }
 
@@ -190,7 +193,7 @@ export class VxlanGuard {
   }
 
   private setMembers(members: Iterable<string>): void {
-    this.members = new Set(members);
+    this.members = new Map([...members].map((ip) => [ip, 0]));
     this.sorted = undefined;
   }
 
@@ -271,7 +274,11 @@ export class VxlanGuard {
   private async setPeersNow(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
     if (!this.spec) throw new GuardError('the VXLAN guard is not set up: call apply() first');
     const { kept, added, invalid } = this.compare(ips);
-    const removed = kept.size === this.members.size ? [] : [...this.members].filter((ip) => !kept.has(ip)).sort(byAddress);
+    const removed: string[] = [];
+    if (kept < this.members.size) {
+      for (const [ip, mark] of this.members) if (mark !== this.compares) removed.push(ip);
+      removed.sort(byAddress);
+    }
     // Nothing changed (every lease event but a join or a leave): no kernel round trip at all.
     if (added.length === 0 && removed.length === 0) return { added, removed, invalid };
     try {
@@ -284,29 +291,37 @@ export class VxlanGuard {
       }
       // Changed in place: a join or a leave touches one member, not all of them.
       for (const ip of removed) this.members.delete(ip);
-      for (const ip of added) this.members.add(ip);
+      for (const ip of added) this.members.set(ip, this.compares);
       this.sorted = undefined;
     } catch {
       // Someone removed the table, the set or an element we listed: rebuild the whole guard with the new members.
-      await this.write(this.spec, [...kept, ...added]);
+      const keep = [...this.members.keys()].filter((ip) => this.members.get(ip) === this.compares);
+      await this.write(this.spec, [...keep, ...added]);
     }
     return { added, removed, invalid };
   }
 
   /**
-   * Split `ips` against the members: those already in (`kept`, found by their string: a member is canonical),
-   * the new ones (canonical, unique, sorted by address) and the values that are no IPv4 address. Only a value
-   * that is not a member yet is parsed.
+   * Split `ips` against the members: those already in (found by their string: a member is canonical; marked with
+   * this compare's number, and counted once each in `kept`), the new ones (canonical, unique, sorted by address)
+   * and the values that are no IPv4 address. Only a value that is not a member yet is parsed.
    */
-  private compare(ips: readonly unknown[]): { kept: Set<string>; added: string[]; invalid: unknown[] } {
-    const kept = new Set<string>();
+  private compare(ips: readonly unknown[]): { kept: number; added: string[]; invalid: unknown[] } {
+    const mark = ++this.compares;
+    let kept = 0;
     const fresh = new Set<number>();
     const invalid: unknown[] = [];
-    for (const ip of ips) {
-      if (typeof ip === 'string' && this.members.has(ip)) {
-        kept.add(ip);
-        continue;
+    const keep = (ip: string): boolean => {
+      const was = this.members.get(ip);
+      if (was === undefined) return false;
+      if (was !== mark) {
+        this.members.set(ip, mark);
+        kept++;
       }
+      return true;
+    };
+    for (const ip of ips) {
+      if (typeof ip === 'string' && keep(ip)) continue;
       try {
         if (typeof ip !== 'string') throw new Error('not a string');
         fresh.add(parseIPv4(ip, 'PublicIP'));
@@ -315,10 +330,7 @@ export class VxlanGuard {
       }
     }
     const added: string[] = [];
-    for (const ip of [...fresh].sort((a, b) => a - b).map(formatIPv4)) {
-      if (this.members.has(ip)) kept.add(ip);
-      else added.push(ip);
-    }
+    for (const ip of [...fresh].sort((a, b) => a - b).map(formatIPv4)) if (!keep(ip)) added.push(ip);
     return { kept, added, invalid };
   }
 

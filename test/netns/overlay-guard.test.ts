@@ -293,6 +293,14 @@ test(
     assert.equal(seen.commits, 1, seen.text);
     assert.deepEqual(seen.text.match(/^(add|delete) element .*$/gm), ['delete element ip tulle-guard peers { 192.0.2.13 }']);
 
+    // A member named twice is still one member: the ones not named leave, even when the list is as long as the set.
+    r = await guard.setPeers(['192.0.2.14', '192.0.2.14', '192.0.2.12']);
+    assert.deepEqual([r.added, r.removed], [[], ['192.0.2.9']]);
+    r = await guard.setPeers(['192.0.2.14', '192.0.2.12', '192.0.2.9']);
+    assert.deepEqual([r.added, r.removed], [['192.0.2.9'], []]);
+    seen = await monitor.commitsSince();
+    assert.equal(seen.commits, 2, seen.text);
+
     assert.deepEqual(await kernelMembers('nftables', host), ['192.0.2.12', '192.0.2.14', '192.0.2.9']);
     assert.deepEqual(guard.peers, ['192.0.2.9', '192.0.2.12', '192.0.2.14']);
     assert.equal(guard.size, 3);
