@@ -11,9 +11,9 @@
  *
  * A watch looks at `PRAGMA data_version` (changes when another connection commits) plus a counter of this
  * process's own writes: nothing is read while nothing changed. It looks at once when the kernel says the file
- * or its WAL was written (inotify, through fs.watch on the file's directory), and otherwise every
- * `pollIntervalMs` (100 ms) as a safety net, so fifty idle agents sharing one file cost next to nothing and a
- * change is seen within milliseconds.
+ * or its WAL was written (inotify, through fs.watch on the file's directory), at the next lease expiry, and
+ * otherwise every second as a safety net (every `pollIntervalMs`, 100 ms, where inotify is not available), so
+ * fifty idle agents sharing one file cost next to nothing and a change is seen within milliseconds.
  *
  * `memory:` stores are this same code on an in-memory database, shared by name inside one process.
  */
@@ -81,6 +81,16 @@ interface Backend {
 }
 
 const memoryBackends = new Map<string, Backend>();
+
+/** The safety-net poll of a watch that inotify wakes at every write of the file (see nextPollDelay). */
+const WATCHED_POLL_MS = 1000;
+/**
+ * Looks after a file notification that found no change yet, in ms after the one before. The notification comes
+ * with the writer's last write() to the WAL, but a reader sees the commit only once the writer has updated the
+ * WAL index, which lives in shared memory and announces nothing: a look made in between sees the old version, and
+ * without these the change would wait for the next poll.
+ */
+const FOLLOW_UP_MS = [1, 5, 20, 100];
 
 export function openSqliteRegistry(path: string, options: SqliteRegistryOptions = {}): SqliteRegistry {
   const url = `sqlite:${path}`;
@@ -186,6 +196,8 @@ export class SqliteRegistry implements Registry {
   private seenDataVersion = -1;
   private seenLocalWrites = -1;
   private nextExpiry: number | null = null;
+  /** Looks still due after a file notification that showed no change yet (FOLLOW_UP_MS). */
+  private followUps = 0;
   private closed = false;
 
   constructor(
@@ -300,7 +312,10 @@ export class SqliteRegistry implements Registry {
     const names = new Set([basename(path), `${basename(path)}-wal`]);
     try {
       this.fileWatcher = watch(dirname(path), { persistent: false }, (_event, file) => {
-        if (file === null || names.has(String(file))) this.schedule(0);
+        if (file === null || names.has(String(file))) {
+          this.followUps = FOLLOW_UP_MS.length;
+          this.schedule(0);
+        }
       });
       this.fileWatcher.on('error', () => this.unwatchFile()); // the poll goes on without it
     } catch (err) {
@@ -405,6 +420,7 @@ export class SqliteRegistry implements Registry {
       if (dataVersion !== this.seenDataVersion || localWrites !== this.seenLocalWrites) {
         this.seenDataVersion = dataVersion;
         this.seenLocalWrites = localWrites;
+        this.followUps = 0;
         this.deliver();
       }
     } catch (err) {
@@ -412,7 +428,19 @@ export class SqliteRegistry implements Registry {
       this.logger.warn('store watch poll failed, retrying', { store: this.url, error: wrapped });
       for (const sub of this.subscriptions) safeCall(() => sub.handlers.error(wrapped), this.logger);
     }
-    this.schedule(this.pollIntervalMs);
+    this.schedule(this.followUps > 0 ? FOLLOW_UP_MS[FOLLOW_UP_MS.length - this.followUps--]! : this.nextPollDelay());
+  }
+
+  /**
+   * When the safety-net poll looks next: every pollIntervalMs, or every WATCHED_POLL_MS while inotify wakes the
+   * watch at every write anyway (each wake-up costs an idle agent CPU, and the lab runs a hundred agents on one
+   * machine); and never later than the next lease expiry, which no write announces.
+   */
+  private nextPollDelay(): number {
+    const every = this.fileWatcher ? Math.max(this.pollIntervalMs, WATCHED_POLL_MS) : this.pollIntervalMs;
+    if (this.nextExpiry === null) return every;
+    // Not sooner than every 10 ms: a purge that keeps failing (a busy database) must not spin.
+    return Math.min(every, Math.max(Math.min(every, 10), this.nextExpiry - this.clock.now()));
   }
 
   /** Hand every subscription the changes after its revision, read from one snapshot. */

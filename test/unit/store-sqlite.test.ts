@@ -18,6 +18,14 @@ import type { Lease } from '../../src/subnet/lease.js';
 import { LeaseManager } from '../../src/subnet/manager.js';
 import { captureLogger, mac, ManualClock, NET_CONF, nextBatch, registryContract, summary } from './store-contract.js';
 
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`not done within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 function tempDb(t: { after(fn: () => unknown): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'tulle-sqlite-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -107,6 +115,23 @@ test('sqlite: a write by another process wakes the watch through a file notifica
   assert.equal(child.status, 0, child.stderr);
   const { subnet } = JSON.parse(child.stdout) as { subnet: string };
   assert.deepEqual(summary(await nextBatch(w)), [`added ${subnet} 192.0.2.98`]);
+});
+
+test('sqlite: a watch wakes at the next expiry by itself, with no write and no poll due', async (t) => {
+  const path = tempDb(t);
+  // A poll interval of ten minutes: only the wake-up at the expiry can report the expired key within the test.
+  const registry = await openRegistry(`sqlite:${path}`, { pollIntervalMs: 600_000 });
+  t.after(() => registry.close());
+  const seen: string[] = [];
+  const watch = registry.watch('/x/', 0, {
+    events: (events) => seen.push(...events.map((e) => `${e.type} ${e.key}`)),
+    lost: () => seen.push('lost'),
+    error: (err) => seen.push(`error ${err.message}`),
+  });
+  t.after(() => watch.close());
+  await registry.put('/x/a', 'v', { ttlSeconds: 1 });
+  await waitUntil(() => seen.includes('delete /x/a'), 30_000);
+  assert.deepEqual(seen, ['put /x/a', 'delete /x/a']);
 });
 
 test('sqlite: the file holds etcd-identical keys and values, expired rows are deleted, WAL mode', async (t) => {
