@@ -12,8 +12,9 @@
  * A watch looks at `PRAGMA data_version` (changes when another connection commits) plus a counter of this
  * process's own writes: nothing is read while nothing changed. It looks at once when the kernel says the file
  * or its WAL was written (inotify, through fs.watch on the file's directory), at the next lease expiry, and
- * otherwise every second as a safety net (every `pollIntervalMs`, 100 ms, where inotify is not available), so
- * fifty idle agents sharing one file cost next to nothing and a change is seen within milliseconds.
+ * otherwise every second as a safety net (every 100 ms where inotify is not available; a caller's `pollIntervalMs`
+ * in both cases: the convergence benchmark's stopwatch polls every 2 ms), so fifty idle agents sharing one file
+ * cost next to nothing and a change is seen within milliseconds.
  *
  * `memory:` stores are this same code on an in-memory database, shared by name inside one process.
  */
@@ -39,7 +40,10 @@ import { prefixEnd } from './keys.js';
 export interface SqliteRegistryOptions {
   clock?: Clock;
   logger?: Logger;
-  /** How often a watch looks for changes. */
+  /**
+   * How often a watch looks for changes, with or without file notifications. Default: every 100 ms without
+   * them, every second (WATCHED_POLL_MS) while notifications wake the watch.
+   */
   pollIntervalMs?: number;
   /** How long a write waits for another process's transaction before giving up. */
   busyTimeoutMs?: number;
@@ -188,6 +192,8 @@ export class SqliteRegistry implements Registry {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly pollIntervalMs: number;
+  /** The poll while file notifications wake the watch: the caller's interval, or WATCHED_POLL_MS. */
+  private readonly watchedPollMs: number;
   private readonly keepEvents: number;
   private readonly stmt;
   private subscriptions: Subscription[] = [];
@@ -210,6 +216,7 @@ export class SqliteRegistry implements Registry {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.pollIntervalMs = options.pollIntervalMs ?? 100;
+    this.watchedPollMs = options.pollIntervalMs ?? WATCHED_POLL_MS;
     this.keepEvents = options.keepEvents ?? 10_000;
     const db = this.db;
     this.stmt = {
@@ -432,12 +439,12 @@ export class SqliteRegistry implements Registry {
   }
 
   /**
-   * When the safety-net poll looks next: every pollIntervalMs, or every WATCHED_POLL_MS while inotify wakes the
+   * When the safety-net poll looks next: every pollIntervalMs, or every watchedPollMs while inotify wakes the
    * watch at every write anyway (each wake-up costs an idle agent CPU, and the lab runs a hundred agents on one
    * machine); and never later than the next lease expiry, which no write announces.
    */
   private nextPollDelay(): number {
-    const every = this.fileWatcher ? Math.max(this.pollIntervalMs, WATCHED_POLL_MS) : this.pollIntervalMs;
+    const every = this.fileWatcher ? this.watchedPollMs : this.pollIntervalMs;
     if (this.nextExpiry === null) return every;
     // Not sooner than every 10 ms: a purge that keeps failing (a busy database) must not spin.
     return Math.min(every, Math.max(Math.min(every, 10), this.nextExpiry - this.clock.now()));
