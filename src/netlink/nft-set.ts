@@ -53,7 +53,6 @@ export class NftSetWriter {
    * since every lease event of every agent sends a batch. It holds the process only while a reply is due.
    */
   private deadline: NodeJS.Timeout | undefined;
-  private onDeadline: (() => void) | undefined;
 
   private constructor(private handle: SocketHandle | undefined) {
     native().startReading(handle!, (err, data) => this.receive(err, data));
@@ -115,15 +114,9 @@ export class NftSetWriter {
         if (err) reject(err);
         else resolve();
       };
-      const waiting: Waiting = { seqs: new Set(commands.keys()), commands, resolve: () => done(), reject: (e) => done(e) };
-      this.waiting = waiting;
-      const timedOut = () => {
-        // Fires late for a batch already answered (the timer is only restarted, never cleared): nothing to do then.
-        if (this.waiting === waiting) done(new NetlinkError([...commands.values()].join('; '), ETIMEDOUT, 'no reply from the kernel'));
-      };
+      this.waiting = { seqs: new Set(commands.keys()), commands, resolve: () => done(), reject: (e) => done(e) };
       if (this.deadline) this.deadline.refresh().ref();
-      else this.deadline = setTimeout(() => this.onDeadline?.(), REPLY_TIMEOUT_MS);
-      this.onDeadline = timedOut;
+      else this.deadline = setTimeout(() => this.timedOut(), REPLY_TIMEOUT_MS);
       try {
         native().send(handle, joinMessages(parts));
       } catch (err) {
@@ -131,6 +124,16 @@ export class NftSetWriter {
         done(e instanceof NetlinkError ? e : new NetlinkError([...commands.values()].join('; '), EIO, String(err)));
       }
     });
+  }
+
+  /**
+   * The deadline passed: the batch waiting now is the one sent last (one at a time, and each send restarts the
+   * timer), so it has had its full time. The timer is never cleared, only restarted: it also fires after a batch
+   * that was answered, and then finds nothing waiting.
+   */
+  private timedOut(): void {
+    const w = this.waiting;
+    if (w) w.reject(new NetlinkError([...w.commands.values()].join('; '), ETIMEDOUT, 'no reply from the kernel'));
   }
 
   private nextSeq(): number {
