@@ -3,13 +3,13 @@
  * result is reported as (goal, figure, baseline, ratio, met), percentiles, result files, and labs that are always
  * removed again. The benchmarks themselves live one per file next to this one; bench/run.ts runs them.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { run } from '../src/base/exec.js';
-import { labDown, labUp, type LabState, type LabUpOptions } from '../src/lab/index.js';
+import { hostDir, labDown, labUp, type LabState, type LabUpOptions } from '../src/lab/index.js';
 
 /** The repository's bench/results directory (this file runs from dist/bench/). */
 export const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -225,6 +225,27 @@ export async function withLab<T>(kind: string, options: Omit<LabUpOptions, 'name
 /** The labs directory of a lab (its state's directory's parent), as lab functions take it. */
 export function labRoot(state: Pick<LabState, 'dir'>): string {
   return dirname(state.dir);
+}
+
+/**
+ * When a lab host's agent logged "ready" (its JSON log's `time`, epoch ms), every time so far: the log is appended
+ * to across restarts. Reading the file costs the agent nothing, unlike polling its /healthz, which a starting agent
+ * answers between the steps of the very reconcile a benchmark times.
+ */
+export function agentReadyTimes(state: LabState, host: string): number[] {
+  const file = join(hostDir(state, host), 'agent.log');
+  if (!existsSync(file)) return [];
+  const times: number[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.includes('"msg":"ready"')) continue;
+    try {
+      const entry = JSON.parse(line) as { msg?: string; time?: string };
+      if (entry.msg === 'ready' && entry.time) times.push(Date.parse(entry.time));
+    } catch {
+      // a line being written
+    }
+  }
+  return times;
 }
 
 /** A temporary directory for a benchmark's scratch files, removed by the returned function. */

@@ -53,6 +53,7 @@ import { DEFAULT_PREFIX, openRegistry, subnetsPrefix, type Registry, type WatchH
 import { decodeLease } from '../src/subnet/index.js';
 import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
 import {
+  agentReadyTimes,
   environment,
   labRoot,
   mainThreadCpuMs,
@@ -393,13 +394,6 @@ function observingAgents(state: LabState, joining: string): number[] {
     .map((p) => p.pid);
 }
 
-/** How many times a host's agent has logged "ready" so far (the log is appended to across restarts). */
-function readyCount(state: LabState, host: string): number {
-  const file = join(hostDir(state, host), 'agent.log');
-  if (!existsSync(file)) return 0;
-  return (readFileSync(file, 'utf8').match(/"msg":"ready"/g) ?? []).length;
-}
-
 /**
  * Restart the observing agents with the guard on or off (the way dataplane.ts swaps it), and return when every
  * one has logged "ready" again with all its peers programmed, every host's nftables hold the guard's table or not
@@ -408,14 +402,14 @@ function readyCount(state: LabState, host: string): number {
  */
 async function restartObservers(state: LabState, observers: LabState['hosts'], joining: string, guard: boolean, idleCpuPercent: number): Promise<number[]> {
   const hosts = observers.map((h) => h.name);
-  const readyBefore = new Map(hosts.map((h) => [h, readyCount(state, h)]));
+  const readyBefore = new Map(hosts.map((h) => [h, agentReadyTimes(state, h).length]));
   await Promise.all(hosts.map((h) => stopAgent(state, h, 30_000)));
   await withVxlanGuard(guard, async () => {
     for (const h of hosts) startAgent(state, h);
   });
   const pids = observingAgents(state, joining);
   await waitFor(
-    () => hosts.every((h) => readyCount(state, h) > readyBefore.get(h)!),
+    () => hosts.every((h) => agentReadyTimes(state, h).length > readyBefore.get(h)!),
     300_000,
     `the ${hosts.length} agents restarted with the guard ${guard ? 'on' : 'off'} to log "ready" (see ${state.dir}/<host>/agent.log)`,
     100,
