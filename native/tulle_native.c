@@ -3,7 +3,8 @@
  *
  *   - an AF_NETLINK socket opened inside a given network namespace (a netlink socket belongs for life to the
  *     namespace its creating thread was in, and only setns() on the calling thread can choose that);
- *   - send to the kernel, and receive through a uv_poll watcher so the event loop never blocks;
+ *   - send to the kernel, and receive through a uv_poll watcher so the event loop never blocks (or, for the
+ *     replies a request has already queued, right away);
  *   - read/write a file inside a network namespace (/proc/sys/net shows the opener's namespace);
  *   - flock(), which the CNI plugin needs to share host-local's lock file.
  *
@@ -708,6 +709,48 @@ static napi_value nl_start_reading(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * receiveNow(handle) -> Buffer | null: the datagrams queued on the socket right now, without waiting; null when
+ * there are none. For a socket that is not being read by startReading: the kernel answers a request inside the
+ * send() that carried it, so its ACKs can be read straight after, with no trip through the event loop.
+ */
+static napi_value nl_receive_now(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  if (s->fd < 0) return throw_errno(env, EBADF, "recv on a closed netlink socket");
+  if (s->polling) {
+    napi_throw_error(env, NULL, "tulle_native: receiveNow on a socket that startReading reads");
+    return NULL;
+  }
+  if (!s->buf) {
+    s->cap = RECV_BATCH_BYTES + RECV_MIN_SPACE;
+    s->buf = malloc(s->cap);
+    if (!s->buf) return throw_errno(env, ENOMEM, "malloc");
+  }
+  size_t used = 0;
+  while (used < RECV_BATCH_BYTES && s->cap - used >= RECV_MIN_SPACE) {
+    ssize_t n = recv(s->fd, s->buf + used, s->cap - used, MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return throw_errno(env, errno, "recv(netlink)");
+    }
+    if ((size_t)n > s->cap - used) return throw_errno(env, EMSGSIZE, "recv(netlink)");
+    used += (size_t)n;
+  }
+  napi_value result;
+  if (used == 0) {
+    NAPI_OR_THROW(napi_get_null(env, &result));
+    return result;
+  }
+  void *copy;
+  NAPI_OR_THROW(napi_create_buffer_copy(env, used, s->buf, &copy, &result));
+  return result;
+}
+
 /* setReadingRef(handle, ref): an unref'd watcher does not keep the process alive (an idle event subscription
  * should not stop a CLI from exiting); pending requests ref it again. */
 static napi_value nl_set_ref(napi_env env, napi_callback_info info) {
@@ -1007,6 +1050,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"send", NULL, nl_send, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sendQueued", NULL, nl_send_queued, NULL, NULL, NULL, napi_enumerable, NULL},
       {"startReading", NULL, nl_start_reading, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"receiveNow", NULL, nl_receive_now, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setReadingRef", NULL, nl_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, nl_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFile", NULL, ns_read_file, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -11,9 +11,9 @@
  * parser is the best judge of a ruleset.
  */
 import { parseIPv4 } from '../base/ip.js';
-import { NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE } from './constants.js';
+import { NLA_F_NESTED, NLA_HDRLEN, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST } from './constants.js';
 import { NetlinkError, fromSystemError } from './errors.js';
-import { MessageWriter, joinMessages, parseError, parseMessages } from './message.js';
+import { align4, parseError, parseMessages, put32 } from './message.js';
 import { resolveNetns } from '../netns/resolve.js';
 import { native, type SocketHandle } from '../sys/native.js';
 
@@ -31,33 +31,12 @@ const NFTA_LIST_ELEM = 1;
 const NFTA_SET_ELEM_KEY = 1;
 const NFTA_DATA_VALUE = 1;
 const NFGENMSG_LEN = 4;
-/** A kernel that never answers must not hang the agent. */
-const REPLY_TIMEOUT_MS = 10_000;
 const EIO = 5;
-const ETIMEDOUT = 110;
-
-interface Waiting {
-  seqs: Set<number>;
-  commands: Map<number, string>;
-  resolve: () => void;
-  reject: (err: NetlinkError) => void;
-}
 
 export class NftSetWriter {
   private seq = Math.floor(Math.random() * 0x7fffffff) + 1;
-  private waiting: Waiting | undefined;
-  /** One batch at a time: the replies of two would be told apart by seq alone, which is fine, but one is simpler. */
-  private queue: Promise<unknown> = Promise.resolve();
-  /**
-   * The reply deadline of the batch in flight: one timer, restarted for each batch (refresh) rather than made anew,
-   * since every lease event of every agent sends a batch. It holds the process only while a reply is due.
-   */
-  private deadline: NodeJS.Timeout | undefined;
 
-  private constructor(private handle: SocketHandle | undefined) {
-    native().startReading(handle!, (err, data) => this.receive(err, data));
-    native().setReadingRef(handle!, false);
-  }
+  private constructor(private handle: SocketHandle | undefined) {}
 
   /** A NETLINK_NETFILTER socket in `netns` (a name under /run/netns or a path; default: this process's). */
   static open(netns?: string): NftSetWriter {
@@ -71,126 +50,135 @@ export class NftSetWriter {
 
   close(): void {
     if (!this.handle) return;
-    clearTimeout(this.deadline);
     native().close(this.handle);
     this.handle = undefined;
-    this.waiting?.reject(new NetlinkError('nft set update', EIO, 'socket closed'));
-    this.waiting = undefined;
   }
 
   /**
-   * `nft add element ip TABLE SET { add... }; nft delete element ip TABLE SET { del... }` as one batch. Rejects
-   * with the kernel's error (ENOENT: no such table/set/element; EEXIST never: adds are not exclusive).
+   * `nft add element ip TABLE SET { add... }; nft delete element ip TABLE SET { del... }` as one batch; throws
+   * the kernel's error (ENOENT: no such table/set/element; EEXIST never: adds are not exclusive). Synchronous:
+   * nfnetlink applies a batch inside the send() that carries it and queues its ACKs before send() returns, so
+   * they are read at once — no reply to wait for, no event-loop turn between a lease change and its writes.
    */
-  update(table: string, set: string, add: readonly string[], del: readonly string[]): Promise<void> {
-    const next = this.queue.then(() => this.send(table, set, add, del));
-    this.queue = next.catch(() => {});
-    return next;
-  }
-
-  private send(table: string, set: string, add: readonly string[], del: readonly string[]): Promise<void> {
-    if (add.length === 0 && del.length === 0) return Promise.resolve();
+  update(table: string, set: string, add: readonly string[], del: readonly string[]): void {
+    if (add.length === 0 && del.length === 0) return;
     const handle = this.handle;
-    if (!handle) return Promise.reject(new NetlinkError('nft set update', EIO, 'socket closed'));
-    // Parse before writing anything: a bad value must not leave a half-built message in the shared arena.
+    if (!handle) throw new NetlinkError('nft set update', EIO, 'socket closed');
+    // Parse before anything is sent: a bad value fails the whole change.
     const addKeys = add.map((ip) => parseIPv4(ip, 'set element'));
     const delKeys = del.map((ip) => parseIPv4(ip, 'set element'));
-    const commands = new Map<number, string>();
-    const parts: Buffer[] = [batchMessage(NFNL_MSG_BATCH_BEGIN, this.nextSeq())];
-    for (const [type, keys, list, verb] of [
-      [NFT_MSG_NEWSETELEM, addKeys, add, 'add'],
-      [NFT_MSG_DELSETELEM, delKeys, del, 'delete'],
-    ] as const) {
-      if (keys.length === 0) continue;
-      const seq = this.nextSeq();
-      commands.set(seq, `nft ${verb} element ip ${table} ${set} { ${list.join(', ')} }`);
-      parts.push(elementsMessage(type, seq, table, set, keys));
+    const commands: Array<() => string> = [];
+    if (addKeys.length) commands.push(() => `nft add element ip ${table} ${set} { ${add.join(', ')} }`);
+    if (delKeys.length) commands.push(() => `nft delete element ip ${table} ${set} { ${del.join(', ')} }`);
+    // Sequence numbers: the batch's begin, its element messages (add, then delete, each only when it has
+    // elements), its end. Only the element messages ask for an ACK.
+    const first = this.takeSeqs(commands.length + 2);
+    const all = () => commands.map((c) => c()).join('; ');
+    let replies: Buffer | null;
+    try {
+      native().send(handle, encodeBatch(first, table, set, addKeys, delKeys));
+      replies = native().receiveNow(handle);
+    } catch (err) {
+      const e = fromSystemError(all(), err);
+      throw e instanceof NetlinkError ? e : new NetlinkError(all(), EIO, String(err));
     }
-    parts.push(batchMessage(NFNL_MSG_BATCH_END, this.nextSeq()));
-    return new Promise<void>((resolve, reject) => {
-      const done = (err?: NetlinkError) => {
-        this.deadline?.unref();
-        this.waiting = undefined;
-        if (err) reject(err);
-        else resolve();
-      };
-      this.waiting = { seqs: new Set(commands.keys()), commands, resolve: () => done(), reject: (e) => done(e) };
-      if (this.deadline) this.deadline.refresh().ref();
-      else this.deadline = setTimeout(() => this.timedOut(), REPLY_TIMEOUT_MS);
-      try {
-        native().send(handle, joinMessages(parts));
-      } catch (err) {
-        const e = fromSystemError([...commands.values()].join('; '), err);
-        done(e instanceof NetlinkError ? e : new NetlinkError([...commands.values()].join('; '), EIO, String(err)));
+    // The ACKs of seq first+1 .. first+commands.length, read in place; a reply to an earlier batch (one that failed
+    // before its replies were read) is skipped by its seq.
+    let acked = 0;
+    for (let off = 0; replies && off + NLMSG_HDRLEN <= replies.length;) {
+      const len = u32(replies, off);
+      if (len < NLMSG_HDRLEN || off + len > replies.length) break;
+      const k = u32(replies, off + 8) - first - 1;
+      if ((replies[off + 4]! | (replies[off + 5]! << 8)) === NLMSG_ERROR && k >= 0 && k < commands.length) {
+        if (len >= NLMSG_HDRLEN + 4 && u32(replies, off + NLMSG_HDRLEN) !== 0) {
+          const ack = parseError(parseMessages(replies.subarray(off, off + len))[0]!);
+          throw new NetlinkError(commands[k]!(), ack.errno, ack.kernelMessage);
+        }
+        acked++;
       }
-    });
-  }
-
-  /**
-   * The deadline passed: the batch waiting now is the one sent last (one at a time, and each send restarts the
-   * timer), so it has had its full time. The timer is never cleared, only restarted: it also fires after a batch
-   * that was answered, and then finds nothing waiting.
-   */
-  private timedOut(): void {
-    const w = this.waiting;
-    if (w) w.reject(new NetlinkError([...w.commands.values()].join('; '), ETIMEDOUT, 'no reply from the kernel'));
-  }
-
-  private nextSeq(): number {
-    this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
-    return this.seq;
-  }
-
-  private receive(err: NodeJS.ErrnoException | null, data: Buffer | null): void {
-    const w = this.waiting;
-    if (!w) return;
-    if (err || !data) {
-      const e = fromSystemError('nft set update', err);
-      w.reject(e instanceof NetlinkError ? e : new NetlinkError('nft set update', EIO, String(err)));
-      return;
+      off += (len + 3) & ~3;
     }
-    for (const m of parseMessages(data)) {
-      if (m.type !== NLMSG_ERROR || !w.seqs.has(m.seq)) continue;
-      const ack = parseError(m);
-      if (ack.errno !== 0) return w.reject(new NetlinkError(w.commands.get(m.seq)!, ack.errno, ack.kernelMessage));
-      w.seqs.delete(m.seq);
+    if (acked !== commands.length) throw new NetlinkError(all(), EIO, 'the kernel did not acknowledge the batch');
+  }
+
+  /** `n` consecutive sequence numbers, never wrapping inside one batch; the first is returned. */
+  private takeSeqs(n: number): number {
+    if (this.seq + n > 0xffffffff) this.seq = 0;
+    const first = this.seq + 1;
+    this.seq += n;
+    return first;
+  }
+}
+
+function u32(b: Buffer, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x1000000;
+}
+
+/**
+ * One batch as bytes, laid out here in a single buffer rather than by MessageWriter: a member change is rare, so it
+ * runs in code V8 has not optimised, where every call and Buffer method shows (a CPU profile of agents joining
+ * a lab put the guard's message building above its kernel work). Sequence numbers first, first+1, ... in order:
+ *
+ *   BATCH_BEGIN { nfgenmsg res_id=NFNL_SUBSYS_NFTABLES }
+ *   NEWSETELEM (ACK, CREATE) { nfgenmsg family=ipv4 } TABLE SET ELEMENTS { ELEM { KEY { VALUE be32 } } ... }
+ *   DELSETELEM (ACK) { ... the same for `del` }
+ *   BATCH_END { nfgenmsg res_id=NFNL_SUBSYS_NFTABLES }
+ */
+export function encodeBatch(first: number, table: string, set: string, add: readonly number[], del: readonly number[]): Buffer {
+  const tableLen = Buffer.byteLength(table) + 1;
+  const setLen = Buffer.byteLength(set) + 1;
+  const head = NLMSG_HDRLEN + NFGENMSG_LEN;
+  const names = NLA_HDRLEN + align4(tableLen) + NLA_HDRLEN + align4(setLen);
+  const ELEMENT = 4 * NLA_HDRLEN; // ELEM { KEY { VALUE(4 bytes) } }
+  const elementsLen = (keys: readonly number[]) => (keys.length ? head + names + NLA_HDRLEN + keys.length * ELEMENT : 0);
+  const b = Buffer.alloc(2 * head + elementsLen(add) + elementsLen(del));
+  let seq = first;
+  let at = 0;
+  const header = (len: number, type: number, flags: number, family: number, resId: number) => {
+    put32(b, at, len);
+    b[at + 4] = type & 255;
+    b[at + 5] = type >>> 8;
+    b[at + 6] = (flags | NLM_F_REQUEST) & 255;
+    b[at + 7] = (flags | NLM_F_REQUEST) >>> 8;
+    put32(b, at + 8, seq++);
+    b[at + NLMSG_HDRLEN] = family;
+    b[at + NLMSG_HDRLEN + 2] = resId >>> 8; // res_id is big-endian
+    b[at + NLMSG_HDRLEN + 3] = resId & 255;
+    at += head;
+  };
+  const attrHeader = (len: number, type: number) => {
+    b[at] = len & 255;
+    b[at + 1] = len >>> 8;
+    b[at + 2] = type & 255;
+    b[at + 3] = type >>> 8;
+    at += NLA_HDRLEN;
+  };
+  header(head, NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES);
+  for (const [type, keys] of [
+    [NFT_MSG_NEWSETELEM, add],
+    [NFT_MSG_DELSETELEM, del],
+  ] as const) {
+    if (keys.length === 0) continue;
+    header(elementsLen(keys), (NFNL_SUBSYS_NFTABLES << 8) | type, NLM_F_ACK | (type === NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0), NFPROTO_IPV4, 0);
+    attrHeader(NLA_HDRLEN + tableLen, NFTA_SET_ELEM_LIST_TABLE);
+    b.write(table, at); // the NUL and the padding are the buffer's zeros
+    at += align4(tableLen);
+    attrHeader(NLA_HDRLEN + setLen, NFTA_SET_ELEM_LIST_SET);
+    b.write(set, at);
+    at += align4(setLen);
+    attrHeader(NLA_HDRLEN + keys.length * ELEMENT, NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED);
+    for (const key of keys) {
+      attrHeader(ELEMENT, NFTA_LIST_ELEM | NLA_F_NESTED);
+      attrHeader(3 * NLA_HDRLEN, NFTA_SET_ELEM_KEY | NLA_F_NESTED);
+      attrHeader(2 * NLA_HDRLEN, NFTA_DATA_VALUE);
+      // Network byte order, as the packet's address is compared.
+      b[at] = key >>> 24;
+      b[at + 1] = (key >>> 16) & 255;
+      b[at + 2] = (key >>> 8) & 255;
+      b[at + 3] = key & 255;
+      at += 4;
     }
-    if (w.seqs.size === 0) w.resolve();
   }
-}
-
-/** nfgenmsg after the header: family, version (NFNETLINK_V0), res_id (big-endian). */
-function nfgen(w: MessageWriter, family: number, resId: number): void {
-  const s = w.struct;
-  s[0] = family;
-  s[1] = 0;
-  s.writeUInt16BE(resId, 2);
-}
-
-function batchMessage(type: number, seq: number): Buffer {
-  const w = new MessageWriter(type, 0, NFGENMSG_LEN);
-  nfgen(w, 0, NFNL_SUBSYS_NFTABLES);
-  const msg = w.finish();
-  msg.writeUInt32LE(seq, 8);
-  return msg;
-}
-
-function elementsMessage(type: number, seq: number, table: string, set: string, keys: readonly number[]): Buffer {
-  const w = new MessageWriter((NFNL_SUBSYS_NFTABLES << 8) | type, NLM_F_ACK | (type === NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0), NFGENMSG_LEN);
-  nfgen(w, NFPROTO_IPV4, 0);
-  w.string(NFTA_SET_ELEM_LIST_TABLE, table).string(NFTA_SET_ELEM_LIST_SET, set);
-  const elements = w.beginNest(NFTA_SET_ELEM_LIST_ELEMENTS);
-  const key = Buffer.alloc(4);
-  for (const k of keys) {
-    const elem = w.beginNest(NFTA_LIST_ELEM);
-    const keyNest = w.beginNest(NFTA_SET_ELEM_KEY);
-    key.writeUInt32BE(k, 0); // network byte order, as the packet's address is compared
-    w.bytes(NFTA_DATA_VALUE, key);
-    w.endNest(keyNest);
-    w.endNest(elem);
-  }
-  w.endNest(elements);
-  const msg = w.finish();
-  msg.writeUInt32LE(seq, 8);
-  return msg;
+  header(head, NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES);
+  return b;
 }

@@ -27,6 +27,11 @@ export interface NativeBinding {
    * reach the kernel in the order queued. Resolves with the bytes sent.
    */
   sendQueued(handle: SocketHandle, data: Buffer): Promise<number>;
+  /**
+   * The datagrams queued on the socket now (back to back), without waiting; null when none. Only for a socket
+   * startReading does not read: the replies to a request are queued before send() returns.
+   */
+  receiveNow(handle: SocketHandle): Buffer | null;
   /** `callback(error, data)`: data holds one or more whole datagrams, back to back. */
   startReading(handle: SocketHandle, callback: (error: NodeJS.ErrnoException | null, data: Buffer | null) => void): void;
   setReadingRef(handle: SocketHandle, ref: boolean): void;

@@ -1,5 +1,6 @@
 // nf_tables set elements over netlink, against the kernel: what NftSetWriter writes is what `nft -j list set`
-// reads back; a batch is all or nothing; errors name the nft command and the errno.
+// reads back as soon as update() returns (the kernel applies and acknowledges a batch inside the send); a batch is all
+// or nothing; errors name the nft command and the errno.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { run, runJson } from '../../src/base/exec.js';
@@ -19,31 +20,45 @@ test('add and delete elements of an ipv4_addr set in one batch; errors name the 
   const w = NftSetWriter.open(ns);
   t.after(() => w.close());
 
-  await w.update('t', 's', ['192.0.2.12', '198.51.100.7'], ['192.0.2.1']);
+  w.update('t', 's', ['192.0.2.12', '198.51.100.7'], ['192.0.2.1']);
   assert.deepEqual(await elements(ns), ['192.0.2.12', '198.51.100.7']);
-  await w.update('t', 's', ['192.0.2.12'], []); // adding a member again is not an error (nft add element)
-  await w.update('t', 's', [], []);
+  w.update('t', 's', ['192.0.2.12'], []); // adding a member again is not an error (nft add element)
+  w.update('t', 's', [], []);
   assert.deepEqual(await elements(ns), ['192.0.2.12', '198.51.100.7']);
 
   // Deleting a non-member fails, and the add in the same batch is not applied either.
-  await assert.rejects(
-    w.update('t', 's', ['203.0.113.9'], ['192.0.2.99']),
+  assert.throws(
+    () => w.update('t', 's', ['203.0.113.9'], ['192.0.2.99']),
     (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /nft delete element ip t s \{ 192\.0\.2\.99 \}/.test(e.message),
   );
   assert.deepEqual(await elements(ns), ['192.0.2.12', '198.51.100.7']);
 
-  await assert.rejects(
-    w.update('t', 'nosuch', ['192.0.2.5'], []),
+  assert.throws(
+    () => w.update('t', 'nosuch', ['192.0.2.5'], []),
     (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT' && /nft add element ip t nosuch/.test(e.message),
   );
-  await assert.rejects(w.update('nosuch', 's', ['192.0.2.5'], []), (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT');
-  await assert.rejects(w.update('t', 's', ['192.0.2.5; flush ruleset'], []), (e: unknown) => e instanceof InvalidValueError && e.field === 'set element');
+  assert.throws(
+    () => w.update('nosuch', 's', ['192.0.2.5'], []),
+    (e: unknown) => e instanceof NetlinkError && e.errno === 'ENOENT',
+  );
+  assert.throws(
+    () => w.update('t', 's', ['192.0.2.5; flush ruleset'], []),
+    (e: unknown) => e instanceof InvalidValueError && e.field === 'set element',
+  );
   // The socket still works after errors.
-  await w.update('t', 's', [], ['198.51.100.7']);
+  w.update('t', 's', [], ['198.51.100.7']);
   assert.deepEqual(await elements(ns), ['192.0.2.12']);
 
   // Many at once (a 500-host cluster's peers).
   const many = Array.from({ length: 500 }, (_, i) => `10.${i >> 8}.${i & 255}.1`);
-  await w.update('t', 's', many, []);
+  w.update('t', 's', many, []);
+  assert.equal((await elements(ns)).length, 501);
+
+  // Closed: a clear error, nothing sent.
+  w.close();
+  assert.throws(
+    () => w.update('t', 's', ['192.0.2.6'], []),
+    (e: unknown) => e instanceof NetlinkError && e.errno === 'EIO' && /socket closed/.test(e.message),
+  );
   assert.equal((await elements(ns)).length, 501);
 });
