@@ -30,7 +30,8 @@ import type { Logger } from '../base/log.js';
 import { previousSubnet, writeSubnetEnv } from '../config/subnet-env.js';
 import type { NetworkConfig } from '../config/network.js';
 import { NetlinkClient, TULLE_ROUTE_PROTOCOL, type Link, type NeighborRecord, type NetlinkEvent, type RouteRecord } from '../netlink/index.js';
-import type { Rejection } from '../overlay/admission.js';
+import type { AdmittedChange, Rejection } from '../overlay/admission.js';
+import type { PeerLease } from '../overlay/plan.js';
 import { Reconciler, type ReconcileMode } from '../overlay/reconciler.js';
 import { TrafficRules, chooseBackend } from '../overlay/rules.js';
 import { VxlanGuard } from '../overlay/guard.js';
@@ -381,11 +382,7 @@ export class Agent {
         onAdmission: (a) => this.reportRejections(a.rejected),
         ...(guard
           ? {
-              beforeProgram: (admitted) =>
-                this.updateGuard(
-                  guard,
-                  admitted.map((p) => p.publicIP),
-                ),
+              beforeProgram: (admitted, change) => this.updateGuard(guard, admitted, change),
             }
           : {}),
       },
@@ -513,11 +510,10 @@ export class Agent {
     const { registry, manager } = store;
     const { guard } = rulesSide;
     if (guard)
-      l2.beforeProgram = (admitted) =>
-        this.updateGuard(
-          guard,
-          admitted.map((p) => p.publicIP),
-        );
+      l2.beforeProgram = async (admitted) => {
+        const change = await this.updateGuard(guard, admitted, undefined);
+        if (change) this.log.info('VXLAN guard members', change.guard);
+      };
     // Flood "none": records are believed against this host's lease and the admitted peers' (read at every run), so
     // the endpoint sync starts once the first lease snapshot is admitted, not before (it would refuse every
     // remote pod once, and say so).
@@ -693,7 +689,7 @@ export class Agent {
     );
     if (guard)
       this.own(
-        setInterval(() => void this.updateGuard(guard), options.rulesInterval * 1000),
+        setInterval(() => void this.repairGuard(guard), options.rulesInterval * 1000),
         clearInterval,
       );
     this.own(this.startStoreProbe(registry, configKey(manager.prefix), outage), clearInterval);
@@ -773,16 +769,30 @@ export class Agent {
     })();
   }
 
-  /** Set the VXLAN guard's members to `publicIPs` (the peers about to be programmed), or repair it. */
-  private async updateGuard(guard: VxlanGuard, publicIPs?: string[]): Promise<void> {
+  /**
+   * Let the admitted peers through the VXLAN guard before they are programmed: what changed since the last call
+   * (a join or a leave touches one address), or all of them when there is no earlier call to compare with. Returns
+   * the change of members for the reconcile's log line (one line per lease event, not two).
+   */
+  private async updateGuard(
+    guard: VxlanGuard,
+    admitted: readonly PeerLease[],
+    change: AdmittedChange | undefined,
+  ): Promise<{ guard: { added: string[]; removed: string[]; members: number } } | undefined> {
     try {
-      if (!publicIPs) {
-        if (await guard.repair()) this.metrics.repairs.inc();
-        return;
-      }
-      const r = await guard.setPeers(publicIPs);
-      if (r.added.length || r.removed.length) this.log.info('VXLAN guard members', { added: r.added, removed: r.removed, members: guard.size });
+      const r = change ? await guard.changePeers(publicIPs(change.added), publicIPs(change.removed)) : await guard.setPeers(publicIPs(admitted));
       if (r.invalid.length) this.log.warn('VXLAN guard: ignoring public IPs that are not IPv4 addresses', { count: r.invalid.length });
+      if (r.added.length || r.removed.length) return { guard: { added: r.added, removed: r.removed, members: guard.size } };
+    } catch (err) {
+      this.log.error('VXLAN guard update failed', { error: describeError(err) });
+    }
+    return undefined;
+  }
+
+  /** The periodic check: rewrite the guard when the kernel no longer holds it as written. */
+  private async repairGuard(guard: VxlanGuard): Promise<void> {
+    try {
+      if (await guard.repair()) this.metrics.repairs.inc();
     } catch (err) {
       this.log.error('VXLAN guard update failed', { error: describeError(err) });
     }
@@ -815,6 +825,11 @@ async function takeNextBatch(watcher: LeaseWatcher, ownKey: string, take: (event
 }
 
 /** Close a server and the connections it still has (a scraper's keep-alive must not hold the agent up). */
+/** The public IPs of some peers, one per peer (the guard counts peers that share an address). */
+function publicIPs(peers: readonly PeerLease[]): string[] {
+  return peers.map((p) => p.publicIP);
+}
+
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());

@@ -240,3 +240,40 @@ function settleConflicts(contested: Candidate[], rejected: Rejection[]): Set<Lea
   }
   return losers;
 }
+
+/** The peers admitted since an earlier admission, and those no longer admitted. */
+export interface AdmittedChange {
+  added: PeerLease[];
+  removed: PeerLease[];
+}
+
+/**
+ * What changed from one admission's peers to the next. Both lists follow the store's order and keep the objects of
+ * unchanged leases (AdmissionMemo), so one walk over both finds a join, a leave or a rewritten lease by identity,
+ * with no set or map: the same peer in both is kept, one met in one list only was added or removed. Whatever the
+ * walk decides, `after` = `before` - removed + added, counted by object, so the result is exact even when it is not
+ * the smallest (every lease new after the memo was reset: all removed, all added).
+ */
+export function admittedChange(before: readonly PeerLease[], after: readonly PeerLease[]): AdmittedChange {
+  const added: PeerLease[] = [];
+  const removed: PeerLease[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length && j < after.length) {
+    const was = before[i]!;
+    const now = after[j]!;
+    if (was === now) {
+      i++;
+      j++;
+    } else if (after[j + 1] === was) {
+      added.push(now); // `now` came in ahead of `was`
+      j++;
+    } else {
+      removed.push(was); // left, or rewritten: its new object is met as added next
+      i++;
+    }
+  }
+  for (; i < before.length; i++) removed.push(before[i]!);
+  for (; j < after.length; j++) added.push(after[j]!);
+  return { added, removed };
+}

@@ -153,16 +153,21 @@ export function iptablesGuardRule(spec: GuardSpec): string[] {
   ];
 }
 
+/** What a change of peers did: the addresses let in and shut out, and the values that are no IPv4 address. */
+export interface PeersChange {
+  added: string[];
+  removed: string[];
+  invalid: unknown[];
+}
+
 export class VxlanGuard {
   private spec: GuardSpec | undefined;
   /**
-   * The peers set as last written, canonical dotted quads, each with the number of the last compare() that named
-   * it. setPeers runs at every lease event with every admitted peer: a member that is already there is found by its
-   * string alone (no parsing, no sorting), and the members no longer named are those whose mark is older, so an
-   * unchanged list costs no new set.
+   * The peers set as last written: canonical dotted quad -> how many admitted peers have that public IP (several
+   * subnets may share one host's address). A change of peers (changePeers) touches only the addresses it names;
+   * an address is written to the kernel when its count leaves or reaches zero.
    */
   private members = new Map<string, number>();
-  private compares = 0;
   /** `members` sorted by address, made when asked for (status, logs) and dropped at every change. */
   private sorted: string[] | undefined;
   /** The allowed set as the kernel listed it right after apply() (auto-merge may have joined entries). */
@@ -192,8 +197,12 @@ export class VxlanGuard {
     return this.members.size;
   }
 
+  /**
+   * The members as written whole (a rewrite, or as the kernel listed them at start): an address already counted
+   * keeps its count, so rebuilding the guard loses none; a new one counts one peer until setPeers counts them all.
+   */
   private setMembers(members: Iterable<string>): void {
-    this.members = new Map([...members].map((ip) => [ip, 0]));
+    this.members = new Map([...members].map((ip) => [ip, this.members.get(ip) ?? 1]));
     this.sorted = undefined;
   }
 
@@ -264,74 +273,97 @@ export class VxlanGuard {
   }
 
   /**
-   * Make the peers set hold exactly `ips`, writing only the difference. Values that are not IPv4 addresses are
-   * never written and are returned in `invalid`. If the guard was removed behind our back it is rebuilt.
+   * Make the peers set hold exactly `ips` (every admitted peer's public IP, duplicates counted), writing only the
+   * difference. Values that are not IPv4 addresses are never written and are returned in `invalid`. If the guard
+   * was removed behind our back it is rebuilt.
    */
-  setPeers(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
-    return this.serial(() => this.setPeersNow(ips));
+  setPeers(ips: readonly unknown[]): Promise<PeersChange> {
+    return this.serial(async () => {
+      const counts = new Map<string, number>();
+      const invalid: unknown[] = [];
+      for (const ip of ips) {
+        const member = this.canonical(ip);
+        if (member === undefined) invalid.push(ip);
+        else counts.set(member, (counts.get(member) ?? 0) + 1);
+      }
+      const added: string[] = [];
+      const removed: string[] = [];
+      for (const ip of counts.keys()) if (!this.members.has(ip)) added.push(ip);
+      for (const ip of this.members.keys()) if (!counts.has(ip)) removed.push(ip);
+      this.members = counts;
+      return this.writeChange(added, removed, invalid);
+    });
   }
 
-  private async setPeersNow(ips: readonly unknown[]): Promise<{ added: string[]; removed: string[]; invalid: unknown[] }> {
-    if (!this.spec) throw new GuardError('the VXLAN guard is not set up: call apply() first');
-    const { kept, added, invalid } = this.compare(ips);
-    const removed: string[] = [];
-    if (kept < this.members.size) {
-      for (const [ip, mark] of this.members) if (mark !== this.compares) removed.push(ip);
-      removed.sort(byAddress);
+  /**
+   * Some peers were admitted (`added`) and some left (`removed`), by public IP, one entry per peer: the counts of
+   * those addresses alone are changed, so a join or a leave costs the same whatever the size of the cluster. An
+   * address that reaches zero leaves the set; one that leaves zero enters it. A removed value that is not a member
+   * is ignored; added values that are not IPv4 addresses are returned in `invalid`.
+   */
+  changePeers(added: readonly unknown[], removed: readonly unknown[]): Promise<PeersChange> {
+    return this.serial(async () => {
+      const invalid: unknown[] = [];
+      const entering = new Set<string>();
+      for (const ip of added) {
+        const member = this.canonical(ip);
+        if (member === undefined) {
+          invalid.push(ip);
+          continue;
+        }
+        const n = this.members.get(member) ?? 0;
+        this.members.set(member, n + 1);
+        if (n === 0) entering.add(member);
+      }
+      const leaving: string[] = [];
+      for (const ip of removed) {
+        const member = this.canonical(ip);
+        const n = member === undefined ? undefined : this.members.get(member);
+        if (n === undefined) continue;
+        if (n > 1) {
+          this.members.set(member!, n - 1);
+          continue;
+        }
+        this.members.delete(member!);
+        // Added and removed in the same change: it was never written.
+        if (!entering.delete(member!)) leaving.push(member!);
+      }
+      return this.writeChange([...entering], leaving, invalid);
+    });
+  }
+
+  /** An IPv4 address as the members hold it (dotted quad); undefined for anything else. */
+  private canonical(ip: unknown): string | undefined {
+    if (typeof ip !== 'string') return undefined;
+    if (this.members.has(ip)) return ip; // members are canonical: no parsing for an address already in
+    try {
+      return formatIPv4(parseIPv4(ip, 'PublicIP'));
+    } catch {
+      return undefined;
     }
-    // Nothing changed (every lease event but a join or a leave): no kernel round trip at all.
+  }
+
+  /** Write a change of members the counts already show; on failure rebuild the whole guard from them. */
+  private async writeChange(added: string[], removed: string[], invalid: unknown[]): Promise<PeersChange> {
+    if (!this.spec) throw new GuardError('the VXLAN guard is not set up: call apply() first');
+    // Nothing changed (a peer that shares its address with another, a lease rewritten in place): no kernel write.
     if (added.length === 0 && removed.length === 0) return { added, removed, invalid };
+    added.sort(byAddress);
+    removed.sort(byAddress);
+    this.sorted = undefined;
     try {
       if (this.backend === 'nftables') {
         this.setWriter ??= NftSetWriter.open(this.netns);
-        await this.setWriter.update(GUARD_TABLE, NFT_PEERS, added, removed);
+        this.setWriter.update(GUARD_TABLE, NFT_PEERS, added, removed);
       } else {
         const lines = [...added.map((ip) => `add ${IPSET_PEERS} ${ip} -exist`), ...removed.map((ip) => `del ${IPSET_PEERS} ${ip} -exist`)];
         await this.cmd(['ipset', 'restore'], { input: lines.join('\n') + '\n' });
       }
-      // Changed in place: a join or a leave touches one member, not all of them.
-      for (const ip of removed) this.members.delete(ip);
-      for (const ip of added) this.members.set(ip, this.compares);
-      this.sorted = undefined;
     } catch {
-      // Someone removed the table, the set or an element we listed: rebuild the whole guard with the new members.
-      const keep = [...this.members.keys()].filter((ip) => this.members.get(ip) === this.compares);
-      await this.write(this.spec, [...keep, ...added]);
+      // Someone removed the table, the set or an element we listed: rebuild the whole guard with the members.
+      await this.write(this.spec, this.peers);
     }
     return { added, removed, invalid };
-  }
-
-  /**
-   * Split `ips` against the members: those already in (found by their string: a member is canonical; marked with
-   * this compare's number, and counted once each in `kept`), the new ones (canonical, unique, sorted by address)
-   * and the values that are no IPv4 address. Only a value that is not a member yet is parsed.
-   */
-  private compare(ips: readonly unknown[]): { kept: number; added: string[]; invalid: unknown[] } {
-    const mark = ++this.compares;
-    let kept = 0;
-    const fresh = new Set<number>();
-    const invalid: unknown[] = [];
-    const keep = (ip: string): boolean => {
-      const was = this.members.get(ip);
-      if (was === undefined) return false;
-      if (was !== mark) {
-        this.members.set(ip, mark);
-        kept++;
-      }
-      return true;
-    };
-    for (const ip of ips) {
-      if (typeof ip === 'string' && keep(ip)) continue;
-      try {
-        if (typeof ip !== 'string') throw new Error('not a string');
-        fresh.add(parseIPv4(ip, 'PublicIP'));
-      } catch {
-        invalid.push(ip);
-      }
-    }
-    const added: string[] = [];
-    for (const ip of [...fresh].sort((a, b) => a - b).map(formatIPv4)) if (!keep(ip)) added.push(ip);
-    return { kept, added, invalid };
   }
 
   /** True when the kernel holds the guard exactly as last written (rule, members, allowed sources). */

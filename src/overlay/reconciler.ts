@@ -20,10 +20,10 @@
 import { Coalescer } from '../base/coalesce.js';
 import type { Cidr4 } from '../base/ip.js';
 import { cidrContainsCidr, cidrsOverlap, maskOf } from '../base/ip.js';
-import type { Logger } from '../base/log.js';
+import type { Fields, Logger } from '../base/log.js';
 import type { EntryEncoder, NeighborRecord, NetlinkClient, NetlinkError, RouteRecord } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
-import { AdmissionMemo, admitLeases, type AdmissionContext, type AdmissionResult } from './admission.js';
+import { AdmissionMemo, admitLeases, admittedChange, type AdmissionContext, type AdmissionResult, type AdmittedChange } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
 import { KernelView, readKernelView, type KernelReader } from './kernel-view.js';
 import { planMatches, planPeer, routeKey, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
@@ -43,8 +43,12 @@ export interface ReconcilerHooks {
   onResult?(r: ReconcileResult, reason: string): void;
   /** Every run's admission (the agent logs and counts the rejections that are new). */
   onAdmission?(a: AdmissionResult): void;
-  /** Before any entry is written: the admitted peers (the VXLAN guard lets them in before their first packet). */
-  beforeProgram?(admitted: AdmissionResult['admitted']): Promise<void>;
+  /**
+   * Before any entry is written, when the admitted peers changed (the VXLAN guard lets them in before their first
+   * packet): all of them, and what changed since the last call — undefined at the first, when only the whole is known.
+   * What it returns goes into the run's "reconciled" log line (one line per run, also when it wrote no entry).
+   */
+  beforeProgram?(admitted: AdmissionResult['admitted'], change: AdmittedChange | undefined): Promise<Fields | undefined>;
 }
 
 /** What the reconciler needs of the kernel: the three dumps of a KernelView and a batch of writes. */
@@ -299,16 +303,23 @@ export class Reconciler {
       this.devices = view.devices();
     }
     const before = this.admittedFor;
+    // null: the admitted peers are the same objects as at the last run.
+    let change: AdmittedChange | undefined | null = null;
     if (!before || before.version !== this.leasesVersion || !sameCidrs(before.foreign, this.foreign)) {
+      const previous = this.admission.admitted;
       this.admission = admitLeases(
         { ...this.ctx.admission, ownSubnet: this.ctx.ownSubnet, foreignRoutes: this.foreign },
         this.leases.values(),
         this.admissionMemo,
       );
       this.admittedFor = { version: this.leasesVersion, foreign: this.foreign };
+      change = before ? admittedChange(previous, this.admission.admitted) : undefined;
     }
     this.hooks.onAdmission?.(this.admission);
-    await this.hooks.beforeProgram?.(this.admission.admitted);
+    const notes =
+      change === undefined || (change && (change.added.length || change.removed.length))
+        ? await this.hooks.beforeProgram?.(this.admission.admitted, change)
+        : undefined;
     const now = this.now();
     const due = this.admission.admitted.filter((p) => (this.failing.get(p.subnet)?.retryAt ?? 0) <= now);
     const diff = view ? this.planFull(due, view) : this.planChanges(due);
@@ -377,7 +388,7 @@ export class Reconciler {
 
     if (written.size) this.hooks.onWrites?.(written);
     const result: ReconcileResult = { writes, failed, programmed: this.plans.size, durationMs: performance.now() - started };
-    if (writes || failed) this.log.info('reconciled', { reason, full, ...result, durationMs: Math.round(result.durationMs * 10) / 10 });
+    if (writes || failed || notes) this.log.info('reconciled', { reason, full, ...result, durationMs: Math.round(result.durationMs * 10) / 10, ...notes });
     this.hooks.onResult?.(result, reason);
     return result;
   }

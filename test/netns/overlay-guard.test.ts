@@ -315,3 +315,56 @@ test(
     assert.deepEqual((await guard.status()).allowed, []);
   },
 );
+
+test(
+  'nftables: changePeers counts peers per address; only an address reaching or leaving zero is written; a rebuild keeps the counts',
+  { timeout: 120_000 },
+  async (t) => {
+    requireRoot();
+    const host = await freshNetns(t, 'gc');
+    const guard = new VxlanGuard('nftables', host);
+    t.after(() => guard.remove());
+    await guard.apply(spec, []);
+    // Two subnets of one host (same public IP), and a third host.
+    let r = await guard.setPeers(['192.0.2.12', '192.0.2.12', '192.0.2.13']);
+    assert.deepEqual([r.added, r.removed], [['192.0.2.12', '192.0.2.13'], []]);
+    const monitor = await commitMonitor(t, host);
+    await monitor.mark();
+
+    // One of the two subnets leaves: its address still has a peer, nothing is written.
+    r = await guard.changePeers([], ['192.0.2.12']);
+    assert.deepEqual([r.added, r.removed], [[], []]);
+    // A rewritten lease (left and came back with the same address), a non-member, junk: nothing either.
+    r = await guard.changePeers(['192.0.2.13'], ['192.0.2.13', '192.0.2.99', 'x']);
+    assert.deepEqual([r.added, r.removed], [[], []]);
+    // Admitted and gone again within one change: never written.
+    r = await guard.changePeers(['192.0.2.50'], ['192.0.2.50']);
+    assert.deepEqual([r.added, r.removed], [[], []]);
+    assert.equal((await monitor.commitsSince()).commits, 0, 'no address reached or left zero');
+
+    // The last subnet of 192.0.2.12 leaves and a new host joins (with junk beside it): one commit.
+    r = await guard.changePeers(['192.0.2.14', null, '192.0.2.014'], ['192.0.2.12']);
+    assert.deepEqual([r.added, r.removed, r.invalid], [['192.0.2.14'], ['192.0.2.12'], [null, '192.0.2.014']]);
+    const seen = await monitor.commitsSince();
+    assert.equal(seen.commits, 1, seen.text);
+    assert.deepEqual(seen.text.match(/^(add|delete) element .*$/gm), [
+      'add element ip tulle-guard peers { 192.0.2.14 }',
+      'delete element ip tulle-guard peers { 192.0.2.12 }',
+    ]);
+    assert.deepEqual(await kernelMembers('nftables', host), ['192.0.2.13', '192.0.2.14']);
+
+    // The table removed behind the guard's back: the next change rebuilds it, and the counts survive the rebuild.
+    r = await guard.changePeers(['192.0.2.13'], []);
+    assert.deepEqual([r.added, r.removed], [[], []], 'a second peer on 192.0.2.13');
+    await run(['ip', 'netns', 'exec', host, 'nft', 'delete', 'table', 'ip', 'tulle-guard']);
+    r = await guard.changePeers(['192.0.2.15'], []);
+    assert.deepEqual(r.added, ['192.0.2.15']);
+    assert.deepEqual(await kernelMembers('nftables', host), ['192.0.2.13', '192.0.2.14', '192.0.2.15']);
+    r = await guard.changePeers([], ['192.0.2.13']);
+    assert.deepEqual(r.removed, [], '192.0.2.13 had two peers before the rebuild and still has one');
+    r = await guard.changePeers([], ['192.0.2.13']);
+    assert.deepEqual(r.removed, ['192.0.2.13']);
+    assert.deepEqual(await kernelMembers('nftables', host), ['192.0.2.14', '192.0.2.15']);
+    assert.equal(await guard.intact(), true);
+  },
+);

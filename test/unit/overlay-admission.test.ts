@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseCidr4 } from '../../src/base/ip.js';
-import { AdmissionMemo, admitLeases, type AdmissionContext } from '../../src/overlay/admission.js';
+import { AdmissionMemo, admitLeases, admittedChange, type AdmissionContext } from '../../src/overlay/admission.js';
+import type { PeerLease } from '../../src/overlay/plan.js';
 import { peerLease } from '../helpers/leases.js';
 
 const ctx: AdmissionContext = {
@@ -195,5 +196,48 @@ test('the memo checks only new or changed leases again, and admits exactly what 
   assert.deepEqual(
     routed.result.rejected.map((r) => [r.subnet, r.reason]),
     [['10.244.12.0/24', 'foreign-route']],
+  );
+});
+
+test('admittedChange: a join, a leave, a rewritten lease are found by identity, one peer each', () => {
+  const [a, b, c, d] = ['10.244.2.0/24', '10.244.3.0/24', '10.244.4.0/24', '10.244.5.0/24'].map((subnet): PeerLease => ({
+    subnet,
+    publicIP: '192.0.2.12',
+    vtepMac: '02:00:00:00:00:02',
+  }));
+  const b2 = { ...b! };
+  assert.deepEqual(admittedChange([a!, b!, c!], [a!, b!, c!]), { added: [], removed: [] });
+  assert.deepEqual(admittedChange([a!, b!, c!], [a!, b!, c!, d!]), { added: [d], removed: [] });
+  assert.deepEqual(admittedChange([a!, b!, c!], [a!, c!]), { added: [], removed: [b] });
+  assert.deepEqual(admittedChange([a!, b!, c!], [d!, a!, b!, c!]), { added: [d], removed: [] });
+  const rewritten = admittedChange([a!, b!, c!], [a!, b2, c!]);
+  assert.equal(rewritten.added.length, 1);
+  assert.equal(rewritten.added[0], b2);
+  assert.equal(rewritten.removed[0], b);
+  assert.deepEqual(admittedChange([], [a!, b!]), { added: [a, b], removed: [] });
+  assert.deepEqual(admittedChange([a!, b!], []), { added: [], removed: [a, b] });
+});
+
+test('property: admittedChange is exact — after = before - removed + added, peer by peer — for any two lists', () => {
+  const pool: PeerLease[] = Array.from({ length: 12 }, (_, i) => ({ subnet: `10.244.${i}.0/24`, publicIP: `192.0.2.${i % 4}`, vtepMac: '02:00:00:00:00:02' }));
+  const list = fc.array(fc.nat({ max: pool.length - 1 }), { maxLength: 20 }).map((is) => is.map((i) => pool[i]!));
+  const counts = (xs: readonly PeerLease[]) => {
+    const m = new Map<PeerLease, number>();
+    for (const x of xs) m.set(x, (m.get(x) ?? 0) + 1);
+    return m;
+  };
+  fc.assert(
+    fc.property(list, list, (before, after) => {
+      const { added, removed } = admittedChange(before, after);
+      const want = counts(before);
+      for (const x of removed) {
+        assert.ok((want.get(x) ?? 0) > 0, 'removed only what was there');
+        want.set(x, want.get(x)! - 1);
+      }
+      for (const x of added) want.set(x, (want.get(x) ?? 0) + 1);
+      for (const [x, n] of counts(after)) assert.equal(want.get(x) ?? 0, n);
+      for (const [x, n] of want) assert.equal(counts(after).get(x) ?? 0, n);
+      assert.ok(added.length <= after.length && removed.length <= before.length);
+    }),
   );
 });

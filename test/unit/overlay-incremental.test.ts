@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { silentLogger } from '../../src/base/log.js';
+import { createLogger, silentLogger } from '../../src/base/log.js';
 import { Reconciler } from '../../src/overlay/reconciler.js';
 import type { Lease } from '../../src/subnet/lease.js';
 import type { LeaseEvent } from '../../src/subnet/watcher.js';
@@ -259,5 +259,50 @@ test("DirectRouting: the announcement of a direct route added incrementally is t
   assert.deepEqual([route.via, route.dev], ['192.0.2.20', 'eth0']);
   assert.equal(r.routeExpected(false, k.routeRecord(route)), true, "the underlay's index was read with the kernel view");
   assert.equal(r.routeExpected(false, k.routeRecord({ ...route, via: '192.0.2.21' })), false, 'rewritten by someone else');
+  r.close();
+});
+
+test('beforeProgram: all admitted peers at the first run, then only what changed, and no call when admission is unchanged', async () => {
+  const k = kernelStandIn(undefined, 0);
+  const calls: string[] = [];
+  const names = (ps: readonly { subnet: string }[]) => ps.map((p) => p.subnet).join(',');
+  const lines: string[] = [];
+  const log = createLogger({}, { format: 'json', write: (line) => lines.push(line) });
+  const r = new Reconciler(k.nl, ctx, log, {
+    beforeProgram: async (admitted, change) => {
+      calls.push(change ? `+${names(change.added)} -${names(change.removed)}` : `all ${names(admitted)}`);
+      return { note: calls.length };
+    },
+  });
+  r.setLeases([peer(2), peer(3)]);
+  await r.reconcile('start');
+  assert.deepEqual(calls, ['all 10.244.2.0/24,10.244.3.0/24']);
+  await r.reconcile('periodic');
+  assert.equal(calls.length, 1, 'nothing changed: no call');
+  r.updateLeases([ev('added', peer(4))]);
+  await r.reconcile('leases', 'incremental');
+  r.updateLeases([ev('removed', peer(2))]);
+  await r.reconcile('leases', 'incremental');
+  r.updateLeases([ev('changed', peer(3, { ip: '198.51.100.33' }))]);
+  await r.reconcile('leases', 'incremental');
+  // A renewal (a new lease object, same entries) is a change of admitted peer too: the guard counts it out and in.
+  r.updateLeases([ev('changed', peer(4))]);
+  await r.reconcile('leases', 'incremental');
+  // A lease the admission rejects changes nothing admitted.
+  r.updateLeases([ev('added', peerLease('10.244.9.0/24', '198.51.100.9', '02:00:00:00:00:03', 500))]);
+  await r.reconcile('leases', 'incremental');
+  assert.deepEqual(calls.slice(1), ['+10.244.4.0/24 -', '+ -10.244.2.0/24', '+10.244.3.0/24 -10.244.3.0/24', '+10.244.4.0/24 -10.244.4.0/24']);
+  // What the hook returns is in its run's "reconciled" line, also for the renewal, which wrote nothing.
+  const reconciled = lines.map((l) => JSON.parse(l) as { msg: string; note?: number; writes: number }).filter((l) => l.msg === 'reconciled');
+  assert.deepEqual(
+    reconciled.map((l) => [l.note, l.writes]),
+    [
+      [1, 6],
+      [2, 3],
+      [3, 3],
+      [4, 2],
+      [5, 0],
+    ],
+  );
   r.close();
 });
