@@ -599,6 +599,35 @@ static void call_js(nl_socket *s, napi_value error, napi_value data) {
   }
 }
 
+/* The receive buffer, made on first use: 0, or ENOMEM. */
+static int ensure_buffer(nl_socket *s) {
+  if (s->buf) return 0;
+  s->cap = RECV_BATCH_BYTES + RECV_MIN_SPACE;
+  s->buf = malloc(s->cap);
+  return s->buf ? 0 : ENOMEM;
+}
+
+/* recv() without blocking into s->buf until the socket is empty or a batch is read: the bytes read, and in *err a
+ * receive error (0 when the socket was simply empty). */
+static size_t drain(nl_socket *s, int *err) {
+  size_t used = 0;
+  *err = 0;
+  while (s->fd >= 0 && used < RECV_BATCH_BYTES && s->cap - used >= RECV_MIN_SPACE) {
+    ssize_t n = recv(s->fd, s->buf + used, s->cap - used, MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) *err = errno;
+      break;
+    }
+    if ((size_t)n > s->cap - used) { /* MSG_TRUNC returns the real length: the datagram did not fit */
+      *err = EMSGSIZE;
+      break;
+    }
+    used += (size_t)n;
+  }
+  return used;
+}
+
 /*
  * Readable: drain the socket without blocking and hand JS whole datagrams, several concatenated into one Buffer
  * (netlink messages are self-delimiting, so this parses the same and costs one JS call per wake-up, not per
@@ -631,22 +660,8 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       return;
     }
   }
-  size_t used = 0;
   int recv_errno = 0;
-  while (s->fd >= 0 && used < RECV_BATCH_BYTES) {
-    if (s->cap - used < RECV_MIN_SPACE) break;
-    ssize_t n = recv(s->fd, s->buf + used, s->cap - used, MSG_DONTWAIT | MSG_TRUNC);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) recv_errno = errno;
-      break;
-    }
-    if ((size_t)n > s->cap - used) { /* MSG_TRUNC returns the real length: the datagram did not fit */
-      recv_errno = EMSGSIZE;
-      break;
-    }
-    used += (size_t)n;
-  }
+  size_t used = drain(s, &recv_errno);
   if (used > 0) {
     napi_value data;
     void *copy;
@@ -676,11 +691,7 @@ static napi_value nl_start_reading(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "tulle_native.startReading: callback must be a function");
     return NULL;
   }
-  if (!s->buf) {
-    s->cap = RECV_BATCH_BYTES + RECV_MIN_SPACE;
-    s->buf = malloc(s->cap);
-    if (!s->buf) return throw_errno(env, ENOMEM, "malloc");
-  }
+  if (ensure_buffer(s) != 0) return throw_errno(env, ENOMEM, "malloc");
   uv_loop_t *loop;
   NAPI_OR_THROW(napi_get_uv_event_loop(env, &loop));
   int rc = uv_poll_init(loop, &s->poll, s->fd);
@@ -725,22 +736,10 @@ static napi_value nl_receive_now(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "tulle_native: receiveNow on a socket that startReading reads");
     return NULL;
   }
-  if (!s->buf) {
-    s->cap = RECV_BATCH_BYTES + RECV_MIN_SPACE;
-    s->buf = malloc(s->cap);
-    if (!s->buf) return throw_errno(env, ENOMEM, "malloc");
-  }
-  size_t used = 0;
-  while (used < RECV_BATCH_BYTES && s->cap - used >= RECV_MIN_SPACE) {
-    ssize_t n = recv(s->fd, s->buf + used, s->cap - used, MSG_DONTWAIT | MSG_TRUNC);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      return throw_errno(env, errno, "recv(netlink)");
-    }
-    if ((size_t)n > s->cap - used) return throw_errno(env, EMSGSIZE, "recv(netlink)");
-    used += (size_t)n;
-  }
+  if (ensure_buffer(s) != 0) return throw_errno(env, ENOMEM, "malloc");
+  int err;
+  size_t used = drain(s, &err);
+  if (err != 0) return throw_errno(env, err, "recv(netlink)");
   napi_value result;
   if (used == 0) {
     NAPI_OR_THROW(napi_get_null(env, &result));

@@ -43,6 +43,38 @@ test('open() refused for a bad argument leaves no socket behind', () => {
   assert.equal(openFds(), before);
 });
 
+test('receiveNow: null on an empty socket, the ACK queued by send() right after it, and clear errors for a closed or watched socket', () => {
+  const h = native().open(null, NETLINK_ROUTE, [], 0, 0, FLAGS);
+  try {
+    assert.equal(native().receiveNow(h), null);
+    // RTM_GETLINK for ifindex 1 (lo) with NLM_F_REQUEST|NLM_F_ACK: the kernel answers inside the send.
+    const req = Buffer.alloc(32);
+    req.writeUInt32LE(32, 0);
+    req.writeUInt16LE(18, 4);
+    req.writeUInt16LE(0x1 | 0x4, 6);
+    req.writeUInt32LE(77, 8);
+    req.writeInt32LE(1, 20);
+    native().send(h, req);
+    const replies = native().receiveNow(h);
+    assert.ok(replies && replies.length >= 32, 'the link and its ACK were queued before send() returned');
+    assert.equal(replies.readUInt32LE(8), 77);
+    assert.equal(native().receiveNow(h), null, 'nothing left');
+  } finally {
+    native().close(h);
+  }
+  assert.throws(
+    () => native().receiveNow(h),
+    (e: NodeJS.ErrnoException) => e.code === 'EBADF',
+  );
+  const watched = native().open(null, NETLINK_ROUTE, [], 0, 0, FLAGS);
+  native().startReading(watched, () => {});
+  try {
+    assert.throws(() => native().receiveNow(watched), /startReading/);
+  } finally {
+    native().close(watched);
+  }
+});
+
 test("every errno has a name: libuv's, glibc's, or E<number> for one nobody knows", () => {
   assert.deepEqual(native().describeErrno(101), ['ENETUNREACH', 'Network is unreachable']);
   // Known to glibc but not to libuv: uv_err_name() called these "Unknown system error".
