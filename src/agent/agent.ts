@@ -824,12 +824,12 @@ async function takeNextBatch(watcher: LeaseWatcher, ownKey: string, take: (event
   return true;
 }
 
-/** Close a server and the connections it still has (a scraper's keep-alive must not hold the agent up). */
 /** The public IPs of some peers, one per peer (the guard counts peers that share an address). */
 function publicIPs(peers: readonly PeerLease[]): string[] {
   return peers.map((p) => p.publicIP);
 }
 
+/** Close a server and the connections it still has (a scraper's keep-alive must not hold the agent up). */
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());

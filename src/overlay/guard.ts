@@ -84,8 +84,13 @@ export function normalizePeers(ips: readonly unknown[]): { valid: string[]; inva
   return { valid: [...valid].sort((a, b) => a - b).map(formatIPv4), invalid };
 }
 
-function byAddress(a: string, b: string): number {
-  return parseIPv4(a) - parseIPv4(b);
+/** Dotted quads sorted by address, each parsed once (a first sync may hand the guard thousands). */
+function sortedByAddress(ips: readonly string[]): string[] {
+  if (ips.length < 2) return [...ips];
+  return ips
+    .map((ip) => ({ ip, n: parseIPv4(ip) }))
+    .sort((a, b) => a.n - b.n)
+    .map((x) => x.ip);
 }
 
 /** Checked again here (not only by the config) because every value ends up in a program's input. */
@@ -188,7 +193,7 @@ export class VxlanGuard {
 
   /** The peers the guard lets in, as last written, sorted by address. */
   get peers(): readonly string[] {
-    this.sorted ??= [...this.members.keys()].sort(byAddress);
+    this.sorted ??= sortedByAddress([...this.members.keys()]);
     return this.sorted;
   }
 
@@ -279,6 +284,7 @@ export class VxlanGuard {
    */
   setPeers(ips: readonly unknown[]): Promise<PeersChange> {
     return this.serial(async () => {
+      const spec = this.requireSpec();
       const counts = new Map<string, number>();
       const invalid: unknown[] = [];
       for (const ip of ips) {
@@ -291,7 +297,7 @@ export class VxlanGuard {
       for (const ip of counts.keys()) if (!this.members.has(ip)) added.push(ip);
       for (const ip of this.members.keys()) if (!counts.has(ip)) removed.push(ip);
       this.members = counts;
-      return this.writeChange(added, removed, invalid);
+      return this.writeChange(spec, added, removed, invalid);
     });
   }
 
@@ -303,6 +309,7 @@ export class VxlanGuard {
    */
   changePeers(added: readonly unknown[], removed: readonly unknown[]): Promise<PeersChange> {
     return this.serial(async () => {
+      const spec = this.requireSpec();
       const invalid: unknown[] = [];
       const entering = new Set<string>();
       for (const ip of added) {
@@ -328,8 +335,13 @@ export class VxlanGuard {
         // Added and removed in the same change: it was never written.
         if (!entering.delete(member!)) leaving.push(member!);
       }
-      return this.writeChange([...entering], leaving, invalid);
+      return this.writeChange(spec, [...entering], leaving, invalid);
     });
+  }
+
+  private requireSpec(): GuardSpec {
+    if (!this.spec) throw new GuardError('the VXLAN guard is not set up: call apply() first');
+    return this.spec;
   }
 
   /** An IPv4 address as the members hold it (dotted quad); undefined for anything else. */
@@ -344,12 +356,11 @@ export class VxlanGuard {
   }
 
   /** Write a change of members the counts already show; on failure rebuild the whole guard from them. */
-  private async writeChange(added: string[], removed: string[], invalid: unknown[]): Promise<PeersChange> {
-    if (!this.spec) throw new GuardError('the VXLAN guard is not set up: call apply() first');
+  private async writeChange(spec: GuardSpec, unsortedAdded: string[], unsortedRemoved: string[], invalid: unknown[]): Promise<PeersChange> {
     // Nothing changed (a peer that shares its address with another, a lease rewritten in place): no kernel write.
-    if (added.length === 0 && removed.length === 0) return { added, removed, invalid };
-    added.sort(byAddress);
-    removed.sort(byAddress);
+    if (unsortedAdded.length === 0 && unsortedRemoved.length === 0) return { added: [], removed: [], invalid };
+    const added = sortedByAddress(unsortedAdded);
+    const removed = sortedByAddress(unsortedRemoved);
     this.sorted = undefined;
     try {
       if (this.backend === 'nftables') {
@@ -361,7 +372,7 @@ export class VxlanGuard {
       }
     } catch {
       // Someone removed the table, the set or an element we listed: rebuild the whole guard with the members.
-      await this.write(this.spec, this.peers);
+      await this.write(spec, this.peers);
     }
     return { added, removed, invalid };
   }
@@ -409,7 +420,7 @@ export class VxlanGuard {
     const items = (JSON.parse(r.stdout) as { nftables: NftItem[] }).nftables;
     const s = { ...base };
     for (const item of items) {
-      if (item.set?.name === NFT_PEERS) s.members = (item.set.elem ?? []).map(nftElement).sort(byAddress);
+      if (item.set?.name === NFT_PEERS) s.members = sortedByAddress((item.set.elem ?? []).map(nftElement));
       else if (item.set?.name === NFT_ALLOWED) s.allowed = (item.set.elem ?? []).map(nftElement);
       else if (item.counter && (DROP_REASONS as readonly string[]).includes(item.counter.name)) {
         s.drops[item.counter.name as DropReason] = { packets: Number(item.counter.packets ?? 0), bytes: Number(item.counter.bytes ?? 0) };
@@ -438,7 +449,7 @@ export class VxlanGuard {
       s.vni = parseInt(rule[2]!, 16);
       s.drops.unknown_source = { packets: Number(rule[3]), bytes: Number(rule[4]) };
     }
-    s.members = (await this.ipsetMembers(IPSET_PEERS)).sort(byAddress);
+    s.members = sortedByAddress(await this.ipsetMembers(IPSET_PEERS));
     s.allowed = await this.ipsetMembers(IPSET_ALLOWED);
     return s;
   }

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidValueError } from '../../src/base/errors.js';
-import { iptablesGuardRule, nftGuardRuleset, normalizePeers } from '../../src/overlay/guard.js';
+import { GuardError, VxlanGuard, iptablesGuardRule, nftGuardRuleset, normalizePeers } from '../../src/overlay/guard.js';
 
 test("the nft ruleset matches the VNI raw after the UDP header, and only on the network's port", () => {
   const text = nftGuardRuleset({ vni: 4096, port: 4789, allowedSources: ['203.0.113.0/24'] }, ['192.0.2.12', '192.0.2.11', '192.0.2.12']);
@@ -65,4 +65,12 @@ test('peer addresses: only canonical IPv4 addresses are kept, sorted and unique;
   assert.equal(invalid.length, 8);
   // Hostile text is dropped before it could be written into a ruleset.
   assert.doesNotMatch(nftGuardRuleset({ vni: 1, port: 8472, allowedSources: [] }, ['192.0.2.1 } ; flush ruleset']), /flush/);
+});
+
+test('a change of peers before the guard is set up is refused and counts nothing', async () => {
+  const guard = new VxlanGuard('nftables', 'tulle-no-such-netns');
+  await assert.rejects(guard.changePeers(['192.0.2.12'], []), (e: unknown) => e instanceof GuardError && /not set up/.test(e.message));
+  await assert.rejects(guard.setPeers(['192.0.2.12']), (e: unknown) => e instanceof GuardError);
+  assert.equal(guard.size, 0);
+  assert.deepEqual(guard.peers, []);
 });
