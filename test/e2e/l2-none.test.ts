@@ -123,7 +123,12 @@ test(
     const stolen = `${PREFIX}/endpoints/${h1Pod.ip.replace(/\d+$/, (n) => String(Number(n) + 1))}`;
     await putRaw(state, stolen, JSON.stringify({ IP: stolen.split('/').pop(), MAC: '02:00:00:00:66:01', PublicIP: hosts[1]!.address }));
     await putRaw(state, `${PREFIX}/endpoints/10.34.0.250`, '{"IP":"10.34.0.250","MAC":"ff:ff:ff:ff:ff:ff","PublicIP":"192.0.2.11","Extra":1}');
-    await waitFor(() => hosts.every((h) => agentLog(state, h.name).includes(`"key":"${stolen}"`)), 10_000, 'every agent to report the stolen address');
+    // The two records arrive as two store events: wait for every agent to have reported both.
+    await waitFor(
+      () => hosts.every((h) => [stolen, `${PREFIX}/endpoints/10.34.0.250`].every((key) => agentLog(state, h.name).includes(`"key":"${key}"`))),
+      10_000,
+      'every agent to report the stolen address and the malformed record',
+    );
     assert.match(agentLog(state, 'h3'), /not programming an endpoint record.*lies in the slice of the host 192\.0\.2\.11, not of PublicIP 198\.51\.100\.12/);
     assert.match(agentLog(state, 'h3'), /not programming an endpoint record.*10\.34\.0\.250.*malformed/);
     for (const h of hosts)
