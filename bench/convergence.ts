@@ -1,10 +1,12 @@
 /**
  * Benchmark: convergence. In a lab of N hosts (50, 100; 3 with --quick) agents run on N-1 of them; then the N-th host's agent
  * starts, and the time is taken from the moment its lease appears in the store to the moment each other host's
- * kernel announces the new peer's route, neighbour and FDB entry. Both ends are seen from outside the agents:
- * the lease by a store watch in this process (SQLite, polled every 2 ms, so the start mark is at most 2 ms late,
- * which can only flatter tulle by that much), the kernel entries by netlink event sockets in every host namespace
- * (peer-observer.ts). The N-th host then leaves (`tulle agent --cleanup` releases its lease), every host drops its
+ * kernel announces the new peer's route, neighbour and FDB entry. Both ends are seen from outside the agents: the
+ * lease by when it was written — its expiry less the agents' lease TTL: SQLite stamps a lease with the writer's
+ * clock, in ms, inside the write — checked against a store watch in this process and the joining agent's "lease
+ * acquired" log line (the earliest of the three counts; a watch alone was late whenever the observing agents,
+ * woken by the same file notification, were quicker than this process), the kernel entries by netlink event
+ * sockets in every host namespace (peer-observer.ts). The N-th host then leaves (`tulle agent --cleanup` releases its lease), every host drops its
  * entries, and it joins again: p50 and p99 are over the hosts of every join. The agents' start-up is not measured.
  *
  * The VXLAN guard's cost, in the same lab: the joins alternate between the N-1 agents running with the guard and
@@ -50,7 +52,7 @@ import {
   type LabState,
 } from '../src/lab/index.js';
 import { DEFAULT_PREFIX, openRegistry, subnetsPrefix, type Registry, type WatchHandle } from '../src/store/index.js';
-import { decodeLease } from '../src/subnet/index.js';
+import { LEASE_TTL_SECONDS, decodeLease } from '../src/subnet/index.js';
 import { TULLE_ROUTE_PROTOCOL } from '../src/netlink/index.js';
 import {
   agentReadyTimes,
@@ -91,7 +93,7 @@ export interface JoinResult {
   /** The first measured join after the agents (re)started with this setting (an unmeasured join came before it). */
   afterSwitch: boolean;
   subnet: string;
-  startMark: 'agent log' | 'store watch';
+  startMark: 'store write' | 'agent log' | 'store watch';
   watchLateMs: number;
   p50: number;
   max: number;
@@ -279,7 +281,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
         // The joining agent always runs with the guard (the default): its own start-up (the guard's table written
         // with `nft`) runs on this machine's shared cores during the window, which on a real cluster it does not.
         await withVxlanGuard(true, async () => void startAgent(state, joining.name));
-        const { at: watchedAt, peer } = await appeared;
+        const { at: watchedAt, writtenAt, peer } = await appeared;
         const cpuBefore = mainThreadCpuMs(peerAgents);
         const doneAt = await Promise.all(observed.map((ns) => observer.complete(ns, entryKeys(peer), 60_000)));
         const cpuSpent = mainThreadCpuMs(peerAgents) - cpuBefore;
@@ -288,7 +290,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
         // The lease was committed before anyone saw it: take the earlier of this process's store watch and the
         // joining agent's own "lease acquired" log line (written right after its create returned).
         const loggedAt = leaseLoggedAt(join(hostDir(state, joining.name), 'agent.log'), peer.subnet);
-        const leaseAt = Math.min(watchedAt, loggedAt ?? Infinity);
+        const leaseAt = Math.min(watchedAt, loggedAt ?? Infinity, writtenAt ?? Infinity);
         const ms = doneAt.map((t) => t - leaseAt);
         await verifyProgrammed(observed, peer);
         if (measure) {
@@ -300,7 +302,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
             guard,
             afterSwitch,
             subnet: peer.subnet,
-            startMark: loggedAt !== undefined && loggedAt < watchedAt ? 'agent log' : 'store watch',
+            startMark: leaseAt === writtenAt ? 'store write' : leaseAt === loggedAt ? 'agent log' : 'store watch',
             watchLateMs: round(watchedAt - leaseAt, 2),
             p50: percentiles(ms).p50,
             max: round(Math.max(...ms), 2),
@@ -452,13 +454,20 @@ function leaseLoggedAt(logFile: string, subnet: string): number | undefined {
   return at;
 }
 
+/** A new lease: when this process's watch saw it and when it was written (performance.now() clock), and its entries. */
+interface LeaseAppearance {
+  at: number;
+  writtenAt: number | undefined;
+  peer: PeerEntries;
+}
+
 /**
  * New leases as the store shows them: a watch on the subnets prefix in this process (SQLite polled every 2 ms).
  * `next()` resolves with the first lease key that appears after it was called, and when (performance.now()).
  */
 class LeaseAppearances {
   private live = new Set<string>();
-  private waiter: ((x: { at: number; peer: PeerEntries }) => void) | undefined;
+  private waiter: ((x: LeaseAppearance) => void) | undefined;
   private failure: ((err: Error) => void) | undefined;
   private watch: WatchHandle | undefined;
 
@@ -483,7 +492,9 @@ class LeaseAppearances {
           const lease = decodeLease(DEFAULT_PREFIX, { key: e.key, value: e.value, modRevision: e.modRevision, expiresAt: e.expiresAt });
           const waiter = self.waiter;
           self.waiter = undefined;
-          waiter?.({ at, peer: { subnet: lease.subnet, mac: String(lease.backendData.VtepMAC), publicIP: lease.publicIP } });
+          // SQLite's expiry is the writer's Date.now() plus the TTL, taken inside the write.
+          const writtenAt = e.expiresAt === null ? undefined : e.expiresAt - LEASE_TTL_SECONDS * 1000 - performance.timeOrigin;
+          waiter?.({ at, writtenAt, peer: { subnet: lease.subnet, mac: String(lease.backendData.VtepMAC), publicIP: lease.publicIP } });
         }
       },
       lost: (reason) => self.failure?.(new Error(`the store watch lost its place: ${reason}`)),
@@ -492,7 +503,7 @@ class LeaseAppearances {
     return self;
   }
 
-  next(timeoutMs = 180_000): Promise<{ at: number; peer: PeerEntries }> {
+  next(timeoutMs = 180_000): Promise<LeaseAppearance> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`no new lease appeared within ${timeoutMs} ms (is the joining agent running? see its agent.log)`)),
