@@ -9,7 +9,12 @@
  *   - tulle without its VXLAN guard: a third lab whose agents run with --vxlan-guard=false, so the guard's
  *     nftables rule (a set lookup per VXLAN packet) is the only difference. Two labs differ by a few microseconds
  *     of RTT whatever runs in them, so half-way the two tulle labs swap the setting (agents restarted) and the
- *     same rounds run again; the guard rows pool each side over both labs.
+ *     same rounds run again; the guard rows pool each side over both labs. The guard's cost per packet is below
+ *     what pings 10 ms apart resolve (their RTTs spread over 10-100 us with the CPU's wake-ups), so in each phase
+ *     the guard is also compared with pings 1 ms apart (RTTs within a few us), twice: with the hosts as the lab
+ *     made them, where the guard's chain is the only netfilter input hook (an empty chain there costs what the
+ *     guard costs: the hook itself), and with another table's empty input chain on every host, as conntrack or a
+ *     host firewall has on nearly any real host, so that the rule alone is the difference.
  * The kernel moves the packets in all three, so tulle can only lose by configuring something worse. The paths
  * take turns (A B C, then B C A, ...) and medians are taken, so a busy moment of the shared 2-core machine hits
  * all of them alike. For RTT the ratio is the baseline's RTT over tulle's, so for every row higher is better.
@@ -63,6 +68,17 @@ const PORT = 8472;
 const IPERF_PORT = 5201;
 
 type PathName = 'tulle' | 'hand' | 'underlay' | 'noguard';
+type CloseSetting = 'bare' | 'hookInUse';
+const CLOSE_SETTINGS: readonly CloseSetting[] = ['bare', 'hookInUse'];
+/** The table of the other input chain (`hookInUse`): the benchmark's, never tulle's. */
+const OTHER_INPUT_TABLE = 'bench-other-input';
+
+interface ClosePings {
+  rttMs: Percentiles;
+  /** Mean of the fastest 90% of the RTTs, in ms (the slowest tenth are the machine's wake-ups, not the path). */
+  fastMeanMs: number;
+  pingsLost: number;
+}
 
 /** One way from a client namespace to a server address. */
 interface Path {
@@ -101,6 +117,9 @@ export interface DataplaneResult {
     pingRounds: number;
     pingsPerRound: number;
     pingIntervalMs: number;
+    closePingRounds: number;
+    closePingsPerRound: number;
+    closePingIntervalMs: number;
   };
   /** Phase one: every path, the guard on in the first tulle lab and off in the second. */
   paths: Record<PathName, PathResult>;
@@ -109,6 +128,13 @@ export interface DataplaneResult {
    * with the guard (phase two, after the swap); `off` the other two halves.
    */
   guard: { on: PathResult; off: PathResult };
+  /**
+   * The guard's cost per round trip from pings 1 ms apart, pooled over both phases like `guard`: `bare` with the
+   * lab hosts as they are (the guard's chain is the only netfilter input hook there), `hookInUse` with an empty
+   * input chain of another table on both hosts of both labs (as conntrack or any host firewall puts there), so
+   * that only the rule is the difference. RTT percentiles in ms; `fastMean`: the mean of the fastest 90%.
+   */
+  guardClose: Record<CloseSetting, { on: ClosePings; off: ClosePings }>;
   /** The hand-made overlay against the underlay: what VXLAN itself costs on this machine, whoever configures it. */
   handOverUnderlay: { throughput: number; rttP50: number; rttP99: number };
   /** Throughput tulle / hand-made of each round (runs taken back to back): the machine's noise, seen directly. */
@@ -144,6 +170,12 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
     pingRounds: quick ? 1 : 36,
     pingsPerRound: quick ? 20 : 25,
     pingIntervalMs: 10,
+    // The guard's cost per packet is well under a microsecond: measured with pings 1 ms apart, where the CPU never
+    // sleeps deeply between them and the RTTs sit within a few microseconds of each other (10 ms apart they spread
+    // over 10-100 us). In rounds that alternate guard on and off, in each phase, without and with another input chain.
+    closePingRounds: quick ? 2 : 60,
+    closePingsPerRound: quick ? 20 : 50,
+    closePingIntervalMs: 1,
   };
   const overlay = overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 1 });
   const noGuardOverlay = overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 1 });
@@ -188,6 +220,8 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
               }
             }
             const agentCpuPercent = round(((sumCpuMs(agents) - agentCpuBefore) / ((performance.now() - measuringSince) * cpus().length)) * 100, 2);
+            const close = closePingSamples();
+            await closePingRounds(close, { on: tullePath(tulleLab), off: tullePath(noGuardLab) }, [tulleLab, noGuardLab], sizes);
             // Second half of the guard comparison: the guard changes sides (each lab's agents restart with the other
             // setting), and the same rounds run again. Two labs differ by a few microseconds of RTT whatever runs in them
             // (the hand-made overlay, with no guard, is one of them); pooling both halves cancels that out, so what is
@@ -220,6 +254,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
                 }
               }
             }
+            await closePingRounds(close, { on: swapped.guardOn, off: swapped.guardOff }, [tulleLab, noGuardLab], sizes);
             // Run i of every path is one round: its tulle / hand-made ratio shows how much the machine moved meanwhile.
             const roundRatios = throughput.get('tulle')!.map((t, i) => round(t / throughput.get('hand')![i]!, 3));
             const guardRatios = guardOnRuns.map((t, i) => round(t / guardOffRuns[i]!, 3));
@@ -264,6 +299,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
               sizes,
               paths: results,
               guard,
+              guardClose: closePingResults(close),
               handOverUnderlay: {
                 throughput: round(results.hand.throughputGbps / results.underlay.throughputGbps, 3),
                 rttP50: round(results.underlay.rttMs.p50 / results.hand.rttMs.p50, 3),
@@ -274,7 +310,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
               tulleOverNoGuardMedianOfRounds: round(median(guardRatios), 3),
               agentCpuPercent,
               labs: [tulleLab.name, handLab.name, noGuardLab.name],
-              rows: rows(results, guard),
+              rows: [...rows(results, guard), ...closeRows(closePingResults(close))],
             };
             const file = resultFile(NAME, options);
             if (file) writeResult(file, result);
@@ -340,6 +376,90 @@ function rows(paths: Record<PathName, PathResult>, guard: { on: PathResult; off:
     );
   }
   return out;
+}
+
+type CloseSamples = Record<CloseSetting, Record<'on' | 'off', { rtts: number[]; lost: number }>>;
+
+function closePingSamples(): CloseSamples {
+  const side = () => ({ rtts: [] as number[], lost: 0 });
+  return { bare: { on: side(), off: side() }, hookInUse: { on: side(), off: side() } };
+}
+
+/**
+ * One phase of the close guard comparison: short rounds of pings 1 ms apart, guard on and off taking turns, and
+ * the two settings taking turns round by round (the other table's empty input chain added to every host of both
+ * labs, and removed again), so that a slow stretch of the machine weighs on all four alike.
+ */
+async function closePingRounds(
+  into: CloseSamples,
+  paths: { on: Path; off: Path },
+  labs: readonly LabState[],
+  sizes: { closePingRounds: number; closePingsPerRound: number; closePingIntervalMs: number },
+): Promise<void> {
+  let chainAdded = false;
+  try {
+    for (const side of ['on', 'off'] as const) await pingRtts(paths[side], 3, sizes.closePingIntervalMs);
+    for (let i = 0; i < sizes.closePingRounds; i++) {
+      for (const setting of i % 2 === 0 ? CLOSE_SETTINGS : [...CLOSE_SETTINGS].reverse()) {
+        if ((setting === 'hookInUse') !== chainAdded) await otherInputChain(labs, (chainAdded = !chainAdded));
+        for (const side of i % 4 < 2 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
+          const r = await pingRtts(paths[side], sizes.closePingsPerRound, sizes.closePingIntervalMs);
+          into[setting][side].rtts.push(...r.rtts);
+          into[setting][side].lost += r.lost;
+        }
+      }
+    }
+  } finally {
+    if (chainAdded) await otherInputChain(labs, false);
+  }
+}
+
+function closePingResults(samples: CloseSamples): DataplaneResult['guardClose'] {
+  const summary = (x: { rtts: number[]; lost: number }): ClosePings => {
+    const fastest = [...x.rtts].sort((a, b) => a - b).slice(0, Math.max(1, Math.floor(x.rtts.length * 0.9)));
+    return { rttMs: percentiles(x.rtts), fastMeanMs: round(fastest.reduce((a, b) => a + b, 0) / fastest.length, 4), pingsLost: x.lost };
+  };
+  return {
+    bare: { on: summary(samples.bare.on), off: summary(samples.bare.off) },
+    hookInUse: { on: summary(samples.hookInUse.on), off: summary(samples.hookInUse.off) },
+  };
+}
+
+const CLOSE_LABELS: Record<CloseSetting, string> = {
+  bare: 'hosts with no other input chain',
+  hookInUse: "hosts with another table's input chain",
+};
+
+/** The close comparison's rows: the mean of the fastest 90%, which resolves a fraction of a microsecond (p50 is in whole ones). */
+function closeRows(close: DataplaneResult['guardClose']): BenchRow[] {
+  return CLOSE_SETTINGS.map((setting) => {
+    const { on, off } = close[setting];
+    return row({
+      benchmark: NAME,
+      metric: `ping RTT 1 ms apart, mean of the fastest 90%, guard against none (${CLOSE_LABELS[setting]})`,
+      size: '2 hosts, 1 pod each',
+      figure: on.fastMeanMs,
+      unit: 'ms',
+      baseline: off.fastMeanMs,
+      baselineLabel: 'tulle overlay, --vxlan-guard=false (both labs)',
+      ratio: round(off.fastMeanMs / on.fastMeanMs, 3),
+      ratioLabel: 'noguard RTT / tulle RTT',
+      goal: { on: 'ratio', op: '>=', value: GOAL_GUARD, text: `noguard / tulle >= ${GOAL_GUARD}` },
+    });
+  });
+}
+
+/**
+ * Add (or remove) an empty input chain of the benchmark's own table on every host of the labs: what conntrack or
+ * a host firewall does on nearly any real host, after which netfilter's input hook is in use whether or not the
+ * guard is there.
+ *   nft add table ip bench-other-input; nft add chain ip bench-other-input input { type filter hook input priority 10; }
+ */
+async function otherInputChain(labs: readonly LabState[], add: boolean): Promise<void> {
+  const script = add
+    ? `table ip ${OTHER_INPUT_TABLE} {\n  chain input {\n    type filter hook input priority filter + 10; policy accept;\n  }\n}\n`
+    : `delete table ip ${OTHER_INPUT_TABLE}\n`;
+  for (const lab of labs) for (const h of lab.hosts) await runCommand(['ip', 'netns', 'exec', h.namespace, 'nft', '-f', '-'], { input: script });
 }
 
 /** Fail unless host h2 of the lab has the guard table exactly when `want` says so. */

@@ -45,6 +45,18 @@ export const BENCHMARKS: readonly Benchmark[] = [
             "guard rows: each lab ran half of its rounds with the guard and half without (the agents restarted with the other setting between the halves), so the two labs' own difference cancels out",
           ]
         : []),
+      ...(r.guardClose
+        ? (['bare', 'hookInUse'] as const).map((k) => {
+            const c = r.guardClose[k];
+            const us = (ms: number) => round(ms * 1000, 2);
+            return (
+              `pings 1 ms apart, ${k === 'bare' ? 'hosts as the lab made them (the guard is their only netfilter input hook)' : "another table's empty input chain on every host"}: ` +
+              `with the guard mean of the fastest 90% ${us(c.on.fastMeanMs)} us, p50 ${us(c.on.rttMs.p50)} us, p99 ${us(c.on.rttMs.p99)} us over ${c.on.rttMs.samples} pings (${c.on.pingsLost} lost); ` +
+              `without ${us(c.off.fastMeanMs)} us, p50 ${us(c.off.rttMs.p50)} us, p99 ${us(c.off.rttMs.p99)} us over ${c.off.rttMs.samples} (${c.off.pingsLost} lost); ` +
+              `the guard's cost per round trip ${us(c.on.fastMeanMs - c.off.fastMeanMs)} us`
+            );
+          })
+        : []),
       `hand-made overlay / underlay (what VXLAN itself costs here, whoever configures it): throughput ${r.handOverUnderlay.throughput}, RTT p50 ${r.handOverUnderlay.rttP50}, RTT p99 ${r.handOverUnderlay.rttP99}`,
       ...(r.tulleOverHandPerRound
         ? [

@@ -10,14 +10,18 @@
  *     set peers   { type ipv4_addr; }                             # leased peers' public IPs
  *     set allowed { type ipv4_addr; flags interval; auto-merge; }  # Backend.AllowedSources
  *     chain input { type filter hook input priority filter; policy accept;
- *       udp dport PORT @th,96,24 VNI ip saddr != @peers ip saddr != @allowed counter name "unknown_source" drop }
+ *       udp dport PORT ip saddr != @peers @th,96,24 VNI ip saddr != @allowed counter name "unknown_source" drop }
  *   }
  * `@th,96,24` is the raw VNI: 24 bits at bit 96 of the transport header (8 bytes UDP + 4 bytes VXLAN flags).
+ * The peers lookup comes before the VNI: a peer's packet (nearly every packet) is then decided after the port and
+ * one hash lookup, without the 3-byte payload load, which nft does off its fast path. Measured in a lab with
+ * another input chain present, 1 ms pings pod to pod: the old order (VNI first) cost 0.4 us a round trip over no
+ * guard, this order nothing measurable (bench/dataplane.ts).
  *
  * iptables (with ipset): sets `tulle-peers` (hash:ip) and `tulle-allowed` (hash:net), chain TULLE-VXLAN jumped to
  * from INPUT:
- *   -A TULLE-VXLAN -p udp --dport PORT -m u32 --u32 "4&0x1FFF=0 && 0>>22&0x3C@12>>8=VNI"
- *      -m set ! --match-set tulle-peers src -m set ! --match-set tulle-allowed src -m comment --comment unknown_source -j DROP
+ *   -A TULLE-VXLAN -p udp --dport PORT -m set ! --match-set tulle-peers src -m u32 --u32 "4&0x1FFF=0 && 0>>22&0x3C@12>>8=VNI"
+ *      -m set ! --match-set tulle-allowed src -m comment --comment unknown_source -j DROP
  * u32: fragment offset 0 only (bytes 4-7: id, flags, offset), skip the IP header (IHL), read the 4 bytes at UDP offset 12 (VNI + reserved byte).
  *
  * The input hook sees a VXLAN datagram after reassembly and only when it is for this host, so forwarded
@@ -120,7 +124,7 @@ table ip ${GUARD_TABLE} {
   }
   chain input {
     type filter hook input priority filter; policy accept;
-    udp dport ${s.port} @th,96,24 ${s.vni} ip saddr != @${NFT_PEERS} ip saddr != @${NFT_ALLOWED} counter name "unknown_source" drop
+    udp dport ${s.port} ip saddr != @${NFT_PEERS} @th,96,24 ${s.vni} ip saddr != @${NFT_ALLOWED} counter name "unknown_source" drop
   }
 }
 `;
@@ -134,15 +138,15 @@ export function iptablesGuardRule(spec: GuardSpec): string[] {
     '--dport',
     String(s.port),
     '-m',
-    'u32',
-    '--u32',
-    `4&0x1FFF=0 && 0>>22&0x3C@12>>8=${s.vni}`,
-    '-m',
     'set',
     '!',
     '--match-set',
     IPSET_PEERS,
     'src',
+    '-m',
+    'u32',
+    '--u32',
+    `4&0x1FFF=0 && 0>>22&0x3C@12>>8=${s.vni}`,
     '-m',
     'set',
     '!',

@@ -7,7 +7,7 @@ import { GuardError, VxlanGuard, iptablesGuardRule, nftGuardRuleset, normalizePe
 
 test("the nft ruleset matches the VNI raw after the UDP header, and only on the network's port", () => {
   const text = nftGuardRuleset({ vni: 4096, port: 4789, allowedSources: ['203.0.113.0/24'] }, ['192.0.2.12', '192.0.2.11', '192.0.2.12']);
-  assert.match(text, /udp dport 4789 @th,96,24 4096 ip saddr != @peers ip saddr != @allowed counter name "unknown_source" drop/);
+  assert.match(text, /udp dport 4789 ip saddr != @peers @th,96,24 4096 ip saddr != @allowed counter name "unknown_source" drop/);
   assert.match(text, /set peers \{\n {4}type ipv4_addr;\n {4}elements = \{ 192\.0\.2\.11, 192\.0\.2\.12 \}/);
   assert.match(text, /flags interval; auto-merge;\n {4}elements = \{ 203\.0\.113\.0\/24 \}/);
   assert.match(text, /^add table ip tulle-guard\ndelete table ip tulle-guard\n/);
@@ -18,7 +18,7 @@ test('the iptables rule reads the VNI with u32 past the IP header, on unfragment
   const rule = iptablesGuardRule({ vni: 42, port: 8472, allowedSources: [] }).join(' ');
   assert.equal(
     rule,
-    '-p udp --dport 8472 -m u32 --u32 4&0x1FFF=0 && 0>>22&0x3C@12>>8=42 -m set ! --match-set tulle-peers src -m set ! --match-set tulle-allowed src -m comment --comment unknown_source -j DROP',
+    '-p udp --dport 8472 -m set ! --match-set tulle-peers src -m u32 --u32 4&0x1FFF=0 && 0>>22&0x3C@12>>8=42 -m set ! --match-set tulle-allowed src -m comment --comment unknown_source -j DROP',
   );
 });
 
