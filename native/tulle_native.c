@@ -31,7 +31,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <arpa/inet.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <stddef.h>
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
@@ -767,6 +771,60 @@ static napi_value nl_set_ref(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* portId(handle) -> the port id the kernel gave the socket at bind() (getsockname's nl_pid): the nlmsg_pid of
+ * the announcements of its own requests. */
+static napi_value nl_port_id(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  if (s->fd < 0) return throw_errno(env, EBADF, "getsockname on a closed netlink socket");
+  struct sockaddr_nl addr;
+  socklen_t length = sizeof addr;
+  if (getsockname(s->fd, (struct sockaddr *)&addr, &length) != 0) return throw_errno(env, errno, "getsockname");
+  napi_value result;
+  CHECK_NAPI(napi_create_uint32(env, addr.nl_pid, &result));
+  return result;
+}
+
+/*
+ * ignoreAnnouncementsOf(handle, portId): a socket filter (SO_ATTACH_FILTER, classic BPF) on a listening socket
+ * that drops the route and neighbour announcements whose nlmsg_pid is `portId`, i.e. those of the requests sent
+ * on that other socket (the kernel puts the requester's port id into the route and neighbour notifications it
+ * sends for a request; FDB notifications of a VXLAN device carry 0 and still come). The kernel drops them
+ * before queueing, so the listener is not woken for them. Everything else passes. BPF loads are big-endian,
+ * hence htonl/htons on the constants compared with the host-order header fields.
+ */
+static napi_value nl_ignore_announcements_of(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_socket *s = get_socket(env, argv[0]);
+  if (!s) return NULL;
+  uint32_t port;
+  CHECK_NAPI(napi_get_value_uint32(env, argv[1], &port));
+  if (port == 0) {
+    napi_throw_range_error(env, NULL, "tulle_native.ignoreAnnouncementsOf: port id 0 is the kernel's own");
+    return NULL;
+  }
+  if (s->fd < 0) return throw_errno(env, EBADF, "setsockopt on a closed netlink socket");
+  struct sock_filter code[] = {
+      /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_pid)),
+      /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htonl(port), 0, 6), /* another sender: keep (8) */
+      /* 2 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_type)),
+      /* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_NEWROUTE), 3, 0),
+      /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_DELROUTE), 2, 0),
+      /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_NEWNEIGH), 1, 0),
+      /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_DELNEIGH), 0, 1),
+      /* 7 */ BPF_STMT(BPF_RET | BPF_K, 0),
+      /* 8 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+  };
+  struct sock_fprog program = {.len = sizeof code / sizeof code[0], .filter = code};
+  if (setsockopt(s->fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0) return throw_errno(env, errno, "setsockopt SO_ATTACH_FILTER");
+  return NULL;
+}
+
 /* close(handle): idempotent. */
 static napi_value nl_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1052,6 +1110,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"receiveNow", NULL, nl_receive_now, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setReadingRef", NULL, nl_set_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, nl_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"portId", NULL, nl_port_id, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"ignoreAnnouncementsOf", NULL, nl_ignore_announcements_of, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFile", NULL, ns_read_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFile", NULL, ns_write_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"flock", NULL, do_flock, NULL, NULL, NULL, napi_enumerable, NULL},

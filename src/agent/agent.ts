@@ -390,8 +390,10 @@ export class Agent {
     this.own(reconciler, (r) => r.close());
 
     // Kernel events first, so that nothing changed between the first reconcile and the subscription is missed.
-    // Route, neighbour and FDB announcements — thousands when many peers are programmed at once, nearly all of
-    // them the agent's own writes — come as numbers and are checked against the plans without being decoded.
+    // Route, neighbour and FDB announcements come as numbers and are checked against the plans without being
+    // decoded. The kernel drops those of the reconciler's own route and neighbour writes (the same socket, `nl`,
+    // writes them all) before they reach the agent: thousands when many peers are programmed at once, and each
+    // would wake the agent only to find what it planned. Someone else's change still comes and is checked.
     const drift = (expected: boolean) => {
       if (!expected && !this.signal.aborted) this.scheduleDrift();
     };
@@ -399,7 +401,9 @@ export class Agent {
       route: (deleted: boolean, r: RouteRecord) => drift(reconciler.routeExpected(deleted, r)),
       neighbor: (deleted: boolean, n: NeighborRecord) => drift(reconciler.neighborExpected(deleted, n)),
     };
-    this.own(await nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e), { records }), (s) => s.close());
+    this.own(await nl.subscribe(['link', 'address', 'route', 'neighbor'], (e) => this.onKernelEvent(e), { records, ignoreAnnouncementsOf: nl.portId() }), (s) =>
+      s.close(),
+    );
 
     this.keepLeaseAndChecks(store, lease, rulesSide, () => void this.reconcile('periodic'));
 

@@ -581,6 +581,11 @@ export class NetlinkClient {
     if (result && !result.ok) throw result.error;
   }
 
+  /** The port id of this client's socket: announcements of its writes carry it (SubscribeOptions.ignoreAnnouncementsOf). */
+  portId(): number {
+    return this.socket.portId();
+  }
+
   /**
    * Watch changes, like `ip monitor link address route neigh`. 'neighbor' also brings FDB changes (kind 'fdb').
    * An event of kind 'overflow' means the kernel dropped events: list again to resync. The subscription keeps

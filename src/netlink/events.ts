@@ -65,6 +65,14 @@ export interface SubscribeOptions {
    * of its own writes go by; link and address events still come as events.
    */
   records?: RecordHandlers;
+  /**
+   * The port id of a socket whose writes need not be announced here (NetlinkClient.portId() of the client that
+   * writes): the kernel drops the route and neighbour announcements of that socket's requests before queueing
+   * them (a socket filter), so a process programming thousands of entries is not woken once per entry to hear
+   * its own writes. FDB announcements of a VXLAN device carry no port id and still come. The port id must stay
+   * that socket's while the subscription lives: another socket given the same id later would go unheard.
+   */
+  ignoreAnnouncementsOf?: number;
 }
 
 /** Receivers of announcements as records (SubscribeOptions.records); `deleted` for RTM_DEL*. */
@@ -174,6 +182,7 @@ export async function subscribe(
     },
   });
   try {
+    if (options.ignoreAnnouncementsOf !== undefined) socket.ignoreAnnouncementsOf(options.ignoreAnnouncementsOf);
     names = await loadNames();
   } catch (err) {
     socket.close();

@@ -12,6 +12,7 @@ import { NETLINK_ROUTE, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_OVERRUN, NL
 import { NetlinkError, fromSystemError } from './errors.js';
 import { align4, joinMessages, lazyRequest, parseDone, parseError, type Message, type Request } from './message.js';
 import { native, type SocketHandle } from '../sys/native.js';
+import { InvalidValueError } from '../base/errors.js';
 
 /** Requests sent together in one sendto(), and their outcomes as they arrive. */
 interface Chunk {
@@ -133,6 +134,32 @@ export class NetlinkSocket {
     native().close(this.handle);
     this.handle = undefined;
     this.failAll(EBADF);
+  }
+
+  /** The port id the kernel gave this socket: the nlmsg_pid of the announcements of its requests. */
+  portId(): number {
+    if (!this.handle) throw new NetlinkError('getsockname', EBADF, 'the socket is closed');
+    try {
+      return native().portId(this.handle);
+    } catch (err) {
+      throw fromSystemError('getsockname', err);
+    }
+  }
+
+  /**
+   * Do not deliver route and neighbour announcements of the requests of the socket with port id `portId` (a
+   * socket filter; the kernel drops them before they are queued). For a listening socket.
+   */
+  ignoreAnnouncementsOf(portId: number): void {
+    // 0 is the kernel's own port: its announcements (and a VXLAN device's FDB ones) would all be dropped.
+    if (!Number.isInteger(portId) || portId < 1 || portId > 0xffffffff)
+      throw new InvalidValueError('ignoreAnnouncementsOf', portId, "is not another socket's port id (1..4294967295)");
+    if (!this.handle) throw new NetlinkError('attach a socket filter', EBADF, 'the socket is closed');
+    try {
+      native().ignoreAnnouncementsOf(this.handle, portId);
+    } catch (err) {
+      throw fromSystemError('attach a socket filter', err);
+    }
   }
 
   /** A change (new/del/set): resolves when the kernel ACKs it, rejects with its error. */

@@ -36,6 +36,13 @@ export interface NativeBinding {
   startReading(handle: SocketHandle, callback: (error: NodeJS.ErrnoException | null, data: Buffer | null) => void): void;
   setReadingRef(handle: SocketHandle, ref: boolean): void;
   close(handle: SocketHandle): void;
+  /** The port id the kernel gave the socket (the nlmsg_pid of the announcements of its requests). */
+  portId(handle: SocketHandle): number;
+  /**
+   * Attach a socket filter to a listening socket: route and neighbour announcements with nlmsg_pid `portId` (the
+   * writes of the socket with that port id) are dropped by the kernel before they are queued.
+   */
+  ignoreAnnouncementsOf(handle: SocketHandle, portId: number): void;
   /** Runs on a libuv pool thread (only that thread enters the namespace), so the event loop is never held up. */
   readFile(nsPath: string | null, path: string): Promise<string>;
   writeFile(nsPath: string | null, path: string, text: string): Promise<void>;

@@ -17,6 +17,7 @@ import { encodeDumpRoutes, encodeReplaceRoute } from '../../src/netlink/route.js
 import { scanRouteDump } from '../../src/netlink/scan.js';
 import { NLM_F_ACK } from '../../src/netlink/constants.js';
 import { waitFor } from '../../src/base/retry.js';
+import { InvalidValueError } from '../../src/base/errors.js';
 
 requireRoot();
 
@@ -217,4 +218,72 @@ test('writeEntries on a client closed while its chunks wait on the pool: the cal
   assert.equal(results.length, 6000);
   for (const e of results) if (e) assert.equal(e.errno, 'EBADF');
   assert.ok(results.some((e) => e?.errno === 'EBADF'));
+});
+
+test("ignoreAnnouncementsOf: the kernel keeps back the announcements of one client's route and neighbour writes; everyone else's still come", async (t) => {
+  const { ns, nl } = await vtepHost(t, 'bign');
+  const vtep = Number((await ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'flannel.1'))[0]!.ifindex);
+  const port = nl.portId();
+  assert.ok(Number.isInteger(port) && port > 0, `a port id: ${port}`);
+  type Seen = Array<{ deleted: boolean; kind: 'route' | 'neighbor' | 'fdb'; ip: number; dstLen?: number }>;
+  const listen = async (filtered: boolean) => {
+    const seen: Seen = [];
+    const sub = await nl.subscribe(['route', 'neighbor'], () => {}, {
+      records: {
+        route: (deleted, r) => void (r.table === 254 && seen.push({ deleted, kind: 'route', ip: r.dst, dstLen: r.dstLen })),
+        neighbor: (deleted, n) => void seen.push({ deleted, kind: n.family === 7 ? 'fdb' : 'neighbor', ip: n.ip }),
+      },
+      ...(filtered ? { ignoreAnnouncementsOf: port } : {}),
+    });
+    t.after(() => sub.close());
+    return seen;
+  };
+  const plain = await listen(false);
+  const filtered = await listen(true);
+
+  // The client's own writes (a neighbour, an FDB entry, a route), then iproute2's: a neighbour and a route of its
+  // own, and the deletion of the client's route (drift, which must be heard).
+  const own = ipv4Number('10.244.3.0');
+  const remote = ipv4Number('198.51.100.13');
+  const ownMac = macNumber('0e:f0:b5:8c:28:03');
+  const results = await nl.writeEntries(
+    3,
+    (k, to) =>
+      [() => to.neighbor('replace', vtep, own, ownMac), () => to.fdb('replace', vtep, ownMac, remote), () => to.route('add', own, 24, own, vtep, true, 84)][
+        k
+      ]!(),
+    (k) => `own write ${k}`,
+  );
+  assert.deepEqual(results, [undefined, undefined, undefined]);
+  const other = ipv4Number('10.244.4.0');
+  await ip(ns, 'neigh', 'add', '10.244.4.0', 'lladdr', '0e:f0:b5:8c:28:04', 'dev', 'flannel.1', 'nud', 'permanent');
+  await ip(ns, 'route', 'add', '10.244.4.0/24', 'via', '10.244.4.0', 'dev', 'flannel.1', 'onlink', 'proto', '84');
+  await ip(ns, 'route', 'del', '10.244.3.0/24', 'dev', 'flannel.1');
+  // A socket gets its announcements in order: once the last change is in, everything before it is too.
+  const lastIn = (seen: Seen) => seen.some((e) => e.deleted && e.kind === 'route' && e.ip === own);
+  await waitFor(() => lastIn(plain) && lastIn(filtered), 10_000, 'the deletion of the route on both subscriptions');
+
+  const summary = (seen: Seen) =>
+    seen
+      .filter((e) => e.ip === own || e.ip === other || e.ip === remote)
+      .map((e) => `${e.deleted ? 'del' : 'new'} ${e.kind} ${e.ip === own ? 'own' : e.ip === other ? 'other' : 'remote'}`);
+  assert.deepEqual(summary(plain), ['new neighbor own', 'new fdb remote', 'new route own', 'new neighbor other', 'new route other', 'del route own']);
+  // The FDB announcement of a VXLAN device carries port id 0 (vxlan_fdb_notify), so it still comes.
+  assert.deepEqual(summary(filtered), ['new fdb remote', 'new neighbor other', 'new route other', 'del route own']);
+});
+
+test('ignoreAnnouncementsOf refuses port id 0 (the kernel) and what is no port id, naming the value', async (t) => {
+  const { ns } = await vtepHost(t, 'bigz');
+  const socket = NetlinkSocket.open({ nsPath: `/run/netns/${ns}`, groups: [] });
+  t.after(() => socket.close());
+  for (const bad of [0, -1, 1.5, 2 ** 32, Number.NaN])
+    assert.throws(
+      () => socket.ignoreAnnouncementsOf(bad),
+      (e: unknown) => e instanceof InvalidValueError && e.field === 'ignoreAnnouncementsOf' && Object.is(e.value, bad) && e.message.includes('port id'),
+    );
+  socket.close();
+  assert.throws(
+    () => socket.ignoreAnnouncementsOf(5),
+    (e: unknown) => e instanceof NetlinkError && e.errno === 'EBADF',
+  );
 });
