@@ -8,7 +8,8 @@
  *   = nft add element ip TABLE SET { a, b }; nft delete element ip TABLE SET { c }   (in one `nft -f -`)
  *
  * Creating tables, sets and rules stays with `nft` (src/overlay/guard.ts): it happens once, and nft's own
- * parser is the best judge of a ruleset.
+ * parser is the best judge of a ruleset. The same socket reads the ruleset's generation, which tells a periodic
+ * check whether anything changed at all before it runs `nft` to look.
  */
 import { parseIPv4 } from '../base/ip.js';
 import { NLA_F_NESTED, NLA_HDRLEN, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST } from './constants.js';
@@ -22,6 +23,9 @@ const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
 const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_NEWGEN = 15;
+const NFT_MSG_GETGEN = 16;
+const NFTA_GEN_ID = 1;
 const NFT_MSG_DELSETELEM = 14;
 const NFPROTO_IPV4 = 2;
 const NFTA_SET_ELEM_LIST_TABLE = 1;
@@ -99,6 +103,47 @@ export class NftSetWriter {
       off += (len + 3) & ~3;
     }
     if (acked !== commands.length) throw new NetlinkError(all(), EIO, 'the kernel did not acknowledge the batch');
+  }
+
+  /**
+   * The namespace's nf_tables generation: every committed change of any table, by anyone (`nft`, iptables-nft,
+   * update() here), adds exactly one, so an unchanged generation means nothing in nf_tables changed. NFT_MSG_GETGEN,
+   * answered with NFT_MSG_NEWGEN { NFTA_GEN_ID (big-endian) } before the send returns (as `nft monitor` prints
+   * "# new generation N").
+   */
+  generation(): number {
+    const handle = this.handle;
+    const command = 'read the nf_tables generation (NFT_MSG_GETGEN)';
+    if (!handle) throw new NetlinkError(command, EIO, 'socket closed');
+    const seq = this.takeSeqs(1);
+    const request = Buffer.alloc(NLMSG_HDRLEN + NFGENMSG_LEN); // nfgenmsg: family AF_UNSPEC, version 0, res_id 0
+    put32(request, 0, request.length);
+    request.writeUInt16LE((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 4);
+    request.writeUInt16LE(NLM_F_REQUEST, 6);
+    put32(request, 8, seq);
+    let replies: Buffer | null;
+    try {
+      native().send(handle, request);
+      replies = native().receiveNow(handle);
+    } catch (err) {
+      const e = fromSystemError(command, err);
+      throw e instanceof NetlinkError ? e : new NetlinkError(command, EIO, String(err));
+    }
+    for (const m of replies ? parseMessages(replies) : []) {
+      if (m.seq !== seq) continue;
+      if (m.type === NLMSG_ERROR) {
+        const ack = parseError(m);
+        throw new NetlinkError(command, ack.errno, ack.kernelMessage);
+      }
+      if (m.type !== ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)) continue;
+      for (let at = NFGENMSG_LEN; at + NLA_HDRLEN <= m.payload.length;) {
+        const len = m.payload.readUInt16LE(at);
+        if (len < NLA_HDRLEN) break;
+        if ((m.payload.readUInt16LE(at + 2) & 0x3fff) === NFTA_GEN_ID && len >= NLA_HDRLEN + 4) return m.payload.readUInt32BE(at + NLA_HDRLEN);
+        at += align4(len);
+      }
+    }
+    throw new NetlinkError(command, EIO, 'the kernel sent no generation');
   }
 
   /** `n` consecutive sequence numbers, never wrapping inside one batch; the first is returned. */

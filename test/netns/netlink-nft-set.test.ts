@@ -2,11 +2,13 @@
 // reads back as soon as update() returns (the kernel applies and acknowledges a batch inside the send); a batch is all
 // or nothing; errors name the nft command and the errno.
 import { test } from 'node:test';
+import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { run, runJson } from '../../src/base/exec.js';
 import { NftSetWriter, NetlinkError } from '../../src/netlink/index.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 import { freshNetns, requireRoot } from '../helpers/netns.js';
+import { waitFor } from '../../src/base/retry.js';
 
 async function elements(ns: string): Promise<string[]> {
   const doc = await runJson<{ nftables: Array<{ set?: { elem?: string[] } }> }>(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'set', 'ip', 't', 's']);
@@ -61,4 +63,45 @@ test('add and delete elements of an ipv4_addr set in one batch; errors name the 
     (e: unknown) => e instanceof NetlinkError && e.errno === 'EIO' && /socket closed/.test(e.message),
   );
   assert.equal((await elements(ns)).length, 501);
+});
+
+test("generation(): the namespace's nf_tables generation as `nft monitor` announces it, one more per commit, whoever commits", async (t) => {
+  requireRoot();
+  const ns = await freshNetns(t, 'nftgen');
+  const w = NftSetWriter.open(ns);
+  t.after(() => w.close());
+  // An independent reader: `nft monitor` prints "# new generation N by process ..." after every commit.
+  const monitor = spawn('ip', ['netns', 'exec', ns, 'nft', 'monitor'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => void monitor.kill());
+  let announced = '';
+  monitor.stdout.on('data', (d: Buffer) => (announced += d.toString()));
+  const lastAnnounced = () => Number([...announced.matchAll(/# new generation (\d+)/g)].pop()?.[1]);
+  // The monitor is listening once a commit of ours shows up in it.
+  await waitFor(
+    async () => {
+      await run(['ip', 'netns', 'exec', ns, 'nft', 'add', 'table', 'ip', 'probe']);
+      return !Number.isNaN(lastAnnounced());
+    },
+    10_000,
+    'nft monitor to listen',
+    100,
+  );
+  const before = w.generation();
+  assert.equal(before, lastAnnounced());
+
+  await run(['ip', 'netns', 'exec', ns, 'nft', '-f', '-'], { input: 'table ip t {\n  set s {\n    type ipv4_addr;\n  }\n}\n' });
+  await waitFor(() => lastAnnounced() === before + 1, 5000, 'the table commit to be announced');
+  assert.equal(w.generation(), before + 1);
+  w.update('t', 's', ['192.0.2.1', '192.0.2.2'], []); // one batch, one commit
+  assert.equal(w.generation(), before + 2);
+  await waitFor(() => lastAnnounced() === before + 2, 5000, 'the element commit to be announced');
+  assert.throws(() => w.update('t', 's', [], ['192.0.2.99'])); // refused: nothing committed
+  assert.equal(w.generation(), before + 2);
+  assert.equal(w.generation(), before + 2, 'reading it changes nothing');
+
+  w.close();
+  assert.throws(
+    () => w.generation(),
+    (e: unknown) => e instanceof NetlinkError && /NFT_MSG_GETGEN/.test(e.message),
+  );
 });

@@ -368,3 +368,53 @@ test(
     assert.equal(await guard.intact(), true);
   },
 );
+
+test('nftables: repair() looks with `nft` only when the generation says someone else committed since its last look', { timeout: 60_000 }, async (t) => {
+  requireRoot();
+  const host = await freshNetns(t, 'grg');
+  const commands: string[] = [];
+  const counting: typeof run = (argv, options) => {
+    commands.push(argv.join(' '));
+    return run(argv, options);
+  };
+  const guard = new VxlanGuard('nftables', host, counting);
+  t.after(() => guard.close());
+  const looks = () => commands.filter((c) => / nft -j list table ip tulle-guard$/.test(c)).length;
+  const members = async () =>
+    (await run(['ip', 'netns', 'exec', host, 'nft', 'list', 'set', 'ip', 'tulle-guard', 'peers'])).stdout.match(/\d+\.\d+\.\d+\.\d+/g) ?? [];
+
+  await guard.apply(spec, ['192.0.2.12']);
+  const afterApply = looks();
+  assert.equal(await guard.repair(), false);
+  assert.equal(looks(), afterApply + 1, 'the first check after a write looks');
+  assert.equal(await guard.repair(), false);
+  assert.equal(looks(), afterApply + 1, 'nothing committed since: no look');
+  await guard.changePeers(['192.0.2.13'], []);
+  await guard.changePeers([], ['192.0.2.13']);
+  assert.equal(await guard.repair(), false);
+  assert.equal(looks(), afterApply + 1, "only the guard's own member changes committed since: no look");
+
+  // Someone else's commit, harmless to the guard: one look, then quiet again.
+  await run(['ip', 'netns', 'exec', host, 'nft', 'add', 'table', 'ip', 'other']);
+  assert.equal(await guard.repair(), false);
+  assert.equal(looks(), afterApply + 2);
+  assert.equal(await guard.repair(), false);
+  assert.equal(looks(), afterApply + 2);
+
+  // A member deleted behind its back, after one of its own changes: seen, and put back.
+  await guard.changePeers(['192.0.2.14'], []);
+  await run(['ip', 'netns', 'exec', host, 'nft', 'delete', 'element', 'ip', 'tulle-guard', 'peers', '{ 192.0.2.12 }']);
+  assert.deepEqual(await members(), ['192.0.2.14']);
+  assert.equal(await guard.repair(), true);
+  assert.deepEqual((await members()).sort(), ['192.0.2.12', '192.0.2.14']);
+  const afterRewrite = looks();
+  assert.equal(await guard.repair(), false);
+  assert.equal(looks(), afterRewrite + 1, 'a rewrite is looked at once more');
+  assert.equal(await guard.repair(), false);
+  assert.equal(looks(), afterRewrite + 1);
+
+  // The table deleted: the same.
+  await run(['ip', 'netns', 'exec', host, 'nft', 'delete', 'table', 'ip', 'tulle-guard']);
+  assert.equal(await guard.repair(), true);
+  assert.deepEqual((await members()).sort(), ['192.0.2.12', '192.0.2.14']);
+});
