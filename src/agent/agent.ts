@@ -306,7 +306,7 @@ export class Agent {
 
   private async rulesPhase(config: NetworkConfig, lease: Lease): Promise<RulesSide> {
     const { log, options, metrics } = this;
-    const rules = new TrafficRules(chooseBackend());
+    const rules = this.own(new TrafficRules(chooseBackend()), (r) => r.close());
     const spec = { network: config.Network, subnet: lease.subnet, ipMasq: options.ipMasq };
     const stateFile = join(options.stateDir, 'rules.json');
     log.info(`traffic rules ${await rules.ensure(spec, stateFile)}`, { backend: rules.backend, ipMasq: options.ipMasq });

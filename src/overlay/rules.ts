@@ -15,10 +15,13 @@
  * iptables: chains TULLE-FWD (filter) and TULLE-POSTRTG (nat) jumped to from FORWARD / POSTROUTING.
  *
  * Whether the rules are still in place is checked by comparing the backend's own listing with the listing
- * recorded right after they were written, so any edit by someone else is noticed without parsing rules.
+ * recorded right after they were written, so any edit by someone else is noticed without parsing rules. With
+ * nftables the kernel's ruleset generation is read first (NftSetWriter.generation, one netlink request): while it
+ * is the one at which the listing last matched, no table changed and no `nft` process is started.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { hasProgram, run } from '../base/exec.js';
+import { NftSetWriter } from '../netlink/index.js';
 
 export interface TrafficRulesSpec {
   /** Cluster network, "10.244.0.0/16". */
@@ -83,18 +86,24 @@ function iptablesRules(spec: TrafficRulesSpec): Array<{ table: 'filter' | 'nat';
 /** Runs the backend's programs, optionally inside a named namespace (`ip netns exec NS ...`). */
 export class TrafficRules {
   private recorded: string | undefined;
+  /** nftables: the generation at which the listing last matched `recorded`; the socket that reads it (opened on first use). */
+  private checkedGeneration: number | undefined;
+  private generations: NftSetWriter | undefined;
 
   constructor(
     readonly backend: RulesBackend,
     private readonly netns?: string,
+    /** How `nft` / `iptables` are run; tests count them. */
+    private readonly runner: typeof run = run,
   ) {}
 
   private cmd(argv: string[], options: { input?: string; allowFailure?: boolean } = {}) {
-    return run(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
+    return this.runner(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
   }
 
   /** Write the rules (replacing tulle's previous ones) and record their listing. */
   async apply(spec: TrafficRulesSpec): Promise<void> {
+    this.checkedGeneration = undefined;
     if (this.backend === 'nftables') {
       await this.cmd(['nft', '-f', '-'], { input: nftRuleset(spec) });
     } else {
@@ -153,11 +162,35 @@ export class TrafficRules {
 
   /** True when the rules are still exactly as written by the last apply(). */
   async intact(): Promise<boolean> {
-    return this.recorded !== undefined && (await this.listing()) === this.recorded;
+    if (this.recorded === undefined) return false;
+    // Read before listing: a change made while `nft` lists then shows at the next check.
+    const generation = this.generation();
+    if (generation !== undefined && generation === this.checkedGeneration) return true;
+    const same = (await this.listing()) === this.recorded;
+    this.checkedGeneration = same ? generation : undefined;
+    return same;
+  }
+
+  /** The nf_tables generation, or undefined (iptables, or no answer: the check then lists). */
+  private generation(): number | undefined {
+    if (this.backend !== 'nftables') return undefined;
+    try {
+      this.generations ??= NftSetWriter.open(this.netns);
+      return this.generations.generation();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Close the netlink socket the checks read the generation with (the rules stay). */
+  close(): void {
+    this.generations?.close();
+    this.generations = undefined;
   }
 
   /** Remove tulle's rules; nothing there is not an error. */
   async remove(): Promise<void> {
+    this.checkedGeneration = undefined;
     if (this.backend === 'nftables') {
       await this.cmd(['nft', 'delete', 'table', 'ip', NFT_TABLE], { allowFailure: true });
     } else {

@@ -11,6 +11,7 @@ for (const backend of ['nftables', 'iptables'] as const) {
     requireRoot();
     const ns = await freshNetns(t, 'rules');
     const rules = new TrafficRules(backend, ns);
+    t.after(() => rules.close());
     await rules.apply(spec);
     const listing = await rules.listing();
     if (backend === 'nftables') {
@@ -53,4 +54,39 @@ test('without ip-masq there is no nat chain', async (t) => {
   const listing = await rules.listing();
   assert.match(listing, /chain forward/);
   assert.doesNotMatch(listing, /masquerade|postrouting/);
+});
+
+test('nftables: intact() lists the table only when the generation says something was committed since it last matched', async (t) => {
+  requireRoot();
+  const ns = await freshNetns(t, 'rgen');
+  const commands: string[] = [];
+  const rules = new TrafficRules('nftables', ns, (argv, options) => {
+    commands.push(argv.join(' '));
+    return run(argv, options);
+  });
+  t.after(() => rules.close());
+  const lists = () => commands.filter((c) => c.endsWith(' nft list table ip tulle')).length;
+  await rules.apply(spec);
+  const afterApply = lists();
+  assert.equal(await rules.intact(), true);
+  assert.equal(lists(), afterApply + 1, 'the first check lists');
+  assert.equal(await rules.intact(), true);
+  assert.equal(await rules.intact(), true);
+  assert.equal(lists(), afterApply + 1, 'nothing committed since: no listing');
+
+  // Someone else's commit elsewhere: one listing, then quiet again.
+  await run(['ip', 'netns', 'exec', ns, 'nft', 'add', 'table', 'ip', 'other']);
+  assert.equal(await rules.intact(), true);
+  assert.equal(await rules.intact(), true);
+  assert.equal(lists(), afterApply + 2);
+
+  // An edit of tulle's table is a commit too: noticed at the next check, every check until rewritten.
+  await run(['ip', 'netns', 'exec', ns, 'nft', 'add', 'rule', 'ip', 'tulle', 'forward', 'ip', 'saddr', '192.0.2.1', 'accept']);
+  assert.equal(await rules.intact(), false);
+  assert.equal(await rules.intact(), false);
+  assert.equal(lists(), afterApply + 4);
+  await rules.apply(spec);
+  assert.equal(await rules.intact(), true);
+  await rules.remove();
+  assert.equal(await rules.intact(), false);
 });
