@@ -189,7 +189,7 @@ export class VxlanGuard {
    * nftables: the generation (NftSetWriter.generation) at which repair() last found the guard intact, and the
    * member changes committed since (each adds one). While the generation is that plus those, nobody else changed
    * any table and the check needs no `nft` process: an idle agent then starts none, where it started one every
-   * --rules-interval (on 49 idle agents of a lab, half of their CPU).
+   * --rules-interval.
    */
   private checked: { generation: number; ownCommits: number } | undefined;
 
