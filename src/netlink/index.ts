@@ -21,6 +21,6 @@ export {
   type RouteLookup,
 } from './route.js';
 export { normalizeFdb, type Neighbor, type NeighborState, type Fdb } from './neigh.js';
-export { NftSetWriter } from './nft-set.js';
+export { NftGenerationReader, NftSetWriter } from './nft-set.js';
 export type { EntryEncoder, EntryOp } from './packed.js';
 export type { RouteSink, NeighborSink, RouteRecord, NeighborRecord } from './scan.js';

@@ -155,6 +155,30 @@ export class NftSetWriter {
   }
 }
 
+/**
+ * The nf_tables generation of a namespace for a periodic check that runs `nft` only when something changed:
+ * undefined when it cannot be read (the check then looks the long way). The socket opens at the first read.
+ */
+export class NftGenerationReader {
+  private socket: NftSetWriter | undefined;
+
+  constructor(private readonly netns?: string) {}
+
+  read(): number | undefined {
+    try {
+      this.socket ??= NftSetWriter.open(this.netns);
+      return this.socket.generation();
+    } catch {
+      return undefined;
+    }
+  }
+
+  close(): void {
+    this.socket?.close();
+    this.socket = undefined;
+  }
+}
+
 function u32(b: Buffer, at: number): number {
   return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x1000000;
 }

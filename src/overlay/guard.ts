@@ -32,7 +32,7 @@
 import { InvalidValueError, TulleError } from '../base/errors.js';
 import { formatCidr4, formatIPv4, parseCidr4, parseIPv4 } from '../base/ip.js';
 import { hasProgram, run, type RunOptions } from '../base/exec.js';
-import { NftSetWriter } from '../netlink/index.js';
+import { NftGenerationReader, NftSetWriter } from '../netlink/index.js';
 import type { RulesBackend } from './rules.js';
 
 export const GUARD_TABLE = 'tulle-guard';
@@ -192,13 +192,16 @@ export class VxlanGuard {
    * --rules-interval.
    */
   private checked: { generation: number; ownCommits: number } | undefined;
+  private readonly generations: NftGenerationReader;
 
   constructor(
     readonly backend: RulesBackend,
     private readonly netns?: string,
     /** How commands are run (`nft`, `iptables`, `ipset`); tests count them. */
     private readonly runner: typeof run = run,
-  ) {}
+  ) {
+    this.generations = new NftGenerationReader(netns);
+  }
 
   private cmd(argv: string[], options: RunOptions = {}) {
     return this.runner(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
@@ -413,7 +416,7 @@ export class VxlanGuard {
   repair(): Promise<boolean> {
     return this.serial(async () => {
       if (!this.spec) return false;
-      const generation = this.generation();
+      const generation = this.backend === 'nftables' ? this.generations.read() : undefined;
       if (generation !== undefined && this.checked && generation === (this.checked.generation + this.checked.ownCommits) >>> 0) {
         this.checked = { generation, ownCommits: 0 };
         return false;
@@ -426,17 +429,6 @@ export class VxlanGuard {
       await this.write(this.spec, this.peers);
       return true;
     });
-  }
-
-  /** The nf_tables generation, or undefined (iptables, or no answer: the check then looks with `nft`). */
-  private generation(): number | undefined {
-    if (this.backend !== 'nftables') return undefined;
-    try {
-      this.setWriter ??= NftSetWriter.open(this.netns);
-      return this.setWriter.generation();
-    } catch {
-      return undefined;
-    }
   }
 
   /** What the kernel holds now: works without apply() (for `tulle status`). */
@@ -511,6 +503,7 @@ export class VxlanGuard {
   close(): void {
     this.setWriter?.close();
     this.setWriter = undefined;
+    this.generations.close();
   }
 
   /** Remove the guard; nothing there is not an error. */

@@ -21,7 +21,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { hasProgram, run } from '../base/exec.js';
-import { NftSetWriter } from '../netlink/index.js';
+import { NftGenerationReader } from '../netlink/index.js';
 
 export interface TrafficRulesSpec {
   /** Cluster network, "10.244.0.0/16". */
@@ -86,16 +86,18 @@ function iptablesRules(spec: TrafficRulesSpec): Array<{ table: 'filter' | 'nat';
 /** Runs the backend's programs, optionally inside a named namespace (`ip netns exec NS ...`). */
 export class TrafficRules {
   private recorded: string | undefined;
-  /** nftables: the generation at which the listing last matched `recorded`; the socket that reads it (opened on first use). */
+  /** nftables: the generation at which the listing last matched `recorded`, and its reader. */
   private checkedGeneration: number | undefined;
-  private generations: NftSetWriter | undefined;
+  private readonly generations: NftGenerationReader;
 
   constructor(
     readonly backend: RulesBackend,
     private readonly netns?: string,
     /** How `nft` / `iptables` are run; tests count them. */
     private readonly runner: typeof run = run,
-  ) {}
+  ) {
+    this.generations = new NftGenerationReader(netns);
+  }
 
   private cmd(argv: string[], options: { input?: string; allowFailure?: boolean } = {}) {
     return this.runner(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
@@ -164,28 +166,16 @@ export class TrafficRules {
   async intact(): Promise<boolean> {
     if (this.recorded === undefined) return false;
     // Read before listing: a change made while `nft` lists then shows at the next check.
-    const generation = this.generation();
+    const generation = this.backend === 'nftables' ? this.generations.read() : undefined;
     if (generation !== undefined && generation === this.checkedGeneration) return true;
     const same = (await this.listing()) === this.recorded;
     this.checkedGeneration = same ? generation : undefined;
     return same;
   }
 
-  /** The nf_tables generation, or undefined (iptables, or no answer: the check then lists). */
-  private generation(): number | undefined {
-    if (this.backend !== 'nftables') return undefined;
-    try {
-      this.generations ??= NftSetWriter.open(this.netns);
-      return this.generations.generation();
-    } catch {
-      return undefined;
-    }
-  }
-
   /** Close the netlink socket the checks read the generation with (the rules stay). */
   close(): void {
-    this.generations?.close();
-    this.generations = undefined;
+    this.generations.close();
   }
 
   /** Remove tulle's rules; nothing there is not an error. */
