@@ -306,12 +306,14 @@ export class Agent {
 
   private async rulesPhase(config: NetworkConfig, lease: Lease): Promise<RulesSide> {
     const { log, options, metrics } = this;
-    const rules = this.own(new TrafficRules(chooseBackend()), (r) => r.close());
+    const backend = chooseBackend();
+    // The guard's member changes are nf_tables commits too; the rules' check knows them as not a change of its table.
+    const guard = options.vxlanGuard === false ? undefined : new VxlanGuard(backend);
+    const rules = this.own(new TrafficRules(backend, undefined, undefined, () => guard?.memberCommits ?? 0), (r) => r.close());
     const spec = { network: config.Network, subnet: lease.subnet, ipMasq: options.ipMasq };
     const stateFile = join(options.stateDir, 'rules.json');
     log.info(`traffic rules ${await rules.ensure(spec, stateFile)}`, { backend: rules.backend, ipMasq: options.ipMasq });
     // The VXLAN guard is kept as the kernel has it (members too) until the leases are read.
-    const guard = options.vxlanGuard === false ? undefined : new VxlanGuard(rules.backend);
     if (guard) {
       const guardSpec = { vni: config.Backend.VNI, port: config.Backend.Port, allowedSources: config.Backend.AllowedSources ?? [] };
       log.info(`VXLAN guard ${await guard.ensure(guardSpec)}`, { backend: guard.backend, allowedSources: guardSpec.allowedSources });

@@ -186,13 +186,15 @@ export class VxlanGuard {
   /** nftables: the netlink socket member changes go through (opened on first use). */
   private setWriter: NftSetWriter | undefined;
   /**
-   * nftables: the generation (NftSetWriter.generation) at which repair() last found the guard intact, and the
-   * member changes committed since (each adds one). While the generation is that plus those, nobody else changed
-   * any table and the check needs no `nft` process: an idle agent then starts none, where it started one every
-   * --rules-interval.
+   * nftables: the generation (NftSetWriter.generation) at which repair() last found the guard intact, and
+   * memberCommits then. While the generation is that plus the member changes committed since (each adds one),
+   * nobody else changed any table and the check needs no `nft` process: an idle agent then starts none, where it
+   * started one every --rules-interval.
    */
-  private checked: { generation: number; ownCommits: number } | undefined;
+  private checked: { generation: number; commits: number } | undefined;
   private readonly generations: NftGenerationReader;
+  /** Member changes committed so far (nftables), one generation each: see memberCommits. */
+  private commits = 0;
 
   constructor(
     readonly backend: RulesBackend,
@@ -211,6 +213,14 @@ export class VxlanGuard {
   get peers(): readonly string[] {
     this.sorted ??= sortedByAddress([...this.members.keys()]);
     return this.sorted;
+  }
+
+  /**
+   * How many member changes the guard has committed to nf_tables (one generation each, touching only its own
+   * table): a check of other tables (TrafficRules) counts them as known, not as someone else's change.
+   */
+  get memberCommits(): number {
+    return this.commits;
   }
 
   /** How many peers the guard lets in. */
@@ -383,7 +393,7 @@ export class VxlanGuard {
       if (this.backend === 'nftables') {
         this.setWriter ??= NftSetWriter.open(this.netns);
         this.setWriter.update(GUARD_TABLE, NFT_PEERS, added, removed);
-        if (this.checked) this.checked.ownCommits++;
+        this.commits++;
       } else {
         const lines = [...added.map((ip) => `add ${IPSET_PEERS} ${ip} -exist`), ...removed.map((ip) => `del ${IPSET_PEERS} ${ip} -exist`)];
         await this.cmd(['ipset', 'restore'], { input: lines.join('\n') + '\n' });
@@ -417,13 +427,14 @@ export class VxlanGuard {
     return this.serial(async () => {
       if (!this.spec) return false;
       const generation = this.backend === 'nftables' ? this.generations.read() : undefined;
-      if (generation !== undefined && this.checked && generation === (this.checked.generation + this.checked.ownCommits) >>> 0) {
-        this.checked = { generation, ownCommits: 0 };
+      const commits = this.commits;
+      if (generation !== undefined && this.checked && generation === (this.checked.generation + commits - this.checked.commits) >>> 0) {
+        this.checked = { generation, commits };
         return false;
       }
       // Read before looking: a change made while `nft` lists is then seen at the next check.
       if (await this.intact()) {
-        this.checked = generation === undefined ? undefined : { generation, ownCommits: 0 };
+        this.checked = generation === undefined ? undefined : { generation, commits };
         return false;
       }
       await this.write(this.spec, this.peers);

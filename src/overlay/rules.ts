@@ -17,7 +17,8 @@
  * Whether the rules are still in place is checked by comparing the backend's own listing with the listing
  * recorded right after they were written, so any edit by someone else is noticed without parsing rules. With
  * nftables the kernel's ruleset generation is read first (NftSetWriter.generation, one netlink request): while it
- * is the one at which the listing last matched, no table changed and no `nft` process is started.
+ * is the one at which the listing last matched, plus the commits this process made elsewhere (the VXLAN guard's
+ * member changes), no table changed and no `nft` process is started.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { hasProgram, run } from '../base/exec.js';
@@ -86,8 +87,8 @@ function iptablesRules(spec: TrafficRulesSpec): Array<{ table: 'filter' | 'nat';
 /** Runs the backend's programs, optionally inside a named namespace (`ip netns exec NS ...`). */
 export class TrafficRules {
   private recorded: string | undefined;
-  /** nftables: the generation at which the listing last matched `recorded`, and its reader. */
-  private checkedGeneration: number | undefined;
+  /** nftables: the generation at which the listing last matched `recorded` and knownCommits() then; its reader. */
+  private checked: { generation: number; known: number } | undefined;
   private readonly generations: NftGenerationReader;
 
   constructor(
@@ -95,6 +96,11 @@ export class TrafficRules {
     private readonly netns?: string,
     /** How `nft` / `iptables` are run; tests count them. */
     private readonly runner: typeof run = run,
+    /**
+     * Commits to nf_tables by this process that never touch tulle's table, counted from 0 (the VXLAN guard's
+     * member changes, VxlanGuard.memberCommits): they move the generation without being a change to look at.
+     */
+    private readonly knownCommits: () => number = () => 0,
   ) {
     this.generations = new NftGenerationReader(netns);
   }
@@ -105,7 +111,7 @@ export class TrafficRules {
 
   /** Write the rules (replacing tulle's previous ones) and record their listing. */
   async apply(spec: TrafficRulesSpec): Promise<void> {
-    this.checkedGeneration = undefined;
+    this.checked = undefined;
     if (this.backend === 'nftables') {
       await this.cmd(['nft', '-f', '-'], { input: nftRuleset(spec) });
     } else {
@@ -167,9 +173,13 @@ export class TrafficRules {
     if (this.recorded === undefined) return false;
     // Read before listing: a change made while `nft` lists then shows at the next check.
     const generation = this.backend === 'nftables' ? this.generations.read() : undefined;
-    if (generation !== undefined && generation === this.checkedGeneration) return true;
+    const known = this.knownCommits();
+    if (generation !== undefined && this.checked && generation === (this.checked.generation + known - this.checked.known) >>> 0) {
+      this.checked = { generation, known };
+      return true;
+    }
     const same = (await this.listing()) === this.recorded;
-    this.checkedGeneration = same ? generation : undefined;
+    this.checked = same && generation !== undefined ? { generation, known } : undefined;
     return same;
   }
 
@@ -180,7 +190,7 @@ export class TrafficRules {
 
   /** Remove tulle's rules; nothing there is not an error. */
   async remove(): Promise<void> {
-    this.checkedGeneration = undefined;
+    this.checked = undefined;
     if (this.backend === 'nftables') {
       await this.cmd(['nft', 'delete', 'table', 'ip', NFT_TABLE], { allowFailure: true });
     } else {
