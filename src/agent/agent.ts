@@ -309,7 +309,7 @@ export class Agent {
     const backend = chooseBackend();
     // The guard's member changes are nf_tables commits too; the rules' check knows them as not a change of its table.
     const guard = options.vxlanGuard === false ? undefined : new VxlanGuard(backend);
-    const rules = this.own(new TrafficRules(backend, undefined, undefined, () => guard?.memberCommits ?? 0), (r) => r.close());
+    const rules = this.own(new TrafficRules(backend, undefined, { knownCommits: () => guard?.memberCommits ?? 0 }), (r) => r.close());
     const spec = { network: config.Network, subnet: lease.subnet, ipMasq: options.ipMasq };
     const stateFile = join(options.stateDir, 'rules.json');
     log.info(`traffic rules ${await rules.ensure(spec, stateFile)}`, { backend: rules.backend, ipMasq: options.ipMasq });

@@ -199,14 +199,16 @@ export class VxlanGuard {
   constructor(
     readonly backend: RulesBackend,
     private readonly netns?: string,
-    /** How commands are run (`nft`, `iptables`, `ipset`); tests count them. */
-    private readonly runner: typeof run = run,
+    private readonly options: {
+      /** How commands are run (`nft`, `iptables`, `ipset`); tests count them. */
+      runner?: typeof run;
+    } = {},
   ) {
     this.generations = new NftGenerationReader(netns);
   }
 
   private cmd(argv: string[], options: RunOptions = {}) {
-    return this.runner(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
+    return (this.options.runner ?? run)(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
   }
 
   /** The peers the guard lets in, as last written, sorted by address. */

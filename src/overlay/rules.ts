@@ -94,19 +94,21 @@ export class TrafficRules {
   constructor(
     readonly backend: RulesBackend,
     private readonly netns?: string,
-    /** How `nft` / `iptables` are run; tests count them. */
-    private readonly runner: typeof run = run,
-    /**
-     * Commits to nf_tables by this process that never touch tulle's table, counted from 0 (the VXLAN guard's
-     * member changes, VxlanGuard.memberCommits): they move the generation without being a change to look at.
-     */
-    private readonly knownCommits: () => number = () => 0,
+    private readonly options: {
+      /** How `nft` / `iptables` are run; tests count them. */
+      runner?: typeof run;
+      /**
+       * Commits to nf_tables by this process that never touch tulle's table, counted from 0 (the VXLAN guard's
+       * member changes, VxlanGuard.memberCommits): they move the generation without being a change to look at.
+       */
+      knownCommits?: () => number;
+    } = {},
   ) {
     this.generations = new NftGenerationReader(netns);
   }
 
   private cmd(argv: string[], options: { input?: string; allowFailure?: boolean } = {}) {
-    return this.runner(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
+    return (this.options.runner ?? run)(this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : argv, options);
   }
 
   /** Write the rules (replacing tulle's previous ones) and record their listing. */
@@ -173,7 +175,7 @@ export class TrafficRules {
     if (this.recorded === undefined) return false;
     // Read before listing: a change made while `nft` lists then shows at the next check.
     const generation = this.backend === 'nftables' ? this.generations.read() : undefined;
-    const known = this.knownCommits();
+    const known = this.options.knownCommits?.() ?? 0;
     if (generation !== undefined && this.checked && generation === (this.checked.generation + known - this.checked.known) >>> 0) {
       this.checked = { generation, known };
       return true;

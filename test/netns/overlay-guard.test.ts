@@ -377,7 +377,7 @@ test('nftables: repair() looks with `nft` only when the generation says someone 
     commands.push(argv.join(' '));
     return run(argv, options);
   };
-  const guard = new VxlanGuard('nftables', host, counting);
+  const guard = new VxlanGuard('nftables', host, { runner: counting });
   t.after(() => guard.close());
   const looks = () => commands.filter((c) => / nft -j list table ip tulle-guard$/.test(c)).length;
   const members = async () =>

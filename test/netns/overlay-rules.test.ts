@@ -61,15 +61,13 @@ test('nftables: intact() lists the table only when the generation says someone e
   const ns = await freshNetns(t, 'rgen');
   const commands: string[] = [];
   let known = 0; // commits this process made elsewhere (as the VXLAN guard's member changes are)
-  const rules = new TrafficRules(
-    'nftables',
-    ns,
-    (argv, options) => {
+  const rules = new TrafficRules('nftables', ns, {
+    runner: (argv, options) => {
       commands.push(argv.join(' '));
       return run(argv, options);
     },
-    () => known,
-  );
+    knownCommits: () => known,
+  });
   t.after(() => rules.close());
   const lists = () => commands.filter((c) => c.endsWith(' nft list table ip tulle')).length;
   await rules.apply(spec);
