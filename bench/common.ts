@@ -156,6 +156,71 @@ export function percentiles(samples: readonly number[]): Percentiles {
   };
 }
 
+/**
+ * A reading printed to a fixed step. ping prints a round trip under 1 ms in whole microseconds ("time=0.024 ms",
+ * the difference of two microsecond timestamps) and longer ones rounded to 10 µs, 100 µs or 1 ms: either way the
+ * reading is centred on the true value, within about one step.
+ */
+export interface SteppedReading {
+  value: number;
+  step: number;
+}
+
+/** "0.024" -> 0.024 in steps of 0.001; "1.23" -> steps of 0.01; "123" -> steps of 1. */
+export function steppedReading(text: string): SteppedReading {
+  const value = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !Number.isFinite(value)) throw new Error(`not a decimal reading: ${JSON.stringify(text)}`);
+  const dot = text.indexOf('.');
+  return { value, step: 10 ** -(dot < 0 ? 0 : text.length - dot - 1) };
+}
+
+/**
+ * Percentiles of stepped readings, each taken as spread evenly over [value - step/2, value + step/2) (the
+ * grouped-data median and its kin): a percentile falls inside the step of the readings around it, at the share of
+ * them on either side. Nearest-rank on whole microseconds moves only in whole microseconds, 4% of a 25 µs round
+ * trip against goals of 2%; this moves with the readings. Rounded to 0.00001 (10 ns in ms); mean of the values.
+ */
+export function steppedPercentiles(samples: readonly SteppedReading[]): Percentiles {
+  if (samples.length === 0) throw new Error('no samples to take percentiles of');
+  const n = samples.length;
+  let lo = Infinity;
+  let hi = -Infinity;
+  let min = Infinity;
+  let max = -Infinity;
+  let sum = 0;
+  for (const r of samples) {
+    lo = Math.min(lo, r.value - r.step / 2);
+    hi = Math.max(hi, r.value + r.step / 2);
+    min = Math.min(min, r.value);
+    max = Math.max(max, r.value);
+    sum += r.value;
+  }
+  // The share of the spread-out readings below x: piecewise linear and rising, so bisection finds each quantile.
+  const below = (x: number): number => {
+    let s = 0;
+    for (const r of samples) s += Math.min(1, Math.max(0, (x - (r.value - r.step / 2)) / r.step));
+    return s / n;
+  };
+  const quantile = (q: number): number => {
+    let a = lo;
+    let b = hi;
+    for (let i = 0; i < 60 && b - a > 1e-9; i++) {
+      const m = (a + b) / 2;
+      if (below(m) < q) a = m;
+      else b = m;
+    }
+    return (a + b) / 2;
+  };
+  return {
+    p50: round(quantile(0.5), 5),
+    p99: round(quantile(0.99), 5),
+    min,
+    max,
+    mean: round(sum / n, 5),
+    samples: n,
+  };
+}
+
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) throw new Error('no samples to take the median of');
   const s = [...xs].sort((a, b) => a - b);

@@ -18,6 +18,9 @@
  * The kernel moves the packets in all three, so tulle can only lose by configuring something worse. The paths
  * take turns (A B C, then B C A, ...) and medians are taken, so a busy moment of the shared 2-core machine hits
  * all of them alike. For RTT the ratio is the baseline's RTT over tulle's, so for every row higher is better.
+ * RTT percentiles are over every ping; ping prints an RTT under 1 ms in whole microseconds, 4% of a 25 us round
+ * trip against goals of 1-2%, so each reading is taken as spread over its microsecond and the percentile is
+ * interpolated inside it (common.ts, steppedPercentiles).
  *
  * Goals: tulle / hand-made >= 0.99, tulle / underlay >= 0.95, tulle / tulle without the guard >= 0.98.
  *
@@ -44,10 +47,11 @@ import {
   environment,
   labRoot,
   median,
-  percentiles,
   resultFile,
   round,
   row,
+  steppedPercentiles,
+  steppedReading,
   sumCpuMs,
   withLab,
   withVxlanGuard,
@@ -55,6 +59,7 @@ import {
   type BenchRow,
   type Environment,
   type Percentiles,
+  type SteppedReading,
 } from './common.js';
 
 export const NAME = 'dataplane';
@@ -99,7 +104,7 @@ export interface PathResult {
   /** Median of the runs, in Gbit/s. */
   throughputGbps: number;
   throughputRunsGbps: number[];
-  /** Per-packet RTT percentiles over every ping of every round, in ms. */
+  /** Per-packet RTT percentiles over every ping of every round, in ms (interpolated inside ping's microsecond steps). */
   rttMs: Percentiles;
   pingsLost: number;
 }
@@ -213,7 +218,7 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
             for (let i = 0; i < sizes.throughputRuns; i++) {
               for (const p of rotate(paths, i)) throughput.get(p.name)!.push(await iperf(p, sizes.iperfSeconds, sizes.iperfOmitSeconds));
             }
-            const rtts = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
+            const rtts = new Map<PathName, SteppedReading[]>(paths.map((p) => [p.name, []]));
             const lost = new Map<PathName, number>(paths.map((p) => [p.name, 0]));
             for (let i = 0; i < sizes.pingRounds; i++) {
               for (const p of rotate(paths, i)) {
@@ -270,18 +275,18 @@ export async function run(options: RunOptions): Promise<DataplaneResult> {
                   to: `${p.serverNs} (${p.server})`,
                   throughputGbps: round(median(throughput.get(p.name)!), 3),
                   throughputRunsGbps: throughput.get(p.name)!.map((x) => round(x, 3)),
-                  rttMs: percentiles(rtts.get(p.name)!.map((x) => x)),
+                  rttMs: steppedPercentiles(rtts.get(p.name)!),
                   pingsLost: lost.get(p.name)!,
                 },
               ]),
             ) as Record<PathName, PathResult>;
-            const pooled = (label: string, runs: number[], pings: number[], lostPings: number, from: string): PathResult => ({
+            const pooled = (label: string, runs: number[], pings: SteppedReading[], lostPings: number, from: string): PathResult => ({
               label,
               from,
               to: "h2's pod, in each lab in turn",
               throughputGbps: round(median(runs), 3),
               throughputRunsGbps: runs.map((x) => round(x, 3)),
-              rttMs: percentiles(pings),
+              rttMs: steppedPercentiles(pings),
               pingsLost: lostPings,
             });
             const guard = {
@@ -381,10 +386,10 @@ function rows(paths: Record<PathName, PathResult>, guard: { on: PathResult; off:
   return out;
 }
 
-type CloseSamples = Record<CloseSetting, Record<'on' | 'off', { rtts: number[]; lost: number }>>;
+type CloseSamples = Record<CloseSetting, Record<'on' | 'off', { rtts: SteppedReading[]; lost: number }>>;
 
 function closePingSamples(): CloseSamples {
-  const side = () => ({ rtts: [] as number[], lost: 0 });
+  const side = () => ({ rtts: [] as SteppedReading[], lost: 0 });
   return { bare: { on: side(), off: side() }, hookInUse: { on: side(), off: side() } };
 }
 
@@ -418,9 +423,10 @@ async function closePingRounds(
 }
 
 function closePingResults(samples: CloseSamples): DataplaneResult['guardClose'] {
-  const summary = (x: { rtts: number[]; lost: number }): ClosePings => {
-    const fastest = [...x.rtts].sort((a, b) => a - b).slice(0, Math.max(1, Math.floor(x.rtts.length * 0.9)));
-    return { rttMs: percentiles(x.rtts), fastMeanMs: round(fastest.reduce((a, b) => a + b, 0) / fastest.length, 5), pingsLost: x.lost };
+  const summary = (x: { rtts: SteppedReading[]; lost: number }): ClosePings => {
+    const fastest = x.rtts.map((r) => r.value).sort((a, b) => a - b);
+    fastest.length = Math.max(1, Math.floor(x.rtts.length * 0.9));
+    return { rttMs: steppedPercentiles(x.rtts), fastMeanMs: round(fastest.reduce((a, b) => a + b, 0) / fastest.length, 5), pingsLost: x.lost };
   };
   return {
     bare: { on: summary(samples.bare.on), off: summary(samples.bare.off) },
@@ -433,7 +439,7 @@ const CLOSE_LABELS: Record<CloseSetting, string> = {
   hookInUse: "hosts with another table's input chain",
 };
 
-/** The close comparison's rows: the mean of the fastest 90%, which resolves a fraction of a microsecond (p50 is in whole ones). */
+/** The close comparison's rows: the mean of the fastest 90% (its tail is the machine's wake-ups, not the path). */
 function closeRows(close: DataplaneResult['guardClose']): BenchRow[] {
   return CLOSE_SETTINGS.map((setting) => {
     const { on, off } = close[setting];
@@ -673,12 +679,12 @@ async function iperf(p: Path, seconds: number, omit: number): Promise<number> {
   }
 }
 
-/** `ping -n -c COUNT -i INTERVAL SERVER` from the client namespace; the per-packet RTTs in ms. */
-async function pingRtts(p: Path, count: number, intervalMs: number): Promise<{ rtts: number[]; lost: number }> {
+/** `ping -n -c COUNT -i INTERVAL SERVER` from the client namespace; the per-packet RTTs in ms, as printed (whole µs below 1 ms). */
+async function pingRtts(p: Path, count: number, intervalMs: number): Promise<{ rtts: SteppedReading[]; lost: number }> {
   const r = await runCommand(['ip', 'netns', 'exec', p.clientNs, 'ping', '-n', '-c', String(count), '-i', String(intervalMs / 1000), '-W', '1', p.server], {
     allowFailure: true,
   });
-  const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => steppedReading(m[1]!));
   if (rtts.length === 0) throw new Error(`ping ${p.server} (${p.label}) got no reply: ${r.stdout.trim().split('\n').pop()} ${r.stderr.trim()}`);
   return { rtts, lost: count - rtts.length };
 }

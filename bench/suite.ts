@@ -32,7 +32,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
     summary:
       'iperf3 and ping from a pod on host h1 to a pod on host h2 of a 2-host lab on a routed underlay, through the overlay tulle configured; ' +
       "against the underlay host to host in the same lab, and against the same overlay built by hand with iproute2 (flannel's layout as in seeds 001-003: flannel.1 nolearning noudpcsum, cni0, MTU 1450 everywhere) in a second lab. " +
-      'The paths take turns; medians over the runs, RTT percentiles over every ping. The guard rows compare tulle with and without its VXLAN guard in two labs that swap the setting half-way. For RTT the ratio is baseline RTT / tulle RTT, so higher is better in every row.',
+      'The paths take turns; medians over the runs, RTT percentiles over every ping (ping prints RTTs under 1 ms in whole microseconds; each reading is taken as spread over its microsecond and the percentile interpolated inside it, so p50 resolves fractions of one). The guard rows compare tulle with and without its VXLAN guard in two labs that swap the setting half-way. For RTT the ratio is baseline RTT / tulle RTT, so higher is better in every row.',
     run: (o) => dataplane.run(o),
     rows: ownRows,
     notes: (r: dataplane.DataplaneResult) => [
