@@ -10,7 +10,7 @@
  * entries, and it joins again: p50 and p99 are over the hosts of every join. The agents' start-up is not measured.
  *
  * The VXLAN guard's cost, in the same lab: the joins alternate between the N-1 agents running with the guard and
- * without it (--vxlan-guard=false) in ABBA order (on, off, off, on, on, off, ...), so a load that rises or falls
+ * without it (--vxlan-guard=false) in ABBA order (on, off, off, on, on, off, ...; 3 joins in a row each), so a load that rises or falls
  * during the run (the machine is shared) weighs on both settings alike, and so do the joins right after a switch.
  * The joining host's agent always runs with the guard: its start-up shares this machine's cores with the others
  * (on a real cluster it has its own), and it is the same for both settings that way, so what differs is only what
@@ -82,9 +82,15 @@ function goalP99Ms(n: number): number {
 /** "No measurable cost": guard / no-guard, for p50 and p99. */
 const GOAL_GUARD_RATIO = 1.1;
 
-/** The guard setting of the N-1 observing agents at join i: ABBA blocks of one join (on, off, off, on, ...). */
-export function abbaOrder(joinsPerSetting: number): boolean[] {
-  return Array.from({ length: 2 * joinsPerSetting }, (_, i) => i % 4 === 0 || i % 4 === 3);
+/**
+ * The guard setting of the N-1 observing agents at join i: ABBA order (on, off, off, on, ...) with `inARow` joins
+ * in each slot, so that the agents restart with the other setting as often whatever the number of joins.
+ */
+export function abbaOrder(joinsPerSetting: number, inARow = 1): boolean[] {
+  return Array.from({ length: 2 * joinsPerSetting }, (_, i) => {
+    const slot = Math.floor(i / inARow);
+    return slot % 4 === 0 || slot % 4 === 3;
+  });
 }
 
 export interface JoinResult {
@@ -124,6 +130,8 @@ export interface SizeResult {
   hosts: number;
   /** Joins with the guard on, and as many with it off. */
   joinsPerSetting: number;
+  /** Joins in a row with one setting in each ABBA slot. */
+  joinsInARow: number;
   /** With the guard (the default): the figure the p99 goal is on. */
   tulleMs: Percentiles;
   /** The same three entries fanned out by iproute2 to N-1 spare namespaces: per namespace, start -> done, in ms. */
@@ -167,8 +175,10 @@ export interface RunOptions {
   output?: string;
   /** Override the lab sizes (for tests). */
   sizes?: number[];
-  /** Joins with the guard on, and as many off (default 16; 2 with --quick). */
+  /** Joins with the guard on, and as many off (default 48; 4 with --quick). */
   joinsPerSetting?: number;
+  /** Joins in a row with one setting in each ABBA slot (default 3; 2 with --quick); joinsPerSetting is a multiple of it. */
+  joinsInARow?: number;
 }
 
 export async function run(options: RunOptions): Promise<ConvergenceResult> {
@@ -177,13 +187,19 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
   // host-joins is really a median of a few joins. With 6 each the p99 moved by tens of per cent from run to run
   // on this 2-core machine whatever the setting; with 10 each the joins' own p50s still spread over 24-41 ms at 50
   // hosts and the guard / no guard ratios came out 0.87-1.19 in runs of the same code.
-  const joinsPerSetting = options.joinsPerSetting ?? (options.quick ? 2 : 16);
+  // 48 each, in runs of 3 between restarts: the 16 restarts of 16 each, three times the joins. One join's p50 over
+  // its hosts varied by a standard deviation of about 20% from join to join at 50 hosts whatever the setting (the
+  // 2 shared cores), which with 16 joins each left the ratio of the two p50s about 7% uncertain either way.
+  const joinsPerSetting = options.joinsPerSetting ?? (options.quick ? 4 : 48);
+  const joinsInARow = options.joinsInARow ?? (options.quick ? 2 : 3);
   // Checked before anything is built: a bad value must not cost a lab.
   if (!Number.isInteger(joinsPerSetting) || joinsPerSetting < 1) throw new Error(`joinsPerSetting: ${joinsPerSetting} is not a positive integer`);
+  if (!Number.isInteger(joinsInARow) || joinsInARow < 1) throw new Error(`joinsInARow: ${joinsInARow} is not a positive integer`);
+  if (joinsPerSetting % joinsInARow !== 0) throw new Error(`joinsPerSetting: ${joinsPerSetting} is not a multiple of joinsInARow (${joinsInARow})`);
   for (const n of sizes) if (!Number.isInteger(n) || n < 2) throw new Error(`sizes: ${n} is not a lab size (convergence needs at least 2 hosts)`);
   const env = await environment();
   const results: SizeResult[] = [];
-  for (const n of sizes) results.push(await measureSize(n, joinsPerSetting));
+  for (const n of sizes) results.push(await measureSize(n, joinsPerSetting, joinsInARow));
   const rows = results.flatMap((r) => [
     row({
       benchmark: NAME,
@@ -222,7 +238,7 @@ export async function run(options: RunOptions): Promise<ConvergenceResult> {
     results,
     notes: results.map(
       (r) =>
-        `${r.hosts} hosts, one lab, ${r.joins.length} joins alternating the guard on and off in ABBA order (${r.switchSeconds.length} restarts of the ${r.hosts - 1} agents, ` +
+        `${r.hosts} hosts, one lab, ${r.joins.length} joins alternating the guard on and off in ABBA order, ${r.joinsInARow} in a row (${r.switchSeconds.length} restarts of the ${r.hosts - 1} agents, ` +
         `each ${Math.min(...r.switchSeconds)}-${Math.max(...r.switchSeconds)} s until all were ready and quiet): ` +
         `with the guard p50 ${r.guardOn.tulleMs.p50} ms, p99 ${r.guardOn.tulleMs.p99} ms, max ${r.guardOn.tulleMs.max} ms over ${r.guardOn.tulleMs.samples} host-joins; ` +
         `without it p50 ${r.guardOff.tulleMs.p50} ms, p99 ${r.guardOff.tulleMs.p99} ms, max ${r.guardOff.tulleMs.max} ms over ${r.guardOff.tulleMs.samples}; ` +
@@ -246,8 +262,8 @@ function cpuText(s: SettingResult): string {
   return s.cpuJoins ? `${s.agentCpuMsPerJoin} ms` : 'not measured';
 }
 
-async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResult> {
-  const order = abbaOrder(joinsPerSetting);
+async function measureSize(n: number, joinsPerSetting: number, joinsInARow: number): Promise<SizeResult> {
+  const order = abbaOrder(joinsPerSetting, joinsInARow);
   const spares = Array.from({ length: n - 1 }, (_, i) => `x${i + 1}`);
   const afterUnderlay = [spareNamespacesStep(spares), ...overlaySteps({ store: 'sqlite', mode: 'bridge', pods: 0, agents: n - 1, convergeTimeoutMs: 600_000 })];
   // The lab's agents start with the first join's setting.
@@ -280,6 +296,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
       const joinAndLeave = async (guard: boolean, afterSwitch: boolean, measure: boolean): Promise<void> => {
         observer.reset();
         const appeared = leases.next();
+        const startedAt = performance.now();
         // The joining agent always runs with the guard (the default): its own start-up (the guard's table written
         // with `nft`) runs on this machine's shared cores during the window, which on a real cluster it does not.
         await withVxlanGuard(true, async () => void startAgent(state, joining.name));
@@ -291,7 +308,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
         if (overflowed.length) throw new Error(`netlink events were dropped in ${overflowed.join(', ')}; the times are not trustworthy`);
         // The lease was committed before anyone saw it: take the earlier of this process's store watch and the
         // joining agent's own "lease acquired" log line (written right after its create returned).
-        const loggedAt = leaseLoggedAt(join(hostDir(state, joining.name), 'agent.log'), peer.subnet);
+        const loggedAt = leaseLoggedAt(join(hostDir(state, joining.name), 'agent.log'), peer.subnet, startedAt);
         const leaseAt = Math.min(watchedAt, loggedAt ?? Infinity, writtenAt ?? Infinity);
         const ms = doneAt.map((t) => t - leaseAt);
         await verifyProgrammed(observed, peer);
@@ -364,6 +381,7 @@ async function measureSize(n: number, joinsPerSetting: number): Promise<SizeResu
       return {
         hosts: n,
         joinsPerSetting,
+        joinsInARow,
         tulleMs: guardOn.tulleMs,
         iprouteMs,
         joins,
@@ -439,16 +457,20 @@ async function restartObservers(state: LabState, observers: LabState['hosts'], j
 
 /**
  * When the joining agent logged "lease acquired" for `subnet` (its JSON log's `time`, ms resolution), on this
- * process's performance.now() clock; undefined when the log has no such line.
+ * process's performance.now() clock; undefined when the log has no such line at or after `since`.
  */
-function leaseLoggedAt(logFile: string, subnet: string): number | undefined {
+function leaseLoggedAt(logFile: string, subnet: string, since: number): number | undefined {
   if (!existsSync(logFile)) return undefined;
   let at: number | undefined;
   for (const line of readFileSync(logFile, 'utf8').split('\n')) {
     if (!line.includes('"lease acquired"')) continue;
     try {
       const entry = JSON.parse(line) as { msg?: string; subnet?: string; time?: string };
-      if (entry.msg === 'lease acquired' && entry.subnet === subnet && entry.time) at = Date.parse(entry.time) - performance.timeOrigin;
+      if (entry.msg !== 'lease acquired' || entry.subnet !== subnet || !entry.time) continue;
+      // The log holds every join of this host: a line of an earlier join that got the same subnet is not this one's
+      // (one was taken 38 s early once, and counted every host as 38 s slow). Log times are whole milliseconds.
+      const t = Date.parse(entry.time) - performance.timeOrigin;
+      if (t >= since - 1) at = t;
     } catch {
       // a line being written
     }

@@ -72,7 +72,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
       'Agents on N-1 hosts of an N-host lab; the N-th agent starts, and the time from its lease being written to the store (the timestamp of the lease itself, checked against a watch in the benchmark) ' +
       "to each other host's kernel announcing the route, neighbour and FDB entry for it (netlink events per host namespace) is taken; the host then leaves and joins again. " +
       'The VXLAN guard against no guard in the same lab: the joins alternate between the N-1 agents running with and without it in ABBA order ' +
-      '(on, off, off, on, ...; the agents restarted with the other setting, ready, converged and quiet again, and warmed up by one unmeasured join, before the next), ' +
+      '(on, off, off, on, ... with 3 joins in a row each; the agents restarted with the other setting, ready, converged and quiet again, and warmed up by one unmeasured join, before the next), ' +
       "so a change in the machine's load weighs on both settings alike. " +
       'Baseline: the same three entries written by iproute2 into N-1 spare namespaces at once.',
     run: (o) => convergence.run(o),
