@@ -183,13 +183,11 @@ export interface RunOptions {
 
 export async function run(options: RunOptions): Promise<ConvergenceResult> {
   const sizes = options.sizes ?? (options.quick ? [3] : [50, 100]);
-  // 16 each: every host of one join shares that join's moment of the machine, so a p50 over hundreds of
-  // host-joins is really a median of a few joins. With 6 each the p99 moved by tens of per cent from run to run
-  // on this 2-core machine whatever the setting; with 10 each the joins' own p50s still spread over 24-41 ms at 50
-  // hosts and the guard / no guard ratios came out 0.87-1.19 in runs of the same code.
-  // 48 each, in runs of 3 between restarts: the 16 restarts of 16 each, three times the joins. One join's p50 over
-  // its hosts varied by a standard deviation of about 20% from join to join at 50 hosts whatever the setting (the
-  // 2 shared cores), which with 16 joins each left the ratio of the two p50s about 7% uncertain either way.
+  // Every host of one join shares that join's moment of the machine, so a p50 over hundreds of host-joins is really
+  // a median of a few dozen joins. One join's p50 varied by a standard deviation of about 20% from join to join at
+  // 50 hosts whatever the setting (the 2 shared cores): with 16 joins each the ratio of the two p50s was about 7%
+  // uncertain either way (runs of the same code gave 0.87-1.19 with 10 each). 48 each, in runs of 3 between
+  // restarts: the same 16 restarts as with 16 each, three times the joins.
   const joinsPerSetting = options.joinsPerSetting ?? (options.quick ? 4 : 48);
   const joinsInARow = options.joinsInARow ?? (options.quick ? 2 : 3);
   // Checked before anything is built: a bad value must not cost a lab.
