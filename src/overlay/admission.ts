@@ -13,7 +13,7 @@
  * Two leases that conflict (same VtepMAC, or one subnet under two keys) are settled the same way on every host:
  * the older key (lower create revision; then the lower subnet, then the key) wins. Pure: no kernel, no store.
  */
-import { cidrContainsCidr, cidrsOverlap, formatCidr4, parseCidr4, parseIPv4, cidrContains, type Cidr4 } from '../base/ip.js';
+import { cidrContainsCidr, cidrsOverlap, formatCidr4, maskOf, parseCidr4, parseIPv4, cidrContains, type Cidr4 } from '../base/ip.js';
 import type { Lease } from '../subnet/lease.js';
 import type { PeerLease } from './plan.js';
 
@@ -87,26 +87,35 @@ function olderFirst(a: Candidate, b: Candidate): number {
   return a.lease.created - b.lease.created || a.network - b.network || (a.lease.key < b.lease.key ? -1 : a.lease.key > b.lease.key ? 1 : 0);
 }
 
-/** The reason a lease alone cannot be admitted, whatever the other leases say. */
-function ownProblem(
+/** A lease's own problem: what is wrong, without the key and subnet (which every rejection carries). */
+type Problem = Omit<Rejection, 'key' | 'subnet'>;
+
+/**
+ * The reason a lease alone cannot be admitted, whatever the other leases and the kernel's routes say: its checks
+ * in order, those before the foreign-route check (`before`) and those after it (`after`). The foreign routes are
+ * the one check that depends on the kernel: admitLeases makes it between the two, so the reason given is the first
+ * problem in the order of the rule list above, and a foreign route coming or going judges no lease again.
+ */
+function ownProblems(
   ctx: AdmissionContext,
   ownSubnet: Cidr4 | undefined,
   ownVtepMac: string | undefined,
   lease: Lease,
   subnet: Cidr4,
   mac: string,
-): Omit<Rejection, 'key' | 'subnet'> | undefined {
-  if (lease.backendType !== 'vxlan') return { reason: 'backend-type', detail: `BackendType ${JSON.stringify(lease.backendType)} is not "vxlan"` };
-  if (lease.backendData.VNI !== ctx.vni) return { reason: 'vni', detail: `VNI ${lease.backendData.VNI} is not the network's VNI ${ctx.vni}` };
+): { before?: Problem; after?: Problem } {
+  if (lease.backendType !== 'vxlan') return { before: { reason: 'backend-type', detail: `BackendType ${JSON.stringify(lease.backendType)} is not "vxlan"` } };
+  if (lease.backendData.VNI !== ctx.vni) return { before: { reason: 'vni', detail: `VNI ${lease.backendData.VNI} is not the network's VNI ${ctx.vni}` } };
   if (!cidrContainsCidr(ctx.network, subnet))
-    return { reason: 'outside-network', detail: `subnet ${lease.subnet} is not inside the network ${formatCidr4(ctx.network)}` };
+    return { before: { reason: 'outside-network', detail: `subnet ${lease.subnet} is not inside the network ${formatCidr4(ctx.network)}` } };
   if (subnet.prefix !== ctx.subnetLen)
-    return { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` };
+    return { before: { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` } };
   if (ownSubnet && cidrsOverlap(subnet, ownSubnet))
-    return { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` };
-  for (const route of ctx.foreignRoutes)
-    if (route.prefix > 0 && cidrContainsCidr(subnet, route))
-      return { reason: 'foreign-route', detail: `subnet ${lease.subnet} holds the route ${formatCidr4(route)}, which tulle does not own` };
+    return { before: { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` } };
+  return { after: problemAfterRoutes(ctx, ownVtepMac, lease, mac) };
+}
+
+function problemAfterRoutes(ctx: AdmissionContext, ownVtepMac: string | undefined, lease: Lease, mac: string): Problem | undefined {
   if (mac === ZERO_MAC || isMulticastMac(mac)) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is not a unicast MAC` };
   if (mac === ownVtepMac) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is this host's own VTEP MAC` };
   const publicIP = parseIPv4(lease.publicIP);
@@ -118,37 +127,72 @@ function ownProblem(
   return undefined;
 }
 
-/** A lease judged on its own: its rejection, or the candidate and the peer it becomes when it wins. */
-type Judged = { rejection: Rejection } | { candidate: Candidate; peer: PeerLease };
+/**
+ * The foreign routes a lease of the network's SubnetLen can hold, by the subnet that holds them (its network
+ * address): a route lies inside a /SubnetLen exactly when it is at least as long, so each has one such subnet and
+ * the check of every lease is one lookup. The first route of the list is the one a rejection names.
+ */
+function routesBySubnet(ctx: AdmissionContext): Map<number, Cidr4> {
+  const out = new Map<number, Cidr4>();
+  const mask = maskOf(ctx.subnetLen);
+  for (const route of ctx.foreignRoutes) {
+    if (route.prefix === 0 || route.prefix < ctx.subnetLen) continue;
+    const holder = (route.network & mask) >>> 0;
+    if (!out.has(holder)) out.set(holder, route);
+  }
+  return out;
+}
 
 /**
- * What admitLeases found of each lease on its own, kept between calls with the same context: every lease event
- * decides admission over all leases again (a conflict must resolve the same way wherever it is seen), and with
- * the memo only the leases that are new or changed (new Lease objects) are checked again — in a cluster of 100
- * hosts every join costs each of 99 agents one lease's checks, not a hundred.
+ * A lease judged on its own: its rejection, or the candidate and the peer it becomes when it wins — unless a
+ * foreign route lies in its subnet, or else it has the problem `later` (a check after the foreign routes').
+ */
+type Judged = { rejection: Rejection } | { candidate: Candidate; peer: PeerLease; later?: Rejection };
+
+/**
+ * What each lease is on its own, kept between calls with the same context: every lease event decides admission
+ * over all leases again (a conflict must resolve the same way wherever it is seen), and with the memo only the
+ * leases that are new or changed (new Lease objects) are checked again — in a cluster of 100 hosts every join
+ * costs each of 99 agents one lease's checks, not a hundred. The foreign routes are not part of the context: they
+ * are checked per call, one lookup per lease (routesBySubnet). The reconciler judges a lease when it arrives
+ * (judge), so that a reconcile finds every lease judged.
  */
 export class AdmissionMemo {
   private judged = new WeakMap<Lease, Judged>();
   private context: AdmissionContext | undefined;
+  private ownSubnet: Cidr4 | undefined;
+  private ownVtepMac: string | undefined;
 
-  /** The memo's results for `ctx` (forgotten when any field differs; foreign routes and addresses by identity). */
-  for(ctx: AdmissionContext): WeakMap<Lease, Judged> {
+  /** `lease` on its own under `ctx`: as judged before, or judged now and kept. */
+  judge(ctx: AdmissionContext, lease: Lease): Judged {
+    this.use(ctx);
+    let judged = this.judged.get(lease);
+    if (!judged) {
+      judged = judgeLease(ctx, this.ownSubnet, this.ownVtepMac, lease);
+      this.judged.set(lease, judged);
+    }
+    return judged;
+  }
+
+  /** Forget every result when `ctx` differs from the last (any field but foreignRoutes; addresses by identity). */
+  private use(ctx: AdmissionContext): void {
     const c = this.context;
     if (
-      !c ||
-      c.network.network !== ctx.network.network ||
-      c.network.prefix !== ctx.network.prefix ||
-      c.subnetLen !== ctx.subnetLen ||
-      c.vni !== ctx.vni ||
-      c.ownSubnet !== ctx.ownSubnet ||
-      c.ownVtepMac !== ctx.ownVtepMac ||
-      c.localAddresses !== ctx.localAddresses ||
-      c.foreignRoutes !== ctx.foreignRoutes
-    ) {
-      this.judged = new WeakMap();
-      this.context = ctx;
-    }
-    return this.judged;
+      c === ctx ||
+      (c &&
+        c.network.network === ctx.network.network &&
+        c.network.prefix === ctx.network.prefix &&
+        c.subnetLen === ctx.subnetLen &&
+        c.vni === ctx.vni &&
+        c.ownSubnet === ctx.ownSubnet &&
+        c.ownVtepMac === ctx.ownVtepMac &&
+        c.localAddresses === ctx.localAddresses)
+    )
+      return;
+    this.judged = new WeakMap();
+    this.context = ctx;
+    this.ownSubnet = ctx.ownSubnet ? parseCidr4(ctx.ownSubnet) : undefined;
+    this.ownVtepMac = ctx.ownVtepMac ? ctx.ownVtepMac.toLowerCase() : undefined;
   }
 }
 
@@ -156,29 +200,31 @@ export class AdmissionMemo {
  * Split the peer leases (the caller leaves this host's own lease out, by key) into admitted peers and rejections.
  * `memo`: results of earlier calls to reuse (AdmissionMemo); the outcome is the same with or without it.
  */
-export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo?: AdmissionMemo): AdmissionResult {
+export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo: AdmissionMemo = new AdmissionMemo()): AdmissionResult {
   const rejected: Rejection[] = [];
   const candidates: Array<{ candidate: Candidate; peer: PeerLease }> = [];
-  const known = memo?.for(ctx);
-  let ownSubnet: Cidr4 | undefined;
-  let ownVtepMac: string | undefined;
-  let ownParsed = false;
+  const routes = routesBySubnet(ctx);
   // How many candidates claim each subnet and each MAC: only those that share one compete.
   const subnetClaims = new Map<string, number>();
   const macClaims = new Map<string, number>();
   for (const lease of leases) {
-    let judged = known?.get(lease);
-    if (!judged) {
-      if (!ownParsed) {
-        ownSubnet = ctx.ownSubnet ? parseCidr4(ctx.ownSubnet) : undefined;
-        ownVtepMac = ctx.ownVtepMac ? ctx.ownVtepMac.toLowerCase() : undefined;
-        ownParsed = true;
-      }
-      judged = judge(ctx, ownSubnet, ownVtepMac, lease);
-      known?.set(lease, judged);
-    }
+    const judged = memo.judge(ctx, lease);
     if ('rejection' in judged) {
       rejected.push(judged.rejection);
+      continue;
+    }
+    const route = routes.size ? routes.get(judged.candidate.network) : undefined;
+    if (route) {
+      rejected.push({
+        key: lease.key,
+        subnet: lease.subnet,
+        reason: 'foreign-route',
+        detail: `subnet ${lease.subnet} holds the route ${formatCidr4(route)}, which tulle does not own`,
+      });
+      continue;
+    }
+    if (judged.later) {
+      rejected.push(judged.later);
       continue;
     }
     candidates.push(judged);
@@ -194,12 +240,16 @@ export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo
   return { admitted, rejected };
 }
 
-function judge(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, ownVtepMac: string | undefined, lease: Lease): Judged {
+function judgeLease(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, ownVtepMac: string | undefined, lease: Lease): Judged {
   const subnet = parseCidr4(lease.subnet);
   const mac = String(lease.backendData.VtepMAC).toLowerCase();
-  const problem = ownProblem(ctx, ownSubnet, ownVtepMac, lease, subnet, mac);
-  if (problem) return { rejection: { key: lease.key, subnet: lease.subnet, ...problem } };
-  return { candidate: { lease, network: subnet.network, mac }, peer: { subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac } };
+  const { before, after } = ownProblems(ctx, ownSubnet, ownVtepMac, lease, subnet, mac);
+  if (before) return { rejection: { key: lease.key, subnet: lease.subnet, ...before } };
+  return {
+    candidate: { lease, network: subnet.network, mac },
+    peer: { subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac },
+    ...(after ? { later: { key: lease.key, subnet: lease.subnet, ...after } } : {}),
+  };
 }
 
 /**

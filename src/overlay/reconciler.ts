@@ -138,7 +138,7 @@ export class Reconciler {
   /** Bumped by every lease change: a run decides admission again only when the leases or the foreign routes changed. */
   private leasesVersion = 0;
   private admittedFor: { version: number; foreign: readonly Cidr4[] } | undefined;
-  /** Each lease's own checks, kept while the lease object and the foreign routes stay the same. */
+  /** Each lease's own checks, kept while the lease object stays the same (foreign routes are looked up per run). */
   private readonly admissionMemo = new AdmissionMemo();
 
   constructor(

@@ -160,6 +160,31 @@ function counted(lease: ReturnType<typeof peerLease>, reads: Set<string>): Retur
   return out;
 }
 
+test('a lease with several problems is rejected for the first of the rule list: a foreign route comes between its own checks', () => {
+  const routed = { ...ctx, foreignRoutes: [parseCidr4('10.244.0.0/16'), parseCidr4('10.244.30.0/24'), parseCidr4('10.244.31.7/32')] };
+  const reasons = admitLeases(routed, [
+    peerLease('10.244.30.0/24', '192.0.2.30', '01:00:5e:00:00:01'), // foreign route and a multicast MAC
+    peerLease('10.244.31.0/24', '127.0.0.1', '02:00:00:00:00:31'), // a foreign host route and a loopback PublicIP
+    peerLease('10.244.32.0/23', '192.0.2.32', '01:00:5e:00:00:02'), // wrong length and a multicast MAC
+    peerLease('10.244.33.0/24', '192.0.2.33', '01:00:5e:00:00:03'), // only the covering /16 route, and a multicast MAC
+    peerLease('10.244.34.0/24', '192.0.2.34', '02:00:00:00:00:34'), // only the covering /16 route: admitted
+  ]);
+  assert.deepEqual(
+    reasons.rejected.map((r) => [r.subnet, r.reason]),
+    [
+      ['10.244.30.0/24', 'foreign-route'],
+      ['10.244.31.0/24', 'foreign-route'],
+      ['10.244.32.0/23', 'subnet-length'],
+      ['10.244.33.0/24', 'vtep-mac'],
+    ],
+  );
+  assert.match(reasons.rejected[1]!.detail, /holds the route 10\.244\.31\.7\/32/);
+  assert.deepEqual(
+    reasons.admitted.map((p) => p.subnet),
+    ['10.244.34.0/24'],
+  );
+});
+
 test('the memo checks only new or changed leases again, and admits exactly what a call without it admits', () => {
   const reads = new Set<string>();
   const memo = new AdmissionMemo();
@@ -190,13 +215,19 @@ test('the memo checks only new or changed leases again, and admits exactly what 
   // A changed lease is a new object: it alone is checked again.
   const moved = counted(peerLease('10.244.11.0/24', '198.51.100.7', '02:00:00:00:01:11', 11), reads);
   assert.equal(judge(ctx, [peers[0]!, moved, ...peers.slice(2)]).checked, 1);
-  // Other foreign routes (a new array) are another context: everything is checked against them.
+  // A foreign route appearing judges no lease again (the routes are looked up per call), yet rejects the lease whose
+  // subnet now holds it; when it goes, that lease is admitted again.
   const routed = judge({ ...ctx, foreignRoutes: [...ctx.foreignRoutes, parseCidr4('10.244.12.0/24')] }, peers);
-  assert.equal(routed.checked, 20);
+  assert.equal(routed.checked, 0);
   assert.deepEqual(
     routed.result.rejected.map((r) => [r.subnet, r.reason]),
     [['10.244.12.0/24', 'foreign-route']],
   );
+  const unrouted = judge(ctx, peers);
+  assert.equal(unrouted.checked, 0);
+  assert.deepEqual(unrouted.result.rejected, []);
+  // Another context (here: another VNI) forgets every result: all are judged again.
+  assert.equal(judge({ ...ctx, vni: ctx.vni + 1 }, peers).checked, 20);
 });
 
 test('admittedChange: a join, a leave, a rewritten lease are found by identity, one peer each', () => {
