@@ -36,7 +36,7 @@ import type { Message, Request } from './message.js';
 import { resolveNetns } from '../netns/resolve.js';
 import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
 import { decodeRoute, decodeRouteAnswer, encodeDumpRoutes, encodeGetRoute, type Route, type RouteFilter, type RouteLookup, type RouteQuery } from './route.js';
-import { scanNeighborDump, scanRouteDump, type NeighborSink, type RouteSink } from './scan.js';
+import { scanNeighborRecords, scanRouteRecords, type NeighborSink, type RouteSink } from './scan.js';
 import { EntryPacker, type EntryEncoder } from './packed.js';
 import { NetlinkSocket } from './socket.js';
 import { checkIfName } from './validate.js';
@@ -422,8 +422,8 @@ export class NetlinkClient {
    */
   async scanRoutes(filter: { table?: number }, sink: RouteSink): Promise<void> {
     const table = filter.table ?? 254;
-    // The kernel filters by table with strict checking; scanRouteDump filters again for kernels that ignore it.
-    scanRouteDump(await this.socket.dumpRaw(encodeDumpRoutes({ table }, undefined)), table, sink);
+    // The kernel filters by table with strict checking; the records are filtered again for kernels that ignore it.
+    scanRouteRecords(await this.socket.dumpRecords(encodeDumpRoutes({ table }, undefined), 'route', table), sink);
   }
 
   /**
@@ -433,7 +433,7 @@ export class NetlinkClient {
   async scanNeighbors(dev: string, sink: NeighborSink): Promise<number> {
     const probe = encodeDumpNeighbors(undefined, dev);
     const index = await this.indexOf(checkIfName(dev, 'neighbor filter dev'), probe.command);
-    scanNeighborDump(await this.socket.dumpRaw(encodeDumpNeighbors(index, dev)), index, sink);
+    scanNeighborRecords(await this.socket.dumpRecords(encodeDumpNeighbors(index, dev), 'neighbor', index), sink);
     return index;
   }
 
@@ -441,7 +441,7 @@ export class NetlinkClient {
   async scanFdb(dev: string, sink: NeighborSink): Promise<number> {
     const probe = encodeDumpFdb(undefined, dev);
     const index = await this.indexOf(checkIfName(dev, 'fdb filter dev'), probe.command);
-    scanNeighborDump(await this.socket.dumpRaw(encodeDumpFdb(index, dev)), index, sink);
+    scanNeighborRecords(await this.socket.dumpRecords(encodeDumpFdb(index, dev), 'neighbor', index), sink);
     return index;
   }
 

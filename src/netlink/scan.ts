@@ -1,7 +1,7 @@
 /**
- * Compact readers of route and neighbour dumps, for code that reads thousands of entries and needs a few numbers
- * of each (the reconciler's full resync, `tulle status`): the fields are read straight from the received bytes
- * and handed to a sink as numbers — IPv4 addresses as unsigned 32-bit numbers, MACs as 48-bit numbers, devices as
+ * Compact readers of route and neighbour messages, for code that reads thousands of entries and needs a few numbers
+ * of each (the reconciler's full resync, `tulle status`, kernel announcements): the fields are read straight from
+ * the received bytes (or, for a whole dump, from the records the binding read them into) and handed to a sink as numbers — IPv4 addresses as unsigned 32-bit numbers, MACs as 48-bit numbers, devices as
  * indexes. The generic decoders (route.ts, neigh.ts) make a Message, an object and several strings per entry; at
  * 5000 peers that garbage was most of a resync's time. What `ip route show` / `ip neigh
  * show` / `bridge fdb show` print is still what these records mean; the netns tests hold the two readers equal.
@@ -13,7 +13,6 @@ import {
   NDMSG_LEN,
   NLA_HDRLEN,
   NLA_TYPE_MASK,
-  NLMSG_HDRLEN,
   RTA_DST,
   RTA_GATEWAY,
   RTA_OIF,
@@ -22,7 +21,6 @@ import {
   RTMSG_LEN,
   RTNH_F_ONLINK,
 } from './constants.js';
-import type { RawDump } from './socket.js';
 
 /** One route (`ip route show` / `ip monitor route`), IPv4 fields as numbers; a record reused for every route. */
 export interface RouteRecord {
@@ -134,22 +132,37 @@ export function readNeighbor(b: Buffer, start: number, end: number, n: NeighborR
   return true;
 }
 
-/** The routes of a raw dump, table `table` only (0 = all). */
-export function scanRouteDump(raw: RawDump, table: number, sink: RouteSink): void {
+/** Fields per record of a dump read into numbers (NativeBinding.dumpRecords). */
+export const ROUTE_RECORD_FIELDS = 9;
+export const NEIGHBOR_RECORD_FIELDS = 6;
+
+/** The routes of a dump read into records (socket.dumpRecords), handed to `sink` one by one. */
+export function scanRouteRecords(records: Float64Array, sink: RouteSink): void {
   const r = routeRecord();
-  const spans = raw.spans;
-  for (let i = 0; i < spans.length; i += 3) {
-    const off = spans[i + 1]!;
-    if (readRoute(raw.buffers[spans[i]!]!, off + NLMSG_HDRLEN, off + spans[i + 2]!, r) && (table === 0 || r.table === table)) sink.route(r);
+  for (let i = 0; i + ROUTE_RECORD_FIELDS <= records.length; i += ROUTE_RECORD_FIELDS) {
+    r.family = records[i]!;
+    r.dst = records[i + 1]!;
+    r.dstLen = records[i + 2]!;
+    r.table = records[i + 3]!;
+    r.protocol = records[i + 4]!;
+    r.type = records[i + 5]!;
+    r.onlink = records[i + 6] === 1;
+    r.via = records[i + 7]!;
+    r.oif = records[i + 8]!;
+    sink.route(r);
   }
 }
 
-/** The entries of a raw neighbour or FDB dump on device `ifindex` only. */
-export function scanNeighborDump(raw: RawDump, ifindex: number, sink: NeighborSink): void {
+/** The entries of a neighbour or FDB dump read into records (socket.dumpRecords), handed to `sink` one by one. */
+export function scanNeighborRecords(records: Float64Array, sink: NeighborSink): void {
   const n = neighborRecord();
-  const spans = raw.spans;
-  for (let i = 0; i < spans.length; i += 3) {
-    const off = spans[i + 1]!;
-    if (readNeighbor(raw.buffers[spans[i]!]!, off + NLMSG_HDRLEN, off + spans[i + 2]!, n) && n.ifindex === ifindex) sink.neighbor(n);
+  for (let i = 0; i + NEIGHBOR_RECORD_FIELDS <= records.length; i += NEIGHBOR_RECORD_FIELDS) {
+    n.family = records[i]!;
+    n.ifindex = records[i + 1]!;
+    n.state = records[i + 2]!;
+    n.flags = records[i + 3]!;
+    n.ip = records[i + 4]!;
+    n.mac = records[i + 5]!;
+    sink.neighbor(n);
   }
 }

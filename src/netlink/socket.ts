@@ -32,8 +32,6 @@ interface Pending {
   messages: Message[] | undefined;
   /** Set when a dump message carries NLM_F_DUMP_INTR: the table changed while it was being dumped. */
   interrupted: boolean;
-  /** A raw dump collects where its messages lie instead of making a Message of each (see dumpRaw). */
-  raw: RawDump | undefined;
   /** The last message of a packed batch (sendPacked): its answer closes the batch. */
   packed?: PackedBatch;
 }
@@ -46,15 +44,8 @@ interface PackedBatch {
   describe: (k: number) => string;
 }
 
-/**
- * A dump's messages left where they arrived: the received datagrams, and per message three numbers — the index of
- * its datagram, the offset of its header and its length. A dump of 5000 routes then costs no object per route;
- * scan.ts reads the fields it needs straight from the bytes.
- */
-export interface RawDump {
-  buffers: Buffer[];
-  spans: number[];
-}
+/** What a dump read into numbers is of: routes, or neighbours / FDB entries (see NativeBinding.dumpRecords). */
+export type DumpKind = 'route' | 'neighbor';
 
 /** Requests sent in one sendto(): bounded so their ACKs fit the receive buffer with room to spare. */
 const CHUNK_MESSAGES = 1024;
@@ -179,27 +170,32 @@ export class NetlinkSocket {
     return run;
   }
 
-  /** A dump like `dump`, its messages left in the received datagrams (RawDump). */
-  dumpRaw(req: Request): Promise<RawDump> {
-    const run = this.dumpQueue.then(async () => {
-      const raw: RawDump = { buffers: [], spans: [] };
-      await this.dumpNow(req, raw);
-      return raw;
-    });
-    this.dumpQueue = run.catch(() => undefined);
-    return run;
+  /**
+   * A dump read into records of numbers by a pool thread, on a socket of its own in this socket's namespace
+   * (NativeBinding.dumpRecords; fails with EBADF once this one is closed): `filter` is the table of a route dump, the device index of a neighbour or FDB
+   * dump (0: all). Taken again if the kernel says it was interrupted, like `dump`. Several run side by side.
+   */
+  async dumpRecords(req: Request, kind: DumpKind, filter: number): Promise<Float64Array> {
+    // Like every request of this socket, after the sends queued before it: the dump sees what they wrote.
+    await this.queueDrained();
+    for (let attempt = 1; ; attempt++) {
+      let result: { records: Float64Array; interrupted: boolean };
+      try {
+        if (!this.handle) throw new NetlinkError(req.command, EBADF, 'the socket is closed');
+        result = await native().dumpRecords(this.handle, req.message, kind === 'route' ? 0 : 1, filter);
+      } catch (err) {
+        throw fromSystemError(req.command, err);
+      }
+      if (!result.interrupted || attempt >= DUMP_ATTEMPTS) return result.records;
+    }
   }
 
   private dumpQueue: Promise<unknown> = Promise.resolve();
 
-  private async dumpNow(req: Request, raw?: RawDump): Promise<Message[]> {
+  private async dumpNow(req: Request): Promise<Message[]> {
     for (let attempt = 1; ; attempt++) {
       let interrupted = false;
-      if (raw) {
-        raw.buffers.length = 0;
-        raw.spans.length = 0;
-      }
-      const [result] = await this.sendAll([req], NLM_F_DUMP, () => (interrupted = true), raw);
+      const [result] = await this.sendAll([req], NLM_F_DUMP, () => (interrupted = true));
       if (result instanceof NetlinkError) throw result;
       if (!interrupted || attempt >= DUMP_ATTEMPTS) return result!;
     }
@@ -209,8 +205,8 @@ export class NetlinkSocket {
    * Send many requests (chunked, each chunk in one sendto) and collect one outcome per request, in order: the
    * messages it got back, or its NetlinkError. Never rejects for a single request's failure.
    */
-  sendAll(requests: readonly Request[], flags: number, onInterrupted?: () => void, raw?: RawDump): Promise<Array<Message[] | NetlinkError>> {
-    return this.sendEach(requests.length, (k) => requests[k]!, flags, onInterrupted, raw);
+  sendAll(requests: readonly Request[], flags: number, onInterrupted?: () => void): Promise<Array<Message[] | NetlinkError>> {
+    return this.sendEach(requests.length, (k) => requests[k]!, flags, onInterrupted);
   }
 
   /**
@@ -218,13 +214,7 @@ export class NetlinkSocket {
    * the kernel works through one chunk (on a pool thread) while the next is built and the ACKs of the one before
    * are read. The ACKs of every chunk in flight fit the receive buffer many times over.
    */
-  async sendEach(
-    count: number,
-    build: (k: number) => Request,
-    flags: number,
-    onInterrupted?: () => void,
-    raw?: RawDump,
-  ): Promise<Array<Message[] | NetlinkError>> {
+  async sendEach(count: number, build: (k: number) => Request, flags: number, onInterrupted?: () => void): Promise<Array<Message[] | NetlinkError>> {
     const results = new Array<Message[] | NetlinkError>(count);
     const chunks: Array<Promise<void>> = [];
     let next: Request | undefined;
@@ -241,7 +231,7 @@ export class NetlinkSocket {
         next = undefined;
         i++;
       }
-      chunks.push(this.sendChunk(chunk, start, flags, results, onInterrupted, raw));
+      chunks.push(this.sendChunk(chunk, start, flags, results, onInterrupted));
     }
     await Promise.all(chunks);
     return results;
@@ -254,7 +244,6 @@ export class NetlinkSocket {
     flags: number,
     results: Array<Message[] | NetlinkError>,
     onInterrupted?: () => void,
-    raw?: RawDump,
   ): Promise<void> {
     return new Promise((resolve) => {
       const state: Chunk = { results, outstanding: chunk.length, resolve, onInterrupted };
@@ -272,7 +261,7 @@ export class NetlinkSocket {
         msg[11] = (seq >>> 24) & 255;
         parts.push(msg);
         seqs.push(seq);
-        this.pending.set(seq, { request, index: start + k, chunk: state, messages: undefined, interrupted: false, raw });
+        this.pending.set(seq, { request, index: start + k, chunk: state, messages: undefined, interrupted: false });
       }
       this.updateRef();
       if (!this.handle) {
@@ -366,7 +355,6 @@ export class NetlinkSocket {
         chunk: { results, outstanding: 1, resolve: settle, onInterrupted: undefined },
         messages: undefined,
         interrupted: false,
-        raw: undefined,
         packed: batch,
       });
       this.updateRef();
@@ -436,14 +424,6 @@ export class NetlinkSocket {
       if (p && type === NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 && data.readInt32LE(off + NLMSG_HDRLEN) === 0 && !(flags & NLM_F_ACK_TLVS)) {
         this.finish(seq, undefined);
         lastSeq = -1;
-        off += align4(len);
-        continue;
-      }
-      if (p?.raw && type !== NLMSG_ERROR && type !== NLMSG_DONE && type !== NLMSG_OVERRUN) {
-        const r: RawDump = p.raw;
-        if (r.buffers[r.buffers.length - 1] !== data) r.buffers.push(data);
-        r.spans.push(r.buffers.length - 1, off, len);
-        if (flags & NLM_F_DUMP_INTR) p.interrupted = true;
         off += align4(len);
         continue;
       }

@@ -48,6 +48,15 @@ export interface NativeBinding {
   writeFile(nsPath: string | null, path: string, text: string): Promise<void>;
   flock(fd: number, mode: 'exclusive' | 'shared' | 'unlock'): Promise<void>;
   tryFlock(fd: number, mode: 'exclusive' | 'shared' | 'unlock'): boolean;
+  /**
+   * A whole route (kind 0) or neighbour / FDB (kind 1) dump, made by a pool thread on a socket of its own opened in
+   * the namespace of `handle`'s socket, the request being one message (flags and sequence number set here). Each
+   * entry becomes a record of numbers, in the meaning of src/netlink/scan.ts: a route [family 4|6, dst, dst length,
+   * table, protocol, type, onlink 0|1, via (NaN: none), oif], table `filter` only (0: all; cached clones left out);
+   * a neighbour [family, ifindex, state, flags, ip (NaN: none), mac (NaN: none)], device `filter` only (0: all).
+   * `interrupted`: the kernel marked the dump inconsistent (the table changed under it). Fails with the errno.
+   */
+  dumpRecords(handle: SocketHandle, request: Buffer, kind: 0 | 1, filter: number): Promise<{ records: Float64Array; interrupted: boolean }>;
   /** [name, message], e.g. ['ENETUNREACH', 'Network is unreachable']. */
   describeErrno(errno: number): [string, string];
 }

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { bridgeJson, ip, ipJson, requireRoot, vtepHost } from '../helpers/netns.js';
 import { run } from '../../src/base/exec.js';
 import { formatIPv4, formatMacNumber, parseCidr4 } from '../../src/base/ip.js';
+import { NetlinkError } from '../../src/netlink/index.js';
 import { readKernelView, KernelView } from '../../src/overlay/kernel-view.js';
 import { diffOverlay } from '../../src/overlay/diff.js';
 import { planPeers } from '../../src/overlay/plan.js';
@@ -66,6 +67,8 @@ test('the compact view holds exactly the entries iproute2 shows as tulle-owned, 
   await ip(ns, 'route', 'add', '10.203.0.0/24', 'via', '172.31.0.2', 'dev', 'other0', 'proto', String(PROTO)); // tulle's protocol, another device
   await ip(ns, 'route', 'add', '10.204.0.0/24', 'via', '172.31.0.2', 'dev', 'other0', 'table', '100', 'proto', String(PROTO)); // another table
   await ip(ns, '-6', 'route', 'add', 'fd00:1::/64', 'dev', 'flannel.1', 'proto', String(PROTO)); // IPv6
+  // Every byte of an address counts (the dump's numbers are exact, not rounded): a host route via an odd gateway.
+  await ip(ns, 'route', 'add', '10.205.3.7/32', 'via', '10.205.255.129', 'dev', 'flannel.1', 'onlink', 'proto', String(PROTO));
 
   const view = await readKernelView(nl, { vtep: 'flannel.1', routeProtocol: PROTO });
   const got = viewText(view);
@@ -95,10 +98,12 @@ test('the compact view holds exactly the entries iproute2 shows as tulle-owned, 
       .sort(),
   );
   const ours = main.filter((r) => r.protocol === String(PROTO) && r.gateway && r.dev);
-  assert.deepEqual(got.routes, ours.map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.flags.includes('onlink') ? ' onlink' : ''}`).sort());
-  const foreign = main.filter((r) => r.protocol !== String(PROTO) && r.dst !== 'default').map((r) => (r.dst.includes('/') ? r.dst : `${r.dst}/32`));
+  const cidr = (dst: string): string => (dst.includes('/') ? dst : `${dst}/32`); // iproute2 prints a host route bare
+  assert.deepEqual(got.routes, ours.map((r) => `${cidr(r.dst)} via ${r.gateway} dev ${r.dev}${r.flags.includes('onlink') ? ' onlink' : ''}`).sort());
+  const foreign = main.filter((r) => r.protocol !== String(PROTO) && r.dst !== 'default').map((r) => cidr(r.dst));
   assert.deepEqual(got.foreign, foreign.sort());
-  assert.equal(got.routes.length, 301, '300 peers and the route on other0');
+  assert.equal(got.routes.length, 302, '300 peers, the route on other0 and the host route');
+  assert.ok(got.routes.includes('10.205.3.7/32 via 10.205.255.129 dev flannel.1 onlink'), 'a host route via an odd gateway, to the last bit');
   assert.ok(got.routes.includes('10.203.0.0/24 via 172.31.0.2 dev other0'), 'a route on another device is named');
   assert.equal(got.neighbors.length, 300);
   assert.equal(got.fdb.length, 303, "300 peers, the all-zero MAC's two remotes (one of them an extra) and the entry with a VNI");
@@ -143,4 +148,21 @@ test('a full diff of 300 peers against the kernel that holds them writes nothing
     d.removals.map((w) => `${w.op} ${w.kind} ${w.kind === 'fdb' ? `${w.entry.mac} ${w.entry.dst}` : ''}`.trim()),
     [`delete fdb ${plans.get('10.1.8.0/24')!.fdb!.mac} 203.0.113.99`],
   );
+});
+
+test("a dump reads the namespace its client's socket lives in, even once that namespace's name means another; a closed client's dump fails with EBADF", async (t) => {
+  const { ns, nl } = await vtepHost(t, 'kvns');
+  await ip(ns, 'route', 'add', '10.7.1.0/24', 'via', '10.7.1.0', 'dev', 'flannel.1', 'onlink', 'proto', String(PROTO));
+  const before = viewText(await readKernelView(nl, { vtep: 'flannel.1', routeProtocol: PROTO })).routes;
+  assert.deepEqual(before, ['10.7.1.0/24 via 10.7.1.0 dev flannel.1 onlink']);
+  // The name goes (the namespace lives on: the client's socket holds it) and comes back for a new namespace, which
+  // the test's clean-up deletes by that name.
+  await run(['ip', 'netns', 'del', ns]);
+  await run(['ip', 'netns', 'add', ns]);
+  await ip(ns, 'link', 'add', 'flannel.1', 'type', 'bridge');
+  await ip(ns, 'link', 'set', 'flannel.1', 'up');
+  await ip(ns, 'route', 'add', '10.8.1.0/24', 'dev', 'flannel.1', 'proto', String(PROTO));
+  assert.deepEqual(viewText(await readKernelView(nl, { vtep: 'flannel.1', routeProtocol: PROTO })).routes, before);
+  nl.close();
+  await assert.rejects(readKernelView(nl, { vtep: 'flannel.1', routeProtocol: PROTO }), (e: unknown) => e instanceof NetlinkError && e.errno === 'EBADF');
 });

@@ -14,7 +14,7 @@ import { NetlinkClient, NetlinkError, type EntryEncoder, type NeighborRecord, ty
 import { NetlinkSocket } from '../../src/netlink/socket.js';
 import { encodeDumpNeighbors, encodeReplaceNeighbor } from '../../src/netlink/neigh.js';
 import { encodeDumpRoutes, encodeReplaceRoute } from '../../src/netlink/route.js';
-import { scanRouteDump } from '../../src/netlink/scan.js';
+import { scanRouteRecords } from '../../src/netlink/scan.js';
 import { NLM_F_ACK } from '../../src/netlink/constants.js';
 import { waitFor } from '../../src/base/retry.js';
 import { InvalidValueError } from '../../src/base/errors.js';
@@ -124,7 +124,7 @@ test('subscribe with records: routes, neighbours and FDB entries arrive as the n
   assert.equal(fdb?.ifindex, index);
 });
 
-test('a dump asked for while chunks are still queued for the pool thread comes after them and never fails the socket', async (t) => {
+test('a dump asked for while chunks are still queued for the pool thread comes after them and never fails the socket (a dump of messages, a dump read into records)', async (t) => {
   const { ns } = await vtepHost(t, 'bdump');
   const index = Number((await ipJson<Array<{ ifindex: number }>>(ns, 'link', 'show', 'flannel.1'))[0]!.ifindex);
   const socket = NetlinkSocket.open({ nsPath: `/run/netns/${ns}` });
@@ -138,15 +138,15 @@ test('a dump asked for while chunks are still queued for the pool thread comes a
     );
     const written = socket.sendAll(writes, NLM_F_ACK);
     // A small dump (done in its first part: the racy kind), then the main table.
-    const small = socket.dumpRaw(encodeDumpNeighbors(index, 'flannel.1'));
-    const dumped = socket.dumpRaw(encodeDumpRoutes({ table: 254 }, undefined));
-    const [answers, raw] = await Promise.all([written, dumped, small]);
+    const small = socket.dump(encodeDumpNeighbors(index, 'flannel.1'));
+    const dumped = socket.dumpRecords(encodeDumpRoutes({ table: 254 }, undefined), 'route', 254);
+    const [answers, records] = await Promise.all([written, dumped, small]);
     assert.ok(
       answers.every((a) => !(a instanceof NetlinkError)),
       `round ${round}: every write acknowledged`,
     );
     let ours = 0;
-    scanRouteDump(raw, 254, { route: (r) => void (r.protocol === 84 && ours++) });
+    scanRouteRecords(records, { route: (r) => void (r.protocol === 84 && ours++) });
     assert.equal(ours, 2000 * (round + 1), `round ${round}: the dump saw every route written before it`);
   }
 });
