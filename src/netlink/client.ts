@@ -36,7 +36,6 @@ import type { Message, Request } from './message.js';
 import { resolveNetns } from '../netns/resolve.js';
 import { decodeFdb, decodeNeighbor, encodeDumpFdb, encodeDumpNeighbors, type Fdb, type Neighbor } from './neigh.js';
 import { decodeRoute, decodeRouteAnswer, encodeDumpRoutes, encodeGetRoute, type Route, type RouteFilter, type RouteLookup, type RouteQuery } from './route.js';
-import { scanNeighborRecords, scanRouteRecords, type NeighborSink, type RouteSink } from './scan.js';
 import { EntryPacker, type EntryEncoder } from './packed.js';
 import { NetlinkSocket } from './socket.js';
 import { checkIfName } from './validate.js';
@@ -414,35 +413,30 @@ export class NetlinkClient {
   }
 
   // ---------------------------------------------------------------------------------------------------------
-  // Compact dumps (scan.ts): one reused record per entry, for readers of thousands of entries
+  // Compact dumps: records of numbers made by a pool thread (socket.dumpRecords), for readers of thousands of entries
 
   /**
-   * `ip route show table T` (default main; 0 = every table), each route handed to `sink` as numbers (scan.ts).
+   * `ip route show table T` (0 = every table) as records of numbers (socket.dumpRecords; scan.ts reads them).
    * Cached clones are left out, as `ip route show` does.
    */
-  async scanRoutes(filter: { table?: number }, sink: RouteSink): Promise<void> {
-    const table = filter.table ?? 254;
+  routeRecords(table: number): Promise<Float64Array> {
     // The kernel filters by table with strict checking; the records are filtered again for kernels that ignore it.
-    scanRouteRecords(await this.socket.dumpRecords(encodeDumpRoutes({ table }, undefined), 'route', table), sink);
+    return this.socket.dumpRecords(encodeDumpRoutes({ table }, undefined), 'route', table);
   }
 
   /**
-   * `ip neigh show dev DEV` in every state (IPv4 and IPv6), each entry handed to `sink` as numbers. Resolves with
-   * the device's index; fails like `ip` when there is no such device.
+   * `ip neigh show dev DEV` in every state (IPv4 and IPv6) as records of numbers, with the device's index; fails
+   * like `ip` when there is no such device.
    */
-  async scanNeighbors(dev: string, sink: NeighborSink): Promise<number> {
-    const probe = encodeDumpNeighbors(undefined, dev);
-    const index = await this.indexOf(checkIfName(dev, 'neighbor filter dev'), probe.command);
-    scanNeighborRecords(await this.socket.dumpRecords(encodeDumpNeighbors(index, dev), 'neighbor', index), sink);
-    return index;
+  async neighborRecords(dev: string): Promise<{ index: number; records: Float64Array }> {
+    const index = await this.indexOf(checkIfName(dev, 'neighbor filter dev'), encodeDumpNeighbors(undefined, dev).command);
+    return { index, records: await this.socket.dumpRecords(encodeDumpNeighbors(index, dev), 'neighbor', index) };
   }
 
-  /** `bridge fdb show dev DEV`, each entry handed to `sink` as numbers; resolves with the device's index. */
-  async scanFdb(dev: string, sink: NeighborSink): Promise<number> {
-    const probe = encodeDumpFdb(undefined, dev);
-    const index = await this.indexOf(checkIfName(dev, 'fdb filter dev'), probe.command);
-    scanNeighborRecords(await this.socket.dumpRecords(encodeDumpFdb(index, dev), 'neighbor', index), sink);
-    return index;
+  /** `bridge fdb show dev DEV` as records of numbers, with the device's index. */
+  async fdbRecords(dev: string): Promise<{ index: number; records: Float64Array }> {
+    const index = await this.indexOf(checkIfName(dev, 'fdb filter dev'), encodeDumpFdb(undefined, dev).command);
+    return { index, records: await this.socket.dumpRecords(encodeDumpFdb(index, dev), 'neighbor', index) };
   }
 
   /** name -> index of the given devices (those that exist): `ip link show dev NAME` for just these. */

@@ -153,6 +153,20 @@ export function scanRouteRecords(records: Float64Array, sink: RouteSink): void {
   }
 }
 
+/** Routes as dump records (the inverse of scanRouteRecords): what a stand-in for the kernel answers a dump with. */
+export function packRouteRecords(routes: readonly RouteRecord[]): Float64Array {
+  const out = new Float64Array(routes.length * ROUTE_RECORD_FIELDS);
+  routes.forEach((r, k) => out.set([r.family, r.dst, r.dstLen, r.table, r.protocol, r.type, r.onlink ? 1 : 0, r.via, r.oif], k * ROUTE_RECORD_FIELDS));
+  return out;
+}
+
+/** Neighbour or FDB entries as dump records (the inverse of scanNeighborRecords). */
+export function packNeighborRecords(entries: readonly NeighborRecord[]): Float64Array {
+  const out = new Float64Array(entries.length * NEIGHBOR_RECORD_FIELDS);
+  entries.forEach((n, k) => out.set([n.family, n.ifindex, n.state, n.flags, n.ip, n.mac], k * NEIGHBOR_RECORD_FIELDS));
+  return out;
+}
+
 /** The entries of a neighbour or FDB dump read into records (socket.dumpRecords), handed to `sink` one by one. */
 export function scanNeighborRecords(records: Float64Array, sink: NeighborSink): void {
   const n = neighborRecord();

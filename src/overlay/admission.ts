@@ -13,8 +13,8 @@
  * Two leases that conflict (same VtepMAC, or one subnet under two keys) are settled the same way on every host:
  * the older key (lower create revision; then the lower subnet, then the key) wins. Pure: no kernel, no store.
  */
-import { cidrContainsCidr, cidrsOverlap, formatCidr4, maskOf, parseCidr4, parseIPv4, cidrContains, type Cidr4 } from '../base/ip.js';
-import type { Lease } from '../subnet/lease.js';
+import { cidrContainsCidr, cidrsOverlap, formatCidr4, ipv4Number, macNumber, maskOf, parseCidr4, cidrContains, type Cidr4 } from '../base/ip.js';
+import type { Lease, LeaseNumbers } from '../subnet/lease.js';
 import type { PeerLease } from './plan.js';
 
 /** Stable reason codes: the label of `tulle_leases_rejected_total{reason}` and the first word in listings. */
@@ -101,9 +101,10 @@ function ownProblems(
   ownSubnet: Cidr4 | undefined,
   ownVtepMac: string | undefined,
   lease: Lease,
-  subnet: Cidr4,
+  numbers: LeaseNumbers,
   mac: string,
 ): { before?: Problem; after?: Problem } {
+  const subnet: Cidr4 = numbers;
   if (lease.backendType !== 'vxlan') return { before: { reason: 'backend-type', detail: `BackendType ${JSON.stringify(lease.backendType)} is not "vxlan"` } };
   if (lease.backendData.VNI !== ctx.vni) return { before: { reason: 'vni', detail: `VNI ${lease.backendData.VNI} is not the network's VNI ${ctx.vni}` } };
   if (!cidrContainsCidr(ctx.network, subnet))
@@ -112,13 +113,16 @@ function ownProblems(
     return { before: { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` } };
   if (ownSubnet && cidrsOverlap(subnet, ownSubnet))
     return { before: { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` } };
-  return { after: problemAfterRoutes(ctx, ownVtepMac, lease, mac) };
+  const after = problemAfterRoutes(ctx, ownVtepMac, lease, numbers.publicIP, mac);
+  return after ? { after } : NO_PROBLEMS;
 }
 
-function problemAfterRoutes(ctx: AdmissionContext, ownVtepMac: string | undefined, lease: Lease, mac: string): Problem | undefined {
+const NO_PROBLEMS = Object.freeze({});
+
+function problemAfterRoutes(ctx: AdmissionContext, ownVtepMac: string | undefined, lease: Lease, publicIP: number, mac: string): Problem | undefined {
   if (mac === ZERO_MAC || isMulticastMac(mac)) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is not a unicast MAC` };
   if (mac === ownVtepMac) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is this host's own VTEP MAC` };
-  const publicIP = parseIPv4(lease.publicIP);
+  if (publicIP !== publicIP) return { reason: 'public-ip', detail: `PublicIP ${JSON.stringify(lease.publicIP)} is not an IPv4 address` };
   const ipProblem = publicIPProblem(publicIP);
   if (ipProblem) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} ${ipProblem}` };
   if (cidrContains(ctx.network, publicIP))
@@ -241,15 +245,23 @@ export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo
 }
 
 function judgeLease(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, ownVtepMac: string | undefined, lease: Lease): Judged {
-  const subnet = parseCidr4(lease.subnet);
+  // Numbers read when the lease was decoded; a lease made otherwise is parsed here.
+  const numbers = lease.numbers ?? leaseNumbers(lease);
   const mac = String(lease.backendData.VtepMAC).toLowerCase();
-  const { before, after } = ownProblems(ctx, ownSubnet, ownVtepMac, lease, subnet, mac);
+  const { before, after } = ownProblems(ctx, ownSubnet, ownVtepMac, lease, numbers, mac);
   if (before) return { rejection: { key: lease.key, subnet: lease.subnet, ...before } };
-  return {
-    candidate: { lease, network: subnet.network, mac },
-    peer: { subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac },
-    ...(after ? { later: { key: lease.key, subnet: lease.subnet, ...after } } : {}),
+  const judged: Judged = {
+    candidate: { lease, network: numbers.network, mac },
+    peer: { subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac, numbers },
   };
+  if (after) judged.later = { key: lease.key, subnet: lease.subnet, ...after };
+  return judged;
+}
+
+/** What decodeLease reads into Lease.numbers, for a lease that came without them. */
+function leaseNumbers(lease: Lease): LeaseNumbers {
+  const subnet = parseCidr4(lease.subnet);
+  return { network: subnet.network, prefix: subnet.prefix, publicIP: ipv4Number(lease.publicIP), vtepMac: macNumber(String(lease.backendData.VtepMAC)) };
 }
 
 /**

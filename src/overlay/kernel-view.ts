@@ -11,8 +11,9 @@
  */
 import { formatIPv4, maskOf, type Cidr4 } from '../base/ip.js';
 import { ipv4Number, macNumber } from '../base/ip.js';
-import type { NeighborRecord, NeighborSink, NetlinkClient, Route, RouteRecord, RouteSink } from '../netlink/index.js';
-import { routeKey, routeKeyOf, type PlannedFdb, type PlannedNeighbor, type PlannedRoute } from './plan.js';
+import type { NeighborRecord, NetlinkClient, Route, RouteRecord } from '../netlink/index.js';
+import { NEIGHBOR_RECORD_FIELDS, ROUTE_RECORD_FIELDS, scanNeighborRecords, scanRouteRecords } from '../netlink/scan.js';
+import { routeKey, routeKeyOf, type PeerPlan, type PlannedFdb, type PlannedNeighbor, type PlannedRoute } from './plan.js';
 
 const AF_INET = 2;
 const NUD_PERMANENT = 0x80;
@@ -28,25 +29,48 @@ export interface ViewRoute {
   protocol: number;
 }
 
-export class KernelView implements RouteSink, NeighborSink {
-  /** Permanent IPv4 neighbours on the VTEP: IP -> MAC. */
-  readonly neighbors = new Map<number, number>();
-  /** FDB entries on the VTEP with an IPv4 remote: MAC -> remote. */
-  readonly fdb = new Map<number, number>();
-  /** Further remotes of a MAC already in `fdb` (only `bridge fdb append` by someone else makes them). */
-  readonly extraFdb: Array<{ mac: number; dst: number }> = [];
-  /** tulle's routes in the main table, by routeKey. */
-  readonly routes = new Map<number, ViewRoute>();
+/** What the plans want of the kernel, as the reconciler keeps it (numbers; see Reconciler.learn). */
+export interface PlannedEntries {
+  /** route key -> the plan whose route it is */
+  routes: ReadonlyMap<number, PeerPlan>;
+  /** neighbour IP -> MAC */
+  neighbors: ReadonlyMap<number, number>;
+  /** FDB MAC -> remote */
+  fdb: ReadonlyMap<number, number>;
+}
+
+export class KernelView {
+  private readonly neighborMap = new Map<number, number>();
+  private readonly fdbMap = new Map<number, number>();
+  private readonly extraFdbList: Array<{ mac: number; dst: number }> = [];
+  private readonly routeMap = new Map<number, ViewRoute>();
   /** Destinations of everyone else's IPv4 routes in the main table (the default route excluded). */
   readonly foreignRoutes: Cidr4[] = [];
   private readonly names = new Map<number, string>();
   private readonly indexes = new Map<string, number>();
+  /**
+   * The dumps as read (netlink/scan.ts records), until something asks for the maps: a resync that finds the kernel
+   * as planned (holdsExactly) never makes them.
+   */
+  private records: DumpRecords | undefined;
 
   constructor(
     /** The VTEP whose neighbours and FDB entries the view holds. */
     readonly vtep: string,
     private readonly routeProtocol: number,
   ) {}
+
+  /** A view of the dumps' records: the main table's routes, the VTEP's neighbours and its FDB. */
+  static fromRecords(vtep: string, routeProtocol: number, records: DumpRecords): KernelView {
+    const view = new KernelView(vtep, routeProtocol);
+    view.records = records;
+    const r = records.routes;
+    for (let i = 0; i + ROUTE_RECORD_FIELDS <= r.length; i += ROUTE_RECORD_FIELDS) {
+      const dstLen = r[i + 2]!;
+      if (r[i] === 4 && dstLen !== 0 && r[i + 4] !== routeProtocol) view.foreignRoutes.push({ network: (r[i + 1]! & maskOf(dstLen)) >>> 0, prefix: dstLen });
+    }
+    return view;
+  }
 
   /**
    * A view of entries given as text (tests; the incremental run's previous plans). Neighbour and FDB entries are
@@ -64,11 +88,11 @@ export class KernelView implements RouteSink, NeighborSink {
       return i;
     };
     indexOf(vtep);
-    for (const n of entries.neighbors ?? []) view.neighbors.set(ipv4Number(n.ip), macNumber(n.mac));
+    for (const n of entries.neighbors ?? []) view.neighborMap.set(ipv4Number(n.ip), macNumber(n.mac));
     for (const f of entries.fdb ?? []) view.addFdb(macNumber(f.mac), ipv4Number(f.dst));
     for (const r of entries.routes ?? []) {
       const key = routeKeyOf(r.dst);
-      view.routes.set(key, {
+      view.routeMap.set(key, {
         dst: Math.floor(key / 64),
         prefix: key % 64,
         via: ipv4Number(r.via),
@@ -80,24 +104,102 @@ export class KernelView implements RouteSink, NeighborSink {
     return view;
   }
 
-  /** A route of the main table (a RouteSink): tulle's own (by protocol), or a foreign destination. */
-  route(r: RouteRecord): void {
-    if (r.family !== 4 || r.dstLen === 0) return;
-    if (r.protocol !== this.routeProtocol) this.foreignRoutes.push({ network: (r.dst & maskOf(r.dstLen)) >>> 0, prefix: r.dstLen });
-    else if (r.via === r.via && r.oif !== 0)
-      this.routes.set(routeKey(r.dst, r.dstLen), { dst: r.dst, prefix: r.dstLen, via: r.via, oif: r.oif, onlink: r.onlink, protocol: r.protocol });
+  /** Permanent IPv4 neighbours on the VTEP: IP -> MAC. */
+  get neighbors(): ReadonlyMap<number, number> {
+    this.take();
+    return this.neighborMap;
   }
 
-  /** An entry of the VTEP's neighbour table (a NeighborSink): a permanent IPv4 neighbour with a MAC is tulle's kind. */
-  neighbor(n: NeighborRecord): void {
-    if (n.family === AF_INET && (n.state & 0xff) === NUD_PERMANENT && n.mac === n.mac) this.neighbors.set(n.ip, n.mac);
+  /** FDB entries on the VTEP with an IPv4 remote: MAC -> remote. */
+  get fdb(): ReadonlyMap<number, number> {
+    this.take();
+    return this.fdbMap;
+  }
+
+  /** Further remotes of a MAC already in `fdb` (only `bridge fdb append` by someone else makes them). */
+  get extraFdb(): ReadonlyArray<{ mac: number; dst: number }> {
+    this.take();
+    return this.extraFdbList;
+  }
+
+  /** tulle's routes in the main table, by routeKey. */
+  get routes(): ReadonlyMap<number, ViewRoute> {
+    this.take();
+    return this.routeMap;
+  }
+
+  /** Make the maps of the records read (once). */
+  private take(): void {
+    const records = this.records;
+    if (!records) return;
+    this.records = undefined;
+    scanRouteRecords(records.routes, { route: (r) => this.route(r) });
+    scanNeighborRecords(records.neighbors, { neighbor: (n) => this.neighbor(n) });
+    scanNeighborRecords(records.fdb, { neighbor: (f) => this.addFdb(f.mac, f.ip) });
+  }
+
+  /** One of tulle's routes in the main table (by protocol; routes of other tables are not in the dump). */
+  private route(r: RouteRecord): void {
+    if (r.family === 4 && r.dstLen !== 0 && r.protocol === this.routeProtocol && r.via === r.via && r.oif !== 0)
+      this.routeMap.set(routeKey(r.dst, r.dstLen), { dst: r.dst, prefix: r.dstLen, via: r.via, oif: r.oif, onlink: r.onlink, protocol: r.protocol });
+  }
+
+  /** An entry of the VTEP's neighbour table: a permanent IPv4 neighbour with a MAC is tulle's kind. */
+  private neighbor(n: NeighborRecord): void {
+    if (n.family === AF_INET && (n.state & 0xff) === NUD_PERMANENT && n.mac === n.mac) this.neighborMap.set(n.ip, n.mac);
   }
 
   /** Take in one FDB entry of the VTEP: one with an IPv4 remote is tulle's kind. */
-  addFdb(mac: number, dst: number): void {
+  private addFdb(mac: number, dst: number): void {
     if (mac !== mac || dst !== dst) return;
-    if (this.fdb.has(mac)) this.extraFdb.push({ mac, dst });
-    else this.fdb.set(mac, dst);
+    if (this.fdbMap.has(mac)) this.extraFdbList.push({ mac, dst });
+    else this.fdbMap.set(mac, dst);
+  }
+
+  /**
+   * Does the kernel hold exactly the planned entries of tulle's kinds, no more, no fewer, each as planned — so that
+   * diffing the plans against this view would write nothing? Read straight from the dumps' records, one lookup per
+   * entry and no map of the view made: a resync that finds nothing to do costs that alone. False whenever in doubt
+   * (an entry twice, say): the caller then diffs.
+   */
+  holdsExactly(planned: PlannedEntries): boolean {
+    const records = this.records;
+    if (!records) return false;
+    const r = records.routes;
+    let routes = 0;
+    let lastKey = NaN;
+    for (let i = 0; i + ROUTE_RECORD_FIELDS <= r.length; i += ROUTE_RECORD_FIELDS) {
+      const via = r[i + 7]!;
+      const oif = r[i + 8]!;
+      if (r[i] !== 4 || r[i + 2] === 0 || r[i + 4] !== this.routeProtocol || via !== via || oif === 0) continue;
+      const key = routeKey(r[i + 1]!, r[i + 2]!);
+      // Routes to one destination (another metric, say) come one after the other in a dump.
+      if (key === lastKey) return false;
+      lastKey = key;
+      const plan = planned.routes.get(key);
+      if (!plan || plan.numbers.via !== via || this.deviceIndex(plan.route.dev) !== oif || plan.route.onlink !== (r[i + 6] === 1)) return false;
+      routes++;
+    }
+    if (routes !== planned.routes.size) return false;
+    const n = records.neighbors;
+    let neighbors = 0;
+    for (let i = 0; i + NEIGHBOR_RECORD_FIELDS <= n.length; i += NEIGHBOR_RECORD_FIELDS) {
+      const mac = n[i + 5]!;
+      if (n[i] !== AF_INET || (n[i + 2]! & 0xff) !== NUD_PERMANENT || mac !== mac) continue;
+      if (planned.neighbors.get(n[i + 4]!) !== mac) return false;
+      neighbors++;
+    }
+    if (neighbors !== planned.neighbors.size) return false;
+    const f = records.fdb;
+    let fdb = 0;
+    for (let i = 0; i + NEIGHBOR_RECORD_FIELDS <= f.length; i += NEIGHBOR_RECORD_FIELDS) {
+      const dst = f[i + 4]!;
+      const mac = f[i + 5]!;
+      if (mac !== mac || dst !== dst) continue;
+      if (planned.fdb.get(mac) !== dst) return false;
+      fdb++;
+    }
+    return fdb === planned.fdb.size;
   }
 
   /** Does the VTEP hold FDB entry MAC -> dst? */
@@ -126,10 +228,18 @@ export class KernelView implements RouteSink, NeighborSink {
     return new Map(this.indexes);
   }
 
-  /** Devices tulle's routes use whose names are not known yet. */
+  /** Devices tulle's routes use whose names are not known yet (read from the records, so no map is made for it). */
   unnamedDevices(): number[] {
     const out = new Set<number>();
-    for (const r of this.routes.values()) if (!this.names.has(r.oif)) out.add(r.oif);
+    const r = this.records?.routes;
+    if (r) {
+      for (let i = 0; i + ROUTE_RECORD_FIELDS <= r.length; i += ROUTE_RECORD_FIELDS) {
+        const oif = r[i + 8]!;
+        if (r[i] === 4 && r[i + 2] !== 0 && r[i + 4] === this.routeProtocol && r[i + 7] === r[i + 7] && oif !== 0 && !this.names.has(oif)) out.add(oif);
+      }
+    } else {
+      for (const route of this.routeMap.values()) if (!this.names.has(route.oif)) out.add(route.oif);
+    }
     return [...out];
   }
 
@@ -139,8 +249,15 @@ export class KernelView implements RouteSink, NeighborSink {
   }
 }
 
-/** The dumps a kernel view is read from (compact readers, netlink/scan.ts) and the naming of route devices. */
-export type KernelReader = Pick<NetlinkClient, 'scanRoutes' | 'scanNeighbors' | 'scanFdb' | 'linkNames' | 'linkIndexes'>;
+/** The three dumps a view is read from, as records of numbers (netlink/scan.ts). */
+export interface DumpRecords {
+  routes: Float64Array;
+  neighbors: Float64Array;
+  fdb: Float64Array;
+}
+
+/** The dumps a kernel view is read from (records of numbers, netlink/scan.ts) and the naming of route devices. */
+export type KernelReader = Pick<NetlinkClient, 'routeRecords' | 'neighborRecords' | 'fdbRecords' | 'linkNames' | 'linkIndexes'>;
 
 /** Split the main table into tulle's routes and the destinations of everyone else's (for code holding Route objects). */
 export function splitRoutes(routes: readonly Route[], protocol: number): { ours: PlannedRoute[]; foreign: Cidr4[] } {
@@ -168,14 +285,12 @@ export async function readKernelView(
   nl: KernelReader,
   o: { vtep: string; routeProtocol: number; vtepMayBeMissing?: boolean; alsoName?: string },
 ): Promise<KernelView> {
-  const view = new KernelView(o.vtep, o.routeProtocol);
-  const onVtep = (read: Promise<number>): Promise<number> => (o.vtepMayBeMissing ? read.catch(() => 0) : read);
-  const [, vtepIndex] = await Promise.all([
-    nl.scanRoutes({ table: 254 }, view),
-    onVtep(nl.scanNeighbors(o.vtep, view)),
-    onVtep(nl.scanFdb(o.vtep, { neighbor: (f) => view.addFdb(f.mac, f.ip) })),
-  ]);
-  if (vtepIndex) view.nameDevice(vtepIndex, o.vtep);
+  const none = { index: 0, records: new Float64Array(0) };
+  const onVtep = (read: Promise<{ index: number; records: Float64Array }>) => (o.vtepMayBeMissing ? read.catch(() => none) : read);
+  // The three dumps run side by side, each on a pool thread (netlink/socket.ts dumpRecords).
+  const [routes, neighbors, fdb] = await Promise.all([nl.routeRecords(254), onVtep(nl.neighborRecords(o.vtep)), onVtep(nl.fdbRecords(o.vtep))]);
+  const view = KernelView.fromRecords(o.vtep, o.routeProtocol, { routes, neighbors: neighbors.records, fdb: fdb.records });
+  if (neighbors.index) view.nameDevice(neighbors.index, o.vtep);
   const unnamed = view.unnamedDevices();
   if (unnamed.length) for (const [index, name] of await nl.linkNames(unnamed)) view.nameDevice(index, name);
   if (o.alsoName !== undefined && view.deviceIndex(o.alsoName) < 0)

@@ -11,13 +11,16 @@
  *   ip route replace <peer subnet> via <peer public IP> dev <underlay iface>
  */
 import { InvalidValueError } from '../base/errors.js';
-import { cidrContains, ipv4Number, macNumber, parseIPv4, scanIPv4, type Cidr4 } from '../base/ip.js';
+import { cidrContains, ipv4Number, macNumber, scanIPv4, type Cidr4 } from '../base/ip.js';
+import type { LeaseNumbers } from '../subnet/lease.js';
 
 export interface PeerLease {
   /** "10.244.2.0/24" */
   subnet: string;
   publicIP: string;
   vtepMac: string;
+  /** The same as numbers, as the lease was decoded with (Lease.numbers); absent: planPeer parses the text. */
+  numbers?: LeaseNumbers;
 }
 
 export interface PlanContext {
@@ -78,35 +81,32 @@ export function routeKeyOf(cidr: string): number {
   return network < 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > 32 ? NaN : routeKey(network, prefix);
 }
 
-/** Is `ip` inside one of the underlay's connected networks (flannel's DirectRouting test)? */
-export function isOnSameSegment(ip: string, networks: readonly Cidr4[]): boolean {
-  const addr = parseIPv4(ip);
-  return networks.some((n) => cidrContains(n, addr));
-}
-
 export function planPeer(ctx: PlanContext, lease: PeerLease): PeerPlan {
   // The peer VTEP's own address is its subnet's network address, 10.244.2.0: the subnet's text up to the slash
   // (lease subnets are canonical, host bits clear — parsed from the key — and admission checked them).
   const slash = lease.subnet.indexOf('/');
   if (slash < 0) throw new InvalidValueError('subnet', lease.subnet, 'is not an IPv4 CIDR (like 10.244.2.0/24)');
   const gateway = lease.subnet.slice(0, slash);
-  const route = routeKey(scanIPv4(lease.subnet, 0, slash), Number(lease.subnet.slice(slash + 1)));
-  if (ctx.directRouting && isOnSameSegment(lease.publicIP, ctx.underlayNetworks)) {
+  // The numbers the lease was decoded with, when it was (admission passes them on): no text is parsed again.
+  const known = lease.numbers;
+  const network = known ? known.network : scanIPv4(lease.subnet, 0, slash);
+  const route = routeKey(network, known ? known.prefix : Number(lease.subnet.slice(slash + 1)));
+  const publicIP = known ? known.publicIP : ipv4Number(lease.publicIP);
+  // flannel's DirectRouting test: the peer's PublicIP is inside one of the underlay's connected networks.
+  if (ctx.directRouting && ctx.underlayNetworks.some((n) => cidrContains(n, publicIP))) {
     return {
       subnet: lease.subnet,
       route: { dst: lease.subnet, via: lease.publicIP, dev: ctx.underlay, onlink: false, protocol: ctx.routeProtocol },
-      numbers: { route, via: ipv4Number(lease.publicIP), neighborIp: NaN, mac: NaN, fdbDst: NaN },
+      numbers: { route, via: publicIP, neighborIp: NaN, mac: NaN, fdbDst: NaN },
     };
   }
   const mac = lease.vtepMac.toLowerCase();
-  const ip = scanIPv4(lease.subnet, 0, slash);
-  const macN = macNumber(mac);
   return {
     subnet: lease.subnet,
     neighbor: { dev: ctx.vtep, ip: gateway, mac },
     fdb: { dev: ctx.vtep, mac, dst: lease.publicIP },
     route: { dst: lease.subnet, via: gateway, dev: ctx.vtep, onlink: true, protocol: ctx.routeProtocol },
-    numbers: { route, via: ip, neighborIp: ip, mac: macN, fdbDst: ipv4Number(lease.publicIP) },
+    numbers: { route, via: network, neighborIp: network, mac: known ? known.vtepMac : macNumber(mac), fdbDst: publicIP },
   };
 }
 

@@ -248,8 +248,9 @@ export class Reconciler {
    * unchanged peer costs one map lookup), departed peers are looked for only when some planned subnet is no
    * longer due. Returns the new plans, and the plans they replaced or that left.
    */
-  private updatePlans(due: readonly PeerLease[]): { changed: Map<string, PeerPlan>; before: PeerPlan[] } {
-    const changed = new Map<string, PeerPlan>();
+  private updatePlans(due: readonly PeerLease[]): { changed: PeerPlan[]; before: PeerPlan[] } {
+    // Admitted peers name distinct subnets, so this is a list; only an incremental run makes a map of it.
+    const changed: PeerPlan[] = [];
     const before: PeerPlan[] = [];
     let stillPlanned = 0;
     for (const lease of due) {
@@ -258,20 +259,25 @@ export class Reconciler {
       if (old) stillPlanned++;
       if (old && planMatches(old, lease)) continue;
       if (old) before.push(old);
-      changed.set(lease.subnet, planPeer(this.ctx, lease));
+      changed.push(planPeer(this.ctx, lease));
     }
     if (stillPlanned < this.plans.size) {
       const keep = new Set(due.map((l) => l.subnet));
       for (const p of this.plans.values()) if (!keep.has(p.subnet)) before.push(p);
     }
     for (const p of before) this.forget(p);
-    for (const p of changed.values()) this.learn(p);
+    for (const p of changed) this.learn(p);
     return { changed, before };
   }
 
-  /** Full run: the plans of every admitted peer against the kernel as dumped. */
+  /**
+   * Full run: the plans of every admitted peer against the kernel as dumped. When the kernel holds exactly what
+   * is planned (the usual resync, and a restart with nothing changed) that is found from the dumps alone, with
+   * no diff.
+   */
   private planFull(due: readonly PeerLease[], view: KernelView): OverlayDiff {
     this.updatePlans(due);
+    if (view.holdsExactly({ routes: this.plannedRoutes, neighbors: this.plannedNeighbors, fdb: this.plannedFdb })) return { removals: [], peers: new Map() };
     return diffOverlay(this.plans, view);
   }
 
@@ -286,7 +292,7 @@ export class Reconciler {
       neighbors: before.flatMap((p) => (p.neighbor ? [p.neighbor] : [])),
       fdb: before.flatMap((p) => (p.fdb ? [p.fdb] : [])),
     };
-    return diffOverlay(changed, KernelView.of(this.ctx.vtep, this.ctx.routeProtocol, was));
+    return diffOverlay(new Map(changed.map((p) => [p.subnet, p])), KernelView.of(this.ctx.vtep, this.ctx.routeProtocol, was));
   }
 
   private async runOnce(reason: string): Promise<ReconcileResult> {
@@ -321,7 +327,7 @@ export class Reconciler {
         ? await this.hooks.beforeProgram?.(this.admission.admitted, change)
         : undefined;
     const now = this.now();
-    const due = this.admission.admitted.filter((p) => (this.failing.get(p.subnet)?.retryAt ?? 0) <= now);
+    const due = this.failing.size ? this.admission.admitted.filter((p) => (this.failing.get(p.subnet)?.retryAt ?? 0) <= now) : this.admission.admitted;
     const diff = view ? this.planFull(due, view) : this.planChanges(due);
     this.synced = true;
 

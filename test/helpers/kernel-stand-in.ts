@@ -15,6 +15,7 @@ import {
 } from '../../src/netlink/index.js';
 import type { EntryEncoder } from '../../src/netlink/index.js';
 import { EntryPacker } from '../../src/netlink/packed.js';
+import { packNeighborRecords, packRouteRecords } from '../../src/netlink/scan.js';
 import { InvalidValueError } from '../../src/base/errors.js';
 import type { KernelAccess } from '../../src/overlay/reconciler.js';
 import { routeKeyOf } from '../../src/overlay/plan.js';
@@ -145,19 +146,17 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
     return op!;
   };
   const nl: KernelAccess = {
-    async scanRoutes(_filter, sink) {
+    async routeRecords(table) {
       dumps++;
-      for (const r of [...routes.values()]) sink.route(routeRecord(r));
+      return packRouteRecords([...routes.values()].map(routeRecord).filter((r) => table === 0 || r.table === table));
     },
-    async scanNeighbors(dev, sink) {
+    async neighborRecords(dev) {
       dumps++;
-      for (const n of [...neigh.values()]) if (n.dev === dev) sink.neighbor(neighborRecord(n));
-      return indexOf(dev);
+      return { index: indexOf(dev), records: packNeighborRecords([...neigh.values()].filter((n) => n.dev === dev).map(neighborRecord)) };
     },
-    async scanFdb(dev, sink) {
+    async fdbRecords(dev) {
       dumps++;
-      for (const f of [...fdb.values()]) if (f.dev === dev) sink.neighbor(fdbRecord(f));
-      return indexOf(dev);
+      return { index: indexOf(dev), records: packNeighborRecords([...fdb.values()].filter((f) => f.dev === dev).map(fdbRecord)) };
     },
     async linkIndexes(names) {
       return new Map([...names].map((name) => [name, indexOf(name)]));

@@ -24,7 +24,14 @@ const good = peerLease('10.244.2.0/24', '192.0.2.12', '02:00:00:00:00:02', 5);
 
 test('a good lease is admitted with a lower-case MAC', () => {
   const r = admitLeases(ctx, [{ ...good, backendData: { VNI: 1, VtepMAC: '02:AA:00:00:00:02' } }]);
-  assert.deepEqual(r.admitted, [{ subnet: '10.244.2.0/24', publicIP: '192.0.2.12', vtepMac: '02:aa:00:00:00:02' }]);
+  assert.deepEqual(r.admitted, [
+    {
+      subnet: '10.244.2.0/24',
+      publicIP: '192.0.2.12',
+      vtepMac: '02:aa:00:00:00:02',
+      numbers: { network: 0x0af40200, prefix: 24, publicIP: 0xc000020c, vtepMac: 0x02aa00000002 },
+    },
+  ]);
   assert.deepEqual(r.rejected, []);
 });
 

@@ -107,3 +107,13 @@ test('planMatches says whether planPeer would make the same plan again, for VXLA
         assert.equal(planMatches(planPeer(c, a), b), same, `${JSON.stringify(a)} -> ${JSON.stringify(b)}, directRouting ${c.directRouting}`);
       }
 });
+
+test('a lease decoded with its numbers is planned exactly as the same lease read from its text', () => {
+  const decoded = (l: (typeof leases)[number]) => {
+    const [net, prefix] = l.subnet.split('/');
+    return { ...l, numbers: { network: parseIPv4(net!), prefix: Number(prefix), publicIP: parseIPv4(l.publicIP), vtepMac: macNumber(l.vtepMac) } };
+  };
+  for (const c of [ctx, { ...ctx, directRouting: true }]) {
+    for (const l of leases) assert.deepEqual(planPeer(c, decoded(l)), planPeer(c, l), `${l.subnet}, DirectRouting ${c.directRouting}`);
+  }
+});

@@ -156,10 +156,11 @@ test('a route that appears between the dump and the write makes `ip route add` f
   const k = kernelStandIn();
   const r = new Reconciler(k.nl, ctx, silentLogger);
   r.setLeases(peers.slice(0, 1));
-  const scanRoutes = k.nl.scanRoutes;
-  k.nl.scanRoutes = async (filter, visit) => {
-    await scanRoutes(filter, visit);
+  const routeRecords = k.nl.routeRecords;
+  k.nl.routeRecords = async (table) => {
+    const records = await routeRecords(table);
     k.routes.set('10.244.2.0/24', { dst: '10.244.2.0/24', dev: 'eth9', protocol: 3, table: 254 }); // someone is faster
+    return records;
   };
   const result = await r.reconcile('first');
   assert.deepEqual([result.failed, result.programmed], [1, 0]);

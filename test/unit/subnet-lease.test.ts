@@ -22,6 +22,8 @@ test("flannel's own lease value (PublicIPv6 null, upper-case MAC) decodes, and u
     revision: 7,
     created: 7,
     extra: { PublicIPv6: null },
+    // Its addresses as numbers, read once here (admission and planning parse no text per lease).
+    numbers: { network: 0x0af40100, prefix: 24, publicIP: 0xc000020b, vtepMac: 0xc6d2326f8f44 },
   });
   assert.equal(
     encodeLeaseValue(lease),
