@@ -59,11 +59,7 @@ export interface AdmissionResult {
   rejected: Rejection[];
 }
 
-const ZERO_MAC = '00:00:00:00:00:00';
-
-function isMulticastMac(mac: string): boolean {
-  return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
-}
+const UPPER_CASE = /[A-Z]/;
 
 /** Unicast IPv4 that can carry VXLAN to a host: not 0/8, loopback, link-local, multicast, reserved or broadcast. */
 function publicIPProblem(a: number): string | undefined {
@@ -113,15 +109,19 @@ function ownProblems(
     return { before: { reason: 'subnet-length', detail: `subnet ${lease.subnet} is not a /${ctx.subnetLen} (the network's SubnetLen)` } };
   if (ownSubnet && cidrsOverlap(subnet, ownSubnet))
     return { before: { reason: 'own-subnet', detail: `subnet ${lease.subnet} overlaps this host's subnet ${ctx.ownSubnet}` } };
-  const after = problemAfterRoutes(ctx, ownVtepMac, lease, numbers.publicIP, mac);
+  const after = problemAfterRoutes(ctx, ownVtepMac, lease, numbers, mac);
   return after ? { after } : NO_PROBLEMS;
 }
 
 const NO_PROBLEMS = Object.freeze({});
 
-function problemAfterRoutes(ctx: AdmissionContext, ownVtepMac: string | undefined, lease: Lease, publicIP: number, mac: string): Problem | undefined {
-  if (mac === ZERO_MAC || isMulticastMac(mac)) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is not a unicast MAC` };
+function problemAfterRoutes(ctx: AdmissionContext, ownVtepMac: string | undefined, lease: Lease, numbers: LeaseNumbers, mac: string): Problem | undefined {
+  const macNumber = numbers.vtepMac;
+  if (macNumber !== macNumber) return { reason: 'vtep-mac', detail: `VtepMAC ${JSON.stringify(mac)} is not a MAC address` };
+  // The I/G bit, the lowest of the first byte: set in a multicast (and the broadcast) address.
+  if (macNumber === 0 || Math.floor(macNumber / 0x10000000000) % 2 === 1) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is not a unicast MAC` };
   if (mac === ownVtepMac) return { reason: 'vtep-mac', detail: `VtepMAC ${mac} is this host's own VTEP MAC` };
+  const publicIP = numbers.publicIP;
   if (publicIP !== publicIP) return { reason: 'public-ip', detail: `PublicIP ${JSON.stringify(lease.publicIP)} is not an IPv4 address` };
   const ipProblem = publicIPProblem(publicIP);
   if (ipProblem) return { reason: 'public-ip', detail: `PublicIP ${lease.publicIP} ${ipProblem}` };
@@ -158,8 +158,7 @@ type Judged = { rejection: Rejection } | { candidate: Candidate; peer: PeerLease
  * over all leases again (a conflict must resolve the same way wherever it is seen), and with the memo only the
  * leases that are new or changed (new Lease objects) are checked again — in a cluster of 100 hosts every join
  * costs each of 99 agents one lease's checks, not a hundred. The foreign routes are not part of the context: they
- * are checked per call, one lookup per lease (routesBySubnet). The reconciler judges a lease when it arrives
- * (judge), so that a reconcile finds every lease judged.
+ * are checked per call, one lookup per lease (routesBySubnet).
  */
 export class AdmissionMemo {
   private judged = new WeakMap<Lease, Judged>();
@@ -167,15 +166,19 @@ export class AdmissionMemo {
   private ownSubnet: Cidr4 | undefined;
   private ownVtepMac: string | undefined;
 
-  /** `lease` on its own under `ctx`: as judged before, or judged now and kept. */
-  judge(ctx: AdmissionContext, lease: Lease): Judged {
+  /** Judge leases under `ctx`: each as judged before, or judged now and kept. */
+  judgeFor(ctx: AdmissionContext): (lease: Lease) => Judged {
     this.use(ctx);
-    let judged = this.judged.get(lease);
-    if (!judged) {
-      judged = judgeLease(ctx, this.ownSubnet, this.ownVtepMac, lease);
-      this.judged.set(lease, judged);
-    }
-    return judged;
+    const known = this.judged;
+    const { ownSubnet, ownVtepMac } = this;
+    return (lease) => {
+      let judged = known.get(lease);
+      if (!judged) {
+        judged = judgeLease(ctx, ownSubnet, ownVtepMac, lease);
+        known.set(lease, judged);
+      }
+      return judged;
+    };
   }
 
   /** Forget every result when `ctx` differs from the last (any field but foreignRoutes; addresses by identity). */
@@ -207,17 +210,21 @@ export class AdmissionMemo {
 export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo: AdmissionMemo = new AdmissionMemo()): AdmissionResult {
   const rejected: Rejection[] = [];
   const candidates: Array<{ candidate: Candidate; peer: PeerLease }> = [];
+  let admitted: PeerLease[] = [];
   const routes = routesBySubnet(ctx);
-  // How many candidates claim each subnet and each MAC: only those that share one compete.
-  const subnetClaims = new Map<string, number>();
-  const macClaims = new Map<string, number>();
+  const judge = memo.judgeFor(ctx);
+  // The first candidate to claim each subnet and each VtepMAC (one map: a subnet has a '/', a MAC none). Only
+  // candidates that share one compete; a store without conflicts (the usual) settles nothing.
+  const claimedBy = new Map<string, Candidate>();
+  let contested: Set<Candidate> | undefined;
   for (const lease of leases) {
-    const judged = memo.judge(ctx, lease);
+    const judged = judge(lease);
     if ('rejection' in judged) {
       rejected.push(judged.rejection);
       continue;
     }
-    const route = routes.size ? routes.get(judged.candidate.network) : undefined;
+    const candidate = judged.candidate;
+    const route = routes.size ? routes.get(candidate.network) : undefined;
     if (route) {
       rejected.push({
         key: lease.key,
@@ -232,22 +239,31 @@ export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo
       continue;
     }
     candidates.push(judged);
-    const { mac } = judged.candidate;
-    subnetClaims.set(lease.subnet, (subnetClaims.get(lease.subnet) ?? 0) + 1);
-    macClaims.set(mac, (macClaims.get(mac) ?? 0) + 1);
+    admitted.push(judged.peer);
+    const bySubnet = claimedBy.get(lease.subnet);
+    const byMac = claimedBy.get(candidate.mac);
+    if (bySubnet || byMac) {
+      contested ??= new Set();
+      contested.add(candidate);
+      if (bySubnet) contested.add(bySubnet);
+      if (byMac) contested.add(byMac);
+    }
+    if (!bySubnet) claimedBy.set(lease.subnet, candidate);
+    if (!byMac) claimedBy.set(candidate.mac, candidate);
   }
-  const contested: Candidate[] = [];
-  for (const { candidate } of candidates) if (subnetClaims.get(candidate.lease.subnet)! > 1 || macClaims.get(candidate.mac)! > 1) contested.push(candidate);
-  const losers = settleConflicts(contested, rejected);
-  const admitted: PeerLease[] = [];
-  for (const { candidate, peer } of candidates) if (!losers.has(candidate.lease)) admitted.push(peer);
+  if (contested) {
+    const losers = settleConflicts([...contested], rejected);
+    admitted = candidates.filter(({ candidate }) => !losers.has(candidate.lease)).map(({ peer }) => peer);
+  }
   return { admitted, rejected };
 }
 
 function judgeLease(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, ownVtepMac: string | undefined, lease: Lease): Judged {
   // Numbers read when the lease was decoded; a lease made otherwise is parsed here.
   const numbers = lease.numbers ?? leaseNumbers(lease);
-  const mac = String(lease.backendData.VtepMAC).toLowerCase();
+  const text = String(lease.backendData.VtepMAC);
+  const mac = UPPER_CASE.test(text) ? text.toLowerCase() : text; // decoded MACs are lower-case already
+
   const { before, after } = ownProblems(ctx, ownSubnet, ownVtepMac, lease, numbers, mac);
   if (before) return { rejection: { key: lease.key, subnet: lease.subnet, ...before } };
   const judged: Judged = {
