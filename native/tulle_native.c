@@ -36,6 +36,7 @@
 #include <sys/time.h>
 #include <sys/ioctl.h>
 #include <linux/sockios.h>
+#include <net/if.h>
 #include <linux/neighbour.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
@@ -1028,6 +1029,8 @@ typedef struct {
   size_t request_len;
   int kind;
   uint32_t filter; /* routes: the table (0: all); neighbours: the device index (0: all) */
+  char dev[IF_NAMESIZE]; /* a device to filter by, named: its index is looked up in the namespace ... */
+  size_t index_at;       /* ... and written into the request at this offset (and is the filter) */
   double *records;
   size_t values, capacity;
   int interrupted;
@@ -1193,13 +1196,26 @@ static void dump_execute(napi_env env, void *data) {
     r->step = step;
     return;
   }
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  /* The device's index is looked up here, in the namespace (an ioctl on a socket made in it): the dump does not
+   * wait for a lookup on the event loop first. */
+  uint32_t index = r->dev[0] ? if_nametoindex(r->dev) : 0;
+  int index_errno = errno;
+  int fd = r->dev[0] && !index ? -1 : socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   int socket_errno = errno;
   leave_netns(back);
+  if (r->dev[0] && !index) {
+    r->err = index_errno == ENXIO || index_errno == 0 ? ENODEV : index_errno;
+    r->step = "if_nametoindex";
+    return;
+  }
   if (fd < 0) {
     r->err = socket_errno;
     r->step = "socket(AF_NETLINK)";
     return;
+  }
+  if (r->dev[0]) {
+    memcpy(r->request + r->index_at, &index, 4);
+    r->filter = index;
   }
   /* Strict checking lets the kernel filter by table or device (best effort: the records are filtered here too). */
   set_int_option(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1);
@@ -1229,7 +1245,7 @@ static void dump_execute(napi_env env, void *data) {
 static void dump_complete(napi_env env, napi_status status, void *data) {
   dump_request *r = data;
   if (status != napi_ok && r->err == 0) r->err = ECANCELED;
-  napi_value outcome = NULL, records = NULL, buffer, interrupted;
+  napi_value outcome = NULL, records = NULL, buffer, interrupted, index;
   void *bytes = NULL;
   bool ok = r->err == 0;
   if (!ok) {
@@ -1238,7 +1254,8 @@ static void dump_complete(napi_env env, napi_status status, void *data) {
              napi_create_typedarray(env, napi_float64_array, r->values, buffer, 0, &records) == napi_ok &&
              napi_get_boolean(env, r->interrupted != 0, &interrupted) == napi_ok && napi_create_object(env, &outcome) == napi_ok &&
              napi_set_named_property(env, outcome, "records", records) == napi_ok &&
-             napi_set_named_property(env, outcome, "interrupted", interrupted) == napi_ok) {
+             napi_set_named_property(env, outcome, "interrupted", interrupted) == napi_ok &&
+             napi_create_uint32(env, r->filter, &index) == napi_ok && napi_set_named_property(env, outcome, "filter", index) == napi_ok) {
     if (r->values) memcpy(bytes, r->records, r->values * sizeof(double));
   } else {
     outcome = NULL;
@@ -1261,13 +1278,15 @@ static void dump_complete(napi_env env, napi_status status, void *data) {
 }
 
 /*
- * dumpRecords(handle, request: Buffer, kind: 0 routes | 1 neighbours, filter: number) -> Promise<{ records, interrupted }>
+ * dumpRecords(handle, request: Buffer, kind: 0 routes | 1 neighbours, filter: number, dev?: string, indexAt?: number)
+ *   -> Promise<{ records, interrupted, filter }>
  * The dump's socket is opened in the namespace of `handle`'s socket, found from the socket itself (SIOCGSKNS),
- * not by a path that may name another namespace by now.
+ * not by a path that may name another namespace by now. With `dev`, the filter is that device's index, looked up
+ * there and written into the request at byte `indexAt`.
  */
 static napi_value dump_records(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 4) {
     napi_throw_type_error(env, NULL, "tulle_native.dumpRecords: 4 arguments expected");
@@ -1286,6 +1305,20 @@ static napi_value dump_records(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "tulle_native.dumpRecords: a route or neighbour dump request expected");
     return NULL;
   }
+  char dev[IF_NAMESIZE] = "";
+  uint32_t index_at = 0;
+  napi_valuetype dev_type = napi_undefined;
+  if (argc >= 6) CHECK_NAPI(napi_typeof(env, argv[4], &dev_type));
+  if (dev_type != napi_undefined && dev_type != napi_null) {
+    char name[64]; /* longer than any device name, so that a longer one is seen, not cut */
+    size_t dev_len = 0;
+    if (dev_type != napi_string || napi_get_value_string_utf8(env, argv[4], name, sizeof name, &dev_len) != napi_ok || dev_len == 0 ||
+        dev_len >= IF_NAMESIZE || napi_get_value_uint32(env, argv[5], &index_at) != napi_ok || (size_t)index_at + 4 > length) {
+      napi_throw_range_error(env, NULL, "tulle_native.dumpRecords: a device name and the offset of its index in the request expected");
+      return NULL;
+    }
+    memcpy(dev, name, dev_len + 1);
+  }
   if (s->fd < 0) return throw_errno(env, EBADF, "dump");
   int ns_fd = -1;
   if (!s->own_ns && (ns_fd = ioctl(s->fd, SIOCGSKNS)) < 0) return throw_errno(env, errno, "ioctl SIOCGSKNS");
@@ -1301,6 +1334,8 @@ static napi_value dump_records(napi_env env, napi_callback_info info) {
   r->request_len = length;
   r->kind = kind;
   r->filter = filter;
+  memcpy(r->dev, dev, sizeof dev);
+  r->index_at = index_at;
   return queue_promise_work(env, "tulle.dumpRecords", dump_execute, dump_complete, r, &r->deferred, &r->work, release_dump);
 }
 

@@ -9,7 +9,7 @@
 import { closeSync, openSync } from 'node:fs';
 import { decodeAddress, encodeDumpAddresses, type Address } from './addr.js';
 import { planOp, type IndexOf, type NetlinkOp, type OpResult, type PlannedOp } from './batch.js';
-import { NLM_F_ACK } from './constants.js';
+import { NDMSG_LEN, NLA_HDRLEN, NLMSG_HDRLEN, NLM_F_ACK } from './constants.js';
 import { NetlinkError, fromSystemError } from './errors.js';
 import { InvalidValueError } from '../base/errors.js';
 import { subscribe, type EventKind, type NetlinkEvent, type SubscribeOptions, type Subscription } from './events.js';
@@ -419,24 +419,36 @@ export class NetlinkClient {
    * `ip route show table T` (0 = every table) as records of numbers (socket.dumpRecords; scan.ts reads them).
    * Cached clones are left out, as `ip route show` does.
    */
-  routeRecords(table: number): Promise<Float64Array> {
+  async routeRecords(table: number): Promise<Float64Array> {
     // The kernel filters by table with strict checking; the records are filtered again for kernels that ignore it.
-    return this.socket.dumpRecords(encodeDumpRoutes({ table }, undefined), 'route', table);
+    return (await this.socket.dumpRecords(encodeDumpRoutes({ table }, undefined), 'route', table)).records;
   }
 
   /**
    * `ip neigh show dev DEV` in every state (IPv4 and IPv6) as records of numbers, with the device's index; fails
-   * like `ip` when there is no such device.
+   * like `ip` when there is no such device. The pool thread that dumps looks the device up, so the dump starts
+   * at once, with no lookup on the event loop first.
    */
-  async neighborRecords(dev: string): Promise<{ index: number; records: Float64Array }> {
-    const index = await this.indexOf(checkIfName(dev, 'neighbor filter dev'), encodeDumpNeighbors(undefined, dev).command);
-    return { index, records: await this.socket.dumpRecords(encodeDumpNeighbors(index, dev), 'neighbor', index) };
+  neighborRecords(dev: string): Promise<{ index: number; records: Float64Array }> {
+    // The device's index goes into the request's first attribute (NDA_IFINDEX), after the headers.
+    return this.deviceRecords(encodeDumpNeighbors(PLACEHOLDER_INDEX, dev), dev, 'neighbor filter dev', NLMSG_HDRLEN + NDMSG_LEN + NLA_HDRLEN);
   }
 
-  /** `bridge fdb show dev DEV` as records of numbers, with the device's index. */
-  async fdbRecords(dev: string): Promise<{ index: number; records: Float64Array }> {
-    const index = await this.indexOf(checkIfName(dev, 'fdb filter dev'), encodeDumpFdb(undefined, dev).command);
-    return { index, records: await this.socket.dumpRecords(encodeDumpFdb(index, dev), 'neighbor', index) };
+  /** `bridge fdb show dev DEV` as records of numbers, with the device's index (looked up as neighborRecords does). */
+  fdbRecords(dev: string): Promise<{ index: number; records: Float64Array }> {
+    // The device's index goes into the request's struct ndmsg (ndm_ifindex).
+    return this.deviceRecords(encodeDumpFdb(PLACEHOLDER_INDEX, dev), dev, 'fdb filter dev', NLMSG_HDRLEN + 4);
+  }
+
+  private async deviceRecords(req: Request, dev: string, field: string, indexAt: number): Promise<{ index: number; records: Float64Array }> {
+    checkIfName(dev, field);
+    try {
+      const { records, filter } = await this.socket.dumpRecords(req, 'neighbor', 0, { name: dev, indexAt });
+      return { index: filter, records };
+    } catch (err) {
+      if (err instanceof NetlinkError && err.errnoNumber === ENODEV) throw missingDevice(req.command, dev);
+      throw err;
+    }
   }
 
   /** name -> index of the given devices (those that exist): `ip link show dev NAME` for just these. */
@@ -617,6 +629,9 @@ function isIfName(name: string): boolean {
 function knownName(index: number | undefined, name: string | undefined): Map<number, string> {
   return index !== undefined && name !== undefined ? new Map([[index, name]]) : new Map<number, string>();
 }
+
+/** The device index a dump request is encoded with before the pool thread writes the real one in. */
+const PLACEHOLDER_INDEX = 0xffffffff;
 
 function missingDevice(command: string, name: string): NetlinkError {
   return new NetlinkError(command, ENODEV, `Cannot find device "${name}"`);

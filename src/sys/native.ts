@@ -54,9 +54,19 @@ export interface NativeBinding {
    * entry becomes a record of numbers, in the meaning of src/netlink/scan.ts: a route [family 4|6, dst, dst length,
    * table, protocol, type, onlink 0|1, via (NaN: none), oif], table `filter` only (0: all; cached clones left out);
    * a neighbour [family, ifindex, state, flags, ip (NaN: none), mac (NaN: none)], device `filter` only (0: all).
-   * `interrupted`: the kernel marked the dump inconsistent (the table changed under it). Fails with the errno.
+   * With `dev`, the filter is that device's index, looked up in the namespace by the same pool thread (no lookup on
+   * the event loop first) and written into the request at byte `indexAt`; ENODEV when there is no such device.
+   * `interrupted`: the kernel marked the dump inconsistent (the table changed under it); `filter`: the filter used.
+   * Fails with the errno.
    */
-  dumpRecords(handle: SocketHandle, request: Buffer, kind: 0 | 1, filter: number): Promise<{ records: Float64Array; interrupted: boolean }>;
+  dumpRecords(
+    handle: SocketHandle,
+    request: Buffer,
+    kind: 0 | 1,
+    filter: number,
+    dev?: string,
+    indexAt?: number,
+  ): Promise<{ records: Float64Array; interrupted: boolean; filter: number }>;
   /** [name, message], e.g. ['ENETUNREACH', 'Network is unreachable']. */
   describeErrno(errno: number): [string, string];
 }

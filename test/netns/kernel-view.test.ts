@@ -166,3 +166,20 @@ test("a dump reads the namespace its client's socket lives in, even once that na
   nl.close();
   await assert.rejects(readKernelView(nl, { vtep: 'flannel.1', routeProtocol: PROTO }), (e: unknown) => e instanceof NetlinkError && e.errno === 'EBADF');
 });
+
+test('a VTEP that is not there fails the read in the words of iproute2, or holds nothing when it may be missing; a hostile name is refused before any dump', async (t) => {
+  const { nl } = await vtepHost(t, 'kvmiss');
+  await assert.rejects(
+    readKernelView(nl, { vtep: 'nosuch0', routeProtocol: PROTO }),
+    (e: unknown) => e instanceof NetlinkError && e.errno === 'ENODEV' && /^(neigh|fdb) show dev nosuch0: .*Cannot find device "nosuch0"/.test(e.message),
+  );
+  const empty = await readKernelView(nl, { vtep: 'nosuch0', routeProtocol: PROTO, vtepMayBeMissing: true });
+  assert.deepEqual([empty.neighbors.size, empty.fdb.size, empty.deviceIndex('nosuch0')], [0, 0, -1]);
+  for (const hostile of ['a'.repeat(16), 'eth0/../x', '']) {
+    await assert.rejects(
+      readKernelView(nl, { vtep: hostile, routeProtocol: PROTO }),
+      (e: unknown) => e instanceof Error && e.name === 'InvalidValueError',
+      hostile,
+    );
+  }
+});

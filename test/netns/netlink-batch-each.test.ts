@@ -140,7 +140,7 @@ test('a dump asked for while chunks are still queued for the pool thread comes a
     // A small dump (done in its first part: the racy kind), then the main table.
     const small = socket.dump(encodeDumpNeighbors(index, 'flannel.1'));
     const dumped = socket.dumpRecords(encodeDumpRoutes({ table: 254 }, undefined), 'route', 254);
-    const [answers, records] = await Promise.all([written, dumped, small]);
+    const [answers, { records }] = await Promise.all([written, dumped, small]);
     assert.ok(
       answers.every((a) => !(a instanceof NetlinkError)),
       `round ${round}: every write acknowledged`,
