@@ -1023,6 +1023,12 @@ static napi_value ns_write_file(napi_env env, napi_callback_info info) {
 /* A kernel that stops answering a dump halfway fails it instead of holding a pool thread for ever. */
 #define DUMP_TIMEOUT_S 30
 
+/* A growing array of numbers. */
+typedef struct {
+  double *v;
+  size_t n, cap;
+} doubles;
+
 typedef struct {
   int ns_fd; /* the namespace of the socket asked for (SIOCGSKNS); -1: this process's */
   unsigned char *request;
@@ -1031,8 +1037,9 @@ typedef struct {
   uint32_t filter; /* routes: the table (0: all); neighbours: the device index (0: all) */
   char dev[IF_NAMESIZE]; /* a device to filter by, named: its index is looked up in the namespace ... */
   size_t index_at;       /* ... and written into the request at this offset (and is the filter) */
-  double *records;
-  size_t values, capacity;
+  doubles records;
+  int split_protocol; /* routes: >= 0 keeps only this protocol's in `records` ... */
+  doubles others;     /* ... and the other IPv4 routes' destinations here, [dst, dst_len] each (not the default) */
   int interrupted;
   int err;
   const char *step;
@@ -1044,7 +1051,8 @@ static void release_dump(void *data) {
   dump_request *r = data;
   if (r->ns_fd >= 0) close(r->ns_fd);
   free(r->request);
-  free(r->records);
+  free(r->records.v);
+  free(r->others.v);
   free(r);
 }
 
@@ -1061,16 +1069,16 @@ static uint16_t u16_at(const unsigned char *p) {
 }
 
 /* Room for one more record of `fields` values; 0 when out of memory. */
-static double *next_record(dump_request *r, size_t fields) {
-  if (r->values + fields > r->capacity) {
-    size_t capacity = r->capacity ? r->capacity * 2 : 1024 * fields;
-    double *grown = realloc(r->records, capacity * sizeof *grown);
+static double *next_record(doubles *a, size_t fields) {
+  if (a->n + fields > a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 1024 * fields;
+    double *grown = realloc(a->v, cap * sizeof *grown);
     if (!grown) return NULL;
-    r->records = grown;
-    r->capacity = capacity;
+    a->v = grown;
+    a->cap = cap;
   }
-  double *out = r->records + r->values;
-  r->values += fields;
+  double *out = a->v + a->n;
+  a->n += fields;
   return out;
 }
 
@@ -1091,7 +1099,15 @@ static int read_route_record(dump_request *r, const unsigned char *p, size_t len
     off += NLA_ALIGN(alen);
   }
   if (r->filter && table != r->filter) return 1;
-  double *out = next_record(r, ROUTE_FIELDS);
+  if (r->split_protocol >= 0 && rt->rtm_protocol != r->split_protocol) {
+    if (rt->rtm_family != AF_INET || rt->rtm_dst_len == 0) return 1;
+    double *other = next_record(&r->others, 2);
+    if (!other) return 0;
+    other[0] = dst;
+    other[1] = rt->rtm_dst_len;
+    return 1;
+  }
+  double *out = next_record(&r->records, ROUTE_FIELDS);
   if (!out) return 0;
   out[0] = rt->rtm_family == AF_INET ? 4 : 6;
   out[1] = dst;
@@ -1119,7 +1135,7 @@ static int read_neighbor_record(dump_request *r, const unsigned char *p, size_t 
     else if (type == NDA_LLADDR) mac = alen == 10 ? (double)(((uint64_t)v[0] << 40) | ((uint64_t)v[1] << 32) | be32_at(v + 2)) : (double)NAN;
     off += NLA_ALIGN(alen);
   }
-  double *out = next_record(r, NEIGH_FIELDS);
+  double *out = next_record(&r->records, NEIGH_FIELDS);
   if (!out) return 0;
   out[0] = nd->ndm_family;
   out[1] = (uint32_t)nd->ndm_ifindex;
@@ -1242,22 +1258,29 @@ static void dump_execute(napi_env env, void *data) {
   close(fd);
 }
 
+/* A Float64Array holding a copy of `a`; NULL when N-API fails. */
+static napi_value float64_array(napi_env env, const doubles *a) {
+  void *bytes = NULL;
+  napi_value buffer, array;
+  if (napi_create_arraybuffer(env, a->n * sizeof(double), &bytes, &buffer) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, a->n, buffer, 0, &array) != napi_ok)
+    return NULL;
+  if (a->n) memcpy(bytes, a->v, a->n * sizeof(double));
+  return array;
+}
+
 static void dump_complete(napi_env env, napi_status status, void *data) {
   dump_request *r = data;
   if (status != napi_ok && r->err == 0) r->err = ECANCELED;
-  napi_value outcome = NULL, records = NULL, buffer, interrupted, index;
-  void *bytes = NULL;
+  napi_value outcome = NULL, records = NULL, others = NULL, interrupted, index;
   bool ok = r->err == 0;
   if (!ok) {
     outcome = make_errno_error(env, r->err, r->step ? r->step : "dump");
-  } else if (napi_create_arraybuffer(env, r->values * sizeof(double), &bytes, &buffer) == napi_ok &&
-             napi_create_typedarray(env, napi_float64_array, r->values, buffer, 0, &records) == napi_ok &&
-             napi_get_boolean(env, r->interrupted != 0, &interrupted) == napi_ok && napi_create_object(env, &outcome) == napi_ok &&
-             napi_set_named_property(env, outcome, "records", records) == napi_ok &&
-             napi_set_named_property(env, outcome, "interrupted", interrupted) == napi_ok &&
-             napi_create_uint32(env, r->filter, &index) == napi_ok && napi_set_named_property(env, outcome, "filter", index) == napi_ok) {
-    if (r->values) memcpy(bytes, r->records, r->values * sizeof(double));
-  } else {
+  } else if (!(records = float64_array(env, &r->records)) || !(others = float64_array(env, &r->others)) ||
+             napi_get_boolean(env, r->interrupted != 0, &interrupted) != napi_ok || napi_create_object(env, &outcome) != napi_ok ||
+             napi_set_named_property(env, outcome, "records", records) != napi_ok || napi_set_named_property(env, outcome, "others", others) != napi_ok ||
+             napi_set_named_property(env, outcome, "interrupted", interrupted) != napi_ok || napi_create_uint32(env, r->filter, &index) != napi_ok ||
+             napi_set_named_property(env, outcome, "filter", index) != napi_ok) {
     outcome = NULL;
   }
   if (outcome == NULL) {
@@ -1278,15 +1301,16 @@ static void dump_complete(napi_env env, napi_status status, void *data) {
 }
 
 /*
- * dumpRecords(handle, request: Buffer, kind: 0 routes | 1 neighbours, filter: number, dev?: string, indexAt?: number)
- *   -> Promise<{ records, interrupted, filter }>
+ * dumpRecords(handle, request: Buffer, kind: 0 routes | 1 neighbours, filter: number, dev?: string, indexAt?: number,
+ *             protocol?: number) -> Promise<{ records, others, interrupted, filter }>
  * The dump's socket is opened in the namespace of `handle`'s socket, found from the socket itself (SIOCGSKNS),
  * not by a path that may name another namespace by now. With `dev`, the filter is that device's index, looked up
- * there and written into the request at byte `indexAt`.
+ * there and written into the request at byte `indexAt`. With `protocol`, a route dump keeps that protocol's routes
+ * in `records` and puts the destinations of the other IPv4 routes (not the default) in `others`.
  */
 static napi_value dump_records(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 4) {
     napi_throw_type_error(env, NULL, "tulle_native.dumpRecords: 4 arguments expected");
@@ -1319,6 +1343,15 @@ static napi_value dump_records(napi_env env, napi_callback_info info) {
     }
     memcpy(dev, name, dev_len + 1);
   }
+  int32_t split_protocol = -1;
+  napi_valuetype protocol_type = napi_undefined;
+  if (argc >= 7) CHECK_NAPI(napi_typeof(env, argv[6], &protocol_type));
+  if (protocol_type != napi_undefined && protocol_type != napi_null) {
+    if (kind != DUMP_ROUTES || napi_get_value_int32(env, argv[6], &split_protocol) != napi_ok || split_protocol < 0 || split_protocol > 255) {
+      napi_throw_range_error(env, NULL, "tulle_native.dumpRecords: a route protocol (0..255) to split a route dump by expected");
+      return NULL;
+    }
+  }
   if (s->fd < 0) return throw_errno(env, EBADF, "dump");
   int ns_fd = -1;
   if (!s->own_ns && (ns_fd = ioctl(s->fd, SIOCGSKNS)) < 0) return throw_errno(env, errno, "ioctl SIOCGSKNS");
@@ -1336,6 +1369,7 @@ static napi_value dump_records(napi_env env, napi_callback_info info) {
   r->filter = filter;
   memcpy(r->dev, dev, sizeof dev);
   r->index_at = index_at;
+  r->split_protocol = split_protocol;
   return queue_promise_work(env, "tulle.dumpRecords", dump_execute, dump_complete, r, &r->deferred, &r->work, release_dump);
 }
 

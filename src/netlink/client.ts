@@ -416,12 +416,14 @@ export class NetlinkClient {
   // Compact dumps: records of numbers made by a pool thread (socket.dumpRecords), for readers of thousands of entries
 
   /**
-   * `ip route show table T` (0 = every table) as records of numbers (socket.dumpRecords; scan.ts reads them).
+   * `ip route show table T` (0 = every table) as records of numbers (socket.dumpRecords; scan.ts reads them):
+   * the routes of `protocol`, and the destinations of every other IPv4 route but the default, [dst, length] each.
    * Cached clones are left out, as `ip route show` does.
    */
-  async routeRecords(table: number): Promise<Float64Array> {
+  async routeRecords(table: number, protocol: number): Promise<{ records: Float64Array; others: Float64Array }> {
     // The kernel filters by table with strict checking; the records are filtered again for kernels that ignore it.
-    return (await this.socket.dumpRecords(encodeDumpRoutes({ table }, undefined), 'route', table)).records;
+    const { records, others } = await this.socket.dumpRecords(encodeDumpRoutes({ table }, undefined), 'route', table, { splitProtocol: protocol });
+    return { records, others };
   }
 
   /**
@@ -443,7 +445,7 @@ export class NetlinkClient {
   private async deviceRecords(req: Request, dev: string, field: string, indexAt: number): Promise<{ index: number; records: Float64Array }> {
     checkIfName(dev, field);
     try {
-      const { records, filter } = await this.socket.dumpRecords(req, 'neighbor', 0, { name: dev, indexAt });
+      const { records, filter } = await this.socket.dumpRecords(req, 'neighbor', 0, { device: { name: dev, indexAt } });
       return { index: filter, records };
     } catch (err) {
       if (err instanceof NetlinkError && err.errnoNumber === ENODEV) throw missingDevice(req.command, dev);

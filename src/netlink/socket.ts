@@ -174,26 +174,27 @@ export class NetlinkSocket {
    * A dump read into records of numbers by a pool thread, on a socket of its own in this socket's namespace
    * (NativeBinding.dumpRecords; fails with EBADF once this one is closed): `filter` is the table of a route dump,
    * the device index of a neighbour or FDB dump (0: all) — or `device` names the device, whose index the pool
-   * thread looks up and writes into the request at byte `indexAt`. Taken again if the kernel says it was
+   * thread looks up and writes into the request at byte `indexAt`; `splitProtocol`: see NativeBinding. Taken again if the kernel says it was
    * interrupted, like `dump`. Several run side by side. Resolves with the records and the filter used.
    */
   async dumpRecords(
     req: Request,
     kind: DumpKind,
     filter: number,
-    device?: { name: string; indexAt: number },
-  ): Promise<{ records: Float64Array; filter: number }> {
+    more: { device?: { name: string; indexAt: number }; splitProtocol?: number } = {},
+  ): Promise<{ records: Float64Array; others: Float64Array; filter: number }> {
     // Like every request of this socket, after the sends queued before it: the dump sees what they wrote.
     await this.queueDrained();
     for (let attempt = 1; ; attempt++) {
-      let result: { records: Float64Array; interrupted: boolean; filter: number };
+      let result: { records: Float64Array; others: Float64Array; interrupted: boolean; filter: number };
       try {
         if (!this.handle) throw new NetlinkError(req.command, EBADF, 'the socket is closed');
-        result = await native().dumpRecords(this.handle, req.message, kind === 'route' ? 0 : 1, filter, device?.name, device?.indexAt);
+        const { device, splitProtocol } = more;
+        result = await native().dumpRecords(this.handle, req.message, kind === 'route' ? 0 : 1, filter, device?.name, device?.indexAt, splitProtocol);
       } catch (err) {
         throw fromSystemError(req.command, err);
       }
-      if (!result.interrupted || attempt >= DUMP_ATTEMPTS) return { records: result.records, filter: result.filter };
+      if (!result.interrupted || attempt >= DUMP_ATTEMPTS) return { records: result.records, others: result.others, filter: result.filter };
     }
   }
 

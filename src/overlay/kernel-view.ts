@@ -60,15 +60,15 @@ export class KernelView {
     private readonly routeProtocol: number,
   ) {}
 
-  /** A view of the dumps' records: the main table's routes, the VTEP's neighbours and its FDB. */
-  static fromRecords(vtep: string, routeProtocol: number, records: DumpRecords): KernelView {
+  /**
+   * A view of the dumps' records: the main table's routes of tulle's protocol (`routes`) and the destinations of
+   * everyone else's (`foreign`, [dst, length] each), the VTEP's neighbours and its FDB.
+   */
+  static fromRecords(vtep: string, routeProtocol: number, records: DumpRecords & { foreign: Float64Array }): KernelView {
     const view = new KernelView(vtep, routeProtocol);
     view.records = records;
-    const r = records.routes;
-    for (let i = 0; i + ROUTE_RECORD_FIELDS <= r.length; i += ROUTE_RECORD_FIELDS) {
-      const dstLen = r[i + 2]!;
-      if (r[i] === 4 && dstLen !== 0 && r[i + 4] !== routeProtocol) view.foreignRoutes.push({ network: (r[i + 1]! & maskOf(dstLen)) >>> 0, prefix: dstLen });
-    }
+    const f = records.foreign;
+    for (let i = 0; i + 1 < f.length; i += 2) view.foreignRoutes.push({ network: (f[i]! & maskOf(f[i + 1]!)) >>> 0, prefix: f[i + 1]! });
     return view;
   }
 
@@ -288,8 +288,17 @@ export async function readKernelView(
   const none = { index: 0, records: new Float64Array(0) };
   const onVtep = (read: Promise<{ index: number; records: Float64Array }>) => (o.vtepMayBeMissing ? read.catch(() => none) : read);
   // The three dumps run side by side, each on a pool thread (netlink/socket.ts dumpRecords).
-  const [routes, neighbors, fdb] = await Promise.all([nl.routeRecords(254), onVtep(nl.neighborRecords(o.vtep)), onVtep(nl.fdbRecords(o.vtep))]);
-  const view = KernelView.fromRecords(o.vtep, o.routeProtocol, { routes, neighbors: neighbors.records, fdb: fdb.records });
+  const [routes, neighbors, fdb] = await Promise.all([
+    nl.routeRecords(254, o.routeProtocol),
+    onVtep(nl.neighborRecords(o.vtep)),
+    onVtep(nl.fdbRecords(o.vtep)),
+  ]);
+  const view = KernelView.fromRecords(o.vtep, o.routeProtocol, {
+    routes: routes.records,
+    foreign: routes.others,
+    neighbors: neighbors.records,
+    fdb: fdb.records,
+  });
   if (neighbors.index) view.nameDevice(neighbors.index, o.vtep);
   const unnamed = view.unnamedDevices();
   if (unnamed.length) for (const [index, name] of await nl.linkNames(unnamed)) view.nameDevice(index, name);

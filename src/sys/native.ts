@@ -56,6 +56,8 @@ export interface NativeBinding {
    * a neighbour [family, ifindex, state, flags, ip (NaN: none), mac (NaN: none)], device `filter` only (0: all).
    * With `dev`, the filter is that device's index, looked up in the namespace by the same pool thread (no lookup on
    * the event loop first) and written into the request at byte `indexAt`; ENODEV when there is no such device.
+   * With `protocol`, a route dump keeps only that protocol's routes in `records` and the destinations of the other
+   * IPv4 routes (the default route left out) in `others`, [dst, dst length] each.
    * `interrupted`: the kernel marked the dump inconsistent (the table changed under it); `filter`: the filter used.
    * Fails with the errno.
    */
@@ -66,7 +68,8 @@ export interface NativeBinding {
     filter: number,
     dev?: string,
     indexAt?: number,
-  ): Promise<{ records: Float64Array; interrupted: boolean; filter: number }>;
+    protocol?: number,
+  ): Promise<{ records: Float64Array; others: Float64Array; interrupted: boolean; filter: number }>;
   /** [name, message], e.g. ['ENETUNREACH', 'Network is unreachable']. */
   describeErrno(errno: number): [string, string];
 }

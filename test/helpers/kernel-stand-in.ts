@@ -146,9 +146,12 @@ export function kernelStandIn(fail: (op: NetlinkOp) => boolean = () => false, de
     return op!;
   };
   const nl: KernelAccess = {
-    async routeRecords(table) {
+    async routeRecords(table, protocol) {
       dumps++;
-      return packRouteRecords([...routes.values()].map(routeRecord).filter((r) => table === 0 || r.table === table));
+      // As the binding splits them: the routes of `protocol`, the destinations of every other IPv4 route but the default.
+      const all = [...routes.values()].map(routeRecord).filter((r) => table === 0 || r.table === table);
+      const others = all.filter((r) => r.protocol !== protocol && r.family === 4 && r.dstLen !== 0);
+      return { records: packRouteRecords(all.filter((r) => r.protocol === protocol)), others: new Float64Array(others.flatMap((r) => [r.dst, r.dstLen])) };
     },
     async neighborRecords(dev) {
       dumps++;

@@ -77,8 +77,11 @@ function asPlanned(): Kernel {
 }
 
 function view(k: Kernel): KernelView {
+  // Split as the binding splits a route dump: tulle's protocol's routes, and the other IPv4 routes' destinations.
+  const others = k.routes.filter((r) => r.protocol !== PROTO && r.family === 4 && r.dstLen !== 0);
   const v = KernelView.fromRecords('flannel.1', PROTO, {
-    routes: packRouteRecords(k.routes),
+    routes: packRouteRecords(k.routes.filter((r) => r.protocol === PROTO)),
+    foreign: new Float64Array(others.flatMap((r) => [r.dst, r.dstLen])),
     neighbors: packNeighborRecords(k.neighbors),
     fdb: packNeighborRecords(k.fdb),
   });

@@ -157,8 +157,8 @@ test('a route that appears between the dump and the write makes `ip route add` f
   const r = new Reconciler(k.nl, ctx, silentLogger);
   r.setLeases(peers.slice(0, 1));
   const routeRecords = k.nl.routeRecords;
-  k.nl.routeRecords = async (table) => {
-    const records = await routeRecords(table);
+  k.nl.routeRecords = async (table, protocol) => {
+    const records = await routeRecords(table, protocol);
     k.routes.set('10.244.2.0/24', { dst: '10.244.2.0/24', dev: 'eth9', protocol: 3, table: 254 }); // someone is faster
     return records;
   };
