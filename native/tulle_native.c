@@ -6,9 +6,11 @@
  *   - send to the kernel, and receive through a uv_poll watcher so the event loop never blocks (or, for the
  *     replies a request has already queued, right away);
  *   - read/write a file inside a network namespace (/proc/sys/net shows the opener's namespace);
- *   - flock(), which the CNI plugin needs to share host-local's lock file.
+ *   - flock(), which the CNI plugin needs to share host-local's lock file;
+ *   - a resync's dumps, made on a pool thread and read into records of numbers (thousands of entries would
+ *     otherwise cost the event loop the kernel's work and a parsed attribute each).
  *
- * Everything else (messages, attributes, sequence numbers, dumps) lives in TypeScript. Errors thrown from
+ * Everything else (messages, attributes, sequence numbers, the other dumps) lives in TypeScript. Errors thrown from
  * here carry `code` = the errno name (ENOENT, EEXIST, ...) and `errno` = its number, so TypeScript can map them.
  *
  * Plain Node-API (node_api.h), no C++ wrapper, so the binding builds with nothing but node-gyp and a C compiler.

@@ -1,7 +1,8 @@
 /**
  * The native binding (native/tulle_native.c, built by node-gyp on `npm ci` into build/Release). It does only
  * what Node cannot: open a netlink socket inside a network namespace, send/receive on it without blocking the
- * event loop, read/write files inside a namespace, and flock(). src/netlink uses the socket half, src/sys the rest.
+ * event loop, make a whole dump on a pool thread (read into records of numbers), read/write files inside a
+ * namespace, and flock(). src/netlink uses the socket half, src/sys the rest.
  * Loaded lazily, so modules that merely import them (and unit tests of their pure parts) work without the build.
  */
 import { createRequire } from 'node:module';
