@@ -14,6 +14,8 @@ import { bridgeJson, ip, ipJson, requireRoot, vtepHost } from '../helpers/netns.
 import { run } from '../../src/base/exec.js';
 import { formatIPv4, formatMacNumber, parseCidr4 } from '../../src/base/ip.js';
 import { NetlinkError } from '../../src/netlink/index.js';
+import { encodeDumpRoutes } from '../../src/netlink/route.js';
+import { native } from '../../src/sys/native.js';
 import { readKernelView, KernelView } from '../../src/overlay/kernel-view.js';
 import { diffOverlay } from '../../src/overlay/diff.js';
 import { planPeers } from '../../src/overlay/plan.js';
@@ -182,4 +184,23 @@ test('a VTEP that is not there fails the read in the words of iproute2, or holds
       hostile,
     );
   }
+});
+
+test('the binding refuses a dump asked for with hostile arguments, naming what it expected, before any work is queued', async (t) => {
+  const { ns } = await vtepHost(t, 'kvargs');
+  const handle = native().open(`/run/netns/${ns}`, 0, [], 0, 0, { extAck: false, capAck: false, strict: true });
+  t.after(() => native().close(handle));
+  const routes = encodeDumpRoutes({ table: 254 }, undefined).message;
+  const cases: Array<[string, () => Promise<unknown>, RegExp]> = [
+    ['another kind', () => native().dumpRecords(handle, routes, 7 as 0, 254), /a route or neighbour dump request expected/],
+    ['a request shorter than a header', () => native().dumpRecords(handle, Buffer.alloc(8), 0, 254), /a route or neighbour dump request expected/],
+    ['a device name too long', () => native().dumpRecords(handle, routes, 1, 0, 'x'.repeat(16), 20), /a device name and the offset/],
+    ['an index offset past the request', () => native().dumpRecords(handle, routes, 1, 0, 'flannel.1', routes.length - 2), /a device name and the offset/],
+    ['a protocol out of range', () => native().dumpRecords(handle, routes, 0, 254, undefined, undefined, 300), /a route protocol \(0\.\.255\)/],
+    ['a protocol split of a neighbour dump', () => native().dumpRecords(handle, routes, 1, 0, undefined, undefined, 84), /a route protocol \(0\.\.255\)/],
+  ];
+  for (const [name, call, message] of cases) assert.throws(() => void call(), message, name);
+  // And a well-formed one still works on the same socket.
+  const { records } = await native().dumpRecords(handle, routes, 0, 254, undefined, undefined, PROTO);
+  assert.ok(records instanceof Float64Array);
 });
