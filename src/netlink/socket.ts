@@ -174,8 +174,9 @@ export class NetlinkSocket {
    * A dump read into records of numbers by a pool thread, on a socket of its own in this socket's namespace
    * (NativeBinding.dumpRecords; fails with EBADF once this one is closed): `filter` is the table of a route dump,
    * the device index of a neighbour or FDB dump (0: all) — or `device` names the device, whose index the pool
-   * thread looks up and writes into the request at byte `indexAt`; `splitProtocol`: see NativeBinding. Taken again if the kernel says it was
-   * interrupted, like `dump`. Several run side by side. Resolves with the records and the filter used.
+   * thread looks up and writes into the request at byte `indexAt`; `splitProtocol`: see NativeBinding. Taken
+   * again if the kernel says it was interrupted, like `dump`. Several run side by side. Resolves with the
+   * records and the filter used.
    */
   async dumpRecords(
     req: Request,
