@@ -9,7 +9,7 @@
  */
 import { formatIPv4, formatMacNumber } from '../base/ip.js';
 import type { KernelView } from './kernel-view.js';
-import type { PeerPlan, PlannedFdb, PlannedNeighbor, PlannedRoute } from './plan.js';
+import { fdbOf, neighborOf, routeOf, type PeerPlan, type PlanNumbers, type PlannedFdb, type PlannedNeighbor, type PlannedRoute } from './plan.js';
 
 /**
  * Routes are added (`ip route add`, failing rather than overwriting a route someone else made) unless tulle's
@@ -25,7 +25,7 @@ export type KernelWrite =
  * numbers for a planned entry (shared, not copied); for an entry found in the kernel view, its numbers there and,
  * for a route, the index of its device (whose name the view may not know).
  */
-export type WriteNumbers = PeerPlan['numbers'] & { oif?: number };
+export type WriteNumbers = PlanNumbers & { oif?: number };
 
 export interface OverlayDiff {
   /** Entries no plan wants (hosts that left, a peer's old VtepMAC), in removal order. */
@@ -47,25 +47,23 @@ export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelVi
   for (const [subnet, plan] of plans) {
     let writes: KernelWrite[] | undefined;
     const n = plan.numbers;
-    const neighbor = plan.neighbor;
-    if (neighbor) {
-      const have = neighbor.dev === view.vtep ? view.neighbors.get(n.neighborIp) : undefined;
+    // A VXLAN peer's neighbour and FDB entry are on the device its route uses, the VTEP. The entries in words are
+    // made only for a write (plan.ts): a peer already right costs lookups alone.
+    if (!plan.direct) {
+      const onVtep = plan.routeDev === view.vtep;
+      const have = onVtep ? view.neighbors.get(n.neighborIp) : undefined;
       if (have !== undefined) neighborsFound++;
-      if (have !== n.mac) (writes ??= []).push({ op: 'replace', kind: 'neighbor', entry: neighbor, numbers: n });
+      if (have !== n.mac) (writes ??= []).push({ op: 'replace', kind: 'neighbor', entry: neighborOf(plan)!, numbers: n });
+      if (onVtep && view.fdb.get(n.mac) === n.fdbDst) fdbFound++;
+      else if (!(onVtep && view.hasFdb(n.mac, n.fdbDst))) (writes ??= []).push({ op: 'replace', kind: 'fdb', entry: fdbOf(plan)!, numbers: n });
     }
-    const fdb = plan.fdb;
-    if (fdb) {
-      if (fdb.dev === view.vtep && view.fdb.get(n.mac) === n.fdbDst) fdbFound++;
-      else if (!(fdb.dev === view.vtep && view.hasFdb(n.mac, n.fdbDst))) (writes ??= []).push({ op: 'replace', kind: 'fdb', entry: fdb, numbers: n });
-    }
-    const route = plan.route;
     const current = view.routes.get(n.route);
     if (!current) {
-      (writes ??= []).push({ op: 'add', kind: 'route', entry: route, numbers: n });
+      (writes ??= []).push({ op: 'add', kind: 'route', entry: routeOf(plan), numbers: n });
     } else {
       routesFound++;
-      if (current.via !== n.via || current.oif !== view.deviceIndex(route.dev) || current.onlink !== route.onlink || current.protocol !== route.protocol)
-        (writes ??= []).push({ op: 'replace', kind: 'route', entry: route, numbers: n });
+      if (current.via !== n.via || current.oif !== view.deviceIndex(plan.routeDev) || current.onlink !== plan.onlink || current.protocol !== plan.protocol)
+        (writes ??= []).push({ op: 'replace', kind: 'route', entry: routeOf(plan), numbers: n });
     }
     if (writes) peers.set(subnet, writes);
   }
@@ -82,8 +80,9 @@ function removals(plans: ReadonlyMap<string, PeerPlan>, view: KernelView): Kerne
   const wantFdb = new Map<number, number>();
   for (const plan of plans.values()) {
     wantRoutes.add(plan.numbers.route);
-    if (plan.neighbor && plan.neighbor.dev === view.vtep) wantNeighbors.add(plan.numbers.neighborIp);
-    if (plan.fdb && plan.fdb.dev === view.vtep) wantFdb.set(plan.numbers.mac, plan.numbers.fdbDst);
+    if (plan.direct || plan.routeDev !== view.vtep) continue;
+    wantNeighbors.add(plan.numbers.neighborIp);
+    wantFdb.set(plan.numbers.mac, plan.numbers.fdbDst);
   }
   const out: KernelWrite[] = [];
   for (const [key, r] of view.routes)

@@ -177,7 +177,7 @@ export class KernelView {
       if (key === lastKey) return false;
       lastKey = key;
       const plan = planned.routes.get(key);
-      if (!plan || plan.numbers.via !== via || this.deviceIndex(plan.route.dev) !== oif || plan.route.onlink !== (r[i + 6] === 1)) return false;
+      if (!plan || plan.numbers.via !== via || this.deviceIndex(plan.routeDev) !== oif || plan.onlink !== (r[i + 6] === 1)) return false;
       routes++;
     }
     if (routes !== planned.routes.size) return false;

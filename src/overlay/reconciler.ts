@@ -26,7 +26,7 @@ import type { Lease } from '../subnet/lease.js';
 import { AdmissionMemo, admitLeases, admittedChange, type AdmissionContext, type AdmissionResult, type AdmittedChange } from './admission.js';
 import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
 import { KernelView, readKernelView, type KernelReader } from './kernel-view.js';
-import { planMatches, planPeer, routeKey, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
+import { fdbOf, neighborOf, planMatches, planPeer, routeKey, routeOf, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
 export interface ReconcileResult {
   writes: number;
@@ -210,7 +210,7 @@ export class Reconciler {
       return planned === undefined && ![...this.plannedRoutes.keys()].some((k) => cidrContainsCidr({ network: Math.floor(k / 64), prefix: k % 64 }, dst));
     }
     if (deleted) return !planned;
-    return planned !== undefined && planned.numbers.via === r.via && this.devices.get(planned.route.dev) === r.oif && planned.route.onlink === r.onlink;
+    return planned !== undefined && planned.numbers.via === r.via && this.devices.get(planned.routeDev) === r.oif && planned.onlink === r.onlink;
   }
 
   /** The same for a neighbour or FDB announcement (family AF_BRIDGE): only the VTEP's entries are tulle's. */
@@ -230,8 +230,9 @@ export class Reconciler {
     this.plans.set(p.subnet, p);
     const n = p.numbers;
     this.plannedRoutes.set(n.route, p);
-    if (p.neighbor) this.plannedNeighbors.set(n.neighborIp, n.mac);
-    if (p.fdb) this.plannedFdb.set(n.mac, n.fdbDst);
+    if (p.direct) return;
+    this.plannedNeighbors.set(n.neighborIp, n.mac);
+    this.plannedFdb.set(n.mac, n.fdbDst);
   }
 
   private forget(p: PeerPlan): void {
@@ -239,8 +240,9 @@ export class Reconciler {
     this.plans.delete(p.subnet);
     const n = p.numbers;
     this.plannedRoutes.delete(n.route);
-    if (p.neighbor && this.plannedNeighbors.get(n.neighborIp) === n.mac) this.plannedNeighbors.delete(n.neighborIp);
-    if (p.fdb && this.plannedFdb.get(n.mac) === n.fdbDst) this.plannedFdb.delete(n.mac);
+    if (p.direct) return;
+    if (this.plannedNeighbors.get(n.neighborIp) === n.mac) this.plannedNeighbors.delete(n.neighborIp);
+    if (this.plannedFdb.get(n.mac) === n.fdbDst) this.plannedFdb.delete(n.mac);
   }
 
   /**
@@ -288,9 +290,9 @@ export class Reconciler {
   private planChanges(due: readonly PeerLease[]): OverlayDiff {
     const { changed, before } = this.updatePlans(due);
     const was = {
-      routes: before.map((p) => p.route),
-      neighbors: before.flatMap((p) => (p.neighbor ? [p.neighbor] : [])),
-      fdb: before.flatMap((p) => (p.fdb ? [p.fdb] : [])),
+      routes: before.map(routeOf),
+      neighbors: before.flatMap((p) => neighborOf(p) ?? []),
+      fdb: before.flatMap((p) => fdbOf(p) ?? []),
     };
     return diffOverlay(new Map(changed.map((p) => [p.subnet, p])), KernelView.of(this.ctx.vtep, this.ctx.routeProtocol, was));
   }

@@ -18,7 +18,7 @@ import { encodeDumpRoutes } from '../../src/netlink/route.js';
 import { native } from '../../src/sys/native.js';
 import { readKernelView, KernelView } from '../../src/overlay/kernel-view.js';
 import { diffOverlay } from '../../src/overlay/diff.js';
-import { planPeers } from '../../src/overlay/plan.js';
+import { fdbOf, neighborOf, planPeers, routeOf } from '../../src/overlay/plan.js';
 
 requireRoot();
 
@@ -129,9 +129,9 @@ test('a full diff of 300 peers against the kernel that holds them writes nothing
   }));
   const plans = planPeers(ctx, leases);
   const ops = [...plans.values()].flatMap((p) => [
-    { op: 'replaceNeighbor' as const, args: { dev: 'flannel.1', ip: p.neighbor!.ip, mac: p.neighbor!.mac } },
-    { op: 'replaceFdb' as const, args: { dev: 'flannel.1', mac: p.fdb!.mac, dst: p.fdb!.dst } },
-    { op: 'addRoute' as const, args: p.route },
+    { op: 'replaceNeighbor' as const, args: { dev: 'flannel.1', ip: neighborOf(p)!.ip, mac: neighborOf(p)!.mac } },
+    { op: 'replaceFdb' as const, args: { dev: 'flannel.1', mac: fdbOf(p)!.mac, dst: fdbOf(p)!.dst } },
+    { op: 'addRoute' as const, args: routeOf(p) },
   ]);
   assert.ok((await nl.batch(ops)).every((r) => r.ok));
   let d = diffOverlay(plans, await readKernelView(nl, ctx));
@@ -139,7 +139,7 @@ test('a full diff of 300 peers against the kernel that holds them writes nothing
 
   await ip(ns, 'neigh', 'del', '10.1.7.0', 'dev', 'flannel.1');
   await ip(ns, 'route', 'replace', '10.1.9.0/24', 'via', '10.1.9.0', 'dev', 'flannel.1', 'onlink', 'proto', String(PROTO), 'metric', '0', 'mtu', '1400');
-  await run(['bridge', '-n', ns, 'fdb', 'replace', plans.get('10.1.8.0/24')!.fdb!.mac, 'dev', 'flannel.1', 'dst', '203.0.113.99', 'self', 'permanent']);
+  await run(['bridge', '-n', ns, 'fdb', 'replace', fdbOf(plans.get('10.1.8.0/24')!)!.mac, 'dev', 'flannel.1', 'dst', '203.0.113.99', 'self', 'permanent']);
   d = diffOverlay(plans, await readKernelView(nl, ctx));
   assert.deepEqual(
     [...d.peers].map(([subnet, ws]) => `${subnet}: ${ws.map((w) => `${w.op} ${w.kind}`).join(', ')}`),
@@ -148,7 +148,7 @@ test('a full diff of 300 peers against the kernel that holds them writes nothing
   );
   assert.deepEqual(
     d.removals.map((w) => `${w.op} ${w.kind} ${w.kind === 'fdb' ? `${w.entry.mac} ${w.entry.dst}` : ''}`.trim()),
-    [`delete fdb ${plans.get('10.1.8.0/24')!.fdb!.mac} 203.0.113.99`],
+    [`delete fdb ${fdbOf(plans.get('10.1.8.0/24')!)!.mac} 203.0.113.99`],
   );
 });
 

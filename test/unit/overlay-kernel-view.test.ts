@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostContext } from '../helpers/leases.js';
 import { ipv4Number, macNumber } from '../../src/base/ip.js';
-import { planPeers, routeKey, type PeerPlan } from '../../src/overlay/plan.js';
+import { fdbOf, neighborOf, planPeers, routeKey, routeOf, type PeerPlan } from '../../src/overlay/plan.js';
 import { diffOverlay } from '../../src/overlay/diff.js';
 import { KernelView, type PlannedEntries } from '../../src/overlay/kernel-view.js';
 import { packNeighborRecords, packRouteRecords, type NeighborRecord, type RouteRecord } from '../../src/netlink/scan.js';
@@ -30,8 +30,8 @@ function planned(p: ReadonlyMap<string, PeerPlan>): PlannedEntries {
   const fdb = new Map<number, number>();
   for (const plan of p.values()) {
     routes.set(plan.numbers.route, plan);
-    if (plan.neighbor) neighbors.set(plan.numbers.neighborIp, plan.numbers.mac);
-    if (plan.fdb) fdb.set(plan.numbers.mac, plan.numbers.fdbDst);
+    if (neighborOf(plan)) neighbors.set(plan.numbers.neighborIp, plan.numbers.mac);
+    if (fdbOf(plan)) fdb.set(plan.numbers.mac, plan.numbers.fdbDst);
   }
   return { routes, neighbors, fdb };
 }
@@ -69,9 +69,9 @@ const fdb = (mac: string, dst: string): NeighborRecord => ({ family: 7, ifindex:
 function asPlanned(): Kernel {
   const k: Kernel = { routes: [], neighbors: [], fdb: [] };
   for (const p of plans.values()) {
-    k.routes.push(route(p.route.dst.split('/')[0]!, 24, p.route.via));
-    k.neighbors.push(neighbor(p.neighbor!.ip, p.neighbor!.mac));
-    k.fdb.push(fdb(p.fdb!.mac, p.fdb!.dst));
+    k.routes.push(route(routeOf(p).dst.split('/')[0]!, 24, routeOf(p).via));
+    k.neighbors.push(neighbor(neighborOf(p)!.ip, neighborOf(p)!.mac));
+    k.fdb.push(fdb(fdbOf(p)!.mac, fdbOf(p)!.dst));
   }
   return k;
 }
