@@ -71,16 +71,23 @@ function publicIPProblem(a: number): string | undefined {
   return undefined;
 }
 
-/** A lease that passed the checks of its own, with what the conflict checks read parsed once. */
+/**
+ * A lease that passed the checks of its own (unless `later` says otherwise), with what the conflict checks read,
+ * and the peer it becomes when it wins.
+ */
 interface Candidate {
   lease: Lease;
-  network: number;
+  numbers: LeaseNumbers;
+  /** Its VtepMAC, lower case. */
   mac: string;
+  peer: PeerLease;
+  /** A problem of its own found after the foreign-route check (which comes first in the rule order). */
+  later?: Rejection;
 }
 
 /** Older first: lower create revision, then lower subnet address, then key. Every host orders the same leases alike. */
 function olderFirst(a: Candidate, b: Candidate): number {
-  return a.lease.created - b.lease.created || a.network - b.network || (a.lease.key < b.lease.key ? -1 : a.lease.key > b.lease.key ? 1 : 0);
+  return a.lease.created - b.lease.created || a.numbers.network - b.numbers.network || (a.lease.key < b.lease.key ? -1 : a.lease.key > b.lease.key ? 1 : 0);
 }
 
 /** A lease's own problem: what is wrong, without the key and subnet (which every rejection carries). */
@@ -151,7 +158,7 @@ function routesBySubnet(ctx: AdmissionContext): Map<number, Cidr4> {
  * A lease judged on its own: its rejection, or the candidate and the peer it becomes when it wins — unless a
  * foreign route lies in its subnet, or else it has the problem `later` (a check after the foreign routes').
  */
-type Judged = { rejection: Rejection } | { candidate: Candidate; peer: PeerLease; later?: Rejection };
+type Judged = { rejection: Rejection } | Candidate;
 
 /**
  * What each lease is on its own, kept between calls with the same context: every lease event decides admission
@@ -209,22 +216,16 @@ export class AdmissionMemo {
  */
 export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo: AdmissionMemo = new AdmissionMemo()): AdmissionResult {
   const rejected: Rejection[] = [];
-  const candidates: Array<{ candidate: Candidate; peer: PeerLease }> = [];
-  let admitted: PeerLease[] = [];
+  const candidates: Candidate[] = [];
   const routes = routesBySubnet(ctx);
   const judge = memo.judgeFor(ctx);
-  // The first candidate to claim each subnet and each VtepMAC (one map: a subnet has a '/', a MAC none). Only
-  // candidates that share one compete; a store without conflicts (the usual) settles nothing.
-  const claimedBy = new Map<string, Candidate>();
-  let contested: Set<Candidate> | undefined;
   for (const lease of leases) {
     const judged = judge(lease);
     if ('rejection' in judged) {
       rejected.push(judged.rejection);
       continue;
     }
-    const candidate = judged.candidate;
-    const route = routes.size ? routes.get(candidate.network) : undefined;
+    const route = routes.size ? routes.get(judged.numbers.network) : undefined;
     if (route) {
       rejected.push({
         key: lease.key,
@@ -239,23 +240,47 @@ export function admitLeases(ctx: AdmissionContext, leases: Iterable<Lease>, memo
       continue;
     }
     candidates.push(judged);
-    admitted.push(judged.peer);
-    const bySubnet = claimedBy.get(lease.subnet);
-    const byMac = claimedBy.get(candidate.mac);
-    if (bySubnet || byMac) {
-      contested ??= new Set();
-      contested.add(candidate);
-      if (bySubnet) contested.add(bySubnet);
-      if (byMac) contested.add(byMac);
-    }
-    if (!bySubnet) claimedBy.set(lease.subnet, candidate);
-    if (!byMac) claimedBy.set(candidate.mac, candidate);
   }
-  if (contested) {
-    const losers = settleConflicts([...contested], rejected);
-    admitted = candidates.filter(({ candidate }) => !losers.has(candidate.lease)).map(({ peer }) => peer);
-  }
+  const contested = contestedAmong(candidates);
+  const losers = contested.length ? settleConflicts(contested, rejected) : undefined;
+  const admitted: PeerLease[] = [];
+  for (const c of candidates) if (!losers?.has(c.lease)) admitted.push(c.peer);
   return { admitted, rejected };
+}
+
+/**
+ * The candidates that share a subnet (under two keys) or a VtepMAC with another: only they compete. Whether any
+ * do is found by sorting the subnets and the MACs as numbers (candidates' subnets all have the network's
+ * SubnetLen, so equal subnets are equal network addresses), which costs no object per lease; a store without
+ * conflicts (the usual) ends there.
+ */
+function contestedAmong(candidates: readonly Candidate[]): Candidate[] {
+  const networks = new Float64Array(candidates.length);
+  const macs = new Float64Array(candidates.length);
+  for (let i = 0; i < candidates.length; i++) {
+    networks[i] = candidates[i]!.numbers.network;
+    macs[i] = candidates[i]!.numbers.vtepMac;
+  }
+  if (!hasDuplicate(networks.sort()) && !hasDuplicate(macs.sort())) return [];
+  // The first candidate to claim each subnet and each MAC; every later claimant competes with it.
+  const bySubnet = new Map<number, Candidate>();
+  const byMac = new Map<number, Candidate>();
+  const contested = new Set<Candidate>();
+  for (const c of candidates) {
+    const subnetHolder = bySubnet.get(c.numbers.network);
+    const macHolder = byMac.get(c.numbers.vtepMac);
+    if (subnetHolder) contested.add(subnetHolder).add(c);
+    else bySubnet.set(c.numbers.network, c);
+    if (macHolder) contested.add(macHolder).add(c);
+    else byMac.set(c.numbers.vtepMac, c);
+  }
+  return [...contested];
+}
+
+/** Does a sorted array hold a value twice? */
+function hasDuplicate(sorted: Float64Array): boolean {
+  for (let i = 1; i < sorted.length; i++) if (sorted[i] === sorted[i - 1]) return true;
+  return false;
 }
 
 function judgeLease(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, ownVtepMac: string | undefined, lease: Lease): Judged {
@@ -266,12 +291,13 @@ function judgeLease(ctx: AdmissionContext, ownSubnet: Cidr4 | undefined, ownVtep
 
   const { before, after } = ownProblems(ctx, ownSubnet, ownVtepMac, lease, numbers, mac);
   if (before) return { rejection: { key: lease.key, subnet: lease.subnet, ...before } };
-  const judged: Judged = {
-    candidate: { lease, network: numbers.network, mac },
+  return {
+    lease,
+    numbers,
+    mac,
     peer: { subnet: lease.subnet, publicIP: lease.publicIP, vtepMac: mac, numbers },
+    later: after ? { key: lease.key, subnet: lease.subnet, ...after } : undefined,
   };
-  if (after) judged.later = { key: lease.key, subnet: lease.subnet, ...after };
-  return judged;
 }
 
 /** What decodeLease reads into Lease.numbers, for a lease that came without them. */
