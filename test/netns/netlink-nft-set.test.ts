@@ -75,7 +75,8 @@ test("generation(): the namespace's nf_tables generation as `nft monitor` announ
   t.after(() => void monitor.kill());
   let announced = '';
   monitor.stdout.on('data', (d: Buffer) => (announced += d.toString()));
-  const lastAnnounced = () => Number([...announced.matchAll(/# new generation (\d+)/g)].pop()?.[1]);
+  // Whole lines only: output can arrive split inside a number ("# new generation 1" of 12 read as 1).
+  const lastAnnounced = () => Number([...announced.matchAll(/# new generation (\d+) by /g)].pop()?.[1]);
   // The monitor is listening once a commit of ours shows up in it.
   await waitFor(
     async () => {
