@@ -39,12 +39,28 @@ export interface OverlayDiff {
  * FDB MAC or route destination: every view entry a plan finds is counted once, and when the plans found all of
  * the view's entries there is nothing to remove — the no-op resync of 5000 peers is 15000 map lookups.
  */
-export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelView): OverlayDiff {
+export function diffOverlay(plans: PlanList, view: KernelView): OverlayDiff {
+  const { peers, found } = peerWrites(plans, view);
+  const nothingElse = found.neighbors === view.neighbors.size && found.fdb === view.fdb.size && view.extraFdb.length === 0 && found.routes === view.routes.size;
+  return { removals: nothingElse ? [] : removals(plans, view), peers };
+}
+
+/** Plans as a list, or a map by subnet. */
+export type PlanList = { values(): Iterable<PeerPlan> };
+
+/**
+ * Per peer subnet, the writes that make its plan's entries right in `view` (peers already right are absent), and
+ * how many of the view's entries the plans found. Removals are not looked for (see removals).
+ */
+export function peerWrites(
+  plans: PlanList,
+  view: KernelView,
+): { peers: Map<string, KernelWrite[]>; found: { neighbors: number; fdb: number; routes: number } } {
   const peers = new Map<string, KernelWrite[]>();
   let neighborsFound = 0;
   let fdbFound = 0;
   let routesFound = 0;
-  for (const [subnet, plan] of plans) {
+  for (const plan of plans.values()) {
     let writes: KernelWrite[] | undefined;
     const n = plan.numbers;
     // A VXLAN peer's neighbour and FDB entry are on the device its route uses, the VTEP. The entries in words are
@@ -65,16 +81,15 @@ export function diffOverlay(plans: ReadonlyMap<string, PeerPlan>, view: KernelVi
       if (current.via !== n.via || current.oif !== view.deviceIndex(plan.routeDev) || current.onlink !== plan.onlink || current.protocol !== plan.protocol)
         (writes ??= []).push({ op: 'replace', kind: 'route', entry: routeOf(plan), numbers: n });
     }
-    if (writes) peers.set(subnet, writes);
+    if (writes) peers.set(plan.subnet, writes);
   }
-  const nothingElse = neighborsFound === view.neighbors.size && fdbFound === view.fdb.size && view.extraFdb.length === 0 && routesFound === view.routes.size;
-  return { removals: nothingElse ? [] : removals(plans, view), peers };
+  return { peers, found: { neighbors: neighborsFound, fdb: fdbFound, routes: routesFound } };
 }
 
 const NO_NUMBERS: WriteNumbers = { route: NaN, via: NaN, neighborIp: NaN, mac: NaN, fdbDst: NaN };
 
 /** The view's entries no plan wants: routes first, then neighbours, then FDB entries (an FDB entry of a wanted MAC with another remote too). */
-function removals(plans: ReadonlyMap<string, PeerPlan>, view: KernelView): KernelWrite[] {
+export function removals(plans: PlanList, view: KernelView): KernelWrite[] {
   const wantRoutes = new Set<number>();
   const wantNeighbors = new Set<number>();
   const wantFdb = new Map<number, number>();

@@ -24,7 +24,7 @@ import type { Fields, Logger } from '../base/log.js';
 import type { EntryEncoder, NeighborRecord, NetlinkClient, NetlinkError, RouteRecord } from '../netlink/index.js';
 import type { Lease } from '../subnet/lease.js';
 import { AdmissionMemo, admitLeases, admittedChange, type AdmissionContext, type AdmissionResult, type AdmittedChange } from './admission.js';
-import { describeWrite, diffOverlay, rollbackWrites, type KernelWrite, type OverlayDiff } from './diff.js';
+import { describeWrite, diffOverlay, peerWrites, rollbackWrites, type KernelWrite } from './diff.js';
 import { KernelView, readKernelView, type KernelReader } from './kernel-view.js';
 import { fdbOf, neighborOf, planMatches, planPeer, routeKey, routeOf, type PeerLease, type PeerPlan, type PlanContext } from './plan.js';
 
@@ -105,6 +105,21 @@ function encodeWrite(w: KernelWrite, to: EntryEncoder, devices: ReadonlyMap<stri
 
 function sameCidrs(a: readonly Cidr4[], b: readonly Cidr4[]): boolean {
   return a.length === b.length && a.every((x, i) => x.network === b[i]!.network && x.prefix === b[i]!.prefix);
+}
+
+/** What a run writes: the removals first, then the peers' writes, batch by batch. */
+interface RunWrites {
+  removals: KernelWrite[];
+  /** Per peer subnet, its writes; a batch may be made only when the one before has been sent. */
+  batches: Iterable<ReadonlyMap<string, KernelWrite[]>>;
+}
+
+/** New peers per batch of writes: about as many as the client packs into one send (netlink/client.ts). */
+const NEW_PEERS_PER_BATCH = 256;
+
+/** The writes of new peers (no earlier plan), diffed against `was` one batch of peers at a time. */
+function* newPeerBatches(changed: readonly PeerPlan[], was: KernelView): Generator<ReadonlyMap<string, KernelWrite[]>> {
+  for (let i = 0; i < changed.length; i += NEW_PEERS_PER_BATCH) yield peerWrites(changed.slice(i, i + NEW_PEERS_PER_BATCH), was).peers;
 }
 
 /** How a reconcile request is run: `full` dumps the kernel; `incremental` trusts the programmed plans. */
@@ -277,24 +292,31 @@ export class Reconciler {
    * is planned (the usual resync, and a restart with nothing changed) that is found from the dumps alone, with
    * no diff.
    */
-  private planFull(due: readonly PeerLease[], view: KernelView): OverlayDiff {
+  private planFull(due: readonly PeerLease[], view: KernelView): RunWrites {
     this.updatePlans(due);
-    if (view.holdsExactly({ routes: this.plannedRoutes, neighbors: this.plannedNeighbors, fdb: this.plannedFdb })) return { removals: [], peers: new Map() };
-    return diffOverlay(this.plans, view);
+    if (view.holdsExactly({ routes: this.plannedRoutes, neighbors: this.plannedNeighbors, fdb: this.plannedFdb })) return { removals: [], batches: [] };
+    const diff = diffOverlay(this.plans, view);
+    return { removals: diff.removals, batches: [diff.peers] };
   }
 
   /**
    * Incremental run: only the peers whose plan changed (added, rewritten, gone), diffed against their previous
    * plans, which stand for what the kernel holds of them.
    */
-  private planChanges(due: readonly PeerLease[]): OverlayDiff {
+  private planChanges(due: readonly PeerLease[]): RunWrites {
     const { changed, before } = this.updatePlans(due);
-    const was = {
+    const was = KernelView.of(this.ctx.vtep, this.ctx.routeProtocol, {
       routes: before.map(routeOf),
       neighbors: before.flatMap((p) => neighborOf(p) ?? []),
       fdb: before.flatMap((p) => fdbOf(p) ?? []),
-    };
-    return diffOverlay(new Map(changed.map((p) => [p.subnet, p])), KernelView.of(this.ctx.vtep, this.ctx.routeProtocol, was));
+    });
+    if (before.length) {
+      const diff = diffOverlay(changed, was);
+      return { removals: diff.removals, batches: [diff.peers] };
+    }
+    // Only new peers (a host joining; every peer at once when the store comes back or the agent first programs a
+    // big cluster): nothing to remove, and each batch is diffed only when its turn comes.
+    return { removals: [], batches: newPeerBatches(changed, was) };
   }
 
   private async runOnce(reason: string): Promise<ReconcileResult> {
@@ -330,12 +352,12 @@ export class Reconciler {
         : undefined;
     const now = this.now();
     const due = this.failing.size ? this.admission.admitted.filter((p) => (this.failing.get(p.subnet)?.retryAt ?? 0) <= now) : this.admission.admitted;
-    const diff = view ? this.planFull(due, view) : this.planChanges(due);
+    const run = view ? this.planFull(due, view) : this.planChanges(due);
     this.synced = true;
 
     let writes = 0;
     let failed = 0;
-    // All in one pipelined write (netlink/packed.ts): the kernel works through one chunk on a pool thread (see
+    // Pipelined writes (netlink/packed.ts): the kernel works through one chunk on a pool thread (see
     // netlink/socket.ts) while this thread packs the next; only failures and each chunk's last write are answered.
     const written = new Map<WriteName, number>();
     const apply = async (list: KernelWrite[]) => {
@@ -355,21 +377,30 @@ export class Reconciler {
       });
     };
 
-    const removalErrors = (await apply(diff.removals)).filter(Boolean);
+    const removalErrors = (await apply(run.removals)).filter(Boolean);
     if (removalErrors.length) this.log.warn('could not remove stale entries', { errors: removalErrors.slice(0, 5), count: removalErrors.length });
-    // One list of every peer's writes; peer p's are all[ends[p - 1] .. ends[p]).
+    // One list of every peer's writes; the writes of peer p (subnets[p]) are all[ends[p - 1] .. ends[p]). Each batch
+    // is sent as soon as it is made, without waiting for the one before: the kernel works through it on a pool
+    // thread while this thread makes the next.
     const all: KernelWrite[] = [];
     const ends: number[] = [];
-    for (const ws of diff.peers.values()) {
-      for (const w of ws) all.push(w);
-      ends.push(all.length);
+    const subnets: string[] = [];
+    const sent: Array<Promise<Array<string | undefined>>> = [];
+    for (const peers of run.batches) {
+      const first = all.length;
+      for (const [subnet, ws] of peers) {
+        for (const w of ws) all.push(w);
+        ends.push(all.length);
+        subnets.push(subnet);
+      }
+      if (all.length > first) sent.push(apply(all.slice(first)));
     }
-    const errors = await apply(all);
+    const errors = (await Promise.all(sent)).flat();
     // Roll back any peer with a failed write: its earlier successful writes are undone.
     const rollback: KernelWrite[] = [];
     const broken = new Map<string, string>();
     let p = 0;
-    for (const subnet of diff.peers.keys()) {
+    for (const subnet of subnets) {
       const start = p === 0 ? 0 : ends[p - 1]!;
       const end = ends[p++]!;
       let error: string | undefined;

@@ -306,3 +306,38 @@ test('beforeProgram: all admitted peers at the first run, then only what changed
   );
   r.close();
 });
+
+test('many new peers at once: their writes go out batch after batch without waiting for each other; a refused write rolls back its peer alone', async (t) => {
+  // A /12 of /24s: room for 700 peers.
+  const wide = { ...ctx, admission: { ...ctx.admission, network: { network: ((10 << 24) | (240 << 16)) >>> 0, prefix: 12 } } };
+  const lease = (i: number) =>
+    peerLease(`10.${240 + (i >> 8)}.${i & 255}.0/24`, `198.51.${100 + (i >> 8)}.${1 + (i & 127)}`, `02:00:00:00:${hex(i >> 8)}:${hex(i & 255)}`, 100 + i);
+  const refused = '10.242.100.0/24'; // peer 612, in the third batch of 256
+  const k = kernelStandIn((o) => o.op === 'addRoute' && o.args.dst === refused, 5);
+  let inFlight = 0;
+  let mostInFlight = 0;
+  const writeEntries = k.nl.writeEntries.bind(k.nl);
+  k.nl.writeEntries = async (...args) => {
+    mostInFlight = Math.max(mostInFlight, ++inFlight);
+    try {
+      return await writeEntries(...args);
+    } finally {
+      inFlight--;
+    }
+  };
+  const r = new Reconciler(k.nl, wide, silentLogger);
+  t.after(() => r.close()); // also when an assertion fails: the refused peer's retry timer must not hold the test
+  r.setLeases([]);
+  await r.reconcile('start');
+  r.updateLeases(Array.from({ length: 700 }, (_, i) => ev('added', lease(i + 1))));
+  const result = await r.reconcile('leases', 'incremental');
+  assert.equal(mostInFlight, 3, 'three batches (256 + 256 + 188 peers) were in flight at once');
+  assert.equal(result.failed, 1);
+  assert.equal(result.writes, 700 * 3 - 1, 'every write but the refused route');
+  assert.equal(result.programmed, 699);
+  assert.equal(k.routes.size, 699);
+  assert.equal(k.neigh.size, 699);
+  assert.equal(k.fdb.size, 699);
+  assert.ok(!k.routes.has(refused) && !k.neigh.has('10.242.100.0'), 'the refused peer is rolled back');
+  assert.ok(k.routes.has('10.242.99.0/24') && k.routes.has('10.242.101.0/24'), 'its neighbours in the batch stay');
+});
