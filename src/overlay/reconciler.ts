@@ -266,7 +266,7 @@ export class Reconciler {
    * longer due. Returns the new plans, and the plans they replaced or that left.
    */
   private updatePlans(due: readonly PeerLease[]): { changed: PeerPlan[]; before: PeerPlan[] } {
-    // Admitted peers name distinct subnets, so this is a list; only an incremental run makes a map of it.
+    // Admitted peers name distinct subnets, so these are lists (diffOverlay takes a list or a map).
     const changed: PeerPlan[] = [];
     const before: PeerPlan[] = [];
     let stillPlanned = 0;
